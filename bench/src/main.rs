@@ -1,0 +1,2 @@
+//! `ringwire-bench`: load generator, baseline servers and micro-benchmarks.
+fn main() {}

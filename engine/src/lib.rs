@@ -1,0 +1,2 @@
+//! ringwire: a thread-per-core io_uring UDP transport engine.
+#![forbid(unsafe_code)]

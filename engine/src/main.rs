@@ -1,0 +1,3 @@
+//! The `ringwire` binary.
+#![forbid(unsafe_code)]
+fn main() {}

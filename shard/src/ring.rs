@@ -1,0 +1,2 @@
+//! Bounded single-producer single-consumer rings between shards (see issue 3).
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! Sans-IO session protocol (see issue 4).
+#![forbid(unsafe_code)]
