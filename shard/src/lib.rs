@@ -4,8 +4,20 @@
 //! io_uring, and every piece of per-peer state it holds; nothing here is shared with another
 //! shard except through the bounded SPSC rings in [`ring`].
 //!
-//! The sans-IO parts (the [`timer`] wheel, [`session`] protocol state) take `now` and bytes and
+//! The sans-IO parts (the [`timer`] set, the [`session`] protocol) take `now` and bytes and
 //! return actions; only [`driver`] talks to the kernel.
+#![deny(unsafe_code)]
 
+pub mod config;
+pub mod counters;
+pub mod driver;
+pub mod handler;
 pub mod ring;
+mod sendq;
 pub mod session;
+pub mod timer;
+
+pub use config::{ShardConfig, ShardConfigError};
+pub use counters::ShardStats;
+pub use driver::{ShardControl, ShardError, ShardExit, run_shard};
+pub use handler::{Ctx, Handler, SendOutcome};

@@ -1,0 +1,243 @@
+//! Per-shard counters: plain integers on the shard's own thread, published to atomics once per
+//! loop turn so other threads can read a recent snapshot without ever touching the data path.
+//!
+//! The shard is the only writer of its [`PublishedStats`]; readers load with `Relaxed` and may see
+//! a snapshot whose fields come from adjacent loop turns, which is fine for monitoring. Counters
+//! only grow, so a reader never sees a value go backwards.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Highest errno tracked individually; larger values are counted under `OTHER_ERRNO`.
+pub const MAX_ERRNO: usize = 133;
+const ERRNO_SLOTS: usize = MAX_ERRNO + 2;
+const OTHER_ERRNO: usize = MAX_ERRNO + 1;
+
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
+        /// A shard's counters at one moment. Every field counts events since the shard started.
+        #[derive(Debug, Clone, Default, PartialEq, Eq)]
+        pub struct ShardStats {
+            /// Which shard these counters belong to.
+            pub shard: usize,
+            $( $(#[$doc])* pub $name: u64, )*
+            /// Failed send completions by errno (`(errno, count)`, count > 0, ascending errno).
+            pub send_errors: Vec<(i32, u64)>,
+        }
+
+        /// The shard-local, non-atomic counters. Only the shard's thread touches these.
+        #[derive(Debug)]
+        pub(crate) struct Counters {
+            $( pub(crate) $name: u64, )*
+            pub(crate) send_errors: [u64; ERRNO_SLOTS],
+            send_errors_dirty: bool,
+        }
+
+        impl Default for Counters {
+            fn default() -> Self {
+                Self { $( $name: 0, )* send_errors: [0; ERRNO_SLOTS], send_errors_dirty: false }
+            }
+        }
+
+        /// Counters published by a shard for other threads to read.
+        #[derive(Debug)]
+        pub struct PublishedStats {
+            shard: usize,
+            $( $name: AtomicU64, )*
+            send_errors: Vec<AtomicU64>,
+        }
+
+        impl PublishedStats {
+            /// Zeroed counters for shard `shard`.
+            pub fn new(shard: usize) -> Self {
+                Self {
+                    shard,
+                    $( $name: AtomicU64::new(0), )*
+                    send_errors: (0..ERRNO_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+                }
+            }
+
+            /// A snapshot of the most recently published counters.
+            pub fn snapshot(&self) -> ShardStats {
+                ShardStats {
+                    shard: self.shard,
+                    $( $name: self.$name.load(Ordering::Relaxed), )*
+                    send_errors: errno_pairs(self.send_errors.iter().map(|a| a.load(Ordering::Relaxed))),
+                }
+            }
+
+            pub(crate) fn publish(&self, c: &mut Counters) {
+                $( self.$name.store(c.$name, Ordering::Relaxed); )*
+                if c.send_errors_dirty {
+                    for (slot, v) in self.send_errors.iter().zip(c.send_errors.iter()) {
+                        slot.store(*v, Ordering::Relaxed);
+                    }
+                    c.send_errors_dirty = false;
+                }
+            }
+        }
+
+        impl ShardStats {
+            fn add(&mut self, o: &ShardStats) {
+                $( self.$name += o.$name; )*
+            }
+        }
+
+        impl Counters {
+            pub(crate) fn snapshot(&self, shard: usize) -> ShardStats {
+                ShardStats {
+                    shard,
+                    $( $name: self.$name, )*
+                    send_errors: errno_pairs(self.send_errors.iter().copied()),
+                }
+            }
+        }
+
+        impl fmt::Display for ShardStats {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "shard {}:", self.shard)?;
+                $( write!(f, " {}={}", stringify!($name), self.$name)?; )*
+                if self.send_errors.is_empty() {
+                    write!(f, " send_errors=none")
+                } else {
+                    write!(f, " send_errors=")?;
+                    for (i, (errno, n)) in self.send_errors.iter().enumerate() {
+                        let sep = if i == 0 { "" } else { "," };
+                        write!(f, "{sep}{}:{n}", errno_name(*errno))?;
+                    }
+                    Ok(())
+                }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Datagrams received and handed to the handler.
+    datagrams_in,
+    /// Payload bytes received and handed to the handler.
+    bytes_in,
+    /// Datagrams whose send completed successfully.
+    datagrams_out,
+    /// Payload bytes whose send completed successfully.
+    bytes_out,
+    /// Sends the handler asked for that were refused because every send slot was in flight.
+    send_queue_full,
+    /// Sends the handler asked for that were larger than the configured maximum datagram.
+    send_too_large,
+    /// Received datagrams dropped because they did not fit a receive buffer (MSG_TRUNC).
+    recv_truncated,
+    /// Received datagrams dropped because the source address could not be parsed.
+    recv_bad_address,
+    /// Receive completions that failed with an error other than ENOBUFS.
+    recv_errors,
+    /// Times the multishot receive stopped because the buffer ring was empty (ENOBUFS).
+    enobufs,
+    /// Times the multishot receive was armed again after it ended.
+    recv_rearms,
+    /// Iterations of the shard loop.
+    loop_turns,
+    /// Calls to `io_uring_enter`.
+    enter_calls,
+    /// Extra `io_uring_enter` calls made because the submission queue filled mid-turn.
+    sq_full_flushes,
+    /// Completion queue entries processed.
+    completions,
+    /// Timers that fired.
+    timers_fired,
+    /// Wake-ups received on the shard's eventfd.
+    wakes,
+}
+
+impl Counters {
+    /// Counts one failed send by its errno.
+    pub(crate) fn send_error(&mut self, errno: i32) {
+        let slot = usize::try_from(errno)
+            .ok()
+            .filter(|e| *e <= MAX_ERRNO)
+            .unwrap_or(OTHER_ERRNO);
+        self.send_errors[slot] += 1;
+        self.send_errors_dirty = true;
+    }
+}
+
+impl ShardStats {
+    /// Total failed sends over all errnos.
+    pub fn send_errors_total(&self) -> u64 {
+        self.send_errors.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Field-wise sum of several shards' counters (the `shard` field of the result is 0).
+    pub fn sum<'a>(all: impl IntoIterator<Item = &'a ShardStats>) -> ShardStats {
+        let mut total = ShardStats::default();
+        let mut errs = std::collections::BTreeMap::new();
+        for s in all {
+            total.add(s);
+            for (e, n) in &s.send_errors {
+                *errs.entry(*e).or_insert(0) += n;
+            }
+        }
+        total.send_errors = errs.into_iter().collect();
+        total
+    }
+}
+
+fn errno_pairs(values: impl Iterator<Item = u64>) -> Vec<(i32, u64)> {
+    values
+        .enumerate()
+        .filter(|(_, n)| *n > 0)
+        .map(|(e, n)| {
+            let errno = if e == OTHER_ERRNO { -1 } else { e as i32 };
+            (errno, n)
+        })
+        .collect()
+}
+
+/// A short name for an errno, as printed in stats (`-1` stands for "errno above 133").
+pub fn errno_name(errno: i32) -> String {
+    match errno {
+        -1 => "other".to_string(),
+        libc::EAGAIN => "EAGAIN".to_string(),
+        libc::ENOBUFS => "ENOBUFS".to_string(),
+        libc::ECONNREFUSED => "ECONNREFUSED".to_string(),
+        libc::EHOSTUNREACH => "EHOSTUNREACH".to_string(),
+        libc::ENETUNREACH => "ENETUNREACH".to_string(),
+        libc::EMSGSIZE => "EMSGSIZE".to_string(),
+        libc::EPERM => "EPERM".to_string(),
+        libc::EINVAL => "EINVAL".to_string(),
+        libc::ECANCELED => "ECANCELED".to_string(),
+        libc::EACCES => "EACCES".to_string(),
+        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL".to_string(),
+        other => format!("errno{other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_and_snapshot_carry_every_counter() {
+        let published = PublishedStats::new(3);
+        let mut c = Counters {
+            datagrams_in: 5,
+            wakes: 2,
+            ..Counters::default()
+        };
+        c.send_error(libc::ECONNREFUSED);
+        c.send_error(libc::ECONNREFUSED);
+        c.send_error(100_000);
+        published.publish(&mut c);
+        let s = published.snapshot();
+        assert_eq!(s.shard, 3);
+        assert_eq!(s.datagrams_in, 5);
+        assert_eq!(s.wakes, 2);
+        assert_eq!(s.send_errors, vec![(libc::ECONNREFUSED, 2), (-1, 1)]);
+        assert_eq!(s.send_errors_total(), 3);
+        assert!(s.to_string().contains("ECONNREFUSED:2"));
+        let total = ShardStats::sum([&s, &s]);
+        assert_eq!(total.datagrams_in, 10);
+        assert_eq!(total.send_errors, vec![(-1, 2), (libc::ECONNREFUSED, 4)]);
+    }
+}

@@ -1,0 +1,540 @@
+//! The io_uring driver: the only module that talks to the kernel.
+//!
+//! [`run_shard`] owns one shard's ring, socket, buffer ring, send slots and timers, and runs the
+//! loop until asked to stop. One turn, in order:
+//!
+//! 1. **Stage**: turn every send the handler queued since the last turn into a `sendmsg` SQE.
+//! 2. **Enter**: one `io_uring_enter` submits them and waits for at least one completion, or
+//!    until the next timer deadline. With nothing to do the thread sleeps here and uses no CPU.
+//! 3. **Complete**: take every CQE. Receives go to the handler and their buffers back to the
+//!    buffer ring; sends free their slot and count success or errno; wake-ups drain the eventfd.
+//! 4. **Refill**: publish recycled buffers to the kernel in one store, and re-arm the multishot
+//!    receive if it ended (ENOBUFS or error), counting the re-arm.
+//! 5. **Timers**: fire every due timer.
+//! 6. **Publish**: copy the counters to the shard's published stats.
+#![allow(unsafe_code)]
+
+mod bufring;
+mod probe;
+mod sockaddr;
+mod socket;
+mod wake;
+
+use std::io;
+use std::mem;
+use std::net::UdpSocket;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use io_uring::types::{Fd, RecvMsgOut, SubmitArgs, Timespec};
+use io_uring::{IoUring, cqueue, opcode, squeue};
+
+pub use probe::{ProbeReport, RingMode, SetupError, create_ring, kernel_release, probe};
+pub use socket::{SocketError, SocketOptions, bind_reuseport_group};
+pub use wake::EventFd;
+
+use self::bufring::BufRing;
+use crate::config::{ShardConfig, ShardConfigError};
+use crate::counters::{Counters, PublishedStats, ShardStats};
+use crate::handler::{Ctx, Handler};
+use crate::sendq::SendSlots;
+use crate::timer::Timers;
+
+const KIND_SHIFT: u32 = 56;
+const RECV: u64 = 1 << KIND_SHIFT;
+const SEND: u64 = 2 << KIND_SHIFT;
+const WAKE: u64 = 3 << KIND_SHIFT;
+const CANCEL: u64 = 4 << KIND_SHIFT;
+const KIND_MASK: u64 = 0xff << KIND_SHIFT;
+const BGID: u16 = 0;
+/// Room in each receive buffer for `io_uring_recvmsg_out` ahead of the name and payload.
+const RECVMSG_OUT_LEN: usize = 16;
+
+/// Why a shard stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    /// The shard's settings are out of range.
+    #[error(transparent)]
+    Config(#[from] ShardConfigError),
+    /// The kernel lacks something the loop needs, or io_uring is off.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    /// `io_uring_enter` failed with an error the loop cannot continue after.
+    #[error("io_uring_enter failed: {0}")]
+    Enter(#[source] io::Error),
+    /// The submission queue stayed full after flushing it to the kernel.
+    #[error("submission queue full after a flush")]
+    SubmissionQueueFull,
+}
+
+/// The state a shard shares with the thread that started it: the stop request, the eventfd
+/// that wakes it, and its published counters. Nothing on the data path reads these except the
+/// stop flag, once per turn.
+#[derive(Debug)]
+pub struct ShardControl {
+    index: usize,
+    stop: AtomicBool,
+    waker: EventFd,
+    stats: PublishedStats,
+    tid: AtomicU64,
+}
+
+impl ShardControl {
+    /// Control block for shard `index`.
+    pub fn new(index: usize) -> Result<Self, SetupError> {
+        Ok(Self {
+            index,
+            stop: AtomicBool::new(false),
+            waker: EventFd::new().map_err(SetupError::EventFd)?,
+            stats: PublishedStats::new(index),
+            tid: AtomicU64::new(0),
+        })
+    }
+
+    /// The shard's index.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Asks the shard to stop and wakes it if it is parked. Returns at once.
+    pub fn request_stop(&self) -> io::Result<()> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.waker.notify()
+    }
+
+    /// Whether a stop was requested.
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// The most recently published counters.
+    pub fn stats(&self) -> ShardStats {
+        self.stats.snapshot()
+    }
+
+    /// The Linux thread id of the shard's thread once it runs (0 before), for reading its CPU
+    /// time from `/proc/self/task/TID/stat`.
+    pub fn thread_id(&self) -> u64 {
+        self.tid.load(Ordering::Relaxed)
+    }
+}
+
+/// How a shard ended.
+#[derive(Debug, Clone)]
+pub struct ShardExit {
+    /// Final counters.
+    pub stats: ShardStats,
+    /// Whether every in-flight operation completed before the drain timeout. When false, the
+    /// shard's buffers were leaked rather than freed under the kernel.
+    pub drained: bool,
+}
+
+/// Runs one shard on the calling thread until [`ShardControl::request_stop`], then drains.
+///
+/// `socket` is this shard's member of the `SO_REUSEPORT` group. Call on the thread the shard
+/// owns: the ring is created here with `SINGLE_ISSUER`.
+pub fn run_shard<H: Handler>(
+    control: &ShardControl,
+    socket: UdpSocket,
+    config: &ShardConfig,
+    handler: &mut H,
+) -> Result<ShardExit, ShardError> {
+    config.validate()?;
+    control.tid.store(current_tid(), Ordering::Relaxed);
+    let mut driver = Driver::new(control, socket, config)?;
+    let result = driver.run(handler);
+    let exit = driver.finish();
+    result.map(|()| exit)
+}
+
+fn current_tid() -> u64 {
+    // SAFETY: gettid has no arguments and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    u64::try_from(tid).unwrap_or(0)
+}
+
+/// One shard's kernel-facing state. Field order is drop order: the ring goes first, so the
+/// kernel has released every buffer before the memory behind it is freed.
+struct Driver<'c> {
+    ring: IoUring,
+    bufs: Option<BufRing>,
+    slots: SendSlots,
+    send_hdrs: Vec<libc::msghdr>,
+    send_iovs: Vec<libc::iovec>,
+    recv_hdr: Box<libc::msghdr>,
+    /// Kept open for as long as operations may name its fd.
+    _socket: UdpSocket,
+    fd: RawFd,
+    drain_timeout: Duration,
+    control: &'c ShardControl,
+    timers: Timers,
+    counters: Counters,
+    cqes: Vec<cqueue::Entry>,
+    fired: Vec<(crate::timer::TimerId, u64)>,
+    recv_armed: bool,
+    poll_armed: bool,
+    stopping: bool,
+    kernel: String,
+    drained: bool,
+}
+
+impl<'c> Driver<'c> {
+    fn new(
+        control: &'c ShardControl,
+        socket: UdpSocket,
+        config: &ShardConfig,
+    ) -> Result<Self, ShardError> {
+        let cq_entries = (config.recv_buffers as usize + config.send_slots)
+            .max(2 * config.sq_entries as usize)
+            .next_power_of_two()
+            .min(1 << 16) as u32;
+        let (ring, report) = create_ring(config.sq_entries, cq_entries)?;
+        let namelen = match socket.local_addr() {
+            Ok(a) if a.is_ipv6() => sockaddr::SOCKADDR_IN6_LEN,
+            _ => sockaddr::SOCKADDR_IN_LEN,
+        };
+        let buf_len = RECVMSG_OUT_LEN + namelen as usize + config.max_datagram;
+        let mut bufs = BufRing::new(config.recv_buffers, buf_len, BGID).map_err(|source| {
+            SetupError::BufRing {
+                source,
+                kernel: report.kernel.clone(),
+            }
+        })?;
+        bufs.register(&ring).map_err(|source| SetupError::BufRing {
+            source,
+            kernel: report.kernel.clone(),
+        })?;
+        // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+        let mut recv_hdr: Box<libc::msghdr> = Box::new(unsafe { mem::zeroed() });
+        recv_hdr.msg_namelen = namelen;
+        // SAFETY: as above.
+        let send_hdrs = vec![unsafe { mem::zeroed::<libc::msghdr>() }; config.send_slots];
+        let send_iovs = vec![
+            libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0
+            };
+            config.send_slots
+        ];
+        let fd = socket.as_raw_fd();
+        Ok(Self {
+            ring,
+            bufs: Some(bufs),
+            slots: SendSlots::new(config.send_slots, config.max_datagram),
+            send_hdrs,
+            send_iovs,
+            recv_hdr,
+            _socket: socket,
+            fd,
+            drain_timeout: config.drain_timeout,
+            control,
+            timers: Timers::new(config.max_timers),
+            counters: Counters::default(),
+            cqes: Vec::with_capacity(cq_entries as usize),
+            fired: Vec::new(),
+            recv_armed: false,
+            poll_armed: false,
+            stopping: false,
+            kernel: report.kernel,
+            drained: false,
+        })
+    }
+
+    fn run<H: Handler>(&mut self, handler: &mut H) -> Result<(), ShardError> {
+        self.arm_recv()?;
+        self.arm_poll()?;
+        let mut first = true;
+        while !self.control.stop_requested() {
+            self.counters.loop_turns += 1;
+            self.stage_sends()?;
+            let timeout = self
+                .timers
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            self.enter(1, timeout)?;
+            let now = Instant::now();
+            self.complete(handler, now, first)?;
+            first = false;
+            self.refill()?;
+            self.fire_timers(handler, now);
+            self.control.stats.publish(&mut self.counters);
+        }
+        self.drain(handler, self.drain_timeout)
+    }
+
+    /// Cancels the multishot receive and the eventfd poll, then keeps turning until every
+    /// operation the kernel holds has completed or `limit` passes.
+    fn drain<H: Handler>(&mut self, handler: &mut H, limit: Duration) -> Result<(), ShardError> {
+        self.stopping = true;
+        self.stage_sends()?;
+        self.push(opcode::AsyncCancel::new(RECV).build().user_data(CANCEL))?;
+        self.push(opcode::AsyncCancel::new(WAKE).build().user_data(CANCEL))?;
+        let deadline = Instant::now() + limit;
+        while self.recv_armed || self.poll_armed || self.slots.in_flight() > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                tracing::warn!(
+                    shard = self.control.index,
+                    recv_armed = self.recv_armed,
+                    sends_in_flight = self.slots.in_flight(),
+                    "drain timed out; leaking shard buffers rather than freeing them under the kernel"
+                );
+                return Ok(());
+            }
+            self.enter(1, Some(deadline - now))?;
+            self.complete(handler, Instant::now(), false)?;
+            self.stage_sends()?;
+        }
+        self.drained = true;
+        Ok(())
+    }
+
+    fn finish(mut self) -> ShardExit {
+        self.control.stats.publish(&mut self.counters);
+        let stats = self.counters.snapshot(self.control.index);
+        if self.drained {
+            if let Some(mut bufs) = self.bufs.take()
+                && bufs.unregister(&self.ring).is_err()
+            {
+                mem::forget(bufs);
+            }
+        } else {
+            // The kernel may still own receive buffers or send slots: never free them.
+            mem::forget(self.bufs.take());
+            mem::forget(mem::replace(&mut self.slots, SendSlots::new(0, 0)));
+        }
+        ShardExit {
+            stats,
+            drained: self.drained,
+        }
+    }
+
+    /// Pushes one SQE, flushing the queue to the kernel once if it is full.
+    fn push(&mut self, sqe: squeue::Entry) -> Result<(), ShardError> {
+        // SAFETY: every SQE built in this module points only at memory owned by `self` (the
+        // receive header, send headers/iovecs/slots, the buffer ring) that outlives the
+        // operation: the driver drains every operation before freeing, or leaks.
+        if unsafe { self.ring.submission().push(&sqe) }.is_ok() {
+            return Ok(());
+        }
+        self.counters.sq_full_flushes += 1;
+        self.counters.enter_calls += 1;
+        self.ring.submit().map_err(ShardError::Enter)?;
+        // SAFETY: as above.
+        unsafe { self.ring.submission().push(&sqe) }.map_err(|_| ShardError::SubmissionQueueFull)
+    }
+
+    fn arm_recv(&mut self) -> Result<(), ShardError> {
+        let Some(bufs) = self.bufs.as_ref() else {
+            return Ok(());
+        };
+        let sqe = opcode::RecvMsgMulti::new(Fd(self.fd), &raw const *self.recv_hdr, bufs.bgid())
+            .build()
+            .user_data(RECV);
+        self.push(sqe)?;
+        self.recv_armed = true;
+        Ok(())
+    }
+
+    fn arm_poll(&mut self) -> Result<(), ShardError> {
+        let sqe = opcode::PollAdd::new(Fd(self.control.waker.as_raw_fd()), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(WAKE);
+        self.push(sqe)?;
+        self.poll_armed = true;
+        Ok(())
+    }
+
+    /// Turns staged sends into `sendmsg` SQEs.
+    fn stage_sends(&mut self) -> Result<(), ShardError> {
+        let mut n = 0;
+        while let Some(slot) = self.slots.next_staged(n) {
+            let i = slot as usize;
+            let payload = self.slots.payload(slot);
+            let addr = self.slots.addr(slot);
+            self.send_iovs[i] = libc::iovec {
+                iov_base: payload.as_ptr().cast_mut().cast(),
+                iov_len: payload.len(),
+            };
+            let hdr = &mut self.send_hdrs[i];
+            hdr.msg_name = addr.as_ptr().cast_mut().cast();
+            hdr.msg_namelen = addr.len();
+            hdr.msg_iov = &raw mut self.send_iovs[i];
+            hdr.msg_iovlen = 1;
+            let sqe = opcode::SendMsg::new(Fd(self.fd), &raw const self.send_hdrs[i])
+                .build()
+                .user_data(SEND | u64::from(slot));
+            self.push(sqe)?;
+            n += 1;
+        }
+        self.slots.mark_submitted(n);
+        Ok(())
+    }
+
+    fn enter(&mut self, want: usize, timeout: Option<Duration>) -> Result<(), ShardError> {
+        self.counters.enter_calls += 1;
+        let result = match timeout {
+            Some(t) => {
+                let ts = Timespec::from(t);
+                let args = SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(want, &args)
+            }
+            None => self.ring.submitter().submit_and_wait(want),
+        };
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => match e.raw_os_error() {
+                // Timer expiry, a signal, or completions waiting to be reaped: all routine.
+                Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN) => Ok(()),
+                _ => Err(ShardError::Enter(e)),
+            },
+        }
+    }
+
+    fn complete<H: Handler>(
+        &mut self,
+        handler: &mut H,
+        now: Instant,
+        first: bool,
+    ) -> Result<(), ShardError> {
+        let mut cqes = mem::take(&mut self.cqes);
+        cqes.extend(self.ring.completion());
+        self.counters.completions += cqes.len() as u64;
+        let mut result = Ok(());
+        for cqe in &cqes {
+            let data = cqe.user_data();
+            match data & KIND_MASK {
+                RECV => {
+                    if let Err(e) = self.on_recv(cqe, handler, now, first) {
+                        result = Err(e);
+                    }
+                }
+                SEND => self.on_send(cqe, (data & 0xffff_ffff) as u32),
+                WAKE => self.on_wake(cqe),
+                _ => {}
+            }
+        }
+        cqes.clear();
+        self.cqes = cqes;
+        result
+    }
+
+    fn on_recv<H: Handler>(
+        &mut self,
+        cqe: &cqueue::Entry,
+        handler: &mut H,
+        now: Instant,
+        first: bool,
+    ) -> Result<(), ShardError> {
+        let flags = cqe.flags();
+        if !cqueue::more(flags) {
+            self.recv_armed = false;
+        }
+        let res = cqe.result();
+        if res < 0 {
+            match -res {
+                libc::ENOBUFS => self.counters.enobufs += 1,
+                libc::ECANCELED if self.stopping => {}
+                libc::EINVAL if first && self.counters.datagrams_in == 0 => {
+                    return Err(SetupError::MultishotRecv {
+                        source: io::Error::from_raw_os_error(-res),
+                        kernel: self.kernel.clone(),
+                    }
+                    .into());
+                }
+                _ => self.counters.recv_errors += 1,
+            }
+            return Ok(());
+        }
+        let Some(bufs) = self.bufs.as_mut() else {
+            return Ok(());
+        };
+        let Some(bid) = cqueue::buffer_select(flags).filter(|b| bufs.contains(*b)) else {
+            self.counters.recv_errors += 1;
+            return Ok(());
+        };
+        let data = bufs.buffer(bid, res as usize);
+        match RecvMsgOut::parse(data, &self.recv_hdr) {
+            Err(()) => self.counters.recv_errors += 1,
+            Ok(msg) if msg.is_payload_truncated() => self.counters.recv_truncated += 1,
+            Ok(msg) => match sockaddr::parse(msg.name_data()) {
+                None => self.counters.recv_bad_address += 1,
+                Some(peer) => {
+                    let payload = msg.payload_data();
+                    self.counters.datagrams_in += 1;
+                    self.counters.bytes_in += payload.len() as u64;
+                    let mut ctx = Ctx {
+                        now,
+                        shard: self.control.index,
+                        slots: &mut self.slots,
+                        timers: &mut self.timers,
+                        counters: &mut self.counters,
+                    };
+                    handler.on_datagram(peer, payload, &mut ctx);
+                }
+            },
+        }
+        bufs.push(bid);
+        Ok(())
+    }
+
+    fn on_send(&mut self, cqe: &cqueue::Entry, slot: u32) {
+        if !self.slots.contains(slot) {
+            return;
+        }
+        let res = cqe.result();
+        if res < 0 {
+            self.counters.send_error(-res);
+        } else {
+            self.counters.datagrams_out += 1;
+            self.counters.bytes_out += res as u64;
+        }
+        self.slots.release(slot);
+    }
+
+    fn on_wake(&mut self, cqe: &cqueue::Entry) {
+        if !cqueue::more(cqe.flags()) {
+            self.poll_armed = false;
+        }
+        if cqe.result() >= 0 {
+            self.counters.wakes += 1;
+            self.control.waker.drain();
+        }
+    }
+
+    /// Hands recycled buffers to the kernel and re-arms whatever ended.
+    fn refill(&mut self) -> Result<(), ShardError> {
+        if let Some(bufs) = self.bufs.as_ref() {
+            bufs.publish();
+        }
+        if !self.recv_armed && !self.stopping {
+            self.counters.recv_rearms += 1;
+            self.arm_recv()?;
+        }
+        if !self.poll_armed && !self.stopping {
+            self.arm_poll()?;
+        }
+        Ok(())
+    }
+
+    fn fire_timers<H: Handler>(&mut self, handler: &mut H, now: Instant) {
+        if self.timers.expire(now, &mut self.fired) == 0 {
+            return;
+        }
+        let mut fired = mem::take(&mut self.fired);
+        for (_, token) in fired.drain(..) {
+            self.counters.timers_fired += 1;
+            let mut ctx = Ctx {
+                now,
+                shard: self.control.index,
+                slots: &mut self.slots,
+                timers: &mut self.timers,
+                counters: &mut self.counters,
+            };
+            handler.on_timer(token, &mut ctx);
+        }
+        self.fired = fired;
+    }
+}

@@ -1,0 +1,274 @@
+//! Creating a shard's io_uring and proving at start-up that the kernel has what the loop needs.
+//!
+//! Every failure names the missing piece and the first kernel that has it, and tells io_uring
+//! being *off* (sysctl `kernel.io_uring_disabled`, a seccomp filter, a container policy) apart
+//! from io_uring being *old*.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::io;
+
+use io_uring::{IoUring, Probe, opcode};
+
+/// Why a shard's io_uring could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// `kernel.io_uring_disabled` forbids io_uring for this process.
+    #[error(
+        "io_uring is disabled on this host: sysctl kernel.io_uring_disabled = {value} \
+         (0 allows it; 1 limits it to the group in kernel.io_uring_group; 2 disables it); \
+         kernel {kernel}"
+    )]
+    Disabled {
+        /// The sysctl's value.
+        value: String,
+        /// The running kernel's release.
+        kernel: String,
+    },
+    /// `io_uring_setup` was refused although the sysctl allows it: a seccomp filter or a
+    /// container runtime's policy blocks the system call.
+    #[error(
+        "io_uring_setup was refused ({source}); kernel.io_uring_disabled allows it, so a seccomp \
+         filter or container policy is blocking io_uring (e.g. Docker's default profile); kernel {kernel}"
+    )]
+    Blocked {
+        /// What the kernel said.
+        source: io::Error,
+        /// The running kernel's release.
+        kernel: String,
+    },
+    /// Creating the ring failed for another reason (memory limits, bad sizes).
+    #[error("cannot create an io_uring: {source}; kernel {kernel}")]
+    Create {
+        /// What the kernel said.
+        source: io::Error,
+        /// The running kernel's release.
+        kernel: String,
+    },
+    /// An opcode the loop needs is missing.
+    #[error(
+        "io_uring opcode {name} is not supported by kernel {kernel}; it needs Linux {since} or newer"
+    )]
+    MissingOpcode {
+        /// The opcode.
+        name: &'static str,
+        /// The first kernel release that has it.
+        since: &'static str,
+        /// The running kernel's release.
+        kernel: String,
+    },
+    /// A ring feature the loop needs is missing.
+    #[error(
+        "io_uring feature {name} is not supported by kernel {kernel}; it needs Linux {since} or newer"
+    )]
+    MissingFeature {
+        /// The feature.
+        name: &'static str,
+        /// The first kernel release that has it.
+        since: &'static str,
+        /// The running kernel's release.
+        kernel: String,
+    },
+    /// Registering the provided-buffer ring failed.
+    #[error(
+        "cannot register a provided-buffer ring ({source}); they need Linux 5.19 or newer; kernel {kernel}"
+    )]
+    BufRing {
+        /// What the kernel said.
+        source: io::Error,
+        /// The running kernel's release.
+        kernel: String,
+    },
+    /// The kernel rejected multishot `recvmsg`.
+    #[error(
+        "multishot recvmsg was rejected ({source}); it needs Linux 6.0 or newer; kernel {kernel}"
+    )]
+    MultishotRecv {
+        /// What the kernel said.
+        source: io::Error,
+        /// The running kernel's release.
+        kernel: String,
+    },
+    /// The shard's eventfd could not be created.
+    #[error("cannot create the shard's eventfd: {0}")]
+    EventFd(#[source] io::Error),
+}
+
+/// Which task-running mode the ring was created with (best first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RingMode {
+    /// `SINGLE_ISSUER | DEFER_TASKRUN | COOP_TASKRUN` (Linux 6.1+).
+    DeferTaskrun,
+    /// `SINGLE_ISSUER | COOP_TASKRUN` (Linux 6.0+).
+    SingleIssuer,
+    /// `COOP_TASKRUN` (Linux 5.19+).
+    CoopTaskrun,
+    /// No task-running flags.
+    Plain,
+}
+
+impl fmt::Display for RingMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RingMode::DeferTaskrun => "single_issuer+defer_taskrun+coop_taskrun",
+            RingMode::SingleIssuer => "single_issuer+coop_taskrun",
+            RingMode::CoopTaskrun => "coop_taskrun",
+            RingMode::Plain => "plain",
+        })
+    }
+}
+
+/// What the start-up probe found.
+#[derive(Debug, Clone)]
+pub struct ProbeReport {
+    /// The running kernel's release (`/proc/sys/kernel/osrelease`).
+    pub kernel: String,
+    /// The best ring mode this kernel accepted.
+    pub mode: RingMode,
+    /// Whether `IORING_OP_MSG_RING` is available (Linux 5.18+), for waking other shards.
+    pub msg_ring: bool,
+}
+
+/// The running kernel's release string.
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
+/// Creates a ring with `sq_entries` submission entries and `cq_entries` completion entries,
+/// with the best task-running mode the kernel accepts, and checks every opcode and feature the
+/// shard loop uses. Call it on the thread that will use the ring (`SINGLE_ISSUER`).
+pub fn create_ring(sq_entries: u32, cq_entries: u32) -> Result<(IoUring, ProbeReport), SetupError> {
+    let kernel = kernel_release();
+    let modes = [
+        RingMode::DeferTaskrun,
+        RingMode::SingleIssuer,
+        RingMode::CoopTaskrun,
+        RingMode::Plain,
+    ];
+    let mut last_err = None;
+    for mode in modes {
+        let mut b = IoUring::builder();
+        b.setup_cqsize(cq_entries).setup_clamp();
+        match mode {
+            RingMode::DeferTaskrun => {
+                b.setup_single_issuer()
+                    .setup_defer_taskrun()
+                    .setup_coop_taskrun();
+            }
+            RingMode::SingleIssuer => {
+                b.setup_single_issuer().setup_coop_taskrun();
+            }
+            RingMode::CoopTaskrun => {
+                b.setup_coop_taskrun();
+            }
+            RingMode::Plain => {}
+        }
+        match b.build(sq_entries) {
+            Ok(ring) => {
+                let report = check(&ring, mode, kernel)?;
+                return Ok((ring, report));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last_err = Some(e),
+            Err(e) => return Err(diagnose(e, kernel)),
+        }
+    }
+    Err(SetupError::Create {
+        source: last_err.unwrap_or_else(|| io::Error::other("no ring mode accepted")),
+        kernel,
+    })
+}
+
+/// Probes the kernel once, with a throwaway ring, so an engine can refuse to start with a clear
+/// message before spawning any thread.
+pub fn probe() -> Result<ProbeReport, SetupError> {
+    create_ring(8, 16).map(|(_, report)| report)
+}
+
+fn diagnose(err: io::Error, kernel: String) -> SetupError {
+    let sysctl = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .map(|s| s.trim().to_string())
+        .ok();
+    match (err.raw_os_error(), sysctl) {
+        (Some(libc::EPERM), Some(value)) if value != "0" => SetupError::Disabled { value, kernel },
+        (Some(libc::EPERM | libc::ENOSYS | libc::EACCES), _) => SetupError::Blocked {
+            source: err,
+            kernel,
+        },
+        _ => SetupError::Create {
+            source: err,
+            kernel,
+        },
+    }
+}
+
+fn check(ring: &IoUring, mode: RingMode, kernel: String) -> Result<ProbeReport, SetupError> {
+    if !ring.params().is_feature_ext_arg() {
+        return Err(SetupError::MissingFeature {
+            name: "IORING_FEAT_EXT_ARG (wait with a timeout)",
+            since: "5.11",
+            kernel,
+        });
+    }
+    if !ring.params().is_feature_nodrop() {
+        return Err(SetupError::MissingFeature {
+            name: "IORING_FEAT_NODROP (no lost completions)",
+            since: "5.5",
+            kernel,
+        });
+    }
+    let mut probe = Probe::new();
+    if ring.submitter().register_probe(&mut probe).is_err() {
+        return Err(SetupError::MissingFeature {
+            name: "IORING_REGISTER_PROBE",
+            since: "5.6",
+            kernel,
+        });
+    }
+    let needed: [(u8, &'static str, &'static str); 4] = [
+        (opcode::RecvMsg::CODE, "IORING_OP_RECVMSG", "5.3"),
+        (opcode::SendMsg::CODE, "IORING_OP_SENDMSG", "5.3"),
+        (
+            opcode::PollAdd::CODE,
+            "IORING_OP_POLL_ADD (multishot)",
+            "5.13",
+        ),
+        (opcode::AsyncCancel::CODE, "IORING_OP_ASYNC_CANCEL", "5.5"),
+    ];
+    for (code, name, since) in needed {
+        if !probe.is_supported(code) {
+            return Err(SetupError::MissingOpcode {
+                name,
+                since,
+                kernel,
+            });
+        }
+    }
+    Ok(ProbeReport {
+        kernel,
+        mode,
+        msg_ring: probe.is_supported(opcode::MsgRingData::CODE),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_reports_or_explains() {
+        match probe() {
+            Ok(report) => {
+                assert!(!report.kernel.is_empty());
+                println!("io_uring mode {} on kernel {}", report.mode, report.kernel);
+            }
+            // A host without io_uring must still get a message naming the cause.
+            Err(e) => {
+                let msg = e.to_string();
+                println!("skipping: {msg}");
+                assert!(msg.contains("kernel"));
+            }
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! The application's side of a shard: the [`Handler`] it implements and the [`Ctx`] it acts
+//! through.
+//!
+//! One handler lives on each shard, built on that shard's thread, so it need not be `Send` and
+//! its state needs no lock. The shard calls it for every datagram and every timer; what the
+//! handler asks for (sends, timers) is staged and submitted with the rest of the loop turn.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::counters::Counters;
+use crate::sendq::SendSlots;
+use crate::timer::{TimerError, TimerId, Timers};
+
+/// What happened to a datagram handed to [`Ctx::send_to`]. Every case is explicit; nothing is
+/// dropped without the caller being told and a counter moving.
+#[must_use = "a send can be refused; handle or count the outcome"]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Copied into a send slot; it is submitted to the kernel with this loop turn's batch and its
+    /// completion is checked (failures are counted by errno in the shard's stats).
+    Queued,
+    /// Every send slot is in flight; the datagram was not queued (counted as `send_queue_full`).
+    QueueFull,
+    /// The payload is larger than the shard's `max_datagram` (counted as `send_too_large`).
+    TooLarge {
+        /// The payload's length.
+        len: usize,
+        /// The largest payload the shard sends.
+        max: usize,
+    },
+}
+
+/// Application logic for one shard.
+pub trait Handler {
+    /// A datagram arrived from `peer`. `payload` is only valid during the call: the buffer goes
+    /// back to the kernel when the handler returns.
+    fn on_datagram(&mut self, peer: SocketAddr, payload: &[u8], ctx: &mut Ctx<'_>);
+
+    /// A timer scheduled with [`Ctx::set_timer`] fired.
+    fn on_timer(&mut self, token: u64, ctx: &mut Ctx<'_>) {
+        let _ = (token, ctx);
+    }
+}
+
+/// What a handler can do from inside a callback: send, schedule timers, read the clock.
+pub struct Ctx<'a> {
+    pub(crate) now: Instant,
+    pub(crate) shard: usize,
+    pub(crate) slots: &'a mut SendSlots,
+    pub(crate) timers: &'a mut Timers,
+    pub(crate) counters: &'a mut Counters,
+}
+
+impl Ctx<'_> {
+    /// The time this loop turn started (read once per turn, after the wait).
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// This shard's index (0-based).
+    pub fn shard_index(&self) -> usize {
+        self.shard
+    }
+
+    /// Queues a datagram to `peer` from this shard's socket.
+    pub fn send_to(&mut self, peer: SocketAddr, payload: &[u8]) -> SendOutcome {
+        let outcome = self.slots.stage(peer, payload);
+        match outcome {
+            SendOutcome::Queued => {}
+            SendOutcome::QueueFull => self.counters.send_queue_full += 1,
+            SendOutcome::TooLarge { .. } => self.counters.send_too_large += 1,
+        }
+        outcome
+    }
+
+    /// Send slots still free this turn: how many more datagrams [`Ctx::send_to`] will accept.
+    pub fn send_capacity(&self) -> usize {
+        self.slots.free()
+    }
+
+    /// Schedules [`Handler::on_timer`] with `token` at `deadline`.
+    pub fn set_timer(&mut self, deadline: Instant, token: u64) -> Result<TimerId, TimerError> {
+        self.timers.schedule(deadline, token)
+    }
+
+    /// Schedules [`Handler::on_timer`] with `token` after `delay` from [`Ctx::now`].
+    pub fn set_timer_after(&mut self, delay: Duration, token: u64) -> Result<TimerId, TimerError> {
+        self.timers.schedule(self.now + delay, token)
+    }
+
+    /// Cancels a timer; returns its token if it had not fired yet.
+    pub fn cancel_timer(&mut self, id: TimerId) -> Option<u64> {
+        self.timers.cancel(id)
+    }
+}
