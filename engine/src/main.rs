@@ -1,3 +1,207 @@
-//! The `ringwire` binary.
+//! The `ringwire` binary: `ringwire serve --config FILE [overrides]`.
+//!
+//! Exit status: 0 after a clean shutdown, 2 for a bad flag or config (the message names the
+//! key and what is allowed), 1 when the engine fails to start or to stop.
 #![forbid(unsafe_code)]
-fn main() {}
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use ringwire::apps::{AppKind, Echo, SockperfServer};
+use ringwire::config::{Config, Cores, Resolved, Shards};
+use ringwire::{Engine, EngineConfig, EngineHandle, EngineReport, Handler, ShardInfo};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+#[derive(Parser)]
+#[command(
+    name = "ringwire",
+    version,
+    about = "A thread-per-core io_uring UDP engine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the engine with a built-in app until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML config file (see ringwire.example.toml); flags below override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to bind, e.g. 127.0.0.1:4500 (port 0 picks a free port).
+    #[arg(long)]
+    bind: Option<String>,
+    /// Number of shards, or "auto" (one per core).
+    #[arg(long)]
+    shards: Option<Shards>,
+    /// Cores to pin to: "auto" (the affinity mask) or a list like 0,1.
+    #[arg(long)]
+    cores: Option<Cores>,
+    /// Do not pin shard threads to cores.
+    #[arg(long)]
+    no_pin: bool,
+    /// Built-in app: echo or sockperf.
+    #[arg(long)]
+    app: Option<String>,
+    /// Print every shard's counters every SECS seconds (0: only at shutdown).
+    #[arg(long, value_name = "SECS")]
+    stats_interval: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn load(args: &ServeArgs) -> Result<Resolved, String> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    if let Some(bind) = &args.bind {
+        config.bind.clone_from(bind);
+    }
+    if let Some(shards) = args.shards {
+        config.shards = shards;
+    }
+    if let Some(cores) = &args.cores {
+        config.cores = cores.clone();
+    }
+    if args.no_pin {
+        config.pin = false;
+    }
+    if let Some(app) = &args.app {
+        config.app.clone_from(app);
+    }
+    if let Some(secs) = args.stats_interval {
+        config.stats_interval_secs = secs;
+    }
+    config.resolve().map_err(|e| e.to_string())
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let resolved = match load(&args) {
+        Ok(r) => r,
+        Err(message) => {
+            eprintln!("ringwire: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match resolved.app {
+        AppKind::Echo => run(&resolved, |_| Echo),
+        AppKind::Sockperf => run(&resolved, |_| SockperfServer::default()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("ringwire: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run<F, H>(resolved: &Resolved, factory: F) -> Result<(), String>
+where
+    F: Fn(ShardInfo) -> H + Send + Sync + 'static,
+    H: Handler + 'static,
+{
+    let config = EngineConfig {
+        bind: resolved.bind,
+        cores: resolved.cores.clone(),
+        shard: resolved.shard.clone(),
+        start_timeout: Duration::from_secs(10),
+    };
+    let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(|e| format!("signals: {e}"))?;
+    let mut engine = Engine::start(&config, factory).map_err(|e| e.to_string())?;
+    let cores: Vec<String> = resolved
+        .cores
+        .iter()
+        .map(|c| c.map_or("-".to_string(), |c| c.to_string()))
+        .collect();
+    println!(
+        "ringwire: listening on {} app={} shards={} cores=[{}] io_uring={} kernel={}",
+        engine.local_addr(),
+        resolved.app,
+        engine.shards(),
+        cores.join(","),
+        engine.probe_report().mode,
+        engine.probe_report().kernel,
+    );
+    let _ = std::io::stdout().flush();
+
+    let (tx, rx) = mpsc::channel();
+    let signal_thread = signals.handle();
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            let _ = tx.send(sig);
+        }
+    });
+    let tick = resolved.stats_interval.unwrap_or(Duration::from_secs(3600));
+    loop {
+        match rx.recv_timeout(tick) {
+            Ok(sig) => {
+                eprintln!("ringwire: signal {sig}, stopping");
+                break;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if resolved.stats_interval.is_some() {
+                    print_stats(&engine);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if engine.any_stopped(Duration::ZERO) {
+            eprintln!("ringwire: a shard stopped on its own; stopping the rest");
+            break;
+        }
+    }
+    signal_thread.close();
+    let report = engine
+        .shutdown(resolved.shutdown_timeout)
+        .map_err(|e| e.to_string())?;
+    print_report(&report);
+    Ok(())
+}
+
+fn print_stats(engine: &EngineHandle) {
+    for s in engine.stats() {
+        println!("stats {s}");
+    }
+    let _ = std::io::stdout().flush();
+}
+
+fn print_report(report: &EngineReport) {
+    for s in &report.shards {
+        println!(
+            "final {}{}",
+            s.stats,
+            if s.drained { "" } else { " (not drained)" }
+        );
+    }
+    let total = report.total().to_string();
+    let fields = total
+        .split_once(':')
+        .map_or(total.as_str(), |(_, rest)| rest);
+    println!("total{fields}");
+    let _ = std::io::stdout().flush();
+}

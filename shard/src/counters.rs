@@ -148,6 +148,8 @@ counters! {
     timers_fired,
     /// Wake-ups received on the shard's eventfd.
     wakes,
+    /// Datagrams the handler rejected as malformed ([`Ctx::reject`](crate::Ctx::reject)).
+    rejected,
 }
 
 impl Counters {

@@ -75,6 +75,12 @@ impl Ctx<'_> {
         outcome
     }
 
+    /// Records that the current datagram was malformed and dropped (counted as `rejected`).
+    /// Handlers call this instead of replying to bad input.
+    pub fn reject(&mut self) {
+        self.counters.rejected += 1;
+    }
+
     /// Send slots still free this turn: how many more datagrams [`Ctx::send_to`] will accept.
     pub fn send_capacity(&self) -> usize {
         self.slots.free()

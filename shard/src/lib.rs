@@ -19,5 +19,5 @@ pub mod timer;
 
 pub use config::{ShardConfig, ShardConfigError};
 pub use counters::ShardStats;
-pub use driver::{ShardControl, ShardError, ShardExit, run_shard};
+pub use driver::{Shard, ShardControl, ShardError, ShardExit};
 pub use handler::{Ctx, Handler, SendOutcome};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ringwire_shard::driver::{SocketOptions, bind_reuseport_group, probe};
-use ringwire_shard::{Ctx, Handler, SendOutcome, ShardConfig, ShardControl, ShardExit, run_shard};
+use ringwire_shard::{Ctx, Handler, SendOutcome, Shard, ShardConfig, ShardControl, ShardExit};
 
 struct Echo;
 
@@ -43,7 +43,12 @@ fn start(
     let addr = socket.local_addr().unwrap();
     let control = Arc::new(ShardControl::new(0).unwrap());
     let c = Arc::clone(&control);
-    let thread = std::thread::spawn(move || run_shard(&c, socket, &config, &mut Echo).unwrap());
+    let thread = std::thread::spawn(move || {
+        Shard::new(c, socket, &config)
+            .unwrap()
+            .run(&mut Echo)
+            .unwrap()
+    });
     (addr, control, thread)
 }
 
@@ -162,7 +167,10 @@ fn send_errors_are_counted_by_errno() {
     let control = Arc::new(ShardControl::new(0).unwrap());
     let c = Arc::clone(&control);
     let thread = std::thread::spawn(move || {
-        run_shard(&c, socket, &ShardConfig::default(), &mut Misdirect).unwrap()
+        Shard::new(c, socket, &ShardConfig::default())
+            .unwrap()
+            .run(&mut Misdirect)
+            .unwrap()
     });
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     for _ in 0..3 {

@@ -24,6 +24,7 @@ use std::io;
 use std::mem;
 use std::net::UdpSocket;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -130,33 +131,44 @@ pub struct ShardExit {
     pub drained: bool,
 }
 
-/// Runs one shard on the calling thread until [`ShardControl::request_stop`], then drains.
-///
-/// `socket` is this shard's member of the `SO_REUSEPORT` group. Call on the thread the shard
-/// owns: the ring is created here with `SINGLE_ISSUER`.
-pub fn run_shard<H: Handler>(
-    control: &ShardControl,
-    socket: UdpSocket,
-    config: &ShardConfig,
-    handler: &mut H,
-) -> Result<ShardExit, ShardError> {
-    config.validate()?;
-    control.tid.store(current_tid(), Ordering::Relaxed);
-    let mut driver = Driver::new(control, socket, config)?;
-    let result = driver.run(handler);
-    let exit = driver.finish();
-    result.map(|()| exit)
-}
-
+/// Linux thread id of the calling thread.
 fn current_tid() -> u64 {
     // SAFETY: gettid has no arguments and cannot fail.
     let tid = unsafe { libc::gettid() };
     u64::try_from(tid).unwrap_or(0)
 }
 
-/// One shard's kernel-facing state. Field order is drop order: the ring goes first, so the
-/// kernel has released every buffer before the memory behind it is freed.
-struct Driver<'c> {
+/// CPU time (user + system) a thread of this process has used, from
+/// `/proc/self/task/TID/stat`, in clock ticks converted to a duration (10 ms resolution on
+/// most kernels).
+pub fn thread_cpu_time(tid: u64) -> io::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may itself contain spaces.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| io::Error::other("unexpected /proc stat format"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let ticks = |i: usize| -> io::Result<u64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| io::Error::other("unexpected /proc stat format"))
+    };
+    let total = ticks(11)? + ticks(12)?;
+    // SAFETY: sysconf has no memory arguments.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = u64::try_from(hz).ok().filter(|h| *h > 0).unwrap_or(100);
+    Ok(Duration::from_nanos(total * 1_000_000_000 / hz))
+}
+
+/// One shard: its ring, socket, buffer ring, send slots, timers and counters. Build it with
+/// [`Shard::new`] on the thread that will run it, then call [`Shard::run`].
+///
+/// Field order is drop order: the ring goes first, so the kernel has released every buffer
+/// before the memory behind it is freed.
+pub struct Shard {
     ring: IoUring,
     bufs: Option<BufRing>,
     slots: SendSlots,
@@ -167,7 +179,7 @@ struct Driver<'c> {
     _socket: UdpSocket,
     fd: RawFd,
     drain_timeout: Duration,
-    control: &'c ShardControl,
+    control: Arc<ShardControl>,
     timers: Timers,
     counters: Counters,
     cqes: Vec<cqueue::Entry>,
@@ -175,16 +187,21 @@ struct Driver<'c> {
     recv_armed: bool,
     poll_armed: bool,
     stopping: bool,
-    kernel: String,
+    report: ProbeReport,
     drained: bool,
 }
 
-impl<'c> Driver<'c> {
-    fn new(
-        control: &'c ShardControl,
+impl Shard {
+    /// Sets up a shard on the calling thread: creates and probes its io_uring (with
+    /// `SINGLE_ISSUER`, so this must be the thread that runs it), registers its buffer ring and
+    /// allocates its send slots. `socket` is this shard's member of the `SO_REUSEPORT` group.
+    pub fn new(
+        control: Arc<ShardControl>,
         socket: UdpSocket,
         config: &ShardConfig,
     ) -> Result<Self, ShardError> {
+        config.validate()?;
+        control.tid.store(current_tid(), Ordering::Relaxed);
         let cq_entries = (config.recv_buffers as usize + config.send_slots)
             .max(2 * config.sq_entries as usize)
             .next_power_of_two()
@@ -236,12 +253,24 @@ impl<'c> Driver<'c> {
             recv_armed: false,
             poll_armed: false,
             stopping: false,
-            kernel: report.kernel,
+            report,
             drained: false,
         })
     }
 
-    fn run<H: Handler>(&mut self, handler: &mut H) -> Result<(), ShardError> {
+    /// What the start-up probe found on this shard's ring.
+    pub fn probe_report(&self) -> &ProbeReport {
+        &self.report
+    }
+
+    /// Runs the loop until [`ShardControl::request_stop`], then drains in-flight operations.
+    pub fn run<H: Handler>(mut self, handler: &mut H) -> Result<ShardExit, ShardError> {
+        let result = self.turn_until_stopped(handler);
+        let exit = self.finish();
+        result.map(|()| exit)
+    }
+
+    fn turn_until_stopped<H: Handler>(&mut self, handler: &mut H) -> Result<(), ShardError> {
         self.arm_recv()?;
         self.arm_poll()?;
         let mut first = true;
@@ -440,7 +469,7 @@ impl<'c> Driver<'c> {
                 libc::EINVAL if first && self.counters.datagrams_in == 0 => {
                     return Err(SetupError::MultishotRecv {
                         source: io::Error::from_raw_os_error(-res),
-                        kernel: self.kernel.clone(),
+                        kernel: self.report.kernel.clone(),
                     }
                     .into());
                 }

@@ -1,0 +1,17 @@
+//! `echo`: reflects each datagram to its sender.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+
+use ringwire_shard::{Ctx, Handler};
+
+/// Sends every datagram back where it came from. A refused send is already counted by the
+/// shard (`send_queue_full`, `send_too_large`), so nothing else is done with the outcome.
+#[derive(Debug, Default)]
+pub struct Echo;
+
+impl Handler for Echo {
+    fn on_datagram(&mut self, peer: SocketAddr, payload: &[u8], ctx: &mut Ctx<'_>) {
+        let _counted = ctx.send_to(peer, payload);
+    }
+}

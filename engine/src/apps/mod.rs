@@ -1,0 +1,48 @@
+//! The built-in applications `ringwire serve --app NAME` runs.
+#![forbid(unsafe_code)]
+
+pub mod echo;
+pub mod sockperf;
+
+use std::fmt;
+use std::str::FromStr;
+
+pub use echo::Echo;
+pub use sockperf::SockperfServer;
+
+/// A built-in application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppKind {
+    /// Reflects every datagram to its sender.
+    Echo,
+    /// Answers the `sockperf` client like `sockperf server`.
+    Sockperf,
+}
+
+impl AppKind {
+    /// The accepted names, for error messages.
+    pub const ALLOWED: &'static str = "\"echo\" or \"sockperf\"";
+}
+
+impl FromStr for AppKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "echo" => Ok(AppKind::Echo),
+            "sockperf" => Ok(AppKind::Sockperf),
+            other => Err(format!(
+                "unknown app {other:?}: allowed {}",
+                AppKind::ALLOWED
+            )),
+        }
+    }
+}
+
+impl fmt::Display for AppKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AppKind::Echo => "echo",
+            AppKind::Sockperf => "sockperf",
+        })
+    }
+}

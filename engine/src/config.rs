@@ -1,0 +1,457 @@
+//! The TOML config: where to bind, how many shards on which cores, which app, and shard tuning.
+//!
+//! Unknown keys are rejected, and every invalid value is reported with its key and what is
+//! allowed, so a typo never silently falls back to a default. See `docs/CONFIG.md` and the
+//! annotated `ringwire.example.toml`.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use ringwire_shard::ShardConfig;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+
+use crate::apps::AppKind;
+use crate::cores::{self, CoreError};
+
+/// How many shards to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Shards {
+    /// One per core in [`Config::cores`].
+    #[default]
+    Auto,
+    /// Exactly this many.
+    Count(usize),
+}
+
+/// Which cores shards are pinned to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Cores {
+    /// The CPUs in the process's affinity mask (so cpusets and containers are respected).
+    #[default]
+    Auto,
+    /// These CPU ids, in shard order (shard `i` gets `list[i % len]`).
+    List(Vec<usize>),
+}
+
+/// The whole config file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address every shard's socket binds (`SO_REUSEPORT`), e.g. `"0.0.0.0:4500"`.
+    pub bind: String,
+    /// Number of shards: a positive integer or `"auto"`.
+    pub shards: Shards,
+    /// Cores to pin shards to: `"auto"` or a list of CPU ids.
+    pub cores: Cores,
+    /// Pin each shard thread to its core.
+    pub pin: bool,
+    /// The built-in application: `"echo"` or `"sockperf"`.
+    pub app: String,
+    /// Print every shard's counters every this many seconds (0: only at shutdown).
+    pub stats_interval_secs: u64,
+    /// How long shutdown waits for every shard to stop, in milliseconds.
+    pub shutdown_timeout_ms: u64,
+    /// Per-shard tuning.
+    pub shard: ShardSection,
+}
+
+/// The `[shard]` table: per-shard tuning (see [`ShardConfig`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShardSection {
+    /// Receive buffers in the provided-buffer ring (power of two, 1..=32768).
+    pub recv_buffers: u32,
+    /// Largest datagram payload in bytes (64..=65507).
+    pub max_datagram: usize,
+    /// Sends in flight at once (1..=65536).
+    pub send_slots: usize,
+    /// io_uring submission queue entries (power of two, 8..=32768).
+    pub sq_entries: u32,
+    /// Requested `SO_RCVBUF` in bytes (0: system default).
+    pub socket_recv_buffer: usize,
+    /// Requested `SO_SNDBUF` in bytes (0: system default).
+    pub socket_send_buffer: usize,
+    /// Most timers a shard's handler may hold at once.
+    pub max_timers: usize,
+    /// How long a stopping shard waits for in-flight operations, in milliseconds.
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:4500".to_string(),
+            shards: Shards::Auto,
+            cores: Cores::Auto,
+            pin: true,
+            app: "echo".to_string(),
+            stats_interval_secs: 0,
+            shutdown_timeout_ms: 2000,
+            shard: ShardSection::default(),
+        }
+    }
+}
+
+impl Default for ShardSection {
+    fn default() -> Self {
+        let d = ShardConfig::default();
+        Self {
+            recv_buffers: d.recv_buffers,
+            max_datagram: d.max_datagram,
+            send_slots: d.send_slots,
+            sq_entries: d.sq_entries,
+            socket_recv_buffer: d.socket_recv_buffer,
+            socket_send_buffer: d.socket_send_buffer,
+            max_timers: d.max_timers,
+            drain_timeout_ms: d.drain_timeout.as_millis() as u64,
+        }
+    }
+}
+
+/// A config that cannot be used. Each variant names the key and what is allowed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The path given.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has an unknown key or a value of the wrong type.
+    #[error("invalid config {path}: {message}")]
+    Parse {
+        /// The path given.
+        path: String,
+        /// The parser's message, which names the key and its line.
+        message: String,
+    },
+    /// A value is out of its allowed range.
+    #[error("invalid `{key}` = {value}: allowed {allowed}")]
+    Invalid {
+        /// The key, as spelled in the file (`shard.` prefix for the `[shard]` table).
+        key: String,
+        /// The rejected value.
+        value: String,
+        /// What would be accepted.
+        allowed: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(key: &str, value: impl fmt::Display, allowed: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.to_string(),
+            value: value.to_string(),
+            allowed: allowed.into(),
+        }
+    }
+}
+
+impl From<CoreError> for ConfigError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::OutsideMask { core, mask } => ConfigError::invalid(
+                "cores",
+                core,
+                format!("CPU ids in this process's affinity mask {mask:?}"),
+            ),
+            CoreError::Empty => {
+                ConfigError::invalid("cores", "[]", "\"auto\" or a non-empty list of CPU ids")
+            }
+            CoreError::NoAffinity => ConfigError::invalid(
+                "cores",
+                "\"auto\"",
+                "a CPU list or pin = false: this process's affinity mask could not be read",
+            ),
+        }
+    }
+}
+
+/// A config checked and resolved into what the engine runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The bind address.
+    pub bind: SocketAddr,
+    /// Number of shards.
+    pub shards: usize,
+    /// Core for each shard (`None` when pinning is off).
+    pub cores: Vec<Option<usize>>,
+    /// The app.
+    pub app: AppKind,
+    /// Stats printing interval (`None`: only at shutdown).
+    pub stats_interval: Option<Duration>,
+    /// Shutdown deadline.
+    pub shutdown_timeout: Duration,
+    /// Per-shard tuning.
+    pub shard: ShardConfig,
+}
+
+/// Most shards one engine runs.
+pub const MAX_SHARDS: usize = 1024;
+
+impl Config {
+    /// Reads and parses a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.display().to_string(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: "<text>".to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })
+    }
+
+    /// Checks every value and resolves `auto` settings against this process's affinity mask.
+    pub fn resolve(&self) -> Result<Resolved, ConfigError> {
+        let bind: SocketAddr = self.bind.parse().map_err(|_| {
+            ConfigError::invalid(
+                "bind",
+                format!("{:?}", self.bind),
+                "an IP socket address such as \"127.0.0.1:4500\" or \"[::]:4500\"",
+            )
+        })?;
+        let app: AppKind = self.app.parse().map_err(|_| {
+            ConfigError::invalid("app", format!("{:?}", self.app), AppKind::ALLOWED)
+        })?;
+        let available = if self.pin || matches!(self.cores, Cores::List(_)) {
+            Some(cores::select(&self.cores)?)
+        } else {
+            None
+        };
+        let shards = match self.shards {
+            Shards::Count(0) => {
+                return Err(ConfigError::invalid(
+                    "shards",
+                    0,
+                    format!("1 to {MAX_SHARDS}, or \"auto\""),
+                ));
+            }
+            Shards::Count(n) if n > MAX_SHARDS => {
+                return Err(ConfigError::invalid(
+                    "shards",
+                    n,
+                    format!("1 to {MAX_SHARDS}, or \"auto\""),
+                ));
+            }
+            Shards::Count(n) => n,
+            Shards::Auto => match &available {
+                Some(list) => list.len(),
+                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            },
+        };
+        let cores = (0..shards)
+            .map(|i| match (&available, self.pin) {
+                (Some(list), true) => Some(list[i % list.len()]),
+                _ => None,
+            })
+            .collect();
+        if self.shutdown_timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "shutdown_timeout_ms",
+                0,
+                "at least 1 (milliseconds)",
+            ));
+        }
+        let s = &self.shard;
+        let shard = ShardConfig {
+            recv_buffers: s.recv_buffers,
+            max_datagram: s.max_datagram,
+            send_slots: s.send_slots,
+            sq_entries: s.sq_entries,
+            socket_recv_buffer: s.socket_recv_buffer,
+            socket_send_buffer: s.socket_send_buffer,
+            max_timers: s.max_timers,
+            drain_timeout: Duration::from_millis(s.drain_timeout_ms),
+        };
+        shard
+            .validate()
+            .map_err(|e| ConfigError::invalid(&format!("shard.{}", e.key), e.value, e.allowed))?;
+        Ok(Resolved {
+            bind,
+            shards,
+            cores,
+            app,
+            stats_interval: (self.stats_interval_secs > 0)
+                .then(|| Duration::from_secs(self.stats_interval_secs)),
+            shutdown_timeout: Duration::from_millis(self.shutdown_timeout_ms),
+            shard,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Shards {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Shards;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a positive integer or \"auto\"")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Shards, E> {
+                usize::try_from(v)
+                    .map(Shards::Count)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Shards, E> {
+                usize::try_from(v)
+                    .map(Shards::Count)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Shards, E> {
+                if v == "auto" {
+                    Ok(Shards::Auto)
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Str(v), &self))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cores {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Cores;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"auto\" or a list of CPU ids such as [0, 1]")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Cores, E> {
+                if v == "auto" {
+                    Ok(Cores::Auto)
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Str(v), &self))
+                }
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Cores, A::Error> {
+                let mut list = Vec::new();
+                while let Some(id) = seq.next_element::<usize>()? {
+                    list.push(id);
+                }
+                Ok(Cores::List(list))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl std::str::FromStr for Shards {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "auto" {
+            return Ok(Shards::Auto);
+        }
+        s.parse()
+            .map(Shards::Count)
+            .map_err(|_| format!("{s:?} is not a positive integer or \"auto\""))
+    }
+}
+
+impl std::str::FromStr for Cores {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "auto" {
+            return Ok(Cores::Auto);
+        }
+        s.split(',')
+            .map(|p| {
+                p.trim().parse().map_err(|_| {
+                    format!("{p:?} is not a CPU id; use \"auto\" or a list like 0,1,2")
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Cores::List)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        match Config::from_toml(text).and_then(|c| c.resolve()) {
+            Ok(r) => panic!("accepted: {r:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn example_config_parses_and_resolves() {
+        let text = include_str!("../../ringwire.example.toml");
+        let cfg = Config::from_toml(text).unwrap();
+        let r = cfg.resolve().unwrap();
+        assert!(r.shards >= 1);
+        assert_eq!(r.app, AppKind::Echo);
+    }
+
+    #[test]
+    fn defaults_resolve() {
+        let r = Config::from_toml("").unwrap().resolve().unwrap();
+        assert_eq!(r.bind, "127.0.0.1:4500".parse().unwrap());
+        assert_eq!(r.shards, r.cores.len());
+        assert!(r.cores.iter().all(Option::is_some));
+    }
+
+    #[test]
+    fn each_bad_value_names_its_key() {
+        assert!(err("nonsense = 1").contains("unknown field `nonsense`"));
+        assert!(err("[shard]\nrecv_bufers = 8").contains("unknown field `recv_bufers`"));
+        assert!(err("shards = 0").contains("`shards` = 0"));
+        assert!(err("shards = \"many\"").contains("a positive integer or \"auto\""));
+        assert!(err("bind = \"localhost\"").contains("`bind`"));
+        assert!(err("app = \"redis\"").contains("`app`"));
+        assert!(err("cores = [100000]").contains("`cores` = 100000"));
+        assert!(err("cores = []").contains("`cores`"));
+        assert!(err("[shard]\nrecv_buffers = 3").contains("`shard.recv_buffers` = 3"));
+        assert!(err("shutdown_timeout_ms = 0").contains("shutdown_timeout_ms"));
+    }
+
+    #[test]
+    fn unpinned_explicit_counts_need_no_mask() {
+        let r = Config::from_toml("pin = false\nshards = 3")
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(r.shards, 3);
+        assert_eq!(r.cores, vec![None, None, None]);
+    }
+
+    #[test]
+    fn more_shards_than_cores_wrap_around() {
+        let mask = cores::affinity_mask().unwrap();
+        let r = Config::from_toml(&format!("shards = {}", mask.len() * 2))
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(r.cores[0], r.cores[mask.len()]);
+    }
+
+    #[test]
+    fn cli_forms_parse() {
+        assert_eq!("auto".parse::<Shards>(), Ok(Shards::Auto));
+        assert_eq!("4".parse::<Shards>(), Ok(Shards::Count(4)));
+        assert!("x".parse::<Shards>().is_err());
+        assert_eq!("0, 1".parse::<Cores>(), Ok(Cores::List(vec![0, 1])));
+        assert!("0,a".parse::<Cores>().is_err());
+    }
+}

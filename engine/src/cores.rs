@@ -1,0 +1,58 @@
+//! Choosing cores: `auto` means the CPUs in this process's affinity mask, so the engine
+//! behaves inside cpusets and containers; an explicit list must stay inside that mask.
+#![forbid(unsafe_code)]
+
+use crate::config::Cores;
+
+/// Why a core selection is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CoreError {
+    /// A listed CPU is not in the process's affinity mask.
+    #[error("CPU {core} is outside this process's affinity mask {mask:?}")]
+    OutsideMask {
+        /// The CPU asked for.
+        core: usize,
+        /// The CPUs the process may run on.
+        mask: Vec<usize>,
+    },
+    /// The list is empty.
+    #[error("the core list is empty")]
+    Empty,
+    /// The affinity mask could not be read.
+    #[error("cannot read this process's CPU affinity mask")]
+    NoAffinity,
+}
+
+/// The CPU ids this process may run on (`sched_getaffinity`), ascending.
+pub fn affinity_mask() -> Result<Vec<usize>, CoreError> {
+    let mut ids: Vec<usize> = core_affinity::get_core_ids()
+        .ok_or(CoreError::NoAffinity)?
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    ids.sort_unstable();
+    if ids.is_empty() {
+        return Err(CoreError::NoAffinity);
+    }
+    Ok(ids)
+}
+
+/// Resolves a selection to concrete CPU ids, checking each against the affinity mask.
+pub fn select(cores: &Cores) -> Result<Vec<usize>, CoreError> {
+    let mask = affinity_mask()?;
+    match cores {
+        Cores::Auto => Ok(mask),
+        Cores::List(list) if list.is_empty() => Err(CoreError::Empty),
+        Cores::List(list) => {
+            if let Some(&core) = list.iter().find(|c| !mask.contains(c)) {
+                return Err(CoreError::OutsideMask { core, mask });
+            }
+            Ok(list.clone())
+        }
+    }
+}
+
+/// Pins the calling thread to `core`; false if the kernel refused.
+pub fn pin_current(core: usize) -> bool {
+    core_affinity::set_for_current(core_affinity::CoreId { id: core })
+}
