@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The whole test suite (the README's second command; .ci/run calls exactly this).
+# Tests that need io_uring probe first and skip with a printed reason when it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo test --workspace --all-targets
+cargo test --workspace --doc
