@@ -1,0 +1,275 @@
+//! The park / wake protocol with real threads sleeping on an eventfd, and a two-thread
+//! stress of the ring. Nothing here spins or yields: every wait is a blocking `poll` on an
+//! eventfd or a join.
+#![cfg(not(loom))]
+#![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used)]
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ringwire_shard::ring::{
+    EventFd, ParkDecision, Parker, TryRecvError, TrySendError, WakingProducer, channel,
+    recv_blocking,
+};
+
+/// Liveness guard only (not a speed bound): a lost wake-up would otherwise hang the test run.
+const HANG: Duration = Duration::from_secs(60);
+
+/// Waits (sleeping, not spinning) until `cond` holds; panics after [`HANG`].
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < HANG, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// This thread's CPU time in nanoseconds, from `/proc/thread-self/schedstat` (field 1).
+fn thread_cpu_ns() -> u64 {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+    s.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn parked_consumer_wakes_on_push() {
+    let (tx, mut rx) = channel::<u64>(4);
+    let parker = Parker::new();
+    let efd = Arc::new(EventFd::new().unwrap());
+    let mut tx = WakingProducer::new(tx, parker.notifier(Arc::clone(&efd)));
+    let (done_tx, done_rx) = mpsc::channel();
+    let consumer = thread::spawn(move || {
+        let got = recv_blocking(&mut rx, &parker, &efd).unwrap();
+        done_tx.send(got).unwrap();
+        rx
+    });
+    wait_until("the consumer to park", || tx.notifier().consumer_parked());
+    tx.try_send(42).unwrap();
+    assert!(tx.notify().unwrap(), "a parked consumer must be woken");
+    assert_eq!(tx.wakes(), 1);
+    assert_eq!(done_rx.recv_timeout(HANG), Ok(Some(42)), "lost wake-up");
+    consumer.join().unwrap();
+    assert!(!tx.notify().unwrap(), "a running consumer is not woken");
+    assert_eq!(tx.wakes(), 1);
+}
+
+#[test]
+fn parked_consumer_wakes_on_producer_drop() {
+    let (tx, mut rx) = channel::<u64>(4);
+    let parker = Parker::new();
+    let efd = Arc::new(EventFd::new().unwrap());
+    let tx = WakingProducer::new(tx, parker.notifier(Arc::clone(&efd)));
+    let (done_tx, done_rx) = mpsc::channel();
+    let consumer = thread::spawn(move || {
+        let got = recv_blocking(&mut rx, &parker, &efd).unwrap();
+        let after = rx.try_recv();
+        done_tx.send((got, after)).unwrap();
+    });
+    wait_until("the consumer to park", || tx.notifier().consumer_parked());
+    drop(tx);
+    assert_eq!(
+        done_rx.recv_timeout(HANG),
+        Ok((None, Err(TryRecvError::Closed))),
+        "the producer's drop must wake a parked consumer"
+    );
+    consumer.join().unwrap();
+}
+
+#[test]
+fn running_consumer_is_never_woken() {
+    let (tx, mut rx) = channel::<u64>(64);
+    let parker = Parker::new();
+    let efd = Arc::new(EventFd::new().unwrap());
+    let mut tx = WakingProducer::new(tx, parker.notifier(Arc::clone(&efd)));
+    for i in 0..50 {
+        tx.try_send(i).unwrap();
+        assert!(!tx.notify().unwrap());
+    }
+    assert_eq!(tx.wakes(), 0);
+    assert_eq!(efd.try_drain().unwrap(), 0, "no eventfd write happened");
+    assert_eq!(rx.len(), 50);
+    assert!(!parker.is_parked());
+    // A cancelled park leaves the consumer running: still no wake.
+    assert_eq!(
+        parker.park(|| rx.has_work()),
+        ParkDecision::Cancelled {
+            wake_in_flight: false
+        }
+    );
+    assert!(!tx.notify().unwrap());
+    assert_eq!(efd.try_drain().unwrap(), 0);
+    assert_eq!(rx.try_recv(), Ok(0));
+}
+
+#[test]
+fn only_one_producer_claims_a_wake() {
+    let parker = Parker::new();
+    let efd = EventFd::new().unwrap();
+    let mut a = parker.notifier(&efd);
+    let mut b = parker.notifier(&efd);
+    parker.prepare_park();
+    assert!(a.consumer_parked() && b.consumer_parked());
+    assert!(a.notify().unwrap());
+    assert!(!b.notify().unwrap());
+    assert_eq!((a.wakes(), b.wakes()), (1, 0));
+    assert_eq!(efd.try_drain().unwrap(), 1, "exactly one eventfd write");
+    assert!(parker.unparked(), "the wake was claimed by a producer");
+    // A park cancelled after a producer claimed it reports the wake in flight.
+    parker.prepare_park();
+    assert!(a.notify().unwrap());
+    assert!(parker.cancel_park());
+    // A sleep that ends for another reason reports that no producer woke it.
+    parker.prepare_park();
+    assert!(!parker.unparked());
+    assert!(!a.notify().unwrap());
+}
+
+#[test]
+fn idle_parked_consumer_uses_no_cpu() {
+    // Behaviour check, not a speed bound: a parked consumer must sleep in the kernel, not
+    // poll. Its thread's CPU time over ~1 s of idleness must stay near zero.
+    let (tx, mut rx) = channel::<u64>(4);
+    let parker = Parker::new();
+    let efd = Arc::new(EventFd::new().unwrap());
+    let mut tx = WakingProducer::new(tx, parker.notifier(Arc::clone(&efd)));
+    let consumer = thread::spawn(move || {
+        let before = thread_cpu_ns();
+        let got = recv_blocking(&mut rx, &parker, &efd).unwrap();
+        (got, thread_cpu_ns() - before)
+    });
+    wait_until("the consumer to park", || tx.notifier().consumer_parked());
+    thread::sleep(Duration::from_secs(1));
+    tx.send_and_notify(7).unwrap();
+    let (got, cpu_ns) = consumer.join().unwrap();
+    assert_eq!(got, Some(7));
+    assert!(
+        cpu_ns < 20_000_000,
+        "idle parked consumer burned {cpu_ns} ns of CPU in ~1 s"
+    );
+}
+
+/// Items moved by the two-thread stress test (the batch variant moves half as many).
+const STRESS_ITEMS: u64 = 10_000_000;
+
+#[test]
+fn two_threads_lose_and_duplicate_nothing() {
+    // Producer: single `try_send`s; parks on a full ring. Consumer: `recv_batch`; parks on an
+    // empty ring. Each wakes the other through the same protocol, in both directions.
+    let (tx, mut rx) = channel::<u64>(1024);
+    let consumer_parker = Parker::new();
+    let consumer_efd = Arc::new(EventFd::new().unwrap());
+    let producer_parker = Parker::new();
+    let producer_efd = Arc::new(EventFd::new().unwrap());
+    let mut tx = WakingProducer::new(tx, consumer_parker.notifier(Arc::clone(&consumer_efd)));
+    let mut wake_producer = producer_parker.notifier(Arc::clone(&producer_efd));
+
+    let consumer = thread::spawn(move || {
+        let mut out = Vec::with_capacity(256);
+        let (mut expected, mut sum) = (0u64, 0u64);
+        loop {
+            out.clear();
+            match rx.recv_batch(&mut out, 256) {
+                Ok(_) => {
+                    for &v in &out {
+                        assert_eq!(v, expected, "order broken, item lost or duplicated");
+                        expected += 1;
+                        sum = sum.wrapping_add(v);
+                    }
+                    wake_producer.notify().unwrap();
+                }
+                Err(TryRecvError::Closed) => return (expected, sum, wake_producer.wakes()),
+                Err(TryRecvError::Empty) => match consumer_parker.park(|| rx.has_work()) {
+                    ParkDecision::Sleep => {
+                        consumer_efd.wait().unwrap();
+                        consumer_parker.unparked();
+                    }
+                    ParkDecision::Cancelled { .. } => {}
+                },
+            }
+        }
+    });
+
+    for i in 0..STRESS_ITEMS {
+        let mut item = i;
+        loop {
+            match tx.try_send(item) {
+                Ok(()) => break,
+                Err(TrySendError::Closed(_)) => panic!("consumer vanished"),
+                Err(TrySendError::Full(back)) => {
+                    item = back;
+                    tx.notify().unwrap();
+                    let decision = producer_parker.park(|| !tx.ring().is_full());
+                    if decision == ParkDecision::Sleep {
+                        producer_efd.wait().unwrap();
+                        producer_parker.unparked();
+                    }
+                }
+            }
+        }
+        if i % 64 == 63 {
+            tx.notify().unwrap();
+        }
+    }
+    drop(tx); // closes and wakes
+    let (count, sum, _) = consumer.join().unwrap();
+    assert_eq!(count, STRESS_ITEMS);
+    assert_eq!(sum, STRESS_ITEMS * (STRESS_ITEMS - 1) / 2);
+}
+
+#[test]
+fn two_threads_batches_lose_and_duplicate_nothing() {
+    // Same with `send_batch` on the producer and single `try_recv`s on the consumer.
+    let total = STRESS_ITEMS / 2;
+    let (tx, mut rx) = channel::<u64>(333);
+    let consumer_parker = Parker::new();
+    let consumer_efd = Arc::new(EventFd::new().unwrap());
+    let producer_parker = Parker::new();
+    let producer_efd = Arc::new(EventFd::new().unwrap());
+    let mut tx = WakingProducer::new(tx, consumer_parker.notifier(Arc::clone(&consumer_efd)));
+    let mut wake_producer = producer_parker.notifier(Arc::clone(&producer_efd));
+
+    let consumer = thread::spawn(move || {
+        let (mut expected, mut since_notify) = (0u64, 0u32);
+        loop {
+            match rx.try_recv() {
+                Ok(v) => {
+                    assert_eq!(v, expected, "order broken, item lost or duplicated");
+                    expected += 1;
+                    since_notify += 1;
+                    if since_notify == 64 {
+                        since_notify = 0;
+                        wake_producer.notify().unwrap();
+                    }
+                }
+                Err(TryRecvError::Closed) => return expected,
+                Err(TryRecvError::Empty) => {
+                    wake_producer.notify().unwrap();
+                    if consumer_parker.park(|| rx.has_work()) == ParkDecision::Sleep {
+                        consumer_efd.wait().unwrap();
+                        consumer_parker.unparked();
+                    }
+                }
+            }
+        }
+    });
+
+    let mut next = 0u64;
+    let mut pending = VecDeque::with_capacity(500);
+    while next < total || !pending.is_empty() {
+        while pending.len() < 500 && next < total {
+            pending.push_back(next);
+            next += 1;
+        }
+        let sent = tx.send_batch(&mut pending).unwrap();
+        tx.notify().unwrap();
+        if sent == 0 && producer_parker.park(|| !tx.ring().is_full()) == ParkDecision::Sleep {
+            producer_efd.wait().unwrap();
+            producer_parker.unparked();
+        }
+    }
+    drop(tx);
+    assert_eq!(consumer.join().unwrap(), total);
+}
