@@ -133,7 +133,12 @@ impl Session {
             Phase::Established => {
                 let idle = self.last_recv.add(cfg.idle_timeout);
                 match cfg.keepalive_interval {
-                    Some(k) => idle.min(self.last_recv.max(self.last_ping_sent).add(k)),
+                    // A zero interval would make the deadline "now" forever: clamp to 1 ms.
+                    Some(k) => idle.min(
+                        self.last_recv
+                            .max(self.last_ping_sent)
+                            .add(k.max(Duration::from_millis(1))),
+                    ),
                     None => idle,
                 }
             }

@@ -80,7 +80,11 @@ impl Endpoint {
                 let Some(k) = self.cfg.keepalive_interval else {
                     return;
                 };
-                if now >= s.last_recv.max(s.last_ping_sent).add(k) {
+                if now
+                    >= s.last_recv
+                        .max(s.last_ping_sent)
+                        .add(k.max(std::time::Duration::from_millis(1)))
+                {
                     let pn = s.next_pn;
                     s.last_ping_sent = now;
                     if self.push_session_control(cid, &Message::Ping) {
