@@ -1,0 +1,620 @@
+//! Deterministic protocol tests of the sans-IO session core, over the seeded simulator.
+//! No wall clock anywhere: every time below is virtual.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+use ringwire_shard::session::sim::{FaultConfig, Sim};
+use ringwire_shard::session::wire::{self, Message};
+use ringwire_shard::session::{
+    CloseOutcome, CloseReason, Closer, ConnId, ConnIdGen, DropReason, Endpoint, EndpointConfig,
+    Event, Handled, SESSION_STATE_SIZE, SendOutcome, SessionState, Timestamp,
+};
+
+const KEY: [u8; 32] = [0x5a; 32];
+
+fn cfg() -> EndpointConfig {
+    EndpointConfig::new(KEY)
+}
+
+fn addr(last: u8, port: u16) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, last), port))
+}
+
+/// A client node and a server node, connected; returns (sim, client conn, server conn).
+fn established(seed: u64, client: EndpointConfig, server: EndpointConfig) -> (Sim, ConnId, ConnId) {
+    let mut sim = Sim::new(seed, FaultConfig::default());
+    let c = sim.add_node(addr(1, 1000), 1, client);
+    let s = sim.add_node(addr(2, 2000), 1, server);
+    let cc = sim.connect(c, sim.addr(s)).unwrap();
+    sim.run_for(Duration::from_millis(100));
+    let sc = server_conn(&sim, s).expect("server accepted");
+    assert!(connected(&sim, c).contains(&cc));
+    (sim, cc, sc)
+}
+
+fn connected(sim: &Sim, node: usize) -> Vec<ConnId> {
+    sim.trace()
+        .iter()
+        .filter(|e| e.node == node)
+        .filter_map(|e| match e.event {
+            Event::Connected { conn, .. } => Some(conn),
+            _ => None,
+        })
+        .collect()
+}
+
+fn server_conn(sim: &Sim, node: usize) -> Option<ConnId> {
+    connected(sim, node).first().copied()
+}
+
+fn disconnects(sim: &Sim, node: usize) -> Vec<(Timestamp, ConnId, CloseReason, Closer)> {
+    sim.trace()
+        .iter()
+        .filter(|e| e.node == node)
+        .filter_map(|e| match e.event {
+            Event::Disconnected { conn, reason, by } => Some((e.at, conn, reason, by)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn messages(sim: &Sim, node: usize) -> Vec<Vec<u8>> {
+    sim.trace()
+        .iter()
+        .filter(|e| e.node == node)
+        .filter_map(|e| match &e.event {
+            Event::Message { bytes, .. } => Some(bytes.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn handshake_completes_and_ids_name_their_shards() {
+    let mut sim = Sim::new(1, FaultConfig::default());
+    let c = sim.add_node(addr(1, 1000), 4, cfg());
+    let s = sim.add_node(addr(2, 2000), 4, cfg());
+    let cc = sim.connect(c, sim.addr(s)).unwrap();
+    sim.run_for(Duration::from_millis(100));
+    let sc = server_conn(&sim, s).unwrap();
+    assert_eq!(connected(&sim, c), vec![cc]);
+    // Each side's session lives on the shard its ID names.
+    let cs = sim.endpoint(c, cc.shard()).session_stats(cc).unwrap();
+    assert_eq!(cs.state, SessionState::Established);
+    assert_eq!(cs.peer, sim.addr(s));
+    assert!(sim.endpoint(s, sc.shard()).session_stats(sc).is_some());
+    assert_eq!(sim.session_count(s), 1);
+    assert_eq!(sim.send(c, cc, b"ping me"), SendOutcome::Queued);
+    assert_eq!(sim.send(s, sc, b"back"), SendOutcome::Queued);
+    sim.run_for(Duration::from_millis(100));
+    assert_eq!(messages(&sim, s), vec![b"ping me".to_vec()]);
+    assert_eq!(messages(&sim, c), vec![b"back".to_vec()]);
+}
+
+#[test]
+fn handshake_completes_under_20_percent_loss() {
+    let faults = FaultConfig {
+        loss: 0.2,
+        ..FaultConfig::default()
+    };
+    let mut completed = 0;
+    for seed in 0..40 {
+        let mut sim = Sim::new(seed, faults);
+        let c = sim.add_node(addr(1, 1000), 1, cfg());
+        let s = sim.add_node(addr(2, 2000), 2, cfg());
+        let cc = sim.connect(c, sim.addr(s)).unwrap();
+        sim.run_for(Duration::from_secs(12));
+        if connected(&sim, c) == vec![cc] {
+            completed += 1;
+            // Retransmitted Hellos never created a second server session.
+            assert_eq!(sim.session_count(s), 1, "seed {seed}");
+            assert_eq!(connected(&sim, s).len(), 1, "seed {seed}");
+        } else {
+            let d = disconnects(&sim, c);
+            assert_eq!(d.len(), 1, "seed {seed}: one Disconnected");
+            assert_eq!(d[0].2, CloseReason::HandshakeTimeout);
+        }
+    }
+    // With 7 attempts in 10 s, P(fail) ≈ 1% per handshake; these seeds all complete.
+    assert_eq!(completed, 40);
+}
+
+#[test]
+fn handshake_retransmits_with_backoff_then_times_out_once() {
+    let mut sim = Sim::new(3, FaultConfig::default());
+    sim.set_capture(true);
+    let c = sim.add_node(addr(1, 1000), 1, cfg());
+    let cc = sim.connect(c, addr(9, 9)).unwrap(); // nobody there
+    sim.run_for(Duration::from_secs(30));
+    let times: Vec<u64> = sim.captured().iter().map(|d| d.at.as_millis()).collect();
+    assert_eq!(times, vec![0, 500, 1500, 3500, 5500, 7500, 9500]);
+    assert!(
+        sim.captured()
+            .iter()
+            .all(|d| d.bytes.len() == wire::HELLO_LEN)
+    );
+    let d = disconnects(&sim, c);
+    assert_eq!(
+        d,
+        vec![(
+            Timestamp::from_secs(10),
+            cc,
+            CloseReason::HandshakeTimeout,
+            Closer::Local
+        )]
+    );
+    assert_eq!(sim.session_count(c), 0);
+}
+
+#[test]
+fn duplicates_and_replays_are_rejected() {
+    let (mut sim, cc, sc) = established(4, cfg(), cfg());
+    let (c, s) = (0, 1);
+    sim.set_capture(true);
+    let _ = sim.send(c, cc, b"once");
+    sim.run_for(Duration::from_millis(50));
+    let data = sim
+        .captured()
+        .iter()
+        .find(|d| d.bytes[0] & 0x0f == 4)
+        .unwrap()
+        .clone();
+    for _ in 0..3 {
+        sim.inject(data.from, data.to, data.bytes.clone());
+    }
+    sim.run_for(Duration::from_millis(50));
+    assert_eq!(messages(&sim, s), vec![b"once".to_vec()]);
+    let st = sim.endpoint(s, 0).session_stats(sc).unwrap();
+    assert_eq!(st.drops[DropReason::Duplicate], 3);
+    assert_eq!(sim.endpoint(s, 0).stats().drops[DropReason::Duplicate], 3);
+    // The same bytes from another address never reach the session.
+    sim.inject(addr(7, 7), data.to, data.bytes.clone());
+    sim.run_for(Duration::from_millis(50));
+    assert_eq!(
+        sim.endpoint(s, 0).stats().drops[DropReason::AddressMismatch],
+        1
+    );
+    assert_eq!(messages(&sim, s).len(), 1);
+}
+
+#[test]
+fn reordered_within_window_accepted_and_too_old_rejected() {
+    let (mut sim, cc, sc) = established(5, cfg(), cfg());
+    let (c, s) = (0, 1);
+    // Black-hole the network, record what the client sends, then deliver it backwards.
+    sim.set_faults(FaultConfig {
+        loss: 1.0,
+        ..FaultConfig::default()
+    });
+    sim.set_capture(true);
+    for i in 0..200u32 {
+        assert_eq!(sim.send(c, cc, &i.to_be_bytes()), SendOutcome::Queued);
+    }
+    let sent: Vec<_> = sim.captured().to_vec();
+    assert_eq!(sent.len(), 200);
+    sim.set_faults(FaultConfig::default());
+    for d in sent.iter().rev() {
+        sim.inject(d.from, d.to, d.bytes.clone());
+    }
+    sim.run_for(Duration::from_millis(50));
+    let got = messages(&sim, s);
+    assert_eq!(got.len(), 200);
+    assert_eq!(got[0], 199u32.to_be_bytes());
+    assert_eq!(got[199], 0u32.to_be_bytes());
+    assert_eq!(
+        sim.endpoint(s, 0).session_stats(sc).unwrap().drops.total(),
+        0
+    );
+
+    // Now push the window 1100 numbers ahead and replay an old, never-delivered one.
+    sim.set_faults(FaultConfig {
+        loss: 1.0,
+        ..FaultConfig::default()
+    });
+    sim.set_capture(true);
+    for i in 0..1100u32 {
+        let _ = sim.send(c, cc, &i.to_be_bytes());
+    }
+    let held: Vec<_> = sim.captured().to_vec();
+    sim.set_faults(FaultConfig::default());
+    let last = held.last().unwrap();
+    sim.inject(last.from, last.to, last.bytes.clone());
+    sim.inject(held[0].from, held[0].to, held[0].bytes.clone());
+    // 1000 behind the highest: inside the bitmap's reach only if within 960..1023.
+    sim.inject(
+        held[1099 - 900].from,
+        held[0].to,
+        held[1099 - 900].bytes.clone(),
+    );
+    sim.run_for(Duration::from_millis(50));
+    let st = sim.endpoint(s, 0).session_stats(sc).unwrap();
+    assert_eq!(st.drops[DropReason::TooOld], 1);
+    assert_eq!(messages(&sim, s).len(), 202);
+}
+
+#[test]
+fn idle_timeout_fires_exactly_once_and_frees_the_session() {
+    let quiet = EndpointConfig {
+        keepalive_interval: None,
+        ..cfg()
+    };
+    let (mut sim, cc, sc) = established(6, quiet.clone(), quiet);
+    let (c, s) = (0, 1);
+    // Cut the wire so neither side hears the other's Close: both time out on their own.
+    sim.set_faults(FaultConfig {
+        loss: 1.0,
+        ..FaultConfig::default()
+    });
+    sim.run_for(Duration::from_secs(120));
+    let dc = disconnects(&sim, c);
+    let ds = disconnects(&sim, s);
+    assert_eq!(dc.len(), 1);
+    assert_eq!(ds.len(), 1);
+    assert_eq!(
+        (dc[0].1, dc[0].2, dc[0].3),
+        (cc, CloseReason::IdleTimeout, Closer::Local)
+    );
+    assert_eq!(
+        (ds[0].1, ds[0].2, ds[0].3),
+        (sc, CloseReason::IdleTimeout, Closer::Local)
+    );
+    // 30 s after the last datagram each side received: with 10 ms one way, Hello (0 ms),
+    // Cookie (10), Hello+cookie reaches the server at 30 ms, Accept reaches the client at 40.
+    assert_eq!(dc[0].0, Timestamp::from_millis(30_040));
+    assert_eq!(ds[0].0, Timestamp::from_millis(30_030));
+    assert_eq!(sim.session_count(c) + sim.session_count(s), 0);
+    assert_eq!(sim.send(c, cc, b"late"), SendOutcome::UnknownConnection);
+    assert!(sim.endpoint(c, 0).poll_timeout().is_none());
+}
+
+#[test]
+fn keepalive_keeps_an_idle_session_alive_for_five_minutes() {
+    let (mut sim, cc, sc) = established(7, cfg(), cfg());
+    let (c, s) = (0, 1);
+    sim.run_for(Duration::from_secs(300));
+    assert!(disconnects(&sim, c).is_empty());
+    assert!(disconnects(&sim, s).is_empty());
+    let st = sim.endpoint(c, 0).session_stats(cc).unwrap();
+    assert_eq!(st.state, SessionState::Established);
+    assert!(st.unanswered_pings <= 1);
+    // Pings every 10 s on a 20 ms round trip.
+    assert_eq!(st.srtt, Some(Duration::from_millis(20)));
+    assert!(st.datagrams_in >= 10, "{st:?}");
+    assert!(sim.endpoint(s, 0).session_stats(sc).is_some());
+
+    // And once the peer goes silent, keepalive stops helping: idle timeout after 30 s.
+    sim.set_faults(FaultConfig {
+        loss: 1.0,
+        ..FaultConfig::default()
+    });
+    sim.run_for(Duration::from_secs(40));
+    assert_eq!(disconnects(&sim, c).len(), 1);
+    assert_eq!(disconnects(&sim, c)[0].2, CloseReason::IdleTimeout);
+}
+
+#[test]
+fn close_tells_the_peer_and_frees_both_sides() {
+    let (mut sim, cc, sc) = established(8, cfg(), cfg());
+    let (c, s) = (0, 1);
+    assert_eq!(
+        sim.close(c, cc, CloseReason::Application(42)),
+        CloseOutcome::Closed
+    );
+    assert_eq!(
+        sim.close(c, cc, CloseReason::Normal),
+        CloseOutcome::UnknownConnection
+    );
+    sim.run_for(Duration::from_millis(50));
+    assert_eq!(disconnects(&sim, c).len(), 1);
+    let ds = disconnects(&sim, s);
+    assert_eq!(ds.len(), 1);
+    assert_eq!(
+        (ds[0].1, ds[0].2, ds[0].3),
+        (sc, CloseReason::Application(42), Closer::Peer)
+    );
+    assert_eq!(sim.session_count(s), 0);
+}
+
+fn hello(src_conn_id: u64, cookie: Option<wire::CookieToken>) -> Vec<u8> {
+    let mut b = vec![0u8; wire::HELLO_LEN];
+    let n = wire::encode(
+        0,
+        0,
+        &Message::Hello {
+            src_conn_id,
+            cookie,
+        },
+        &mut b,
+    )
+    .unwrap();
+    assert_eq!(n, wire::HELLO_LEN);
+    b
+}
+
+#[test]
+fn hello_flood_allocates_nothing_and_never_amplifies() {
+    let mut ep = Endpoint::new(cfg(), 0, 1, ConnIdGen::seed_from_u64(1), Timestamp::ZERO).unwrap();
+    let mut buf = vec![0u8; ep.config().max_datagram()];
+    let (mut bytes_in, mut bytes_out, mut replies) = (0usize, 0usize, 0usize);
+    for i in 0..100_000u32 {
+        let now = Timestamp::from_nanos(u64::from(i) * 1_000);
+        let [a, b, c, d] = i.to_be_bytes();
+        let from = SocketAddr::V4(SocketAddrV4::new(
+            Ipv4Addr::new(100, b, c, d),
+            1024 + u16::from(a),
+        ));
+        let trigger = hello(u64::from(i) + 1, None);
+        bytes_in += trigger.len();
+        assert_eq!(ep.handle_datagram(now, from, &trigger), Handled::Consumed);
+        while let Some(t) = ep.poll_transmit(now, &mut buf) {
+            assert!(
+                t.len <= trigger.len(),
+                "reply {} > trigger {}",
+                t.len,
+                trigger.len()
+            );
+            assert_eq!(t.dst, from);
+            assert_eq!(t.conn, None, "stateless reply");
+            bytes_out += t.len;
+            replies += 1;
+        }
+        assert_eq!(ep.session_count(), 0);
+    }
+    assert_eq!(replies, 100_000);
+    assert!(bytes_out <= bytes_in);
+    assert_eq!(ep.stats().cookies_sent, 100_000);
+    assert_eq!(ep.poll_timeout(), None, "no timers either");
+    assert_eq!(ep.poll_event(), None);
+}
+
+#[test]
+fn forged_stale_and_cross_shard_cookies() {
+    let key_cfg = cfg();
+    let t0 = Timestamp::from_secs(119);
+    let mut a = Endpoint::new(key_cfg.clone(), 0, 2, ConnIdGen::seed_from_u64(1), t0).unwrap();
+    let mut b = Endpoint::new(key_cfg, 1, 2, ConnIdGen::seed_from_u64(2), t0).unwrap();
+    let mut buf = vec![0u8; 2048];
+    let client = addr(3, 3333);
+    assert_eq!(
+        a.handle_datagram(t0, client, &hello(77, None)),
+        Handled::Consumed
+    );
+    let t = a.poll_transmit(t0, &mut buf).unwrap();
+    let wire::Message::Cookie(token) = wire::parse(&buf[..t.len]).unwrap().message else {
+        panic!()
+    };
+
+    // Forged MAC, wrong client ID, wrong address: silent drops, nothing allocated.
+    let mut forged = token;
+    forged.mac[3] ^= 0x40;
+    assert_eq!(
+        b.handle_datagram(t0, client, &hello(77, Some(forged))),
+        Handled::Dropped(DropReason::BadMac)
+    );
+    assert_eq!(
+        b.handle_datagram(t0, client, &hello(78, Some(token))),
+        Handled::Dropped(DropReason::BadMac)
+    );
+    assert_eq!(
+        b.handle_datagram(t0, addr(3, 3334), &hello(77, Some(token))),
+        Handled::Dropped(DropReason::BadMac)
+    );
+    // Stale: older than the 30 s lifetime.
+    let late = Timestamp::from_secs(119 + 31);
+    assert_eq!(
+        b.handle_datagram(late, client, &hello(77, Some(token))),
+        Handled::Dropped(DropReason::StaleCookie)
+    );
+    assert!(b.poll_transmit(late, &mut buf).is_none());
+    assert_eq!(b.session_count(), 0);
+    // Issued by shard 0 before a secret rotation, accepted by shard 1 after it.
+    let t1 = Timestamp::from_secs(121);
+    assert_eq!(
+        b.handle_datagram(t1, client, &hello(77, Some(token))),
+        Handled::Consumed
+    );
+    assert_eq!(b.session_count(), 1);
+    let t = b.poll_transmit(t1, &mut buf).unwrap();
+    let d = wire::parse(&buf[..t.len]).unwrap();
+    let wire::Message::Accept {
+        server_conn_id,
+        client_conn_id,
+    } = d.message
+    else {
+        panic!("{d:?}")
+    };
+    assert_eq!((client_conn_id, d.dst_conn_id), (77, 77));
+    assert_eq!(ConnId(server_conn_id).shard(), 1);
+    // A datagram for shard 1's session that lands on shard 0 is handed over, not dropped.
+    let mut ping = [0u8; 64];
+    let n = wire::encode(server_conn_id, 5, &Message::Ping, &mut ping).unwrap();
+    assert_eq!(
+        a.handle_datagram(t1, client, &ping[..n]),
+        Handled::OtherShard(1)
+    );
+    assert_eq!(b.handle_datagram(t1, client, &ping[..n]), Handled::Consumed);
+}
+
+#[test]
+fn control_frames_pass_a_full_data_queue() {
+    let small = EndpointConfig {
+        data_queue_capacity: 4,
+        ..cfg()
+    };
+    let (mut sim, cc, _sc) = established(9, small, cfg());
+    let c = 0;
+    let now = sim.now();
+    let ep = sim.endpoint_mut(c, 0);
+    for _ in 0..4 {
+        assert_eq!(ep.send(now, cc, b"bulk"), SendOutcome::Queued);
+    }
+    assert_eq!(ep.send(now, cc, b"bulk"), SendOutcome::Full);
+    assert_eq!(ep.send(now, cc, &[0u8; 1201]), SendOutcome::TooLarge);
+    // The server pings the client while its data queue is full.
+    let mut ping = [0u8; 64];
+    let n = wire::encode(cc.0, 999, &Message::Ping, &mut ping).unwrap();
+    assert_eq!(
+        ep.handle_datagram(now, addr(2, 2000), &ping[..n]),
+        Handled::Consumed
+    );
+    let mut buf = vec![0u8; 2048];
+    let first = ep.poll_transmit(now, &mut buf).unwrap();
+    assert_eq!(
+        wire::parse(&buf[..first.len]).unwrap().message,
+        Message::Pong { echo: 999 }
+    );
+    let st = ep.session_stats(cc).unwrap();
+    assert_eq!((st.queue_depth, st.queue_high_water), (4, 4));
+    for _ in 0..4 {
+        let t = ep.poll_transmit(now, &mut buf).unwrap();
+        assert_eq!(
+            wire::parse(&buf[..t.len]).unwrap().message,
+            Message::Data(b"bulk")
+        );
+    }
+    assert!(ep.poll_transmit(now, &mut buf).is_none());
+    assert_eq!(ep.send(now, cc, b"room again"), SendOutcome::Queued);
+}
+
+#[test]
+fn data_is_round_robin_across_sessions() {
+    let mut sim = Sim::new(10, FaultConfig::default());
+    let s = sim.add_node(addr(2, 2000), 1, cfg());
+    let clients: Vec<usize> = (0..3)
+        .map(|i| sim.add_node(addr(10 + i, 1000), 1, cfg()))
+        .collect();
+    for &c in &clients {
+        sim.connect(c, sim.addr(s)).unwrap();
+    }
+    sim.run_for(Duration::from_millis(100));
+    let conns = connected(&sim, s);
+    assert_eq!(conns.len(), 3);
+    let now = sim.now();
+    let ep = sim.endpoint_mut(s, 0);
+    for (i, &conn) in conns.iter().enumerate() {
+        for _ in 0..3 {
+            assert_eq!(ep.send(now, conn, &[i as u8]), SendOutcome::Queued);
+        }
+    }
+    let confirmed_before = ep.session_stats(conns[0]).unwrap().sends_confirmed; // the Accept
+    let mut buf = vec![0u8; 2048];
+    let mut order = Vec::new();
+    while let Some(t) = ep.poll_transmit(now, &mut buf) {
+        order.push(t.conn.unwrap());
+        ep.on_send_completed(t.conn.unwrap(), true);
+    }
+    let expected: Vec<ConnId> = (0..3).flat_map(|_| conns.iter().copied()).collect();
+    assert_eq!(order, expected);
+    let st = ep.session_stats(conns[0]).unwrap();
+    assert_eq!(st.sends_confirmed, confirmed_before + 3);
+    assert_eq!(st.datagrams_out, 4);
+}
+
+#[test]
+fn drops_are_counted_by_reason() {
+    let (mut sim, cc, _sc) = established(11, cfg(), cfg());
+    let now = sim.now();
+    let ep = sim.endpoint_mut(0, 0);
+    let from = addr(2, 2000);
+    let mut ping = [0u8; 64];
+    let n = wire::encode(cc.0, 5000, &Message::Ping, &mut ping).unwrap();
+    let cases: Vec<(Vec<u8>, DropReason)> = vec![
+        (vec![], DropReason::Truncated),
+        (ping[..19].to_vec(), DropReason::Truncated),
+        (
+            {
+                let mut b = ping[..n].to_vec();
+                b[0] = 0x25;
+                b
+            },
+            DropReason::UnknownVersion,
+        ),
+        (
+            {
+                let mut b = ping[..n].to_vec();
+                b[0] = 0x1c;
+                b
+            },
+            DropReason::UnknownType,
+        ),
+        (
+            {
+                let mut b = ping[..n].to_vec();
+                b[2] = 1;
+                b
+            },
+            DropReason::Malformed,
+        ),
+        (
+            {
+                let mut b = ping[..n].to_vec();
+                b[11] ^= 1;
+                b
+            },
+            DropReason::UnknownConnection,
+        ),
+        (
+            {
+                let mut b = ping[..n].to_vec();
+                b[4] = 200; // a shard that does not exist
+                b
+            },
+            DropReason::UnknownConnection,
+        ),
+    ];
+    for (bytes, reason) in cases {
+        assert_eq!(
+            ep.handle_datagram(now, from, &bytes),
+            Handled::Dropped(reason),
+            "{bytes:?}"
+        );
+    }
+    assert_eq!(ep.stats().drops.total(), 7);
+    let mut buf = vec![0u8; 2048];
+    assert!(
+        ep.poll_transmit(now, &mut buf).is_none(),
+        "no reply to anything dropped"
+    );
+}
+
+#[test]
+fn same_seed_same_trace() {
+    fn run(seed: u64) -> Vec<ringwire_shard::session::sim::TraceEntry> {
+        let faults = FaultConfig {
+            loss: 0.1,
+            duplicate: 0.05,
+            reorder: 0.1,
+            corrupt: 0.02,
+            jitter: Duration::from_millis(5),
+            ..FaultConfig::default()
+        };
+        let mut sim = Sim::new(seed, faults);
+        let s = sim.add_node(addr(2, 2000), 2, cfg());
+        let clients: Vec<usize> = (0..4)
+            .map(|i| sim.add_node(addr(10 + i, 1000), 2, cfg()))
+            .collect();
+        let conns: Vec<_> = clients
+            .iter()
+            .map(|&c| (c, sim.connect(c, sim.addr(s)).unwrap()))
+            .collect();
+        for round in 0..50u32 {
+            sim.run_for(Duration::from_millis(200));
+            for &(c, conn) in &conns {
+                let _ = sim.send(c, conn, &round.to_be_bytes());
+            }
+        }
+        sim.run_for(Duration::from_secs(60));
+        sim.trace().to_vec()
+    }
+    let a = run(7);
+    assert!(a.len() > 100, "a busy trace: {}", a.len());
+    assert_eq!(a, run(7));
+    assert_ne!(a, run(8));
+}
+
+#[test]
+fn idle_session_is_small() {
+    println!("size_of::<Session>() = {SESSION_STATE_SIZE} bytes");
+    assert!(SESSION_STATE_SIZE <= 512, "{SESSION_STATE_SIZE}");
+}
