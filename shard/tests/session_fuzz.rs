@@ -1,6 +1,7 @@
 //! Property tests: no input, random or a mutation of a valid datagram, makes an endpoint
 //! panic, answer a Hello with more bytes than it sent, or allocate a session without a valid
 //! cookie.
+#![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;

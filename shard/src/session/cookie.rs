@@ -162,6 +162,7 @@ fn constant_time_eq(a: &[u8; 16], b: &[u8; 16]) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
 

@@ -140,6 +140,7 @@ impl<T> Index<DropReason> for DropCounters<T> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
 

@@ -173,7 +173,7 @@ impl Endpoint {
         };
         self.sessions.insert(
             cid,
-            Session::new(addr, 0, Role::Client, Phase::Handshaking(hs), now),
+            Session::new(addr, 0, Role::Client, Phase::Handshaking(Box::new(hs)), now),
         );
         self.send_hello(cid);
         self.reschedule(cid);
@@ -360,14 +360,15 @@ impl Endpoint {
         let Some(s) = self.sessions.get(&cid) else {
             return;
         };
-        let Phase::Handshaking(h) = s.phase else {
+        let Phase::Handshaking(h) = &s.phase else {
             return;
         };
+        let cookie = h.cookie;
         self.push_session_control(
             cid,
             &Message::Hello {
                 src_conn_id: cid.0,
-                cookie: h.cookie,
+                cookie,
             },
         );
     }
@@ -388,10 +389,10 @@ impl Endpoint {
         if notify && s.is_established() {
             self.push_session_control(cid, &Message::Close(reason));
         }
-        if let Some(s) = self.sessions.remove(&cid) {
-            if s.role == Role::Server {
-                self.by_peer.remove(&(s.peer, s.peer_conn_id));
-            }
+        if let Some(s) = self.sessions.remove(&cid)
+            && s.role == Role::Server
+        {
+            self.by_peer.remove(&(s.peer, s.peer_conn_id));
         }
         self.push_event(Event::Disconnected {
             conn: cid,

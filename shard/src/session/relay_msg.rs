@@ -159,6 +159,7 @@ impl<'a> RelayMsg<'a> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
 

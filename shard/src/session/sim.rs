@@ -283,7 +283,7 @@ impl Sim {
     /// Puts raw bytes in flight from `from` to `to`, with the base latency and no faults (for
     /// replaying captured or hand-made datagrams).
     pub fn inject(&mut self, from: SocketAddr, to: SocketAddr, bytes: Vec<u8>) {
-        let at = self.now.add(self.faults.latency);
+        let at = self.now.saturating_add(self.faults.latency);
         self.seq += 1;
         self.in_flight.push(Reverse(InFlight {
             at,
@@ -344,7 +344,7 @@ impl Sim {
 
     /// Runs for `d` of virtual time.
     pub fn run_for(&mut self, d: Duration) {
-        self.run_until(self.now.add(d));
+        self.run_until(self.now.saturating_add(d));
     }
 
     fn deliver(&mut self, f: InFlight) {
@@ -413,16 +413,19 @@ impl Sim {
         let jitter = self
             .rng
             .below(u64::try_from(f.jitter.as_nanos()).unwrap_or(0) + 1);
-        let mut at = self.now.add(f.latency).add(Duration::from_nanos(jitter));
+        let mut at = self
+            .now
+            .saturating_add(f.latency)
+            .saturating_add(Duration::from_nanos(jitter));
         if self.rng.chance(f.reorder) {
             let extra = self
                 .rng
                 .below(u64::try_from(f.reorder_delay.as_nanos()).unwrap_or(0) + 1);
-            at = at.add(Duration::from_nanos(extra));
+            at = at.saturating_add(Duration::from_nanos(extra));
         }
         if self.rng.chance(f.duplicate) {
             self.seq += 1;
-            let later = at.add(Duration::from_nanos(1 + self.rng.below(1_000_000)));
+            let later = at.saturating_add(Duration::from_nanos(1 + self.rng.below(1_000_000)));
             self.in_flight.push(Reverse(InFlight {
                 at: later,
                 seq: self.seq,

@@ -37,9 +37,11 @@ pub(crate) struct Handshake {
     pub cookie_for_pn: Option<u64>,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum Phase {
-    Handshaking(Handshake),
+    /// Boxed: only clients handshake, briefly, and an established session should not carry
+    /// the handshake's 60-odd bytes for the rest of its life.
+    Handshaking(Box<Handshake>),
     Established,
 }
 
@@ -129,15 +131,17 @@ impl Session {
     /// When this session next needs `handle_timeout`.
     pub fn next_deadline(&self, cfg: &EndpointConfig) -> Timestamp {
         match &self.phase {
-            Phase::Handshaking(h) => h.next_retransmit.min(h.started.add(cfg.handshake_timeout)),
+            Phase::Handshaking(h) => h
+                .next_retransmit
+                .min(h.started.saturating_add(cfg.handshake_timeout)),
             Phase::Established => {
-                let idle = self.last_recv.add(cfg.idle_timeout);
+                let idle = self.last_recv.saturating_add(cfg.idle_timeout);
                 match cfg.keepalive_interval {
                     // A zero interval would make the deadline "now" forever: clamp to 1 ms.
                     Some(k) => idle.min(
                         self.last_recv
                             .max(self.last_ping_sent)
-                            .add(k.max(Duration::from_millis(1))),
+                            .saturating_add(k.max(Duration::from_millis(1))),
                     ),
                     None => idle,
                 }

@@ -55,7 +55,7 @@ impl Timestamp {
 
     /// `self + d`, saturating at [`Timestamp::NEVER`].
     #[must_use]
-    pub fn add(self, d: Duration) -> Self {
+    pub fn saturating_add(self, d: Duration) -> Self {
         let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         Timestamp(self.0.saturating_add(nanos))
     }
@@ -84,13 +84,14 @@ pub(crate) fn nanos(d: Duration) -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
 
     #[test]
     fn arithmetic_saturates() {
         assert_eq!(
-            Timestamp::NEVER.add(Duration::from_secs(1)),
+            Timestamp::NEVER.saturating_add(Duration::from_secs(1)),
             Timestamp::NEVER
         );
         assert_eq!(

@@ -54,10 +54,10 @@ impl Endpoint {
             return self.dropped(DropReason::AddressMismatch, Some(cid));
         }
         // Cookie echoes one of our packet numbers: it is not in the peer's number space.
-        if !matches!(d.message, Message::Cookie(_)) {
-            if let Err(reason) = s.replay.check(pn) {
-                return self.dropped(reason, Some(cid));
-            }
+        if !matches!(d.message, Message::Cookie(_))
+            && let Err(reason) = s.replay.check(pn)
+        {
+            return self.dropped(reason, Some(cid));
         }
         let established = s.is_established();
         let result = match d.message {
@@ -230,11 +230,11 @@ impl Endpoint {
             return self.dropped(DropReason::UnexpectedMessage, Some(cid));
         }
         s.rec.unanswered_pings = 0;
-        if let Some((ping_pn, sent_at)) = s.outstanding_ping {
-            if ping_pn == echo {
-                s.rtt.sample(now.saturating_since(sent_at));
-                s.outstanding_ping = None;
-            }
+        if let Some((ping_pn, sent_at)) = s.outstanding_ping
+            && ping_pn == echo
+        {
+            s.rtt.sample(now.saturating_since(sent_at));
+            s.outstanding_ping = None;
         }
         self.accept_pn(now, cid, pn, len);
         Handled::Consumed

@@ -62,7 +62,7 @@ impl Endpoint {
         };
         match &mut s.phase {
             Phase::Handshaking(h) => {
-                if now >= h.started.add(self.cfg.handshake_timeout) {
+                if now >= h.started.saturating_add(self.cfg.handshake_timeout) {
                     self.end_session(cid, CloseReason::HandshakeTimeout, Closer::Local, false);
                 } else if now >= h.next_retransmit {
                     let max = super::super::time::nanos(self.cfg.handshake_max_rto).max(1);
@@ -72,7 +72,7 @@ impl Endpoint {
                 }
             }
             Phase::Established => {
-                if now >= s.last_recv.add(self.cfg.idle_timeout) {
+                if now >= s.last_recv.saturating_add(self.cfg.idle_timeout) {
                     self.end_session(cid, CloseReason::IdleTimeout, Closer::Local, true);
                     return;
                 }
@@ -83,15 +83,15 @@ impl Endpoint {
                 if now
                     >= s.last_recv
                         .max(s.last_ping_sent)
-                        .add(k.max(std::time::Duration::from_millis(1)))
+                        .saturating_add(k.max(std::time::Duration::from_millis(1)))
                 {
                     let pn = s.next_pn;
                     s.last_ping_sent = now;
-                    if self.push_session_control(cid, &Message::Ping) {
-                        if let Some(s) = self.sessions.get_mut(&cid) {
-                            s.outstanding_ping = Some((pn, now));
-                            s.rec.unanswered_pings = s.rec.unanswered_pings.saturating_add(1);
-                        }
+                    if self.push_session_control(cid, &Message::Ping)
+                        && let Some(s) = self.sessions.get_mut(&cid)
+                    {
+                        s.outstanding_ping = Some((pn, now));
+                        s.rec.unanswered_pings = s.rec.unanswered_pings.saturating_add(1);
                     }
                 }
             }
