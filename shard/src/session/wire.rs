@@ -60,6 +60,9 @@ pub mod field {
     /// Accept: the client's connection ID, echoed.
     pub const ACCEPT_CLIENT_CONN_ID: Field = 28..36;
 
+    /// Ping: zero padding, so that the Pong answering it is never larger than the Ping.
+    pub const PING_PADDING: Field = 20..28;
+
     /// Pong: the packet number of the Ping it answers.
     pub const PONG_ECHO: Field = 20..28;
 
@@ -78,7 +81,7 @@ pub const COOKIE_LEN: usize = field::COOKIE_MAC.end;
 /// Exact length of an Accept.
 pub const ACCEPT_LEN: usize = field::ACCEPT_CLIENT_CONN_ID.end;
 /// Exact length of a Ping.
-pub const PING_LEN: usize = HEADER_LEN;
+pub const PING_LEN: usize = field::PING_PADDING.end;
 /// Exact length of a Pong.
 pub const PONG_LEN: usize = field::PONG_ECHO.end;
 /// Exact length of a Close.
@@ -89,7 +92,7 @@ pub const MAX_CONTROL_LEN: usize = HELLO_LEN;
 pub const HELLO_FLAG_COOKIE: u8 = 0x01;
 
 // The amplification bound, checked at compile time: no stateless reply exceeds its trigger.
-const _: () = assert!(COOKIE_LEN <= HELLO_LEN && ACCEPT_LEN <= HELLO_LEN);
+const _: () = assert!(COOKIE_LEN <= HELLO_LEN && ACCEPT_LEN <= HELLO_LEN && PONG_LEN <= PING_LEN);
 
 /// Message type numbers (low nibble of byte 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -309,6 +312,9 @@ pub fn parse(b: &[u8]) -> Result<Datagram<'_>, DropReason> {
         MsgType::Data => Message::Data(b.get(field::BODY..).ok_or(Truncated)?),
         MsgType::Ping => {
             exact(PING_LEN)?;
+            if b.get(field::PING_PADDING).is_none_or(|p| p.iter().any(|&x| x != 0)) {
+                return Err(Malformed);
+            }
             Message::Ping
         }
         MsgType::Pong => {
@@ -451,7 +457,7 @@ mod tests {
     fn steering_fields_at_documented_offsets() {
         let mut buf = [0u8; 64];
         let n = encode(0x0300_0000_0000_0042, 1, &Message::Ping, &mut buf).unwrap();
-        assert_eq!(n, 20);
+        assert_eq!(n, PING_LEN);
         assert_eq!(buf[0], 0x15);
         assert_eq!(buf[4], 3, "shard index is byte 4");
         assert_eq!(peek_steering(&buf[..n]), Some((5, 0x0300_0000_0000_0042)));
