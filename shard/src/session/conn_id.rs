@@ -178,6 +178,19 @@ mod tests {
     }
 
     #[test]
+    fn connect_shard_known_answers() {
+        // The vectors in docs/PROTOCOL.md.
+        let cases = [
+            ("192.0.2.7:4433", 8, 6),
+            ("[2001:db8::1]:443", 8, 1),
+            ("10.0.0.1:1", 4, 0),
+        ];
+        for (a, n, want) in cases {
+            assert_eq!(connect_shard(a.parse().unwrap(), n), want, "{a}");
+        }
+    }
+
+    #[test]
     fn connect_shard_is_stable_and_in_range() {
         let addr: SocketAddr = "192.0.2.7:4433".parse().unwrap();
         assert_eq!(connect_shard(addr, 1), 0);

@@ -173,6 +173,21 @@ mod tests {
         CookieJar::new([7; 32], ROT, LIFE, now)
     }
 
+    /// The test vector in `docs/PROTOCOL.md`: a client implementer checks their reading of
+    /// the spec against it, and this test keeps the spec honest.
+    #[test]
+    fn known_answer() {
+        let a: SocketAddr = "192.0.2.7:4433".parse().unwrap();
+        let mut j = CookieJar::new([0x5a; 32], ROT, LIFE, Timestamp::from_secs(1000));
+        let c = j.issue(Timestamp::from_millis(1_000_123), a, 0x0102_0304_0506_0708);
+        assert_eq!(c.time_ms, 1_000_123);
+        let expected = [
+            0xd4, 0xb1, 0xe7, 0x03, 0xa6, 0xd3, 0x3e, 0xb3, 0x70, 0x76, 0x7c, 0x50, 0xf3, 0xef,
+            0x69, 0x1a,
+        ];
+        assert_eq!(c.mac, expected);
+    }
+
     #[test]
     fn verifies_own_cookie_and_binds_address_and_id() {
         let a: SocketAddr = "10.0.0.1:5000".parse().unwrap();

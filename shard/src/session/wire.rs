@@ -312,7 +312,9 @@ pub fn parse(b: &[u8]) -> Result<Datagram<'_>, DropReason> {
         MsgType::Data => Message::Data(b.get(field::BODY..).ok_or(Truncated)?),
         MsgType::Ping => {
             exact(PING_LEN)?;
-            if b.get(field::PING_PADDING).is_none_or(|p| p.iter().any(|&x| x != 0)) {
+            if b.get(field::PING_PADDING)
+                .is_none_or(|p| p.iter().any(|&x| x != 0))
+            {
                 return Err(Malformed);
             }
             Message::Ping
@@ -451,6 +453,49 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The byte strings in `docs/PROTOCOL.md`, section "Examples".
+    #[test]
+    fn known_answer_encodings() {
+        fn hex(b: &[u8]) -> String {
+            b.iter()
+                .map(|x| format!("{x:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+        let (client, server) = (0x0102_0304_0506_0708, 0x03aa_bbcc_ddee_ff11);
+        let mut buf = [0u8; 128];
+        let n = encode(server, 2, &Message::Data(b"hi"), &mut buf).unwrap();
+        assert_eq!(
+            hex(&buf[..n]),
+            "14 00 00 00 03 aa bb cc dd ee ff 11 00 00 00 00 00 00 00 02 68 69"
+        );
+        let n = encode(
+            client,
+            0,
+            &Message::Accept {
+                server_conn_id: server,
+                client_conn_id: client,
+            },
+            &mut buf,
+        )
+        .unwrap();
+        assert_eq!(
+            hex(&buf[..n]),
+            "13 00 00 00 01 02 03 04 05 06 07 08 00 00 00 00 00 00 00 00 03 aa bb cc dd ee ff 11 01 02 03 04 05 06 07 08"
+        );
+        let n = encode(
+            server,
+            4,
+            &Message::Close(CloseReason::Application(0x1234)),
+            &mut buf,
+        )
+        .unwrap();
+        assert_eq!(
+            hex(&buf[..n]),
+            "17 00 00 00 03 aa bb cc dd ee ff 11 00 00 00 00 00 00 00 04 00 03 12 34"
+        );
     }
 
     #[test]
