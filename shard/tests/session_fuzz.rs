@@ -54,7 +54,7 @@ fn server_with_session() -> (Endpoint, SocketAddr, Vec<Vec<u8>>) {
         .filter(|d| d.to == sim.addr(s))
         .map(|d| d.bytes.clone())
         .collect();
-    // Rebuild the server from the same seed path: easier to take it out of the simulator.
+    // Take the server's endpoint (with its live session) out of the simulator.
     let ep = std::mem::replace(
         sim.endpoint_mut(s, 0),
         Endpoint::new(cfg(), 0, 1, ConnIdGen::seed_from_u64(0), Timestamp::ZERO).unwrap(),
