@@ -619,3 +619,146 @@ fn idle_session_is_small() {
     println!("size_of::<Session>() = {SESSION_STATE_SIZE} bytes");
     const { assert!(SESSION_STATE_SIZE <= 512) };
 }
+
+#[test]
+fn session_limit_drops_valid_hellos_without_state() {
+    let one = EndpointConfig {
+        max_sessions: 1,
+        ..cfg()
+    };
+    let mut sim = Sim::new(12, FaultConfig::default());
+    let s = sim.add_node(addr(2, 2000), 1, one);
+    let a = sim.add_node(addr(10, 1000), 1, cfg());
+    let b = sim.add_node(addr(11, 1000), 1, cfg());
+    sim.connect(a, sim.addr(s)).unwrap();
+    sim.run_for(Duration::from_millis(100));
+    sim.connect(b, sim.addr(s)).unwrap();
+    sim.run_for(Duration::from_secs(15));
+    assert_eq!(sim.session_count(s), 1);
+    assert!(sim.endpoint(s, 0).stats().drops[DropReason::SessionLimit] >= 1);
+    assert_eq!(disconnects(&sim, b)[0].2, CloseReason::HandshakeTimeout);
+}
+
+#[test]
+fn undrained_events_drop_data_but_not_lifecycle() {
+    let small = EndpointConfig {
+        event_queue_capacity: 2,
+        ..cfg()
+    };
+    let (mut sim, _cc, sc) = established(13, cfg(), small);
+    let now = sim.now();
+    let ep = sim.endpoint_mut(1, 0);
+    let from = addr(1, 1000);
+    let mut buf = [0u8; 64];
+    let mut results = Vec::new();
+    for pn in 100..104u64 {
+        let n = wire::encode(sc.0, pn, &Message::Data(b"x"), &mut buf).unwrap();
+        results.push(ep.handle_datagram(now, from, &buf[..n]));
+    }
+    assert_eq!(
+        results,
+        vec![
+            Handled::Consumed,
+            Handled::Consumed,
+            Handled::Dropped(DropReason::EventQueueFull),
+            Handled::Dropped(DropReason::EventQueueFull)
+        ]
+    );
+    // A Close still gets its Disconnected event through.
+    let n = wire::encode(sc.0, 200, &Message::Close(CloseReason::Normal), &mut buf).unwrap();
+    assert_eq!(ep.handle_datagram(now, from, &buf[..n]), Handled::Consumed);
+    let events: Vec<Event> = std::iter::from_fn(|| ep.poll_event()).collect();
+    assert_eq!(events.len(), 3);
+    assert!(matches!(
+        events[2],
+        Event::Disconnected {
+            by: Closer::Peer,
+            ..
+        }
+    ));
+}
+
+/// The relay message format, end to end: a toy relay on the server forwards between two
+/// clients, as the engine's relay app will.
+#[test]
+fn relay_messages_flow_through_sessions() {
+    use ringwire_shard::session::relay_msg::RelayMsg;
+    let mut sim = Sim::new(14, FaultConfig::default());
+    let relay = sim.add_node(addr(2, 2000), 1, cfg());
+    let alice = sim.add_node(addr(10, 1000), 1, cfg());
+    let bob = sim.add_node(addr(11, 1000), 1, cfg());
+    let a_conn = sim.connect(alice, sim.addr(relay)).unwrap();
+    let b_conn = sim.connect(bob, sim.addr(relay)).unwrap();
+    let mut handled = 0;
+    let mut pump = |sim: &mut Sim| {
+        // The relay app: Welcome on connect, Forward -> Delivered / Unreachable.
+        sim.run_for(Duration::from_millis(50));
+        let trace: Vec<_> = sim.trace()[handled..].to_vec();
+        handled = sim.trace().len();
+        for e in trace.iter().filter(|e| e.node == relay) {
+            match &e.event {
+                Event::Connected { conn, .. } => {
+                    let _ = sim.send(
+                        relay,
+                        *conn,
+                        &RelayMsg::Welcome { conn_id: conn.0 }.to_vec(),
+                    );
+                }
+                Event::Message { conn, bytes } => {
+                    if let Ok(RelayMsg::Forward { dst_conn_id, bytes }) = RelayMsg::decode(bytes) {
+                        let out = RelayMsg::Delivered {
+                            src_conn_id: conn.0,
+                            bytes,
+                        }
+                        .to_vec();
+                        if sim.send(relay, ConnId(dst_conn_id), &out)
+                            == SendOutcome::UnknownConnection
+                        {
+                            let _ = sim.send(
+                                relay,
+                                *conn,
+                                &RelayMsg::Unreachable { dst_conn_id }.to_vec(),
+                            );
+                        }
+                    }
+                }
+                Event::Disconnected { .. } => {}
+            }
+        }
+        sim.run_for(Duration::from_millis(50));
+    };
+    pump(&mut sim);
+    let welcome = |sim: &Sim, node| match RelayMsg::decode(&messages(sim, node)[0]).unwrap() {
+        RelayMsg::Welcome { conn_id } => conn_id,
+        other => panic!("{other:?}"),
+    };
+    let (a_at_relay, b_at_relay) = (welcome(&sim, alice), welcome(&sim, bob));
+    assert_ne!(a_at_relay, b_at_relay);
+    let fwd = RelayMsg::Forward {
+        dst_conn_id: b_at_relay,
+        bytes: b"hello bob",
+    }
+    .to_vec();
+    assert_eq!(sim.send(alice, a_conn, &fwd), SendOutcome::Queued);
+    let nowhere = RelayMsg::Forward {
+        dst_conn_id: 0x00ff_ffff,
+        bytes: b"?",
+    }
+    .to_vec();
+    assert_eq!(sim.send(bob, b_conn, &nowhere), SendOutcome::Queued);
+    pump(&mut sim);
+    let to_bob = messages(&sim, bob);
+    assert_eq!(
+        RelayMsg::decode(&to_bob[1]).unwrap(),
+        RelayMsg::Delivered {
+            src_conn_id: a_at_relay,
+            bytes: b"hello bob"
+        }
+    );
+    assert_eq!(
+        RelayMsg::decode(&to_bob[2]).unwrap(),
+        RelayMsg::Unreachable {
+            dst_conn_id: 0x00ff_ffff
+        }
+    );
+}
