@@ -6,6 +6,54 @@
 //! the next deadline are pulled with `poll_transmit`, `poll_event` and `poll_timeout`. The
 //! io_uring driver calls this; so does the deterministic simulator in [`sim`].
 //!
+//! # Driving an endpoint
+//!
+//! The driver owns one [`Endpoint`] per shard and, after anything happens (datagrams received,
+//! a timer, an application call), drains transmits and events and re-arms its timer:
+//!
+//! ```
+//! use std::net::SocketAddr;
+//! use ringwire_shard::session::{ConnIdGen, Endpoint, EndpointConfig, Event, Handled, Timestamp};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Production: cookie key and seed from the OS RNG; all shards share the key.
+//! let config = EndpointConfig::new([7; 32]);
+//! let mut ep = Endpoint::new(config, 0, 1, ConnIdGen::seed_from_u64(1), Timestamp::ZERO)?;
+//! let mut buf = vec![0u8; ep.config().max_datagram()];
+//!
+//! // A datagram arrived (here: a client's first Hello, made by a second endpoint).
+//! let mut client = Endpoint::new(EndpointConfig::new([9; 32]), 0, 1, ConnIdGen::seed_from_u64(2), Timestamp::ZERO)?;
+//! let server: SocketAddr = "192.0.2.1:4433".parse()?;
+//! let _conn = client.connect(Timestamp::ZERO, server)?;
+//! let hello = client.poll_transmit(Timestamp::ZERO, &mut buf).ok_or("no hello")?;
+//! let (from, bytes): (SocketAddr, Vec<u8>) = ("198.51.100.7:5000".parse()?, buf[..hello.len].to_vec());
+//!
+//! let now = Timestamp::from_millis(5);
+//! match ep.handle_datagram(now, from, &bytes) {
+//!     Handled::Consumed => {}
+//!     Handled::OtherShard(_k) => { /* hand (from, bytes) to shard k over its ring */ }
+//!     Handled::Dropped(_reason) => { /* already counted; nothing to send */ }
+//! }
+//! while let Some(t) = ep.poll_transmit(now, &mut buf) {
+//!     // send &buf[..t.len] to t.dst; when its completion arrives:
+//!     if let Some(conn) = t.conn {
+//!         ep.on_send_completed(conn, true);
+//!     }
+//!     assert!(t.len <= bytes.len()); // a Cookie is never larger than the Hello
+//! }
+//! while let Some(event) = ep.poll_event() {
+//!     match event {
+//!         Event::Connected { .. } | Event::Message { .. } | Event::Disconnected { .. } => {}
+//!     }
+//! }
+//! if let Some(_deadline) = ep.poll_timeout() {
+//!     // arm a timer; at the deadline call ep.handle_timeout(now) and drain again
+//! }
+//! assert_eq!(ep.session_count(), 0); // a Hello without cookie allocates nothing
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Layout, one concern per file:
 //!
 //! | file | concern |
