@@ -11,6 +11,19 @@ use ringwire_shard::session::relay_msg::RelayMsg;
 use ringwire_shard::session::sim::{FaultConfig, Sim};
 use ringwire_shard::session::{ConnIdGen, Endpoint, EndpointConfig, Handled, Timestamp, wire};
 
+/// Deterministic by default (same cases on every run and in CI); set `PROPTEST_RNG_SEED` to
+/// explore other inputs, and `PROPTEST_CASES` to run more.
+fn proptest_config(cases: u32) -> ProptestConfig {
+    let mut c = ProptestConfig::default();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        c.cases = cases;
+    }
+    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
+        c.rng_seed = proptest::test_runner::RngSeed::Fixed(0x7269_6e67_7769_7265);
+    }
+    c
+}
+
 fn cfg() -> EndpointConfig {
     EndpointConfig::new([0x33; 32])
 }
@@ -122,7 +135,7 @@ fn feed(ep: &mut Endpoint, now: Timestamp, from: SocketAddr, bytes: &[u8]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(proptest_config(512))]
 
     #[test]
     fn random_bytes_never_panic(datagrams in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..1300), 1..16)) {
@@ -167,5 +180,100 @@ proptest! {
             feed(&mut ep, now, client, &bytes);
         }
         prop_assert!(ep.session_count() <= 1 + picks.len());
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Connect { client: usize },
+    Send { client: usize, len: usize },
+    ServerSend { pick: prop::sample::Index },
+    Close { client: usize, app: u16 },
+    Advance { millis: u64 },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0usize..3).prop_map(|client| Op::Connect { client }),
+        (0usize..3, 0usize..1300).prop_map(|(client, len)| Op::Send { client, len }),
+        any::<prop::sample::Index>().prop_map(|pick| Op::ServerSend { pick }),
+        (0usize..3, any::<u16>()).prop_map(|(client, app)| Op::Close { client, app }),
+        (1u64..15_000).prop_map(|millis| Op::Advance { millis }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(proptest_config(48))]
+
+    /// Random application calls over a faulty network: every session, on either side, ends
+    /// with exactly one Disconnected (after at most one Connected), and nothing leaks.
+    #[test]
+    fn lifecycle_invariants_hold_under_random_operations(
+        seed in any::<u64>(), loss in 0.0f64..0.3, ops in proptest::collection::vec(op(), 1..40)
+    ) {
+        use ringwire_shard::session::{CloseReason, ConnId, Event};
+        use std::collections::BTreeMap;
+        let faults = FaultConfig { loss, duplicate: 0.05, reorder: 0.1, corrupt: 0.05, ..FaultConfig::default() };
+        let mut sim = Sim::new(seed, faults);
+        let server = sim.add_node(addr(2, 2000), 2, cfg());
+        let clients: Vec<usize> = (0..3).map(|i| sim.add_node(addr(10 + i as u8, 1000), 2, cfg())).collect();
+        let mut opened: Vec<Vec<ConnId>> = vec![Vec::new(); 3];
+        for op in &ops {
+            match op {
+                Op::Connect { client } => {
+                    let c = sim.connect(clients[*client], sim.addr(server)).unwrap();
+                    opened[*client].push(c);
+                }
+                Op::Send { client, len } => {
+                    if let Some(&c) = opened[*client].last() {
+                        let _ = sim.send(clients[*client], c, &vec![7u8; *len]);
+                    }
+                }
+                Op::ServerSend { pick } => {
+                    let live: Vec<ConnId> = sim.endpoint(server, 0).snapshot().sessions.iter()
+                        .chain(sim.endpoint(server, 1).snapshot().sessions.iter()).map(|(c, _)| *c).collect();
+                    if !live.is_empty() {
+                        let _ = sim.send(server, *pick.get(&live), b"from server");
+                    }
+                }
+                Op::Close { client, app } => {
+                    if let Some(&c) = opened[*client].last() {
+                        let _ = sim.close(clients[*client], c, CloseReason::Application(*app));
+                    }
+                }
+                Op::Advance { millis } => sim.run_for(Duration::from_millis(*millis)),
+            }
+        }
+        // Cut the network: idle and handshake timeouts must end everything.
+        sim.set_faults(FaultConfig { loss: 1.0, ..FaultConfig::default() });
+        sim.run_for(Duration::from_secs(60));
+        prop_assert_eq!(sim.session_count(server), 0);
+        for &c in &clients {
+            prop_assert_eq!(sim.session_count(c), 0);
+        }
+        // Per (node, conn): Connected at most once, then exactly one Disconnected, last.
+        let mut life: BTreeMap<(usize, ConnId), Vec<u8>> = BTreeMap::new();
+        for e in sim.trace() {
+            let (conn, tag) = match &e.event {
+                Event::Connected { conn, .. } => (*conn, b'C'),
+                Event::Message { conn, .. } => (*conn, b'M'),
+                Event::Disconnected { conn, .. } => (*conn, b'D'),
+            };
+            life.entry((e.node, conn)).or_default().push(tag);
+        }
+        for (key, tags) in &life {
+            prop_assert_eq!(tags.iter().filter(|&&t| t == b'D').count(), 1, "{:?} {:?}", key, tags);
+            prop_assert_eq!(*tags.last().unwrap(), b'D');
+            prop_assert!(tags.iter().filter(|&&t| t == b'C').count() <= 1);
+            if tags.contains(&b'M') {
+                prop_assert_eq!(tags[0], b'C', "messages only after Connected");
+            }
+        }
+        // Every client connect ended with its one Disconnected.
+        for (i, conns) in opened.iter().enumerate() {
+            for c in conns {
+                prop_assert!(life.contains_key(&(clients[i], *c)));
+            }
+        }
     }
 }
