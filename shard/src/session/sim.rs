@@ -410,17 +410,21 @@ impl Sim {
             let i = self.rng.below(bytes.len() as u64) as usize;
             bytes[i] = self.rng.next_u64() as u8;
         }
-        let jitter = self
-            .rng
-            .below(u64::try_from(f.jitter.as_nanos()).unwrap_or(0) + 1);
+        let jitter = self.rng.below(
+            u64::try_from(f.jitter.as_nanos())
+                .unwrap_or(u64::MAX)
+                .saturating_add(1),
+        );
         let mut at = self
             .now
             .saturating_add(f.latency)
             .saturating_add(Duration::from_nanos(jitter));
         if self.rng.chance(f.reorder) {
-            let extra = self
-                .rng
-                .below(u64::try_from(f.reorder_delay.as_nanos()).unwrap_or(0) + 1);
+            let extra = self.rng.below(
+                u64::try_from(f.reorder_delay.as_nanos())
+                    .unwrap_or(u64::MAX)
+                    .saturating_add(1),
+            );
             at = at.saturating_add(Duration::from_nanos(extra));
         }
         if self.rng.chance(f.duplicate) {
