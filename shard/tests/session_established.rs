@@ -440,3 +440,28 @@ fn relay_messages_flow_through_sessions() {
         }
     );
 }
+
+#[test]
+fn close_all_ends_every_session_once() {
+    let mut sim = Sim::new(15, FaultConfig::default());
+    let s = sim.add_node(addr(2, 2000), 1, cfg());
+    let clients: Vec<usize> = (0..3)
+        .map(|i| sim.add_node(addr(10 + i, 1000), 1, cfg()))
+        .collect();
+    for &c in &clients {
+        sim.connect(c, sim.addr(s)).unwrap();
+    }
+    sim.run_for(Duration::from_millis(100));
+    let now = sim.now();
+    sim.endpoint_mut(s, 0)
+        .close_all(now, CloseReason::ShuttingDown);
+    sim.flush();
+    sim.run_for(Duration::from_millis(100));
+    assert_eq!(disconnects(&sim, s).len(), 3);
+    for &c in &clients {
+        let d = disconnects(&sim, c);
+        assert_eq!(d.len(), 1);
+        assert_eq!((d[0].2, d[0].3), (CloseReason::ShuttingDown, Closer::Peer));
+        assert_eq!(sim.session_count(c), 0);
+    }
+}

@@ -205,3 +205,42 @@ fn session_limit_drops_valid_hellos_without_state() {
     assert!(sim.endpoint(s, 0).stats().drops[DropReason::SessionLimit] >= 1);
     assert_eq!(disconnects(&sim, b)[0].2, CloseReason::HandshakeTimeout);
 }
+
+/// smoltcp-netsim style grid: handshake success and median completion time by loss rate,
+/// over 50 seeds each. Printed (run with `--nocapture`) and bounded, not snapshotted exactly,
+/// so that tuning the backoff stays a one-line change here.
+#[test]
+fn handshake_loss_grid() {
+    let mut rows = Vec::new();
+    for loss_pct in [0u32, 10, 20, 30, 40] {
+        let faults = FaultConfig {
+            loss: f64::from(loss_pct) / 100.0,
+            ..FaultConfig::default()
+        };
+        let mut times = Vec::new();
+        for seed in 0..50 {
+            let mut sim = Sim::new(1000 + seed, faults);
+            let c = sim.add_node(addr(1, 1000), 1, cfg());
+            let s = sim.add_node(addr(2, 2000), 1, cfg());
+            sim.connect(c, sim.addr(s)).unwrap();
+            sim.run_for(Duration::from_secs(11));
+            let done = sim
+                .trace()
+                .iter()
+                .find(|e| e.node == c && matches!(e.event, Event::Connected { .. }));
+            if let Some(e) = done {
+                times.push(e.at.as_millis());
+            }
+        }
+        times.sort_unstable();
+        let median = times.get(times.len() / 2).copied().unwrap_or(u64::MAX);
+        println!(
+            "loss {loss_pct:>2}%: {:>2}/50 connected, median {median} ms",
+            times.len()
+        );
+        rows.push((loss_pct, times.len(), median));
+    }
+    assert_eq!(rows[0], (0, 50, 40), "no loss: two round trips of 20 ms");
+    assert!(rows[1].1 == 50 && rows[2].1 == 50, "{rows:?}");
+    assert!(rows[3].1 >= 45, "{rows:?}");
+}

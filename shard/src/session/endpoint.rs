@@ -211,6 +211,16 @@ impl Endpoint {
         }
     }
 
+    /// Closes every session (for shutdown): each queues a Close with `reason` if established
+    /// and emits its `Disconnected`. In connection-ID order, so traces stay deterministic.
+    pub fn close_all(&mut self, _now: Timestamp, reason: CloseReason) {
+        let mut conns: Vec<ConnId> = self.sessions.keys().copied().collect();
+        conns.sort_unstable();
+        for c in conns {
+            self.end_session(c, reason, Closer::Local, true);
+        }
+    }
+
     /// Writes the next datagram to send into `buf` (which must hold
     /// [`EndpointConfig::max_datagram`] bytes; a smaller buffer gets `None` for Data that does
     /// not fit, and that Data waits). Control frames first, then one Data datagram from the
