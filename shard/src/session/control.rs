@@ -1,0 +1,94 @@
+//! The control queue: handshake replies, Accept, Ping, Pong and Close.
+//!
+//! Control frames are encoded when queued (they are at most [`MAX_CONTROL_LEN`] bytes, stored
+//! inline: no allocation per frame) and always leave before any Data. Data never takes their
+//! room: the queue is separate, and only stateless Cookie replies are capped (at half the
+//! capacity) so that a Hello flood cannot crowd out the frames of live sessions.
+#![forbid(unsafe_code)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use super::conn_id::ConnId;
+use super::wire::{self, MAX_CONTROL_LEN, Message};
+
+/// One encoded control datagram.
+#[derive(Clone, Debug)]
+pub(crate) struct ControlFrame {
+    pub dst: SocketAddr,
+    pub conn: Option<ConnId>,
+    pub len: u8,
+    pub bytes: [u8; MAX_CONTROL_LEN],
+}
+
+/// Who is queuing: stateless replies get only half the queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Priority {
+    /// A frame of a live session.
+    Session,
+    /// A stateless reply (Cookie).
+    Stateless,
+}
+
+#[derive(Debug)]
+pub(crate) struct ControlQueue {
+    frames: VecDeque<ControlFrame>,
+    capacity: usize,
+}
+
+impl ControlQueue {
+    pub fn new(capacity: usize) -> Self {
+        ControlQueue {
+            frames: VecDeque::new(),
+            capacity: capacity.max(2),
+        }
+    }
+
+    /// Encodes and queues a frame; `false` (nothing queued) if its share of the queue is full.
+    #[must_use]
+    pub fn push(
+        &mut self,
+        priority: Priority,
+        dst: SocketAddr,
+        conn: Option<ConnId>,
+        dst_conn_id: u64,
+        pn: u64,
+        msg: &Message<'_>,
+    ) -> bool {
+        let limit = match priority {
+            Priority::Session => self.capacity,
+            Priority::Stateless => self.capacity / 2,
+        };
+        if self.frames.len() >= limit {
+            return false;
+        }
+        let mut bytes = [0u8; MAX_CONTROL_LEN];
+        let Some(len) = wire::encode(dst_conn_id, pn, msg, &mut bytes) else {
+            // Only control messages come here, and all fit MAX_CONTROL_LEN.
+            return false;
+        };
+        let Ok(len) = u8::try_from(len) else {
+            return false;
+        };
+        self.frames.push_back(ControlFrame {
+            dst,
+            conn,
+            len,
+            bytes,
+        });
+        true
+    }
+
+    pub fn pop(&mut self) -> Option<ControlFrame> {
+        self.frames.pop_front()
+    }
+
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Whether a Session-priority frame would fit.
+    pub fn has_room(&self) -> bool {
+        self.frames.len() < self.capacity
+    }
+}

@@ -1,0 +1,194 @@
+//! Per-connection state: what an endpoint keeps for each session between datagrams.
+//!
+//! The struct is kept small because an endpoint holds many idle sessions: the data queue is a
+//! `VecDeque` that allocates on first use and is released again once drained, the replay
+//! window is a fixed 128-byte bitmap, and counters are `u32` where they cannot wrap in practice.
+//! `tests/session_protocol.rs` prints and bounds `size_of::<Session>()`.
+#![forbid(unsafe_code)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::config::EndpointConfig;
+use super::replay::ReplayWindow;
+use super::stats::{Recorder, SessionState, SessionStats};
+use super::time::{Timestamp, nanos};
+use super::wire::CookieToken;
+
+/// Which side of the handshake this endpoint played.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// We sent the Hello.
+    Client,
+    /// We accepted a Hello; the session is indexed by `(peer, peer_conn_id)` too.
+    Server,
+}
+
+/// Client handshake progress.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Handshake {
+    pub started: Timestamp,
+    pub rto_nanos: u64,
+    pub next_retransmit: Timestamp,
+    pub cookie: Option<CookieToken>,
+    /// Packet number of the Hello the current cookie answered; a Cookie must echo a later one,
+    /// so a replayed Cookie cannot make us send Hellos.
+    pub cookie_for_pn: Option<u64>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Phase {
+    /// Boxed: only clients handshake, briefly, and an established session should not carry
+    /// the handshake's 60-odd bytes for the rest of its life.
+    Handshaking(Box<Handshake>),
+    Established,
+}
+
+/// Smoothed RTT (RFC 6298 weights), in nanoseconds; zero means "no sample yet".
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Rtt {
+    pub srtt: u64,
+    pub rttvar: u64,
+}
+
+impl Rtt {
+    pub fn sample(&mut self, r: Duration) {
+        let r = nanos(r).max(1);
+        if self.srtt == 0 {
+            self.srtt = r;
+            self.rttvar = r / 2;
+        } else {
+            let diff = self.srtt.abs_diff(r);
+            self.rttvar = self.rttvar - self.rttvar / 4 + diff / 4;
+            self.srtt = self.srtt - self.srtt / 8 + r / 8;
+        }
+    }
+}
+
+/// One session.
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub peer: SocketAddr,
+    /// The ID the peer chose; our `dst` when sending. Zero while a client handshakes.
+    pub peer_conn_id: u64,
+    pub role: Role,
+    pub phase: Phase,
+    /// Next packet number to send.
+    pub next_pn: u64,
+    pub replay: ReplayWindow,
+    /// Outbound Data payloads, oldest first. Bounded by `data_queue_capacity`.
+    pub queue: VecDeque<Vec<u8>>,
+    /// Whether this session is in the endpoint's round-robin list.
+    pub in_ready: bool,
+    /// The earliest deadline this session has in the endpoint's timer heap (`NEVER`: none).
+    pub scheduled: Timestamp,
+    pub last_recv: Timestamp,
+    pub last_ping_sent: Timestamp,
+    /// The Ping awaiting its Pong: (packet number, sent at).
+    pub outstanding_ping: Option<(u64, Timestamp)>,
+    pub rtt: Rtt,
+    pub rec: Recorder,
+}
+
+impl Session {
+    pub fn new(
+        peer: SocketAddr,
+        peer_conn_id: u64,
+        role: Role,
+        phase: Phase,
+        now: Timestamp,
+    ) -> Self {
+        Session {
+            peer,
+            peer_conn_id,
+            role,
+            phase,
+            next_pn: 0,
+            replay: ReplayWindow::default(),
+            queue: VecDeque::new(),
+            in_ready: false,
+            scheduled: Timestamp::NEVER,
+            last_recv: now,
+            last_ping_sent: now,
+            outstanding_ping: None,
+            rtt: Rtt::default(),
+            rec: Recorder::default(),
+        }
+    }
+
+    /// Takes the next packet number. Packet numbers are u64: they do not wrap in practice.
+    pub fn take_pn(&mut self) -> u64 {
+        let pn = self.next_pn;
+        self.next_pn = self.next_pn.saturating_add(1);
+        pn
+    }
+
+    pub fn is_established(&self) -> bool {
+        matches!(self.phase, Phase::Established)
+    }
+
+    /// When this session next needs `handle_timeout`.
+    pub fn next_deadline(&self, cfg: &EndpointConfig) -> Timestamp {
+        match &self.phase {
+            Phase::Handshaking(h) => h
+                .next_retransmit
+                .min(h.started.saturating_add(cfg.handshake_timeout)),
+            Phase::Established => {
+                let idle = self.last_recv.saturating_add(cfg.idle_timeout);
+                match cfg.keepalive_interval {
+                    // A zero interval would make the deadline "now" forever: clamp to 1 ms.
+                    Some(k) => idle.min(
+                        self.last_recv
+                            .max(self.last_ping_sent)
+                            .saturating_add(k.max(Duration::from_millis(1))),
+                    ),
+                    None => idle,
+                }
+            }
+        }
+    }
+
+    /// Pushes a Data payload, tracking the high-water mark.
+    pub fn enqueue(&mut self, bytes: Vec<u8>) {
+        self.queue.push_back(bytes);
+        let depth = u32::try_from(self.queue.len()).unwrap_or(u32::MAX);
+        self.rec.queue_high_water = self.rec.queue_high_water.max(depth);
+    }
+
+    /// Pops the oldest Data payload.
+    pub fn dequeue(&mut self) -> Option<Vec<u8>> {
+        self.queue.pop_front()
+    }
+
+    /// Releases an empty queue's buffer. Called from the session's timers (not on every drain,
+    /// which would allocate and free once per message), so a session that went quiet returns
+    /// to its small footprint within one keepalive interval.
+    pub fn release_idle_queue(&mut self) {
+        if self.queue.is_empty() && self.queue.capacity() > 0 {
+            self.queue = VecDeque::new();
+        }
+    }
+
+    pub fn stats(&self) -> SessionStats {
+        SessionStats {
+            state: match self.phase {
+                Phase::Handshaking(_) => SessionState::Handshaking,
+                Phase::Established => SessionState::Established,
+            },
+            peer: self.peer,
+            datagrams_in: self.rec.datagrams_in,
+            bytes_in: self.rec.bytes_in,
+            datagrams_out: self.rec.datagrams_out,
+            bytes_out: self.rec.bytes_out,
+            queue_depth: u32::try_from(self.queue.len()).unwrap_or(u32::MAX),
+            queue_high_water: self.rec.queue_high_water,
+            drops: self.rec.drops,
+            last_recv: (self.rec.datagrams_in > 0).then_some(self.last_recv),
+            unanswered_pings: self.rec.unanswered_pings,
+            srtt: (self.rtt.srtt > 0).then(|| Duration::from_nanos(self.rtt.srtt)),
+            sends_confirmed: self.rec.sends_confirmed,
+            sends_failed: self.rec.sends_failed,
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! The flight recorder: what each session and the endpoint saw, for diagnostics.
+//!
+//! These counters answer the questions the seeds could not: how deep is this peer's queue, what
+//! did we drop and why, when did we last hear from it, did the send really happen (confirmed by
+//! an io_uring completion, not just handed to the kernel).
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::drop_reason::DropCounters;
+use super::time::Timestamp;
+
+/// Where a session is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SessionState {
+    /// Client side: Hello sent, waiting for Cookie / Accept.
+    Handshaking,
+    /// Handshake done; Data flows.
+    Established,
+}
+
+/// Counters kept inside each session (part of its idle footprint, so kept compact).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Recorder {
+    pub datagrams_in: u64,
+    pub bytes_in: u64,
+    pub datagrams_out: u64,
+    pub bytes_out: u64,
+    pub sends_confirmed: u64,
+    pub sends_failed: u32,
+    pub queue_high_water: u32,
+    pub unanswered_pings: u32,
+    pub drops: DropCounters<u32>,
+}
+
+/// A copy of one session's flight recorder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Handshaking or established.
+    pub state: SessionState,
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// Datagrams accepted from the peer.
+    pub datagrams_in: u64,
+    /// Bytes of those datagrams.
+    pub bytes_in: u64,
+    /// Datagrams handed to the driver for this session.
+    pub datagrams_out: u64,
+    /// Bytes of those datagrams.
+    pub bytes_out: u64,
+    /// Data messages queued now.
+    pub queue_depth: u32,
+    /// The most data messages ever queued at once.
+    pub queue_high_water: u32,
+    /// Datagrams naming this session that were dropped, by reason.
+    pub drops: DropCounters<u32>,
+    /// When a datagram from the peer was last accepted (`None`: never).
+    pub last_recv: Option<Timestamp>,
+    /// Pings sent since the last Pong.
+    pub unanswered_pings: u32,
+    /// Smoothed RTT from Ping/Pong samples (`None`: no sample yet).
+    pub srtt: Option<Duration>,
+    /// Sends the driver confirmed through a successful completion.
+    pub sends_confirmed: u64,
+    /// Sends whose completion reported an error.
+    pub sends_failed: u32,
+}
+
+/// Endpoint-wide counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EndpointStats {
+    /// Live sessions.
+    pub sessions: usize,
+    /// Every dropped datagram, by reason (session-attributed drops included).
+    pub drops: DropCounters<u64>,
+    /// Datagrams handed to `handle_datagram`.
+    pub datagrams_in: u64,
+    /// Datagrams returned by `poll_transmit`.
+    pub datagrams_out: u64,
+    /// Cookie replies queued.
+    pub cookies_sent: u64,
+    /// Sessions created by accepting a Hello with a valid cookie.
+    pub sessions_accepted: u64,
+    /// Datagrams this shard said belonged to another shard.
+    pub forwarded: u64,
+    /// Session control frames (Pong, Ping, Close, Accept, Hello) lost to a full control queue.
+    pub control_dropped: u64,
+    /// Control frames pending now.
+    pub control_queue_depth: usize,
+    /// Events pending now.
+    pub event_queue_depth: usize,
+}
