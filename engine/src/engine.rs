@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use ringwire_shard::driver::{
     ProbeReport, SetupError, SocketError, SocketOptions, bind_reuseport_group, probe,
 };
+use ringwire_shard::mesh::{MeshConfig, MeshEnd, SharedWake};
 use ringwire_shard::{
     Handler, Shard, ShardConfig, ShardControl, ShardError, ShardExit, ShardStats,
 };
@@ -49,6 +50,8 @@ pub struct EngineConfig {
     pub cores: Vec<Option<usize>>,
     /// Per-shard tuning.
     pub shard: ShardConfig,
+    /// Sizes of the rings between shards.
+    pub mesh: MeshConfig,
     /// How long a shard may take to set up before `start` gives up.
     pub start_timeout: Duration,
 }
@@ -60,6 +63,7 @@ impl EngineConfig {
             bind,
             cores: vec![None; shards],
             shard: ShardConfig::default(),
+            mesh: MeshConfig::default(),
             start_timeout: Duration::from_secs(10),
         }
     }
@@ -163,9 +167,23 @@ impl Engine {
             exits: (0..shards).map(|_| None).collect(),
             probe,
         };
-        for (index, socket) in sockets.into_iter().enumerate() {
-            let control = Arc::new(ShardControl::new(index)?);
-            handle.controls.push(Arc::clone(&control));
+        for index in 0..shards {
+            handle
+                .controls
+                .push(Arc::new(ShardControl::new(index, shards)?));
+        }
+        let mut meshes: Vec<MeshEnd<H::Message>> = if shards == 1 {
+            vec![MeshEnd::solo(0)]
+        } else {
+            let wakers: Vec<SharedWake> = handle
+                .controls
+                .iter()
+                .map(|c| Arc::clone(c) as SharedWake)
+                .collect();
+            MeshEnd::build(config.mesh, &wakers)
+        };
+        for (index, (socket, mesh)) in sockets.into_iter().zip(meshes.drain(..)).enumerate() {
+            let control = Arc::clone(&handle.controls[index]);
             let info = ShardInfo {
                 index,
                 shards,
@@ -177,7 +195,9 @@ impl Engine {
             let tx = tx.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("ringwire-shard-{index}"))
-                .spawn(move || shard_main(info, control, socket, &shard_config, &*factory, &tx));
+                .spawn(move || {
+                    shard_main(info, control, socket, mesh, &shard_config, &*factory, &tx);
+                });
             match spawned {
                 Ok(t) => handle.threads[index] = Some(t),
                 Err(source) => {
@@ -243,6 +263,7 @@ fn shard_main<F, H>(
     info: ShardInfo,
     control: Arc<ShardControl>,
     socket: std::net::UdpSocket,
+    mesh: MeshEnd<H::Message>,
     config: &ShardConfig,
     factory: &F,
     tx: &Sender<Report>,
@@ -284,7 +305,7 @@ fn shard_main<F, H>(
     };
     let mut handler = factory(info);
     let _ = tx.send(Report::Ready(info.index));
-    let result = shard.run(&mut handler);
+    let result = shard.run(&mut handler, mesh);
     guard.sent = true;
     let _ = tx.send(Report::Exited(info.index, result));
 }
@@ -426,12 +447,8 @@ impl EngineHandle {
             });
         }
         let mut shards = Vec::with_capacity(self.exits.len());
-        for exit in self.exits.iter_mut() {
-            match exit.take() {
-                Some(Ok(e)) => shards.push(e),
-                Some(Err(e)) => return Err(e),
-                None => unreachable!("late shards returned above"),
-            }
+        for exit in self.exits.iter_mut().filter_map(Option::take) {
+            shards.push(exit?);
         }
         Ok(EngineReport { shards })
     }

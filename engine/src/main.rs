@@ -129,6 +129,7 @@ where
         bind: resolved.bind,
         cores: resolved.cores.clone(),
         shard: resolved.shard.clone(),
+        mesh: Default::default(),
         start_timeout: Duration::from_secs(10),
     };
     let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(|e| format!("signals: {e}"))?;

@@ -9,6 +9,8 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::mesh::LaneStats;
+
 /// Highest errno tracked individually; larger values are counted under `OTHER_ERRNO`.
 pub const MAX_ERRNO: usize = 133;
 const ERRNO_SLOTS: usize = MAX_ERRNO + 2;
@@ -24,6 +26,8 @@ macro_rules! counters {
             $( $(#[$doc])* pub $name: u64, )*
             /// Failed send completions by errno (`(errno, count)`, count > 0, ascending errno).
             pub send_errors: Vec<(i32, u64)>,
+            /// Counters of this shard's outbound mesh lanes (two per other shard).
+            pub lanes: Vec<LaneStats>,
         }
 
         /// The shard-local, non-atomic counters. Only the shard's thread touches these.
@@ -46,15 +50,33 @@ macro_rules! counters {
             shard: usize,
             $( $name: AtomicU64, )*
             send_errors: Vec<AtomicU64>,
+            lanes: Vec<[AtomicU64; 5]>,
+            lane_ids: Vec<(usize, u8)>,
         }
 
         impl PublishedStats {
-            /// Zeroed counters for shard `shard`.
-            pub fn new(shard: usize) -> Self {
+            /// Zeroed counters for shard `shard` of `shards`.
+            pub fn new(shard: usize, shards: usize) -> Self {
+                let lane_ids: Vec<(usize, u8)> = (0..shards)
+                    .filter(|to| *to != shard)
+                    .flat_map(|to| [(to, 0), (to, 1)])
+                    .collect();
                 Self {
                     shard,
                     $( $name: AtomicU64::new(0), )*
                     send_errors: (0..ERRNO_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+                    lanes: lane_ids.iter().map(|_| Default::default()).collect(),
+                    lane_ids,
+                }
+            }
+
+            /// Publishes the mesh lane counters (in the order [`crate::mesh::MeshEnd::lane_stats`]
+            /// returns them).
+            pub(crate) fn publish_lanes(&self, lanes: &[LaneStats]) {
+                for (slot, l) in self.lanes.iter().zip(lanes) {
+                    for (a, v) in slot.iter().zip([l.sent, l.full, l.closed, l.max_depth, l.wakes]) {
+                        a.store(v, Ordering::Relaxed);
+                    }
                 }
             }
 
@@ -64,6 +86,10 @@ macro_rules! counters {
                     shard: self.shard,
                     $( $name: self.$name.load(Ordering::Relaxed), )*
                     send_errors: errno_pairs(self.send_errors.iter().map(|a| a.load(Ordering::Relaxed))),
+                    lanes: self.lane_ids.iter().zip(&self.lanes).map(|(&(to, lane), a)| {
+                        let v = |i: usize| a[i].load(Ordering::Relaxed);
+                        LaneStats { from: self.shard, to, lane, sent: v(0), full: v(1), closed: v(2), max_depth: v(3), wakes: v(4) }
+                    }).collect(),
                 }
             }
 
@@ -90,6 +116,7 @@ macro_rules! counters {
                     shard,
                     $( $name: self.$name, )*
                     send_errors: errno_pairs(self.send_errors.iter().copied()),
+                    lanes: Vec::new(),
                 }
             }
         }
@@ -99,15 +126,20 @@ macro_rules! counters {
                 write!(f, "shard {}:", self.shard)?;
                 $( write!(f, " {}={}", stringify!($name), self.$name)?; )*
                 if self.send_errors.is_empty() {
-                    write!(f, " send_errors=none")
+                    write!(f, " send_errors=none")?;
                 } else {
                     write!(f, " send_errors=")?;
                     for (i, (errno, n)) in self.send_errors.iter().enumerate() {
                         let sep = if i == 0 { "" } else { "," };
                         write!(f, "{sep}{}:{n}", errno_name(*errno))?;
                     }
-                    Ok(())
                 }
+                for l in self.lanes.iter().filter(|l| l.sent + l.full + l.closed > 0) {
+                    let lane = if l.lane == 0 { "control" } else { "data" };
+                    write!(f, " lane[{}->{} {lane}]=sent:{},full:{},closed:{},max_depth:{},wakes:{}",
+                        l.from, l.to, l.sent, l.full, l.closed, l.max_depth, l.wakes)?;
+                }
+                Ok(())
             }
         }
     };
@@ -148,6 +180,8 @@ counters! {
     timers_fired,
     /// Wake-ups received on the shard's eventfd.
     wakes,
+    /// Mesh messages delivered to the handler.
+    mesh_received,
     /// Datagrams the handler rejected as malformed ([`Ctx::reject`](crate::Ctx::reject)).
     rejected,
 }
@@ -176,6 +210,7 @@ impl ShardStats {
         let mut errs = std::collections::BTreeMap::new();
         for s in all {
             total.add(s);
+            total.lanes.extend(s.lanes.iter().copied());
             for (e, n) in &s.send_errors {
                 *errs.entry(*e).or_insert(0) += n;
             }
@@ -221,7 +256,7 @@ mod tests {
 
     #[test]
     fn publish_and_snapshot_carry_every_counter() {
-        let published = PublishedStats::new(3);
+        let published = PublishedStats::new(3, 4);
         let mut c = Counters {
             datagrams_in: 5,
             wakes: 2,

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::counters::Counters;
+use crate::mesh::{Lane, MeshEnd, MeshSendError};
 use crate::sendq::SendSlots;
 use crate::timer::{TimerError, TimerId, Timers};
 
@@ -34,26 +35,44 @@ pub enum SendOutcome {
 
 /// Application logic for one shard.
 pub trait Handler {
+    /// What this application sends to its handlers on other shards through the mesh
+    /// ([`Ctx::send_to_shard`]). Use `()` if it never does.
+    type Message: Send + 'static;
+
     /// A datagram arrived from `peer`. `payload` is only valid during the call: the buffer goes
     /// back to the kernel when the handler returns.
-    fn on_datagram(&mut self, peer: SocketAddr, payload: &[u8], ctx: &mut Ctx<'_>);
+    fn on_datagram(&mut self, peer: SocketAddr, payload: &[u8], ctx: &mut Ctx<'_, Self::Message>);
+
+    /// A message from the handler on shard `from` arrived on `lane`. Every control-lane message
+    /// of a turn is delivered before any data-lane message.
+    fn on_message(
+        &mut self,
+        from: usize,
+        lane: Lane,
+        msg: Self::Message,
+        ctx: &mut Ctx<'_, Self::Message>,
+    ) {
+        let _ = (from, lane, msg, ctx);
+    }
 
     /// A timer scheduled with [`Ctx::set_timer`] fired.
-    fn on_timer(&mut self, token: u64, ctx: &mut Ctx<'_>) {
+    fn on_timer(&mut self, token: u64, ctx: &mut Ctx<'_, Self::Message>) {
         let _ = (token, ctx);
     }
 }
 
-/// What a handler can do from inside a callback: send, schedule timers, read the clock.
-pub struct Ctx<'a> {
+/// What a handler can do from inside a callback: send datagrams, message other shards,
+/// schedule timers, read the clock.
+pub struct Ctx<'a, M> {
     pub(crate) now: Instant,
     pub(crate) shard: usize,
     pub(crate) slots: &'a mut SendSlots,
     pub(crate) timers: &'a mut Timers,
     pub(crate) counters: &'a mut Counters,
+    pub(crate) mesh: &'a mut MeshEnd<M>,
 }
 
-impl Ctx<'_> {
+impl<M: Send> Ctx<'_, M> {
     /// The time this loop turn started (read once per turn, after the wait).
     pub fn now(&self) -> Instant {
         self.now
@@ -73,6 +92,24 @@ impl Ctx<'_> {
             SendOutcome::TooLarge { .. } => self.counters.send_too_large += 1,
         }
         outcome
+    }
+
+    /// Number of shards in the engine.
+    pub fn shards(&self) -> usize {
+        self.mesh.shards()
+    }
+
+    /// Sends `msg` to the handler on shard `shard` over the mesh's data lane. Returns at once
+    /// with the ring's outcome; a refused message is handed back and counted. A parked target
+    /// is woken at the end of this loop turn.
+    pub fn send_to_shard(&mut self, shard: usize, msg: M) -> Result<(), MeshSendError<M>> {
+        self.mesh.send(shard, Lane::Data, msg)
+    }
+
+    /// Like [`Ctx::send_to_shard`] on the control lane: small, never behind data, delivered
+    /// before any data message of the same turn. For messages that must not wait.
+    pub fn send_control_to_shard(&mut self, shard: usize, msg: M) -> Result<(), MeshSendError<M>> {
+        self.mesh.send(shard, Lane::Control, msg)
     }
 
     /// Records that the current datagram was malformed and dropped (counted as `rejected`).

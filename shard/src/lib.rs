@@ -12,6 +12,7 @@ pub mod config;
 pub mod counters;
 pub mod driver;
 pub mod handler;
+pub mod mesh;
 pub mod ring;
 mod sendq;
 pub mod session;

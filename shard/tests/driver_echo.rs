@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ringwire_shard::driver::{SocketOptions, bind_reuseport_group, probe};
+use ringwire_shard::mesh::MeshEnd;
 use ringwire_shard::{Ctx, Handler, SendOutcome, Shard, ShardConfig, ShardControl, ShardExit};
 
 struct Echo;
 
 impl Handler for Echo {
-    fn on_datagram(&mut self, peer: SocketAddr, payload: &[u8], ctx: &mut Ctx<'_>) {
+    type Message = ();
+    fn on_datagram(&mut self, peer: SocketAddr, payload: &[u8], ctx: &mut Ctx<'_, ()>) {
         let outcome = ctx.send_to(peer, payload);
         assert_ne!(outcome, SendOutcome::TooLarge { len: 0, max: 0 });
     }
@@ -41,12 +43,12 @@ fn start(
     let mut group = bind_reuseport_group("127.0.0.1:0".parse().unwrap(), 1, opts).unwrap();
     let socket = group.remove(0);
     let addr = socket.local_addr().unwrap();
-    let control = Arc::new(ShardControl::new(0).unwrap());
+    let control = Arc::new(ShardControl::new(0, 1).unwrap());
     let c = Arc::clone(&control);
     let thread = std::thread::spawn(move || {
         Shard::new(c, socket, &config)
             .unwrap()
-            .run(&mut Echo)
+            .run(&mut Echo, MeshEnd::solo(0))
             .unwrap()
     });
     (addr, control, thread)
@@ -150,7 +152,8 @@ fn send_errors_are_counted_by_errno() {
     }
     struct Misdirect;
     impl Handler for Misdirect {
-        fn on_datagram(&mut self, _peer: SocketAddr, payload: &[u8], ctx: &mut Ctx<'_>) {
+        type Message = ();
+        fn on_datagram(&mut self, _peer: SocketAddr, payload: &[u8], ctx: &mut Ctx<'_, ()>) {
             // An IPv6 destination from an IPv4 socket fails in the kernel, not here.
             let v6: SocketAddr = "[::1]:9".parse().unwrap();
             assert_eq!(ctx.send_to(v6, payload), SendOutcome::Queued);
@@ -164,12 +167,12 @@ fn send_errors_are_counted_by_errno() {
         .unwrap()
         .remove(0);
     let addr = socket.local_addr().unwrap();
-    let control = Arc::new(ShardControl::new(0).unwrap());
+    let control = Arc::new(ShardControl::new(0, 1).unwrap());
     let c = Arc::clone(&control);
     let thread = std::thread::spawn(move || {
         Shard::new(c, socket, &ShardConfig::default())
             .unwrap()
-            .run(&mut Misdirect)
+            .run(&mut Misdirect, MeshEnd::solo(0))
             .unwrap()
     });
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();

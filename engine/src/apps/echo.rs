@@ -11,7 +11,9 @@ use ringwire_shard::{Ctx, Handler};
 pub struct Echo;
 
 impl Handler for Echo {
-    fn on_datagram(&mut self, peer: SocketAddr, payload: &[u8], ctx: &mut Ctx<'_>) {
+    type Message = ();
+
+    fn on_datagram(&mut self, peer: SocketAddr, payload: &[u8], ctx: &mut Ctx<'_, ()>) {
         let _counted = ctx.send_to(peer, payload);
     }
 }

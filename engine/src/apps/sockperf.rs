@@ -82,7 +82,9 @@ impl Default for SockperfServer {
 }
 
 impl Handler for SockperfServer {
-    fn on_datagram(&mut self, peer: SocketAddr, payload: &[u8], ctx: &mut Ctx<'_>) {
+    type Message = ();
+
+    fn on_datagram(&mut self, peer: SocketAddr, payload: &[u8], ctx: &mut Ctx<'_, ()>) {
         let mut rest = payload;
         while !rest.is_empty() {
             match judge(rest) {

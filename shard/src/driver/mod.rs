@@ -18,7 +18,6 @@ mod bufring;
 mod probe;
 mod sockaddr;
 mod socket;
-mod wake;
 
 use std::io;
 use std::mem;
@@ -33,12 +32,13 @@ use io_uring::{IoUring, cqueue, opcode, squeue};
 
 pub use probe::{ProbeReport, RingMode, SetupError, create_ring, kernel_release, probe};
 pub use socket::{SocketError, SocketOptions, bind_reuseport_group};
-pub use wake::EventFd;
 
 use self::bufring::BufRing;
 use crate::config::{ShardConfig, ShardConfigError};
 use crate::counters::{Counters, PublishedStats, ShardStats};
 use crate::handler::{Ctx, Handler};
+use crate::mesh::{Lane, MeshEnd};
+use crate::ring::{EventFd, Wake};
 use crate::sendq::SendSlots;
 use crate::timer::Timers;
 
@@ -82,13 +82,13 @@ pub struct ShardControl {
 }
 
 impl ShardControl {
-    /// Control block for shard `index`.
-    pub fn new(index: usize) -> Result<Self, SetupError> {
+    /// Control block for shard `index` of `shards`.
+    pub fn new(index: usize, shards: usize) -> Result<Self, SetupError> {
         Ok(Self {
             index,
             stop: AtomicBool::new(false),
             waker: EventFd::new().map_err(SetupError::EventFd)?,
-            stats: PublishedStats::new(index),
+            stats: PublishedStats::new(index, shards),
             tid: AtomicU64::new(0),
         })
     }
@@ -101,7 +101,7 @@ impl ShardControl {
     /// Asks the shard to stop and wakes it if it is parked. Returns at once.
     pub fn request_stop(&self) -> io::Result<()> {
         self.stop.store(true, Ordering::SeqCst);
-        self.waker.notify()
+        self.waker.signal()
     }
 
     /// Whether a stop was requested.
@@ -118,6 +118,13 @@ impl ShardControl {
     /// time from `/proc/self/task/TID/stat`.
     pub fn thread_id(&self) -> u64 {
         self.tid.load(Ordering::Relaxed)
+    }
+}
+
+/// Other shards wake a parked shard through its eventfd, which the shard's ring polls.
+impl Wake for ShardControl {
+    fn wake(&self) -> io::Result<()> {
+        self.waker.signal()
     }
 }
 
@@ -264,37 +271,100 @@ impl Shard {
     }
 
     /// Runs the loop until [`ShardControl::request_stop`], then drains in-flight operations.
-    pub fn run<H: Handler>(mut self, handler: &mut H) -> Result<ShardExit, ShardError> {
-        let result = self.turn_until_stopped(handler);
-        let exit = self.finish();
+    /// `mesh` is this shard's end of the mesh ([`MeshEnd::solo`] for a lone shard).
+    pub fn run<H: Handler>(
+        mut self,
+        handler: &mut H,
+        mut mesh: MeshEnd<H::Message>,
+    ) -> Result<ShardExit, ShardError> {
+        let result = self.turn_until_stopped(handler, &mut mesh);
+        let exit = self.finish(&mesh);
         result.map(|()| exit)
     }
 
-    fn turn_until_stopped<H: Handler>(&mut self, handler: &mut H) -> Result<(), ShardError> {
+    fn turn_until_stopped<H: Handler>(
+        &mut self,
+        handler: &mut H,
+        mesh: &mut MeshEnd<H::Message>,
+    ) -> Result<(), ShardError> {
         self.arm_recv()?;
         self.arm_poll()?;
         let mut first = true;
+        let mut inbox = Vec::new();
         while !self.control.stop_requested() {
             self.counters.loop_turns += 1;
+            let more = self.deliver_mesh(handler, mesh, Instant::now(), &mut inbox);
             self.stage_sends()?;
-            let timeout = self
+            mesh.flush_wakes();
+            let mut timeout = self
                 .timers
                 .next_deadline()
                 .map(|d| d.saturating_duration_since(Instant::now()));
+            let mut parked = false;
+            if more {
+                timeout = Some(Duration::ZERO);
+            } else if mesh.has_peers() {
+                // Park protocol: publish "parked", then re-check the rings; a producer that
+                // pushed before our flag was visible is seen here, one after it wakes us.
+                mesh.prepare_park();
+                if mesh.has_work() {
+                    mesh.cancel_park();
+                    timeout = Some(Duration::ZERO);
+                } else {
+                    parked = true;
+                }
+            }
             self.enter(1, timeout)?;
+            if parked {
+                mesh.unparked();
+            }
             let now = Instant::now();
-            self.complete(handler, now, first)?;
+            self.complete(handler, mesh, now, first)?;
             first = false;
             self.refill()?;
-            self.fire_timers(handler, now);
+            self.fire_timers(handler, mesh, now);
             self.control.stats.publish(&mut self.counters);
+            self.control.stats.publish_lanes(&mesh.lane_stats());
         }
-        self.drain(handler, self.drain_timeout)
+        self.drain(handler, mesh, self.drain_timeout)
+    }
+
+    /// Hands every waiting mesh message to the handler: all control messages, then a batch of
+    /// data per peer. Returns whether data was left for the next turn.
+    fn deliver_mesh<H: Handler>(
+        &mut self,
+        handler: &mut H,
+        mesh: &mut MeshEnd<H::Message>,
+        now: Instant,
+        inbox: &mut Vec<(usize, Lane, H::Message)>,
+    ) -> bool {
+        if !mesh.has_peers() {
+            return false;
+        }
+        let more = mesh.take_inbound(inbox);
+        for (from, lane, msg) in inbox.drain(..) {
+            self.counters.mesh_received += 1;
+            let mut ctx = Ctx {
+                now,
+                shard: self.control.index,
+                slots: &mut self.slots,
+                timers: &mut self.timers,
+                counters: &mut self.counters,
+                mesh,
+            };
+            handler.on_message(from, lane, msg, &mut ctx);
+        }
+        more
     }
 
     /// Cancels the multishot receive and the eventfd poll, then keeps turning until every
     /// operation the kernel holds has completed or `limit` passes.
-    fn drain<H: Handler>(&mut self, handler: &mut H, limit: Duration) -> Result<(), ShardError> {
+    fn drain<H: Handler>(
+        &mut self,
+        handler: &mut H,
+        mesh: &mut MeshEnd<H::Message>,
+        limit: Duration,
+    ) -> Result<(), ShardError> {
         self.stopping = true;
         self.stage_sends()?;
         self.push(opcode::AsyncCancel::new(RECV).build().user_data(CANCEL))?;
@@ -312,16 +382,18 @@ impl Shard {
                 return Ok(());
             }
             self.enter(1, Some(deadline - now))?;
-            self.complete(handler, Instant::now(), false)?;
+            self.complete(handler, mesh, Instant::now(), false)?;
             self.stage_sends()?;
         }
         self.drained = true;
         Ok(())
     }
 
-    fn finish(mut self) -> ShardExit {
+    fn finish<M: Send>(mut self, mesh: &MeshEnd<M>) -> ShardExit {
         self.control.stats.publish(&mut self.counters);
-        let stats = self.counters.snapshot(self.control.index);
+        self.control.stats.publish_lanes(&mesh.lane_stats());
+        let mut stats = self.counters.snapshot(self.control.index);
+        stats.lanes = mesh.lane_stats();
         if self.drained {
             if let Some(mut bufs) = self.bufs.take()
                 && bufs.unregister(&self.ring).is_err()
@@ -425,6 +497,7 @@ impl Shard {
     fn complete<H: Handler>(
         &mut self,
         handler: &mut H,
+        mesh: &mut MeshEnd<H::Message>,
         now: Instant,
         first: bool,
     ) -> Result<(), ShardError> {
@@ -436,7 +509,7 @@ impl Shard {
             let data = cqe.user_data();
             match data & KIND_MASK {
                 RECV => {
-                    if let Err(e) = self.on_recv(cqe, handler, now, first) {
+                    if let Err(e) = self.on_recv(cqe, handler, mesh, now, first) {
                         result = Err(e);
                     }
                 }
@@ -454,6 +527,7 @@ impl Shard {
         &mut self,
         cqe: &cqueue::Entry,
         handler: &mut H,
+        mesh: &mut MeshEnd<H::Message>,
         now: Instant,
         first: bool,
     ) -> Result<(), ShardError> {
@@ -500,6 +574,7 @@ impl Shard {
                         slots: &mut self.slots,
                         timers: &mut self.timers,
                         counters: &mut self.counters,
+                        mesh,
                     };
                     handler.on_datagram(peer, payload, &mut ctx);
                 }
@@ -529,7 +604,8 @@ impl Shard {
         }
         if cqe.result() >= 0 {
             self.counters.wakes += 1;
-            self.control.waker.drain();
+            // A failed read leaves the count set; the next poll completion retries it.
+            let _ = self.control.waker.try_drain();
         }
     }
 
@@ -548,7 +624,12 @@ impl Shard {
         Ok(())
     }
 
-    fn fire_timers<H: Handler>(&mut self, handler: &mut H, now: Instant) {
+    fn fire_timers<H: Handler>(
+        &mut self,
+        handler: &mut H,
+        mesh: &mut MeshEnd<H::Message>,
+        now: Instant,
+    ) {
         if self.timers.expire(now, &mut self.fired) == 0 {
             return;
         }
@@ -561,6 +642,7 @@ impl Shard {
                 slots: &mut self.slots,
                 timers: &mut self.timers,
                 counters: &mut self.counters,
+                mesh,
             };
             handler.on_timer(token, &mut ctx);
         }
