@@ -258,6 +258,13 @@ impl Config {
                 None => std::thread::available_parallelism().map_or(1, |n| n.get()),
             },
         };
+        if app == AppKind::Relay && shards > 256 {
+            return Err(ConfigError::invalid(
+                "shards",
+                shards,
+                "1 to 256 with app = \"relay\" (a connection ID names its shard in one byte)",
+            ));
+        }
         let cores = (0..shards)
             .map(|i| match (&available, self.pin) {
                 (Some(list), true) => Some(list[i % list.len()]),

@@ -107,6 +107,14 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    /// The handler factory failed on a shard.
+    #[error("shard {shard}: cannot build its handler: {message}")]
+    Handler {
+        /// Which shard.
+        shard: usize,
+        /// The factory's error.
+        message: String,
+    },
     /// A shard thread panicked.
     #[error("shard {shard} panicked")]
     Panicked {
@@ -140,6 +148,20 @@ impl Engine {
     where
         F: Fn(ShardInfo) -> H + Send + Sync + 'static,
         H: Handler + 'static,
+    {
+        Self::try_start(config, move |info| Ok::<H, String>(factory(info)))
+    }
+
+    /// Like [`Engine::start`] with a factory that may fail; its error stops the start and is
+    /// returned as [`EngineError::Handler`].
+    pub fn try_start<F, H, E>(
+        config: &EngineConfig,
+        factory: F,
+    ) -> Result<EngineHandle, EngineError>
+    where
+        F: Fn(ShardInfo) -> Result<H, E> + Send + Sync + 'static,
+        H: Handler + 'static,
+        E: std::fmt::Display,
     {
         let shards = config.cores.len();
         if shards == 0 {
@@ -259,7 +281,7 @@ impl Drop for ExitGuard<'_> {
     }
 }
 
-fn shard_main<F, H>(
+fn shard_main<F, H, E>(
     info: ShardInfo,
     control: Arc<ShardControl>,
     socket: std::net::UdpSocket,
@@ -268,8 +290,9 @@ fn shard_main<F, H>(
     factory: &F,
     tx: &Sender<Report>,
 ) where
-    F: Fn(ShardInfo) -> H,
+    F: Fn(ShardInfo) -> Result<H, E>,
     H: Handler,
+    E: std::fmt::Display,
 {
     let mut guard = ExitGuard {
         index: info.index,
@@ -303,7 +326,20 @@ fn shard_main<F, H>(
             return;
         }
     };
-    let mut handler = factory(info);
+    let mut handler = match factory(info) {
+        Ok(h) => h,
+        Err(e) => {
+            guard.sent = true;
+            let _ = tx.send(Report::Failed(
+                info.index,
+                EngineError::Handler {
+                    shard: info.index,
+                    message: e.to_string(),
+                },
+            ));
+            return;
+        }
+    };
     let _ = tx.send(Report::Ready(info.index));
     let result = shard.run(&mut handler, mesh);
     guard.sent = true;

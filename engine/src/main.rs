@@ -11,9 +11,11 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use ringwire::apps::{AppKind, Echo, SockperfServer};
+use ringwire::apps::{AppKind, Echo, Relay, SockperfServer};
 use ringwire::config::{Config, Cores, Resolved, Shards};
 use ringwire::{Engine, EngineConfig, EngineHandle, EngineReport, Handler, ShardInfo};
+use ringwire_shard::session::EndpointConfig;
+use ringwire_shard::session_host::{SessionHost, random_key};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -108,8 +110,22 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     let result = match resolved.app {
-        AppKind::Echo => run(&resolved, |_| Echo),
-        AppKind::Sockperf => run(&resolved, |_| SockperfServer::default()),
+        AppKind::Echo => run(&resolved, |_| Ok::<_, String>(Echo)),
+        AppKind::Sockperf => run(&resolved, |_| Ok::<_, String>(SockperfServer::default())),
+        AppKind::Relay => match random_key() {
+            Ok(key) => run(&resolved, move |info| {
+                let seed = random_key().map_err(|e| format!("random seed: {e}"))?;
+                SessionHost::new(
+                    EndpointConfig::new(key),
+                    info.index,
+                    info.shards,
+                    seed,
+                    Relay::default(),
+                )
+                .map_err(|e| e.to_string())
+            }),
+            Err(e) => Err(format!("cannot read /dev/urandom for the cookie key: {e}")),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -122,7 +138,7 @@ fn serve(args: ServeArgs) -> ExitCode {
 
 fn run<F, H>(resolved: &Resolved, factory: F) -> Result<(), String>
 where
-    F: Fn(ShardInfo) -> H + Send + Sync + 'static,
+    F: Fn(ShardInfo) -> Result<H, String> + Send + Sync + 'static,
     H: Handler + 'static,
 {
     let config = EngineConfig {
@@ -133,7 +149,7 @@ where
         start_timeout: Duration::from_secs(10),
     };
     let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(|e| format!("signals: {e}"))?;
-    let mut engine = Engine::start(&config, factory).map_err(|e| e.to_string())?;
+    let mut engine = Engine::try_start(&config, factory).map_err(|e| e.to_string())?;
     let cores: Vec<String> = resolved
         .cores
         .iter()
@@ -198,6 +214,10 @@ fn print_report(report: &EngineReport) {
             s.stats,
             if s.drained { "" } else { " (not drained)" }
         );
+    }
+    for s in report.shards.iter().filter(|s| !s.app.is_empty()) {
+        let fields: Vec<String> = s.app.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("app shard {}: {}", s.stats.shard, fields.join(" "));
     }
     let total = report.total().to_string();
     let fields = total

@@ -59,6 +59,23 @@ pub trait Handler {
     fn on_timer(&mut self, token: u64, ctx: &mut Ctx<'_, Self::Message>) {
         let _ = (token, ctx);
     }
+
+    /// A send queued with [`Ctx::send_to_tagged`] completed: `Ok(bytes)` or `Err(errno)`.
+    /// (Every completion is also counted in the shard's stats.)
+    fn on_send_complete(&mut self, tag: u64, result: Result<usize, i32>) {
+        let _ = (tag, result);
+    }
+
+    /// Adds the handler's own counters (name, value) to the shard's final report.
+    fn counters(&self, out: &mut Vec<(&'static str, u64)>) {
+        let _ = out;
+    }
+
+    /// Called once per loop turn after completions and timers, when send slots may have been
+    /// freed: the place to flush output that an earlier [`SendOutcome::QueueFull`] held back.
+    fn on_turn(&mut self, ctx: &mut Ctx<'_, Self::Message>) {
+        let _ = ctx;
+    }
 }
 
 /// What a handler can do from inside a callback: send datagrams, message other shards,
@@ -85,7 +102,13 @@ impl<M: Send> Ctx<'_, M> {
 
     /// Queues a datagram to `peer` from this shard's socket.
     pub fn send_to(&mut self, peer: SocketAddr, payload: &[u8]) -> SendOutcome {
-        let outcome = self.slots.stage(peer, payload);
+        self.send_to_tagged(peer, payload, 0)
+    }
+
+    /// Like [`Ctx::send_to`], and [`Handler::on_send_complete`] gets `tag` (non-zero) with the
+    /// send's completion: how a handler learns that a send really happened.
+    pub fn send_to_tagged(&mut self, peer: SocketAddr, payload: &[u8], tag: u64) -> SendOutcome {
+        let outcome = self.slots.stage(peer, payload, tag);
         match outcome {
             SendOutcome::Queued => {}
             SendOutcome::QueueFull => self.counters.send_queue_full += 1,

@@ -16,6 +16,8 @@ pub mod mesh;
 pub mod ring;
 mod sendq;
 pub mod session;
+pub mod session_client;
+pub mod session_host;
 pub mod timer;
 
 pub use config::{ShardConfig, ShardConfigError};

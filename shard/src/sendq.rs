@@ -20,6 +20,7 @@ pub(crate) struct SendSlots {
     bufs: Vec<u8>,
     lens: Vec<usize>,
     addrs: Vec<SockAddr>,
+    tags: Vec<u64>,
     free: Vec<u32>,
     staged: Vec<u32>,
     in_flight: usize,
@@ -34,14 +35,16 @@ impl SendSlots {
             bufs: vec![0; count * max],
             lens: vec![0; count],
             addrs: vec![placeholder; count],
+            tags: vec![0; count],
             free: (0..count as u32).rev().collect(),
             staged: Vec::with_capacity(count),
             in_flight: 0,
         }
     }
 
-    /// Copies `payload` for `peer` into a free slot.
-    pub(crate) fn stage(&mut self, peer: SocketAddr, payload: &[u8]) -> SendOutcome {
+    /// Copies `payload` for `peer` into a free slot; `tag` (0: none) comes back with the
+    /// completion.
+    pub(crate) fn stage(&mut self, peer: SocketAddr, payload: &[u8], tag: u64) -> SendOutcome {
         if payload.len() > self.max {
             return SendOutcome::TooLarge {
                 len: payload.len(),
@@ -55,6 +58,7 @@ impl SendSlots {
         self.bufs[i * self.max..i * self.max + payload.len()].copy_from_slice(payload);
         self.lens[i] = payload.len();
         self.addrs[i] = SockAddr::from(peer);
+        self.tags[i] = tag;
         self.staged.push(slot);
         SendOutcome::Queued
     }
@@ -87,6 +91,11 @@ impl SendSlots {
         self.free.push(slot);
     }
 
+    /// The tag staged with `slot`.
+    pub(crate) fn tag(&self, slot: u32) -> u64 {
+        self.tags[slot as usize]
+    }
+
     /// Whether `slot` names a real slot.
     pub(crate) fn contains(&self, slot: u32) -> bool {
         (slot as usize) < self.lens.len()
@@ -112,21 +121,22 @@ mod tests {
     fn slots_are_bounded_and_recycled() {
         let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
         let mut slots = SendSlots::new(2, 8);
-        assert_eq!(slots.stage(peer, b"a"), SendOutcome::Queued);
-        assert_eq!(slots.stage(peer, b"bc"), SendOutcome::Queued);
-        assert_eq!(slots.stage(peer, b"d"), SendOutcome::QueueFull);
+        assert_eq!(slots.stage(peer, b"a", 0), SendOutcome::Queued);
+        assert_eq!(slots.stage(peer, b"bc", 7), SendOutcome::Queued);
+        assert_eq!(slots.stage(peer, b"d", 0), SendOutcome::QueueFull);
         assert_eq!(
-            slots.stage(peer, &[0; 9]),
+            slots.stage(peer, &[0; 9], 0),
             SendOutcome::TooLarge { len: 9, max: 8 }
         );
         let first = slots.next_staged(0).unwrap();
         assert_eq!(slots.payload(first), b"a");
         assert_eq!(slots.addr(first).as_socket(), Some(peer));
+        assert_eq!(slots.tag(slots.next_staged(1).unwrap()), 7);
         slots.mark_submitted(2);
         assert_eq!(slots.in_flight(), 2);
         assert_eq!(slots.next_staged(0), None);
         slots.release(first);
         assert_eq!(slots.free(), 1);
-        assert_eq!(slots.stage(peer, b"e"), SendOutcome::Queued);
+        assert_eq!(slots.stage(peer, b"e", 0), SendOutcome::Queued);
     }
 }

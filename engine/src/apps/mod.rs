@@ -2,12 +2,14 @@
 #![forbid(unsafe_code)]
 
 pub mod echo;
+pub mod relay;
 pub mod sockperf;
 
 use std::fmt;
 use std::str::FromStr;
 
 pub use echo::Echo;
+pub use relay::Relay;
 pub use sockperf::SockperfServer;
 
 /// A built-in application.
@@ -17,11 +19,13 @@ pub enum AppKind {
     Echo,
     /// Answers the `sockperf` client like `sockperf server`.
     Sockperf,
+    /// Sessions, and forwarding between them (the gateway example).
+    Relay,
 }
 
 impl AppKind {
     /// The accepted names, for error messages.
-    pub const ALLOWED: &'static str = "\"echo\" or \"sockperf\"";
+    pub const ALLOWED: &'static str = "\"echo\", \"sockperf\" or \"relay\"";
 }
 
 impl FromStr for AppKind {
@@ -30,6 +34,7 @@ impl FromStr for AppKind {
         match s {
             "echo" => Ok(AppKind::Echo),
             "sockperf" => Ok(AppKind::Sockperf),
+            "relay" => Ok(AppKind::Relay),
             other => Err(format!(
                 "unknown app {other:?}: allowed {}",
                 AppKind::ALLOWED
@@ -43,6 +48,7 @@ impl fmt::Display for AppKind {
         f.write_str(match self {
             AppKind::Echo => "echo",
             AppKind::Sockperf => "sockperf",
+            AppKind::Relay => "relay",
         })
     }
 }

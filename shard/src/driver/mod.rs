@@ -136,6 +136,8 @@ pub struct ShardExit {
     /// Whether every in-flight operation completed before the drain timeout. When false, the
     /// shard's buffers were leaked rather than freed under the kernel.
     pub drained: bool,
+    /// The handler's own counters ([`Handler::counters`]).
+    pub app: Vec<(&'static str, u64)>,
 }
 
 /// Linux thread id of the calling thread.
@@ -278,7 +280,10 @@ impl Shard {
         mut mesh: MeshEnd<H::Message>,
     ) -> Result<ShardExit, ShardError> {
         let result = self.turn_until_stopped(handler, &mut mesh);
-        let exit = self.finish(&mesh);
+        let mut app = Vec::new();
+        handler.counters(&mut app);
+        let mut exit = self.finish(&mesh);
+        exit.app = app;
         result.map(|()| exit)
     }
 
@@ -323,6 +328,15 @@ impl Shard {
             first = false;
             self.refill()?;
             self.fire_timers(handler, mesh, now);
+            let mut ctx = Ctx {
+                now,
+                shard: self.control.index,
+                slots: &mut self.slots,
+                timers: &mut self.timers,
+                counters: &mut self.counters,
+                mesh,
+            };
+            handler.on_turn(&mut ctx);
             self.control.stats.publish(&mut self.counters);
             self.control.stats.publish_lanes(&mesh.lane_stats());
         }
@@ -408,6 +422,7 @@ impl Shard {
         ShardExit {
             stats,
             drained: self.drained,
+            app: Vec::new(),
         }
     }
 
@@ -513,7 +528,7 @@ impl Shard {
                         result = Err(e);
                     }
                 }
-                SEND => self.on_send(cqe, (data & 0xffff_ffff) as u32),
+                SEND => self.on_send(cqe, (data & 0xffff_ffff) as u32, handler),
                 WAKE => self.on_wake(cqe),
                 _ => {}
             }
@@ -584,18 +599,24 @@ impl Shard {
         Ok(())
     }
 
-    fn on_send(&mut self, cqe: &cqueue::Entry, slot: u32) {
+    fn on_send<H: Handler>(&mut self, cqe: &cqueue::Entry, slot: u32, handler: &mut H) {
         if !self.slots.contains(slot) {
             return;
         }
         let res = cqe.result();
-        if res < 0 {
+        let result = if res < 0 {
             self.counters.send_error(-res);
+            Err(-res)
         } else {
             self.counters.datagrams_out += 1;
             self.counters.bytes_out += res as u64;
-        }
+            Ok(res as usize)
+        };
+        let tag = self.slots.tag(slot);
         self.slots.release(slot);
+        if tag != 0 {
+            handler.on_send_complete(tag, result);
+        }
     }
 
     fn on_wake(&mut self, cqe: &cqueue::Entry) {

@@ -1,0 +1,86 @@
+//! `relay`: the gateway example. Clients open sessions; the relay tells each client its
+//! connection ID (`Welcome`), and forwards `Forward { dst, bytes }` to the session `dst` as
+//! `Delivered { src, bytes }`, across shards when `dst` lives on another one. A destination
+//! that does not exist gets the sender an `Unreachable { dst }`. Message format:
+//! `docs/PROTOCOL.md`, "Relay messages".
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+
+use ringwire_shard::session::ConnId;
+use ringwire_shard::session::relay_msg::RelayMsg;
+use ringwire_shard::session_host::{SessionApp, SessionSend, Sessions};
+
+/// Relay counters for one shard.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RelayStats {
+    /// Messages forwarded to a session on this shard.
+    pub forwarded_local: u64,
+    /// Messages handed to another shard for its session.
+    pub forwarded_remote: u64,
+    /// Forwards to a destination that does not exist (answered with `Unreachable`).
+    pub unreachable: u64,
+    /// Forwards dropped because the destination's queue or shard lane was full.
+    pub dropped_full: u64,
+    /// Client messages that were not a valid `Forward` (dropped, counted).
+    pub malformed: u64,
+}
+
+/// The relay application, one per shard.
+#[derive(Debug, Default)]
+pub struct Relay {
+    stats: RelayStats,
+    scratch: Vec<u8>,
+}
+
+impl Relay {
+    /// This shard's relay counters.
+    pub fn stats(&self) -> RelayStats {
+        self.stats
+    }
+}
+
+impl SessionApp for Relay {
+    fn on_connected(&mut self, conn: ConnId, _peer: SocketAddr, s: &mut Sessions<'_, '_>) {
+        let welcome = RelayMsg::Welcome { conn_id: conn.0 }.to_vec();
+        let _ = s.send(conn, &welcome);
+    }
+
+    fn on_message(&mut self, conn: ConnId, bytes: &[u8], s: &mut Sessions<'_, '_>) {
+        let Ok(RelayMsg::Forward { dst_conn_id, bytes }) = RelayMsg::decode(bytes) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        let delivered = RelayMsg::Delivered {
+            src_conn_id: conn.0,
+            bytes,
+        };
+        self.scratch.resize(delivered.encoded_len(), 0);
+        let Ok(n) = delivered.encode(&mut self.scratch) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        match s.send(ConnId(dst_conn_id), &self.scratch[..n]) {
+            SessionSend::Queued => self.stats.forwarded_local += 1,
+            SessionSend::HandedToShard(_) => self.stats.forwarded_remote += 1,
+            SessionSend::Closed | SessionSend::ShardClosed(_) => {
+                self.stats.unreachable += 1;
+                let _ = s.send(conn, &RelayMsg::Unreachable { dst_conn_id }.to_vec());
+            }
+            SessionSend::Full | SessionSend::ShardFull(_) | SessionSend::TooLarge => {
+                self.stats.dropped_full += 1;
+            }
+        }
+    }
+
+    fn counters(&self, out: &mut Vec<(&'static str, u64)>) {
+        let s = self.stats;
+        out.extend([
+            ("relay_forwarded_local", s.forwarded_local),
+            ("relay_forwarded_remote", s.forwarded_remote),
+            ("relay_unreachable", s.unreachable),
+            ("relay_dropped_full", s.dropped_full),
+            ("relay_malformed", s.malformed),
+        ]);
+    }
+}

@@ -1,0 +1,148 @@
+//! A plain-socket session client: one [`Endpoint`] driving many sessions, each from its own
+//! UDP socket (its own source port). For tests and the load generator, not the data path: it
+//! uses blocking-free std sockets and reads every socket in turn.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Instant;
+
+use crate::session::{
+    ConnId, ConnIdGen, ConnectError, Endpoint, EndpointConfig, EndpointError, Event, SendOutcome,
+    Timestamp,
+};
+
+/// Why the client could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// A socket call failed.
+    #[error("socket: {0}")]
+    Io(#[from] io::Error),
+    /// The endpoint refused to start.
+    #[error("endpoint: {0}")]
+    Endpoint(#[from] EndpointError),
+    /// The endpoint refused a connect.
+    #[error("connect: {0}")]
+    Connect(#[from] ConnectError),
+}
+
+/// Many client sessions, one socket each.
+pub struct ClientPool {
+    ep: Endpoint,
+    sockets: Vec<UdpSocket>,
+    by_conn: HashMap<ConnId, usize>,
+    origin: Instant,
+    buf: Vec<u8>,
+    rx: Vec<u8>,
+}
+
+impl ClientPool {
+    /// An empty pool. `seed` makes connection IDs reproducible.
+    pub fn new(config: EndpointConfig, seed: u64) -> Result<Self, ClientError> {
+        let buf = vec![0u8; config.max_datagram()];
+        let ep = Endpoint::new(
+            config,
+            0,
+            1,
+            ConnIdGen::seed_from_u64(seed),
+            Timestamp::ZERO,
+        )?;
+        Ok(Self {
+            ep,
+            sockets: Vec::new(),
+            by_conn: HashMap::new(),
+            origin: Instant::now(),
+            buf,
+            rx: vec![0u8; 65536],
+        })
+    }
+
+    fn now(&self) -> Timestamp {
+        Timestamp(self.origin.elapsed().as_nanos() as u64)
+    }
+
+    /// Opens a session to `server` from a new socket bound to `local` (port 0: any).
+    pub fn connect(
+        &mut self,
+        local: SocketAddr,
+        server: SocketAddr,
+    ) -> Result<ConnId, ClientError> {
+        let socket = UdpSocket::bind(local)?;
+        socket.set_nonblocking(true)?;
+        let conn = self.ep.connect(self.now(), server)?;
+        self.by_conn.insert(conn, self.sockets.len());
+        self.sockets.push(socket);
+        self.flush()?;
+        Ok(conn)
+    }
+
+    /// Queues `bytes` on `conn` and sends what can be sent.
+    pub fn send(&mut self, conn: ConnId, bytes: &[u8]) -> Result<SendOutcome, ClientError> {
+        let outcome = self.ep.send(self.now(), conn, bytes);
+        self.flush()?;
+        Ok(outcome)
+    }
+
+    /// Reads every socket once, runs timers, sends what is due, and appends events to
+    /// `events`. Returns how many datagrams were read.
+    pub fn poll(&mut self, events: &mut Vec<Event>) -> Result<usize, ClientError> {
+        let mut read = 0;
+        for i in 0..self.sockets.len() {
+            loop {
+                match self.sockets[i].recv_from(&mut self.rx) {
+                    Ok((n, from)) => {
+                        read += 1;
+                        let now = self.now();
+                        let _ = self.ep.handle_datagram(now, from, &self.rx[..n]);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        let now = self.now();
+        if self.ep.poll_timeout().is_some_and(|t| t <= now) {
+            self.ep.handle_timeout(now);
+        }
+        self.flush()?;
+        while let Some(e) = self.ep.poll_event() {
+            events.push(e);
+        }
+        Ok(read)
+    }
+
+    /// Live sessions.
+    pub fn session_count(&self) -> usize {
+        self.ep.session_count()
+    }
+
+    /// The local address of `conn`'s socket.
+    pub fn local_addr(&self, conn: ConnId) -> Option<SocketAddr> {
+        let i = *self.by_conn.get(&conn)?;
+        self.sockets[i].local_addr().ok()
+    }
+
+    fn flush(&mut self) -> Result<(), ClientError> {
+        let now = self.now();
+        while let Some(t) = self.ep.poll_transmit(now, &mut self.buf) {
+            let Some(&i) = t.conn.and_then(|c| self.by_conn.get(&c)) else {
+                continue;
+            };
+            match self.sockets[i].send_to(&self.buf[..t.len], t.dst) {
+                Ok(_) => {
+                    if let Some(c) = t.conn {
+                        self.ep.on_send_completed(c, true);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Some(c) = t.conn {
+                        self.ep.on_send_completed(c, false);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}

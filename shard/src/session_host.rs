@@ -1,0 +1,478 @@
+//! Sessions inside the shard loop: a [`Handler`] that owns one shard's session [`Endpoint`]
+//! and drives it from the loop's datagrams, timers, mesh messages and send completions, and
+//! an application API ([`SessionApp`]) of connection events.
+//!
+//! Every session lives on exactly one shard: the one whose index is the top byte of its
+//! connection ID. A datagram the kernel delivers to another shard is handed to the owner over
+//! the mesh's data lane (counted; a full lane is a counted drop). Sending to, closing or
+//! connecting on another shard's session goes over the mesh too, and the caller is told so.
+//! Nothing here takes a lock or spawns anything per packet: inbound and outbound of a session
+//! are handled in the same loop turn, and control frames leave before data (the endpoint's
+//! priority queue), whatever the state of the send slots.
+#![forbid(unsafe_code)]
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::handler::{Ctx, Handler, SendOutcome as SlotOutcome};
+use crate::mesh::{Lane, MeshSendError};
+use crate::session::{
+    CloseReason, Closer, ConnId, ConnectError, Endpoint, EndpointConfig, EndpointError, Event,
+    Handled, SendOutcome, Snapshot, Timestamp, connect_shard, shard_of,
+};
+use crate::timer::TimerId;
+
+/// Messages the session layer sends between shards.
+#[derive(Debug)]
+pub enum SessionMsg {
+    /// A datagram for a session the receiving shard owns, delivered to the wrong shard.
+    Handoff {
+        /// Its source.
+        from: SocketAddr,
+        /// Its bytes.
+        bytes: Box<[u8]>,
+    },
+    /// Send application bytes on a session the receiving shard owns.
+    Send {
+        /// The session.
+        conn: ConnId,
+        /// The payload.
+        bytes: Box<[u8]>,
+    },
+    /// Close a session the receiving shard owns.
+    Close {
+        /// The session.
+        conn: ConnId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// Open a session to `addr` on the receiving shard (its `connect_shard` owner).
+    Connect {
+        /// The peer.
+        addr: SocketAddr,
+    },
+}
+
+/// What happened to [`Sessions::send`]; every case is named.
+#[must_use = "a send can be refused"]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionSend {
+    /// In the session's bounded queue; leaves this loop turn unless send slots are exhausted.
+    Queued,
+    /// The session's data queue is full; nothing was queued.
+    Full,
+    /// Larger than the session's maximum payload.
+    TooLarge,
+    /// No such session (never existed, or closed).
+    Closed,
+    /// Owned by shard `k`: handed to it over the mesh (its outcome there is counted there).
+    HandedToShard(usize),
+    /// Owned by shard `k`, whose mesh lane is full: dropped (counted).
+    ShardFull(usize),
+    /// Owned by shard `k`, which has stopped.
+    ShardClosed(usize),
+}
+
+/// What happened to [`Sessions::connect`].
+#[must_use = "a connect can be refused"]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connecting {
+    /// Handshake started on this shard; the session will be reported by `on_connected`.
+    Started(ConnId),
+    /// The address hashes to shard `k`; the connect was handed to it, and `k`'s application
+    /// instance will see the session.
+    HandedToShard(usize),
+    /// Shard `k`'s mesh lane is full.
+    ShardFull(usize),
+    /// Shard `k` has stopped.
+    ShardClosed(usize),
+    /// This shard refused: session table or control queue full.
+    Refused(ConnectError),
+}
+
+/// Application logic on top of sessions, one instance per shard.
+pub trait SessionApp {
+    /// A session completed its handshake (either direction).
+    fn on_connected(&mut self, conn: ConnId, peer: SocketAddr, s: &mut Sessions<'_, '_>) {
+        let _ = (conn, peer, s);
+    }
+
+    /// Application bytes arrived on a session.
+    fn on_message(&mut self, conn: ConnId, bytes: &[u8], s: &mut Sessions<'_, '_>);
+
+    /// A session ended; `by` says which side closed it.
+    fn on_disconnected(
+        &mut self,
+        conn: ConnId,
+        reason: CloseReason,
+        by: Closer,
+        s: &mut Sessions<'_, '_>,
+    ) {
+        let _ = (conn, reason, by, s);
+    }
+
+    /// Adds the application's own counters to the shard's final report.
+    fn counters(&self, out: &mut Vec<(&'static str, u64)>) {
+        let _ = out;
+    }
+}
+
+/// Counters of the session layer on one shard (beyond the endpoint's own).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostStats {
+    /// Datagrams received from the kernel on this shard.
+    pub datagrams: u64,
+    /// Of those, handed to their owning shard.
+    pub handed_off: u64,
+    /// Handoffs dropped because the owner's lane was full.
+    pub handoff_full: u64,
+    /// Handoffs dropped because the owner had stopped.
+    pub handoff_closed: u64,
+    /// Handoffs received from other shards.
+    pub handoffs_received: u64,
+    /// Handed-off datagrams that again named another shard (dropped).
+    pub misrouted: u64,
+    /// Sends, closes and connects relayed to other shards.
+    pub relayed: u64,
+    /// Sends relayed here from other shards that the endpoint refused.
+    pub relayed_refused: u64,
+    /// Times the session layer ran out of send slots and kept output for the next turn.
+    pub backlogged: u64,
+}
+
+/// The process-wide origin for session [`Timestamp`]s; every shard must share it because a
+/// cookie issued on one shard is checked on another.
+fn origin() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+fn stamp(now: Instant) -> Timestamp {
+    Timestamp(now.saturating_duration_since(origin()).as_nanos() as u64)
+}
+
+fn instant(t: Timestamp) -> Instant {
+    origin() + Duration::from_nanos(t.0)
+}
+
+/// 32 bytes from the kernel's random source, for cookie keys and connection-ID seeds.
+pub fn random_key() -> std::io::Result<[u8; 32]> {
+    let mut key = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
+    Ok(key)
+}
+
+/// The [`Handler`] that runs sessions for a [`SessionApp`] on one shard.
+pub struct SessionHost<A> {
+    ep: Endpoint,
+    app: A,
+    buf: Vec<u8>,
+    timer: Option<(Timestamp, TimerId)>,
+    backlog: bool,
+    stats: HostStats,
+}
+
+/// What an application can do from inside a session callback.
+pub struct Sessions<'a, 'b> {
+    ep: &'a mut Endpoint,
+    ctx: &'a mut Ctx<'b, SessionMsg>,
+    stats: &'a mut HostStats,
+    now: Timestamp,
+}
+
+impl Sessions<'_, '_> {
+    /// This shard's index.
+    pub fn shard_index(&self) -> usize {
+        self.ctx.shard_index()
+    }
+
+    /// Sends `bytes` on `conn`, on whichever shard owns it.
+    pub fn send(&mut self, conn: ConnId, bytes: &[u8]) -> SessionSend {
+        let owner = usize::from(shard_of(conn.0));
+        if owner == self.ctx.shard_index() {
+            return match self.ep.send(self.now, conn, bytes) {
+                SendOutcome::Queued => SessionSend::Queued,
+                SendOutcome::Full => SessionSend::Full,
+                SendOutcome::TooLarge => SessionSend::TooLarge,
+                SendOutcome::UnknownConnection => SessionSend::Closed,
+            };
+        }
+        let msg = SessionMsg::Send {
+            conn,
+            bytes: bytes.into(),
+        };
+        match self.relay(owner, msg) {
+            Ok(()) => SessionSend::HandedToShard(owner),
+            Err(MeshSendError::Full(_)) => SessionSend::ShardFull(owner),
+            Err(MeshSendError::Closed(_) | MeshSendError::NoSuchShard(_)) => {
+                SessionSend::ShardClosed(owner)
+            }
+        }
+    }
+
+    /// Closes `conn` with `reason`, on whichever shard owns it. False if it was unknown here
+    /// or could not be handed to its owner.
+    pub fn close(&mut self, conn: ConnId, reason: CloseReason) -> bool {
+        let owner = usize::from(shard_of(conn.0));
+        if owner == self.ctx.shard_index() {
+            return matches!(
+                self.ep.close(self.now, conn, reason),
+                crate::session::CloseOutcome::Closed
+            );
+        }
+        self.relay(owner, SessionMsg::Close { conn, reason })
+            .is_ok()
+    }
+
+    /// Opens a session to `addr` on the shard `connect_shard(addr, shards)` names.
+    pub fn connect(&mut self, addr: SocketAddr) -> Connecting {
+        let shards = self.ctx.shards();
+        let owner = usize::from(connect_shard(
+            addr,
+            shards.min(usize::from(u16::MAX)) as u16,
+        ));
+        if owner == self.ctx.shard_index() {
+            return match self.ep.connect(self.now, addr) {
+                Ok(conn) => Connecting::Started(conn),
+                Err(e) => Connecting::Refused(e),
+            };
+        }
+        match self.relay(owner, SessionMsg::Connect { addr }) {
+            Ok(()) => Connecting::HandedToShard(owner),
+            Err(MeshSendError::Full(_)) => Connecting::ShardFull(owner),
+            Err(_) => Connecting::ShardClosed(owner),
+        }
+    }
+
+    /// Sessions live on this shard.
+    pub fn session_count(&self) -> usize {
+        self.ep.session_count()
+    }
+
+    fn relay(&mut self, owner: usize, msg: SessionMsg) -> Result<(), MeshSendError<SessionMsg>> {
+        let r = self.ctx.send_to_shard(owner, msg);
+        if r.is_ok() {
+            self.stats.relayed += 1;
+        }
+        r
+    }
+}
+
+impl<A: SessionApp> SessionHost<A> {
+    /// A host for shard `shard` of `shards`. All shards of a server must get the same
+    /// `config.cookie_key`; `seed` should differ per shard (see [`random_key`]).
+    pub fn new(
+        config: EndpointConfig,
+        shard: usize,
+        shards: usize,
+        seed: [u8; 32],
+        app: A,
+    ) -> Result<Self, EndpointError> {
+        let to16 = |v: usize| u16::try_from(v).unwrap_or(u16::MAX);
+        let buf = vec![0u8; config.max_datagram()];
+        let ep = Endpoint::new(
+            config,
+            to16(shard),
+            to16(shards),
+            seed,
+            stamp(Instant::now()),
+        )?;
+        Ok(Self {
+            ep,
+            app,
+            buf,
+            timer: None,
+            backlog: false,
+            stats: HostStats::default(),
+        })
+    }
+
+    /// The session layer's own counters.
+    pub fn stats(&self) -> HostStats {
+        self.stats
+    }
+
+    /// Every session's flight recorder and the endpoint's counters.
+    pub fn snapshot(&self) -> Snapshot {
+        self.ep.snapshot()
+    }
+
+    /// The application.
+    pub fn app(&self) -> &A {
+        &self.app
+    }
+
+    /// Delivers pending events to the application, sends what the endpoint has to send, and
+    /// re-arms the endpoint's timer.
+    fn pump(&mut self, ctx: &mut Ctx<'_, SessionMsg>) {
+        let now = stamp(ctx.now());
+        while let Some(event) = self.ep.poll_event() {
+            let mut s = Sessions {
+                ep: &mut self.ep,
+                ctx,
+                stats: &mut self.stats,
+                now,
+            };
+            match event {
+                Event::Connected { conn, peer } => self.app.on_connected(conn, peer, &mut s),
+                Event::Message { conn, bytes } => self.app.on_message(conn, &bytes, &mut s),
+                Event::Disconnected { conn, reason, by } => {
+                    self.app.on_disconnected(conn, reason, by, &mut s);
+                }
+            }
+        }
+        self.flush(ctx, now);
+        self.rearm(ctx);
+    }
+
+    fn flush(&mut self, ctx: &mut Ctx<'_, SessionMsg>, now: Timestamp) {
+        self.backlog = false;
+        loop {
+            if ctx.send_capacity() == 0 {
+                // Output stays in the endpoint's bounded queues (control first) until slots
+                // free up; `on_turn` resumes it.
+                self.backlog = true;
+                self.stats.backlogged += 1;
+                return;
+            }
+            let Some(t) = self.ep.poll_transmit(now, &mut self.buf) else {
+                return;
+            };
+            let tag = t.conn.map_or(0, |c| c.0);
+            let Some(bytes) = self.buf.get(..t.len) else {
+                return;
+            };
+            match ctx.send_to_tagged(t.dst, bytes, tag) {
+                SlotOutcome::Queued => {}
+                // Counted by the shard; the endpoint learns of it as a failed send.
+                SlotOutcome::QueueFull | SlotOutcome::TooLarge { .. } => {
+                    if let Some(conn) = t.conn {
+                        self.ep.on_send_completed(conn, false);
+                    }
+                }
+            }
+        }
+    }
+
+    fn rearm(&mut self, ctx: &mut Ctx<'_, SessionMsg>) {
+        let next = self.ep.poll_timeout();
+        if self.timer.map(|(t, _)| t) == next {
+            return;
+        }
+        if let Some((_, id)) = self.timer.take() {
+            ctx.cancel_timer(id);
+        }
+        if let Some(deadline) = next
+            && let Ok(id) = ctx.set_timer(instant(deadline), 0)
+        {
+            self.timer = Some((deadline, id));
+        }
+    }
+}
+
+impl<A: SessionApp> Handler for SessionHost<A> {
+    type Message = SessionMsg;
+
+    fn on_datagram(&mut self, peer: SocketAddr, payload: &[u8], ctx: &mut Ctx<'_, SessionMsg>) {
+        self.stats.datagrams += 1;
+        let now = stamp(ctx.now());
+        match self.ep.handle_datagram(now, peer, payload) {
+            Handled::Consumed => {}
+            // Counted by the endpoint under its reason; no reply.
+            Handled::Dropped(_) => {}
+            Handled::OtherShard(k) => {
+                let msg = SessionMsg::Handoff {
+                    from: peer,
+                    bytes: payload.into(),
+                };
+                match ctx.send_to_shard(usize::from(k), msg) {
+                    Ok(()) => self.stats.handed_off += 1,
+                    Err(MeshSendError::Full(_)) => self.stats.handoff_full += 1,
+                    Err(_) => self.stats.handoff_closed += 1,
+                }
+                return;
+            }
+        }
+        self.pump(ctx);
+    }
+
+    fn on_message(
+        &mut self,
+        _from: usize,
+        _lane: Lane,
+        msg: SessionMsg,
+        ctx: &mut Ctx<'_, SessionMsg>,
+    ) {
+        let now = stamp(ctx.now());
+        match msg {
+            SessionMsg::Handoff { from, bytes } => {
+                self.stats.handoffs_received += 1;
+                if let Handled::OtherShard(_) = self.ep.handle_datagram(now, from, &bytes) {
+                    self.stats.misrouted += 1;
+                }
+            }
+            SessionMsg::Send { conn, bytes } => {
+                if self.ep.send(now, conn, &bytes) != SendOutcome::Queued {
+                    self.stats.relayed_refused += 1;
+                }
+            }
+            SessionMsg::Close { conn, reason } => {
+                let _ = self.ep.close(now, conn, reason);
+            }
+            SessionMsg::Connect { addr } => {
+                if self.ep.connect(now, addr).is_err() {
+                    self.stats.relayed_refused += 1;
+                }
+            }
+        }
+        self.pump(ctx);
+    }
+
+    fn on_timer(&mut self, _token: u64, ctx: &mut Ctx<'_, SessionMsg>) {
+        self.timer = None;
+        self.ep.handle_timeout(stamp(ctx.now()));
+        self.pump(ctx);
+    }
+
+    fn on_send_complete(&mut self, tag: u64, result: Result<usize, i32>) {
+        self.ep.on_send_completed(ConnId(tag), result.is_ok());
+    }
+
+    fn on_turn(&mut self, ctx: &mut Ctx<'_, SessionMsg>) {
+        if self.backlog {
+            let now = stamp(ctx.now());
+            self.flush(ctx, now);
+            self.rearm(ctx);
+        }
+    }
+
+    fn counters(&self, out: &mut Vec<(&'static str, u64)>) {
+        let s = self.stats;
+        let e = self.ep.stats();
+        out.extend([
+            ("session_datagrams", s.datagrams),
+            ("session_handed_off", s.handed_off),
+            ("session_handoff_full", s.handoff_full),
+            ("session_handoff_closed", s.handoff_closed),
+            ("session_handoffs_received", s.handoffs_received),
+            ("session_misrouted", s.misrouted),
+            ("session_relayed", s.relayed),
+            ("session_relayed_refused", s.relayed_refused),
+            ("session_backlogged", s.backlogged),
+            ("sessions", e.sessions as u64),
+            ("sessions_accepted", e.sessions_accepted),
+            ("session_cookies_sent", e.cookies_sent),
+            ("session_drops", e.drops.total()),
+            ("session_control_dropped", e.control_dropped),
+        ]);
+        for reason in crate::session::DropReason::ALL {
+            let n = e.drops[reason];
+            if n > 0 {
+                out.push((reason.name(), n));
+            }
+        }
+        self.app.counters(out);
+    }
+}
