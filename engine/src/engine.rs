@@ -299,49 +299,31 @@ fn shard_main<F, H, E>(
         tx,
         sent: false,
     };
+    let mut fail = |error: EngineError| {
+        guard.sent = true;
+        let _ = tx.send(Report::Failed(info.index, error));
+    };
+    let shard = info.index;
     if let Some(core) = info.core
         && !cores::pin_current(core)
     {
-        guard.sent = true;
-        let _ = tx.send(Report::Failed(
-            info.index,
-            EngineError::Pin {
-                shard: info.index,
-                core,
-            },
-        ));
-        return;
+        return fail(EngineError::Pin { shard, core });
     }
-    let shard = match Shard::new(control, socket, config) {
+    let ring = match Shard::new(control, socket, config) {
         Ok(s) => s,
-        Err(source) => {
-            guard.sent = true;
-            let _ = tx.send(Report::Failed(
-                info.index,
-                EngineError::Shard {
-                    shard: info.index,
-                    source,
-                },
-            ));
-            return;
-        }
+        Err(source) => return fail(EngineError::Shard { shard, source }),
     };
     let mut handler = match factory(info) {
         Ok(h) => h,
         Err(e) => {
-            guard.sent = true;
-            let _ = tx.send(Report::Failed(
-                info.index,
-                EngineError::Handler {
-                    shard: info.index,
-                    message: e.to_string(),
-                },
-            ));
-            return;
+            return fail(EngineError::Handler {
+                shard,
+                message: e.to_string(),
+            });
         }
     };
     let _ = tx.send(Report::Ready(info.index));
-    let result = shard.run(&mut handler, mesh);
+    let result = ring.run(&mut handler, mesh);
     guard.sent = true;
     let _ = tx.send(Report::Exited(info.index, result));
 }

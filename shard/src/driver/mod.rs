@@ -42,6 +42,21 @@ use crate::ring::{EventFd, Wake};
 use crate::sendq::SendSlots;
 use crate::timer::Timers;
 
+/// A handler context over the shard's fields (a macro, not a method, so that it borrows only
+/// those fields and not the receive buffer the handler is reading).
+macro_rules! ctx {
+    ($shard:ident, $now:expr, $mesh:expr) => {
+        Ctx {
+            now: $now,
+            shard: $shard.control.index,
+            slots: &mut $shard.slots,
+            timers: &mut $shard.timers,
+            counters: &mut $shard.counters,
+            mesh: $mesh,
+        }
+    };
+}
+
 const KIND_SHIFT: u32 = 56;
 const RECV: u64 = 1 << KIND_SHIFT;
 const SEND: u64 = 2 << KIND_SHIFT;
@@ -328,14 +343,7 @@ impl Shard {
             first = false;
             self.refill()?;
             self.fire_timers(handler, mesh, now);
-            let mut ctx = Ctx {
-                now,
-                shard: self.control.index,
-                slots: &mut self.slots,
-                timers: &mut self.timers,
-                counters: &mut self.counters,
-                mesh,
-            };
+            let mut ctx = ctx!(self, now, mesh);
             handler.on_turn(&mut ctx);
             self.control.stats.publish(&mut self.counters);
             self.control.stats.publish_lanes(&mesh.lane_stats());
@@ -358,14 +366,7 @@ impl Shard {
         let more = mesh.take_inbound(inbox);
         for (from, lane, msg) in inbox.drain(..) {
             self.counters.mesh_received += 1;
-            let mut ctx = Ctx {
-                now,
-                shard: self.control.index,
-                slots: &mut self.slots,
-                timers: &mut self.timers,
-                counters: &mut self.counters,
-                mesh,
-            };
+            let mut ctx = ctx!(self, now, mesh);
             handler.on_message(from, lane, msg, &mut ctx);
         }
         more
@@ -583,14 +584,7 @@ impl Shard {
                     let payload = msg.payload_data();
                     self.counters.datagrams_in += 1;
                     self.counters.bytes_in += payload.len() as u64;
-                    let mut ctx = Ctx {
-                        now,
-                        shard: self.control.index,
-                        slots: &mut self.slots,
-                        timers: &mut self.timers,
-                        counters: &mut self.counters,
-                        mesh,
-                    };
+                    let mut ctx = ctx!(self, now, mesh);
                     handler.on_datagram(peer, payload, &mut ctx);
                 }
             },
@@ -657,14 +651,7 @@ impl Shard {
         let mut fired = mem::take(&mut self.fired);
         for (_, token) in fired.drain(..) {
             self.counters.timers_fired += 1;
-            let mut ctx = Ctx {
-                now,
-                shard: self.control.index,
-                slots: &mut self.slots,
-                timers: &mut self.timers,
-                counters: &mut self.counters,
-                mesh,
-            };
+            let mut ctx = ctx!(self, now, mesh);
             handler.on_timer(token, &mut ctx);
         }
         self.fired = fired;
