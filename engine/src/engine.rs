@@ -186,13 +186,14 @@ impl Engine {
             controls: Vec::with_capacity(shards),
             threads: (0..shards).map(|_| None).collect(),
             reports: rx,
+            reports_rx: Vec::with_capacity(shards),
             exits: (0..shards).map(|_| None).collect(),
             probe,
         };
         for index in 0..shards {
-            handle
-                .controls
-                .push(Arc::new(ShardControl::new(index, shards)?));
+            let (control, reports) = ShardControl::new(index, shards)?;
+            handle.controls.push(Arc::new(control));
+            handle.reports_rx.push(reports);
         }
         let mut meshes: Vec<MeshEnd<H::Message>> = if shards == 1 {
             vec![MeshEnd::solo(0)]
@@ -334,6 +335,7 @@ pub struct EngineHandle {
     controls: Vec<Arc<ShardControl>>,
     threads: Vec<Option<JoinHandle<()>>>,
     reports: Receiver<Report>,
+    reports_rx: Vec<Receiver<String>>,
     exits: Vec<Option<Result<ShardExit, EngineError>>>,
     probe: ProbeReport,
 }
@@ -388,6 +390,23 @@ impl EngineHandle {
     /// Each shard's most recently published counters.
     pub fn stats(&self) -> Vec<ShardStats> {
         self.controls.iter().map(|c| c.stats()).collect()
+    }
+
+    /// Asks every shard for its handler's report ([`Handler::report`]: for sessions, each
+    /// session's flight recorder) and waits up to `timeout` for each. `None` for a shard that
+    /// did not answer in time (stopped or busy).
+    pub fn reports(&self, timeout: Duration) -> Vec<Option<String>> {
+        for c in &self.controls {
+            let _ = c.request_report();
+        }
+        let end = Instant::now() + timeout;
+        self.reports_rx
+            .iter()
+            .map(|rx| {
+                rx.recv_timeout(end.saturating_duration_since(Instant::now()))
+                    .ok()
+            })
+            .collect()
     }
 
     /// Each shard thread's Linux thread id (for `/proc/self/task/TID`).

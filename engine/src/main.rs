@@ -16,7 +16,7 @@ use ringwire::config::{Config, Cores, Resolved, Shards};
 use ringwire::{Engine, EngineConfig, EngineHandle, EngineReport, Handler, ShardInfo};
 use ringwire_shard::session::EndpointConfig;
 use ringwire_shard::session_host::{SessionHost, random_key};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
 #[derive(Parser)]
@@ -32,7 +32,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the engine with a built-in app until SIGINT or SIGTERM.
+    /// Run the engine with a built-in app until SIGINT or SIGTERM (SIGUSR1 prints each
+    /// shard's report, e.g. every session's flight recorder).
     Serve(ServeArgs),
 }
 
@@ -148,7 +149,8 @@ where
         mesh: Default::default(),
         start_timeout: Duration::from_secs(10),
     };
-    let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(|e| format!("signals: {e}"))?;
+    let mut signals =
+        Signals::new([SIGINT, SIGTERM, SIGUSR1]).map_err(|e| format!("signals: {e}"))?;
     let mut engine = Engine::try_start(&config, factory).map_err(|e| e.to_string())?;
     let cores: Vec<String> = resolved
         .cores
@@ -169,13 +171,16 @@ where
     let (tx, rx) = mpsc::channel();
     let signal_thread = signals.handle();
     std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            let _ = tx.send(sig);
+        for sig in signals.forever() {
+            if tx.send(sig).is_err() {
+                break;
+            }
         }
     });
     let tick = resolved.stats_interval.unwrap_or(Duration::from_secs(3600));
     loop {
         match rx.recv_timeout(tick) {
+            Ok(SIGUSR1) => print_reports(&engine),
             Ok(sig) => {
                 eprintln!("ringwire: signal {sig}, stopping");
                 break;
@@ -203,6 +208,21 @@ where
 fn print_stats(engine: &EngineHandle) {
     for s in engine.stats() {
         println!("stats {s}");
+    }
+    let _ = std::io::stdout().flush();
+}
+
+/// SIGUSR1: every shard's handler report (for sessions, each session's flight recorder).
+fn print_reports(engine: &EngineHandle) {
+    for (shard, report) in engine.reports(Duration::from_secs(2)).iter().enumerate() {
+        match report {
+            Some(text) => {
+                for line in text.lines() {
+                    println!("report shard {shard}: {line}");
+                }
+            }
+            None => println!("report shard {shard}: (no answer within 2 s)"),
+        }
     }
     let _ = std::io::stdout().flush();
 }

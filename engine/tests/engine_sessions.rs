@@ -129,6 +129,23 @@ fn thousand_sessions_relay_both_ways_across_shards() {
     }
     assert_eq!(delivered, SESSIONS);
 
+    // The flight recorder, read from the running engine: one line per session.
+    let reports = engine.reports(Duration::from_secs(5));
+    let lines: Vec<&str> = reports
+        .iter()
+        .map(|r| r.as_deref().expect("every shard answers"))
+        .flat_map(str::lines)
+        .filter(|l| l.starts_with("session "))
+        .collect();
+    assert_eq!(lines.len(), SESSIONS);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains("state=Established") && l.contains("confirmed="))
+    );
+    // Each session received Hello+cookie and a Forward, and sent Cookie/Accept, Welcome and a Delivered.
+    assert!(lines.iter().all(|l| !l.contains(" in=0/")), "{}", lines[0]);
+
     let report = engine.shutdown(Duration::from_secs(3)).unwrap();
     let app: HashMap<&str, u64> = report
         .shards

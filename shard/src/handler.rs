@@ -71,6 +71,12 @@ pub trait Handler {
         let _ = out;
     }
 
+    /// Writes a human-readable report of the handler's state (for sessions: every session's
+    /// flight recorder) when the engine asks for one (`EngineHandle::reports`).
+    fn report(&self, out: &mut String) {
+        let _ = out;
+    }
+
     /// Called once per loop turn after completions and timers, when send slots may have been
     /// freed: the place to flush output that an earlier [`SendOutcome::QueueFull`] held back.
     fn on_turn(&mut self, ctx: &mut Ctx<'_, Self::Message>) {

@@ -448,6 +448,48 @@ impl<A: SessionApp> Handler for SessionHost<A> {
         }
     }
 
+    fn report(&self, out: &mut String) {
+        use std::fmt::Write;
+        let snap = self.ep.snapshot();
+        let e = snap.endpoint;
+        let _ = writeln!(
+            out,
+            "sessions={} accepted={} cookies_sent={} drops={} control_dropped={} handed_off={} handoffs_received={}",
+            e.sessions,
+            e.sessions_accepted,
+            e.cookies_sent,
+            e.drops.total(),
+            e.control_dropped,
+            self.stats.handed_off,
+            self.stats.handoffs_received,
+        );
+        let now = stamp(Instant::now());
+        for (conn, s) in &snap.sessions {
+            let idle = s.last_recv.map_or("never".to_string(), |t| {
+                format!("{:?}", now.saturating_since(t))
+            });
+            let srtt = s.srtt.map_or("-".to_string(), |d| format!("{d:?}"));
+            let _ = writeln!(
+                out,
+                "session {:#018x} peer={} state={:?} in={}/{}B out={}/{}B queue={} hwm={} drops={} \
+                 last_recv_ago={idle} unanswered_pings={} srtt={srtt} confirmed={} failed={}",
+                conn.0,
+                s.peer,
+                s.state,
+                s.datagrams_in,
+                s.bytes_in,
+                s.datagrams_out,
+                s.bytes_out,
+                s.queue_depth,
+                s.queue_high_water,
+                s.drops.total(),
+                s.unanswered_pings,
+                s.sends_confirmed,
+                s.sends_failed,
+            );
+        }
+    }
+
     fn counters(&self, out: &mut Vec<(&'static str, u64)>) {
         let s = self.stats;
         let e = self.ep.stats();

@@ -43,7 +43,7 @@ fn start(
     let mut group = bind_reuseport_group("127.0.0.1:0".parse().unwrap(), 1, opts).unwrap();
     let socket = group.remove(0);
     let addr = socket.local_addr().unwrap();
-    let control = Arc::new(ShardControl::new(0, 1).unwrap());
+    let control = Arc::new(ShardControl::new(0, 1).unwrap().0);
     let c = Arc::clone(&control);
     let thread = std::thread::spawn(move || {
         Shard::new(c, socket, &config)
@@ -167,7 +167,7 @@ fn send_errors_are_counted_by_errno() {
         .unwrap()
         .remove(0);
     let addr = socket.local_addr().unwrap();
-    let control = Arc::new(ShardControl::new(0, 1).unwrap());
+    let control = Arc::new(ShardControl::new(0, 1).unwrap().0);
     let c = Arc::clone(&control);
     let thread = std::thread::spawn(move || {
         Shard::new(c, socket, &ShardConfig::default())

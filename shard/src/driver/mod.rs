@@ -23,8 +23,8 @@ use std::io;
 use std::mem;
 use std::net::UdpSocket;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use io_uring::types::{Fd, RecvMsgOut, SubmitArgs, Timespec};
@@ -91,21 +91,36 @@ pub enum ShardError {
 pub struct ShardControl {
     index: usize,
     stop: AtomicBool,
+    report_wanted: AtomicBool,
+    reports: mpsc::Sender<String>,
     waker: EventFd,
     stats: PublishedStats,
     tid: AtomicU64,
 }
 
 impl ShardControl {
-    /// Control block for shard `index` of `shards`.
-    pub fn new(index: usize, shards: usize) -> Result<Self, SetupError> {
-        Ok(Self {
+    /// Control block for shard `index` of `shards`, and the receiving end of the shard's
+    /// handler reports ([`ShardControl::request_report`]).
+    pub fn new(index: usize, shards: usize) -> Result<(Self, mpsc::Receiver<String>), SetupError> {
+        let (reports, rx) = mpsc::channel();
+        let control = Self {
             index,
             stop: AtomicBool::new(false),
+            report_wanted: AtomicBool::new(false),
+            reports,
             waker: EventFd::new().map_err(SetupError::EventFd)?,
             stats: PublishedStats::new(index, shards),
             tid: AtomicU64::new(0),
-        })
+        };
+        Ok((control, rx))
+    }
+
+    /// Asks the shard for its handler's report ([`Handler::report`]); it arrives on the
+    /// receiver [`ShardControl::new`] returned, after the shard's next loop turn. Wakes the
+    /// shard if it is parked. Returns at once.
+    pub fn request_report(&self) -> io::Result<()> {
+        self.report_wanted.store(true, Ordering::SeqCst);
+        self.waker.signal()
     }
 
     /// The shard's index.
@@ -345,6 +360,12 @@ impl Shard {
             self.fire_timers(handler, mesh, now);
             let mut ctx = ctx!(self, now, mesh);
             handler.on_turn(&mut ctx);
+            if self.control.report_wanted.swap(false, Ordering::Relaxed) {
+                let mut report = String::new();
+                handler.report(&mut report);
+                // The engine may have stopped listening; a report nobody reads is not an error.
+                let _ = self.control.reports.send(report);
+            }
             self.control.stats.publish(&mut self.counters);
             self.control.stats.publish_lanes(&mesh.lane_stats());
         }
