@@ -18,6 +18,7 @@ mod bufring;
 mod probe;
 mod sockaddr;
 mod socket;
+mod steer;
 
 use std::io;
 use std::mem;
@@ -32,6 +33,7 @@ use io_uring::{IoUring, cqueue, opcode, squeue};
 
 pub use probe::{ProbeReport, RingMode, SetupError, create_ring, kernel_release, probe};
 pub use socket::{SocketError, SocketOptions, bind_reuseport_group};
+pub use steer::{attach_steering, detach_steering, steering_program};
 
 use self::bufring::BufRing;
 use crate::config::{ShardConfig, ShardConfigError};
