@@ -1,6 +1,6 @@
 //! The io_uring driver: the only module that talks to the kernel.
 //!
-//! [`run_shard`] owns one shard's ring, socket, buffer ring, send slots and timers, and runs the
+//! A [`Shard`] owns one shard's ring, socket, buffer ring, send slots and timers, and runs the
 //! loop until asked to stop. One turn, in order:
 //!
 //! 1. **Stage**: turn every send the handler queued since the last turn into a `sendmsg` SQE.

@@ -89,8 +89,20 @@ const fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
     }
 }
 
-/// The steering program for a group of `shards` sockets (listing in the module docs). Bytes at
-/// offset 4 of `shards` or more, and every Hello, are left to the kernel's 4-tuple hash.
+/// The steering program for a group of `shards` sockets (`docs/PROTOCOL.md` §2):
+///
+/// ```text
+///  0: ldb  [0]             ; A = byte 0 (version | type)
+///  1: and  #0x0f           ; A = message type
+///  2: jeq  #1, 6           ; Hello: no CID, use the hash
+///  3: ldb  [4]             ; A = owning shard index
+///  4: jge  #shards, 6      ; not one of ours: use the hash
+///  5: ret  a               ; socket A of the group
+///  6: ret  #0xffffffff     ; out of range: the kernel falls back to its 4-tuple hash
+/// ```
+///
+/// Every Hello, and every datagram whose byte 4 is `shards` or more, is left to the kernel's
+/// 4-tuple hash. A datagram too short to have a byte 4 (and not a Hello) goes to socket 0.
 pub fn steering_program(shards: u16) -> Vec<libc::sock_filter> {
     use libc::{
         BPF_A, BPF_ABS, BPF_ALU, BPF_AND, BPF_B, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_K, BPF_LD, BPF_RET,
