@@ -272,6 +272,34 @@ mod tests {
         assert_eq!(run(&steering_program(256), &dgram), 255);
     }
 
+    /// The session simulator's steering model (`session::sim::steer`) must agree with the
+    /// program: same socket where the program picks one, the stand-in hash where it defers.
+    #[test]
+    fn sim_model_matches_the_program() {
+        use crate::session::{connect_shard, sim};
+        let from: SocketAddr = "192.0.2.7:4433".parse().unwrap();
+        for n in [1u16, 3, 4, 8, 255, 256] {
+            let p = steering_program(n);
+            let check = |bytes: &[u8]| {
+                let want = match run(&p, bytes) {
+                    USE_HASH => connect_shard(from, n),
+                    k => u16::try_from(k).unwrap(),
+                };
+                assert_eq!(sim::steer(bytes, from, n), want, "n {n}, {bytes:02x?}");
+            };
+            for len in 0..=20 {
+                for byte0 in [0x00u8, 0x11, 0x14, 0x17, 0x21, 0xf1, 0xff] {
+                    for owner in [0u8, 1, 2, 3, 4, 7, 8, 254, 255] {
+                        let mut d = [0u8; 20];
+                        d[0] = byte0;
+                        d[4] = owner;
+                        check(&d[..len]);
+                    }
+                }
+            }
+        }
+    }
+
     /// A datagram of type `byte0` for shard `owner`, tagged in its packet-number field.
     fn datagram(byte0: u8, owner: u8, tag: u64) -> [u8; 20] {
         let mut d = [0u8; 20];
