@@ -1,6 +1,6 @@
 //! The io_uring driver: the only module that talks to the kernel.
 //!
-//! [`run_shard`] owns one shard's ring, socket, buffer ring, send slots and timers, and runs the
+//! A [`Shard`] owns one shard's ring, socket, buffer ring, send slots and timers, and runs the
 //! loop until asked to stop. One turn, in order:
 //!
 //! 1. **Stage**: turn every send the handler queued since the last turn into a `sendmsg` SQE.
@@ -18,6 +18,7 @@ mod bufring;
 mod probe;
 mod sockaddr;
 mod socket;
+mod steer;
 
 use std::io;
 use std::mem;
@@ -32,6 +33,7 @@ use io_uring::{IoUring, cqueue, opcode, squeue};
 
 pub use probe::{ProbeReport, RingMode, SetupError, create_ring, kernel_release, probe};
 pub use socket::{SocketError, SocketOptions, bind_reuseport_group};
+pub use steer::{attach_steering, detach_steering, steering_program};
 
 use self::bufring::BufRing;
 use crate::config::{ShardConfig, ShardConfigError};

@@ -29,7 +29,7 @@ use super::conn_id::{ConnId, ConnIdGen, connect_shard};
 use super::endpoint::{CloseOutcome, Endpoint};
 use super::event::{CloseReason, ConnectError, Event, Handled, SendOutcome};
 use super::time::Timestamp;
-use super::wire::{self, MsgType};
+use super::wire::MsgType;
 
 /// Network faults, applied independently to each datagram sent.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -449,15 +449,22 @@ impl Sim {
     }
 }
 
-/// The reuseport steering rule, as the driver's classic-BPF program implements it: Hellos and
-/// runts by source-address hash, everything else by byte 4 (the owner's shard index) when it
-/// names an existing shard.
+/// The reuseport steering rule, as the driver's classic-BPF program
+/// (`driver::steering_program`) implements it: Hellos by source-address hash (standing in for
+/// the kernel's 4-tuple hash), everything else by byte 4 (the owner's shard index) when it
+/// names an existing shard, by hash when it does not, and runts too short to have a byte 4 to
+/// shard 0 (the program's failed load returns 0).
 #[must_use]
 pub fn steer(bytes: &[u8], from: SocketAddr, n_shards: u16) -> u16 {
-    match wire::peek_steering(bytes) {
-        Some((ty, cid)) if ty != MsgType::Hello as u8 && super::shard_of(cid) < n_shards => {
-            super::shard_of(cid)
-        }
-        _ => connect_shard(from, n_shards),
+    let Some(&version_type) = bytes.first() else {
+        return 0;
+    };
+    if version_type & 0x0f == MsgType::Hello as u8 {
+        return connect_shard(from, n_shards);
+    }
+    match bytes.get(4).map(|b| u16::from(*b)) {
+        None => 0,
+        Some(owner) if owner < n_shards => owner,
+        Some(_) => connect_shard(from, n_shards),
     }
 }
