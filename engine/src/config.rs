@@ -49,8 +49,11 @@ pub struct Config {
     pub cores: Cores,
     /// Pin each shard thread to its core.
     pub pin: bool,
-    /// The built-in application: `"echo"` or `"sockperf"`.
+    /// The built-in application: `"echo"`, `"sockperf"` or `"relay"`.
     pub app: String,
+    /// Kernel steering of session datagrams to their owning shard: `"auto"` (on for session
+    /// apps), `"on"` or `"off"`.
+    pub steering: String,
     /// Print every shard's counters every this many seconds (0: only at shutdown).
     pub stats_interval_secs: u64,
     /// How long shutdown waits for every shard to stop, in milliseconds.
@@ -89,6 +92,7 @@ impl Default for Config {
             cores: Cores::Auto,
             pin: true,
             app: "echo".to_string(),
+            steering: "auto".to_string(),
             stats_interval_secs: 0,
             shutdown_timeout_ms: 2000,
             shard: ShardSection::default(),
@@ -185,6 +189,8 @@ pub struct Resolved {
     pub cores: Vec<Option<usize>>,
     /// The app.
     pub app: AppKind,
+    /// Whether to attach the steering program.
+    pub steering: bool,
     /// Stats printing interval (`None`: only at shutdown).
     pub stats_interval: Option<Duration>,
     /// Shutdown deadline.
@@ -258,6 +264,18 @@ impl Config {
                 None => std::thread::available_parallelism().map_or(1, |n| n.get()),
             },
         };
+        let steering = match self.steering.as_str() {
+            "auto" => app == AppKind::Relay,
+            "on" => true,
+            "off" => false,
+            other => {
+                return Err(ConfigError::invalid(
+                    "steering",
+                    format!("{other:?}"),
+                    "\"auto\" (on for session apps), \"on\" or \"off\"",
+                ));
+            }
+        };
         if app == AppKind::Relay && shards > 256 {
             return Err(ConfigError::invalid(
                 "shards",
@@ -297,6 +315,7 @@ impl Config {
             shards,
             cores,
             app,
+            steering,
             stats_interval: (self.stats_interval_secs > 0)
                 .then(|| Duration::from_secs(self.stats_interval_secs)),
             shutdown_timeout: Duration::from_millis(self.shutdown_timeout_ms),
@@ -431,6 +450,8 @@ mod tests {
         assert!(err("cores = []").contains("`cores`"));
         assert!(err("[shard]\nrecv_buffers = 3").contains("`shard.recv_buffers` = 3"));
         assert!(err("shutdown_timeout_ms = 0").contains("shutdown_timeout_ms"));
+        assert!(err("steering = \"yes\"").contains("`steering`"));
+        assert!(err("app = \"relay\"\nshards = 300\npin = false").contains("1 to 256"));
     }
 
     #[test]

@@ -19,7 +19,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ringwire_shard::driver::{
-    ProbeReport, SetupError, SocketError, SocketOptions, bind_reuseport_group, probe,
+    ProbeReport, SetupError, SocketError, SocketOptions, attach_steering, bind_reuseport_group,
+    probe,
 };
 use ringwire_shard::mesh::{MeshConfig, MeshEnd, SharedWake};
 use ringwire_shard::{
@@ -52,6 +53,9 @@ pub struct EngineConfig {
     pub shard: ShardConfig,
     /// Sizes of the rings between shards.
     pub mesh: MeshConfig,
+    /// Attach the classic-BPF reuseport program that steers each session datagram to the shard
+    /// named in its connection ID (`docs/PROTOCOL.md` §2). Only meaningful for session apps.
+    pub steering: bool,
     /// How long a shard may take to set up before `start` gives up.
     pub start_timeout: Duration,
 }
@@ -64,6 +68,7 @@ impl EngineConfig {
             cores: vec![None; shards],
             shard: ShardConfig::default(),
             mesh: MeshConfig::default(),
+            steering: false,
             start_timeout: Duration::from_secs(10),
         }
     }
@@ -81,6 +86,13 @@ pub enum EngineError {
     /// The sockets could not be bound.
     #[error(transparent)]
     Socket(#[from] SocketError),
+    /// The steering program could not be attached.
+    #[error("cannot attach the reuseport steering program: {source}")]
+    Steering {
+        /// What the kernel said.
+        #[source]
+        source: std::io::Error,
+    },
     /// A shard failed to set up or failed while running.
     #[error("shard {shard}: {source}")]
     Shard {
@@ -173,6 +185,12 @@ impl Engine {
             send_buffer: config.shard.socket_send_buffer,
         };
         let sockets = bind_reuseport_group(config.bind, shards, opts)?;
+        if config.steering && shards > 1 {
+            let n = u16::try_from(shards).map_err(|_| EngineError::Steering {
+                source: std::io::Error::other("more than 65535 shards"),
+            })?;
+            attach_steering(&sockets[0], n).map_err(|source| EngineError::Steering { source })?;
+        }
         let local_addr = sockets[0].local_addr().map_err(|e| {
             EngineError::Socket(SocketError::Bind {
                 addr: config.bind,

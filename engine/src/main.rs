@@ -57,6 +57,9 @@ struct ServeArgs {
     /// Built-in app: echo or sockperf.
     #[arg(long)]
     app: Option<String>,
+    /// Kernel steering of session datagrams to their shard: auto, on or off.
+    #[arg(long)]
+    steering: Option<String>,
     /// Print every shard's counters every SECS seconds (0: only at shutdown).
     #[arg(long, value_name = "SECS")]
     stats_interval: Option<u64>,
@@ -95,6 +98,9 @@ fn load(args: &ServeArgs) -> Result<Resolved, String> {
     }
     if let Some(app) = &args.app {
         config.app.clone_from(app);
+    }
+    if let Some(steering) = &args.steering {
+        config.steering.clone_from(steering);
     }
     if let Some(secs) = args.stats_interval {
         config.stats_interval_secs = secs;
@@ -147,6 +153,7 @@ where
         cores: resolved.cores.clone(),
         shard: resolved.shard.clone(),
         mesh: Default::default(),
+        steering: resolved.steering,
         start_timeout: Duration::from_secs(10),
     };
     let mut signals =
