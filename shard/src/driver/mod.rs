@@ -1,17 +1,19 @@
 //! The io_uring driver: the only module that talks to the kernel.
 //!
 //! A [`Shard`] owns one shard's ring, socket, buffer ring, send slots and timers, and runs the
-//! loop until asked to stop. One turn, in order:
+//! loop until asked to stop. One turn, in order (`docs/ARCHITECTURE.md` has the long form):
 //!
-//! 1. **Stage**: turn every send the handler queued since the last turn into a `sendmsg` SQE.
-//! 2. **Enter**: one `io_uring_enter` submits them and waits for at least one completion, or
-//!    until the next timer deadline. With nothing to do the thread sleeps here and uses no CPU.
-//! 3. **Complete**: take every CQE. Receives go to the handler and their buffers back to the
-//!    buffer ring; sends free their slot and count success or errno; wake-ups drain the eventfd.
-//! 4. **Refill**: publish recycled buffers to the kernel in one store, and re-arm the multishot
-//!    receive if it ended (ENOBUFS or error), counting the re-arm.
-//! 5. **Timers**: fire every due timer.
-//! 6. **Publish**: copy the counters to the shard's published stats.
+//! 1. **Stop check** and **mesh**: hand waiting messages from other shards to the handler,
+//!    control lanes first.
+//! 2. **Stage**: turn every send the handler queued into a `sendmsg` SQE; wake the shards this
+//!    shard messaged, if they are parked.
+//! 3. **Park and enter**: one `io_uring_enter` submits the SQEs and waits for a completion or
+//!    the next timer deadline. With nothing to do the thread sleeps here and uses no CPU.
+//! 4. **Complete**: receives go to the handler and their buffers back to the buffer ring;
+//!    sends free their slot and count success or errno; wake-ups drain the eventfd.
+//! 5. **Refill**: publish recycled buffers in one store; re-arm the multishot receive if it
+//!    ended (ENOBUFS or error), counting the re-arm.
+//! 6. **Timers**, `on_turn`, a requested report, and **publish** the counters.
 #![allow(unsafe_code)]
 
 mod bufring;
