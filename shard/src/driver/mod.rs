@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use io_uring::types::{Fd, RecvMsgOut, SubmitArgs, Timespec};
+use io_uring::types::{Fd, Fixed, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
 
 pub use probe::{ProbeReport, RingMode, SetupError, create_ring, kernel_release, probe};
@@ -221,6 +221,8 @@ pub struct Shard {
     /// Kept open for as long as operations may name its fd.
     _socket: UdpSocket,
     fd: RawFd,
+    /// The socket is registered as fixed file 0 (saves a file lookup per operation).
+    fixed_fd: bool,
     drain_timeout: Duration,
     control: Arc<ShardControl>,
     timers: Timers,
@@ -278,6 +280,8 @@ impl Shard {
             config.send_slots
         ];
         let fd = socket.as_raw_fd();
+        // Registered files exist since 5.1; without them every SQE names the fd itself.
+        let fixed_fd = ring.submitter().register_files(&[fd]).is_ok();
         Ok(Self {
             ring,
             bufs: Some(bufs),
@@ -287,6 +291,7 @@ impl Shard {
             recv_hdr,
             _socket: socket,
             fd,
+            fixed_fd,
             drain_timeout: config.drain_timeout,
             control,
             timers: Timers::new(config.max_timers),
@@ -471,9 +476,13 @@ impl Shard {
         let Some(bufs) = self.bufs.as_ref() else {
             return Ok(());
         };
-        let sqe = opcode::RecvMsgMulti::new(Fd(self.fd), &raw const *self.recv_hdr, bufs.bgid())
-            .build()
-            .user_data(RECV);
+        let hdr = &raw const *self.recv_hdr;
+        let sqe = if self.fixed_fd {
+            opcode::RecvMsgMulti::new(Fixed(0), hdr, bufs.bgid()).build()
+        } else {
+            opcode::RecvMsgMulti::new(Fd(self.fd), hdr, bufs.bgid()).build()
+        }
+        .user_data(RECV);
         self.push(sqe)?;
         self.recv_armed = true;
         Ok(())
@@ -505,9 +514,13 @@ impl Shard {
             hdr.msg_namelen = addr.len();
             hdr.msg_iov = &raw mut self.send_iovs[i];
             hdr.msg_iovlen = 1;
-            let sqe = opcode::SendMsg::new(Fd(self.fd), &raw const self.send_hdrs[i])
-                .build()
-                .user_data(SEND | u64::from(slot));
+            let hdr = &raw const self.send_hdrs[i];
+            let sqe = if self.fixed_fd {
+                opcode::SendMsg::new(Fixed(0), hdr).build()
+            } else {
+                opcode::SendMsg::new(Fd(self.fd), hdr).build()
+            }
+            .user_data(SEND | u64::from(slot));
             self.push(sqe)?;
             n += 1;
         }
