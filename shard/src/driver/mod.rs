@@ -174,6 +174,18 @@ pub struct ShardExit {
     pub app: Vec<(&'static str, u64)>,
 }
 
+impl Drop for Shard {
+    /// A shard dropped without finishing (its handler panicked, or `run` was never called
+    /// after operations were armed) may still have receives and sends in the kernel: leak
+    /// their memory rather than free it under them. `finish` empties these fields first.
+    fn drop(&mut self) {
+        if self.recv_armed || self.slots.in_flight() > 0 {
+            mem::forget(self.bufs.take());
+            mem::forget(mem::replace(&mut self.slots, SendSlots::new(0, 0)));
+        }
+    }
+}
+
 /// Linux thread id of the calling thread.
 fn current_tid() -> u64 {
     // SAFETY: gettid has no arguments and cannot fail.
