@@ -59,7 +59,10 @@ pub enum SessionMsg {
 #[must_use = "a send can be refused"]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionSend {
-    /// In the session's bounded queue; leaves this loop turn unless send slots are exhausted.
+    /// In a send slot: submitted to the kernel with this loop turn (its completion is recorded
+    /// in the session's flight recorder).
+    SentNow,
+    /// In the session's bounded queue, behind earlier data or waiting for free send slots.
     Queued,
     /// The session's data queue is full; nothing was queued.
     Full,
@@ -174,10 +177,38 @@ pub struct SessionHost<A> {
     stats: HostStats,
 }
 
+/// Moves everything the endpoint has to send into send slots, control frames first. Returns
+/// false if the slots ran out first: the rest stays in the endpoint's bounded queues until the
+/// next call.
+fn flush(ep: &mut Endpoint, ctx: &mut Ctx<'_, SessionMsg>, buf: &mut [u8], now: Timestamp) -> bool {
+    loop {
+        if ctx.send_capacity() == 0 {
+            return false;
+        }
+        let Some(t) = ep.poll_transmit(now, buf) else {
+            return true;
+        };
+        let tag = t.conn.map_or(0, |c| c.0);
+        let Some(bytes) = buf.get(..t.len) else {
+            return true;
+        };
+        match ctx.send_to_tagged(t.dst, bytes, tag) {
+            SlotOutcome::Queued => {}
+            // Counted by the shard; the endpoint learns of it as a failed send.
+            SlotOutcome::QueueFull | SlotOutcome::TooLarge { .. } => {
+                if let Some(conn) = t.conn {
+                    ep.on_send_completed(conn, false);
+                }
+            }
+        }
+    }
+}
+
 /// What an application can do from inside a session callback.
 pub struct Sessions<'a, 'b> {
     ep: &'a mut Endpoint,
     ctx: &'a mut Ctx<'b, SessionMsg>,
+    buf: &'a mut [u8],
     stats: &'a mut HostStats,
     now: Timestamp,
 }
@@ -193,7 +224,15 @@ impl Sessions<'_, '_> {
         let owner = usize::from(shard_of(conn.0));
         if owner == self.ctx.shard_index() {
             return match self.ep.send(self.now, conn, bytes) {
-                SendOutcome::Queued => SessionSend::Queued,
+                SendOutcome::Queued => {
+                    // Move it (and anything queued before it) into send slots now; it leaves
+                    // with this loop turn's submit unless slots or the session's queue hold it.
+                    flush(self.ep, self.ctx, self.buf, self.now);
+                    match self.ep.session_stats(conn) {
+                        Some(s) if s.queue_depth == 0 => SessionSend::SentNow,
+                        _ => SessionSend::Queued,
+                    }
+                }
                 SendOutcome::Full => SessionSend::Full,
                 SendOutcome::TooLarge => SessionSend::TooLarge,
                 SendOutcome::UnknownConnection => SessionSend::Closed,
@@ -312,6 +351,7 @@ impl<A: SessionApp> SessionHost<A> {
             let mut s = Sessions {
                 ep: &mut self.ep,
                 ctx,
+                buf: &mut self.buf,
                 stats: &mut self.stats,
                 now,
             };
@@ -328,31 +368,9 @@ impl<A: SessionApp> SessionHost<A> {
     }
 
     fn flush(&mut self, ctx: &mut Ctx<'_, SessionMsg>, now: Timestamp) {
-        self.backlog = false;
-        loop {
-            if ctx.send_capacity() == 0 {
-                // Output stays in the endpoint's bounded queues (control first) until slots
-                // free up; `on_turn` resumes it.
-                self.backlog = true;
-                self.stats.backlogged += 1;
-                return;
-            }
-            let Some(t) = self.ep.poll_transmit(now, &mut self.buf) else {
-                return;
-            };
-            let tag = t.conn.map_or(0, |c| c.0);
-            let Some(bytes) = self.buf.get(..t.len) else {
-                return;
-            };
-            match ctx.send_to_tagged(t.dst, bytes, tag) {
-                SlotOutcome::Queued => {}
-                // Counted by the shard; the endpoint learns of it as a failed send.
-                SlotOutcome::QueueFull | SlotOutcome::TooLarge { .. } => {
-                    if let Some(conn) = t.conn {
-                        self.ep.on_send_completed(conn, false);
-                    }
-                }
-            }
+        self.backlog = !flush(&mut self.ep, ctx, &mut self.buf, now);
+        if self.backlog {
+            self.stats.backlogged += 1;
         }
     }
 

@@ -61,7 +61,7 @@ impl SessionApp for Relay {
             return;
         };
         match s.send(ConnId(dst_conn_id), &self.scratch[..n]) {
-            SessionSend::Queued => self.stats.forwarded_local += 1,
+            SessionSend::SentNow | SessionSend::Queued => self.stats.forwarded_local += 1,
             SessionSend::HandedToShard(_) => self.stats.forwarded_remote += 1,
             SessionSend::Closed | SessionSend::ShardClosed(_) => {
                 self.stats.unreachable += 1;
