@@ -45,7 +45,7 @@ fn parse_secs(s: &str) -> Result<f64, String> {
     let v: f64 = s
         .parse()
         .map_err(|e| format!("not a number of seconds: {e}"))?;
-    if v.is_finite() && v >= 0.0 && v < 1e7 {
+    if (0.0..1e7).contains(&v) {
         Ok(v)
     } else {
         Err("seconds must be between 0 and 1e7".to_string())

@@ -49,7 +49,9 @@ pub fn run(mut w: Worker, schedule: Schedule) -> io::Result<WorkerStats> {
     let mut replies: Vec<Reply> = Vec::with_capacity(BATCH * 4);
     loop {
         let now = w.now_ns();
-        let sending = now < w.end_ns;
+        // Keep sending until every datagram intended before the end went out,
+        // even if the client runs late.
+        let sending = schedule.intended_ns(next) < w.end_ns;
         if !sending && (received_total >= sent_total || now >= w.end_ns + w.timeout_ns) {
             break;
         }

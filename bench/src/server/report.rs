@@ -44,7 +44,7 @@ impl ServerReport {
         let served = threads.iter().map(|t| t.served).sum::<u64>();
         let cpu = threads
             .iter()
-            .fold(CpuTime::default(), |acc, t| acc.add(t.cpu));
+            .fold(CpuTime::default(), |acc, t| acc.plus(t.cpu));
         Self {
             kind: kind.to_string(),
             addr: addr.to_string(),

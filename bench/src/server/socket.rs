@@ -20,10 +20,10 @@ pub fn bind_reuseport(addr: SocketAddr, count: usize) -> io::Result<Vec<Socket>>
         let _ = s.set_recv_buffer_size(SERVER_BUF);
         let _ = s.set_send_buffer_size(SERVER_BUF);
         s.bind(&bound.into())?;
-        if bound.port() == 0 {
-            if let Some(a) = s.local_addr()?.as_socket() {
-                bound = a;
-            }
+        if bound.port() == 0
+            && let Some(a) = s.local_addr()?.as_socket()
+        {
+            bound = a;
         }
         out.push(s);
     }

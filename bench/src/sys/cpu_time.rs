@@ -22,7 +22,7 @@ impl CpuTime {
 
     /// Sum of two threads' times.
     #[must_use]
-    pub fn add(self, other: CpuTime) -> CpuTime {
+    pub fn plus(self, other: CpuTime) -> CpuTime {
         CpuTime {
             user_s: self.user_s + other.user_s,
             sys_s: self.sys_s + other.sys_s,
