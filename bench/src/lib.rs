@@ -7,9 +7,11 @@
 //!   open-loop, many peer sockets, latency into an HDR histogram.
 //! - [`server`]: baseline echo servers (`ringwire-bench server`) to compare the
 //!   engine against: tokio, glommio and a `recvmmsg`/`sendmmsg` kernel floor.
+//! - [`compare`]: the table `scripts/bench.sh` prints from its JSON reports.
 //! - [`sys`]: the few Linux calls both need (rlimits, per-thread CPU time,
 //!   batched socket I/O, epoll, pinning, stop signals).
 
+pub mod compare;
 pub mod load;
 pub mod server;
 pub mod sys;

@@ -4,7 +4,7 @@
 //! name, its clap `Args` type and its `run` function.
 
 use clap::{Parser, Subcommand};
-use ringwire_bench::{CmdResult, load, server};
+use ringwire_bench::{CmdResult, compare, load, server};
 
 /// Declares the `Command` enum and its dispatch from one list, so adding a
 /// subcommand is adding one line.
@@ -30,6 +30,8 @@ subcommands! {
     Load(load::LoadArgs) => load::run,
     /// Run a baseline UDP echo server (tokio, glommio or recvmmsg/sendmmsg).
     Server(server::ServerArgs) => server::run,
+    /// Summarise a directory of JSON reports from scripts/bench.sh as a table.
+    Compare(compare::CompareArgs) => compare::run,
 }
 
 /// ringwire's load generator and baseline servers.

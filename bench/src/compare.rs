@@ -1,0 +1,154 @@
+//! `ringwire-bench compare DIR`: reads the JSON reports `scripts/bench.sh`
+//! leaves in DIR and prints one markdown table, with ratios to the floor.
+//!
+//! File names: `<server>.<phase>.json` for load reports, phases `sat`
+//! (closed loop, big window), `lat` (closed loop, small window), `open25`,
+//! `open50`, `open75` (open loop at that share of the floor's saturation
+//! rate); `<server>.server.json` for a baseline server's own report. Every
+//! file must parse, or the command fails: that is what `--quick` checks.
+
+use crate::load::report::LoadReport;
+use crate::server::report::ServerReport;
+use clap::Args;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Arguments of `ringwire-bench compare`.
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// Directory of `<server>.<phase>.json` files.
+    pub dir: PathBuf,
+    /// The server the ratios are relative to.
+    #[arg(long, default_value = "mmsg")]
+    pub floor: String,
+    /// Print the saturation rate of the floor only (for the script).
+    #[arg(long)]
+    pub floor_rate: bool,
+}
+
+/// Load phases, in table order.
+pub const PHASES: [&str; 5] = ["sat", "lat", "open25", "open50", "open75"];
+
+#[derive(Default)]
+struct ServerRuns {
+    loads: BTreeMap<String, LoadReport>,
+    server: Option<ServerReport>,
+}
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+fn read_dir(dir: &Path) -> Result<(Vec<String>, BTreeMap<String, ServerRuns>), Error> {
+    let mut order = Vec::new();
+    let mut runs: BTreeMap<String, ServerRuns> = BTreeMap::new();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| format!("reading {}: {e}", dir.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    entries.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    for path in entries {
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let Some((server, phase)) = stem.rsplit_once('.') else {
+            continue;
+        };
+        let text = std::fs::read_to_string(&path)?;
+        let entry = runs.entry(server.to_string()).or_insert_with(|| {
+            order.push(server.to_string());
+            ServerRuns::default()
+        });
+        if phase == "server" {
+            let r: ServerReport = serde_json::from_str(&text)
+                .map_err(|e| format!("{} does not parse: {e}", path.display()))?;
+            entry.server = Some(r);
+        } else {
+            let r: LoadReport = serde_json::from_str(&text)
+                .map_err(|e| format!("{} does not parse: {e}", path.display()))?;
+            entry.loads.insert(phase.to_string(), r);
+        }
+    }
+    Ok((order, runs))
+}
+
+fn p50_p99(r: Option<&LoadReport>) -> String {
+    match r {
+        Some(r) => format!(
+            "{:.1} / {:.1}{}",
+            r.latency_us.p50,
+            r.latency_us.p99,
+            if r.lost > 0 {
+                format!(" ({} lost)", r.lost)
+            } else {
+                String::new()
+            }
+        ),
+        None => "-".to_string(),
+    }
+}
+
+/// The markdown table for the runs in `dir`.
+pub fn table(dir: &Path, floor: &str) -> Result<String, Error> {
+    let (order, runs) = read_dir(dir)?;
+    let floor_rps = runs
+        .get(floor)
+        .and_then(|r| r.loads.get("sat"))
+        .map(|r| r.achieved_rps);
+    let mut out = String::new();
+    writeln!(
+        out,
+        "| server | saturation resp/s (window 256) | vs {floor} | window 8 p50 / p99 us | open 25% p50 / p99 us | open 50% p50 / p99 us | open 75% p50 / p99 us | server CPU s per 1M datagrams |"
+    )?;
+    writeln!(out, "|---|---|---|---|---|---|---|---|")?;
+    for name in &order {
+        let r = &runs[name];
+        let sat = r.loads.get("sat");
+        let ratio = match (sat, floor_rps) {
+            (Some(s), Some(f)) if f > 0.0 => format!("{:.2}", s.achieved_rps / f),
+            _ => "-".to_string(),
+        };
+        let cpu = r
+            .server
+            .as_ref()
+            .and_then(|s| s.cpu_s_per_million)
+            .map_or("-".to_string(), |c| format!("{c:.2}"));
+        writeln!(
+            out,
+            "| {name} | {} | {ratio} | {} | {} | {} | {} | {cpu} |",
+            sat.map_or("-".to_string(), |s| format!(
+                "{:.0}{}",
+                s.achieved_rps,
+                if s.lost > 0 {
+                    format!(" ({} lost)", s.lost)
+                } else {
+                    String::new()
+                }
+            )),
+            p50_p99(r.loads.get("lat")),
+            p50_p99(r.loads.get("open25")),
+            p50_p99(r.loads.get("open50")),
+            p50_p99(r.loads.get("open75")),
+        )?;
+    }
+    Ok(out)
+}
+
+/// Prints the table (or, with `--floor-rate`, the floor's saturation rate).
+pub fn run(args: CompareArgs) -> crate::CmdResult {
+    if args.floor_rate {
+        let (_, runs) = read_dir(&args.dir)?;
+        let rps = runs
+            .get(&args.floor)
+            .and_then(|r| r.loads.get("sat"))
+            .map(|r| r.achieved_rps)
+            .ok_or_else(|| format!("no {}.sat.json in {}", args.floor, args.dir.display()))?;
+        println!("{rps:.0}");
+        return Ok(());
+    }
+    print!("{}", table(&args.dir, &args.floor)?);
+    Ok(())
+}

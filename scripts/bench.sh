@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# Compare UDP echo servers on loopback with ringwire-bench's load generator.
+#
+#   scripts/bench.sh [--quick] [--sockperf] [--out DIR] [--no-build]
+#
+# Each server runs pinned to core $SERVER_CORE, the load generator pinned to
+# core $LOAD_CORE. Per server, in order:
+#   sat     closed loop, window 256 per thread   (saturation throughput)
+#   lat     closed loop, window 8                (latency at light load)
+#   open25/open50/open75  open loop at 25/50/75% of the mmsg floor's
+#           saturation rate (latency from intended send times)
+# The mmsg floor always runs first, since the open-loop rates derive from it.
+# JSON reports land in $OUT as <server>.<phase>.json (+ <server>.server.json
+# for the baselines' own served/CPU report); `ringwire-bench compare $OUT`
+# prints the table, with ratios to the floor.
+#
+# --quick: a short smoke run (about a second per phase) that asserts only
+# that every run exited 0 and every JSON report parses.
+# --sockperf: also run `sockperf server` + `sockperf ping-pong` as an outside
+# reference (sockperf's client only understands sockperf's own server, so it
+# cannot drive our servers). Installs the Debian package if missing.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+QUICK=0
+SOCKPERF=0
+BUILD=1
+OUT=""
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --quick) QUICK=1 ;;
+        --sockperf) SOCKPERF=1 ;;
+        --no-build) BUILD=0 ;;
+        --out) OUT="$2"; shift ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+SERVER_CORE=${SERVER_CORE:-0}
+LOAD_CORE=${LOAD_CORE:-1}
+PEERS=${PEERS:-64}
+PAYLOAD=${PAYLOAD:-32}
+BASE_PORT=${BASE_PORT:-21000}
+if [[ $QUICK == 1 ]]; then
+    DURATION=${DURATION:-1}
+    WARMUP=${WARMUP:-0.2}
+else
+    DURATION=${DURATION:-10}
+    WARMUP=${WARMUP:-2}
+fi
+OUT=${OUT:-bench-out/$(date -u +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT"
+
+if [[ $BUILD == 1 ]]; then
+    cargo build --release -p ringwire-bench
+fi
+BENCH=target/release/ringwire-bench
+[[ -x $BENCH ]] || { echo "missing $BENCH (run without --no-build)" >&2; exit 1; }
+
+# ---- server list -----------------------------------------------------------
+# Baselines built into ringwire-bench. mmsg must stay first (the floor).
+SERVERS=(mmsg tokio glommio)
+
+# >>> RINGWIRE HOOK (main author): the engine joins the comparison when its
+# binary exists and its `serve` accepts `--app`; otherwise it is skipped.
+# Its command line is in server_cmd below ("ringwire" case).
+RINGWIRE_BIN=${RINGWIRE_BIN:-target/release/ringwire}
+if [[ -x $RINGWIRE_BIN ]] && "$RINGWIRE_BIN" serve --help 2>/dev/null | grep -q -- '--app'; then
+    SERVERS+=(ringwire)
+else
+    echo "note: skipping ringwire ($RINGWIRE_BIN missing or its 'serve --app' not available)"
+fi
+# <<< RINGWIRE HOOK
+
+# server_cmd NAME PORT JSON: the command line that serves echo on PORT.
+server_cmd() {
+    local name=$1 port=$2 json=$3
+    case "$name" in
+        mmsg|tokio|glommio)
+            echo "$BENCH server --kind $name --bind 127.0.0.1:$port --threads 1 --cores $SERVER_CORE --json $json" ;;
+        ringwire)
+            echo "$RINGWIRE_BIN serve --bind 127.0.0.1:$port --app echo --shards 1 --cores $SERVER_CORE" ;;
+        *) echo "unknown server $name" >&2; return 1 ;;
+    esac
+}
+
+# wait_udp PORT: until something listens on UDP PORT (10 s at most).
+wait_udp() {
+    local port=$1 i
+    for i in $(seq 1 100); do
+        if command -v ss >/dev/null; then
+            ss -Hlun "sport = :$port" | grep -q . && return 0
+        elif [[ $i -ge 10 ]]; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+FAILED=0
+load() { # load NAME PHASE PORT ARGS...
+    local name=$1 phase=$2 port=$3; shift 3
+    echo "== $name $phase"
+    if ! "$BENCH" load --target "127.0.0.1:$port" --peers "$PEERS" --threads 1 \
+        --cores "$LOAD_CORE" --payload "$PAYLOAD" --duration "$DURATION" \
+        --warmup "$WARMUP" --json "$OUT/$name.$phase.json" "$@"; then
+        echo "FAILED: $name $phase" >&2
+        FAILED=1
+    fi
+}
+
+FLOOR_RATE=""
+i=0
+for name in "${SERVERS[@]}"; do
+    port=$((BASE_PORT + i)); i=$((i + 1))
+    cmd=$(server_cmd "$name" "$port" "$OUT/$name.server.json")
+    echo "## $name: $cmd"
+    $cmd >"$OUT/$name.server.log" 2>&1 &
+    pid=$!
+    if ! wait_udp "$port" || ! kill -0 "$pid" 2>/dev/null; then
+        echo "FAILED: $name did not start:" >&2
+        cat "$OUT/$name.server.log" >&2
+        kill -INT "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        FAILED=1
+        continue
+    fi
+    load "$name" sat "$port" --window 256
+    load "$name" lat "$port" --window 8
+    if [[ -z $FLOOR_RATE ]]; then
+        FLOOR_RATE=$("$BENCH" compare "$OUT" --floor mmsg --floor-rate) || FLOOR_RATE=""
+        echo "floor saturation rate: ${FLOOR_RATE:-unknown} responses/s"
+    fi
+    if [[ -n $FLOOR_RATE && $FLOOR_RATE -gt 0 ]]; then
+        for pct in 25 50 75; do
+            load "$name" "open$pct" "$port" --rate $((FLOOR_RATE * pct / 100))
+        done
+    fi
+    kill -INT "$pid" 2>/dev/null || true
+    if ! wait "$pid"; then
+        echo "FAILED: $name exited with an error:" >&2
+        cat "$OUT/$name.server.log" >&2
+        FAILED=1
+    fi
+    cat "$OUT/$name.server.log"
+done
+
+if [[ $SOCKPERF == 1 ]]; then
+    if ! command -v sockperf >/dev/null; then
+        (apt-get update -qq && apt-get install -y -qq sockperf) >/dev/null || true
+    fi
+    if command -v sockperf >/dev/null; then
+        port=$((BASE_PORT + 99))
+        taskset -c "$SERVER_CORE" sockperf server -i 127.0.0.1 -p "$port" >"$OUT/sockperf.server.log" 2>&1 &
+        spid=$!
+        sleep 0.5
+        taskset -c "$LOAD_CORE" sockperf ping-pong -i 127.0.0.1 -p "$port" -m "$PAYLOAD" \
+            -t "${DURATION%.*}" >"$OUT/sockperf.pingpong.txt" 2>&1 || FAILED=1
+        kill -INT "$spid" 2>/dev/null || true
+        wait "$spid" 2>/dev/null || true
+        echo "## sockperf ping-pong against sockperf server (window 1, usec):"
+        grep -E "Summary: Latency is|percentile (50|99)\.000 " "$OUT/sockperf.pingpong.txt" || true
+    else
+        echo "note: sockperf not available; skipped"
+    fi
+fi
+
+echo
+echo "## results ($OUT), $DURATION s per phase after $WARMUP s warm-up, $PEERS peers, $PAYLOAD B"
+if ! "$BENCH" compare "$OUT" --floor mmsg | tee "$OUT/table.md"; then
+    echo "FAILED: a JSON report does not parse" >&2
+    FAILED=1
+fi
+
+if [[ $QUICK == 1 ]]; then
+    for name in "${SERVERS[@]}"; do
+        for phase in sat lat open25 open50 open75; do
+            [[ -s $OUT/$name.$phase.json ]] || { echo "FAILED: missing $OUT/$name.$phase.json" >&2; FAILED=1; }
+        done
+    done
+fi
+if [[ $FAILED != 0 ]]; then
+    echo "bench.sh: some runs failed" >&2
+    exit 1
+fi
+echo "bench.sh: all runs completed"
