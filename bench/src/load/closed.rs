@@ -5,8 +5,11 @@
 //! in flight; the datagram carries both (`seq` = slot | generation << 16,
 //! `sent_ns`), so an echo matches its slot with no per-datagram state, and an
 //! echo that arrives after its slot timed out (and moved on) is counted as
-//! late, not received. Freed slots are queued and sent in batches of up to
-//! [`BATCH`] on the next peer in rotation.
+//! late, not received. Freed slots are queued and sent from the peers in
+//! rotation, each `sendmmsg` carrying a peer's share of the window
+//! (`ceil(window / peers)`, at most [`BATCH`]): with 256 slots over 64 peers
+//! each peer sends 4 at a time; with more peers than slots, one each, so
+//! every peer is used.
 
 use super::payload::{Probe, seq_slot, slot_seq};
 use super::stats::WorkerStats;
@@ -37,6 +40,7 @@ pub fn run(mut w: Worker, window: usize) -> io::Result<WorkerStats> {
         .map(|s| u16::try_from(s).unwrap_or(u16::MAX))
         .collect();
     let mut replies = Vec::with_capacity(BATCH * 4);
+    let per_peer = window.div_ceil(w.peers.len().max(1)).clamp(1, BATCH);
     let scan_every_ns = (w.timeout_ns / 8).max(1_000_000);
     let mut next_scan_ns = 0;
     loop {
@@ -46,7 +50,7 @@ pub fn run(mut w: Worker, window: usize) -> io::Result<WorkerStats> {
             break;
         }
         if sending {
-            flush(&mut w, &mut slots, &mut pending, now);
+            flush(&mut w, &mut slots, &mut pending, per_peer, now);
         }
         if now >= next_scan_ns {
             expire(&mut w, &mut slots, &mut pending, now, sending);
@@ -103,10 +107,10 @@ fn expire(w: &mut Worker, slots: &mut Slots, pending: &mut Vec<u16>, now: u64, s
     }
 }
 
-/// Sends queued slots, [`BATCH`] at a time, each batch from the next peer.
-fn flush(w: &mut Worker, slots: &mut Slots, pending: &mut Vec<u16>, now: u64) {
+/// Sends queued slots, `per_peer` at a time, each batch from the next peer.
+fn flush(w: &mut Worker, slots: &mut Slots, pending: &mut Vec<u16>, per_peer: usize, now: u64) {
     while !pending.is_empty() {
-        let n = pending.len().min(BATCH);
+        let n = pending.len().min(per_peer);
         let peer = w.next_peer();
         let peer_tag = u32::try_from(peer).unwrap_or(u32::MAX);
         for (j, &slot) in pending[..n].iter().enumerate() {

@@ -140,10 +140,7 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
             );
         }
         Ok(_) => {}
-        Err(e) => {
-            eprintln!("cannot open {peers} peer sockets: {e}");
-            return Err(e.into());
-        }
+        Err(e) => return Err(format!("cannot open {peers} peer sockets: {e}").into()),
     }
 
     let mut sets = Vec::with_capacity(threads);
