@@ -77,16 +77,20 @@ fn read_dir(dir: &Path) -> Result<(Vec<String>, BTreeMap<String, ServerRuns>), E
 
 fn p50_p99(r: Option<&LoadReport>) -> String {
     match r {
-        Some(r) => format!(
-            "{:.1} / {:.1}{}",
-            r.latency_us.p50,
-            r.latency_us.p99,
+        Some(r) => {
+            let mut s = format!("{:.1} / {:.1}", r.latency_us.p50, r.latency_us.p99);
             if r.lost > 0 {
-                format!(" ({} lost)", r.lost)
-            } else {
-                String::new()
+                let _ = write!(s, " ({} lost)", r.lost);
             }
-        ),
+            if r.client_sent_late > 0 {
+                let _ = write!(
+                    s,
+                    " [client up to {:.1} ms late]",
+                    r.client_max_send_lag_us / 1000.0
+                );
+            }
+            s
+        }
         None => "-".to_string(),
     }
 }

@@ -80,11 +80,18 @@ pub fn run(mut w: Worker, schedule: Schedule) -> io::Result<WorkerStats> {
     Ok(w.stats)
 }
 
-/// Sends every datagram whose intended time has come (before the end), in
+/// At most this many send batches between two receive polls, so a client
+/// that fell behind keeps draining its sockets while it catches up.
+const MAX_BATCHES_PER_POLL: usize = 4;
+
+/// Datagrams sent later than this after their intended time are counted.
+const LATE_SEND_NS: u64 = 1_000_000;
+
+/// Sends the datagrams whose intended time has come (before the end), in
 /// batches from successive peers. Returns (datagrams sent, next index).
 fn send_due(w: &mut Worker, schedule: &Schedule, mut next: u64, now: u64) -> (u64, u64) {
     let mut sent_total = 0;
-    loop {
+    for _ in 0..MAX_BATCHES_PER_POLL {
         let mut n = 0;
         let peer = w.next_peer();
         let peer_tag = u32::try_from(peer).unwrap_or(u32::MAX);
@@ -111,10 +118,18 @@ fn send_due(w: &mut Worker, schedule: &Schedule, mut next: u64, now: u64) -> (u6
             .find(|&j| schedule.intended_ns(next + j as u64) >= w.measure_start_ns)
             .unwrap_or(n);
         let sent = w.send_batch(peer, n, first_measured);
+        for j in first_measured..sent {
+            let lag = now.saturating_sub(schedule.intended_ns(next + j as u64));
+            w.stats.max_send_lag_ns = w.stats.max_send_lag_ns.max(lag);
+            if lag > LATE_SEND_NS {
+                w.stats.sent_late += 1;
+            }
+        }
         next += sent as u64;
         sent_total += sent as u64;
         if sent < n {
             return (sent_total, next);
         }
     }
+    (sent_total, next)
 }

@@ -66,6 +66,12 @@ pub struct LoadReport {
     pub errors: u64,
     /// Echoes on the wrong socket or undecodable.
     pub misrouted: u64,
+    /// Open loop: the client's largest lag behind its schedule, us (0 in
+    /// closed loop). Large values mean the client, not only the server, was
+    /// slow: its lag is part of the measured latency.
+    pub client_max_send_lag_us: f64,
+    /// Open loop: datagrams the client sent over 1 ms behind schedule.
+    pub client_sent_late: u64,
     /// Echoes received per second of the measured window.
     pub achieved_rps: f64,
     /// Round-trip latency.
@@ -142,6 +148,8 @@ impl LoadReport {
             late: t.late,
             errors: t.errors,
             misrouted: t.misrouted,
+            client_max_send_lag_us: us(t.max_send_lag_ns),
+            client_sent_late: t.sent_late,
             achieved_rps: if info.duration_s > 0.0 {
                 t.received as f64 / info.duration_s
             } else {
@@ -210,6 +218,13 @@ impl fmt::Display for LoadReport {
                 f,
                 "timeouts {}  late {}  errors {}  misrouted {}",
                 self.timeouts, self.late, self.errors, self.misrouted
+            )?;
+        }
+        if self.client_sent_late > 0 {
+            writeln!(
+                f,
+                "client behind schedule: {} datagrams sent over 1 ms late, worst {:.0} us",
+                self.client_sent_late, self.client_max_send_lag_us
             )?;
         }
         Ok(())

@@ -21,6 +21,11 @@ pub struct WorkerStats {
     pub errors: u64,
     /// Echoes that arrived on another peer's socket or did not decode.
     pub misrouted: u64,
+    /// Open loop: largest delay between a datagram's intended and actual
+    /// send time, ns (the client's own lag, included in its latency).
+    pub max_send_lag_ns: u64,
+    /// Open loop: datagrams sent more than 1 ms after their intended time.
+    pub sent_late: u64,
     /// Round-trip latency, ns.
     pub latency_ns: Histogram<u64>,
     /// Which peers got at least one echo back.
@@ -38,6 +43,8 @@ impl WorkerStats {
             late: 0,
             errors: 0,
             misrouted: 0,
+            max_send_lag_ns: 0,
+            sent_late: 0,
             latency_ns: Histogram::new_with_bounds(1, MAX_TRACKED_NS, 3)
                 .expect("constant histogram bounds are valid"),
             responded: vec![false; peers],
@@ -69,6 +76,10 @@ pub struct Totals {
     pub errors: u64,
     /// Sum of [`WorkerStats::misrouted`].
     pub misrouted: u64,
+    /// Largest [`WorkerStats::max_send_lag_ns`].
+    pub max_send_lag_ns: u64,
+    /// Sum of [`WorkerStats::sent_late`].
+    pub sent_late: u64,
     /// Merged histogram, ns.
     pub latency_ns: Histogram<u64>,
     /// Peers (over all workers) that got at least one echo.
@@ -87,6 +98,8 @@ impl Totals {
             late: 0,
             errors: 0,
             misrouted: 0,
+            max_send_lag_ns: 0,
+            sent_late: 0,
             latency_ns: latency_ns.clone(),
             peers_responded: 0,
         };
@@ -97,6 +110,8 @@ impl Totals {
             t.late += w.late;
             t.errors += w.errors;
             t.misrouted += w.misrouted;
+            t.max_send_lag_ns = t.max_send_lag_ns.max(w.max_send_lag_ns);
+            t.sent_late += w.sent_late;
             // Same bounds on both sides, so adding cannot fail.
             let _ = latency_ns.add(&w.latency_ns);
             t.peers_responded += w.responded.iter().filter(|&&r| r).count();
