@@ -11,6 +11,7 @@
 //! - [`sys`]: the few Linux calls both need (rlimits, per-thread CPU time,
 //!   batched socket I/O, epoll, pinning, stop signals).
 
+pub mod args;
 pub mod compare;
 pub mod load;
 pub mod server;

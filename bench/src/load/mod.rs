@@ -15,6 +15,7 @@ pub mod report;
 pub mod stats;
 pub mod worker;
 
+use crate::args::{parse_rate, parse_secs};
 use crate::sys::{affinity, rlimit};
 use clap::{Args, ValueEnum};
 use peers::PeerSet;
@@ -38,26 +39,6 @@ impl Mode {
         match self {
             Mode::Echo => "echo",
         }
-    }
-}
-
-fn parse_secs(s: &str) -> Result<f64, String> {
-    let v: f64 = s
-        .parse()
-        .map_err(|e| format!("not a number of seconds: {e}"))?;
-    if (0.0..1e7).contains(&v) {
-        Ok(v)
-    } else {
-        Err("seconds must be between 0 and 1e7".to_string())
-    }
-}
-
-fn parse_rate(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|e| format!("not a rate: {e}"))?;
-    if v.is_finite() && v > 0.0 {
-        Ok(v)
-    } else {
-        Err("rate must be a positive number of datagrams/s".to_string())
     }
 }
 

@@ -22,8 +22,12 @@ pub fn check_memlock() -> Result<(), rlimit::LimitError> {
     rlimit::raise(Resource::LockedMemory, MIN_MEMLOCK).map(|_| ())
 }
 
-async fn echo(sock: &glommio::net::UdpSocket, served: &Cell<u64>) -> io::Result<()> {
-    let mut buf = vec![0u8; 2048];
+async fn echo(
+    sock: &glommio::net::UdpSocket,
+    served: &Cell<u64>,
+    max_datagram: usize,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; max_datagram];
     loop {
         let (n, from) = sock.recv_from(&mut buf).await?;
         if sock.send_to(&buf[..n], from).await.is_ok() {
@@ -38,8 +42,14 @@ async fn stopped(stop: &StopFlag) {
     }
 }
 
-/// Echoes on `sock` until `stop` is raised.
-pub fn serve(sock: Socket, core: usize, stop: &StopFlag) -> io::Result<ThreadReport> {
+/// Echoes on `sock` (datagrams up to `max_datagram` bytes) until `stop` is
+/// raised.
+pub fn serve(
+    sock: Socket,
+    core: usize,
+    max_datagram: usize,
+    stop: &StopFlag,
+) -> io::Result<ThreadReport> {
     let executor = LocalExecutorBuilder::new(Placement::Fixed(core))
         .name("glommio-echo")
         .make()
@@ -49,7 +59,7 @@ pub fn serve(sock: Socket, core: usize, stop: &StopFlag) -> io::Result<ThreadRep
         // SAFETY: `into_raw_fd` hands over sole ownership of a valid UDP
         // socket descriptor; glommio's socket now owns and closes it.
         let sock = unsafe { glommio::net::UdpSocket::from_raw_fd(sock.into_raw_fd()) };
-        futures_lite::future::or(echo(&sock, &served), async {
+        futures_lite::future::or(echo(&sock, &served, max_datagram), async {
             stopped(stop).await;
             Ok(())
         })

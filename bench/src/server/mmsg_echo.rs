@@ -10,17 +10,21 @@ use std::time::Duration;
 
 /// Datagrams per syscall.
 pub const BATCH: usize = 64;
-/// Largest datagram echoed whole.
-const MAX_DATAGRAM: usize = 2048;
 /// How often a blocked receive wakes to check the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(100);
 
-/// Echoes on `sock` until `stop` is raised.
-pub fn serve(sock: Socket, core: usize, stop: &StopFlag) -> io::Result<ThreadReport> {
+/// Echoes on `sock` (datagrams up to `max_datagram` bytes) until `stop` is
+/// raised.
+pub fn serve(
+    sock: Socket,
+    core: usize,
+    max_datagram: usize,
+    stop: &StopFlag,
+) -> io::Result<ThreadReport> {
     let pinned = affinity::pin_current(core).ok().map(|()| core);
     sock.set_read_timeout(Some(STOP_POLL))?;
     let fd = sock.as_raw_fd();
-    let mut batch = MmsgBatch::new(BATCH, MAX_DATAGRAM, true);
+    let mut batch = MmsgBatch::new(BATCH, max_datagram, true);
     let mut served = 0u64;
     while !stop.is_raised() {
         let n = match batch.recv(fd, BATCH, libc::MSG_WAITFORONE) {

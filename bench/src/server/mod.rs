@@ -59,8 +59,13 @@ pub struct ServerArgs {
     /// Cores to pin threads to, comma separated (default: thread i on core i).
     #[arg(long, value_delimiter = ',')]
     pub cores: Option<Vec<usize>>,
+    /// Receive buffer per datagram, bytes: longer datagrams are truncated.
+    /// Same for every kind (glommio allocates a DMA buffer of this size per
+    /// receive that cannot complete at once, so do not inflate it).
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(16..=65536))]
+    pub max_datagram: u32,
     /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::args::parse_secs)]
     pub duration: Option<f64>,
     /// Also write the report as JSON to this file.
     #[arg(long)]
@@ -129,16 +134,17 @@ pub fn start(args: &ServerArgs) -> Result<RunningServer, Box<dyn std::error::Err
         let core = affinity::core_for(args.cores.as_deref(), index);
         let stop = stop.clone();
         let name = format!("{}-{index}", args.kind.name());
+        let max_datagram = args.max_datagram as usize;
         let handle = match args.kind {
             Kind::Mmsg => std::thread::Builder::new()
                 .name(name)
-                .spawn(move || mmsg_echo::serve(sock, core, &stop))?,
+                .spawn(move || mmsg_echo::serve(sock, core, max_datagram, &stop))?,
             Kind::Tokio => std::thread::Builder::new()
                 .name(name)
-                .spawn(move || tokio_echo::serve(sock, core, &stop))?,
+                .spawn(move || tokio_echo::serve(sock, core, max_datagram, &stop))?,
             Kind::Glommio => std::thread::Builder::new()
                 .name(name)
-                .spawn(move || glommio_echo::serve(sock, core, &stop))?,
+                .spawn(move || glommio_echo::serve(sock, core, max_datagram, &stop))?,
         };
         threads.push(handle);
     }
@@ -164,7 +170,6 @@ pub fn run(args: ServerArgs) -> crate::CmdResult {
     );
     let deadline = args
         .duration
-        .filter(|d| d.is_finite() && *d >= 0.0)
         .map(|d| Instant::now() + Duration::from_secs_f64(d));
     while !stop.is_raised() && deadline.is_none_or(|d| Instant::now() < d) {
         std::thread::sleep(Duration::from_millis(50));

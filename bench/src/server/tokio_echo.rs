@@ -12,8 +12,8 @@ use tokio::net::UdpSocket;
 /// How often the runtime checks the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(50);
 
-async fn echo(sock: &UdpSocket, served: &Cell<u64>) -> io::Result<()> {
-    let mut buf = vec![0u8; 2048];
+async fn echo(sock: &UdpSocket, served: &Cell<u64>, max_datagram: usize) -> io::Result<()> {
+    let mut buf = vec![0u8; max_datagram];
     loop {
         let (n, from) = sock.recv_from(&mut buf).await?;
         // A send error (peer gone, buffer full) drops this datagram only.
@@ -29,8 +29,14 @@ async fn stopped(stop: &StopFlag) {
     }
 }
 
-/// Echoes on `sock` until `stop` is raised.
-pub fn serve(sock: Socket, core: usize, stop: &StopFlag) -> io::Result<ThreadReport> {
+/// Echoes on `sock` (datagrams up to `max_datagram` bytes) until `stop` is
+/// raised.
+pub fn serve(
+    sock: Socket,
+    core: usize,
+    max_datagram: usize,
+    stop: &StopFlag,
+) -> io::Result<ThreadReport> {
     let pinned = affinity::pin_current(core).ok().map(|()| core);
     sock.set_nonblocking(true)?;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -42,7 +48,7 @@ pub fn serve(sock: Socket, core: usize, stop: &StopFlag) -> io::Result<ThreadRep
         let sock = UdpSocket::from_std(sock.into())?;
         tokio::select! {
             biased;
-            r = echo(&sock, &served) => r,
+            r = echo(&sock, &served, max_datagram) => r,
             () = stopped(stop) => Ok(()),
         }
     })?;

@@ -14,6 +14,7 @@ pub fn start_server(kind: Kind) -> RunningServer {
         bind: "127.0.0.1:0".parse().expect("literal address"),
         threads: 1,
         cores: Some(vec![0]),
+        max_datagram: 2048,
         duration: None,
         json: None,
     };
