@@ -23,6 +23,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
+ARGS="$*"
 QUICK=0
 SOCKPERF=0
 BUILD=1
@@ -59,6 +60,17 @@ if [[ $BUILD == 1 ]]; then
 fi
 BENCH=target/release/ringwire-bench
 [[ -x $BENCH ]] || { echo "missing $BENCH (run without --no-build)" >&2; exit 1; }
+
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    echo "nproc: $(nproc)"
+    echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+    echo "kernel: $(uname -r)"
+    echo "command: $0 $ARGS"
+    echo "duration: $DURATION s, warmup: $WARMUP s, peers: $PEERS, payload: $PAYLOAD B, server core $SERVER_CORE, load core $LOAD_CORE"
+} >"$OUT/machine.txt"
+loadavg() { echo "loadavg $(cut -d' ' -f1-3 /proc/loadavg) $1" | tee -a "$OUT/machine.txt"; }
 
 # ---- server list -----------------------------------------------------------
 # Baselines built into ringwire-bench. mmsg must stay first (the floor).
@@ -119,6 +131,7 @@ for name in "${SERVERS[@]}"; do
     port=$((BASE_PORT + i)); i=$((i + 1))
     cmd=$(server_cmd "$name" "$port" "$OUT/$name.server.json")
     echo "## $name: $cmd"
+    loadavg "before $name"
     $cmd >"$OUT/$name.server.log" 2>&1 &
     pid=$!
     if ! wait_udp "$port" || ! kill -0 "$pid" 2>/dev/null; then
@@ -169,6 +182,7 @@ if [[ $SOCKPERF == 1 ]]; then
     fi
 fi
 
+loadavg "at end"
 echo
 echo "## results ($OUT), $DURATION s per phase after $WARMUP s warm-up, $PEERS peers, $PAYLOAD B"
 if ! "$BENCH" compare "$OUT" --floor mmsg | tee "$OUT/table.md"; then
