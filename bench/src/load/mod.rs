@@ -125,15 +125,17 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
     }
 
     let mut sets = Vec::with_capacity(threads);
-    let mut ports = Vec::with_capacity(peers);
+    let mut sources = Vec::with_capacity(peers);
+    let mut opened = 0;
     for t in 0..threads {
         let count = peers / threads + usize::from(t < peers % threads);
-        let set = PeerSet::open(args.target, count)?;
-        ports.extend(set.local_ports());
+        let set = PeerSet::open(args.target, opened, count)?;
+        opened += count;
+        sources.extend(set.local_addrs());
         sets.push(set);
     }
-    ports.sort_unstable();
-    ports.dedup();
+    sources.sort_unstable();
+    sources.dedup();
 
     let window = args
         .rate
@@ -191,7 +193,7 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
         mode: args.mode.name().to_string(),
         target: args.target.to_string(),
         peers,
-        distinct_source_ports: ports.len(),
+        distinct_source_ports: sources.len(),
         threads,
         payload_bytes: payload_len,
         window,

@@ -34,7 +34,7 @@ pub struct LoadReport {
     pub target: String,
     /// Peer sockets opened.
     pub peers: usize,
-    /// Distinct source ports among them.
+    /// Distinct source addresses (IP and port) among them.
     pub distinct_source_ports: usize,
     /// Peers that got at least one echo back in the measured window.
     pub peers_responded: usize,
