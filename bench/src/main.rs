@@ -1,7 +1,10 @@
 //! `ringwire-bench`: load generator, baseline servers and micro-benchmarks.
 //!
 //! Each subcommand is one line in the `subcommands!` list below: a variant
-//! name, its clap `Args` type and its `run` function.
+//! name, its clap `Args` type and its `run` function, which returns
+//! `Result<(), E>` for any `E: Into<Box<dyn Error + Send + Sync>>`. The
+//! ring micro-benchmarks join as
+//! `Rings(rings::RingsArgs) => rings::run,` (plus `pub mod rings;` in lib.rs).
 
 use clap::{Parser, Subcommand};
 use ringwire_bench::{CmdResult, compare, load, server};
