@@ -2,6 +2,7 @@
 //! `UdpSocket` (one `recvmsg` per datagram through io_uring).
 #![allow(unsafe_code)]
 
+use super::ready::Ready;
 use super::report::ThreadReport;
 use crate::sys::rlimit::{self, Resource};
 use crate::sys::{cpu_time, stop::StopFlag};
@@ -43,12 +44,13 @@ async fn stopped(stop: &StopFlag) {
 }
 
 /// Echoes on `sock` (datagrams up to `max_datagram` bytes) until `stop` is
-/// raised.
+/// raised; calls [`Ready::up`] once set up.
 pub fn serve(
     sock: Socket,
     core: usize,
     max_datagram: usize,
     stop: &StopFlag,
+    ready: Ready,
 ) -> io::Result<ThreadReport> {
     let executor = LocalExecutorBuilder::new(Placement::Fixed(core))
         .name("glommio-echo")
@@ -59,6 +61,7 @@ pub fn serve(
         // SAFETY: `into_raw_fd` hands over sole ownership of a valid UDP
         // socket descriptor; glommio's socket now owns and closes it.
         let sock = unsafe { glommio::net::UdpSocket::from_raw_fd(sock.into_raw_fd()) };
+        ready.up();
         futures_lite::future::or(echo(&sock, &served, max_datagram), async {
             stopped(stop).await;
             Ok(())

@@ -1,6 +1,7 @@
 //! The kernel floor: a blocking `recvmmsg` (MSG_WAITFORONE) / `sendmmsg`
 //! loop, batch 64, no runtime at all.
 
+use super::ready::Ready;
 use super::report::ThreadReport;
 use crate::sys::{affinity, cpu_time, mmsg::MmsgBatch, stop::StopFlag};
 use socket2::Socket;
@@ -14,18 +15,29 @@ pub const BATCH: usize = 64;
 const STOP_POLL: Duration = Duration::from_millis(100);
 
 /// Echoes on `sock` (datagrams up to `max_datagram` bytes) until `stop` is
-/// raised.
+/// raised; calls [`Ready::up`] once set up.
 pub fn serve(
     sock: Socket,
     core: usize,
     max_datagram: usize,
     stop: &StopFlag,
+    ready: Ready,
 ) -> io::Result<ThreadReport> {
-    let pinned = affinity::pin_current(core).ok().map(|()| core);
+    let pinned = match affinity::pin_current(core) {
+        Ok(()) => Some(core),
+        Err(e) => {
+            eprintln!(
+                "{}: {e}; running unpinned",
+                std::thread::current().name().unwrap_or("server")
+            );
+            None
+        }
+    };
     sock.set_read_timeout(Some(STOP_POLL))?;
     let fd = sock.as_raw_fd();
     let mut batch = MmsgBatch::new(BATCH, max_datagram, true);
     let mut served = 0u64;
+    ready.up();
     while !stop.is_raised() {
         let n = match batch.recv(fd, BATCH, libc::MSG_WAITFORONE) {
             Ok(n) => n,

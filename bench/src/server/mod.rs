@@ -9,6 +9,7 @@
 
 pub mod glommio_echo;
 pub mod mmsg_echo;
+pub mod ready;
 pub mod report;
 pub mod socket;
 pub mod tokio_echo;
@@ -129,32 +130,44 @@ pub fn start(args: &ServerArgs) -> Result<RunningServer, Box<dyn std::error::Err
         .and_then(|a| a.as_socket())
         .unwrap_or(args.bind);
     let stop = StopFlag::new();
-    let mut threads = Vec::with_capacity(sockets.len());
+    let gate = ready::ReadyGate::new();
+    let count = sockets.len();
+    let mut threads = Vec::with_capacity(count);
     for (index, sock) in sockets.into_iter().enumerate() {
         let core = affinity::core_for(args.cores.as_deref(), index);
         let stop = stop.clone();
         let name = format!("{}-{index}", args.kind.name());
         let max_datagram = args.max_datagram as usize;
+        let ready = gate.token().ok_or("server start-up gate closed")?;
         let handle = match args.kind {
             Kind::Mmsg => std::thread::Builder::new()
                 .name(name)
-                .spawn(move || mmsg_echo::serve(sock, core, max_datagram, &stop))?,
+                .spawn(move || mmsg_echo::serve(sock, core, max_datagram, &stop, ready))?,
             Kind::Tokio => std::thread::Builder::new()
                 .name(name)
-                .spawn(move || tokio_echo::serve(sock, core, max_datagram, &stop))?,
+                .spawn(move || tokio_echo::serve(sock, core, max_datagram, &stop, ready))?,
             Kind::Glommio => std::thread::Builder::new()
                 .name(name)
-                .spawn(move || glommio_echo::serve(sock, core, max_datagram, &stop))?,
+                .spawn(move || glommio_echo::serve(sock, core, max_datagram, &stop, ready))?,
         };
         threads.push(handle);
     }
-    Ok(RunningServer {
+    let server = RunningServer {
         kind: args.kind,
         addr,
         stop,
         started: Instant::now(),
         threads,
-    })
+    };
+    if gate.wait(count) {
+        Ok(server)
+    } else {
+        // A thread failed to set up: stop the others and report its error.
+        Err(match server.stop_and_join() {
+            Err(e) => e,
+            Ok(_) => format!("{} server threads did not start in time", args.kind.name()).into(),
+        })
+    }
 }
 
 /// Runs the server until SIGINT/SIGTERM or `--duration`, then prints (and

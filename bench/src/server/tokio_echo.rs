@@ -1,6 +1,7 @@
 //! tokio baseline: a current-thread runtime per thread, written the way a
 //! tokio user would: `recv_from` then `send_to`, one datagram at a time.
 
+use super::ready::Ready;
 use super::report::ThreadReport;
 use crate::sys::{affinity, cpu_time, stop::StopFlag};
 use socket2::Socket;
@@ -30,14 +31,24 @@ async fn stopped(stop: &StopFlag) {
 }
 
 /// Echoes on `sock` (datagrams up to `max_datagram` bytes) until `stop` is
-/// raised.
+/// raised; calls [`Ready::up`] once set up.
 pub fn serve(
     sock: Socket,
     core: usize,
     max_datagram: usize,
     stop: &StopFlag,
+    ready: Ready,
 ) -> io::Result<ThreadReport> {
-    let pinned = affinity::pin_current(core).ok().map(|()| core);
+    let pinned = match affinity::pin_current(core) {
+        Ok(()) => Some(core),
+        Err(e) => {
+            eprintln!(
+                "{}: {e}; running unpinned",
+                std::thread::current().name().unwrap_or("server")
+            );
+            None
+        }
+    };
     sock.set_nonblocking(true)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -46,6 +57,7 @@ pub fn serve(
     let served = Cell::new(0u64);
     rt.block_on(async {
         let sock = UdpSocket::from_std(sock.into())?;
+        ready.up();
         tokio::select! {
             biased;
             r = echo(&sock, &served, max_datagram) => r,
