@@ -6,6 +6,11 @@
 //! `open50`, `open75` (open loop at that share of the floor's saturation
 //! rate); `<server>.server.json` for a baseline server's own report. Every
 //! file must parse, or the command fails: that is what `--quick` checks.
+//!
+//! Given several directories (rounds of the same comparison, interleaved in
+//! time so that a busy spell on the machine hits every server), each cell is
+//! the median over the rounds: a noisy machine moves medians less than it
+//! moves any single run.
 
 use crate::load::report::LoadReport;
 use crate::server::report::ServerReport;
@@ -17,8 +22,10 @@ use std::path::{Path, PathBuf};
 /// Arguments of `ringwire-bench compare`.
 #[derive(Debug, Clone, Args)]
 pub struct CompareArgs {
-    /// Directory of `<server>.<phase>.json` files.
-    pub dir: PathBuf,
+    /// Directories of `<server>.<phase>.json` files (several: one per round;
+    /// every cell is then the median over the rounds).
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
     /// The server the ratios are relative to.
     #[arg(long, default_value = "mmsg")]
     pub floor: String,
@@ -30,7 +37,7 @@ pub struct CompareArgs {
 /// Load phases, in table order.
 pub const PHASES: [&str; 5] = ["sat", "lat", "open25", "open50", "open75"];
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct ServerRuns {
     loads: BTreeMap<String, LoadReport>,
     server: Option<ServerReport>,
@@ -38,7 +45,7 @@ struct ServerRuns {
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-fn read_dir(dir: &Path) -> Result<(Vec<String>, BTreeMap<String, ServerRuns>), Error> {
+fn read_dir(dir: &Path) -> Result<Runs, Error> {
     let mut order = Vec::new();
     let mut runs: BTreeMap<String, ServerRuns> = BTreeMap::new();
     let mut entries: Vec<_> = std::fs::read_dir(dir)
@@ -95,9 +102,101 @@ fn p50_p99(r: Option<&LoadReport>) -> String {
     }
 }
 
-/// The markdown table for the runs in `dir`.
-pub fn table(dir: &Path, floor: &str) -> Result<String, Error> {
-    let (order, runs) = read_dir(dir)?;
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        f64::midpoint(v[mid - 1], v[mid])
+    }
+}
+
+fn median_u64(v: impl Iterator<Item = u64>) -> u64 {
+    median(v.map(|x| x as f64).collect()).round() as u64
+}
+
+/// One report whose numbers are the medians of `reports` (the client's lag:
+/// the worst of them).
+fn median_report(reports: &[&LoadReport]) -> Option<LoadReport> {
+    let first = (*reports.first()?).clone();
+    let f = |get: fn(&LoadReport) -> f64| median(reports.iter().map(|r| get(r)).collect());
+    let mut m = first;
+    m.sent = median_u64(reports.iter().map(|r| r.sent));
+    m.received = median_u64(reports.iter().map(|r| r.received));
+    m.lost = median_u64(reports.iter().map(|r| r.lost));
+    m.timeouts = median_u64(reports.iter().map(|r| r.timeouts));
+    m.client_sent_late = median_u64(reports.iter().map(|r| r.client_sent_late));
+    m.client_max_send_lag_us = reports
+        .iter()
+        .map(|r| r.client_max_send_lag_us)
+        .fold(0.0, f64::max);
+    m.achieved_rps = f(|r| r.achieved_rps);
+    m.latency_us.p50 = f(|r| r.latency_us.p50);
+    m.latency_us.p90 = f(|r| r.latency_us.p90);
+    m.latency_us.p99 = f(|r| r.latency_us.p99);
+    m.latency_us.p999 = f(|r| r.latency_us.p999);
+    m.latency_us.max = f(|r| r.latency_us.max);
+    m.latency_us.mean = f(|r| r.latency_us.mean);
+    Some(m)
+}
+
+type Runs = (Vec<String>, BTreeMap<String, ServerRuns>);
+
+/// Merges rounds into one set of runs whose cells are medians.
+fn merge_rounds(rounds: Vec<Runs>) -> Runs {
+    if rounds.len() == 1 {
+        return rounds.into_iter().next().unwrap_or_default();
+    }
+    let mut order: Vec<String> = Vec::new();
+    for (o, _) in &rounds {
+        for name in o {
+            if !order.contains(name) {
+                order.push(name.clone());
+            }
+        }
+    }
+    let mut merged = BTreeMap::new();
+    for name in &order {
+        let mut runs = ServerRuns::default();
+        for phase in PHASES {
+            let reports: Vec<&LoadReport> = rounds
+                .iter()
+                .filter_map(|(_, r)| r.get(name)?.loads.get(phase))
+                .collect();
+            if let Some(m) = median_report(&reports) {
+                runs.loads.insert(phase.to_string(), m);
+            }
+        }
+        let servers: Vec<&ServerReport> = rounds
+            .iter()
+            .filter_map(|(_, r)| r.get(name)?.server.as_ref())
+            .collect();
+        if let Some(first) = servers.first() {
+            let mut s = (*first).clone();
+            let cpu: Vec<f64> = servers.iter().filter_map(|s| s.cpu_s_per_million).collect();
+            s.cpu_s_per_million = (!cpu.is_empty()).then(|| median(cpu));
+            runs.server = Some(s);
+        }
+        merged.insert(name.clone(), runs);
+    }
+    (order, merged)
+}
+
+fn read_rounds(dirs: &[PathBuf]) -> Result<Runs, Error> {
+    let rounds = dirs
+        .iter()
+        .map(|d| read_dir(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(merge_rounds(rounds))
+}
+
+/// The markdown table for the runs in `dirs` (medians when more than one).
+pub fn table(dirs: &[PathBuf], floor: &str) -> Result<String, Error> {
+    let (order, runs) = read_rounds(dirs)?;
     let floor_rps = runs
         .get(floor)
         .and_then(|r| r.loads.get("sat"))
@@ -144,15 +243,15 @@ pub fn table(dir: &Path, floor: &str) -> Result<String, Error> {
 /// Prints the table (or, with `--floor-rate`, the floor's saturation rate).
 pub fn run(args: CompareArgs) -> crate::CmdResult {
     if args.floor_rate {
-        let (_, runs) = read_dir(&args.dir)?;
+        let (_, runs) = read_rounds(&args.dirs)?;
         let rps = runs
             .get(&args.floor)
             .and_then(|r| r.loads.get("sat"))
             .map(|r| r.achieved_rps)
-            .ok_or_else(|| format!("no {}.sat.json in {}", args.floor, args.dir.display()))?;
+            .ok_or_else(|| format!("no {}.sat.json in {:?}", args.floor, args.dirs))?;
         println!("{rps:.0}");
         return Ok(());
     }
-    print!("{}", table(&args.dir, &args.floor)?);
+    print!("{}", table(&args.dirs, &args.floor)?);
     Ok(())
 }
