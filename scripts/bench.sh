@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Compare UDP echo servers on loopback with ringwire-bench's load generator.
 #
-#   scripts/bench.sh [--quick] [--sockperf] [--out DIR] [--no-build]
+#   scripts/bench.sh [--quick] [--sockperf] [--rounds N] [--out DIR] [--no-build]
 #
 # Each server runs pinned to core $SERVER_CORE, the load generator pinned to
 # core $LOAD_CORE. Per server, in order:
@@ -14,6 +14,8 @@
 # for the baselines' own served/CPU report); `ringwire-bench compare $OUT`
 # prints the table, with ratios to the floor.
 #
+# --rounds N: repeat the whole sequence N times (servers interleaved in time,
+# reports in $OUT/round-K) and print each round's table and the medians.
 # --quick: a short smoke run (about a second per phase) that asserts only
 # that every run exited 0 and every JSON report parses.
 # --sockperf: also run `sockperf server` + `sockperf ping-pong` as an outside
@@ -27,19 +29,22 @@ ARGS="$*"
 QUICK=0
 SOCKPERF=0
 BUILD=1
+ROUNDS=1
 OUT=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --quick) QUICK=1 ;;
         --sockperf) SOCKPERF=1 ;;
         --no-build) BUILD=0 ;;
+        --rounds) ROUNDS="$2"; shift ;;
         --out) OUT="$2"; shift ;;
-        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
 done
 
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "--rounds needs a positive integer" >&2; exit 2; }
 SERVER_CORE=${SERVER_CORE:-0}
 LOAD_CORE=${LOAD_CORE:-1}
 PEERS=${PEERS:-64}
@@ -114,52 +119,67 @@ wait_udp() {
 }
 
 FAILED=0
-load() { # load NAME PHASE PORT ARGS...
-    local name=$1 phase=$2 port=$3; shift 3
+load() { # load DIR NAME PHASE PORT ARGS...
+    local dir=$1 name=$2 phase=$3 port=$4; shift 4
     echo "== $name $phase"
     if ! "$BENCH" load --target "127.0.0.1:$port" --peers "$PEERS" --threads 1 \
         --cores "$LOAD_CORE" --payload "$PAYLOAD" --duration "$DURATION" \
-        --warmup "$WARMUP" --json "$OUT/$name.$phase.json" "$@"; then
+        --warmup "$WARMUP" --json "$dir/$name.$phase.json" "$@"; then
         echo "FAILED: $name $phase" >&2
         FAILED=1
     fi
 }
 
+# One round: every server in turn, all phases, reports into DIR. The open-loop
+# rates come from the first round's floor, so every round offers the same load.
 FLOOR_RATE=""
-i=0
-for name in "${SERVERS[@]}"; do
-    port=$((BASE_PORT + i)); i=$((i + 1))
-    cmd=$(server_cmd "$name" "$port" "$OUT/$name.server.json")
-    echo "## $name: $cmd"
-    loadavg "before $name"
-    $cmd >"$OUT/$name.server.log" 2>&1 &
-    pid=$!
-    if ! wait_udp "$port" || ! kill -0 "$pid" 2>/dev/null; then
-        echo "FAILED: $name did not start:" >&2
-        cat "$OUT/$name.server.log" >&2
+run_round() {
+    local dir=$1 i=0 name port cmd pid pct
+    mkdir -p "$dir"
+    for name in "${SERVERS[@]}"; do
+        port=$((BASE_PORT + i)); i=$((i + 1))
+        cmd=$(server_cmd "$name" "$port" "$dir/$name.server.json")
+        echo "## $name: $cmd"
+        loadavg "before $name ($dir)"
+        $cmd >"$dir/$name.server.log" 2>&1 &
+        pid=$!
+        if ! wait_udp "$port" || ! kill -0 "$pid" 2>/dev/null; then
+            echo "FAILED: $name did not start:" >&2
+            cat "$dir/$name.server.log" >&2
+            kill -INT "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+            FAILED=1
+            continue
+        fi
+        load "$dir" "$name" sat "$port" --window 256
+        load "$dir" "$name" lat "$port" --window 8
+        if [[ -z $FLOOR_RATE ]]; then
+            FLOOR_RATE=$("$BENCH" compare "$dir" --floor mmsg --floor-rate) || FLOOR_RATE=""
+            echo "floor saturation rate: ${FLOOR_RATE:-unknown} responses/s"
+        fi
+        if [[ -n $FLOOR_RATE && $FLOOR_RATE -gt 0 ]]; then
+            for pct in 25 50 75; do
+                load "$dir" "$name" "open$pct" "$port" --rate $((FLOOR_RATE * pct / 100))
+            done
+        fi
         kill -INT "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-        FAILED=1
-        continue
-    fi
-    load "$name" sat "$port" --window 256
-    load "$name" lat "$port" --window 8
-    if [[ -z $FLOOR_RATE ]]; then
-        FLOOR_RATE=$("$BENCH" compare "$OUT" --floor mmsg --floor-rate) || FLOOR_RATE=""
-        echo "floor saturation rate: ${FLOOR_RATE:-unknown} responses/s"
-    fi
-    if [[ -n $FLOOR_RATE && $FLOOR_RATE -gt 0 ]]; then
-        for pct in 25 50 75; do
-            load "$name" "open$pct" "$port" --rate $((FLOOR_RATE * pct / 100))
-        done
-    fi
-    kill -INT "$pid" 2>/dev/null || true
-    if ! wait "$pid"; then
-        echo "FAILED: $name exited with an error:" >&2
-        cat "$OUT/$name.server.log" >&2
-        FAILED=1
-    fi
-    cat "$OUT/$name.server.log"
+        if ! wait "$pid"; then
+            echo "FAILED: $name exited with an error:" >&2
+            cat "$dir/$name.server.log" >&2
+            FAILED=1
+        fi
+        cat "$dir/$name.server.log"
+    done
+}
+
+DIRS=()
+if [[ $ROUNDS == 1 ]]; then
+    DIRS=("$OUT")
+else
+    for r in $(seq 1 "$ROUNDS"); do DIRS+=("$OUT/round-$r"); done
+fi
+for dir in "${DIRS[@]}"; do
+    run_round "$dir"
 done
 
 if [[ $SOCKPERF == 1 ]]; then
@@ -184,16 +204,26 @@ fi
 
 loadavg "at end"
 echo
+if [[ $ROUNDS != 1 ]]; then
+    for dir in "${DIRS[@]}"; do
+        echo "## $dir"
+        "$BENCH" compare "$dir" --floor mmsg | tee "$dir/table.md" || FAILED=1
+    done
+    echo
+    echo "## median of $ROUNDS rounds:"
+fi
 echo "## results ($OUT), $DURATION s per phase after $WARMUP s warm-up, $PEERS peers, $PAYLOAD B"
-if ! "$BENCH" compare "$OUT" --floor mmsg | tee "$OUT/table.md"; then
+if ! "$BENCH" compare "${DIRS[@]}" --floor mmsg | tee "$OUT/table.md"; then
     echo "FAILED: a JSON report does not parse" >&2
     FAILED=1
 fi
 
 if [[ $QUICK == 1 ]]; then
-    for name in "${SERVERS[@]}"; do
-        for phase in sat lat open25 open50 open75; do
-            [[ -s $OUT/$name.$phase.json ]] || { echo "FAILED: missing $OUT/$name.$phase.json" >&2; FAILED=1; }
+    for dir in "${DIRS[@]}"; do
+        for name in "${SERVERS[@]}"; do
+            for phase in sat lat open25 open50 open75; do
+                [[ -s $dir/$name.$phase.json ]] || { echo "FAILED: missing $dir/$name.$phase.json" >&2; FAILED=1; }
+            done
         done
     done
 fi
