@@ -1,2 +1,54 @@
 //! `ringwire-bench`: load generator, baseline servers and micro-benchmarks.
-fn main() {}
+//!
+//! Each subcommand is one line in the `subcommands!` list below: a variant
+//! name, its clap `Args` type and its `run` function, which returns
+//! `Result<(), E>` for any `E: Into<Box<dyn Error + Send + Sync>>`. The
+//! ring micro-benchmarks join as
+//! `Rings(rings::RingsArgs) => rings::run,` (plus `pub mod rings;` in lib.rs).
+
+use clap::{Parser, Subcommand};
+use ringwire_bench::{CmdResult, compare, load, server};
+
+/// Declares the `Command` enum and its dispatch from one list, so adding a
+/// subcommand is adding one line.
+macro_rules! subcommands {
+    ($($(#[$doc:meta])* $variant:ident($args:ty) => $run:path),* $(,)?) => {
+        #[derive(Subcommand)]
+        enum Command {
+            $($(#[$doc])* $variant($args),)*
+        }
+
+        impl Command {
+            fn run(self) -> CmdResult {
+                match self {
+                    $(Command::$variant(args) => $run(args).map_err(Into::into),)*
+                }
+            }
+        }
+    };
+}
+
+subcommands! {
+    /// Drive a UDP echo server with many peer sockets and report latency.
+    Load(load::LoadArgs) => load::run,
+    /// Run a baseline UDP echo server (tokio, glommio or recvmmsg/sendmmsg).
+    Server(server::ServerArgs) => server::run,
+    /// Summarise a directory of JSON reports from scripts/bench.sh as a table.
+    Compare(compare::CompareArgs) => compare::run,
+}
+
+/// ringwire's load generator and baseline servers.
+#[derive(Parser)]
+#[command(name = "ringwire-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = cli.command.run() {
+        eprintln!("ringwire-bench: error: {e}");
+        std::process::exit(1);
+    }
+}

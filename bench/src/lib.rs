@@ -1,0 +1,22 @@
+//! ringwire's load generator and baseline UDP echo servers.
+//!
+//! The binary (`src/main.rs`) is a thin clap front end: each subcommand is an
+//! `Args` struct and a `run` function in one of these modules.
+//!
+//! - [`load`]: the UDP load generator (`ringwire-bench load`), closed- and
+//!   open-loop, many peer sockets, latency into an HDR histogram.
+//! - [`server`]: baseline echo servers (`ringwire-bench server`) to compare the
+//!   engine against: tokio, glommio and a `recvmmsg`/`sendmmsg` kernel floor.
+//! - [`compare`]: the table `scripts/bench.sh` prints from its JSON reports.
+//! - [`sys`]: the few Linux calls both need (rlimits, per-thread CPU time,
+//!   batched socket I/O, epoll, pinning, stop signals).
+
+pub mod args;
+pub mod compare;
+pub mod load;
+pub mod server;
+pub mod sys;
+
+/// What every subcommand's `run` returns; the binary prints the error and
+/// exits with status 1.
+pub type CmdResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;

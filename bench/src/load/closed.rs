@@ -1,0 +1,141 @@
+//! Closed loop: a fixed window of outstanding datagrams per worker; each echo
+//! (or timeout) frees its slot, and the slot's next datagram goes out.
+//!
+//! Per slot the worker keeps the generation and send time of the one datagram
+//! in flight; the datagram carries both (`seq` = slot | generation << 16,
+//! `sent_ns`), so an echo matches its slot with no per-datagram state, and an
+//! echo that arrives after its slot timed out (and moved on) is counted as
+//! late, not received. Freed slots are queued and sent from the peers in
+//! rotation, each `sendmmsg` carrying a peer's share of the window
+//! (`ceil(window / peers)`, at most [`BATCH`]): with 256 slots over 64 peers
+//! each peer sends 4 at a time; with more peers than slots, one each, so
+//! every peer is used.
+
+use super::payload::{Probe, seq_slot, slot_seq};
+use super::stats::WorkerStats;
+use super::worker::{BATCH, Reply, Worker};
+use std::io;
+
+/// Largest window per worker (slot indices are 16 bits).
+pub const MAX_WINDOW: usize = 1 << 16;
+
+struct Slots {
+    generation: Vec<u16>,
+    sent_ns: Vec<u64>,
+    in_flight: Vec<bool>,
+    count_in_flight: usize,
+}
+
+/// Runs the closed loop with `window` slots until `w.end_ns`, then waits up to
+/// the timeout for the datagrams still in flight.
+pub fn run(mut w: Worker, window: usize) -> io::Result<WorkerStats> {
+    let window = window.clamp(1, MAX_WINDOW);
+    let mut slots = Slots {
+        generation: vec![0; window],
+        sent_ns: vec![0; window],
+        in_flight: vec![false; window],
+        count_in_flight: 0,
+    };
+    let mut pending: Vec<u16> = (0..window)
+        .map(|s| u16::try_from(s).unwrap_or(u16::MAX))
+        .collect();
+    let mut replies = Vec::with_capacity(BATCH * 4);
+    let per_peer = window.div_ceil(w.peers.len().max(1)).clamp(1, BATCH);
+    let scan_every_ns = (w.timeout_ns / 8).max(1_000_000);
+    let mut next_scan_ns = 0;
+    loop {
+        let now = w.now_ns();
+        let sending = now < w.end_ns;
+        if !sending && (slots.count_in_flight == 0 || now >= w.end_ns + w.timeout_ns) {
+            break;
+        }
+        if sending {
+            flush(&mut w, &mut slots, &mut pending, per_peer, now);
+        }
+        if now >= next_scan_ns {
+            expire(&mut w, &mut slots, &mut pending, now, sending);
+            next_scan_ns = now + scan_every_ns;
+        }
+        replies.clear();
+        w.poll_replies(1, &mut replies)?;
+        for r in &replies {
+            if complete(&mut w, &mut slots, r) && sending {
+                pending.push(seq_slot(r.probe.seq));
+            }
+        }
+    }
+    Ok(w.stats)
+}
+
+/// Matches an echo to its slot; true if it freed the slot.
+fn complete(w: &mut Worker, slots: &mut Slots, r: &Reply) -> bool {
+    let slot = usize::from(seq_slot(r.probe.seq));
+    if r.probe.peer as usize != r.peer {
+        w.stats.misrouted += 1;
+        return false;
+    }
+    let current = slot < slots.in_flight.len()
+        && slots.in_flight[slot]
+        && slot_seq(slot as u16, slots.generation[slot]) == r.probe.seq
+        && slots.sent_ns[slot] == r.probe.sent_ns;
+    if !current {
+        if r.probe.sent_ns >= w.measure_start_ns {
+            w.stats.late += 1;
+        }
+        return false;
+    }
+    slots.in_flight[slot] = false;
+    slots.count_in_flight -= 1;
+    w.record(r, r.probe.sent_ns);
+    true
+}
+
+/// Frees slots whose datagram has waited longer than the timeout; each
+/// counts as lost (via sent minus received) and, while sending, is re-sent.
+fn expire(w: &mut Worker, slots: &mut Slots, pending: &mut Vec<u16>, now: u64, sending: bool) {
+    for slot in 0..slots.in_flight.len() {
+        if slots.in_flight[slot] && now.saturating_sub(slots.sent_ns[slot]) >= w.timeout_ns {
+            slots.in_flight[slot] = false;
+            slots.count_in_flight -= 1;
+            if slots.sent_ns[slot] >= w.measure_start_ns {
+                w.stats.timeouts += 1;
+            }
+            if sending {
+                pending.push(u16::try_from(slot).unwrap_or(u16::MAX));
+            }
+        }
+    }
+}
+
+/// Sends queued slots, `per_peer` at a time, each batch from the next peer.
+fn flush(w: &mut Worker, slots: &mut Slots, pending: &mut Vec<u16>, per_peer: usize, now: u64) {
+    while !pending.is_empty() {
+        let n = pending.len().min(per_peer);
+        let peer = w.next_peer();
+        let peer_tag = u32::try_from(peer).unwrap_or(u32::MAX);
+        for (j, &slot) in pending[..n].iter().enumerate() {
+            let s = usize::from(slot);
+            slots.generation[s] = slots.generation[s].wrapping_add(1);
+            let probe = Probe {
+                sent_ns: now,
+                peer: peer_tag,
+                seq: slot_seq(slot, slots.generation[s]),
+            };
+            let len = w.payload_len;
+            let written = probe.encode(w.tx.slot_mut(j), len).unwrap_or(0);
+            w.tx.set_len(j, written);
+        }
+        let first_measured = if now >= w.measure_start_ns { 0 } else { n };
+        let sent = w.send_batch(peer, n, first_measured);
+        for &slot in &pending[..sent] {
+            let s = usize::from(slot);
+            slots.in_flight[s] = true;
+            slots.sent_ns[s] = now;
+            slots.count_in_flight += 1;
+        }
+        pending.drain(..sent);
+        if sent < n {
+            break;
+        }
+    }
+}

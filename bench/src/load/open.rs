@@ -1,0 +1,135 @@
+//! Open loop: datagrams leave at fixed intervals whatever the server does,
+//! and each datagram's latency is measured from its *intended* send time, so
+//! a stalled server or client shows up in the tail (no coordinated omission).
+//!
+//! Worker `i` of `n` sends at `offset_i + k * interval` with
+//! `interval = threads / rate` and `offset_i = i * interval / n`, so the
+//! workers together emit an evenly spaced stream at `rate`. When the client
+//! falls behind it sends the overdue datagrams in batches and their latency
+//! includes the delay.
+
+use super::payload::Probe;
+use super::stats::WorkerStats;
+use super::worker::{BATCH, Reply, Worker};
+use std::io;
+
+/// The open-loop schedule of one worker.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    /// ns between this worker's datagrams.
+    pub interval_ns: f64,
+    /// ns after the epoch of this worker's first datagram.
+    pub offset_ns: f64,
+}
+
+impl Schedule {
+    /// Worker `index` of `threads` sharing `rate` datagrams/s.
+    #[must_use]
+    pub fn new(rate: f64, threads: usize, index: usize) -> Self {
+        let interval_ns = 1e9 * threads as f64 / rate;
+        Self {
+            interval_ns,
+            offset_ns: interval_ns * index as f64 / threads as f64,
+        }
+    }
+
+    /// Intended send time of datagram `k`, ns since the epoch.
+    #[must_use]
+    pub fn intended_ns(&self, k: u64) -> u64 {
+        (self.offset_ns + k as f64 * self.interval_ns) as u64
+    }
+}
+
+/// Runs the open loop until `w.end_ns`, then waits up to the timeout for the
+/// datagrams still in flight.
+pub fn run(mut w: Worker, schedule: Schedule) -> io::Result<WorkerStats> {
+    let mut next: u64 = 0;
+    let mut sent_total: u64 = 0;
+    let mut received_total: u64 = 0;
+    let mut replies: Vec<Reply> = Vec::with_capacity(BATCH * 4);
+    loop {
+        let now = w.now_ns();
+        // Keep sending until every datagram intended before the end went out,
+        // even if the client runs late.
+        let sending = schedule.intended_ns(next) < w.end_ns;
+        if !sending && (received_total >= sent_total || now >= w.end_ns + w.timeout_ns) {
+            break;
+        }
+        if sending {
+            let (sent, k) = send_due(&mut w, &schedule, next, now);
+            next = k;
+            sent_total += sent;
+        }
+        let wait_ms = if sending {
+            let until = schedule.intended_ns(next).saturating_sub(w.now_ns());
+            i32::try_from(until / 1_000_000).unwrap_or(1)
+        } else {
+            1
+        };
+        replies.clear();
+        w.poll_replies(wait_ms, &mut replies)?;
+        for r in &replies {
+            if r.probe.peer as usize != r.peer {
+                w.stats.misrouted += 1;
+                continue;
+            }
+            received_total += 1;
+            w.record(r, r.probe.sent_ns);
+        }
+    }
+    Ok(w.stats)
+}
+
+/// At most this many send batches between two receive polls, so a client
+/// that fell behind keeps draining its sockets while it catches up.
+const MAX_BATCHES_PER_POLL: usize = 4;
+
+/// Datagrams sent later than this after their intended time are counted.
+const LATE_SEND_NS: u64 = 1_000_000;
+
+/// Sends the datagrams whose intended time has come (before the end), in
+/// batches from successive peers. Returns (datagrams sent, next index).
+fn send_due(w: &mut Worker, schedule: &Schedule, mut next: u64, now: u64) -> (u64, u64) {
+    let mut sent_total = 0;
+    for _ in 0..MAX_BATCHES_PER_POLL {
+        let mut n = 0;
+        let peer = w.next_peer();
+        let peer_tag = u32::try_from(peer).unwrap_or(u32::MAX);
+        while n < BATCH {
+            let at = schedule.intended_ns(next + n as u64);
+            if at > now || at >= w.end_ns {
+                break;
+            }
+            let probe = Probe {
+                sent_ns: at,
+                peer: peer_tag,
+                seq: (next + n as u64) as u32,
+            };
+            let len = w.payload_len;
+            let written = probe.encode(w.tx.slot_mut(n), len).unwrap_or(0);
+            w.tx.set_len(n, written);
+            n += 1;
+        }
+        if n == 0 {
+            return (sent_total, next);
+        }
+        // Datagrams intended before the measured window are warm-up.
+        let first_measured = (0..n)
+            .find(|&j| schedule.intended_ns(next + j as u64) >= w.measure_start_ns)
+            .unwrap_or(n);
+        let sent = w.send_batch(peer, n, first_measured);
+        for j in first_measured..sent {
+            let lag = now.saturating_sub(schedule.intended_ns(next + j as u64));
+            w.stats.max_send_lag_ns = w.stats.max_send_lag_ns.max(lag);
+            if lag > LATE_SEND_NS {
+                w.stats.sent_late += 1;
+            }
+        }
+        next += sent as u64;
+        sent_total += sent as u64;
+        if sent < n {
+            return (sent_total, next);
+        }
+    }
+    (sent_total, next)
+}

@@ -1,0 +1,116 @@
+//! The simulated peers: one connected, non-blocking UDP socket (and so one
+//! source port) per peer, all registered in one epoll set per worker.
+//!
+//! One source IP has about 28k ephemeral ports (`ip_local_port_range`), so
+//! against an IPv4 loopback target the peers are spread over 127.0.0.1,
+//! 127.0.0.2, ... in blocks of [`PEERS_PER_LOOPBACK_IP`]: any number of
+//! peers the file-descriptor limit allows gets a distinct (IP, port).
+
+use crate::sys::epoll::Epoll;
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+
+/// One worker's peer sockets and the epoll set watching them; the epoll
+/// token of each socket is its index.
+pub struct PeerSet {
+    sockets: Vec<UdpSocket>,
+    epoll: Epoll,
+}
+
+/// Peers per loopback source address (well under the ephemeral port range).
+pub const PEERS_PER_LOOPBACK_IP: usize = 16_384;
+
+/// Receive buffer per peer socket; bursts of echoes must not overflow it.
+const PEER_RCVBUF: usize = 256 * 1024;
+
+/// The local address peer number `global_index` (over all workers) binds.
+fn source_ip(target: SocketAddr, global_index: usize) -> IpAddr {
+    match target {
+        SocketAddr::V4(t) if t.ip().is_loopback() => {
+            let block = u32::try_from(global_index / PEERS_PER_LOOPBACK_IP).unwrap_or(0);
+            // 127.0.0.1 + block, staying inside 127.0.0.0/8.
+            Ipv4Addr::from(u32::from(Ipv4Addr::LOCALHOST) + (block % 0x00FF_FFFE)).into()
+        }
+        SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+    }
+}
+
+fn open_peer(target: SocketAddr, global_index: usize) -> io::Result<UdpSocket> {
+    let domain = Domain::for_address(target);
+    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_nonblocking(true)?;
+    // Best effort: the kernel caps it at net.core.rmem_max.
+    let _ = socket.set_recv_buffer_size(PEER_RCVBUF);
+    let local = source_ip(target, global_index);
+    socket.bind(&SocketAddr::new(local, 0).into()).map_err(|e| {
+        if e.kind() == io::ErrorKind::AddrInUse {
+            io::Error::new(
+                e.kind(),
+                "ephemeral ports exhausted binding a peer socket (see net.ipv4.ip_local_port_range)",
+            )
+        } else {
+            e
+        }
+    })?;
+    socket.connect(&target.into())?;
+    Ok(socket.into())
+}
+
+impl PeerSet {
+    /// Opens `count` peer sockets connected to `target`; `first_index` is
+    /// the global number of the first (it picks the source address).
+    pub fn open(target: SocketAddr, first_index: usize, count: usize) -> io::Result<Self> {
+        let epoll = Epoll::new(256)?;
+        let mut sockets = Vec::with_capacity(count);
+        for i in 0..count {
+            let s = open_peer(target, first_index + i).map_err(|e| {
+                if e.raw_os_error() == Some(libc::EMFILE) {
+                    io::Error::new(
+                        e.kind(),
+                        format!("out of file descriptors after {i} peer sockets (RLIMIT_NOFILE)"),
+                    )
+                } else {
+                    e
+                }
+            })?;
+            epoll.add_readable(s.as_raw_fd(), i as u64)?;
+            sockets.push(s);
+        }
+        Ok(Self { sockets, epoll })
+    }
+
+    /// Number of peers.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.sockets.len()
+    }
+
+    /// Whether there are no peers.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.sockets.is_empty()
+    }
+
+    /// Peer `i`'s descriptor.
+    #[must_use]
+    pub fn fd(&self, i: usize) -> RawFd {
+        self.sockets[i].as_raw_fd()
+    }
+
+    /// The source addresses (IP and port) the peers send from.
+    #[must_use]
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.sockets
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
+    }
+
+    /// The epoll set watching every peer.
+    pub fn epoll_mut(&mut self) -> &mut Epoll {
+        &mut self.epoll
+    }
+}

@@ -1,0 +1,232 @@
+//! The load run's result: a human table on stdout and the same numbers as
+//! JSON (`--json FILE`).
+
+use super::stats::Totals;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LatencyUs {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Largest seen.
+    pub max: f64,
+    /// Arithmetic mean.
+    pub mean: f64,
+}
+
+/// Everything a load run reports; serialised as the `--json` file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadReport {
+    /// Traffic kind (`echo`).
+    pub mode: String,
+    /// `closed` or `open`.
+    #[serde(rename = "loop")]
+    pub loop_kind: String,
+    /// Server address.
+    pub target: String,
+    /// Peer sockets opened.
+    pub peers: usize,
+    /// Distinct source addresses (IP and port) among them.
+    pub distinct_source_ports: usize,
+    /// Peers that got at least one echo back in the measured window.
+    pub peers_responded: usize,
+    /// Worker threads.
+    pub threads: usize,
+    /// Datagram size, bytes.
+    pub payload_bytes: usize,
+    /// Closed loop: outstanding datagrams per worker.
+    pub window: Option<usize>,
+    /// Open loop: target datagrams/s (all workers).
+    pub rate: Option<f64>,
+    /// Measured window, seconds.
+    pub duration_s: f64,
+    /// Warm-up before it, seconds.
+    pub warmup_s: f64,
+    /// Loss timeout, milliseconds.
+    pub timeout_ms: u64,
+    /// Datagrams sent in the measured window.
+    pub sent: u64,
+    /// Of those, echoes received back.
+    pub received: u64,
+    /// `sent - received`.
+    pub lost: u64,
+    /// Closed loop: window slots that timed out.
+    pub timeouts: u64,
+    /// Closed loop: echoes that came after their timeout.
+    pub late: u64,
+    /// Socket errors (e.g. ECONNREFUSED).
+    pub errors: u64,
+    /// Echoes on the wrong socket or undecodable.
+    pub misrouted: u64,
+    /// Open loop: the client's largest lag behind its schedule, us (0 in
+    /// closed loop). Large values mean the client, not only the server, was
+    /// slow: its lag is part of the measured latency.
+    pub client_max_send_lag_us: f64,
+    /// Open loop: datagrams the client sent over 1 ms behind schedule.
+    pub client_sent_late: u64,
+    /// Echoes received per second of the measured window.
+    pub achieved_rps: f64,
+    /// Round-trip latency.
+    pub latency_us: LatencyUs,
+}
+
+fn us(ns: u64) -> f64 {
+    ns as f64 / 1000.0
+}
+
+/// Run parameters the report repeats.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    /// See [`LoadReport::mode`].
+    pub mode: String,
+    /// See [`LoadReport::target`].
+    pub target: String,
+    /// See [`LoadReport::peers`].
+    pub peers: usize,
+    /// See [`LoadReport::distinct_source_ports`].
+    pub distinct_source_ports: usize,
+    /// See [`LoadReport::threads`].
+    pub threads: usize,
+    /// See [`LoadReport::payload_bytes`].
+    pub payload_bytes: usize,
+    /// See [`LoadReport::window`].
+    pub window: Option<usize>,
+    /// See [`LoadReport::rate`].
+    pub rate: Option<f64>,
+    /// See [`LoadReport::duration_s`].
+    pub duration_s: f64,
+    /// See [`LoadReport::warmup_s`].
+    pub warmup_s: f64,
+    /// See [`LoadReport::timeout_ms`].
+    pub timeout_ms: u64,
+}
+
+impl LoadReport {
+    /// Builds the report from the run's parameters and merged counters.
+    #[must_use]
+    pub fn new(info: RunInfo, t: &Totals) -> Self {
+        let h = &t.latency_ns;
+        let empty = h.is_empty();
+        let q = |x: f64| {
+            if empty {
+                0.0
+            } else {
+                us(h.value_at_quantile(x))
+            }
+        };
+        Self {
+            mode: info.mode,
+            loop_kind: if info.rate.is_some() {
+                "open"
+            } else {
+                "closed"
+            }
+            .to_string(),
+            target: info.target,
+            peers: info.peers,
+            distinct_source_ports: info.distinct_source_ports,
+            peers_responded: t.peers_responded,
+            threads: info.threads,
+            payload_bytes: info.payload_bytes,
+            window: info.window,
+            rate: info.rate,
+            duration_s: info.duration_s,
+            warmup_s: info.warmup_s,
+            timeout_ms: info.timeout_ms,
+            sent: t.sent,
+            received: t.received,
+            lost: t.sent.saturating_sub(t.received),
+            timeouts: t.timeouts,
+            late: t.late,
+            errors: t.errors,
+            misrouted: t.misrouted,
+            client_max_send_lag_us: us(t.max_send_lag_ns),
+            client_sent_late: t.sent_late,
+            achieved_rps: if info.duration_s > 0.0 {
+                t.received as f64 / info.duration_s
+            } else {
+                0.0
+            },
+            latency_us: LatencyUs {
+                p50: q(0.5),
+                p90: q(0.9),
+                p99: q(0.99),
+                p999: q(0.999),
+                max: if empty { 0.0 } else { us(h.max()) },
+                mean: if empty { 0.0 } else { h.mean() / 1000.0 },
+            },
+        }
+    }
+}
+
+impl fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shape = match (self.window, self.rate) {
+            (_, Some(r)) => format!("open loop at {r:.0} datagrams/s"),
+            (Some(w), None) => format!("closed loop, window {w} per thread"),
+            (None, None) => "closed loop".to_string(),
+        };
+        writeln!(
+            f,
+            "{} -> {}: {shape}, {} peers ({} source ports), {} threads, {} B payload, {} s (+{} s warm-up)",
+            self.mode,
+            self.target,
+            self.peers,
+            self.distinct_source_ports,
+            self.threads,
+            self.payload_bytes,
+            self.duration_s,
+            self.warmup_s
+        )?;
+        writeln!(
+            f,
+            "{:>12} {:>12} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "sent",
+            "received",
+            "resp/s",
+            "lost",
+            "p50 us",
+            "p90 us",
+            "p99 us",
+            "p99.9 us",
+            "max us"
+        )?;
+        let l = &self.latency_us;
+        writeln!(
+            f,
+            "{:>12} {:>12} {:>12.0} {:>9} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            self.sent,
+            self.received,
+            self.achieved_rps,
+            self.lost,
+            l.p50,
+            l.p90,
+            l.p99,
+            l.p999,
+            l.max
+        )?;
+        if self.timeouts + self.late + self.errors + self.misrouted > 0 {
+            writeln!(
+                f,
+                "timeouts {}  late {}  errors {}  misrouted {}",
+                self.timeouts, self.late, self.errors, self.misrouted
+            )?;
+        }
+        if self.client_sent_late > 0 {
+            writeln!(
+                f,
+                "client behind schedule: {} datagrams sent over 1 ms late, worst {:.0} us",
+                self.client_sent_late, self.client_max_send_lag_us
+            )?;
+        }
+        Ok(())
+    }
+}

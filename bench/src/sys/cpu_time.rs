@@ -1,0 +1,54 @@
+//! CPU time of the calling thread, from `getrusage(RUSAGE_THREAD)`.
+#![allow(unsafe_code)]
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// User and system CPU time consumed by one thread.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuTime {
+    /// Seconds in user mode.
+    pub user_s: f64,
+    /// Seconds in the kernel on the thread's behalf.
+    pub sys_s: f64,
+}
+
+impl CpuTime {
+    /// User plus system seconds.
+    #[must_use]
+    pub fn total_s(&self) -> f64 {
+        self.user_s + self.sys_s
+    }
+
+    /// Sum of two threads' times.
+    #[must_use]
+    pub fn plus(self, other: CpuTime) -> CpuTime {
+        CpuTime {
+            user_s: self.user_s + other.user_s,
+            sys_s: self.sys_s + other.sys_s,
+        }
+    }
+}
+
+fn timeval_to_s(tv: libc::timeval) -> f64 {
+    let micros = u64::try_from(tv.tv_usec).unwrap_or(0);
+    let secs = u64::try_from(tv.tv_sec).unwrap_or(0);
+    (Duration::from_secs(secs) + Duration::from_micros(micros)).as_secs_f64()
+}
+
+/// CPU time the calling thread has used so far.
+#[must_use]
+pub fn current_thread() -> CpuTime {
+    // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable `rusage` for the duration of the
+    // call; RUSAGE_THREAD is supported on Linux since 2.6.26.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &raw mut usage) };
+    if rc != 0 {
+        return CpuTime::default();
+    }
+    CpuTime {
+        user_s: timeval_to_s(usage.ru_utime),
+        sys_s: timeval_to_s(usage.ru_stime),
+    }
+}

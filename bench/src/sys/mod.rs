@@ -1,0 +1,11 @@
+//! The Linux calls the load generator and the baseline servers share.
+//!
+//! Unsafe code lives only in [`mmsg`], [`epoll`], [`rlimit`] and
+//! [`cpu_time`]; everything else in the crate is safe.
+
+pub mod affinity;
+pub mod cpu_time;
+pub mod epoll;
+pub mod mmsg;
+pub mod rlimit;
+pub mod stop;

@@ -1,0 +1,20 @@
+//! Open-loop load: the schedule is kept and every datagram returns.
+
+mod common;
+
+use ringwire_bench::server::Kind;
+
+#[test]
+fn open_loop_sends_the_scheduled_count() {
+    let server = common::start_server(Kind::Mmsg);
+    let mut args = common::closed_loop(server.local_addr(), 50, 1);
+    args.window = None;
+    args.rate = Some(2_000.0);
+    let report = ringwire_bench::load::execute(&args).expect("load runs");
+    server.stop_and_join().expect("server stops");
+    assert_eq!(report.loop_kind, "open");
+    // 2000/s for 1 s: the datagrams intended inside the window, +-1 at the edges.
+    assert!((1_999..=2_001).contains(&report.sent), "{report}");
+    assert_eq!(report.received, report.sent, "{report}");
+    assert_eq!(report.peers_responded, 50, "{report}");
+}
