@@ -49,7 +49,7 @@ pub struct Config {
     pub cores: Cores,
     /// Pin each shard thread to its core.
     pub pin: bool,
-    /// The built-in application: `"echo"`, `"sockperf"` or `"relay"`.
+    /// The built-in application: `"echo"`, `"sockperf"`, `"relay"` or `"session-echo"`.
     pub app: String,
     /// Kernel steering of session datagrams to their owning shard: `"auto"` (on for session
     /// apps), `"on"` or `"off"`.
@@ -265,7 +265,7 @@ impl Config {
             },
         };
         let steering = match self.steering.as_str() {
-            "auto" => app == AppKind::Relay,
+            "auto" => app.uses_sessions(),
             "on" => true,
             "off" => false,
             other => {
@@ -276,11 +276,11 @@ impl Config {
                 ));
             }
         };
-        if app == AppKind::Relay && shards > 256 {
+        if app.uses_sessions() && shards > 256 {
             return Err(ConfigError::invalid(
                 "shards",
                 shards,
-                "1 to 256 with app = \"relay\" (a connection ID names its shard in one byte)",
+                "1 to 256 with a session app (a connection ID names its shard in one byte)",
             ));
         }
         let cores = (0..shards)

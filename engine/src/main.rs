@@ -11,10 +11,11 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use ringwire::apps::{AppKind, Echo, Relay, SockperfServer};
+use ringwire::apps::{AppKind, Echo, Relay, SessionEcho, SockperfServer};
 use ringwire::config::{Config, Cores, Resolved, Shards};
 use ringwire::{Engine, EngineConfig, EngineHandle, EngineReport, Handler, ShardInfo};
 use ringwire_shard::session::EndpointConfig;
+use ringwire_shard::session_host::SessionApp;
 use ringwire_shard::session_host::{SessionHost, random_key};
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
@@ -54,7 +55,7 @@ struct ServeArgs {
     /// Do not pin shard threads to cores.
     #[arg(long)]
     no_pin: bool,
-    /// Built-in app: echo or sockperf.
+    /// Built-in app: echo, sockperf, relay or session-echo.
     #[arg(long)]
     app: Option<String>,
     /// Kernel steering of session datagrams to their shard: auto, on or off.
@@ -119,20 +120,8 @@ fn serve(args: ServeArgs) -> ExitCode {
     let result = match resolved.app {
         AppKind::Echo => run(&resolved, |_| Ok::<_, String>(Echo)),
         AppKind::Sockperf => run(&resolved, |_| Ok::<_, String>(SockperfServer::default())),
-        AppKind::Relay => match random_key() {
-            Ok(key) => run(&resolved, move |info| {
-                let seed = random_key().map_err(|e| format!("random seed: {e}"))?;
-                SessionHost::new(
-                    EndpointConfig::new(key),
-                    info.index,
-                    info.shards,
-                    seed,
-                    Relay::default(),
-                )
-                .map_err(|e| e.to_string())
-            }),
-            Err(e) => Err(format!("cannot read /dev/urandom for the cookie key: {e}")),
-        },
+        AppKind::Relay => run_sessions(&resolved, Relay::default),
+        AppKind::SessionEcho => run_sessions(&resolved, SessionEcho::default),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -141,6 +130,27 @@ fn serve(args: ServeArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Runs a session app: one cookie key for all shards, a connection-ID seed per shard.
+fn run_sessions<A, F>(resolved: &Resolved, app: F) -> Result<(), String>
+where
+    A: SessionApp + 'static,
+    F: Fn() -> A + Send + Sync + 'static,
+{
+    let key =
+        random_key().map_err(|e| format!("cannot read /dev/urandom for the cookie key: {e}"))?;
+    run(resolved, move |info| {
+        let seed = random_key().map_err(|e| format!("random seed: {e}"))?;
+        SessionHost::new(
+            EndpointConfig::new(key),
+            info.index,
+            info.shards,
+            seed,
+            app(),
+        )
+        .map_err(|e| e.to_string())
+    })
 }
 
 fn run<F, H>(resolved: &Resolved, factory: F) -> Result<(), String>

@@ -3,6 +3,7 @@
 
 pub mod echo;
 pub mod relay;
+pub mod session_echo;
 pub mod sockperf;
 
 use std::fmt;
@@ -10,6 +11,7 @@ use std::str::FromStr;
 
 pub use echo::Echo;
 pub use relay::Relay;
+pub use session_echo::SessionEcho;
 pub use sockperf::SockperfServer;
 
 /// A built-in application.
@@ -21,11 +23,20 @@ pub enum AppKind {
     Sockperf,
     /// Sessions, and forwarding between them (the gateway example).
     Relay,
+    /// Sessions whose messages are echoed back.
+    SessionEcho,
+}
+
+impl AppKind {
+    /// Whether the app runs on sessions (and so wants kernel steering).
+    pub fn uses_sessions(self) -> bool {
+        matches!(self, AppKind::Relay | AppKind::SessionEcho)
+    }
 }
 
 impl AppKind {
     /// The accepted names, for error messages.
-    pub const ALLOWED: &'static str = "\"echo\", \"sockperf\" or \"relay\"";
+    pub const ALLOWED: &'static str = "\"echo\", \"sockperf\", \"relay\" or \"session-echo\"";
 }
 
 impl FromStr for AppKind {
@@ -35,6 +46,7 @@ impl FromStr for AppKind {
             "echo" => Ok(AppKind::Echo),
             "sockperf" => Ok(AppKind::Sockperf),
             "relay" => Ok(AppKind::Relay),
+            "session-echo" => Ok(AppKind::SessionEcho),
             other => Err(format!(
                 "unknown app {other:?}: allowed {}",
                 AppKind::ALLOWED
@@ -49,6 +61,7 @@ impl fmt::Display for AppKind {
             AppKind::Echo => "echo",
             AppKind::Sockperf => "sockperf",
             AppKind::Relay => "relay",
+            AppKind::SessionEcho => "session-echo",
         })
     }
 }
