@@ -315,14 +315,21 @@ impl<T> Producer<T> {
         if n == 0 {
             return Ok(0);
         }
-        let mut pos = self.tail;
-        for item in items.drain(..n) {
-            // SAFETY: `pos` walks `tail .. tail + n` and `n <= free`, so every slot written is
-            // free (invariant 3); this is the producer.
-            unsafe { self.shared.write(pos, item) };
-            pos = advance(self.capacity, pos, 1);
+        // The free positions `tail .. tail + n` are at most two runs of slots: up to the end
+        // of the array, then from its start.
+        let start = slot(self.capacity, self.tail);
+        let first = n.min(self.capacity - start);
+        let runs = self.shared.slots[start..start + first]
+            .iter()
+            .chain(&self.shared.slots[..n - first]);
+        for (cell, item) in runs.zip(items.drain(..n)) {
+            cell.with_mut(|ptr| {
+                // SAFETY: the cells walked are those of positions `tail .. tail + n` with
+                // `n <= free`, so each is free (invariant 3) and only the producer touches it.
+                unsafe { ptr.write(MaybeUninit::new(item)) }
+            });
         }
-        self.tail = pos;
+        self.tail = advance(self.capacity, self.tail, n);
         // Release: publishes all `n` slot writes at once.
         self.shared.tail.store(self.tail, Ordering::Release);
         Ok(n)
@@ -407,14 +414,22 @@ impl<T> Consumer<T> {
         }
         let n = distance(self.capacity, self.head, self.tail_cache).min(max);
         out.reserve(n);
-        let mut pos = self.head;
-        for _ in 0..n {
-            // SAFETY: `pos` walks `head .. head + n` within `head .. tail_cache`, which is
-            // initialised (see `try_recv`); each position is read once.
-            out.push(unsafe { self.shared.read(pos) });
-            pos = advance(self.capacity, pos, 1);
-        }
-        self.head = pos;
+        // Positions `head .. head + n`: at most two runs of slots, as in `send_batch`.
+        let start = slot(self.capacity, self.head);
+        let first = n.min(self.capacity - start);
+        let runs = self.shared.slots[start..start + first]
+            .iter()
+            .chain(&self.shared.slots[..n - first]);
+        out.extend(runs.map(|cell| {
+            cell.with(|ptr| {
+                // SAFETY: the cells walked are those of positions `head .. head + n` within
+                // `head .. tail_cache`, initialised and published (see `try_recv`); each is
+                // read once, and `head` moves past them below. `out` has room for all `n`
+                // already, so nothing between the reads can panic and leave `head` behind.
+                unsafe { ptr.read().assume_init() }
+            })
+        }));
+        self.head = advance(self.capacity, self.head, n);
         // Release: as in `try_recv`, for all `n` slots at once.
         self.shared.head.store(self.head, Ordering::Release);
         Ok(n)
