@@ -131,6 +131,38 @@ fn batch_push_pop_capacity_2() {
     });
 }
 
+/// The iterator batch paths: `send_iter` of 3 into a ring of 2, twice; `recv_with`
+/// concurrently.
+#[test]
+fn iter_push_pop_capacity_2() {
+    loom::model(|| {
+        let (drops, all) = items(3);
+        let (mut tx, mut rx) = channel::<Item>(2);
+        let producer = thread::spawn(move || {
+            let mut source = all.into_iter();
+            let mut sent = 0;
+            for _ in 0..2 {
+                sent += tx.send_iter(&mut source).unwrap();
+            }
+            assert_eq!(sent + source.len(), 3);
+            (tx, sent)
+        });
+        let consumer = thread::spawn(move || {
+            let mut got = Vec::new();
+            for _ in 0..2 {
+                let _ = rx.recv_with(2, |item| got.push(item.value));
+            }
+            (rx, got)
+        });
+        let (tx, sent) = producer.join().unwrap();
+        let (mut rx, mut got) = consumer.join().unwrap();
+        let _ = rx.recv_with(3, |item| got.push(item.value));
+        assert_eq!(got, (0..sent).collect::<Vec<_>>());
+        drop((tx, rx));
+        assert_each_dropped_once(&drops);
+    });
+}
+
 /// The producer sends 2 items and drops; the consumer sees both, in order, before Closed,
 /// and never Closed early. Items it did not take are dropped exactly once with the ring.
 #[test]

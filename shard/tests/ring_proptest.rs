@@ -16,8 +16,10 @@ use ringwire_shard::ring::{ClosedError, Consumer, Producer, TryRecvError, TrySen
 enum Op {
     Push,
     PushBatch(usize),
+    PushIter(usize),
     Pop,
     PopBatch(usize),
+    PopWith(usize),
     DropProducer,
     DropConsumer,
 }
@@ -26,8 +28,10 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => Just(Op::Push),
         3 => (0usize..12).prop_map(Op::PushBatch),
+        3 => (0usize..12).prop_map(Op::PushIter),
         6 => Just(Op::Pop),
         3 => (0usize..12).prop_map(Op::PopBatch),
+        3 => (0usize..12).prop_map(Op::PopWith),
         1 => Just(Op::DropProducer),
         1 => Just(Op::DropConsumer),
     ]
@@ -113,6 +117,48 @@ fn run(capacity: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
                 for id in &ids {
                     prop_assert_eq!(ledger.dropped(*id), 0);
+                }
+            }
+            Op::PushIter(k) => {
+                let Some(p) = tx.as_mut() else { continue };
+                let mut source = (0..k)
+                    .map(|_| ledger.make())
+                    .collect::<Vec<_>>()
+                    .into_iter();
+                let ids: Vec<usize> = source.as_slice().iter().map(|i| i.id).collect();
+                match p.send_iter(&mut source) {
+                    Ok(n) => {
+                        prop_assert!(rx.is_some());
+                        prop_assert_eq!(n, k.min(capacity - oracle.len()));
+                        oracle.extend(&ids[..n]);
+                        let left: Vec<usize> = source.as_slice().iter().map(|i| i.id).collect();
+                        prop_assert_eq!(&left[..], &ids[n..], "unpulled items stay, in order");
+                    }
+                    Err(ClosedError) => {
+                        prop_assert!(rx.is_none());
+                        prop_assert_eq!(source.len(), k);
+                    }
+                }
+            }
+            Op::PopWith(max) => {
+                let Some(c) = rx.as_mut() else { continue };
+                let mut got = Vec::new();
+                match c.recv_with(max, |item| got.push(item.id)) {
+                    Ok(n) => {
+                        prop_assert_eq!(n, got.len());
+                        prop_assert_eq!(n, max.min(oracle.len()));
+                        prop_assert!(n > 0 || max == 0);
+                        for id in got {
+                            prop_assert_eq!(Some(id), oracle.pop_front());
+                            prop_assert_eq!(ledger.dropped(id), 1, "handed over, then dropped");
+                        }
+                    }
+                    Err(TryRecvError::Empty) => {
+                        prop_assert!(max > 0 && oracle.is_empty() && tx.is_some());
+                    }
+                    Err(TryRecvError::Closed) => {
+                        prop_assert!(max > 0 && oracle.is_empty() && tx.is_none());
+                    }
                 }
             }
             Op::Pop => {

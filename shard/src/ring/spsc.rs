@@ -335,6 +335,50 @@ impl<T> Producer<T> {
         Ok(n)
     }
 
+    /// Moves items pulled from `items` into the ring, in order, with one index store (and at
+    /// most one load of the consumer's index). Pulls an item only once it has a free slot for
+    /// it, so the items not sent are still in the iterator: nothing is lost.
+    ///
+    /// Returns how many were moved (`Ok(0)`: the ring is full or `items` was empty), or
+    /// [`ClosedError`] without pulling anything if the consumer is gone. If `items` panics,
+    /// the items already pulled are leaked (not dropped, never received); the ring stays
+    /// consistent.
+    pub fn send_iter<I: Iterator<Item = T>>(
+        &mut self,
+        items: &mut I,
+    ) -> Result<usize, ClosedError> {
+        if self.shared.closed.load(Ordering::Relaxed) {
+            return Err(ClosedError);
+        }
+        let mut free = self.capacity - distance(self.capacity, self.head_cache, self.tail);
+        if free < items.size_hint().0.max(1) {
+            // Acquire: as in `try_send`.
+            self.head_cache = self.shared.head.load(Ordering::Acquire);
+            free = self.capacity - distance(self.capacity, self.head_cache, self.tail);
+        }
+        let start = slot(self.capacity, self.tail);
+        let first = free.min(self.capacity - start);
+        let runs = self.shared.slots[start..start + first]
+            .iter()
+            .chain(&self.shared.slots[..free - first]);
+        let mut n = 0;
+        for cell in runs {
+            let Some(item) = items.next() else { break };
+            cell.with_mut(|ptr| {
+                // SAFETY: the cells walked are those of positions `tail .. tail + free`, each
+                // free (invariant 3) and touched only by the producer.
+                unsafe { ptr.write(MaybeUninit::new(item)) }
+            });
+            n += 1;
+        }
+        if n > 0 {
+            self.tail = advance(self.capacity, self.tail, n);
+            // Release: publishes all `n` slot writes at once.
+            self.shared.tail.store(self.tail, Ordering::Release);
+        }
+        Ok(n)
+    }
+
     /// The capacity the ring was created with.
     pub fn capacity(&self) -> usize {
         self.capacity
@@ -435,6 +479,46 @@ impl<T> Consumer<T> {
         Ok(n)
     }
 
+    /// Hands up to `max` items, oldest first, to `f`, then frees their slots with one index
+    /// store (and at most one load of the producer's index). Returns how many, at least one;
+    /// errors as [`recv_batch`](Self::recv_batch) does. No buffer in between: the items go
+    /// from the ring straight to `f`.
+    ///
+    /// If `f` panics, the items it was given (including the one it panicked on) are gone from
+    /// the ring and the others stay, in order.
+    pub fn recv_with(&mut self, max: usize, mut f: impl FnMut(T)) -> Result<usize, TryRecvError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        if distance(self.capacity, self.head, self.tail_cache) < max {
+            self.refresh_tail()?;
+        }
+        let n = distance(self.capacity, self.head, self.tail_cache).min(max);
+        let start = slot(self.capacity, self.head);
+        let first = n.min(self.capacity - start);
+        let shared = &*self.shared;
+        let mut done = ReleaseHead {
+            head: &mut self.head,
+            shared: &shared.head,
+            capacity: self.capacity,
+            taken: 0,
+        };
+        for cell in shared.slots[start..start + first]
+            .iter()
+            .chain(&shared.slots[..n - first])
+        {
+            let item = cell.with(|ptr| {
+                // SAFETY: the cells walked are those of positions `head .. head + n` within
+                // `head .. tail_cache`, initialised and published (see `try_recv`); each is
+                // read once, and `done` moves `head` past it even if `f` panics.
+                unsafe { ptr.read().assume_init() }
+            });
+            done.taken += 1;
+            f(item);
+        }
+        Ok(n)
+    }
+
     /// Reloads `tail`. Errs if the ring is then empty: `Closed` if the producer is gone.
     #[inline]
     fn refresh_tail(&mut self) -> Result<(), TryRecvError> {
@@ -486,6 +570,24 @@ impl<T> Consumer<T> {
     /// [`Parker::prepare_park`](super::Parker::prepare_park).
     pub fn has_work(&self) -> bool {
         !self.is_empty() || self.is_closed()
+    }
+}
+
+/// Moves the consumer's `head` past the items taken by `recv_with`, on return or unwind.
+struct ReleaseHead<'a> {
+    head: &'a mut usize,
+    shared: &'a AtomicUsize,
+    capacity: usize,
+    taken: usize,
+}
+
+impl Drop for ReleaseHead<'_> {
+    fn drop(&mut self) {
+        if self.taken > 0 {
+            *self.head = advance(self.capacity, *self.head, self.taken);
+            // Release: our reads of the slots happen-before the producer reuses them.
+            self.shared.store(*self.head, Ordering::Release);
+        }
     }
 }
 
