@@ -25,7 +25,8 @@ use serde::Serialize;
 /// Arguments of `ringwire-bench rings`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RingsArgs {
-    /// Items moved per throughput run, and `try_send` calls per full-ring run.
+    /// Items moved per single-item throughput run (batched runs move ten times as many), and
+    /// `try_send` calls per full-ring run.
     #[arg(long, default_value_t = 10_000_000)]
     pub items: u64,
     /// Producer core and consumer core, e.g. `0,1`.
@@ -44,7 +45,7 @@ pub struct RingsArgs {
     #[arg(long, default_value_t = 2_000)]
     pub wakes: u64,
     /// Runs per measurement; the median is reported.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     pub runs: usize,
     /// Only the sections whose name contains this (e.g. `full`), to run one under `strace`.
     #[arg(long)]
@@ -189,6 +190,9 @@ impl Ring for TokioMpsc {
     }
 }
 
+/// A ring's name and one run of a measurement.
+type Measured<'a> = (&'static str, &'a mut dyn FnMut() -> f64);
+
 const NAMES: [&str; 4] = [
     Ringwire::NAME,
     Rtrb::NAME,
@@ -316,6 +320,40 @@ fn throughput_ringwire_batched(cores: Cores, capacity: usize, items: u64, batch:
                         n += k as u64;
                         sum = out.iter().fold(sum, |s, &v| s.wrapping_add(v));
                     }
+                    Err(_) => std::hint::spin_loop(),
+                }
+            }
+            let end = Instant::now();
+            check_sum(items, sum);
+            end
+        },
+    );
+    items as f64 / elapsed.as_secs_f64()
+}
+
+/// Items per second with `send_iter` / `recv_with`: no buffer on either side.
+fn throughput_ringwire_iter(cores: Cores, capacity: usize, items: u64, batch: usize) -> f64 {
+    let (mut tx, mut rx) = rw::channel::<u64>(capacity);
+    let elapsed = run_pair(
+        cores,
+        move || {
+            let mut source = 0..items;
+            while !source.is_empty() {
+                let end = source.start.saturating_add(batch as u64).min(items);
+                let mut chunk = source.start..end;
+                match tx.send_iter(&mut chunk) {
+                    Ok(0) => std::hint::spin_loop(),
+                    Ok(_) => {}
+                    Err(rw::ClosedError) => return,
+                }
+                source.start = chunk.start;
+            }
+        },
+        move || {
+            let (mut n, mut sum) = (0, 0u64);
+            while n < items {
+                match rx.recv_with(batch, |v| sum = sum.wrapping_add(v)) {
+                    Ok(k) => n += k as u64,
                     Err(_) => std::hint::spin_loop(),
                 }
             }
@@ -628,11 +666,20 @@ pub fn run(args: RingsArgs) -> Result<RingsReport, RingsError> {
     };
     let wants = |section: &str| args.only.as_deref().is_none_or(|o| section.contains(o));
     let mut rows = Vec::new();
-    let mut measure =
-        |section: &'static str, ring: &'static str, unit, f: &mut dyn FnMut() -> f64| {
-            let runs: Vec<f64> = (0..args.runs.max(1)).map(|_| f()).collect();
+    let (cap, items, batch) = (args.capacity, args.items, args.batch);
+    // One section at a time; runs interleave the rings (run 1 of each, then run 2 of each,
+    // ...) so load from other processes drifts across all of them alike.
+    let runs = args.runs.max(1);
+    let mut measure = |section: &'static str, unit, rings: &mut [Measured<'_>]| {
+        let mut figures = vec![Vec::with_capacity(runs); rings.len()];
+        for _ in 0..runs {
+            for (i, (_, f)) in rings.iter_mut().enumerate() {
+                figures[i].push(f());
+            }
+        }
+        for ((ring, _), runs) in rings.iter().zip(figures) {
             let value = median(runs.clone());
-            eprintln!("{section:<28} {ring:<12} {value:>14.1} {unit}");
+            eprintln!("{section:<32} {ring:<12} {value:>14.1} {unit}");
             rows.push(Row {
                 section,
                 ring,
@@ -640,75 +687,93 @@ pub fn run(args: RingsArgs) -> Result<RingsReport, RingsError> {
                 unit,
                 runs,
             });
-        };
-    let (cap, items, batch) = (args.capacity, args.items, args.batch);
+        }
+    };
 
     if wants("throughput single") {
-        let s = "throughput single";
-        measure(s, NAMES[0], "items/s", &mut || {
-            throughput::<Ringwire>(cores, cap, items)
-        });
-        measure(s, NAMES[1], "items/s", &mut || {
-            throughput::<Rtrb>(cores, cap, items)
-        });
-        measure(s, NAMES[2], "items/s", &mut || {
-            throughput::<ArrayQueue>(cores, cap, items)
-        });
-        measure(s, NAMES[3], "items/s", &mut || {
-            throughput::<TokioMpsc>(cores, cap, items)
-        });
+        measure(
+            "throughput single",
+            "items/s",
+            &mut [
+                (NAMES[0], &mut || throughput::<Ringwire>(cores, cap, items)),
+                (NAMES[1], &mut || throughput::<Rtrb>(cores, cap, items)),
+                (NAMES[2], &mut || {
+                    throughput::<ArrayQueue>(cores, cap, items)
+                }),
+                (NAMES[3], &mut || throughput::<TokioMpsc>(cores, cap, items)),
+            ],
+        );
     }
     if wants("throughput batched") {
-        // ringwire's batch moves any `T` (VecDeque in, Vec out). rtrb twice: its move-based
-        // chunk iterators (the like-for-like path) and its `Copy`-only slice copies (memcpy);
-        // ringwire is measured afresh beside each.
-        let s = "throughput batched (rtrb: chunk iter)";
-        measure(s, NAMES[0], "items/s", &mut || {
-            throughput_ringwire_batched(cores, cap, items, batch)
-        });
-        measure(s, NAMES[1], "items/s", &mut || {
-            throughput_rtrb_chunk_iter(cores, cap, items, batch)
-        });
-        let s = "throughput batched (rtrb: Copy slices)";
-        measure(s, NAMES[0], "items/s", &mut || {
-            throughput_ringwire_batched(cores, cap, items, batch)
-        });
-        measure(s, NAMES[1], "items/s", &mut || {
-            throughput_rtrb_batched(cores, cap, items, batch)
-        });
+        // Ten times the items: a batched run of `--items` is over in milliseconds, too short
+        // to rise above scheduling noise on a shared machine.
+        let items = items * 10;
+        // Like for like, twice. Iterators: ringwire `send_iter` / `recv_with` against rtrb's
+        // move-based chunks (`fill_from_iter` / `read_chunk().into_iter()`). Owned buffers:
+        // ringwire `send_batch` (VecDeque) / `recv_batch` (Vec), any `T`, against rtrb's
+        // `Copy`-only slice copies (`push_partial_slice` / `pop_partial_slice`).
+        measure(
+            "throughput batched, iterators",
+            "items/s",
+            &mut [
+                (NAMES[0], &mut || {
+                    throughput_ringwire_iter(cores, cap, items, batch)
+                }),
+                (NAMES[1], &mut || {
+                    throughput_rtrb_chunk_iter(cores, cap, items, batch)
+                }),
+            ],
+        );
+        measure(
+            "throughput batched, buffers",
+            "items/s",
+            &mut [
+                (NAMES[0], &mut || {
+                    throughput_ringwire_batched(cores, cap, items, batch)
+                }),
+                (NAMES[1], &mut || {
+                    throughput_rtrb_batched(cores, cap, items, batch)
+                }),
+            ],
+        );
     }
     if wants("round trip") {
-        let (s, n) = ("round trip (ping-pong)", args.round_trips);
-        measure(s, NAMES[0], "ns", &mut || {
-            ping_pong::<Ringwire>(cores, cap, n)
-        });
-        measure(s, NAMES[1], "ns", &mut || ping_pong::<Rtrb>(cores, cap, n));
-        measure(s, NAMES[2], "ns", &mut || {
-            ping_pong::<ArrayQueue>(cores, cap, n)
-        });
-        measure(s, NAMES[3], "ns", &mut || {
-            ping_pong::<TokioMpsc>(cores, cap, n)
-        });
+        let n = args.round_trips;
+        measure(
+            "round trip (ping-pong)",
+            "ns",
+            &mut [
+                (NAMES[0], &mut || ping_pong::<Ringwire>(cores, cap, n)),
+                (NAMES[1], &mut || ping_pong::<Rtrb>(cores, cap, n)),
+                (NAMES[2], &mut || ping_pong::<ArrayQueue>(cores, cap, n)),
+                (NAMES[3], &mut || ping_pong::<TokioMpsc>(cores, cap, n)),
+            ],
+        );
     }
     if wants("try_send on full ring") {
-        let s = "try_send on full ring";
-        measure(s, NAMES[0], "ns/call", &mut || {
-            full_ring_try_send::<Ringwire>(cores, cap, items)
-        });
-        measure(s, NAMES[1], "ns/call", &mut || {
-            full_ring_try_send::<Rtrb>(cores, cap, items)
-        });
-        measure(s, NAMES[2], "ns/call", &mut || {
-            full_ring_try_send::<ArrayQueue>(cores, cap, items)
-        });
-        measure(s, NAMES[3], "ns/call", &mut || {
-            full_ring_try_send::<TokioMpsc>(cores, cap, items)
-        });
+        measure(
+            "try_send on full ring",
+            "ns/call",
+            &mut [
+                (NAMES[0], &mut || {
+                    full_ring_try_send::<Ringwire>(cores, cap, items)
+                }),
+                (NAMES[1], &mut || {
+                    full_ring_try_send::<Rtrb>(cores, cap, items)
+                }),
+                (NAMES[2], &mut || {
+                    full_ring_try_send::<ArrayQueue>(cores, cap, items)
+                }),
+                (NAMES[3], &mut || {
+                    full_ring_try_send::<TokioMpsc>(cores, cap, items)
+                }),
+            ],
+        );
     }
-    let mut p99_rows = Vec::new();
     if wants("wake") {
         let mut eventfd_p99 = Vec::new();
-        measure("wake latency p50", "eventfd", "ns", &mut || {
+        let mut msg_ring_p99 = Vec::new();
+        let mut eventfd = || {
             let efd = Arc::new(EventFd::new().unwrap_or_else(|e| panic!("eventfd: {e}")));
             let waker = Arc::clone(&efd);
             let sleep = || {
@@ -717,15 +782,16 @@ pub fn run(args: RingsArgs) -> Result<RingsReport, RingsError> {
             let (p50, p99) = wake_latency(cores, args.wakes, move || waker, sleep);
             eventfd_p99.push(p99);
             p50
-        });
-        p99_rows.push(("eventfd", eventfd_p99));
+        };
         // The consumer's ring exists before the measurement so a missing io_uring skips it.
         match io_uring::IoUring::new(8) {
-            Err(e) => eprintln!("MSG_RING skipped: io_uring unavailable: {e}"),
+            Err(e) => {
+                eprintln!("MSG_RING skipped: io_uring unavailable: {e}");
+                measure("wake latency p50", "ns", &mut [("eventfd", &mut eventfd)]);
+            }
             Ok(mut ring) => {
-                let mut msg_ring_p99 = Vec::new();
-                measure("wake latency p50", "MSG_RING", "ns", &mut || {
-                    let target = std::os::fd::AsRawFd::as_raw_fd(&ring);
+                let target = std::os::fd::AsRawFd::as_raw_fd(&ring);
+                let mut msg_ring = || {
                     let make = move || {
                         msg_ring::MsgRingWaker::new(target)
                             .unwrap_or_else(|e| panic!("producer io_uring: {e}"))
@@ -734,19 +800,25 @@ pub fn run(args: RingsArgs) -> Result<RingsReport, RingsError> {
                         wake_latency(cores, args.wakes, make, || msg_ring::sleep(&mut ring));
                     msg_ring_p99.push(p99);
                     p50
-                });
-                p99_rows.push(("MSG_RING", msg_ring_p99));
+                };
+                measure(
+                    "wake latency p50",
+                    "ns",
+                    &mut [("eventfd", &mut eventfd), ("MSG_RING", &mut msg_ring)],
+                );
             }
         }
-    }
-    for (ring, runs) in p99_rows {
-        rows.push(Row {
-            section: "wake latency p99",
-            ring,
-            value: median(runs.clone()),
-            unit: "ns",
-            runs,
-        });
+        for (ring, runs) in [("eventfd", eventfd_p99), ("MSG_RING", msg_ring_p99)] {
+            if !runs.is_empty() {
+                rows.push(Row {
+                    section: "wake latency p99",
+                    ring,
+                    value: median(runs.clone()),
+                    unit: "ns",
+                    runs,
+                });
+            }
+        }
     }
 
     let report = RingsReport {
@@ -835,6 +907,25 @@ pub fn table(report: &RingsReport) -> String {
             ratio(get(NAMES[1])),
             ratio(get(NAMES[2])),
             ratio(get(NAMES[3])),
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Spread over the runs (median, min, max):");
+    let _ = writeln!(out);
+    let _ = writeln!(out, "| measure | ring | unit | median | min | max |");
+    let _ = writeln!(out, "|---|---|---|---:|---:|---:|");
+    for row in &report.rows {
+        let min = row.runs.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = row.runs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            row.section,
+            row.ring,
+            row.unit,
+            fmt(Some(row.value)),
+            fmt(Some(min)),
+            fmt(Some(max))
         );
     }
     out

@@ -319,16 +319,21 @@ impl<T> Producer<T> {
         // of the array, then from its start.
         let start = slot(self.capacity, self.tail);
         let first = n.min(self.capacity - start);
-        let runs = self.shared.slots[start..start + first]
-            .iter()
-            .chain(&self.shared.slots[..n - first]);
-        for (cell, item) in runs.zip(items.drain(..n)) {
-            cell.with_mut(|ptr| {
-                // SAFETY: the cells walked are those of positions `tail .. tail + n` with
-                // `n <= free`, so each is free (invariant 3) and only the producer touches it.
-                unsafe { ptr.write(MaybeUninit::new(item)) }
-            });
+        let mut drained = items.drain(..n);
+        for run in [
+            &self.shared.slots[start..start + first],
+            &self.shared.slots[..n - first],
+        ] {
+            for (cell, item) in run.iter().zip(&mut drained) {
+                cell.with_mut(|ptr| {
+                    // SAFETY: the cells walked are those of positions `tail .. tail + n` with
+                    // `n <= free`, so each is free (invariant 3) and only the producer
+                    // touches it.
+                    unsafe { ptr.write(MaybeUninit::new(item)) }
+                });
+            }
         }
+        drop(drained);
         self.tail = advance(self.capacity, self.tail, n);
         // Release: publishes all `n` slot writes at once.
         self.shared.tail.store(self.tail, Ordering::Release);
@@ -358,18 +363,22 @@ impl<T> Producer<T> {
         }
         let start = slot(self.capacity, self.tail);
         let first = free.min(self.capacity - start);
-        let runs = self.shared.slots[start..start + first]
-            .iter()
-            .chain(&self.shared.slots[..free - first]);
         let mut n = 0;
-        for cell in runs {
-            let Some(item) = items.next() else { break };
-            cell.with_mut(|ptr| {
-                // SAFETY: the cells walked are those of positions `tail .. tail + free`, each
-                // free (invariant 3) and touched only by the producer.
-                unsafe { ptr.write(MaybeUninit::new(item)) }
-            });
-            n += 1;
+        'fill: for run in [
+            &self.shared.slots[start..start + first],
+            &self.shared.slots[..free - first],
+        ] {
+            for cell in run {
+                let Some(item) = items.next() else {
+                    break 'fill;
+                };
+                cell.with_mut(|ptr| {
+                    // SAFETY: the cells walked are those of positions `tail .. tail + free`,
+                    // each free (invariant 3) and touched only by the producer.
+                    unsafe { ptr.write(MaybeUninit::new(item)) }
+                });
+                n += 1;
+            }
         }
         if n > 0 {
             self.tail = advance(self.capacity, self.tail, n);
@@ -461,18 +470,21 @@ impl<T> Consumer<T> {
         // Positions `head .. head + n`: at most two runs of slots, as in `send_batch`.
         let start = slot(self.capacity, self.head);
         let first = n.min(self.capacity - start);
-        let runs = self.shared.slots[start..start + first]
-            .iter()
-            .chain(&self.shared.slots[..n - first]);
-        out.extend(runs.map(|cell| {
-            cell.with(|ptr| {
-                // SAFETY: the cells walked are those of positions `head .. head + n` within
-                // `head .. tail_cache`, initialised and published (see `try_recv`); each is
-                // read once, and `head` moves past them below. `out` has room for all `n`
-                // already, so nothing between the reads can panic and leave `head` behind.
-                unsafe { ptr.read().assume_init() }
-            })
-        }));
+        for run in [
+            &self.shared.slots[start..start + first],
+            &self.shared.slots[..n - first],
+        ] {
+            out.extend(run.iter().map(|cell| {
+                cell.with(|ptr| {
+                    // SAFETY: the cells walked are those of positions `head .. head + n` within
+                    // `head .. tail_cache`, initialised and published (see `try_recv`); each
+                    // is read once, and `head` moves past them below. `out` has room for all
+                    // `n` already, so nothing between the reads can panic and leave `head`
+                    // behind.
+                    unsafe { ptr.read().assume_init() }
+                })
+            }));
+        }
         self.head = advance(self.capacity, self.head, n);
         // Release: as in `try_recv`, for all `n` slots at once.
         self.shared.head.store(self.head, Ordering::Release);
@@ -503,18 +515,20 @@ impl<T> Consumer<T> {
             capacity: self.capacity,
             taken: 0,
         };
-        for cell in shared.slots[start..start + first]
-            .iter()
-            .chain(&shared.slots[..n - first])
-        {
-            let item = cell.with(|ptr| {
-                // SAFETY: the cells walked are those of positions `head .. head + n` within
-                // `head .. tail_cache`, initialised and published (see `try_recv`); each is
-                // read once, and `done` moves `head` past it even if `f` panics.
-                unsafe { ptr.read().assume_init() }
-            });
-            done.taken += 1;
-            f(item);
+        for run in [
+            &shared.slots[start..start + first],
+            &shared.slots[..n - first],
+        ] {
+            for cell in run {
+                let item = cell.with(|ptr| {
+                    // SAFETY: the cells walked are those of positions `head .. head + n` within
+                    // `head .. tail_cache`, initialised and published (see `try_recv`); each
+                    // is read once, and `done` moves `head` past it even if `f` panics.
+                    unsafe { ptr.read().assume_init() }
+                });
+                done.taken += 1;
+                f(item);
+            }
         }
         Ok(n)
     }
