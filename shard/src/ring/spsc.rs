@@ -73,8 +73,8 @@
 //!   `mov`s. Batch operations move any number of items for the same cost.
 //!
 //! Nothing here blocks, spins, yields or enters the kernel: a full ring returns
-//! [`TrySendError::Full`] at once (compare the freenet node hung in crossbeam's `Backoff`,
-//! `shared/seeds/001`). Waking a parked consumer is a separate, explicit step
+//! [`TrySendError::Full`] at once (compare the freenet node hung in crossbeam's unbounded
+//! back-off, `shared/seeds/001`). Waking a parked consumer is a separate, explicit step
 //! (see [`super::park`]).
 #![allow(unsafe_code)]
 
@@ -195,8 +195,8 @@ impl<T> Drop for Shared<T> {
 /// use ringwire_shard::ring::{TryRecvError, TrySendError, channel};
 ///
 /// let (mut tx, mut rx) = channel(2);
-/// tx.try_send(1).unwrap();
-/// tx.try_send(2).unwrap();
+/// assert_eq!(tx.try_send(1), Ok(()));
+/// assert_eq!(tx.try_send(2), Ok(()));
 /// assert_eq!(tx.try_send(3), Err(TrySendError::Full(3)));
 /// assert_eq!(rx.try_recv(), Ok(1));
 /// drop(tx);
