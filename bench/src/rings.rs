@@ -515,6 +515,26 @@ fn full_ring_try_send_here<R: Ring>(capacity: usize, calls: u64) -> f64 {
     elapsed.as_nanos() as f64 / calls as f64
 }
 
+/// ns per `try_send` + `try_recv` pair on one thread (no second core, so no cache-line
+/// transfer): the instruction cost of the two operations. Keeps 16 items in flight.
+fn same_thread_pair<R: Ring>(cores: Cores, capacity: usize, pairs: u64) -> f64 {
+    on_core(cores.producer, || {
+        let (mut tx, mut rx) = R::pair(capacity);
+        for i in 0..16 {
+            assert!(R::push(&mut tx, i).is_ok());
+        }
+        let start = Instant::now();
+        let mut sum = 0u64;
+        for i in 0..pairs {
+            assert!(R::push(&mut tx, black_box(i)).is_ok());
+            sum = sum.wrapping_add(R::pop(&mut rx).unwrap_or(0));
+        }
+        let elapsed = start.elapsed();
+        black_box(sum);
+        elapsed.as_nanos() as f64 / pairs as f64
+    })
+}
+
 /// Wake latency (ns, median and 99th percentile) from the producer's `try_send` + `notify`
 /// to the consumer holding the item, the consumer having been asleep each time.
 ///
@@ -747,6 +767,26 @@ pub fn run(args: RingsArgs) -> Result<RingsReport, RingsError> {
                 (NAMES[1], &mut || ping_pong::<Rtrb>(cores, cap, n)),
                 (NAMES[2], &mut || ping_pong::<ArrayQueue>(cores, cap, n)),
                 (NAMES[3], &mut || ping_pong::<TokioMpsc>(cores, cap, n)),
+            ],
+        );
+    }
+    if wants("push+pop same thread") {
+        measure(
+            "push+pop same thread",
+            "ns/pair",
+            &mut [
+                (NAMES[0], &mut || {
+                    same_thread_pair::<Ringwire>(cores, cap, items)
+                }),
+                (NAMES[1], &mut || {
+                    same_thread_pair::<Rtrb>(cores, cap, items)
+                }),
+                (NAMES[2], &mut || {
+                    same_thread_pair::<ArrayQueue>(cores, cap, items)
+                }),
+                (NAMES[3], &mut || {
+                    same_thread_pair::<TokioMpsc>(cores, cap, items)
+                }),
             ],
         );
     }

@@ -123,6 +123,9 @@ fn advance(capacity: usize, pos: usize, n: usize) -> usize {
 /// Slot index of position `pos`.
 #[inline(always)]
 fn slot(capacity: usize, pos: usize) -> usize {
+    // Positions are always below `2 * capacity` (`advance` wraps them), so the result is
+    // below `capacity`.
+    debug_assert!(pos < 2 * capacity);
     if pos >= capacity { pos - capacity } else { pos }
 }
 
