@@ -14,6 +14,7 @@
 pub mod args;
 pub mod compare;
 pub mod load;
+pub mod rings;
 pub mod server;
 pub mod sys;
 

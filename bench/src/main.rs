@@ -7,7 +7,7 @@
 //! `Rings(rings::RingsArgs) => rings::run,` (plus `pub mod rings;` in lib.rs).
 
 use clap::{Parser, Subcommand};
-use ringwire_bench::{CmdResult, compare, load, server};
+use ringwire_bench::{CmdResult, compare, load, rings, server};
 
 /// Declares the `Command` enum and its dispatch from one list, so adding a
 /// subcommand is adding one line.
@@ -35,6 +35,9 @@ subcommands! {
     Server(server::ServerArgs) => server::run,
     /// Summarise a directory of JSON reports from scripts/bench.sh as a table.
     Compare(compare::CompareArgs) => compare::run,
+    /// Cross-core ring micro-benchmarks: ringwire's SPSC ring against rtrb, ArrayQueue and
+    /// tokio mpsc; eventfd and MSG_RING wake latency.
+    Rings(rings::RingsArgs) => rings::run_cli,
 }
 
 /// ringwire's load generator and baseline servers.

@@ -245,3 +245,51 @@ fn zero_sized_items() {
     assert_eq!(rx.len(), 3);
     assert_eq!(rx.try_recv(), Ok(()));
 }
+
+#[test]
+fn send_iter_pulls_only_what_fits() {
+    let (mut tx, mut rx) = channel(3);
+    let mut source = 0..10;
+    assert_eq!(tx.send_iter(&mut source), Ok(3));
+    assert_eq!(source, 3..10, "unsent items are still in the iterator");
+    assert_eq!(tx.send_iter(&mut source), Ok(0));
+    assert_eq!(source, 3..10);
+    assert_eq!(rx.try_recv(), Ok(0));
+    assert_eq!(tx.send_iter(&mut [100].into_iter()), Ok(1));
+    let mut got = Vec::new();
+    assert_eq!(rx.recv_with(10, |v| got.push(v)), Ok(3));
+    assert_eq!(got, [1, 2, 100]);
+    assert_eq!(tx.send_iter(&mut std::iter::empty()), Ok(0));
+    drop(rx);
+    assert_eq!(tx.send_iter(&mut source), Err(ClosedError));
+    assert_eq!(source, 3..10);
+}
+
+#[test]
+fn recv_with_panic_keeps_the_rest_in_order() {
+    let (drops, items) = tracked(5);
+    let (mut tx, mut rx) = channel(8);
+    let mut items = items.into_iter();
+    assert_eq!(tx.send_iter(&mut items).unwrap(), 5);
+    let mut seen = Vec::new();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rx.recv_with(5, |item| {
+            seen.push(item.id);
+            assert!(item.id < 1, "consumer callback fails on item {}", item.id);
+        })
+    }));
+    assert!(result.is_err());
+    assert_eq!(seen, [0, 1]);
+    assert_eq!(
+        *drops.borrow(),
+        [1, 1, 0, 0, 0],
+        "the two items given were dropped"
+    );
+    assert_eq!(rx.len(), 3);
+    let mut rest = Vec::new();
+    assert_eq!(rx.recv_with(8, |item| rest.push(item.id)), Ok(3));
+    assert_eq!(rest, [2, 3, 4]);
+    assert_eq!(*drops.borrow(), [1; 5]);
+    drop(tx);
+    assert_eq!(rx.recv_with(8, |_| ()), Err(TryRecvError::Closed));
+}

@@ -43,6 +43,16 @@
 //! been cancelled, and the consumer may wake for another reason (a datagram) after a producer
 //! claimed it; both cost at most one spurious wake, never a lost one.
 //!
+//! # Why `prepare_park` swaps
+//!
+//! Every write to `parked` is a `swap`, even `prepare_park`'s, where a plain store would do in
+//! the C++ memory model: there, a producer's claim (an RMW that read `false`) is ordered
+//! before the consumer's next `parked = true`, so a producer whose fence comes after the
+//! consumer's must read `true`. Loom keeps each location's modification order as a partial
+//! order and misses that inference; with a store it reports a lost wake-up that cannot
+//! happen. A swap makes the order explicit to loom, and costs nothing that matters on the
+//! path to sleeping (on x86 an `xchg`, next to the `mfence` that follows).
+//!
 //! [`Parker::prepare_park`] plus a re-check plus [`Parker::cancel_park`] is the low-level
 //! protocol; [`Parker::park`] wraps it. [`super::recv_blocking`] is the whole consumer loop
 //! for tests and benchmarks.
@@ -123,7 +133,8 @@ impl Parker {
     /// fresh loads: [`Consumer::has_work`](super::Consumer::has_work)) and either sleep or
     /// call [`cancel_park`](Self::cancel_park).
     pub fn prepare_park(&self) {
-        self.state.parked.store(true, Ordering::Relaxed);
+        // A swap, not a store: see "Why `prepare_park` swaps" in the module docs.
+        let _ = self.state.parked.swap(true, Ordering::Relaxed);
         // SeqCst fence between our `parked` store and the caller's re-check loads: the
         // consumer half of the Dekker pair (module docs).
         fence(Ordering::SeqCst);
@@ -210,7 +221,7 @@ impl<W: Wake> Notifier<W> {
                 Ok(true)
             }
             Err(e) => {
-                self.state.parked.store(true, Ordering::Relaxed);
+                let _ = self.state.parked.swap(true, Ordering::Relaxed);
                 Err(e)
             }
         }

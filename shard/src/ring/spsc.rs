@@ -73,8 +73,8 @@
 //!   `mov`s. Batch operations move any number of items for the same cost.
 //!
 //! Nothing here blocks, spins, yields or enters the kernel: a full ring returns
-//! [`TrySendError::Full`] at once (compare the freenet node hung in crossbeam's `Backoff`,
-//! `shared/seeds/001`). Waking a parked consumer is a separate, explicit step
+//! [`TrySendError::Full`] at once (compare the freenet node hung in crossbeam's unbounded
+//! back-off, `shared/seeds/001`). Waking a parked consumer is a separate, explicit step
 //! (see [`super::park`]).
 #![allow(unsafe_code)]
 
@@ -123,6 +123,9 @@ fn advance(capacity: usize, pos: usize, n: usize) -> usize {
 /// Slot index of position `pos`.
 #[inline(always)]
 fn slot(capacity: usize, pos: usize) -> usize {
+    // Positions are always below `2 * capacity` (`advance` wraps them), so the result is
+    // below `capacity`.
+    debug_assert!(pos < 2 * capacity);
     if pos >= capacity { pos - capacity } else { pos }
 }
 
@@ -195,8 +198,8 @@ impl<T> Drop for Shared<T> {
 /// use ringwire_shard::ring::{TryRecvError, TrySendError, channel};
 ///
 /// let (mut tx, mut rx) = channel(2);
-/// tx.try_send(1).unwrap();
-/// tx.try_send(2).unwrap();
+/// assert_eq!(tx.try_send(1), Ok(()));
+/// assert_eq!(tx.try_send(2), Ok(()));
 /// assert_eq!(tx.try_send(3), Err(TrySendError::Full(3)));
 /// assert_eq!(rx.try_recv(), Ok(1));
 /// drop(tx);
@@ -315,16 +318,76 @@ impl<T> Producer<T> {
         if n == 0 {
             return Ok(0);
         }
-        let mut pos = self.tail;
-        for item in items.drain(..n) {
-            // SAFETY: `pos` walks `tail .. tail + n` and `n <= free`, so every slot written is
-            // free (invariant 3); this is the producer.
-            unsafe { self.shared.write(pos, item) };
-            pos = advance(self.capacity, pos, 1);
+        // The free positions `tail .. tail + n` are at most two runs of slots: up to the end
+        // of the array, then from its start.
+        let start = slot(self.capacity, self.tail);
+        let first = n.min(self.capacity - start);
+        let mut drained = items.drain(..n);
+        for run in [
+            &self.shared.slots[start..start + first],
+            &self.shared.slots[..n - first],
+        ] {
+            for (cell, item) in run.iter().zip(&mut drained) {
+                cell.with_mut(|ptr| {
+                    // SAFETY: the cells walked are those of positions `tail .. tail + n` with
+                    // `n <= free`, so each is free (invariant 3) and only the producer
+                    // touches it.
+                    unsafe { ptr.write(MaybeUninit::new(item)) }
+                });
+            }
         }
-        self.tail = pos;
+        drop(drained);
+        self.tail = advance(self.capacity, self.tail, n);
         // Release: publishes all `n` slot writes at once.
         self.shared.tail.store(self.tail, Ordering::Release);
+        Ok(n)
+    }
+
+    /// Moves items pulled from `items` into the ring, in order, with one index store (and at
+    /// most one load of the consumer's index). Pulls an item only once it has a free slot for
+    /// it, so the items not sent are still in the iterator: nothing is lost.
+    ///
+    /// Returns how many were moved (`Ok(0)`: the ring is full or `items` was empty), or
+    /// [`ClosedError`] without pulling anything if the consumer is gone. If `items` panics,
+    /// the items already pulled are leaked (not dropped, never received); the ring stays
+    /// consistent.
+    pub fn send_iter<I: Iterator<Item = T>>(
+        &mut self,
+        items: &mut I,
+    ) -> Result<usize, ClosedError> {
+        if self.shared.closed.load(Ordering::Relaxed) {
+            return Err(ClosedError);
+        }
+        let mut free = self.capacity - distance(self.capacity, self.head_cache, self.tail);
+        if free < items.size_hint().0.max(1) {
+            // Acquire: as in `try_send`.
+            self.head_cache = self.shared.head.load(Ordering::Acquire);
+            free = self.capacity - distance(self.capacity, self.head_cache, self.tail);
+        }
+        let start = slot(self.capacity, self.tail);
+        let first = free.min(self.capacity - start);
+        let mut n = 0;
+        'fill: for run in [
+            &self.shared.slots[start..start + first],
+            &self.shared.slots[..free - first],
+        ] {
+            for cell in run {
+                let Some(item) = items.next() else {
+                    break 'fill;
+                };
+                cell.with_mut(|ptr| {
+                    // SAFETY: the cells walked are those of positions `tail .. tail + free`,
+                    // each free (invariant 3) and touched only by the producer.
+                    unsafe { ptr.write(MaybeUninit::new(item)) }
+                });
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.tail = advance(self.capacity, self.tail, n);
+            // Release: publishes all `n` slot writes at once.
+            self.shared.tail.store(self.tail, Ordering::Release);
+        }
         Ok(n)
     }
 
@@ -407,16 +470,69 @@ impl<T> Consumer<T> {
         }
         let n = distance(self.capacity, self.head, self.tail_cache).min(max);
         out.reserve(n);
-        let mut pos = self.head;
-        for _ in 0..n {
-            // SAFETY: `pos` walks `head .. head + n` within `head .. tail_cache`, which is
-            // initialised (see `try_recv`); each position is read once.
-            out.push(unsafe { self.shared.read(pos) });
-            pos = advance(self.capacity, pos, 1);
+        // Positions `head .. head + n`: at most two runs of slots, as in `send_batch`.
+        let start = slot(self.capacity, self.head);
+        let first = n.min(self.capacity - start);
+        for run in [
+            &self.shared.slots[start..start + first],
+            &self.shared.slots[..n - first],
+        ] {
+            out.extend(run.iter().map(|cell| {
+                cell.with(|ptr| {
+                    // SAFETY: the cells walked are those of positions `head .. head + n` within
+                    // `head .. tail_cache`, initialised and published (see `try_recv`); each
+                    // is read once, and `head` moves past them below. `out` has room for all
+                    // `n` already, so nothing between the reads can panic and leave `head`
+                    // behind.
+                    unsafe { ptr.read().assume_init() }
+                })
+            }));
         }
-        self.head = pos;
+        self.head = advance(self.capacity, self.head, n);
         // Release: as in `try_recv`, for all `n` slots at once.
         self.shared.head.store(self.head, Ordering::Release);
+        Ok(n)
+    }
+
+    /// Hands up to `max` items, oldest first, to `f`, then frees their slots with one index
+    /// store (and at most one load of the producer's index). Returns how many, at least one;
+    /// errors as [`recv_batch`](Self::recv_batch) does. No buffer in between: the items go
+    /// from the ring straight to `f`.
+    ///
+    /// If `f` panics, the items it was given (including the one it panicked on) are gone from
+    /// the ring and the others stay, in order.
+    pub fn recv_with(&mut self, max: usize, mut f: impl FnMut(T)) -> Result<usize, TryRecvError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        if distance(self.capacity, self.head, self.tail_cache) < max {
+            self.refresh_tail()?;
+        }
+        let n = distance(self.capacity, self.head, self.tail_cache).min(max);
+        let start = slot(self.capacity, self.head);
+        let first = n.min(self.capacity - start);
+        let shared = &*self.shared;
+        let mut done = ReleaseHead {
+            head: &mut self.head,
+            shared: &shared.head,
+            capacity: self.capacity,
+            taken: 0,
+        };
+        for run in [
+            &shared.slots[start..start + first],
+            &shared.slots[..n - first],
+        ] {
+            for cell in run {
+                let item = cell.with(|ptr| {
+                    // SAFETY: the cells walked are those of positions `head .. head + n` within
+                    // `head .. tail_cache`, initialised and published (see `try_recv`); each
+                    // is read once, and `done` moves `head` past it even if `f` panics.
+                    unsafe { ptr.read().assume_init() }
+                });
+                done.taken += 1;
+                f(item);
+            }
+        }
         Ok(n)
     }
 
@@ -471,6 +587,24 @@ impl<T> Consumer<T> {
     /// [`Parker::prepare_park`](super::Parker::prepare_park).
     pub fn has_work(&self) -> bool {
         !self.is_empty() || self.is_closed()
+    }
+}
+
+/// Moves the consumer's `head` past the items taken by `recv_with`, on return or unwind.
+struct ReleaseHead<'a> {
+    head: &'a mut usize,
+    shared: &'a AtomicUsize,
+    capacity: usize,
+    taken: usize,
+}
+
+impl Drop for ReleaseHead<'_> {
+    fn drop(&mut self) {
+        if self.taken > 0 {
+            *self.head = advance(self.capacity, *self.head, self.taken);
+            // Release: our reads of the slots happen-before the producer reuses them.
+            self.shared.store(*self.head, Ordering::Release);
+        }
     }
 }
 

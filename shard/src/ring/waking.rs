@@ -37,6 +37,14 @@ impl<T, W: Wake> WakingProducer<T, W> {
         self.ring.send_batch(items)
     }
 
+    /// [`Producer::send_iter`]; does not wake.
+    pub fn send_iter<I: Iterator<Item = T>>(
+        &mut self,
+        items: &mut I,
+    ) -> Result<usize, ClosedError> {
+        self.ring.send_iter(items)
+    }
+
     /// [`Notifier::notify`]: wakes the consumer if it is parked. Returns whether it did.
     pub fn notify(&mut self) -> io::Result<bool> {
         self.notifier.notify()

@@ -1,0 +1,978 @@
+//! `ringwire-bench rings`: the cross-core SPSC ring and the wake paths, side by side with
+//! `rtrb`, `crossbeam_queue::ArrayQueue` and `tokio::sync::mpsc` (bounded, `try_send` /
+//! `try_recv`), in one run.
+//!
+//! Producer and consumer are pinned to two different cores (`--cores A,B`). Throughput and
+//! ping-pong loops busy-poll (that is what is being measured: the cost of the ring, not of a
+//! sleep); the wake measurements sleep for real, in `poll(2)` on an eventfd or in
+//! `io_uring_enter` waiting for an `IORING_OP_MSG_RING` completion.
+//!
+//! Every figure is the median of `--runs` runs. Throughput ratios are ringwire / other
+//! (above 1: ringwire moves more); cost and latency ratios are ringwire / other too (below 1:
+//! ringwire is cheaper).
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ringwire_shard::ring::{self as rw, EventFd, ParkDecision, Parker, WakingProducer};
+use serde::Serialize;
+
+/// Arguments of `ringwire-bench rings`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RingsArgs {
+    /// Items moved per single-item throughput run (batched runs move ten times as many), and
+    /// `try_send` calls per full-ring run.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub items: u64,
+    /// Producer core and consumer core, e.g. `0,1`.
+    #[arg(long, value_delimiter = ',', default_values_t = [0, 1])]
+    pub cores: Vec<usize>,
+    /// Ring capacity for every implementation.
+    #[arg(long, default_value_t = 1024)]
+    pub capacity: usize,
+    /// Items per batch in the batched runs.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Round trips per ping-pong run.
+    #[arg(long, default_value_t = 200_000)]
+    pub round_trips: u64,
+    /// Wake-ups per wake-latency run (each waits for the consumer to be asleep).
+    #[arg(long, default_value_t = 2_000)]
+    pub wakes: u64,
+    /// Runs per measurement; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Only the sections whose name contains this (e.g. `full`), to run one under `strace`.
+    #[arg(long)]
+    pub only: Option<String>,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// One measured figure.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// What was measured.
+    pub section: &'static str,
+    /// Which implementation.
+    pub ring: &'static str,
+    /// The median.
+    pub value: f64,
+    /// Unit of `value`.
+    pub unit: &'static str,
+    /// Every run's figure.
+    pub runs: Vec<f64>,
+}
+
+/// Everything `rings` measured, plus the setting.
+#[derive(Debug, Clone, Serialize)]
+pub struct RingsReport {
+    /// `nproc` as seen by the process.
+    pub nproc: usize,
+    /// CPU model from `/proc/cpuinfo`.
+    pub cpu: String,
+    /// Producer and consumer cores.
+    pub cores: [usize; 2],
+    /// Ring capacity.
+    pub capacity: usize,
+    /// Batch size.
+    pub batch: usize,
+    /// Items per throughput run.
+    pub items: u64,
+    /// Every figure.
+    pub rows: Vec<Row>,
+}
+
+/// Errors of the `rings` benchmark.
+#[derive(Debug, thiserror::Error)]
+pub enum RingsError {
+    /// `--cores` did not name two cores this process may run on.
+    #[error("--cores needs two distinct usable core ids, got {0:?}")]
+    Cores(Vec<usize>),
+    /// An I/O error (eventfd, io_uring, the JSON file).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// Serialising the JSON report.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+/// The four rings under test, behind one busy-polling interface.
+trait Ring {
+    const NAME: &'static str;
+    type Tx: Send;
+    type Rx: Send;
+    fn pair(capacity: usize) -> (Self::Tx, Self::Rx);
+    /// `Err(item)` when full.
+    fn push(tx: &mut Self::Tx, item: u64) -> Result<(), u64>;
+    fn pop(rx: &mut Self::Rx) -> Option<u64>;
+}
+
+struct Ringwire;
+impl Ring for Ringwire {
+    const NAME: &'static str = "ringwire";
+    type Tx = rw::Producer<u64>;
+    type Rx = rw::Consumer<u64>;
+    fn pair(capacity: usize) -> (Self::Tx, Self::Rx) {
+        rw::channel(capacity)
+    }
+    #[inline]
+    fn push(tx: &mut Self::Tx, item: u64) -> Result<(), u64> {
+        tx.try_send(item).map_err(rw::TrySendError::into_inner)
+    }
+    #[inline]
+    fn pop(rx: &mut Self::Rx) -> Option<u64> {
+        rx.try_recv().ok()
+    }
+}
+
+struct Rtrb;
+impl Ring for Rtrb {
+    const NAME: &'static str = "rtrb";
+    type Tx = rtrb::Producer<u64>;
+    type Rx = rtrb::Consumer<u64>;
+    fn pair(capacity: usize) -> (Self::Tx, Self::Rx) {
+        rtrb::RingBuffer::new(capacity)
+    }
+    #[inline]
+    fn push(tx: &mut Self::Tx, item: u64) -> Result<(), u64> {
+        tx.push(item).map_err(|rtrb::PushError::Full(item)| item)
+    }
+    #[inline]
+    fn pop(rx: &mut Self::Rx) -> Option<u64> {
+        rx.pop().ok()
+    }
+}
+
+struct ArrayQueue;
+impl Ring for ArrayQueue {
+    const NAME: &'static str = "ArrayQueue";
+    type Tx = Arc<crossbeam_queue::ArrayQueue<u64>>;
+    type Rx = Arc<crossbeam_queue::ArrayQueue<u64>>;
+    fn pair(capacity: usize) -> (Self::Tx, Self::Rx) {
+        let q = Arc::new(crossbeam_queue::ArrayQueue::new(capacity));
+        (Arc::clone(&q), q)
+    }
+    #[inline]
+    fn push(tx: &mut Self::Tx, item: u64) -> Result<(), u64> {
+        tx.push(item)
+    }
+    #[inline]
+    fn pop(rx: &mut Self::Rx) -> Option<u64> {
+        rx.pop()
+    }
+}
+
+struct TokioMpsc;
+impl Ring for TokioMpsc {
+    const NAME: &'static str = "tokio mpsc";
+    type Tx = tokio::sync::mpsc::Sender<u64>;
+    type Rx = tokio::sync::mpsc::Receiver<u64>;
+    fn pair(capacity: usize) -> (Self::Tx, Self::Rx) {
+        tokio::sync::mpsc::channel(capacity)
+    }
+    #[inline]
+    fn push(tx: &mut Self::Tx, item: u64) -> Result<(), u64> {
+        tx.try_send(item).map_err(|e| match e {
+            tokio::sync::mpsc::error::TrySendError::Full(item)
+            | tokio::sync::mpsc::error::TrySendError::Closed(item) => item,
+        })
+    }
+    #[inline]
+    fn pop(rx: &mut Self::Rx) -> Option<u64> {
+        rx.try_recv().ok()
+    }
+}
+
+/// A ring's name and one run of a measurement.
+type Measured<'a> = (&'static str, &'a mut dyn FnMut() -> f64);
+
+const NAMES: [&str; 4] = [
+    Ringwire::NAME,
+    Rtrb::NAME,
+    ArrayQueue::NAME,
+    TokioMpsc::NAME,
+];
+
+#[derive(Clone, Copy)]
+struct Cores {
+    producer: core_affinity::CoreId,
+    consumer: core_affinity::CoreId,
+}
+
+fn pin(core: core_affinity::CoreId) {
+    if !core_affinity::set_for_current(core) {
+        eprintln!("warning: could not pin a thread to core {}", core.id);
+    }
+}
+
+/// Runs `producer` and `consumer` on their cores, released together; returns the time from
+/// the release (taken on the producer's core) to the consumer's end (the consumer returns
+/// its `Instant` of completion). The unpinned main thread takes no timestamp: on a loaded
+/// two-core machine it may not run for milliseconds.
+fn run_pair<P, C>(cores: Cores, producer: P, consumer: C) -> Duration
+where
+    P: FnOnce() + Send,
+    C: FnOnce() -> Instant + Send,
+{
+    let barrier = Barrier::new(2);
+    let (start, end) = thread::scope(|s| {
+        let c = s.spawn(|| {
+            pin(cores.consumer);
+            barrier.wait();
+            consumer()
+        });
+        let p = s.spawn(|| {
+            pin(cores.producer);
+            barrier.wait();
+            let start = Instant::now();
+            producer();
+            start
+        });
+        let start = p.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+        let end = c.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+        (start, end)
+    });
+    end.saturating_duration_since(start)
+}
+
+/// Runs `f` on a fresh thread pinned to `core` (the main thread stays unpinned).
+fn on_core<R: Send>(core: core_affinity::CoreId, f: impl FnOnce() -> R + Send) -> R {
+    thread::scope(|s| {
+        s.spawn(|| {
+            pin(core);
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    })
+}
+
+fn check_sum(n: u64, sum: u64) {
+    assert_eq!(sum, n * (n - 1) / 2, "items lost or duplicated");
+}
+
+/// Items per second, one item at a time.
+fn throughput<R: Ring>(cores: Cores, capacity: usize, items: u64) -> f64 {
+    let (mut tx, mut rx) = R::pair(capacity);
+    let elapsed = run_pair(
+        cores,
+        move || {
+            for i in 0..items {
+                let mut item = i;
+                while let Err(back) = R::push(&mut tx, item) {
+                    item = back;
+                    std::hint::spin_loop();
+                }
+            }
+        },
+        move || {
+            let (mut n, mut sum) = (0, 0u64);
+            while n < items {
+                if let Some(v) = R::pop(&mut rx) {
+                    sum = sum.wrapping_add(v);
+                    n += 1;
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+            let end = Instant::now();
+            check_sum(items, sum);
+            end
+        },
+    );
+    items as f64 / elapsed.as_secs_f64()
+}
+
+/// Items per second with `send_batch` / `recv_batch`.
+fn throughput_ringwire_batched(cores: Cores, capacity: usize, items: u64, batch: usize) -> f64 {
+    let (mut tx, mut rx) = rw::channel::<u64>(capacity);
+    let elapsed = run_pair(
+        cores,
+        move || {
+            let mut pending = VecDeque::with_capacity(batch);
+            let mut next = 0;
+            while next < items || !pending.is_empty() {
+                while pending.len() < batch && next < items {
+                    pending.push_back(next);
+                    next += 1;
+                }
+                match tx.send_batch(&mut pending) {
+                    Ok(0) => std::hint::spin_loop(),
+                    Ok(_) => {}
+                    Err(rw::ClosedError) => return,
+                }
+            }
+        },
+        move || {
+            let mut out = Vec::with_capacity(batch);
+            let (mut n, mut sum) = (0, 0u64);
+            while n < items {
+                out.clear();
+                match rx.recv_batch(&mut out, batch) {
+                    Ok(k) => {
+                        n += k as u64;
+                        sum = out.iter().fold(sum, |s, &v| s.wrapping_add(v));
+                    }
+                    Err(_) => std::hint::spin_loop(),
+                }
+            }
+            let end = Instant::now();
+            check_sum(items, sum);
+            end
+        },
+    );
+    items as f64 / elapsed.as_secs_f64()
+}
+
+/// Items per second with `send_iter` / `recv_with`: no buffer on either side.
+fn throughput_ringwire_iter(cores: Cores, capacity: usize, items: u64, batch: usize) -> f64 {
+    let (mut tx, mut rx) = rw::channel::<u64>(capacity);
+    let elapsed = run_pair(
+        cores,
+        move || {
+            let mut source = 0..items;
+            while !source.is_empty() {
+                let end = source.start.saturating_add(batch as u64).min(items);
+                let mut chunk = source.start..end;
+                match tx.send_iter(&mut chunk) {
+                    Ok(0) => std::hint::spin_loop(),
+                    Ok(_) => {}
+                    Err(rw::ClosedError) => return,
+                }
+                source.start = chunk.start;
+            }
+        },
+        move || {
+            let (mut n, mut sum) = (0, 0u64);
+            while n < items {
+                match rx.recv_with(batch, |v| sum = sum.wrapping_add(v)) {
+                    Ok(k) => n += k as u64,
+                    Err(_) => std::hint::spin_loop(),
+                }
+            }
+            let end = Instant::now();
+            check_sum(items, sum);
+            end
+        },
+    );
+    items as f64 / elapsed.as_secs_f64()
+}
+
+/// Items per second with rtrb's slice chunks (`push_partial_slice` / `pop_partial_slice`).
+fn throughput_rtrb_batched(cores: Cores, capacity: usize, items: u64, batch: usize) -> f64 {
+    let (mut tx, mut rx) = rtrb::RingBuffer::<u64>::new(capacity);
+    let elapsed = run_pair(
+        cores,
+        move || {
+            let mut buf = vec![0u64; batch];
+            let (mut next, mut filled, mut start) = (0, 0, 0);
+            while next < items || start < filled {
+                if start == filled {
+                    filled = batch.min((items - next) as usize);
+                    for slot in &mut buf[..filled] {
+                        *slot = next;
+                        next += 1;
+                    }
+                    start = 0;
+                }
+                let (pushed, _) = tx.push_partial_slice(&buf[start..filled]);
+                if pushed.is_empty() {
+                    std::hint::spin_loop();
+                }
+                start += pushed.len();
+            }
+        },
+        move || {
+            let mut buf = vec![0u64; batch];
+            let (mut n, mut sum) = (0, 0u64);
+            while n < items {
+                let (popped, _) = rx.pop_partial_slice(&mut buf);
+                if popped.is_empty() {
+                    std::hint::spin_loop();
+                }
+                n += popped.len() as u64;
+                sum = popped.iter().fold(sum, |s, &v| s.wrapping_add(v));
+            }
+            let end = Instant::now();
+            check_sum(items, sum);
+            end
+        },
+    );
+    items as f64 / elapsed.as_secs_f64()
+}
+
+/// Items per second with rtrb's move-based chunks (`write_chunk_uninit` + `fill_from_iter`,
+/// `read_chunk` + `into_iter`): the generic-`T` batch path, like ringwire's.
+fn throughput_rtrb_chunk_iter(cores: Cores, capacity: usize, items: u64, batch: usize) -> f64 {
+    let (mut tx, mut rx) = rtrb::RingBuffer::<u64>::new(capacity);
+    let elapsed = run_pair(
+        cores,
+        move || {
+            let mut next = 0;
+            while next < items {
+                let want = batch.min((items - next) as usize).min(tx.slots());
+                if want == 0 {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                if let Ok(chunk) = tx.write_chunk_uninit(want) {
+                    next += chunk.fill_from_iter(next..) as u64;
+                }
+            }
+        },
+        move || {
+            let (mut n, mut sum) = (0, 0u64);
+            while n < items {
+                let have = rx.slots().min(batch);
+                if have == 0 {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                if let Ok(chunk) = rx.read_chunk(have) {
+                    n += have as u64;
+                    sum = chunk.into_iter().fold(sum, u64::wrapping_add);
+                }
+            }
+            let end = Instant::now();
+            check_sum(items, sum);
+            end
+        },
+    );
+    items as f64 / elapsed.as_secs_f64()
+}
+
+/// Mean round-trip time in ns: one item to the other core and back over two rings.
+fn ping_pong<R: Ring>(cores: Cores, capacity: usize, round_trips: u64) -> f64 {
+    let (mut ping_tx, mut ping_rx) = R::pair(capacity);
+    let (mut pong_tx, mut pong_rx) = R::pair(capacity);
+    let elapsed = run_pair(
+        cores,
+        move || {
+            for i in 0..round_trips {
+                while R::pop(&mut ping_rx).is_none() {
+                    std::hint::spin_loop();
+                }
+                while R::push(&mut pong_tx, i).is_err() {
+                    std::hint::spin_loop();
+                }
+            }
+        },
+        move || {
+            for i in 0..round_trips {
+                while R::push(&mut ping_tx, i).is_err() {
+                    std::hint::spin_loop();
+                }
+                loop {
+                    if let Some(v) = R::pop(&mut pong_rx) {
+                        assert_eq!(v, i);
+                        break;
+                    }
+                    std::hint::spin_loop();
+                }
+            }
+            Instant::now()
+        },
+    );
+    elapsed.as_nanos() as f64 / round_trips as f64
+}
+
+/// ns per `try_send` on a full ring, single thread on the producer core.
+fn full_ring_try_send<R: Ring>(cores: Cores, capacity: usize, calls: u64) -> f64 {
+    on_core(cores.producer, || {
+        full_ring_try_send_here::<R>(capacity, calls)
+    })
+}
+
+fn full_ring_try_send_here<R: Ring>(capacity: usize, calls: u64) -> f64 {
+    let (mut tx, rx) = R::pair(capacity);
+    let mut i = 0;
+    while R::push(&mut tx, i).is_ok() {
+        i += 1;
+    }
+    assert_eq!(
+        i as usize,
+        capacity,
+        "{} holds {i}, not {capacity}",
+        R::NAME
+    );
+    let start = Instant::now();
+    let mut refused = 0u64;
+    for i in 0..calls {
+        if R::push(&mut tx, black_box(i)).is_err() {
+            refused += 1;
+        }
+    }
+    let elapsed = start.elapsed();
+    assert_eq!(refused, calls);
+    drop(black_box(rx));
+    elapsed.as_nanos() as f64 / calls as f64
+}
+
+/// ns per `try_send` + `try_recv` pair on one thread (no second core, so no cache-line
+/// transfer): the instruction cost of the two operations. Keeps 16 items in flight.
+fn same_thread_pair<R: Ring>(cores: Cores, capacity: usize, pairs: u64) -> f64 {
+    on_core(cores.producer, || {
+        let (mut tx, mut rx) = R::pair(capacity);
+        for i in 0..16 {
+            assert!(R::push(&mut tx, i).is_ok());
+        }
+        let start = Instant::now();
+        let mut sum = 0u64;
+        for i in 0..pairs {
+            assert!(R::push(&mut tx, black_box(i)).is_ok());
+            sum = sum.wrapping_add(R::pop(&mut rx).unwrap_or(0));
+        }
+        let elapsed = start.elapsed();
+        black_box(sum);
+        elapsed.as_nanos() as f64 / pairs as f64
+    })
+}
+
+/// Wake latency (ns, median and 99th percentile) from the producer's `try_send` + `notify`
+/// to the consumer holding the item, the consumer having been asleep each time.
+///
+/// `make_waker` runs on the producer thread; `sleep` is the consumer's blocking wait.
+fn wake_latency<W, M, S>(cores: Cores, wakes: u64, make_waker: M, sleep: S) -> (f64, f64)
+where
+    W: rw::Wake,
+    M: FnOnce() -> W + Send,
+    S: FnMut() + Send,
+{
+    let (tx, mut rx) = rw::channel::<u64>(16);
+    let parker = Parker::new();
+    let base = Instant::now();
+    let mut samples = Vec::with_capacity(wakes as usize);
+    let mut sleep = sleep;
+    let parker_ref = &parker;
+    run_pair(
+        cores,
+        move || {
+            let mut tx = WakingProducer::new(tx, parker_ref.notifier(make_waker()));
+            for _ in 0..wakes {
+                while !tx.notifier().consumer_parked() {
+                    std::hint::spin_loop();
+                }
+                // Let the consumer get from "parked" into the kernel's sleep.
+                thread::sleep(Duration::from_micros(200));
+                let t0 = base.elapsed().as_nanos() as u64;
+                if tx.try_send(t0).is_err() {
+                    return;
+                }
+                if let Err(e) = tx.notify() {
+                    eprintln!("wake failed: {e}");
+                    return;
+                }
+            }
+        },
+        || {
+            for _ in 0..wakes {
+                let t0 = loop {
+                    match rx.try_recv() {
+                        Ok(t0) => break t0,
+                        Err(rw::TryRecvError::Closed) => return Instant::now(),
+                        Err(rw::TryRecvError::Empty) => {}
+                    }
+                    if parker_ref.park(|| rx.has_work()) == ParkDecision::Sleep {
+                        sleep();
+                        parker_ref.unparked();
+                    }
+                };
+                samples.push(base.elapsed().as_nanos() as u64 - t0);
+            }
+            Instant::now()
+        },
+    );
+    samples.sort_unstable();
+    let pct = |p: f64| samples[((samples.len() - 1) as f64 * p) as usize] as f64;
+    (pct(0.5), pct(0.99))
+}
+
+/// `IORING_OP_MSG_RING` as a [`rw::Wake`]: the producer's own ring posts a CQE into the
+/// consumer's ring (kernel 5.18+).
+mod msg_ring {
+    #![allow(unsafe_code)]
+
+    use std::cell::RefCell;
+    use std::io;
+    use std::os::fd::RawFd;
+
+    use io_uring::{IoUring, opcode, types};
+
+    /// Wakes a consumer blocked in `io_uring_enter` on the ring `target`.
+    pub struct MsgRingWaker {
+        ring: RefCell<IoUring>,
+        target: RawFd,
+    }
+
+    impl MsgRingWaker {
+        pub fn new(target: RawFd) -> io::Result<Self> {
+            Ok(Self {
+                ring: RefCell::new(IoUring::new(8)?),
+                target,
+            })
+        }
+    }
+
+    impl ringwire_shard::ring::Wake for MsgRingWaker {
+        fn wake(&self) -> io::Result<()> {
+            let mut ring = self.ring.borrow_mut();
+            let sqe = opcode::MsgRingData::new(types::Fd(self.target), 0, 1, None).build();
+            // SAFETY: a MSG_RING data SQE carries no pointer into our memory; the target fd is
+            // an io_uring kept open by the consumer for as long as this waker is used.
+            unsafe { ring.submission().push(&sqe) }
+                .map_err(|_| io::Error::other("producer SQ full"))?;
+            // Wait for our own CQE so the SQ and CQ never fill up.
+            ring.submit_and_wait(1)?;
+            for cqe in ring.completion() {
+                if cqe.result() < 0 {
+                    return Err(io::Error::from_raw_os_error(-cqe.result()));
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// Blocks in `io_uring_enter` until a CQE arrives, then reaps them all.
+    pub fn sleep(ring: &mut IoUring) {
+        loop {
+            match ring.submit_and_wait(1) {
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => panic!("io_uring_enter: {e}"),
+            }
+        }
+        ring.completion().for_each(drop);
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// Runs the benchmark, prints the table and returns the report.
+pub fn run(args: RingsArgs) -> Result<RingsReport, RingsError> {
+    let nproc = thread::available_parallelism().map_or(0, usize::from);
+    let ids = core_affinity::get_core_ids().unwrap_or_default();
+    let find = |id: usize| ids.iter().copied().find(|c| c.id == id);
+    let cores = match (
+        args.cores.as_slice(),
+        args.cores.first().copied().and_then(find),
+    ) {
+        ([a, b], Some(producer)) if a != b => match find(*b) {
+            Some(consumer) => Cores { producer, consumer },
+            None => return Err(RingsError::Cores(args.cores.clone())),
+        },
+        _ => return Err(RingsError::Cores(args.cores.clone())),
+    };
+    let wants = |section: &str| args.only.as_deref().is_none_or(|o| section.contains(o));
+    let mut rows = Vec::new();
+    let (cap, items, batch) = (args.capacity, args.items, args.batch);
+    // One section at a time; runs interleave the rings (run 1 of each, then run 2 of each,
+    // ...) so load from other processes drifts across all of them alike.
+    let runs = args.runs.max(1);
+    let mut measure = |section: &'static str, unit, rings: &mut [Measured<'_>]| {
+        let mut figures = vec![Vec::with_capacity(runs); rings.len()];
+        for _ in 0..runs {
+            for (i, (_, f)) in rings.iter_mut().enumerate() {
+                figures[i].push(f());
+            }
+        }
+        for ((ring, _), runs) in rings.iter().zip(figures) {
+            let value = median(runs.clone());
+            eprintln!("{section:<32} {ring:<12} {value:>14.1} {unit}");
+            rows.push(Row {
+                section,
+                ring,
+                value,
+                unit,
+                runs,
+            });
+        }
+    };
+
+    if wants("throughput single") {
+        measure(
+            "throughput single",
+            "items/s",
+            &mut [
+                (NAMES[0], &mut || throughput::<Ringwire>(cores, cap, items)),
+                (NAMES[1], &mut || throughput::<Rtrb>(cores, cap, items)),
+                (NAMES[2], &mut || {
+                    throughput::<ArrayQueue>(cores, cap, items)
+                }),
+                (NAMES[3], &mut || throughput::<TokioMpsc>(cores, cap, items)),
+            ],
+        );
+    }
+    if wants("throughput batched") {
+        // Ten times the items: a batched run of `--items` is over in milliseconds, too short
+        // to rise above scheduling noise on a shared machine.
+        let items = items * 10;
+        // Like for like, twice. Iterators: ringwire `send_iter` / `recv_with` against rtrb's
+        // move-based chunks (`fill_from_iter` / `read_chunk().into_iter()`). Owned buffers:
+        // ringwire `send_batch` (VecDeque) / `recv_batch` (Vec), any `T`, against rtrb's
+        // `Copy`-only slice copies (`push_partial_slice` / `pop_partial_slice`).
+        measure(
+            "throughput batched, iterators",
+            "items/s",
+            &mut [
+                (NAMES[0], &mut || {
+                    throughput_ringwire_iter(cores, cap, items, batch)
+                }),
+                (NAMES[1], &mut || {
+                    throughput_rtrb_chunk_iter(cores, cap, items, batch)
+                }),
+            ],
+        );
+        measure(
+            "throughput batched, buffers",
+            "items/s",
+            &mut [
+                (NAMES[0], &mut || {
+                    throughput_ringwire_batched(cores, cap, items, batch)
+                }),
+                (NAMES[1], &mut || {
+                    throughput_rtrb_batched(cores, cap, items, batch)
+                }),
+            ],
+        );
+    }
+    if wants("round trip") {
+        let n = args.round_trips;
+        measure(
+            "round trip (ping-pong)",
+            "ns",
+            &mut [
+                (NAMES[0], &mut || ping_pong::<Ringwire>(cores, cap, n)),
+                (NAMES[1], &mut || ping_pong::<Rtrb>(cores, cap, n)),
+                (NAMES[2], &mut || ping_pong::<ArrayQueue>(cores, cap, n)),
+                (NAMES[3], &mut || ping_pong::<TokioMpsc>(cores, cap, n)),
+            ],
+        );
+    }
+    if wants("push+pop same thread") {
+        measure(
+            "push+pop same thread",
+            "ns/pair",
+            &mut [
+                (NAMES[0], &mut || {
+                    same_thread_pair::<Ringwire>(cores, cap, items)
+                }),
+                (NAMES[1], &mut || {
+                    same_thread_pair::<Rtrb>(cores, cap, items)
+                }),
+                (NAMES[2], &mut || {
+                    same_thread_pair::<ArrayQueue>(cores, cap, items)
+                }),
+                (NAMES[3], &mut || {
+                    same_thread_pair::<TokioMpsc>(cores, cap, items)
+                }),
+            ],
+        );
+    }
+    if wants("try_send on full ring") {
+        measure(
+            "try_send on full ring",
+            "ns/call",
+            &mut [
+                (NAMES[0], &mut || {
+                    full_ring_try_send::<Ringwire>(cores, cap, items)
+                }),
+                (NAMES[1], &mut || {
+                    full_ring_try_send::<Rtrb>(cores, cap, items)
+                }),
+                (NAMES[2], &mut || {
+                    full_ring_try_send::<ArrayQueue>(cores, cap, items)
+                }),
+                (NAMES[3], &mut || {
+                    full_ring_try_send::<TokioMpsc>(cores, cap, items)
+                }),
+            ],
+        );
+    }
+    if wants("wake") {
+        let mut eventfd_p99 = Vec::new();
+        let mut msg_ring_p99 = Vec::new();
+        let mut eventfd = || {
+            let efd = Arc::new(EventFd::new().unwrap_or_else(|e| panic!("eventfd: {e}")));
+            let waker = Arc::clone(&efd);
+            let sleep = || {
+                efd.wait().unwrap_or_else(|e| panic!("eventfd wait: {e}"));
+            };
+            let (p50, p99) = wake_latency(cores, args.wakes, move || waker, sleep);
+            eventfd_p99.push(p99);
+            p50
+        };
+        // The consumer's ring exists before the measurement so a missing io_uring skips it.
+        match io_uring::IoUring::new(8) {
+            Err(e) => {
+                eprintln!("MSG_RING skipped: io_uring unavailable: {e}");
+                measure("wake latency p50", "ns", &mut [("eventfd", &mut eventfd)]);
+            }
+            Ok(mut ring) => {
+                let target = std::os::fd::AsRawFd::as_raw_fd(&ring);
+                let mut msg_ring = || {
+                    let make = move || {
+                        msg_ring::MsgRingWaker::new(target)
+                            .unwrap_or_else(|e| panic!("producer io_uring: {e}"))
+                    };
+                    let (p50, p99) =
+                        wake_latency(cores, args.wakes, make, || msg_ring::sleep(&mut ring));
+                    msg_ring_p99.push(p99);
+                    p50
+                };
+                measure(
+                    "wake latency p50",
+                    "ns",
+                    &mut [("eventfd", &mut eventfd), ("MSG_RING", &mut msg_ring)],
+                );
+            }
+        }
+        for (ring, runs) in [("eventfd", eventfd_p99), ("MSG_RING", msg_ring_p99)] {
+            if !runs.is_empty() {
+                rows.push(Row {
+                    section: "wake latency p99",
+                    ring,
+                    value: median(runs.clone()),
+                    unit: "ns",
+                    runs,
+                });
+            }
+        }
+    }
+
+    let report = RingsReport {
+        nproc,
+        cpu: cpu_model(),
+        cores: [cores.producer.id, cores.consumer.id],
+        capacity: cap,
+        batch,
+        items,
+        rows,
+    };
+    println!("{}", table(&report));
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(report)
+}
+
+/// The report as a Markdown table: one line per section, one column per ring, then
+/// ringwire / other ratios.
+pub fn table(report: &RingsReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "nproc {}, {}, producer core {}, consumer core {}, capacity {}, batch {}, items {}",
+        report.nproc,
+        report.cpu,
+        report.cores[0],
+        report.cores[1],
+        report.capacity,
+        report.batch,
+        report.items
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "| measure | unit | ringwire | rtrb | ArrayQueue | tokio mpsc | rw/rtrb | rw/ArrayQueue | rw/tokio |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    let mut sections: Vec<&str> = Vec::new();
+    for row in &report.rows {
+        if !sections.contains(&row.section) {
+            sections.push(row.section);
+        }
+    }
+    let fmt = |v: Option<f64>| match v {
+        Some(v) if v >= 1e6 => format!("{:.1}M", v / 1e6),
+        Some(v) if v.is_finite() => format!("{v:.1}"),
+        _ => "-".to_owned(),
+    };
+    for section in sections {
+        let get = |ring: &str| {
+            report
+                .rows
+                .iter()
+                .find(|r| r.section == section && r.ring == ring)
+                .map(|r| r.value)
+        };
+        if section.starts_with("wake") {
+            let unit = "ns";
+            let _ = writeln!(
+                out,
+                "| {section}: eventfd / MSG_RING | {unit} | {} / {} | | | | | | |",
+                fmt(get("eventfd")),
+                fmt(get("MSG_RING"))
+            );
+            continue;
+        }
+        let unit = report
+            .rows
+            .iter()
+            .find(|r| r.section == section)
+            .map_or("", |r| r.unit);
+        let ours = get(NAMES[0]);
+        let ratio = |other: Option<f64>| match (ours, other) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+            _ => "-".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "| {section} | {unit} | {} | {} | {} | {} | {} | {} | {} |",
+            fmt(ours),
+            fmt(get(NAMES[1])),
+            fmt(get(NAMES[2])),
+            fmt(get(NAMES[3])),
+            ratio(get(NAMES[1])),
+            ratio(get(NAMES[2])),
+            ratio(get(NAMES[3])),
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Spread over the runs (median, min, max):");
+    let _ = writeln!(out);
+    let _ = writeln!(out, "| measure | ring | unit | median | min | max |");
+    let _ = writeln!(out, "|---|---|---|---:|---:|---:|");
+    for row in &report.rows {
+        let min = row.runs.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = row.runs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            row.section,
+            row.ring,
+            row.unit,
+            fmt(Some(row.value)),
+            fmt(Some(min)),
+            fmt(Some(max))
+        );
+    }
+    out
+}
+
+/// [`run`] for the command line: the table is printed (and written with `--json`); the report
+/// itself is not needed.
+pub fn run_cli(args: RingsArgs) -> Result<(), RingsError> {
+    run(args).map(drop)
+}
