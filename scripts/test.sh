@@ -5,3 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace --all-targets
 cargo test --workspace --doc
+# The loom models of the cross-core ring and the park/wake protocol (own target dir).
+scripts/loom.sh
