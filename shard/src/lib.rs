@@ -13,6 +13,7 @@ pub mod counters;
 pub mod driver;
 pub mod handler;
 pub mod mesh;
+pub mod ratelimit;
 pub mod ring;
 mod sendq;
 pub mod session;

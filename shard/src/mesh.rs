@@ -21,6 +21,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::ratelimit::LogLimiter;
 use crate::ring::{
     Consumer, Notifier, Parker, Producer, TryRecvError, TrySendError, Wake, channel,
 };
@@ -138,6 +139,7 @@ pub struct MeshEnd<T> {
     inbound: Vec<Inbound<T>>,
     parker: Parker,
     data_batch: usize,
+    wake_log: LogLimiter,
 }
 
 impl<T> fmt::Debug for MeshEnd<T> {
@@ -165,6 +167,7 @@ impl<T: Send> MeshEnd<T> {
             inbound: Vec::new(),
             parker: Parker::new(),
             data_batch: MeshConfig::default().data_batch,
+            wake_log: LogLimiter::default(),
         }
     }
 
@@ -179,6 +182,7 @@ impl<T: Send> MeshEnd<T> {
                 inbound: Vec::with_capacity(n.saturating_sub(1)),
                 parker: Parker::new(),
                 data_batch: config.data_batch.max(1),
+                wake_log: LogLimiter::default(),
             })
             .collect();
         for to in 0..n {
@@ -261,7 +265,11 @@ impl<T: Send> MeshEnd<T> {
                 }
                 Ok(false) => link.dirty = false,
                 // The claim was given back; stay dirty and retry next turn.
-                Err(e) => tracing::warn!(to = link.to, "cannot wake shard: {e}"),
+                Err(e) => {
+                    if let Some(suppressed) = self.wake_log.allow(std::time::Instant::now()) {
+                        tracing::warn!(to = link.to, suppressed, "cannot wake shard: {e}");
+                    }
+                }
             }
             link.stats[1].wakes = link.notifier.wakes();
         }

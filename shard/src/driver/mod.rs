@@ -42,6 +42,7 @@ use crate::config::{ShardConfig, ShardConfigError};
 use crate::counters::{Counters, PublishedStats, ShardStats};
 use crate::handler::{Ctx, Handler};
 use crate::mesh::{Lane, MeshEnd};
+use crate::ratelimit::LogLimiter;
 use crate::ring::{EventFd, Wake};
 use crate::sendq::SendSlots;
 use crate::timer::Timers;
@@ -246,6 +247,7 @@ pub struct Shard {
     stopping: bool,
     report: ProbeReport,
     drained: bool,
+    error_log: LogLimiter,
 }
 
 impl Shard {
@@ -315,6 +317,7 @@ impl Shard {
             stopping: false,
             report,
             drained: false,
+            error_log: LogLimiter::default(),
         })
     }
 
@@ -613,7 +616,17 @@ impl Shard {
                     }
                     .into());
                 }
-                _ => self.counters.recv_errors += 1,
+                errno => {
+                    self.counters.recv_errors += 1;
+                    if let Some(suppressed) = self.error_log.allow(Instant::now()) {
+                        let e = io::Error::from_raw_os_error(errno);
+                        tracing::warn!(
+                            shard = self.control.index,
+                            suppressed,
+                            "receive failed: {e}"
+                        );
+                    }
+                }
             }
             return Ok(());
         }
