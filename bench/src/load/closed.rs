@@ -13,6 +13,7 @@
 
 use super::payload::{Probe, seq_slot, slot_seq};
 use super::stats::WorkerStats;
+use super::transport::Transport;
 use super::worker::{BATCH, Reply, Worker};
 use std::io;
 
@@ -28,7 +29,7 @@ struct Slots {
 
 /// Runs the closed loop with `window` slots until `w.end_ns`, then waits up to
 /// the timeout for the datagrams still in flight.
-pub fn run(mut w: Worker, window: usize) -> io::Result<WorkerStats> {
+pub fn run<T: Transport>(mut w: Worker<T>, window: usize) -> io::Result<WorkerStats> {
     let window = window.clamp(1, MAX_WINDOW);
     let mut slots = Slots {
         generation: vec![0; window],
@@ -40,7 +41,7 @@ pub fn run(mut w: Worker, window: usize) -> io::Result<WorkerStats> {
         .map(|s| u16::try_from(s).unwrap_or(u16::MAX))
         .collect();
     let mut replies = Vec::with_capacity(BATCH * 4);
-    let per_peer = window.div_ceil(w.peers.len().max(1)).clamp(1, BATCH);
+    let per_peer = window.div_ceil(w.io.peer_count().max(1)).clamp(1, BATCH);
     let scan_every_ns = (w.timeout_ns / 8).max(1_000_000);
     let mut next_scan_ns = 0;
     loop {
@@ -68,7 +69,7 @@ pub fn run(mut w: Worker, window: usize) -> io::Result<WorkerStats> {
 }
 
 /// Matches an echo to its slot; true if it freed the slot.
-fn complete(w: &mut Worker, slots: &mut Slots, r: &Reply) -> bool {
+fn complete<T: Transport>(w: &mut Worker<T>, slots: &mut Slots, r: &Reply) -> bool {
     let slot = usize::from(seq_slot(r.probe.seq));
     if r.probe.peer as usize != r.peer {
         w.stats.misrouted += 1;
@@ -92,7 +93,13 @@ fn complete(w: &mut Worker, slots: &mut Slots, r: &Reply) -> bool {
 
 /// Frees slots whose datagram has waited longer than the timeout; each
 /// counts as lost (via sent minus received) and, while sending, is re-sent.
-fn expire(w: &mut Worker, slots: &mut Slots, pending: &mut Vec<u16>, now: u64, sending: bool) {
+fn expire<T: Transport>(
+    w: &mut Worker<T>,
+    slots: &mut Slots,
+    pending: &mut Vec<u16>,
+    now: u64,
+    sending: bool,
+) {
     for slot in 0..slots.in_flight.len() {
         if slots.in_flight[slot] && now.saturating_sub(slots.sent_ns[slot]) >= w.timeout_ns {
             slots.in_flight[slot] = false;
@@ -108,7 +115,13 @@ fn expire(w: &mut Worker, slots: &mut Slots, pending: &mut Vec<u16>, now: u64, s
 }
 
 /// Sends queued slots, `per_peer` at a time, each batch from the next peer.
-fn flush(w: &mut Worker, slots: &mut Slots, pending: &mut Vec<u16>, per_peer: usize, now: u64) {
+fn flush<T: Transport>(
+    w: &mut Worker<T>,
+    slots: &mut Slots,
+    pending: &mut Vec<u16>,
+    per_peer: usize,
+    now: u64,
+) {
     while !pending.is_empty() {
         let n = pending.len().min(per_peer);
         let peer = w.next_peer();
@@ -121,9 +134,7 @@ fn flush(w: &mut Worker, slots: &mut Slots, pending: &mut Vec<u16>, per_peer: us
                 peer: peer_tag,
                 seq: slot_seq(slot, slots.generation[s]),
             };
-            let len = w.payload_len;
-            let written = probe.encode(w.tx.slot_mut(j), len).unwrap_or(0);
-            w.tx.set_len(j, written);
+            w.stage(j, &probe);
         }
         let first_measured = if now >= w.measure_start_ns { 0 } else { n };
         let sent = w.send_batch(peer, n, first_measured);
