@@ -153,7 +153,7 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
     if peers < threads {
         return Err(format!("--peers ({peers}) must be at least --threads ({threads})").into());
     }
-    if args.mode == Mode::Relay && (peers % 2 != 0 || peers < 2 * threads) {
+    if args.mode == Mode::Relay && (!peers.is_multiple_of(2) || peers < 2 * threads) {
         return Err(format!(
             "relay mode pairs peers within a thread: --peers ({peers}) must be even and at least 2 x --threads ({threads})"
         )
