@@ -63,37 +63,41 @@ fn assert_all_delivered(report: &LoadReport, peers: usize) {
     assert!(report.latency_us.p50 > 0.0 && report.latency_us.p50 <= report.latency_us.max);
 }
 
-#[test]
-fn session_mode_200_peers_closed_loop() {
+/// Runs `mode` with `peers` peers, closed loop, against a fresh engine of
+/// `shards` shards running `app`; asserts everything was delivered.
+fn run_mode<A>(mode: Mode, shards: usize, app: fn() -> A, peers: u32) -> Option<LoadReport>
+where
+    A: SessionApp + Send + 'static,
+    SessionHost<A>: Handler,
+{
     if let Err(e) = probe() {
         println!("skipping: {e}");
-        return;
+        return None;
     }
-    let engine = engine(1, SessionEcho::default);
-    let mut args = common::closed_loop(engine.local_addr(), 200, 16);
-    args.mode = Mode::Session;
+    let engine = engine(shards, app);
+    let mut args = common::closed_loop(engine.local_addr(), peers, 16);
+    args.mode = mode;
     args.cores = None;
-    let report = run_with_json(args, "session");
+    let report = run_with_json(args, &format!("{mode:?}"));
     engine.shutdown(std::time::Duration::from_secs(5)).unwrap();
-    assert_eq!(report.mode, "session");
-    assert_all_delivered(&report, 200);
-    assert_eq!(report.peers_responded, 200, "{report}");
+    assert_all_delivered(&report, peers as usize);
+    Some(report)
+}
+
+#[test]
+fn session_mode_200_peers_closed_loop() {
+    if let Some(report) = run_mode(Mode::Session, 1, SessionEcho::default, 200) {
+        assert_eq!(report.mode, "session");
+        assert_eq!(report.peers_responded, 200, "{report}");
+    }
 }
 
 #[test]
 fn relay_mode_50_pairs_over_two_shards() {
-    if let Err(e) = probe() {
-        println!("skipping: {e}");
-        return;
+    if let Some(report) = run_mode(Mode::Relay, 2, Relay::default, 100) {
+        assert_eq!(report.mode, "relay");
+        assert_eq!(report.peers_responded, 100, "{report}");
     }
-    let engine = engine(2, Relay::default);
-    let mut args = common::closed_loop(engine.local_addr(), 100, 16);
-    args.mode = Mode::Relay;
-    args.cores = None;
-    let report = run_with_json(args, "relay");
-    engine.shutdown(std::time::Duration::from_secs(5)).unwrap();
-    assert_eq!(report.mode, "relay");
-    assert_all_delivered(&report, 100);
 }
 
 #[test]

@@ -25,6 +25,8 @@ struct Slots {
     sent_ns: Vec<u64>,
     in_flight: Vec<bool>,
     count_in_flight: usize,
+    /// Free slots waiting to be sent, oldest first.
+    pending: Vec<u16>,
 }
 
 /// Runs the closed loop with `window` slots until `w.end_ns`, then waits up to
@@ -36,10 +38,10 @@ pub fn run<T: Transport>(mut w: Worker<T>, window: usize) -> io::Result<WorkerSt
         sent_ns: vec![0; window],
         in_flight: vec![false; window],
         count_in_flight: 0,
+        pending: (0..window)
+            .map(|s| u16::try_from(s).unwrap_or(u16::MAX))
+            .collect(),
     };
-    let mut pending: Vec<u16> = (0..window)
-        .map(|s| u16::try_from(s).unwrap_or(u16::MAX))
-        .collect();
     let mut replies = Vec::with_capacity(BATCH * 4);
     let per_peer = window.div_ceil(w.io.peer_count().max(1)).clamp(1, BATCH);
     let scan_every_ns = (w.timeout_ns / 8).max(1_000_000);
@@ -51,17 +53,17 @@ pub fn run<T: Transport>(mut w: Worker<T>, window: usize) -> io::Result<WorkerSt
             break;
         }
         if sending {
-            flush(&mut w, &mut slots, &mut pending, per_peer, now);
+            flush(&mut w, &mut slots, per_peer, now);
         }
         if now >= next_scan_ns {
-            expire(&mut w, &mut slots, &mut pending, now, sending);
+            expire(&mut w, &mut slots, now, sending);
             next_scan_ns = now + scan_every_ns;
         }
         replies.clear();
         w.poll_replies(1, &mut replies)?;
         for r in &replies {
             if complete(&mut w, &mut slots, r) && sending {
-                pending.push(seq_slot(r.probe.seq));
+                slots.pending.push(seq_slot(r.probe.seq));
             }
         }
     }
@@ -93,13 +95,7 @@ fn complete<T: Transport>(w: &mut Worker<T>, slots: &mut Slots, r: &Reply) -> bo
 
 /// Frees slots whose datagram has waited longer than the timeout; each
 /// counts as lost (via sent minus received) and, while sending, is re-sent.
-fn expire<T: Transport>(
-    w: &mut Worker<T>,
-    slots: &mut Slots,
-    pending: &mut Vec<u16>,
-    now: u64,
-    sending: bool,
-) {
+fn expire<T: Transport>(w: &mut Worker<T>, slots: &mut Slots, now: u64, sending: bool) {
     for slot in 0..slots.in_flight.len() {
         if slots.in_flight[slot] && now.saturating_sub(slots.sent_ns[slot]) >= w.timeout_ns {
             slots.in_flight[slot] = false;
@@ -108,25 +104,19 @@ fn expire<T: Transport>(
                 w.stats.timeouts += 1;
             }
             if sending {
-                pending.push(u16::try_from(slot).unwrap_or(u16::MAX));
+                slots.pending.push(u16::try_from(slot).unwrap_or(u16::MAX));
             }
         }
     }
 }
 
 /// Sends queued slots, `per_peer` at a time, each batch from the next peer.
-fn flush<T: Transport>(
-    w: &mut Worker<T>,
-    slots: &mut Slots,
-    pending: &mut Vec<u16>,
-    per_peer: usize,
-    now: u64,
-) {
-    while !pending.is_empty() {
-        let n = pending.len().min(per_peer);
+fn flush<T: Transport>(w: &mut Worker<T>, slots: &mut Slots, per_peer: usize, now: u64) {
+    while !slots.pending.is_empty() {
+        let n = slots.pending.len().min(per_peer);
         let peer = w.next_peer();
         let peer_tag = u32::try_from(peer).unwrap_or(u32::MAX);
-        for (j, &slot) in pending[..n].iter().enumerate() {
+        for (j, &slot) in slots.pending[..n].iter().enumerate() {
             let s = usize::from(slot);
             slots.generation[s] = slots.generation[s].wrapping_add(1);
             let probe = Probe {
@@ -138,13 +128,13 @@ fn flush<T: Transport>(
         }
         let first_measured = if now >= w.measure_start_ns { 0 } else { n };
         let sent = w.send_batch(peer, n, first_measured);
-        for &slot in &pending[..sent] {
+        for &slot in &slots.pending[..sent] {
             let s = usize::from(slot);
             slots.in_flight[s] = true;
             slots.sent_ns[s] = now;
             slots.count_in_flight += 1;
         }
-        pending.drain(..sent);
+        slots.pending.drain(..sent);
         if sent < n {
             break;
         }

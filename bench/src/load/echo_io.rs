@@ -3,12 +3,10 @@
 
 use super::payload::{MIN_LEN, Probe};
 use super::peers::PeerSet;
-use super::stats::WorkerStats;
-use super::transport::{Transport, ns_since};
+use super::transport::{Sink, Transport, ns_since};
 use super::worker::{BATCH, Reply};
 use crate::sys::mmsg::MmsgBatch;
 use std::io;
-use std::time::Instant;
 
 /// Peer sockets plus one receive and one send batch.
 pub struct EchoIo {
@@ -50,17 +48,12 @@ impl Transport for EchoIo {
         }
     }
 
-    fn poll(
-        &mut self,
-        timeout_ms: i32,
-        epoch: Instant,
-        out: &mut Vec<Reply>,
-        stats: &mut WorkerStats,
-    ) -> io::Result<()> {
+    fn poll(&mut self, timeout_ms: i32, sink: &mut Sink<'_>) -> io::Result<()> {
+        let Sink { epoch, out, stats } = sink;
         let rx = &mut self.rx;
         self.peers
             .for_each_ready(timeout_ms, rx, |peer, rx, n| {
-                let recv_ns = ns_since(epoch);
+                let recv_ns = ns_since(*epoch);
                 for i in 0..n {
                     match Probe::decode(rx.received(i)) {
                         Some(probe) => out.push(Reply {

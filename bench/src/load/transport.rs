@@ -24,16 +24,19 @@ pub trait Transport {
     /// short count means "try again later"). Would-block is `Ok(0)`.
     fn send(&mut self, peer: usize, n: usize) -> io::Result<usize>;
 
-    /// Waits up to `timeout_ms` (0: poll) for readable peers and appends
-    /// every probe that came back to `out`, timed against `epoch`. Errors and
-    /// undecodable datagrams are counted in `stats`.
-    fn poll(
-        &mut self,
-        timeout_ms: i32,
-        epoch: Instant,
-        out: &mut Vec<Reply>,
-        stats: &mut WorkerStats,
-    ) -> io::Result<()>;
+    /// Waits up to `timeout_ms` (0: poll) for readable peers and hands
+    /// every probe that came back to `sink`.
+    fn poll(&mut self, timeout_ms: i32, sink: &mut Sink<'_>) -> io::Result<()>;
+}
+
+/// Where [`Transport::poll`] puts what it read.
+pub struct Sink<'a> {
+    /// Reply times are ns since this.
+    pub epoch: Instant,
+    /// Probes that came back.
+    pub out: &'a mut Vec<Reply>,
+    /// Errors and undecodable datagrams are counted here.
+    pub stats: &'a mut WorkerStats,
 }
 
 /// ns since `epoch`.

@@ -4,7 +4,7 @@
 
 use super::payload::Probe;
 use super::stats::WorkerStats;
-use super::transport::{Transport, ns_since};
+use super::transport::{Sink, Transport, ns_since};
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -150,7 +150,12 @@ impl<T: Transport> Worker<T> {
             PollMode::Spin => 0,
             PollMode::Block => wait_ms,
         };
-        self.io.poll(timeout, self.epoch, out, &mut self.stats)
+        let mut sink = Sink {
+            epoch: self.epoch,
+            out,
+            stats: &mut self.stats,
+        };
+        self.io.poll(timeout, &mut sink)
     }
 
     /// Records a matched echo if it belongs to the measured window.

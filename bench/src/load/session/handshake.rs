@@ -4,7 +4,7 @@
 
 use super::io::SessionIo;
 use crate::load::stats::WorkerStats;
-use crate::load::transport::Transport;
+use crate::load::transport::{Sink, Transport};
 use ringwire_shard::session::ConnectError;
 use std::io;
 use std::time::{Duration, Instant};
@@ -50,7 +50,12 @@ pub fn run(io: &mut SessionIo, give_up: Duration) -> io::Result<HandshakeStats> 
             break;
         }
         replies.clear();
-        io.poll(1, start, &mut replies, &mut scratch)?;
+        let mut sink = Sink {
+            epoch: start,
+            out: &mut replies,
+            stats: &mut scratch,
+        };
+        io.poll(1, &mut sink)?;
     }
     let established = io.ready_count();
     Ok(HandshakeStats {

@@ -9,8 +9,7 @@
 use super::codec::{self, Flavor, Incoming};
 use crate::load::payload::Probe;
 use crate::load::peers::PeerSet;
-use crate::load::stats::WorkerStats;
-use crate::load::transport::{Transport, ns_since};
+use crate::load::transport::{Sink, Transport, ns_since};
 use crate::load::worker::{BATCH, Reply};
 use crate::sys::mmsg::MmsgBatch;
 use ringwire_shard::session::{
@@ -168,8 +167,8 @@ impl SessionIo {
 
     /// Drains the endpoint's events: lifecycle into the peer states, probes
     /// into `out`.
-    fn drain_events(&mut self, epoch: Instant, out: &mut Vec<Reply>, stats: &mut WorkerStats) {
-        let recv_ns = ns_since(epoch);
+    fn drain_events(&mut self, sink: &mut Sink<'_>) {
+        let recv_ns = ns_since(sink.epoch);
         while let Some(event) = self.ep.poll_event() {
             match event {
                 Event::Connected { conn, .. } => {
@@ -193,16 +192,16 @@ impl SessionIo {
                             let probe = Probe::decode(bytes);
                             match probe {
                                 Some(probe) if src.is_none() || src == self.relay_ids[from] => {
-                                    out.push(Reply {
+                                    sink.out.push(Reply {
                                         peer: from,
                                         probe,
                                         recv_ns,
                                     });
                                 }
-                                _ => stats.misrouted += 1,
+                                _ => sink.stats.misrouted += 1,
                             }
                         }
-                        Incoming::Other => stats.misrouted += 1,
+                        Incoming::Other => sink.stats.misrouted += 1,
                     }
                 }
                 Event::Disconnected { conn, .. } => {
@@ -255,13 +254,7 @@ impl Transport for SessionIo {
         Ok(sent)
     }
 
-    fn poll(
-        &mut self,
-        timeout_ms: i32,
-        epoch: Instant,
-        out: &mut Vec<Reply>,
-        stats: &mut WorkerStats,
-    ) -> io::Result<()> {
+    fn poll(&mut self, timeout_ms: i32, sink: &mut Sink<'_>) -> io::Result<()> {
         let now = self.now();
         let (ep, target) = (&mut self.ep, self.target);
         let errors = self
@@ -272,13 +265,13 @@ impl Transport for SessionIo {
                     let _ = ep.handle_datagram(now, target, rx.received(i));
                 }
             })?;
-        stats.errors += errors + std::mem::take(&mut self.send_errors);
+        sink.stats.errors += errors + std::mem::take(&mut self.send_errors);
         let now = self.now();
         if self.ep.poll_timeout().is_some_and(|t| t <= now) {
             self.ep.handle_timeout(now);
         }
         self.flush();
-        self.drain_events(epoch, out, stats);
+        self.drain_events(sink);
         Ok(())
     }
 }
