@@ -35,6 +35,9 @@ fn report(rps: f64, lost: u64) -> LoadReport {
             max: 50.0,
             mean: 12.0,
         },
+        sessions_established: None,
+        handshake_failures: None,
+        handshake_ms: None,
     }
 }
 

@@ -13,6 +13,7 @@
 
 use super::payload::{Probe, seq_slot, slot_seq};
 use super::stats::WorkerStats;
+use super::transport::Transport;
 use super::worker::{BATCH, Reply, Worker};
 use std::io;
 
@@ -24,23 +25,25 @@ struct Slots {
     sent_ns: Vec<u64>,
     in_flight: Vec<bool>,
     count_in_flight: usize,
+    /// Free slots waiting to be sent, oldest first.
+    pending: Vec<u16>,
 }
 
 /// Runs the closed loop with `window` slots until `w.end_ns`, then waits up to
 /// the timeout for the datagrams still in flight.
-pub fn run(mut w: Worker, window: usize) -> io::Result<WorkerStats> {
+pub fn run<T: Transport>(mut w: Worker<T>, window: usize) -> io::Result<WorkerStats> {
     let window = window.clamp(1, MAX_WINDOW);
     let mut slots = Slots {
         generation: vec![0; window],
         sent_ns: vec![0; window],
         in_flight: vec![false; window],
         count_in_flight: 0,
+        pending: (0..window)
+            .map(|s| u16::try_from(s).unwrap_or(u16::MAX))
+            .collect(),
     };
-    let mut pending: Vec<u16> = (0..window)
-        .map(|s| u16::try_from(s).unwrap_or(u16::MAX))
-        .collect();
     let mut replies = Vec::with_capacity(BATCH * 4);
-    let per_peer = window.div_ceil(w.peers.len().max(1)).clamp(1, BATCH);
+    let per_peer = window.div_ceil(w.io.peer_count().max(1)).clamp(1, BATCH);
     let scan_every_ns = (w.timeout_ns / 8).max(1_000_000);
     let mut next_scan_ns = 0;
     loop {
@@ -50,17 +53,17 @@ pub fn run(mut w: Worker, window: usize) -> io::Result<WorkerStats> {
             break;
         }
         if sending {
-            flush(&mut w, &mut slots, &mut pending, per_peer, now);
+            flush(&mut w, &mut slots, per_peer, now);
         }
         if now >= next_scan_ns {
-            expire(&mut w, &mut slots, &mut pending, now, sending);
+            expire(&mut w, &mut slots, now, sending);
             next_scan_ns = now + scan_every_ns;
         }
         replies.clear();
         w.poll_replies(1, &mut replies)?;
         for r in &replies {
             if complete(&mut w, &mut slots, r) && sending {
-                pending.push(seq_slot(r.probe.seq));
+                slots.pending.push(seq_slot(r.probe.seq));
             }
         }
     }
@@ -68,7 +71,7 @@ pub fn run(mut w: Worker, window: usize) -> io::Result<WorkerStats> {
 }
 
 /// Matches an echo to its slot; true if it freed the slot.
-fn complete(w: &mut Worker, slots: &mut Slots, r: &Reply) -> bool {
+fn complete<T: Transport>(w: &mut Worker<T>, slots: &mut Slots, r: &Reply) -> bool {
     let slot = usize::from(seq_slot(r.probe.seq));
     if r.probe.peer as usize != r.peer {
         w.stats.misrouted += 1;
@@ -92,7 +95,7 @@ fn complete(w: &mut Worker, slots: &mut Slots, r: &Reply) -> bool {
 
 /// Frees slots whose datagram has waited longer than the timeout; each
 /// counts as lost (via sent minus received) and, while sending, is re-sent.
-fn expire(w: &mut Worker, slots: &mut Slots, pending: &mut Vec<u16>, now: u64, sending: bool) {
+fn expire<T: Transport>(w: &mut Worker<T>, slots: &mut Slots, now: u64, sending: bool) {
     for slot in 0..slots.in_flight.len() {
         if slots.in_flight[slot] && now.saturating_sub(slots.sent_ns[slot]) >= w.timeout_ns {
             slots.in_flight[slot] = false;
@@ -101,19 +104,19 @@ fn expire(w: &mut Worker, slots: &mut Slots, pending: &mut Vec<u16>, now: u64, s
                 w.stats.timeouts += 1;
             }
             if sending {
-                pending.push(u16::try_from(slot).unwrap_or(u16::MAX));
+                slots.pending.push(u16::try_from(slot).unwrap_or(u16::MAX));
             }
         }
     }
 }
 
 /// Sends queued slots, `per_peer` at a time, each batch from the next peer.
-fn flush(w: &mut Worker, slots: &mut Slots, pending: &mut Vec<u16>, per_peer: usize, now: u64) {
-    while !pending.is_empty() {
-        let n = pending.len().min(per_peer);
+fn flush<T: Transport>(w: &mut Worker<T>, slots: &mut Slots, per_peer: usize, now: u64) {
+    while !slots.pending.is_empty() {
+        let n = slots.pending.len().min(per_peer);
         let peer = w.next_peer();
         let peer_tag = u32::try_from(peer).unwrap_or(u32::MAX);
-        for (j, &slot) in pending[..n].iter().enumerate() {
+        for (j, &slot) in slots.pending[..n].iter().enumerate() {
             let s = usize::from(slot);
             slots.generation[s] = slots.generation[s].wrapping_add(1);
             let probe = Probe {
@@ -121,19 +124,17 @@ fn flush(w: &mut Worker, slots: &mut Slots, pending: &mut Vec<u16>, per_peer: us
                 peer: peer_tag,
                 seq: slot_seq(slot, slots.generation[s]),
             };
-            let len = w.payload_len;
-            let written = probe.encode(w.tx.slot_mut(j), len).unwrap_or(0);
-            w.tx.set_len(j, written);
+            w.stage(j, &probe);
         }
         let first_measured = if now >= w.measure_start_ns { 0 } else { n };
         let sent = w.send_batch(peer, n, first_measured);
-        for &slot in &pending[..sent] {
+        for &slot in &slots.pending[..sent] {
             let s = usize::from(slot);
             slots.in_flight[s] = true;
             slots.sent_ns[s] = now;
             slots.count_in_flight += 1;
         }
-        pending.drain(..sent);
+        slots.pending.drain(..sent);
         if sent < n {
             break;
         }

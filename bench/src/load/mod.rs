@@ -4,43 +4,80 @@
 //! port per simulated peer) in one epoll set, sends with `sendmmsg` and reads
 //! with `recvmmsg` in batches, and records round-trip latency into an HDR
 //! histogram. [`closed`] keeps a window of datagrams in flight; [`open`] sends
-//! at a fixed rate and measures from intended send times.
+//! at a fixed rate and measures from intended send times. Both run over a
+//! [`transport::Transport`]: raw echo ([`echo_io`]) or sessions
+//! ([`session`], after a handshake phase).
 
 pub mod closed;
+pub mod echo_io;
 pub mod open;
 pub mod payload;
 pub mod peers;
 pub mod progress;
 pub mod report;
+pub mod session;
 pub mod stats;
+pub mod transport;
 pub mod worker;
 
 use crate::args::{parse_rate, parse_secs};
 use crate::sys::{affinity, rlimit};
 use clap::{Args, ValueEnum};
+use echo_io::EchoIo;
 use peers::PeerSet;
-use report::{LoadReport, RunInfo};
+use report::{HandshakeSummary, LoadReport, RunInfo};
+use session::{HandshakeStats, SessionIo};
 use stats::{Totals, WorkerStats};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
-use worker::{LiveCounters, PollMode, Worker};
+use transport::Transport;
+use worker::{LiveCounters, PollMode, Window, Worker};
 
-/// What the peers say to the server. Only `echo` exists so far; session and
-/// relay traffic will be further variants with their own payload codecs.
+/// What the peers say to the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
-    /// Each datagram is echoed back to its sender.
+    /// Raw UDP: each datagram is echoed back to its sender.
     Echo,
+    /// One session per peer (`ringwire serve --app session-echo`): each
+    /// message comes back on its session.
+    Session,
+    /// One session per peer (`ringwire serve --app relay`), peers paired
+    /// (2k, 2k+1): each request is a Forward to the partner, timed when the
+    /// partner gets the Delivered.
+    Relay,
 }
 
 impl Mode {
     fn name(self) -> &'static str {
         match self {
             Mode::Echo => "echo",
+            Mode::Session => "session",
+            Mode::Relay => "relay",
+        }
+    }
+
+    fn flavor(self) -> Option<session::Flavor> {
+        match self {
+            Mode::Echo => None,
+            Mode::Session => Some(session::Flavor::Echo),
+            Mode::Relay => Some(session::Flavor::Relay),
         }
     }
 }
+
+/// Largest `--payload` in session modes (the endpoint's default
+/// `max_payload`, less the relay header in relay mode).
+fn max_session_payload(mode: Mode) -> usize {
+    let max = ringwire_shard::session::EndpointConfig::new([0; 32]).max_payload;
+    match mode {
+        Mode::Relay => max - ringwire_shard::session::relay_msg::RELAY_HEADER_LEN,
+        _ => max,
+    }
+}
+
+/// How long the handshake phase waits for the last sessions.
+const HANDSHAKE_GIVE_UP: Duration = Duration::from_secs(15);
 
 /// Arguments of `ringwire-bench load`.
 #[derive(Debug, Clone, Args)]
@@ -105,11 +142,31 @@ pub fn run(args: LoadArgs) -> crate::CmdResult {
 
 /// Runs the load and returns the report without printing it (for tests and
 /// the comparison driver).
+///
+/// Session modes print `load: sessions ready` on stderr when every worker
+/// finished its handshakes, `load: measuring` when the measured window
+/// starts and `load: done` when the workers are finished (for scripts that
+/// sample the server in between).
 pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error + Send + Sync>> {
     let threads = args.threads as usize;
     let peers = args.peers as usize;
     if peers < threads {
         return Err(format!("--peers ({peers}) must be at least --threads ({threads})").into());
+    }
+    if args.mode == Mode::Relay && (!peers.is_multiple_of(2) || peers < 2 * threads) {
+        return Err(format!(
+            "relay mode pairs peers within a thread: --peers ({peers}) must be even and at least 2 x --threads ({threads})"
+        )
+        .into());
+    }
+    let payload_len = args.payload as usize;
+    if args.mode != Mode::Echo && payload_len > max_session_payload(args.mode) {
+        return Err(format!(
+            "--payload {payload_len} exceeds the {} bytes a {} message carries",
+            max_session_payload(args.mode),
+            args.mode.name()
+        )
+        .into());
     }
     // Peer sockets, one epoll per worker, stdio and some slack.
     let needed = (peers + threads + 64) as u64;
@@ -124,11 +181,14 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
         Err(e) => return Err(format!("cannot open {peers} peer sockets: {e}").into()),
     }
 
+    // Relay pairs never straddle two workers: split pairs, not peers.
+    let unit = if args.mode == Mode::Relay { 2 } else { 1 };
+    let units = peers / unit;
     let mut sets = Vec::with_capacity(threads);
     let mut sources = Vec::with_capacity(peers);
     let mut opened = 0;
     for t in 0..threads {
-        let count = peers / threads + usize::from(t < peers % threads);
+        let count = unit * (units / threads + usize::from(t < units % threads));
         let set = PeerSet::open(args.target, opened, count)?;
         opened += count;
         sources.extend(set.local_addrs());
@@ -141,49 +201,58 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
         .rate
         .is_none()
         .then(|| args.window.unwrap_or(DEFAULT_WINDOW) as usize);
-    let payload_len = args.payload as usize;
     let warmup_ns = (args.warmup * 1e9) as u64;
-    let end_ns = warmup_ns + (args.duration * 1e9) as u64;
-    let timeout_ns = args.timeout_ms * 1_000_000;
-    let epoch = Instant::now();
+    let timing = Window {
+        measure_start_ns: warmup_ns,
+        end_ns: warmup_ns + (args.duration * 1e9) as u64,
+        timeout_ns: args.timeout_ms * 1_000_000,
+    };
     let live: Vec<Arc<LiveCounters>> = (0..threads).map(|_| Arc::default()).collect();
+    let start_line = Arc::new(Barrier::new(threads + 1));
 
     let mut handles = Vec::with_capacity(threads);
     for (index, set) in sets.into_iter().enumerate() {
-        let core = affinity::core_for(args.cores.as_deref(), index);
-        let live = Arc::clone(&live[index]);
-        let poll = args.poll;
-        let rate = args.rate;
+        let plan = Plan {
+            index,
+            threads,
+            core: affinity::core_for(args.cores.as_deref(), index),
+            mode: args.mode,
+            target: args.target,
+            payload_len,
+            timing,
+            poll: args.poll,
+            rate: args.rate,
+            window,
+            live: Arc::clone(&live[index]),
+            start_line: Arc::clone(&start_line),
+        };
         let handle = std::thread::Builder::new()
             .name(format!("load-{index}"))
-            .spawn(move || -> std::io::Result<WorkerStats> {
-                if let Err(e) = affinity::pin_current(core) {
-                    eprintln!("load worker {index}: {e}; running unpinned");
-                }
-                let w = Worker::new(
-                    set,
-                    payload_len,
-                    epoch,
-                    warmup_ns,
-                    end_ns,
-                    timeout_ns,
-                    poll,
-                    live,
-                );
-                match (rate, window) {
-                    (Some(r), _) => open::run(w, open::Schedule::new(r, threads, index)),
-                    (None, w_slots) => closed::run(w, w_slots.unwrap_or(1)),
-                }
-            })?;
+            .spawn(move || plan.run(set))?;
         handles.push(handle);
     }
 
-    let results =
-        progress::wait_with_progress(handles, &live, epoch + Duration::from_nanos(warmup_ns));
+    start_line.wait();
+    let session_mode = args.mode != Mode::Echo;
+    if session_mode {
+        eprintln!("load: sessions ready");
+    }
+    std::thread::sleep(Duration::from_nanos(warmup_ns));
+    if session_mode {
+        eprintln!("load: measuring");
+    }
+    let results = progress::wait_with_progress(handles, &live, Instant::now());
+    if session_mode {
+        eprintln!("load: done");
+    }
     let mut stats = Vec::with_capacity(threads);
+    let mut handshakes = Vec::new();
     for (i, r) in results.into_iter().enumerate() {
         match r {
-            Ok(Ok(s)) => stats.push(s),
+            Ok(Ok((s, hs))) => {
+                stats.push(s);
+                handshakes.extend(hs);
+            }
             Ok(Err(e)) => return Err(format!("load worker {i}: {e}").into()),
             Err(_) => return Err(format!("load worker {i} panicked").into()),
         }
@@ -201,6 +270,67 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
         duration_s: args.duration,
         warmup_s: args.warmup,
         timeout_ms: args.timeout_ms,
+        handshake: session_mode.then(|| HandshakeSummary::merge(&handshakes)),
     };
     Ok(LoadReport::new(info, &totals))
+}
+
+/// Everything one worker thread needs besides its peer sockets.
+struct Plan {
+    index: usize,
+    threads: usize,
+    core: usize,
+    mode: Mode,
+    target: SocketAddr,
+    payload_len: usize,
+    timing: Window,
+    poll: PollMode,
+    rate: Option<f64>,
+    window: Option<usize>,
+    live: Arc<LiveCounters>,
+    start_line: Arc<Barrier>,
+}
+
+impl Plan {
+    /// The worker thread: set up (handshakes in session modes), wait at the
+    /// start line with every other worker, then run the loop.
+    fn run(self, set: PeerSet) -> std::io::Result<(WorkerStats, Option<HandshakeStats>)> {
+        if let Err(e) = affinity::pin_current(self.core) {
+            eprintln!("load worker {}: {e}; running unpinned", self.index);
+        }
+        match self.mode.flavor() {
+            None => {
+                let io = EchoIo::new(set, self.payload_len);
+                self.start_line.wait();
+                Ok((self.drive(io)?, None))
+            }
+            Some(flavor) => {
+                let seed = 0x5E55_0000 + self.index as u64;
+                let setup = SessionIo::new(set, self.target, flavor, self.payload_len, seed)
+                    .map_err(std::io::Error::other)
+                    .and_then(|mut io| {
+                        let hs = session::handshake::run(&mut io, HANDSHAKE_GIVE_UP)?;
+                        Ok((io, hs))
+                    });
+                // Reach the start line even on error, or the others wait forever.
+                self.start_line.wait();
+                let (io, hs) = setup?;
+                Ok((self.drive(io)?, Some(hs)))
+            }
+        }
+    }
+
+    fn drive<T: Transport>(&self, io: T) -> std::io::Result<WorkerStats> {
+        let w = Worker::new(
+            io,
+            self.payload_len,
+            self.timing,
+            self.poll,
+            Arc::clone(&self.live),
+        );
+        match (self.rate, self.window) {
+            (Some(r), _) => open::run(w, open::Schedule::new(r, self.threads, self.index)),
+            (None, w_slots) => closed::run(w, w_slots.unwrap_or(1)),
+        }
+    }
 }

@@ -10,6 +10,7 @@
 
 use super::payload::Probe;
 use super::stats::WorkerStats;
+use super::transport::Transport;
 use super::worker::{BATCH, Reply, Worker};
 use std::io;
 
@@ -42,7 +43,7 @@ impl Schedule {
 
 /// Runs the open loop until `w.end_ns`, then waits up to the timeout for the
 /// datagrams still in flight.
-pub fn run(mut w: Worker, schedule: Schedule) -> io::Result<WorkerStats> {
+pub fn run<T: Transport>(mut w: Worker<T>, schedule: Schedule) -> io::Result<WorkerStats> {
     let mut next: u64 = 0;
     let mut sent_total: u64 = 0;
     let mut received_total: u64 = 0;
@@ -89,7 +90,12 @@ const LATE_SEND_NS: u64 = 1_000_000;
 
 /// Sends the datagrams whose intended time has come (before the end), in
 /// batches from successive peers. Returns (datagrams sent, next index).
-fn send_due(w: &mut Worker, schedule: &Schedule, mut next: u64, now: u64) -> (u64, u64) {
+fn send_due<T: Transport>(
+    w: &mut Worker<T>,
+    schedule: &Schedule,
+    mut next: u64,
+    now: u64,
+) -> (u64, u64) {
     let mut sent_total = 0;
     for _ in 0..MAX_BATCHES_PER_POLL {
         let mut n = 0;
@@ -105,9 +111,7 @@ fn send_due(w: &mut Worker, schedule: &Schedule, mut next: u64, now: u64) -> (u6
                 peer: peer_tag,
                 seq: (next + n as u64) as u32,
             };
-            let len = w.payload_len;
-            let written = probe.encode(w.tx.slot_mut(n), len).unwrap_or(0);
-            w.tx.set_len(n, written);
+            w.stage(n, &probe);
             n += 1;
         }
         if n == 0 {

@@ -7,6 +7,7 @@
 //! peers the file-descriptor limit allows gets a distinct (IP, port).
 
 use crate::sys::epoll::Epoll;
+use crate::sys::mmsg::MmsgBatch;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
@@ -112,5 +113,42 @@ impl PeerSet {
     /// The epoll set watching every peer.
     pub fn epoll_mut(&mut self) -> &mut Epoll {
         &mut self.epoll
+    }
+
+    /// Waits up to `timeout_ms` (0: poll) for readable peers, drains each
+    /// one with `recvmmsg` into `rx` (non-blocking, as many batches as it
+    /// holds) and calls `f(peer, rx, n)` per batch of `n` datagrams. Only the
+    /// sockets epoll reports are read. Returns the receive errors seen.
+    pub fn for_each_ready(
+        &mut self,
+        timeout_ms: i32,
+        rx: &mut MmsgBatch,
+        mut f: impl FnMut(usize, &MmsgBatch, usize),
+    ) -> io::Result<u64> {
+        let mut errors = 0;
+        let batch = rx.count();
+        let ready = self.epoll.wait(timeout_ms)?;
+        for r in 0..ready {
+            let peer = usize::try_from(self.epoll.token(r)).unwrap_or(usize::MAX);
+            let Some(socket) = self.sockets.get(peer) else {
+                continue;
+            };
+            let fd = socket.as_raw_fd();
+            loop {
+                let n = match rx.recv(fd, batch, libc::MSG_DONTWAIT) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        errors += 1;
+                        break;
+                    }
+                };
+                f(peer, rx, n);
+                if n < batch {
+                    break;
+                }
+            }
+        }
+        Ok(errors)
     }
 }

@@ -1,6 +1,7 @@
 //! The load run's result: a human table on stdout and the same numbers as
 //! JSON (`--json FILE`).
 
+use super::session::HandshakeStats;
 use super::stats::Totals;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -76,6 +77,43 @@ pub struct LoadReport {
     pub achieved_rps: f64,
     /// Round-trip latency.
     pub latency_us: LatencyUs,
+    /// Session modes: sessions ready for traffic after the handshake phase
+    /// (relay: also welcomed with their relay ID). Absent in echo mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions_established: Option<usize>,
+    /// Session modes: sessions that failed to open (or were not ready when
+    /// the handshake phase gave up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake_failures: Option<usize>,
+    /// Session modes: wall time of the handshake phase (slowest worker), ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake_ms: Option<f64>,
+}
+
+/// The handshake phase over all workers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HandshakeSummary {
+    /// Sessions ready.
+    pub established: usize,
+    /// Sessions that failed.
+    pub failed: usize,
+    /// Slowest worker's handshake phase, ms.
+    pub ms: f64,
+}
+
+impl HandshakeSummary {
+    /// Adds up the workers' handshake phases.
+    #[must_use]
+    pub fn merge(workers: &[HandshakeStats]) -> Self {
+        Self {
+            established: workers.iter().map(|h| h.established).sum(),
+            failed: workers.iter().map(|h| h.failed).sum(),
+            ms: workers
+                .iter()
+                .map(|h| h.elapsed.as_secs_f64() * 1e3)
+                .fold(0.0, f64::max),
+        }
+    }
 }
 
 fn us(ns: u64) -> f64 {
@@ -107,6 +145,8 @@ pub struct RunInfo {
     pub warmup_s: f64,
     /// See [`LoadReport::timeout_ms`].
     pub timeout_ms: u64,
+    /// Session modes: the handshake phase.
+    pub handshake: Option<HandshakeSummary>,
 }
 
 impl LoadReport {
@@ -163,6 +203,9 @@ impl LoadReport {
                 max: if empty { 0.0 } else { us(h.max()) },
                 mean: if empty { 0.0 } else { h.mean() / 1000.0 },
             },
+            sessions_established: info.handshake.map(|h| h.established),
+            handshake_failures: info.handshake.map(|h| h.failed),
+            handshake_ms: info.handshake.map(|h| h.ms),
         }
     }
 }
@@ -213,6 +256,16 @@ impl fmt::Display for LoadReport {
             l.p999,
             l.max
         )?;
+        if let (Some(ok), Some(failed), Some(ms)) = (
+            self.sessions_established,
+            self.handshake_failures,
+            self.handshake_ms,
+        ) {
+            writeln!(
+                f,
+                "sessions established {ok}  failed {failed}  handshake phase {ms:.1} ms"
+            )?;
+        }
         if self.timeouts + self.late + self.errors + self.misrouted > 0 {
             writeln!(
                 f,

@@ -1,10 +1,10 @@
 //! What the closed- and open-loop workers share: the clock, the peer
-//! rotation, batched receive into [`Reply`]s, and live counters.
+//! rotation, counted sends and receives over a [`Transport`], and live
+//! counters.
 
 use super::payload::Probe;
-use super::peers::PeerSet;
 use super::stats::WorkerStats;
-use crate::sys::mmsg::MmsgBatch;
+use super::transport::{Sink, Transport, ns_since};
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,10 +34,10 @@ pub enum PollMode {
     Block,
 }
 
-/// One echo read back from a peer socket.
+/// One probe that came back to a peer.
 #[derive(Debug, Clone, Copy)]
 pub struct Reply {
-    /// The socket it arrived on.
+    /// The peer that sent it (for echo: the socket it arrived on).
     pub peer: usize,
     /// What it carried.
     pub probe: Probe,
@@ -45,14 +45,21 @@ pub struct Reply {
     pub recv_ns: u64,
 }
 
+/// The timing of one worker's run, ns since its epoch.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    /// Start of the measured window.
+    pub measure_start_ns: u64,
+    /// End of sending.
+    pub end_ns: u64,
+    /// How long to wait for an echo before calling it lost.
+    pub timeout_ns: u64,
+}
+
 /// The state every worker loop has.
-pub struct Worker {
-    /// This worker's peers.
-    pub peers: PeerSet,
-    /// Receive batch.
-    pub rx: MmsgBatch,
-    /// Send batch.
-    pub tx: MmsgBatch,
+pub struct Worker<T> {
+    /// This worker's peers and their traffic.
+    pub io: T,
     /// Datagram length.
     pub payload_len: usize,
     /// The run's clock epoch; probe times are ns since it.
@@ -72,31 +79,24 @@ pub struct Worker {
     next_peer: usize,
 }
 
-impl Worker {
-    /// A worker over `peers` (batches are allocated here, on the worker's
-    /// own thread).
-    #[allow(clippy::too_many_arguments)]
+impl<T: Transport> Worker<T> {
+    /// A worker over `io`, whose clock starts now.
     #[must_use]
     pub fn new(
-        peers: PeerSet,
+        io: T,
         payload_len: usize,
-        epoch: Instant,
-        measure_start_ns: u64,
-        end_ns: u64,
-        timeout_ns: u64,
+        window: Window,
         poll: PollMode,
         live: Arc<LiveCounters>,
     ) -> Self {
-        let n = peers.len();
+        let n = io.peer_count();
         Self {
-            peers,
-            rx: MmsgBatch::new(BATCH, payload_len.max(super::payload::MIN_LEN), false),
-            tx: MmsgBatch::new(BATCH, payload_len, false),
+            io,
             payload_len,
-            epoch,
-            measure_start_ns,
-            end_ns,
-            timeout_ns,
+            epoch: Instant::now(),
+            measure_start_ns: window.measure_start_ns,
+            end_ns: window.end_ns,
+            timeout_ns: window.timeout_ns,
             poll,
             live,
             stats: WorkerStats::new(n),
@@ -107,30 +107,35 @@ impl Worker {
     /// ns since the epoch.
     #[must_use]
     pub fn now_ns(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        ns_since(self.epoch)
     }
 
     /// The peer the next send batch goes out on (round robin, so every peer
     /// is used even when the window is smaller than the peer count).
     pub fn next_peer(&mut self) -> usize {
         let p = self.next_peer;
-        self.next_peer = (p + 1) % self.peers.len().max(1);
+        self.next_peer = (p + 1) % self.io.peer_count().max(1);
         p
     }
 
-    /// Sends `tx` slots `0..n` from `peer`; returns how many went. Slots from
-    /// `first_measured` on belong to the measured window and are counted.
-    /// Would-block and errors return 0 (errors are counted).
+    /// Writes `probe` into staging slot `j`, padded to the payload length.
+    pub fn stage(&mut self, j: usize, probe: &Probe) {
+        let len = self.payload_len;
+        let written = probe.encode(self.io.slot_mut(j), len).unwrap_or(0);
+        self.io.set_len(j, written);
+    }
+
+    /// Sends staging slots `0..n` from `peer`; returns how many went. Slots
+    /// from `first_measured` on belong to the measured window and are
+    /// counted. Errors return 0 (and are counted).
     pub fn send_batch(&mut self, peer: usize, n: usize, first_measured: usize) -> usize {
-        let fd = self.peers.fd(peer);
-        match self.tx.send(fd, 0, n, 0) {
+        match self.io.send(peer, n) {
             Ok(k) => {
                 let measured = k.saturating_sub(first_measured) as u64;
                 self.stats.sent += measured;
                 self.live.sent.fetch_add(measured, Ordering::Relaxed);
                 k
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
             Err(_) => {
                 self.stats.errors += 1;
                 0
@@ -138,46 +143,19 @@ impl Worker {
         }
     }
 
-    /// Waits for readable peers (`wait_ms`: 0 polls) and appends every echo
-    /// they hold to `out`.
+    /// Waits for replies (`wait_ms`: 0 polls; spin mode always polls) and
+    /// appends them to `out`.
     pub fn poll_replies(&mut self, wait_ms: i32, out: &mut Vec<Reply>) -> io::Result<()> {
         let timeout = match self.poll {
             PollMode::Spin => 0,
             PollMode::Block => wait_ms,
         };
-        let ready = self.peers.epoll_mut().wait(timeout)?;
-        for r in 0..ready {
-            let peer = usize::try_from(self.peers.epoll_mut().token(r)).unwrap_or(usize::MAX);
-            if peer >= self.peers.len() {
-                continue;
-            }
-            let fd = self.peers.fd(peer);
-            loop {
-                let n = match self.rx.recv(fd, BATCH, libc::MSG_DONTWAIT) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(_) => {
-                        self.stats.errors += 1;
-                        break;
-                    }
-                };
-                let recv_ns = self.now_ns();
-                for i in 0..n {
-                    match Probe::decode(self.rx.received(i)) {
-                        Some(probe) => out.push(Reply {
-                            peer,
-                            probe,
-                            recv_ns,
-                        }),
-                        None => self.stats.misrouted += 1,
-                    }
-                }
-                if n < BATCH {
-                    break;
-                }
-            }
-        }
-        Ok(())
+        let mut sink = Sink {
+            epoch: self.epoch,
+            out,
+            stats: &mut self.stats,
+        };
+        self.io.poll(timeout, &mut sink)
     }
 
     /// Records a matched echo if it belongs to the measured window.

@@ -1,0 +1,277 @@
+//! [`SessionIo`]: one client [`Endpoint`] driving a session per peer socket.
+//!
+//! Receive: only the sockets epoll reports ready are read, with `recvmmsg`,
+//! and every datagram goes to `Endpoint::handle_datagram`. Send: the
+//! endpoint's transmits are written straight into a `sendmmsg` batch, and
+//! runs of consecutive transmits of the same session go out in one call.
+//! `Transmit.conn` picks the socket (each session has its own).
+
+use super::codec::{self, Flavor, Incoming};
+use crate::load::payload::Probe;
+use crate::load::peers::PeerSet;
+use crate::load::transport::{Sink, Transport, ns_since};
+use crate::load::worker::{BATCH, Reply};
+use crate::sys::mmsg::MmsgBatch;
+use ringwire_shard::session::{
+    ConnId, ConnIdGen, ConnectError, Endpoint, EndpointConfig, EndpointError, Event, SendOutcome,
+    Timestamp,
+};
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// A worker's sessions, one per peer socket, all on one client endpoint.
+pub struct SessionIo {
+    peers: PeerSet,
+    target: SocketAddr,
+    flavor: Flavor,
+    ep: Endpoint,
+    origin: Instant,
+    conns: Vec<Option<ConnId>>,
+    by_conn: HashMap<ConnId, usize>,
+    relay_ids: Vec<Option<u64>>,
+    ready: Vec<bool>,
+    ready_count: usize,
+    failed: usize,
+    rx: MmsgBatch,
+    tx: MmsgBatch,
+    tx_conn: Vec<Option<ConnId>>,
+    payload_len: usize,
+    staging: Vec<u8>,
+    staged_len: Vec<usize>,
+    scratch: Vec<u8>,
+    send_errors: u64,
+}
+
+impl SessionIo {
+    /// Sessions over `peers` to `target`, for `payload_len`-byte probes;
+    /// `seed` makes connection IDs reproducible. Call on the worker thread.
+    pub fn new(
+        peers: PeerSet,
+        target: SocketAddr,
+        flavor: Flavor,
+        payload_len: usize,
+        seed: u64,
+    ) -> Result<Self, EndpointError> {
+        let mut config = EndpointConfig::new(ConnIdGen::seed_from_u64(!seed));
+        config.accept_incoming = false;
+        config.max_sessions = config.max_sessions.max(peers.len());
+        let max_datagram = config.max_datagram();
+        let ep = Endpoint::new(
+            config,
+            0,
+            1,
+            ConnIdGen::seed_from_u64(seed),
+            Timestamp::ZERO,
+        )?;
+        let n = peers.len();
+        Ok(Self {
+            peers,
+            target,
+            flavor,
+            ep,
+            origin: Instant::now(),
+            conns: vec![None; n],
+            by_conn: HashMap::with_capacity(n),
+            relay_ids: vec![None; n],
+            ready: vec![false; n],
+            ready_count: 0,
+            failed: 0,
+            rx: MmsgBatch::new(BATCH, max_datagram, false),
+            tx: MmsgBatch::new(BATCH, max_datagram, false),
+            tx_conn: vec![None; BATCH],
+            payload_len,
+            staging: vec![0; BATCH * payload_len],
+            staged_len: vec![0; BATCH],
+            scratch: Vec::with_capacity(max_datagram),
+            send_errors: 0,
+        })
+    }
+
+    fn now(&self) -> Timestamp {
+        Timestamp(u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    /// Starts peer `peer`'s handshake (queues its Hello; [`SessionIo::flush`]
+    /// sends it).
+    pub fn connect(&mut self, peer: usize) -> Result<(), ConnectError> {
+        let conn = self.ep.connect(self.now(), self.target)?;
+        self.conns[peer] = Some(conn);
+        self.by_conn.insert(conn, peer);
+        Ok(())
+    }
+
+    /// Sessions ready for traffic: established (session echo) or welcomed
+    /// with their relay ID (relay).
+    #[must_use]
+    pub fn ready_count(&self) -> usize {
+        self.ready_count
+    }
+
+    /// Sessions that ended (handshake timeout, or closed later).
+    #[must_use]
+    pub fn failed_count(&self) -> usize {
+        self.failed
+    }
+
+    /// Sends every datagram the endpoint has queued.
+    pub fn flush(&mut self) {
+        let now = self.now();
+        let (mut start, mut k) = (0, 0);
+        let mut group: Option<usize> = None;
+        while let Some(t) = self.ep.poll_transmit(now, self.tx.slot_mut(k)) {
+            let Some(peer) = t.conn.and_then(|c| self.by_conn.get(&c)).copied() else {
+                continue;
+            };
+            if let Some(g) = group.filter(|&g| g != peer) {
+                self.send_run(g, start, k);
+                start = k;
+            }
+            self.tx.set_len(k, t.len);
+            self.tx_conn[k] = t.conn;
+            group = Some(peer);
+            k += 1;
+            if k == BATCH {
+                self.send_run(peer, start, k);
+                (start, k, group) = (0, 0, None);
+            }
+        }
+        if let Some(g) = group {
+            self.send_run(g, start, k);
+        }
+    }
+
+    /// Sends batch slots `start..end`, all of `peer`'s session, in one call.
+    fn send_run(&mut self, peer: usize, start: usize, end: usize) {
+        let sent = match self.tx.send(self.peers.fd(peer), start, end, 0) {
+            Ok(m) => m,
+            Err(_) => {
+                self.send_errors += 1;
+                0
+            }
+        };
+        for i in start..end {
+            if let Some(conn) = self.tx_conn[i] {
+                self.ep.on_send_completed(conn, i < start + sent);
+            }
+        }
+    }
+
+    fn mark_ready(&mut self, peer: usize) {
+        if !self.ready[peer] {
+            self.ready[peer] = true;
+            self.ready_count += 1;
+        }
+    }
+
+    /// Drains the endpoint's events: lifecycle into the peer states, probes
+    /// into `out`.
+    fn drain_events(&mut self, sink: &mut Sink<'_>) {
+        let recv_ns = ns_since(sink.epoch);
+        while let Some(event) = self.ep.poll_event() {
+            match event {
+                Event::Connected { conn, .. } => {
+                    if let Some(&p) = self.by_conn.get(&conn)
+                        && self.flavor == Flavor::Echo
+                    {
+                        self.mark_ready(p);
+                    }
+                }
+                Event::Message { conn, bytes } => {
+                    let Some(&p) = self.by_conn.get(&conn) else {
+                        continue;
+                    };
+                    match codec::unwrap(self.flavor, &bytes) {
+                        Incoming::Welcome(id) => {
+                            self.relay_ids[p] = Some(id);
+                            self.mark_ready(p);
+                        }
+                        Incoming::Probe { src, bytes } => {
+                            let from = codec::partner(self.flavor, p);
+                            let probe = Probe::decode(bytes);
+                            match probe {
+                                Some(probe) if src.is_none() || src == self.relay_ids[from] => {
+                                    sink.out.push(Reply {
+                                        peer: from,
+                                        probe,
+                                        recv_ns,
+                                    });
+                                }
+                                _ => sink.stats.misrouted += 1,
+                            }
+                        }
+                        Incoming::Other => sink.stats.misrouted += 1,
+                    }
+                }
+                Event::Disconnected { conn, .. } => {
+                    if let Some(p) = self.by_conn.remove(&conn) {
+                        self.conns[p] = None;
+                        self.failed += 1;
+                        if std::mem::take(&mut self.ready[p]) {
+                            self.ready_count -= 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Transport for SessionIo {
+    fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    fn slot_mut(&mut self, j: usize) -> &mut [u8] {
+        let len = self.payload_len;
+        &mut self.staging[j * len..(j + 1) * len]
+    }
+
+    fn set_len(&mut self, j: usize, len: usize) {
+        self.staged_len[j] = len.min(self.payload_len);
+    }
+
+    fn send(&mut self, peer: usize, n: usize) -> io::Result<usize> {
+        let to = codec::partner(self.flavor, peer);
+        let conn = match self.conns[peer] {
+            Some(c) if self.ready[peer] && self.ready[to] => c,
+            _ => return Ok(0),
+        };
+        let dst = self.relay_ids[to].unwrap_or(0);
+        let now = self.now();
+        let mut sent = 0;
+        for j in 0..n.min(BATCH) {
+            let at = j * self.payload_len;
+            let probe = &self.staging[at..at + self.staged_len[j]];
+            let msg = codec::wrap(self.flavor, dst, probe, &mut self.scratch);
+            match self.ep.send(now, conn, msg) {
+                SendOutcome::Queued => sent += 1,
+                _ => break,
+            }
+        }
+        self.flush();
+        Ok(sent)
+    }
+
+    fn poll(&mut self, timeout_ms: i32, sink: &mut Sink<'_>) -> io::Result<()> {
+        let now = self.now();
+        let (ep, target) = (&mut self.ep, self.target);
+        let errors = self
+            .peers
+            .for_each_ready(timeout_ms, &mut self.rx, |_, rx, n| {
+                for i in 0..n {
+                    // Drops are counted by the endpoint; nothing else to do.
+                    let _ = ep.handle_datagram(now, target, rx.received(i));
+                }
+            })?;
+        sink.stats.errors += errors + std::mem::take(&mut self.send_errors);
+        let now = self.now();
+        if self.ep.poll_timeout().is_some_and(|t| t <= now) {
+            self.ep.handle_timeout(now);
+        }
+        self.flush();
+        self.drain_events(sink);
+        Ok(())
+    }
+}

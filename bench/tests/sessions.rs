@@ -1,0 +1,109 @@
+//! `load --mode session` and `--mode relay` against an in-process engine
+//! (session-echo on one shard, relay on two): every session opens, every
+//! request comes back, the JSON parses. Skips where io_uring is unavailable.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use ringwire::apps::{Relay, SessionEcho};
+use ringwire::{Engine, EngineConfig, EngineHandle, Handler};
+use ringwire_bench::load::report::LoadReport;
+use ringwire_bench::load::{LoadArgs, Mode};
+use ringwire_shard::driver::probe;
+use ringwire_shard::session::EndpointConfig;
+use ringwire_shard::session_host::{SessionApp, SessionHost};
+
+fn engine<A>(shards: usize, app: fn() -> A) -> EngineHandle
+where
+    A: SessionApp + Send + 'static,
+    SessionHost<A>: Handler,
+{
+    let key = [42u8; 32];
+    let mut config = EngineConfig::unpinned("127.0.0.1:0".parse().unwrap(), shards);
+    config.shard.socket_recv_buffer = 8 << 20;
+    Engine::try_start(&config, move |info| {
+        SessionHost::new(
+            EndpointConfig::new(key),
+            info.index,
+            info.shards,
+            [info.index as u8 + 1; 32],
+            app(),
+        )
+    })
+    .unwrap()
+}
+
+/// Runs `args` with a JSON report; returns the report parsed back from it.
+fn run_with_json(mut args: LoadArgs, name: &str) -> LoadReport {
+    let json = common::temp_json(name);
+    args.json = Some(json.clone());
+    ringwire_bench::load::run(args).unwrap();
+    let text = std::fs::read_to_string(&json).unwrap();
+    let _ = std::fs::remove_file(&json);
+    let value: serde_json::Value = serde_json::from_str(&text).expect("well-formed JSON");
+    for key in ["sessions_established", "handshake_ms", "handshake_failures"] {
+        assert!(value.get(key).is_some(), "JSON lacks {key}: {text}");
+    }
+    serde_json::from_value(value).expect("JSON matches the schema")
+}
+
+fn assert_all_delivered(report: &LoadReport, peers: usize) {
+    assert_eq!(report.sessions_established, Some(peers), "{report}");
+    assert_eq!(report.handshake_failures, Some(0), "{report}");
+    assert!(report.handshake_ms.is_some_and(|ms| ms >= 0.0), "{report}");
+    assert!(report.sent > 0, "{report}");
+    assert_eq!(report.received, report.sent, "{report}");
+    assert_eq!(report.lost, 0, "{report}");
+    assert_eq!(
+        report.timeouts + report.late + report.misrouted + report.errors,
+        0,
+        "{report}"
+    );
+    assert_eq!(report.distinct_source_ports, peers);
+    assert!(report.latency_us.p50 > 0.0 && report.latency_us.p50 <= report.latency_us.max);
+}
+
+/// Runs `mode` with `peers` peers, closed loop, against a fresh engine of
+/// `shards` shards running `app`; asserts everything was delivered.
+fn run_mode<A>(mode: Mode, shards: usize, app: fn() -> A, peers: u32) -> Option<LoadReport>
+where
+    A: SessionApp + Send + 'static,
+    SessionHost<A>: Handler,
+{
+    if let Err(e) = probe() {
+        println!("skipping: {e}");
+        return None;
+    }
+    let engine = engine(shards, app);
+    let mut args = common::closed_loop(engine.local_addr(), peers, 16);
+    args.mode = mode;
+    args.cores = None;
+    let report = run_with_json(args, &format!("{mode:?}"));
+    engine.shutdown(std::time::Duration::from_secs(5)).unwrap();
+    assert_all_delivered(&report, peers as usize);
+    Some(report)
+}
+
+#[test]
+fn session_mode_200_peers_closed_loop() {
+    if let Some(report) = run_mode(Mode::Session, 1, SessionEcho::default, 200) {
+        assert_eq!(report.mode, "session");
+        assert_eq!(report.peers_responded, 200, "{report}");
+    }
+}
+
+#[test]
+fn relay_mode_50_pairs_over_two_shards() {
+    if let Some(report) = run_mode(Mode::Relay, 2, Relay::default, 100) {
+        assert_eq!(report.mode, "relay");
+        assert_eq!(report.peers_responded, 100, "{report}");
+    }
+}
+
+#[test]
+fn relay_mode_rejects_odd_peer_counts() {
+    let mut args = common::closed_loop("127.0.0.1:9".parse().unwrap(), 3, 1);
+    args.mode = Mode::Relay;
+    let err = ringwire_bench::load::execute(&args).unwrap_err();
+    assert!(err.to_string().contains("even"), "{err}");
+}
