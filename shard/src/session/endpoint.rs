@@ -81,7 +81,9 @@ pub struct Endpoint {
     n_shards: u16,
     ids: ConnIdGen,
     cookies: CookieJar,
-    sessions: HashMap<ConnId, Session>,
+    /// Boxed: a table slot is 16 bytes instead of the session's size, so the table's slack
+    /// (up to half its slots after a resize) costs little and a resize moves no sessions.
+    sessions: HashMap<ConnId, Box<Session>>,
     by_peer: HashMap<(SocketAddr, u64), ConnId>,
     control: ControlQueue,
     ready: VecDeque<ConnId>,
@@ -173,7 +175,13 @@ impl Endpoint {
         };
         self.sessions.insert(
             cid,
-            Session::new(addr, 0, Role::Client, Phase::Handshaking(Box::new(hs)), now),
+            Box::new(Session::new(
+                addr,
+                0,
+                Role::Client,
+                Phase::Handshaking(Box::new(hs)),
+                now,
+            )),
         );
         self.send_hello(cid);
         self.reschedule(cid);
@@ -302,7 +310,7 @@ impl Endpoint {
     /// One session's flight recorder.
     #[must_use]
     pub fn session_stats(&self, conn: ConnId) -> Option<SessionStats> {
-        self.sessions.get(&conn).map(Session::stats)
+        self.sessions.get(&conn).map(|s| s.stats())
     }
 
     /// Endpoint-wide counters.

@@ -151,7 +151,13 @@ impl Endpoint {
                 return self.dropped(DropReason::SessionLimit, None);
             }
             let cid = self.fresh_conn_id();
-            let s = Session::new(from, src_conn_id, Role::Server, Phase::Established, now);
+            let s = Box::new(Session::new(
+                from,
+                src_conn_id,
+                Role::Server,
+                Phase::Established,
+                now,
+            ));
             self.sessions.insert(cid, s);
             self.by_peer.insert((from, src_conn_id), cid);
             self.accept_pn(now, cid, pn, wire::HELLO_LEN);
