@@ -9,7 +9,7 @@ use ringwire::apps::{Relay, SessionEcho};
 use ringwire::{Engine, EngineConfig, EngineHandle, Handler};
 use ringwire_bench::load::report::LoadReport;
 use ringwire_bench::load::{LoadArgs, Mode};
-use ringwire_shard::driver::probe;
+use ringwire_shard::driver::available_or_explain;
 use ringwire_shard::session::EndpointConfig;
 use ringwire_shard::session_host::{SessionApp, SessionHost};
 
@@ -70,8 +70,7 @@ where
     A: SessionApp + Send + 'static,
     SessionHost<A>: Handler,
 {
-    if let Err(e) = probe() {
-        println!("skipping: {e}");
+    if !available_or_explain() {
         return None;
     }
     let engine = engine(shards, app);

@@ -7,17 +7,7 @@ use std::time::Duration;
 
 use ringwire::apps::{Echo, SockperfServer};
 use ringwire::{Engine, EngineConfig};
-use ringwire_shard::driver::{probe, thread_cpu_time};
-
-fn io_uring_available() -> bool {
-    match probe() {
-        Ok(_) => true,
-        Err(e) => {
-            println!("skipping: {e}");
-            false
-        }
-    }
-}
+use ringwire_shard::driver::{available_or_explain, thread_cpu_time};
 
 /// Whether a thread with this id still exists in this process.
 fn thread_alive(tid: u64) -> bool {
@@ -26,7 +16,7 @@ fn thread_alive(tid: u64) -> bool {
 
 #[test]
 fn two_shards_echo_every_datagram_from_256_ports_and_stop_in_time() {
-    if !io_uring_available() {
+    if !available_or_explain() {
         return;
     }
     let config = EngineConfig::unpinned("127.0.0.1:0".parse().unwrap(), 2);
@@ -87,7 +77,7 @@ fn two_shards_echo_every_datagram_from_256_ports_and_stop_in_time() {
 
 #[test]
 fn idle_shards_use_no_cpu() {
-    if !io_uring_available() {
+    if !available_or_explain() {
         return;
     }
     let config = EngineConfig::unpinned("127.0.0.1:0".parse().unwrap(), 2);
@@ -118,7 +108,7 @@ fn idle_shards_use_no_cpu() {
 
 #[test]
 fn sockperf_app_answers_like_sockperf_server() {
-    if !io_uring_available() {
+    if !available_or_explain() {
         return;
     }
     let config = EngineConfig::unpinned("127.0.0.1:0".parse().unwrap(), 1);

@@ -6,7 +6,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use ringwire::{Ctx, Engine, EngineConfig, Handler};
-use ringwire_shard::driver::probe;
+use ringwire_shard::driver::available_or_explain;
 use ringwire_shard::mesh::{Lane, MeshConfig, MeshSendError};
 
 enum Msg {
@@ -98,8 +98,7 @@ impl Handler for Flood {
 
 #[test]
 fn full_data_lane_does_not_delay_control_and_messages_arrive_in_order() {
-    if let Err(e) = probe() {
-        println!("skipping: {e}");
+    if !available_or_explain() {
         return;
     }
     let mut config = EngineConfig::unpinned("127.0.0.1:0".parse().unwrap(), 2);

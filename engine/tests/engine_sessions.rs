@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ringwire::apps::Relay;
 use ringwire::{Engine, EngineConfig, EngineHandle, EngineReport};
-use ringwire_shard::driver::probe;
+use ringwire_shard::driver::available_or_explain;
 use ringwire_shard::session::relay_msg::RelayMsg;
 use ringwire_shard::session::{ConnId, EndpointConfig, Event, shard_of};
 use ringwire_shard::session_client::ClientPool;
@@ -101,8 +101,7 @@ fn app_totals(report: &EngineReport) -> HashMap<&'static str, u64> {
 
 #[test]
 fn thousand_sessions_relay_both_ways_across_shards() {
-    if let Err(e) = probe() {
-        println!("skipping: {e}");
+    if !available_or_explain() {
         return;
     }
     let engine = relay_engine(true);
@@ -188,8 +187,7 @@ fn thousand_sessions_relay_both_ways_across_shards() {
 /// it the kernel's 4-tuple hash sends about half to the other shard, which hands them over.
 #[test]
 fn steering_delivers_to_the_owner_without_handoff() {
-    if let Err(e) = probe() {
-        println!("skipping: {e}");
+    if !available_or_explain() {
         return;
     }
     let mut handed = Vec::new();

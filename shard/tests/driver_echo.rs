@@ -5,7 +5,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringwire_shard::driver::{SocketOptions, bind_reuseport_group, probe};
+use ringwire_shard::driver::{SocketOptions, available_or_explain, bind_reuseport_group};
 use ringwire_shard::mesh::MeshEnd;
 use ringwire_shard::{Ctx, Handler, SendOutcome, Shard, ShardConfig, ShardControl, ShardExit};
 
@@ -16,16 +16,6 @@ impl Handler for Echo {
     fn on_datagram(&mut self, peer: SocketAddr, payload: &[u8], ctx: &mut Ctx<'_, ()>) {
         let outcome = ctx.send_to(peer, payload);
         assert_ne!(outcome, SendOutcome::TooLarge { len: 0, max: 0 });
-    }
-}
-
-fn io_uring_available() -> bool {
-    match probe() {
-        Ok(_) => true,
-        Err(e) => {
-            println!("skipping: {e}");
-            false
-        }
     }
 }
 
@@ -64,7 +54,7 @@ fn big_buffer_client() -> UdpSocket {
 
 #[test]
 fn echoes_and_stops_cleanly() {
-    if !io_uring_available() {
+    if !available_or_explain() {
         return;
     }
     let (addr, control, thread) = start(ShardConfig::default());
@@ -91,7 +81,7 @@ fn echoes_and_stops_cleanly() {
 
 #[test]
 fn tiny_buffer_ring_survives_a_burst_via_enobufs_and_rearm() {
-    if !io_uring_available() {
+    if !available_or_explain() {
         return;
     }
     let config = ShardConfig {
@@ -144,7 +134,7 @@ fn tiny_buffer_ring_survives_a_burst_via_enobufs_and_rearm() {
 
 #[test]
 fn send_errors_are_counted_by_errno() {
-    if !io_uring_available() {
+    if !available_or_explain() {
         return;
     }
     struct Misdirect;

@@ -33,7 +33,9 @@ use std::time::{Duration, Instant};
 use io_uring::types::{Fd, Fixed, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
 
-pub use probe::{ProbeReport, RingMode, SetupError, create_ring, kernel_release, probe};
+pub use probe::{
+    ProbeReport, RingMode, SetupError, available_or_explain, create_ring, kernel_release, probe,
+};
 pub use socket::{SocketError, SocketOptions, bind_reuseport_group};
 pub use steer::{attach_steering, detach_steering, steering_program};
 

@@ -186,6 +186,18 @@ pub fn probe() -> Result<ProbeReport, SetupError> {
     create_ring(8, 16).map(|(_, report)| report)
 }
 
+/// For tests and tools that need io_uring: true if it is usable; otherwise prints
+/// `skipping: <why>` and returns false, so the caller can skip with a reason.
+pub fn available_or_explain() -> bool {
+    match probe() {
+        Ok(_) => true,
+        Err(e) => {
+            println!("skipping: {e}");
+            false
+        }
+    }
+}
+
 fn diagnose(err: io::Error, kernel: String) -> SetupError {
     let sysctl = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
         .map(|s| s.trim().to_string())
