@@ -1,26 +1,38 @@
 #!/usr/bin/env bash
 # Compare UDP echo servers on loopback with ringwire-bench's load generator.
 #
-#   scripts/bench.sh [--quick] [--sockperf] [--rounds N] [--out DIR] [--no-build]
+#   scripts/bench.sh [--quick] [--sockperf] [--callgrind] [--rounds N] [--out DIR]
+#                    [--no-build] [--no-plot]
 #
 # Each server runs pinned to core $SERVER_CORE, the load generator pinned to
-# core $LOAD_CORE. Per server, in order:
+# core $LOAD_CORE. Servers: mmsg (the floor), tokio, glommio (baselines in
+# ringwire-bench) and ringwire (`ringwire serve --app echo --shards 1`).
+# Per server, in order:
 #   sat     closed loop, window 256 per thread   (saturation throughput)
 #   lat     closed loop, window 8                (latency at light load)
 #   open25/open50/open75  open loop at 25/50/75% of the mmsg floor's
 #           saturation rate (latency from intended send times)
 # The mmsg floor always runs first, since the open-loop rates derive from it.
-# JSON reports land in $OUT as <server>.<phase>.json (+ <server>.server.json
-# for the baselines' own served/CPU report); `ringwire-bench compare $OUT`
-# prints the table, with ratios to the floor.
+# JSON reports land in $OUT as <server>.<phase>.json + <server>.server.json
+# (served datagrams and CPU: the baselines measure their own thread; for
+# ringwire its ringwire-shard thread is read from /proc/PID/task/*/stat before
+# and after the phases). `ringwire-bench compare $OUT` prints the table.
 #
 # --rounds N: repeat the whole sequence N times (servers interleaved in time,
 # reports in $OUT/round-K) and print each round's table and the medians.
+# --sockperf: the sockperf client (ping-pong, under-load, throughput) against
+# `sockperf server` and against `ringwire serve --app sockperf`, same cores;
+# raw output in $OUT/sockperf/<server>.<test>.txt.
+# --callgrind: user-space instructions per request of each server under
+# `valgrind --tool=callgrind` (an idle run subtracted from a run at
+# $CG_RATE/s for $CG_DURATION s), in $OUT/callgrind/.
+# Without --quick the run ends by writing docs/BENCHMARKS.md
+# (`ringwire-bench report`, $NOTE as its first paragraph) and
+# docs/bench-latency.svg (`ringwire-bench plot`; --no-plot skips it).
 # --quick: a short smoke run (about a second per phase) that asserts only
-# that every run exited 0 and every JSON report parses.
-# --sockperf: also run `sockperf server` + `sockperf ping-pong` as an outside
-# reference (sockperf's client only understands sockperf's own server, so it
-# cannot drive our servers). Installs the Debian package if missing.
+# that every server ran and every JSON report parses; it writes the report
+# and plot into $OUT only. The full run used for docs/BENCHMARKS.md:
+#   scripts/bench.sh --rounds 3 --sockperf --callgrind
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -28,6 +40,8 @@ cd "$(dirname "$0")/.."
 ARGS="$*"
 QUICK=0
 SOCKPERF=0
+CALLGRIND=0
+PLOT=1
 BUILD=1
 ROUNDS=1
 OUT=""
@@ -35,10 +49,12 @@ while [[ $# -gt 0 ]]; do
     case "$1" in
         --quick) QUICK=1 ;;
         --sockperf) SOCKPERF=1 ;;
+        --callgrind) CALLGRIND=1 ;;
+        --no-plot) PLOT=0 ;;
         --no-build) BUILD=0 ;;
         --rounds) ROUNDS="$2"; shift ;;
         --out) OUT="$2"; shift ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -50,6 +66,8 @@ LOAD_CORE=${LOAD_CORE:-1}
 PEERS=${PEERS:-64}
 PAYLOAD=${PAYLOAD:-32}
 BASE_PORT=${BASE_PORT:-21000}
+CG_RATE=${CG_RATE:-5000}
+CG_DURATION=${CG_DURATION:-2}
 if [[ $QUICK == 1 ]]; then
     DURATION=${DURATION:-1}
     WARMUP=${WARMUP:-0.2}
@@ -61,14 +79,14 @@ OUT=${OUT:-bench-out/$(date -u +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 
 if [[ $BUILD == 1 ]]; then
-    cargo build --release -p ringwire-bench
+    cargo build --release -p ringwire -p ringwire-bench
 fi
 BENCH=target/release/ringwire-bench
 [[ -x $BENCH ]] || { echo "missing $BENCH (run without --no-build)" >&2; exit 1; }
 
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- 2>/dev/null || echo ' (with uncommitted changes)')"
     echo "nproc: $(nproc)"
     echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
     echo "kernel: $(uname -r)"
@@ -81,14 +99,15 @@ loadavg() { echo "loadavg $(cut -d' ' -f1-3 /proc/loadavg) $1" | tee -a "$OUT/ma
 # Baselines built into ringwire-bench. mmsg must stay first (the floor).
 SERVERS=(mmsg tokio glommio)
 
-# >>> RINGWIRE HOOK (main author): the engine joins the comparison when its
-# binary exists and its `serve` accepts `--app`; otherwise it is skipped.
-# Its command line is in server_cmd below ("ringwire" case).
+# >>> RINGWIRE HOOK: the engine, built above (or $RINGWIRE_BIN), runs the echo
+# app on one shard pinned like the baselines; its command line is in
+# server_cmd below ("ringwire" case), its CPU is read from /proc (run_round).
 RINGWIRE_BIN=${RINGWIRE_BIN:-target/release/ringwire}
 if [[ -x $RINGWIRE_BIN ]] && "$RINGWIRE_BIN" serve --help 2>/dev/null | grep -q -- '--app'; then
     SERVERS+=(ringwire)
 else
-    echo "note: skipping ringwire ($RINGWIRE_BIN missing or its 'serve --app' not available)"
+    echo "FAILED: $RINGWIRE_BIN missing or its 'serve --app' not available (run without --no-build)" >&2
+    exit 1
 fi
 # <<< RINGWIRE HOOK
 
@@ -104,10 +123,10 @@ server_cmd() {
     esac
 }
 
-# wait_udp PORT: until something listens on UDP PORT (10 s at most).
+# wait_udp PORT [SECS]: until something listens on UDP PORT (10 s at most).
 wait_udp() {
-    local port=$1 i
-    for i in $(seq 1 100); do
+    local port=$1 tries=$((${2:-10} * 10)) i
+    for i in $(seq 1 "$tries"); do
         if command -v ss >/dev/null; then
             ss -Hlun "sport = :$port" | grep -q . && return 0
         elif [[ $i -ge 10 ]]; then
@@ -116,6 +135,33 @@ wait_udp() {
         sleep 0.1
     done
     return 1
+}
+
+# start_server NAME PORT LOG WAIT_S CMD...: runs CMD in the background (output
+# to LOG) and sets SERVER_PID; fails (and stops it) unless it listens on UDP
+# PORT within WAIT_S seconds.
+SERVER_PID=""
+start_server() {
+    local name=$1 port=$2 log=$3 wait_s=$4; shift 4
+    "$@" >"$log" 2>&1 &
+    SERVER_PID=$!
+    if ! wait_udp "$port" "$wait_s" || ! kill -0 "$SERVER_PID" 2>/dev/null; then
+        echo "FAILED: $name did not start:" >&2
+        cat "$log" >&2
+        kill -INT "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        return 1
+    fi
+}
+
+# stop_server NAME LOG: SIGINT, then wait; fails if it exited with an error.
+stop_server() {
+    kill -INT "$SERVER_PID" 2>/dev/null || true
+    if ! wait "$SERVER_PID"; then
+        echo "FAILED: $1 exited with an error:" >&2
+        cat "$2" >&2
+        return 1
+    fi
 }
 
 FAILED=0
@@ -134,22 +180,18 @@ load() { # load DIR NAME PHASE PORT ARGS...
 # rates come from the first round's floor, so every round offers the same load.
 FLOOR_RATE=""
 run_round() {
-    local dir=$1 i=0 name port cmd pid pct
+    local dir=$1 i=0 name port cmd pct log
     mkdir -p "$dir"
     for name in "${SERVERS[@]}"; do
         port=$((BASE_PORT + i)); i=$((i + 1))
         cmd=$(server_cmd "$name" "$port" "$dir/$name.server.json")
+        log=$dir/$name.server.log
         echo "## $name: $cmd"
         loadavg "before $name ($dir)"
-        $cmd >"$dir/$name.server.log" 2>&1 &
-        pid=$!
-        if ! wait_udp "$port" || ! kill -0 "$pid" 2>/dev/null; then
-            echo "FAILED: $name did not start:" >&2
-            cat "$dir/$name.server.log" >&2
-            kill -INT "$pid" 2>/dev/null || true
-            wait "$pid" 2>/dev/null || true
-            FAILED=1
-            continue
+        # shellcheck disable=SC2086 # the command line is split on purpose
+        start_server "$name" "$port" "$log" 10 $cmd || { FAILED=1; continue; }
+        if [[ $name == ringwire ]]; then
+            "$BENCH" cpu-sample --pid "$SERVER_PID" --out "$dir/$name.cpu-before.sample" || FAILED=1
         fi
         load "$dir" "$name" sat "$port" --window 256
         load "$dir" "$name" lat "$port" --window 8
@@ -162,13 +204,17 @@ run_round() {
                 load "$dir" "$name" "open$pct" "$port" --rate $((FLOOR_RATE * pct / 100))
             done
         fi
-        kill -INT "$pid" 2>/dev/null || true
-        if ! wait "$pid"; then
-            echo "FAILED: $name exited with an error:" >&2
-            cat "$dir/$name.server.log" >&2
+        if [[ $name == ringwire ]]; then
+            "$BENCH" cpu-sample --pid "$SERVER_PID" --out "$dir/$name.cpu-after.sample" || FAILED=1
+        fi
+        stop_server "$name" "$log" || FAILED=1
+        cat "$log"
+        if [[ $name == ringwire ]] && ! "$BENCH" engine-report --log "$log" \
+            --before "$dir/$name.cpu-before.sample" --after "$dir/$name.cpu-after.sample" \
+            --json "$dir/$name.server.json"; then
+            echo "FAILED: no server report for ringwire" >&2
             FAILED=1
         fi
-        cat "$dir/$name.server.log"
     done
 }
 
@@ -182,23 +228,107 @@ for dir in "${DIRS[@]}"; do
     run_round "$dir"
 done
 
+# ---- sockperf: its client against its own server and against ringwire ------
+# sockperf_cmd NAME PORT: the server command line for the sockperf client.
+sockperf_cmd() {
+    case "$1" in
+        sockperf) echo "taskset -c $SERVER_CORE sockperf server -i 127.0.0.1 -p $2" ;;
+        ringwire) echo "$RINGWIRE_BIN serve --bind 127.0.0.1:$2 --app sockperf --shards 1 --cores $SERVER_CORE" ;;
+    esac
+}
 if [[ $SOCKPERF == 1 ]]; then
     if ! command -v sockperf >/dev/null; then
         (apt-get update -qq && apt-get install -y -qq sockperf) >/dev/null || true
     fi
     if command -v sockperf >/dev/null; then
-        port=$((BASE_PORT + 99))
-        taskset -c "$SERVER_CORE" sockperf server -i 127.0.0.1 -p "$port" >"$OUT/sockperf.server.log" 2>&1 &
-        spid=$!
-        sleep 0.5
-        taskset -c "$LOAD_CORE" sockperf ping-pong -i 127.0.0.1 -p "$port" -m "$PAYLOAD" \
-            -t "${DURATION%.*}" >"$OUT/sockperf.pingpong.txt" 2>&1 || FAILED=1
-        kill -INT "$spid" 2>/dev/null || true
-        wait "$spid" 2>/dev/null || true
-        echo "## sockperf ping-pong against sockperf server (window 1, usec):"
-        grep -E "Summary: Latency is|percentile (50|99)\.000 " "$OUT/sockperf.pingpong.txt" || true
+        SP=$OUT/sockperf
+        mkdir -p "$SP"
+        secs=${DURATION%.*}
+        [[ ${secs:-0} -ge 1 ]] || secs=1
+        mps=$(( ${FLOOR_RATE:-0} > 0 ? FLOOR_RATE / 2 : 10000 ))
+        port=$((BASE_PORT + 90))
+        for name in sockperf ringwire; do
+            port=$((port + 1))
+            cmd=$(sockperf_cmd "$name" "$port")
+            echo "## sockperf client against $name: $cmd"
+            loadavg "before sockperf against $name"
+            # shellcheck disable=SC2086
+            start_server "$name" "$port" "$SP/$name.server.log" 10 $cmd || { FAILED=1; continue; }
+            sleep 0.3
+            for test in ping-pong under-load throughput; do
+                extra=()
+                [[ $test == under-load ]] && extra=(--mps "$mps")
+                if ! taskset -c "$LOAD_CORE" sockperf "$test" -i 127.0.0.1 -p "$port" \
+                    -m "$PAYLOAD" -t "$secs" "${extra[@]}" >"$SP/$name.$test.txt" 2>&1; then
+                    echo "FAILED: sockperf $test against $name:" >&2
+                    cat "$SP/$name.$test.txt" >&2
+                    FAILED=1
+                fi
+                grep -E "Summary:|percentile (50|99|99\.9)00 " "$SP/$name.$test.txt" | sed "s/^/  $name $test: /" || true
+            done
+            stop_server "$name" "$SP/$name.server.log" || FAILED=1
+        done
     else
         echo "note: sockperf not available; skipped"
+    fi
+fi
+
+# ---- callgrind: user-space instructions per request ------------------------
+# callgrind_run NAME PORT: NAME under callgrind; counters dumped once it listens
+# ($CG/NAME.out.1: start-up) and after $CG_RATE/s for $CG_DURATION s
+# ($CG/NAME.out.2: the load, what callgrind-report counts). SIGINT then,
+# SIGKILL if it does not exit (the engine under valgrind 3.19: see
+# bench/src/callgrind.rs).
+callgrind_run() {
+    local name=$1 port=$2 cmd i
+    cmd=$(server_cmd "$name" "$port" "$CG/$name.server.json")
+    rm -f "$CG/$name.out"*
+    # shellcheck disable=SC2086
+    start_server "$name" "$port" "$CG/$name.log" 60 \
+        valgrind --tool=callgrind --callgrind-out-file="$CG/$name.out" $cmd || return 1
+    callgrind_control -d "$SERVER_PID" >/dev/null || return 1
+    "$BENCH" load --target "127.0.0.1:$port" --peers "$PEERS" --threads 1 \
+        --cores "$LOAD_CORE" --payload "$PAYLOAD" --rate "$CG_RATE" \
+        --duration "$CG_DURATION" --warmup 0 --json "$CG/$name.load.json" \
+        >"$CG/$name.load.txt" || return 1
+    callgrind_control -d "$SERVER_PID" >/dev/null || return 1
+    kill -INT "$SERVER_PID" 2>/dev/null || true
+    for i in $(seq 1 50); do
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.2
+    done
+    if kill -0 "$SERVER_PID" 2>/dev/null; then
+        echo "note: $name did not stop on SIGINT under valgrind; killed after its dump"
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+    fi
+    wait "$SERVER_PID" 2>/dev/null || true
+    [[ -s $CG/$name.out.2 ]]
+}
+if [[ $CALLGRIND == 1 ]]; then
+    if command -v valgrind >/dev/null && command -v callgrind_control >/dev/null; then
+        CG=$OUT/callgrind
+        mkdir -p "$CG"
+        port=$((BASE_PORT + 80))
+        for name in "${SERVERS[@]}"; do
+            port=$((port + 1))
+            echo "## callgrind: $name ($CG_RATE/s for $CG_DURATION s)"
+            if callgrind_run "$name" "$port"; then
+                "$BENCH" callgrind-report --server "$name" --dump "$CG/$name.out.2" \
+                    --load-json "$CG/$name.load.json" --json "$CG/$name.callgrind.json" || FAILED=1
+            elif [[ $name == glommio ]]; then
+                echo "note: callgrind: skipping glommio, it does not run under valgrind here ($CG/$name.log):"
+                tail -n 3 "$CG/$name.log" | sed 's/^/  /'
+                kill -KILL "$SERVER_PID" 2>/dev/null || true
+                wait "$SERVER_PID" 2>/dev/null || true
+            else
+                echo "FAILED: callgrind run of $name ($CG/$name.log)" >&2
+                kill -KILL "$SERVER_PID" 2>/dev/null || true
+                wait "$SERVER_PID" 2>/dev/null || true
+                FAILED=1
+            fi
+        done
+    else
+        echo "note: valgrind not available (scripts/setup.sh installs it); callgrind skipped"
     fi
 fi
 
@@ -218,10 +348,28 @@ if ! "$BENCH" compare "${DIRS[@]}" --floor mmsg | tee "$OUT/table.md"; then
     FAILED=1
 fi
 
+# ---- BENCHMARKS.md and the latency plot ----------------------------------
+if [[ $QUICK == 1 ]]; then
+    MD=$OUT/BENCHMARKS.md SVG=$OUT/bench-latency.svg
+else
+    MD=docs/BENCHMARKS.md SVG=docs/bench-latency.svg
+fi
+if [[ $PLOT == 1 ]]; then
+    "$BENCH" plot "$OUT" --out "$SVG" || { echo "FAILED: plot" >&2; FAILED=1; }
+fi
+note=()
+[[ -n ${NOTE:-} ]] && note=(--note "$NOTE")
+if "$BENCH" report "$OUT" --markdown "$MD" "${note[@]}"; then
+    echo "wrote $MD"
+else
+    echo "FAILED: report" >&2
+    FAILED=1
+fi
+
 if [[ $QUICK == 1 ]]; then
     for dir in "${DIRS[@]}"; do
         for name in "${SERVERS[@]}"; do
-            for phase in sat lat open25 open50 open75; do
+            for phase in sat lat open25 open50 open75 server; do
                 [[ -s $dir/$name.$phase.json ]] || { echo "FAILED: missing $dir/$name.$phase.json" >&2; FAILED=1; }
             done
         done

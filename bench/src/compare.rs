@@ -37,13 +37,17 @@ pub struct CompareArgs {
 /// Load phases, in table order.
 pub const PHASES: [&str; 5] = ["sat", "lat", "open25", "open50", "open75"];
 
+/// One server's reports from one directory (or their medians).
 #[derive(Default, Clone)]
-struct ServerRuns {
-    loads: BTreeMap<String, LoadReport>,
-    server: Option<ServerReport>,
+pub struct ServerRuns {
+    /// Load reports by phase.
+    pub loads: BTreeMap<String, LoadReport>,
+    /// The server's own report (served, CPU).
+    pub server: Option<ServerReport>,
 }
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
+/// The error every reader here returns.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 fn read_dir(dir: &Path) -> Result<Runs, Error> {
     let mut order = Vec::new();
@@ -83,9 +87,18 @@ fn read_dir(dir: &Path) -> Result<Runs, Error> {
 }
 
 fn p50_p99(r: Option<&LoadReport>) -> String {
+    latency_cell(r, false)
+}
+
+/// "p50 / p99" (with `p999`: "p50 / p99 / p99.9") in us, plus any loss and
+/// how late the open-loop client fell behind its schedule; "-" if no report.
+pub(crate) fn latency_cell(r: Option<&LoadReport>, p999: bool) -> String {
     match r {
         Some(r) => {
             let mut s = format!("{:.1} / {:.1}", r.latency_us.p50, r.latency_us.p99);
+            if p999 {
+                let _ = write!(s, " / {:.1}", r.latency_us.p999);
+            }
             if r.lost > 0 {
                 let _ = write!(s, " ({} lost)", r.lost);
             }
@@ -144,7 +157,8 @@ fn median_report(reports: &[&LoadReport]) -> Option<LoadReport> {
     Some(m)
 }
 
-type Runs = (Vec<String>, BTreeMap<String, ServerRuns>);
+/// Server names in run order, and their reports.
+pub type Runs = (Vec<String>, BTreeMap<String, ServerRuns>);
 
 /// Merges rounds into one set of runs whose cells are medians.
 fn merge_rounds(rounds: Vec<Runs>) -> Runs {
@@ -186,7 +200,8 @@ fn merge_rounds(rounds: Vec<Runs>) -> Runs {
     (order, merged)
 }
 
-fn read_rounds(dirs: &[PathBuf]) -> Result<Runs, Error> {
+/// Reads every directory and merges them (medians when more than one).
+pub fn read_rounds(dirs: &[PathBuf]) -> Result<Runs, Error> {
     let rounds = dirs
         .iter()
         .map(|d| read_dir(d))
@@ -238,6 +253,32 @@ pub fn table(dirs: &[PathBuf], floor: &str) -> Result<String, Error> {
         )?;
     }
     Ok(out)
+}
+
+/// The round directories of a `scripts/bench.sh` output directory: its
+/// `round-K` subdirectories in order, or the directory itself if it has none.
+#[must_use]
+pub fn round_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut rounds: Vec<(u32, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let k = e
+                .file_name()
+                .to_str()?
+                .strip_prefix("round-")?
+                .parse()
+                .ok()?;
+            Some((k, e.path()))
+        })
+        .collect();
+    rounds.sort();
+    if rounds.is_empty() {
+        vec![dir.to_path_buf()]
+    } else {
+        rounds.into_iter().map(|(_, p)| p).collect()
+    }
 }
 
 /// Prints the table (or, with `--floor-rate`, the floor's saturation rate).

@@ -8,14 +8,23 @@
 //! - [`server`]: baseline echo servers (`ringwire-bench server`) to compare the
 //!   engine against: tokio, glommio and a `recvmmsg`/`sendmmsg` kernel floor.
 //! - [`compare`]: the table `scripts/bench.sh` prints from its JSON reports.
+//! - [`engine`]: the ringwire binary's server report (CPU from `/proc`).
+//! - [`callgrind`]: instructions per request from callgrind runs.
+//! - [`sockperf`]: parsing the sockperf client's output.
+//! - [`report`] and [`plot`]: `docs/BENCHMARKS.md` and its latency SVG.
 //! - [`sys`]: the few Linux calls both need (rlimits, per-thread CPU time,
 //!   batched socket I/O, epoll, pinning, stop signals).
 
 pub mod args;
+pub mod callgrind;
 pub mod compare;
+pub mod engine;
 pub mod load;
+pub mod plot;
+pub mod report;
 pub mod rings;
 pub mod server;
+pub mod sockperf;
 pub mod sys;
 
 /// What every subcommand's `run` returns; the binary prints the error and

@@ -7,7 +7,7 @@
 //! `Rings(rings::RingsArgs) => rings::run,` (plus `pub mod rings;` in lib.rs).
 
 use clap::{Parser, Subcommand};
-use ringwire_bench::{CmdResult, compare, load, rings, server};
+use ringwire_bench::{CmdResult, callgrind, compare, engine, load, plot, report, rings, server};
 
 /// Declares the `Command` enum and its dispatch from one list, so adding a
 /// subcommand is adding one line.
@@ -38,6 +38,16 @@ subcommands! {
     /// Cross-core ring micro-benchmarks: ringwire's SPSC ring against rtrb, ArrayQueue and
     /// tokio mpsc; eventfd and MSG_RING wake latency.
     Rings(rings::RingsArgs) => rings::run_cli,
+    /// Sample the CPU time of a process's threads (the ringwire binary's shards).
+    CpuSample(engine::CpuSampleArgs) => engine::cpu_sample,
+    /// The ringwire binary's server report from its log and two CPU samples.
+    EngineReport(engine::EngineReportArgs) => engine::engine_report,
+    /// Instructions per request from callgrind runs of a server.
+    CallgrindReport(callgrind::CallgrindArgs) => callgrind::run,
+    /// docs/BENCHMARKS.md from a scripts/bench.sh output directory.
+    Report(report::ReportArgs) => report::run,
+    /// SVG of p50/p99 latency against load for every server.
+    Plot(plot::PlotArgs) => plot::run,
 }
 
 /// ringwire's load generator and baseline servers.

@@ -52,3 +52,11 @@ pub fn current_thread() -> CpuTime {
         sys_s: timeval_to_s(usage.ru_stime),
     }
 }
+
+/// Clock ticks per second, the unit of `utime`/`stime` in `/proc/*/stat`.
+#[must_use]
+pub fn clock_ticks_per_s() -> f64 {
+    // SAFETY: sysconf only reads a configuration value; _SC_CLK_TCK is always valid.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as f64 } else { 100.0 }
+}

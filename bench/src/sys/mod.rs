@@ -7,5 +7,6 @@ pub mod affinity;
 pub mod cpu_time;
 pub mod epoll;
 pub mod mmsg;
+pub mod proc_stat;
 pub mod rlimit;
 pub mod stop;

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use ringwire_bench::load::report::{LatencyUs, LoadReport};
 use ringwire_bench::load::worker::PollMode;
 use ringwire_bench::load::{LoadArgs, Mode};
 use ringwire_bench::server::{Kind, RunningServer, ServerArgs};
@@ -44,4 +45,58 @@ pub fn closed_loop(target: SocketAddr, peers: u32, window: u32) -> LoadArgs {
 /// A fresh path under the temp dir for a JSON report.
 pub fn temp_json(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("ringwire-bench-{}-{name}.json", std::process::id()))
+}
+
+/// A closed-loop load report at `rps` with `lost` datagrams lost (p50 10 us, p99 30 us).
+pub fn load_report(rps: f64, lost: u64) -> LoadReport {
+    LoadReport {
+        mode: "echo".into(),
+        loop_kind: "closed".into(),
+        target: "127.0.0.1:1".into(),
+        peers: 64,
+        distinct_source_ports: 64,
+        peers_responded: 64,
+        threads: 1,
+        payload_bytes: 32,
+        window: Some(256),
+        rate: None,
+        duration_s: 1.0,
+        warmup_s: 0.0,
+        timeout_ms: 200,
+        sent: rps as u64 + lost,
+        received: rps as u64,
+        lost,
+        timeouts: lost,
+        late: 0,
+        errors: 0,
+        misrouted: 0,
+        client_max_send_lag_us: 0.0,
+        client_sent_late: 0,
+        achieved_rps: rps,
+        latency_us: LatencyUs {
+            p50: 10.0,
+            p90: 20.0,
+            p99: 30.0,
+            p999: 40.0,
+            max: 50.0,
+            mean: 12.0,
+        },
+        sessions_established: None,
+        handshake_failures: None,
+        handshake_ms: None,
+    }
+}
+
+/// An empty directory under the system temp dir, unique to this process and `name`.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("ringwire-bench-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// Writes `r` as JSON to `dir/file`.
+pub fn write<T: serde::Serialize>(dir: &std::path::Path, file: &str, r: &T) {
+    let json = serde_json::to_string(r).expect("serialises");
+    std::fs::write(dir.join(file), json).expect("write");
 }

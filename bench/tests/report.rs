@@ -1,0 +1,276 @@
+//! BENCHMARKS.md and the latency SVG from a small fixture of a bench.sh
+//! output directory; the engine's server report, callgrind totals and
+//! sockperf output parsed from fixtures.
+
+mod common;
+
+use common::{load_report, temp_dir, write};
+use ringwire_bench::callgrind::{CallgrindReport, parse_total};
+use ringwire_bench::engine::{CpuSample, parse_log, report as engine_report};
+use ringwire_bench::load::report::LoadReport;
+use ringwire_bench::report::{ReportArgs, markdown, read};
+use ringwire_bench::server::report::{ServerReport, ThreadReport};
+use ringwire_bench::sys::cpu_time::CpuTime;
+use ringwire_bench::sys::proc_stat::{ThreadStat, parse_stat};
+use std::path::Path;
+
+const SERVERS: [(&str, f64); 4] = [
+    ("mmsg", 300_000.0),
+    ("tokio", 230_000.0),
+    ("glommio", 240_000.0),
+    ("ringwire", 330_000.0),
+];
+
+const SOCKPERF_PING_PONG: &str =
+    "sockperf: \u{1b}[2;35m====> avg-latency=101.512 (std-dev=306.813)\u{1b}[0m
+sockperf: # dropped messages = 0; # duplicated messages = 0; # out-of-order messages = 0
+sockperf: Summary: Latency is 101.512 usec
+sockperf: \u{1b}[2;35mTotal 2689 observations\u{1b}[0m; each percentile contains 26.89 observations
+sockperf: ---> percentile 99.900 = 2717.219
+sockperf: ---> percentile 99.000 = 1775.711
+sockperf: ---> percentile 50.000 =   40.825
+";
+
+fn open_loop(rate: f64, p50: f64) -> LoadReport {
+    let mut r = load_report(rate, 0);
+    r.loop_kind = "open".into();
+    r.window = None;
+    r.rate = Some(rate);
+    r.latency_us.p50 = p50;
+    r.latency_us.p99 = p50 * 4.0;
+    r.latency_us.p999 = p50 * 8.0;
+    r
+}
+
+/// One round of every server, with server reports, callgrind and sockperf.
+fn fixture(dir: &Path) {
+    std::fs::write(dir.join("machine.txt"), "nproc: 2\nkernel: test\n").expect("write");
+    for (name, sat) in SERVERS {
+        write(dir, &format!("{name}.sat.json"), &load_report(sat, 0));
+        write(dir, &format!("{name}.lat.json"), &load_report(sat / 4.0, 0));
+        for (pct, p50) in [(25, 20.0), (50, 25.0), (75, 40.0)] {
+            let r = open_loop(3000.0 * f64::from(pct), p50);
+            write(dir, &format!("{name}.open{pct}.json"), &r);
+        }
+        let thread = ThreadReport {
+            core: Some(0),
+            served: 1_000_000,
+            cpu: CpuTime {
+                user_s: 1.0,
+                sys_s: 7.0,
+            },
+        };
+        let addr = "127.0.0.1:1".parse().expect("literal");
+        let server = ServerReport::new(name, addr, 10.0, vec![thread]);
+        write(dir, &format!("{name}.server.json"), &server);
+    }
+    let cg = dir.join("callgrind");
+    std::fs::create_dir_all(&cg).expect("mkdir");
+    for (name, instr) in [("mmsg", 1_240_000), ("ringwire", 10_090_000)] {
+        let r = CallgrindReport::new(name, instr, 10_000);
+        write(&cg, &format!("{name}.callgrind.json"), &r);
+    }
+    let sp = dir.join("sockperf");
+    std::fs::create_dir_all(&sp).expect("mkdir");
+    for name in ["sockperf", "ringwire"] {
+        std::fs::write(sp.join(format!("{name}.ping-pong.txt")), SOCKPERF_PING_PONG)
+            .expect("write");
+        std::fs::write(
+            sp.join(format!("{name}.throughput.txt")),
+            "sockperf: Summary: Message Rate is 96825 [msg/sec]\n",
+        )
+        .expect("write");
+    }
+}
+
+fn args(dir: &Path) -> ReportArgs {
+    ReportArgs {
+        dir: dir.to_path_buf(),
+        markdown: "-".into(),
+        note: Some("smoke run".into()),
+        svg: "bench-latency.svg".into(),
+        floor: "mmsg".into(),
+        engine: "ringwire".into(),
+    }
+}
+
+fn row<'a>(md: &'a str, start: &str) -> &'a str {
+    md.lines()
+        .find(|l| l.starts_with(start))
+        .unwrap_or_else(|| panic!("no row starting {start:?} in:\n{md}"))
+}
+
+#[test]
+fn markdown_has_every_server_ratio_and_sockperf_row() {
+    let dir = temp_dir("report-md");
+    fixture(&dir);
+    let run = read(&dir).expect("reads");
+    let md = markdown(&run, &args(&dir)).expect("markdown");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(md.contains("> **smoke run**"), "{md}");
+    assert!(md.contains("kernel: test"), "{md}");
+    for (name, _) in SERVERS {
+        row(&md, &format!("| {name} | "));
+    }
+    let has = |start: &str, cell: &str| {
+        assert!(
+            row(&md, start).contains(cell),
+            "{start} row lacks {cell}:\n{md}"
+        );
+    };
+    has("| mmsg | ", "| 300000 |");
+    has("| ringwire | ", "| 20.0 / 80.0 / 160.0 |");
+    has("| ringwire | ", "| 8.00 | 1009 |");
+    has("| tokio | ", "| 8.00 | - |");
+    assert!(md.contains("open 25% (75000/s)"), "{md}");
+    // Ratios: ringwire over each baseline, never over itself.
+    has("| ringwire / mmsg | ", "| 1.10 |");
+    has("| ringwire / mmsg | ", "| 1.00 | 8.14 |");
+    row(&md, "| ringwire / tokio | ");
+    row(&md, "| ringwire / glommio | ");
+    assert!(!md.contains("| ringwire / ringwire |"), "{md}");
+    let ping = row(&md, "| ringwire | ping-pong | ");
+    assert!(
+        ping.contains("| 101.5 | 40.8 | 1775.7 | 2717.2 | 2689 | 0 | - |"),
+        "{md}"
+    );
+    row(&md, "| sockperf | ping-pong | ");
+    assert!(row(&md, "| sockperf | throughput | ").ends_with("| 96825 |"));
+    assert!(md.contains("](bench-latency.svg)"), "{md}");
+    assert!(md.contains("## How to read this"), "{md}");
+}
+
+#[test]
+fn missing_parts_become_dashes_and_rounds_give_medians() {
+    let base = temp_dir("report-rounds");
+    for (k, scale) in [(1, 1.0), (2, 3.0), (3, 2.0)] {
+        let dir = base.join(format!("round-{k}"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        write(&dir, "mmsg.sat.json", &load_report(100_000.0 * scale, 0));
+    }
+    let run = read(&base).expect("reads");
+    let md = markdown(&run, &args(&base)).expect("markdown");
+    let _ = std::fs::remove_dir_all(&base);
+    assert_eq!(run.rounds, 3);
+    assert!(md.contains("medians over 3 interleaved rounds"), "{md}");
+    assert!(
+        row(&md, "| mmsg | ").starts_with("| mmsg | 200000 | - |"),
+        "{md}"
+    );
+    assert!(md.contains("ringwire did not run: no ratios."), "{md}");
+    assert!(
+        md.contains("Not run (`scripts/bench.sh --sockperf`)."),
+        "{md}"
+    );
+}
+
+#[test]
+fn svg_has_every_server() {
+    let dir = temp_dir("report-svg");
+    fixture(&dir);
+    let dirs = ringwire_bench::compare::round_dirs(&dir);
+    let runs = ringwire_bench::compare::read_rounds(&dirs).expect("reads");
+    let svg = ringwire_bench::plot::svg(&runs).expect("svg");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(svg.starts_with("<svg"), "{svg}");
+    for (name, _) in SERVERS {
+        assert!(svg.contains(&format!("{name} p50")), "{name}");
+        assert!(svg.contains(&format!("{name} p99")), "{name}");
+    }
+}
+
+#[test]
+fn a_malformed_callgrind_report_is_an_error() {
+    let dir = temp_dir("report-bad");
+    fixture(&dir);
+    std::fs::write(dir.join("callgrind/tokio.callgrind.json"), "{").expect("write");
+    let result = read(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(result.is_err());
+}
+
+#[test]
+fn proc_stat_lines_parse_with_odd_names() {
+    let line = "4242 (a) b (c)) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 3 0 100 \
+                0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+    let t = parse_stat(line, 100.0).expect("parses");
+    assert_eq!(t.tid, 4242);
+    assert_eq!(t.comm, "a) b (c)");
+    assert_eq!(t.core, Some(1));
+    assert!((t.cpu.user_s - 2.5).abs() < 1e-9 && (t.cpu.sys_s - 0.5).abs() < 1e-9);
+    assert_eq!(parse_stat("garbage", 100.0), None);
+}
+
+#[test]
+fn own_named_thread_is_found_in_proc() {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let h = std::thread::Builder::new()
+        .name("rwbench-probe-thread".into())
+        .spawn(move || {
+            // The name is set before this closure runs.
+            let _ = ready_tx.send(());
+            let _ = rx.recv();
+        })
+        .expect("spawn");
+    ready_rx.recv().expect("thread started");
+    let threads =
+        ringwire_bench::sys::proc_stat::threads(std::process::id(), "rwbench-probe").expect("proc");
+    drop(tx);
+    let _ = h.join();
+    assert_eq!(threads.len(), 1, "{threads:?}");
+    // The kernel keeps 15 bytes of a thread name.
+    assert_eq!(threads[0].comm, "rwbench-probe-t");
+}
+
+const ENGINE_LOG: &str = "ringwire: listening on 127.0.0.1:21003 app=echo shards=1 cores=[0] io_uring=x kernel=y
+ringwire: signal 2, stopping
+final shard 0: datagrams_in=25871 bytes_in=827872 datagrams_out=25870 bytes_out=827840 send_errors=none
+total datagrams_in=25871 datagrams_out=25870
+";
+
+fn sample(unix_s: f64, user_s: f64, sys_s: f64) -> CpuSample {
+    CpuSample {
+        unix_s,
+        threads: vec![ThreadStat {
+            tid: 7,
+            comm: "ringwire-shard-".into(),
+            core: Some(0),
+            cpu: CpuTime { user_s, sys_s },
+        }],
+    }
+}
+
+#[test]
+fn engine_report_takes_cpu_between_samples() {
+    let log = parse_log(ENGINE_LOG).expect("parses");
+    assert_eq!(log.addr.port(), 21003);
+    assert_eq!(log.served, vec![25870]);
+    let r = engine_report(
+        "ringwire",
+        &log,
+        &sample(100.0, 0.5, 1.0),
+        &sample(110.0, 0.75, 1.5),
+    )
+    .expect("report");
+    assert_eq!(r.served, 25870);
+    assert!((r.wall_s - 10.0).abs() < 1e-9);
+    assert!((r.cpu_user_s - 0.25).abs() < 1e-9 && (r.cpu_sys_s - 0.5).abs() < 1e-9);
+    let per_million = r.cpu_s_per_million.expect("served > 0");
+    assert!((per_million - 0.75 * 1e6 / 25870.0).abs() < 1e-6);
+    assert!(parse_log("ringwire: listening on 127.0.0.1:1\n").is_err());
+}
+
+#[test]
+fn callgrind_totals_and_per_request() {
+    let text = "version: 1\nevents: Ir\nsummary: 2082064\ntotals: 2082256\n";
+    assert_eq!(parse_total(text), Some(2_082_256));
+    assert_eq!(parse_total("events: Ir\nsummary: 12\n"), Some(12));
+    assert_eq!(parse_total("events: Ir\n"), None);
+    let r = CallgrindReport::new("x", 1_000_000, 4000);
+    assert_eq!(r.instructions_per_request, Some(250.0));
+    assert_eq!(
+        CallgrindReport::new("x", 5, 0).instructions_per_request,
+        None
+    );
+}
