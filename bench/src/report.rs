@@ -330,6 +330,15 @@ fn how_to_read(md: &mut String) -> Result<(), Error> {
          comparable with ringwire-bench's, only with each other.",
         "- **History:** the first comparison of the baselines alone (before the engine joined) \
          is in [BENCHMARKS-load.md](BENCHMARKS-load.md).",
+        "",
+        "## Other benchmarks",
+        "",
+        "- Cross-core rings (`ringwire-bench rings`: ringwire's SPSC ring against rtrb, \
+         crossbeam's ArrayQueue and tokio mpsc; eventfd against MSG_RING wake latency): \
+         [BENCHMARKS-rings.md](BENCHMARKS-rings.md).",
+        "- Sessions at scale (`scripts/scale.sh`: CPU per request and memory per session from \
+         1 to the most sessions the file-descriptor limit allows): \
+         [BENCHMARKS-scale.md](BENCHMARKS-scale.md).",
     ] {
         writeln!(md, "{line}")?;
     }

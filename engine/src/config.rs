@@ -82,6 +82,8 @@ pub struct ShardSection {
     pub max_timers: usize,
     /// How long a stopping shard waits for in-flight operations, in milliseconds.
     pub drain_timeout_ms: u64,
+    /// How a shard wakes a parked peer: `"eventfd"` or `"msg_ring"`.
+    pub wake: String,
 }
 
 impl Default for Config {
@@ -112,6 +114,7 @@ impl Default for ShardSection {
             socket_send_buffer: d.socket_send_buffer,
             max_timers: d.max_timers,
             drain_timeout_ms: d.drain_timeout.as_millis() as u64,
+            wake: "eventfd".to_string(),
         }
     }
 }
@@ -297,6 +300,17 @@ impl Config {
             ));
         }
         let s = &self.shard;
+        let msg_ring_wake = match s.wake.as_str() {
+            "eventfd" => false,
+            "msg_ring" => true,
+            other => {
+                return Err(ConfigError::invalid(
+                    "shard.wake",
+                    format!("{other:?}"),
+                    "\"eventfd\" or \"msg_ring\"",
+                ));
+            }
+        };
         let shard = ShardConfig {
             recv_buffers: s.recv_buffers,
             max_datagram: s.max_datagram,
@@ -306,6 +320,7 @@ impl Config {
             socket_send_buffer: s.socket_send_buffer,
             max_timers: s.max_timers,
             drain_timeout: Duration::from_millis(s.drain_timeout_ms),
+            msg_ring_wake,
         };
         shard
             .validate()
@@ -451,6 +466,7 @@ mod tests {
         assert!(err("[shard]\nrecv_buffers = 3").contains("`shard.recv_buffers` = 3"));
         assert!(err("shutdown_timeout_ms = 0").contains("shutdown_timeout_ms"));
         assert!(err("steering = \"yes\"").contains("`steering`"));
+        assert!(err("[shard]\nwake = \"futex\"").contains("`shard.wake`"));
         assert!(err("app = \"relay\"\nshards = 300\npin = false").contains("1 to 256"));
     }
 

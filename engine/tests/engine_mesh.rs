@@ -98,10 +98,20 @@ impl Handler for Flood {
 
 #[test]
 fn full_data_lane_does_not_delay_control_and_messages_arrive_in_order() {
+    flood(false);
+}
+
+#[test]
+fn the_same_with_msg_ring_wakes() {
+    flood(true);
+}
+
+fn flood(msg_ring_wake: bool) {
     if !available_or_explain() {
         return;
     }
     let mut config = EngineConfig::unpinned("127.0.0.1:0".parse().unwrap(), 2);
+    config.shard.msg_ring_wake = msg_ring_wake;
     config.mesh = MeshConfig {
         control_capacity: 8,
         data_capacity: 512,
@@ -145,4 +155,10 @@ fn full_data_lane_does_not_delay_control_and_messages_arrive_in_order() {
     assert_eq!(max_depth, 512);
     let total = report.total();
     assert_eq!(total.mesh_received, sent + 2);
+    assert_eq!(total.msg_ring_fallbacks, 0);
+    if msg_ring_wake {
+        assert!(total.ring_wakes >= 1, "woken through MSG_RING: {total}");
+    } else {
+        assert_eq!(total.ring_wakes, 0);
+    }
 }

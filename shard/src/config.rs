@@ -24,6 +24,9 @@ pub struct ShardConfig {
     pub max_timers: usize,
     /// How long a stopping shard waits for its in-flight operations to complete.
     pub drain_timeout: Duration,
+    /// Wake parked shards with `IORING_OP_MSG_RING` from this shard's own ring (where the
+    /// kernel has it) instead of writing their eventfd.
+    pub msg_ring_wake: bool,
 }
 
 impl Default for ShardConfig {
@@ -37,6 +40,7 @@ impl Default for ShardConfig {
             socket_send_buffer: 4 << 20,
             max_timers: 1 << 20,
             drain_timeout: Duration::from_millis(500),
+            msg_ring_wake: false,
         }
     }
 }

@@ -178,8 +178,12 @@ counters! {
     completions,
     /// Timers that fired.
     timers_fired,
-    /// Wake-ups received on the shard's eventfd.
+    /// Wake-ups received through the eventfd (stop and report requests, peers' wakes).
     wakes,
+    /// Wake-ups received from peers through `IORING_OP_MSG_RING`.
+    ring_wakes,
+    /// `MSG_RING` wakes that failed in the kernel and were sent through the eventfd instead.
+    msg_ring_fallbacks,
     /// Mesh messages delivered to the handler.
     mesh_received,
     /// Datagrams the handler rejected as malformed ([`Ctx::reject`](crate::Ctx::reject)).

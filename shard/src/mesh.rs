@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
+use std::os::fd::RawFd;
 use std::sync::Arc;
 
 use crate::ratelimit::LogLimiter;
@@ -251,29 +252,58 @@ impl<T: Send> MeshEnd<T> {
     }
 
     /// Wakes every target this shard sent to since the last call, if (and only if) it is
-    /// parked. Call once per loop turn, before this shard may sleep. Returns wakes sent.
+    /// parked, through its waker (an eventfd). Call once per loop turn, before this shard may
+    /// sleep. Returns wakes sent.
     pub fn flush_wakes(&mut self) -> usize {
+        self.flush_wakes_with(|_, _| false)
+    }
+
+    /// Like [`MeshEnd::flush_wakes`], offering each wake first to `via_ring(target, ring_fd)`
+    /// when the target's waker names its io_uring fd: the shard loop queues an
+    /// `IORING_OP_MSG_RING` there and returns true. A false return, or no ring fd, wakes
+    /// through the waker instead.
+    pub fn flush_wakes_with(&mut self, mut via_ring: impl FnMut(usize, RawFd) -> bool) -> usize {
         let mut woken = 0;
         for link in self.links.iter_mut().flatten() {
             if !link.dirty {
                 continue;
             }
-            match link.notifier.notify() {
-                Ok(true) => {
-                    link.dirty = false;
-                    woken += 1;
-                }
-                Ok(false) => link.dirty = false,
-                // The claim was given back; stay dirty and retry next turn.
-                Err(e) => {
-                    if let Some(suppressed) = self.wake_log.allow(std::time::Instant::now()) {
-                        tracing::warn!(to = link.to, suppressed, "cannot wake shard: {e}");
-                    }
-                }
+            link.dirty = false;
+            if !link.notifier.should_wake() {
+                continue;
             }
-            link.stats[1].wakes = link.notifier.wakes();
+            let waker = link.notifier.waker();
+            let delivered = waker.ring_fd().is_some_and(|fd| via_ring(link.to, fd))
+                || match waker.wake() {
+                    Ok(()) => true,
+                    Err(e) => {
+                        if let Some(suppressed) = self.wake_log.allow(std::time::Instant::now()) {
+                            tracing::warn!(to = link.to, suppressed, "cannot wake shard: {e}");
+                        }
+                        false
+                    }
+                };
+            if delivered {
+                link.stats[1].wakes += 1;
+                woken += 1;
+            } else {
+                // Retry next turn: the claim goes back, the link stays dirty.
+                link.notifier.give_back();
+                link.dirty = true;
+            }
         }
         woken
+    }
+
+    /// Wakes `target` through its waker (the eventfd), for a `MSG_RING` wake that failed in
+    /// the kernel after it was queued.
+    pub fn wake_directly(&mut self, target: usize) {
+        if let Some(link) = self.links.get(target).and_then(Option::as_ref)
+            && let Err(e) = link.notifier.waker().wake()
+            && let Some(suppressed) = self.wake_log.allow(std::time::Instant::now())
+        {
+            tracing::warn!(to = target, suppressed, "cannot wake shard: {e}");
+        }
     }
 
     /// Whether any send still waits for its wake (a failed wake to retry).

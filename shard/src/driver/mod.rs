@@ -26,7 +26,7 @@ use std::io;
 use std::mem;
 use std::net::UdpSocket;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
@@ -69,6 +69,11 @@ const RECV: u64 = 1 << KIND_SHIFT;
 const SEND: u64 = 2 << KIND_SHIFT;
 const WAKE: u64 = 3 << KIND_SHIFT;
 const CANCEL: u64 = 4 << KIND_SHIFT;
+/// A wake another shard sent with `IORING_OP_MSG_RING` (arrives in the target's ring).
+const MSG_WAKE: u64 = 5 << KIND_SHIFT;
+/// The sender's side of a `MSG_RING` wake; posted only on failure (`SKIP_SUCCESS`). Low bits:
+/// the target shard.
+const MSG_SENT: u64 = 6 << KIND_SHIFT;
 const KIND_MASK: u64 = 0xff << KIND_SHIFT;
 const BGID: u16 = 0;
 /// Room in each receive buffer for `io_uring_recvmsg_out` ahead of the name and payload.
@@ -103,6 +108,8 @@ pub struct ShardControl {
     waker: EventFd,
     stats: PublishedStats,
     tid: AtomicU64,
+    /// The shard's io_uring fd once it exists (-1 before), for `MSG_RING` wakes.
+    ring_fd: AtomicI32,
 }
 
 impl ShardControl {
@@ -118,6 +125,7 @@ impl ShardControl {
             waker: EventFd::new().map_err(SetupError::EventFd)?,
             stats: PublishedStats::new(index, shards),
             tid: AtomicU64::new(0),
+            ring_fd: AtomicI32::new(-1),
         };
         Ok((control, rx))
     }
@@ -158,10 +166,16 @@ impl ShardControl {
     }
 }
 
-/// Other shards wake a parked shard through its eventfd, which the shard's ring polls.
+/// Other shards wake a parked shard through its eventfd, which the shard's ring polls, or with
+/// `IORING_OP_MSG_RING` straight into its ring (`ShardConfig::msg_ring_wake` of the sender).
 impl Wake for ShardControl {
     fn wake(&self) -> io::Result<()> {
         self.waker.signal()
+    }
+
+    fn ring_fd(&self) -> Option<RawFd> {
+        let fd = self.ring_fd.load(Ordering::Acquire);
+        (fd >= 0).then_some(fd)
     }
 }
 
@@ -238,6 +252,10 @@ pub struct Shard {
     fd: RawFd,
     /// The socket is registered as fixed file 0 (saves a file lookup per operation).
     fixed_fd: bool,
+    /// Wake parked peers with `MSG_RING` from this ring rather than their eventfd.
+    msg_ring_wake: bool,
+    /// Targets whose `MSG_RING` wake failed this turn (woken through the eventfd instead).
+    failed_wakes: Vec<usize>,
     drain_timeout: Duration,
     control: Arc<ShardControl>,
     timers: Timers,
@@ -298,6 +316,8 @@ impl Shard {
         let fd = socket.as_raw_fd();
         // Registered files exist since 5.1; without them every SQE names the fd itself.
         let fixed_fd = ring.submitter().register_files(&[fd]).is_ok();
+        control.ring_fd.store(ring.as_raw_fd(), Ordering::Release);
+        let msg_ring_wake = config.msg_ring_wake && report.msg_ring;
         Ok(Self {
             ring,
             bufs: Some(bufs),
@@ -308,6 +328,8 @@ impl Shard {
             _socket: socket,
             fd,
             fixed_fd,
+            msg_ring_wake,
+            failed_wakes: Vec::new(),
             drain_timeout: config.drain_timeout,
             control,
             timers: Timers::new(config.max_timers),
@@ -356,7 +378,8 @@ impl Shard {
             self.counters.loop_turns += 1;
             let more = self.deliver_mesh(handler, mesh, Instant::now(), &mut inbox);
             self.stage_sends()?;
-            mesh.flush_wakes();
+            let via_ring = self.msg_ring_wake;
+            mesh.flush_wakes_with(|to, fd| via_ring && self.push_msg_ring(to, fd));
             let mut timeout = self
                 .timers
                 .next_deadline()
@@ -505,6 +528,15 @@ impl Shard {
         Ok(())
     }
 
+    /// Queues an `IORING_OP_MSG_RING` wake for shard `to` (submitted with this turn's enter).
+    fn push_msg_ring(&mut self, to: usize, fd: RawFd) -> bool {
+        let sqe = opcode::MsgRingData::new(Fd(fd), 0, MSG_WAKE, None)
+            .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
+            .user_data(MSG_SENT | to as u64);
+        self.push(sqe).is_ok()
+    }
+
     fn arm_poll(&mut self) -> Result<(), ShardError> {
         let sqe = opcode::PollAdd::new(Fd(self.control.waker.as_raw_fd()), libc::POLLIN as u32)
             .multi(true)
@@ -586,8 +618,16 @@ impl Shard {
                 }
                 SEND => self.on_send(cqe, (data & 0xffff_ffff) as u32, handler),
                 WAKE => self.on_wake(cqe),
+                MSG_WAKE => self.counters.ring_wakes += 1,
+                MSG_SENT if cqe.result() < 0 => {
+                    self.counters.msg_ring_fallbacks += 1;
+                    self.failed_wakes.push((data & 0xffff_ffff) as usize);
+                }
                 _ => {}
             }
+        }
+        for to in self.failed_wakes.drain(..) {
+            mesh.wake_directly(to);
         }
         cqes.clear();
         self.cqes = cqes;

@@ -69,17 +69,32 @@ use super::sync::{Arc, AtomicBool, Ordering, fence};
 pub trait Wake {
     /// Makes the consumer's sleep return. Must not block.
     fn wake(&self) -> io::Result<()>;
+
+    /// The consumer's io_uring fd, when it sleeps in `io_uring_enter` and may be woken with an
+    /// `IORING_OP_MSG_RING` from the producer's own ring instead; the producer falls back to
+    /// [`Wake::wake`] when that cannot be done. `None` (the default): only `wake`.
+    fn ring_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
 }
 
 impl<W: Wake + ?Sized> Wake for &W {
     fn wake(&self) -> io::Result<()> {
         (**self).wake()
     }
+
+    fn ring_fd(&self) -> Option<std::os::fd::RawFd> {
+        (**self).ring_fd()
+    }
 }
 
 impl<W: Wake + ?Sized> Wake for std::sync::Arc<W> {
     fn wake(&self) -> io::Result<()> {
         (**self).wake()
+    }
+
+    fn ring_fd(&self) -> Option<std::os::fd::RawFd> {
+        (**self).ring_fd()
     }
 }
 
@@ -231,6 +246,13 @@ impl<W: Wake> Notifier<W> {
     /// yet. A snapshot for tests and statistics; use [`notify`](Self::notify) to act on it.
     pub fn consumer_parked(&self) -> bool {
         self.state.parked.load(Ordering::Relaxed)
+    }
+
+    /// Gives back a wake claimed with [`Notifier::should_wake`] that could not be delivered:
+    /// the consumer counts as parked again, so the next claim retries. At worst one spurious
+    /// wake follows.
+    pub fn give_back(&self) {
+        self.state.parked.store(true, Ordering::Relaxed);
     }
 
     /// Wakes sent by this notifier so far.
