@@ -4,9 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace --all-targets
-cargo test --workspace --doc
-# The loom models of the cross-core ring and the park/wake protocol (own target dir).
-scripts/loom.sh
 # Benchmark smoke run: release build, every server through every phase for about a second;
 # asserts only that everything ran and every JSON report parses, never a speed.
 scripts/bench.sh --quick
+cargo test --workspace --doc
+# The loom models of the cross-core ring and the park/wake protocol (own target dir).
+scripts/loom.sh
