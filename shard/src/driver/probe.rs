@@ -181,9 +181,26 @@ pub fn create_ring(sq_entries: u32, cq_entries: u32) -> Result<(IoUring, ProbeRe
 }
 
 /// Probes the kernel once, with a throwaway ring, so an engine can refuse to start with a clear
-/// message before spawning any thread.
+/// message before spawning its shards.
+///
+/// The ring is created and dropped on a short-lived thread of its own: tearing a ring down
+/// queues kernel task work for the thread that created it, signalled like a signal, which
+/// would interrupt that thread's next blocking call with a timeout (`EINTR`). The caller's
+/// thread must not inherit that.
 pub fn probe() -> Result<ProbeReport, SetupError> {
-    create_ring(8, 16).map(|(_, report)| report)
+    let prober = std::thread::Builder::new()
+        .name("ringwire-probe".to_string())
+        .spawn(|| create_ring(8, 16).map(|(_, report)| report))
+        .map_err(|source| SetupError::Create {
+            source,
+            kernel: kernel_release(),
+        })?;
+    prober.join().unwrap_or_else(|_| {
+        Err(SetupError::Create {
+            source: io::Error::other("the probe thread panicked"),
+            kernel: kernel_release(),
+        })
+    })
 }
 
 /// For tests and tools that need io_uring: true if it is usable; otherwise prints
