@@ -23,16 +23,7 @@ pub fn serve(
     stop: &StopFlag,
     ready: Ready,
 ) -> io::Result<ThreadReport> {
-    let pinned = match affinity::pin_current(core) {
-        Ok(()) => Some(core),
-        Err(e) => {
-            eprintln!(
-                "{}: {e}; running unpinned",
-                std::thread::current().name().unwrap_or("server")
-            );
-            None
-        }
-    };
+    let pinned = affinity::pin_or_warn(core);
     sock.set_read_timeout(Some(STOP_POLL))?;
     let fd = sock.as_raw_fd();
     let mut batch = MmsgBatch::new(BATCH, max_datagram, true);

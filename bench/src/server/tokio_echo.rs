@@ -39,16 +39,7 @@ pub fn serve(
     stop: &StopFlag,
     ready: Ready,
 ) -> io::Result<ThreadReport> {
-    let pinned = match affinity::pin_current(core) {
-        Ok(()) => Some(core),
-        Err(e) => {
-            eprintln!(
-                "{}: {e}; running unpinned",
-                std::thread::current().name().unwrap_or("server")
-            );
-            None
-        }
-    };
+    let pinned = affinity::pin_or_warn(core);
     sock.set_nonblocking(true)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()

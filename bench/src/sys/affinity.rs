@@ -18,6 +18,21 @@ pub fn pin_current(core: usize) -> io::Result<()> {
     }
 }
 
+/// Pins the calling thread to `core`, or says why not on stderr and carries on unpinned.
+/// Returns the core it is pinned to.
+pub fn pin_or_warn(core: usize) -> Option<usize> {
+    match pin_current(core) {
+        Ok(()) => Some(core),
+        Err(e) => {
+            eprintln!(
+                "{}: {e}; running unpinned",
+                std::thread::current().name().unwrap_or("server")
+            );
+            None
+        }
+    }
+}
+
 /// The core for worker `index`: the `index`-th entry of `cores` (wrapping), or
 /// `index` itself when no list was given.
 #[must_use]
