@@ -152,7 +152,8 @@ pub struct RunInfo {
 impl LoadReport {
     /// Builds the report from the run's parameters and merged counters.
     #[must_use]
-    pub fn new(info: RunInfo, t: &Totals) -> Self {
+    pub fn new(info: RunInfo, totals: &Totals) -> Self {
+        let t = &totals.stats;
         let h = &t.latency_ns;
         let empty = h.is_empty();
         let q = |x: f64| {
@@ -173,7 +174,7 @@ impl LoadReport {
             target: info.target,
             peers: info.peers,
             distinct_source_ports: info.distinct_source_ports,
-            peers_responded: t.peers_responded,
+            peers_responded: totals.peers_responded,
             threads: info.threads,
             payload_bytes: info.payload_bytes,
             window: info.window,

@@ -64,59 +64,42 @@ impl WorkerStats {
 /// All workers' stats added up.
 #[derive(Debug, Clone)]
 pub struct Totals {
-    /// Sum of [`WorkerStats::sent`].
-    pub sent: u64,
-    /// Sum of [`WorkerStats::received`].
-    pub received: u64,
-    /// Sum of [`WorkerStats::timeouts`].
-    pub timeouts: u64,
-    /// Sum of [`WorkerStats::late`].
-    pub late: u64,
-    /// Sum of [`WorkerStats::errors`].
-    pub errors: u64,
-    /// Sum of [`WorkerStats::misrouted`].
-    pub misrouted: u64,
-    /// Largest [`WorkerStats::max_send_lag_ns`].
-    pub max_send_lag_ns: u64,
-    /// Sum of [`WorkerStats::sent_late`].
-    pub sent_late: u64,
-    /// Merged histogram, ns.
-    pub latency_ns: Histogram<u64>,
+    /// Counters summed over the workers (the lag is the largest), histograms merged; its
+    /// `responded` is empty: see `peers_responded`.
+    pub stats: WorkerStats,
     /// Peers (over all workers) that got at least one echo.
     pub peers_responded: usize,
+}
+
+impl WorkerStats {
+    /// Adds `other`'s counters and latencies to these.
+    fn absorb(&mut self, other: &WorkerStats) {
+        self.sent += other.sent;
+        self.received += other.received;
+        self.timeouts += other.timeouts;
+        self.late += other.late;
+        self.errors += other.errors;
+        self.misrouted += other.misrouted;
+        self.max_send_lag_ns = self.max_send_lag_ns.max(other.max_send_lag_ns);
+        self.sent_late += other.sent_late;
+        // Same bounds on both sides, so adding cannot fail.
+        let _ = self.latency_ns.add(&other.latency_ns);
+    }
 }
 
 impl Totals {
     /// Adds up `workers`.
     #[must_use]
     pub fn merge(workers: &[WorkerStats]) -> Self {
-        let mut latency_ns = WorkerStats::new(0).latency_ns;
-        let mut t = Totals {
-            sent: 0,
-            received: 0,
-            timeouts: 0,
-            late: 0,
-            errors: 0,
-            misrouted: 0,
-            max_send_lag_ns: 0,
-            sent_late: 0,
-            latency_ns: latency_ns.clone(),
-            peers_responded: 0,
-        };
+        let mut stats = WorkerStats::new(0);
+        let mut peers_responded = 0;
         for w in workers {
-            t.sent += w.sent;
-            t.received += w.received;
-            t.timeouts += w.timeouts;
-            t.late += w.late;
-            t.errors += w.errors;
-            t.misrouted += w.misrouted;
-            t.max_send_lag_ns = t.max_send_lag_ns.max(w.max_send_lag_ns);
-            t.sent_late += w.sent_late;
-            // Same bounds on both sides, so adding cannot fail.
-            let _ = latency_ns.add(&w.latency_ns);
-            t.peers_responded += w.responded.iter().filter(|&&r| r).count();
+            stats.absorb(w);
+            peers_responded += w.responded.iter().filter(|&&r| r).count();
         }
-        t.latency_ns = latency_ns;
-        t
+        Totals {
+            stats,
+            peers_responded,
+        }
     }
 }
