@@ -72,7 +72,7 @@ macro_rules! counters {
 
             /// Publishes the mesh lane counters (in the order [`crate::mesh::MeshEnd::lane_stats`]
             /// returns them).
-            pub(crate) fn publish_lanes(&self, lanes: &[LaneStats]) {
+            pub(crate) fn publish_lanes(&self, lanes: impl Iterator<Item = LaneStats>) {
                 for (slot, l) in self.lanes.iter().zip(lanes) {
                     for (a, v) in slot.iter().zip([l.sent, l.full, l.closed, l.max_depth, l.wakes]) {
                         a.store(v, Ordering::Relaxed);

@@ -366,11 +366,15 @@ impl<T: Send> MeshEnd<T> {
 
     /// Counters of every outbound lane, by target then lane.
     pub fn lane_stats(&self) -> Vec<LaneStats> {
+        self.lanes().collect()
+    }
+
+    /// The same counters without collecting them (the shard publishes them every turn).
+    pub fn lanes(&self) -> impl Iterator<Item = LaneStats> + '_ {
         self.links
             .iter()
             .flatten()
             .flat_map(|l| l.stats.iter().copied())
-            .collect()
     }
 }
 

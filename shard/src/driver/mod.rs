@@ -416,7 +416,7 @@ impl Shard {
                 let _ = self.control.reports.send(report);
             }
             self.control.stats.publish(&mut self.counters);
-            self.control.stats.publish_lanes(&mesh.lane_stats());
+            self.control.stats.publish_lanes(mesh.lanes());
         }
         self.drain(handler, mesh, self.drain_timeout)
     }
@@ -476,7 +476,7 @@ impl Shard {
 
     fn finish<M: Send>(mut self, mesh: &MeshEnd<M>) -> ShardExit {
         self.control.stats.publish(&mut self.counters);
-        self.control.stats.publish_lanes(&mesh.lane_stats());
+        self.control.stats.publish_lanes(mesh.lanes());
         let mut stats = self.counters.snapshot(self.control.index);
         stats.lanes = mesh.lane_stats();
         if self.drained {
