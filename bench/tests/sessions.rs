@@ -11,7 +11,7 @@ use ringwire_bench::load::report::LoadReport;
 use ringwire_bench::load::{LoadArgs, Mode};
 use ringwire_shard::driver::available_or_explain;
 use ringwire_shard::session::EndpointConfig;
-use ringwire_shard::session_host::{SessionApp, SessionHost};
+use ringwire_shard::session::{SessionApp, SessionHost};
 
 fn engine<A>(shards: usize, app: fn() -> A) -> EngineHandle
 where

@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use ringwire_shard::ShardConfig;
 use serde::Deserialize;
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, Visitor};
 
 use crate::apps::AppKind;
+pub use crate::cores::Cores;
 use crate::cores::{self, CoreError};
 
 /// How many shards to run.
@@ -25,16 +26,6 @@ pub enum Shards {
     Auto,
     /// Exactly this many.
     Count(usize),
-}
-
-/// Which cores shards are pinned to.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum Cores {
-    /// The CPUs in the process's affinity mask (so cpusets and containers are respected).
-    #[default]
-    Auto,
-    /// These CPU ids, in shard order (shard `i` gets `list[i % len]`).
-    List(Vec<usize>),
 }
 
 /// The whole config file.
@@ -369,33 +360,6 @@ impl<'de> Deserialize<'de> for Shards {
     }
 }
 
-impl<'de> Deserialize<'de> for Cores {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Cores;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("\"auto\" or a list of CPU ids such as [0, 1]")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Cores, E> {
-                if v == "auto" {
-                    Ok(Cores::Auto)
-                } else {
-                    Err(E::invalid_value(de::Unexpected::Str(v), &self))
-                }
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Cores, A::Error> {
-                let mut list = Vec::new();
-                while let Some(id) = seq.next_element::<usize>()? {
-                    list.push(id);
-                }
-                Ok(Cores::List(list))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
 impl std::str::FromStr for Shards {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -405,23 +369,6 @@ impl std::str::FromStr for Shards {
         s.parse()
             .map(Shards::Count)
             .map_err(|_| format!("{s:?} is not a positive integer or \"auto\""))
-    }
-}
-
-impl std::str::FromStr for Cores {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if s == "auto" {
-            return Ok(Cores::Auto);
-        }
-        s.split(',')
-            .map(|p| {
-                p.trim().parse().map_err(|_| {
-                    format!("{p:?} is not a CPU id; use \"auto\" or a list like 0,1,2")
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Cores::List)
     }
 }
 

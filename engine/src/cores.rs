@@ -2,7 +2,20 @@
 //! behaves inside cpusets and containers; an explicit list must stay inside that mask.
 #![forbid(unsafe_code)]
 
-use crate::config::Cores;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+
+/// Which cores shards are pinned to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Cores {
+    /// The CPUs in the process's affinity mask (so cpusets and containers are respected).
+    #[default]
+    Auto,
+    /// These CPU ids, in shard order (shard `i` gets `list[i % len]`).
+    List(Vec<usize>),
+}
 
 /// Why a core selection is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,4 +68,48 @@ pub fn select(cores: &Cores) -> Result<Vec<usize>, CoreError> {
 /// Pins the calling thread to `core`; false if the kernel refused.
 pub fn pin_current(core: usize) -> bool {
     core_affinity::set_for_current(core_affinity::CoreId { id: core })
+}
+
+impl<'de> Deserialize<'de> for Cores {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Cores;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"auto\" or a list of CPU ids such as [0, 1]")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Cores, E> {
+                if v == "auto" {
+                    Ok(Cores::Auto)
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Str(v), &self))
+                }
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Cores, A::Error> {
+                let mut list = Vec::new();
+                while let Some(id) = seq.next_element::<usize>()? {
+                    list.push(id);
+                }
+                Ok(Cores::List(list))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl std::str::FromStr for Cores {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "auto" {
+            return Ok(Cores::Auto);
+        }
+        s.split(',')
+            .map(|p| {
+                p.trim().parse().map_err(|_| {
+                    format!("{p:?} is not a CPU id; use \"auto\" or a list like 0,1,2")
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Cores::List)
+    }
 }

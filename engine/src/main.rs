@@ -15,8 +15,8 @@ use ringwire::apps::{AppKind, Echo, Relay, SessionEcho, SockperfServer};
 use ringwire::config::{Config, Cores, Resolved, Shards};
 use ringwire::{Engine, EngineConfig, EngineHandle, EngineReport, Handler, ShardInfo};
 use ringwire_shard::session::EndpointConfig;
-use ringwire_shard::session_host::SessionApp;
-use ringwire_shard::session_host::{SessionHost, random_key};
+use ringwire_shard::session::SessionApp;
+use ringwire_shard::session::{SessionHost, random_key};
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 

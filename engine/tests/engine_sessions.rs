@@ -7,12 +7,12 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use ringwire::apps::Relay;
+use ringwire::apps::relay::RelayMsg;
 use ringwire::{Engine, EngineConfig, EngineHandle, EngineReport};
 use ringwire_shard::driver::available_or_explain;
-use ringwire_shard::session::relay_msg::RelayMsg;
+use ringwire_shard::session::SessionHost;
+use ringwire_shard::session::client::ClientPool;
 use ringwire_shard::session::{ConnId, EndpointConfig, Event, shard_of};
-use ringwire_shard::session_client::ClientPool;
-use ringwire_shard::session_host::SessionHost;
 
 const SESSIONS: usize = 1000;
 

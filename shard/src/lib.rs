@@ -17,8 +17,6 @@ pub mod ratelimit;
 pub mod ring;
 mod sendq;
 pub mod session;
-pub mod session_client;
-pub mod session_host;
 pub mod timer;
 
 pub use config::{ShardConfig, ShardConfigError};

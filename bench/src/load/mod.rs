@@ -71,7 +71,7 @@ impl Mode {
 fn max_session_payload(mode: Mode) -> usize {
     let max = ringwire_shard::session::EndpointConfig::new([0; 32]).max_payload;
     match mode {
-        Mode::Relay => max - ringwire_shard::session::relay_msg::RELAY_HEADER_LEN,
+        Mode::Relay => max - ringwire::apps::relay::msg::RELAY_HEADER_LEN,
         _ => max,
     }
 }

@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 use ringwire_shard::session::ConnId;
-use ringwire_shard::session_host::{SessionApp, SessionSend, Sessions};
+use ringwire_shard::session::{SessionApp, SessionSend, Sessions};
 
 /// Echoes each session message to its sender.
 #[derive(Debug, Default)]

@@ -17,6 +17,7 @@
 #![allow(unsafe_code)]
 
 mod bufring;
+mod control;
 mod probe;
 mod sockaddr;
 mod socket;
@@ -26,13 +27,14 @@ use std::io;
 use std::mem;
 use std::net::UdpSocket;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use io_uring::types::{Fd, Fixed, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
 
+pub use control::ShardControl;
 pub use probe::{
     ProbeReport, RingMode, SetupError, available_or_explain, create_ring, kernel_release, probe,
 };
@@ -41,11 +43,10 @@ pub use steer::{attach_steering, detach_steering, steering_program};
 
 use self::bufring::BufRing;
 use crate::config::{ShardConfig, ShardConfigError};
-use crate::counters::{Counters, PublishedStats, ShardStats};
+use crate::counters::{Counters, ShardStats};
 use crate::handler::{Ctx, Handler};
 use crate::mesh::{Lane, MeshEnd};
 use crate::ratelimit::LogLimiter;
-use crate::ring::{EventFd, Wake};
 use crate::sendq::SendSlots;
 use crate::timer::Timers;
 
@@ -94,89 +95,6 @@ pub enum ShardError {
     /// The submission queue stayed full after flushing it to the kernel.
     #[error("submission queue full after a flush")]
     SubmissionQueueFull,
-}
-
-/// The state a shard shares with the thread that started it: the stop request, the eventfd
-/// that wakes it, and its published counters. Nothing on the data path reads these except the
-/// stop flag, once per turn.
-#[derive(Debug)]
-pub struct ShardControl {
-    index: usize,
-    stop: AtomicBool,
-    report_wanted: AtomicBool,
-    reports: mpsc::Sender<String>,
-    waker: EventFd,
-    stats: PublishedStats,
-    tid: AtomicU64,
-    /// The shard's io_uring fd once it exists (-1 before), for `MSG_RING` wakes.
-    ring_fd: AtomicI32,
-}
-
-impl ShardControl {
-    /// Control block for shard `index` of `shards`, and the receiving end of the shard's
-    /// handler reports ([`ShardControl::request_report`]).
-    pub fn new(index: usize, shards: usize) -> Result<(Self, mpsc::Receiver<String>), SetupError> {
-        let (reports, rx) = mpsc::channel();
-        let control = Self {
-            index,
-            stop: AtomicBool::new(false),
-            report_wanted: AtomicBool::new(false),
-            reports,
-            waker: EventFd::new().map_err(SetupError::EventFd)?,
-            stats: PublishedStats::new(index, shards),
-            tid: AtomicU64::new(0),
-            ring_fd: AtomicI32::new(-1),
-        };
-        Ok((control, rx))
-    }
-
-    /// Asks the shard for its handler's report ([`Handler::report`]); it arrives on the
-    /// receiver [`ShardControl::new`] returned, after the shard's next loop turn. Wakes the
-    /// shard if it is parked. Returns at once.
-    pub fn request_report(&self) -> io::Result<()> {
-        self.report_wanted.store(true, Ordering::SeqCst);
-        self.waker.signal()
-    }
-
-    /// The shard's index.
-    pub fn index(&self) -> usize {
-        self.index
-    }
-
-    /// Asks the shard to stop and wakes it if it is parked. Returns at once.
-    pub fn request_stop(&self) -> io::Result<()> {
-        self.stop.store(true, Ordering::SeqCst);
-        self.waker.signal()
-    }
-
-    /// Whether a stop was requested.
-    pub fn stop_requested(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
-    }
-
-    /// The most recently published counters.
-    pub fn stats(&self) -> ShardStats {
-        self.stats.snapshot()
-    }
-
-    /// The Linux thread id of the shard's thread once it runs (0 before), for reading its CPU
-    /// time from `/proc/self/task/TID/stat`.
-    pub fn thread_id(&self) -> u64 {
-        self.tid.load(Ordering::Relaxed)
-    }
-}
-
-/// Other shards wake a parked shard through its eventfd, which the shard's ring polls, or with
-/// `IORING_OP_MSG_RING` straight into its ring (`ShardConfig::msg_ring_wake` of the sender).
-impl Wake for ShardControl {
-    fn wake(&self) -> io::Result<()> {
-        self.waker.signal()
-    }
-
-    fn ring_fd(&self) -> Option<RawFd> {
-        let fd = self.ring_fd.load(Ordering::Acquire);
-        (fd >= 0).then_some(fd)
-    }
 }
 
 /// How a shard ended.

@@ -4,7 +4,7 @@
 //! Every entry point of [`Endpoint`] takes the current [`Timestamp`] (nanoseconds since an
 //! origin the caller picks) and bytes, and returns what happened; datagrams to send, events and
 //! the next deadline are pulled with `poll_transmit`, `poll_event` and `poll_timeout`. The
-//! io_uring driver calls this; so does the deterministic simulator in [`sim`].
+//! io_uring driver calls this; so does the deterministic simulator in `sim` (feature `sim`, test support).
 //!
 //! # Driving an endpoint
 //!
@@ -71,7 +71,8 @@
 //! | `event.rs` | outcomes and events returned to the driver |
 //! | `endpoint.rs` (+ `endpoint/`) | [`Endpoint`]: the session table and API; inbound; timers |
 //! | `sim.rs` | seeded in-memory network and virtual clock (test harness) |
-//! | `relay_msg.rs` | the relay application's messages carried in Data |
+//! | `host.rs` | [`SessionHost`]: sessions inside the shard loop, the [`SessionApp`] API |
+//! | `client.rs` | a plain-socket client pool for tests and tools |
 //!
 //! Limits, on purpose: no encryption and no payload authentication (a transport for a gateway
 //! on a trusted path; anyone who sees a connection ID can inject into that session); no
@@ -79,6 +80,7 @@
 //! accepts datagrams from its peer's handshake address only).
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod config;
 pub mod conn_id;
 mod control;
@@ -86,8 +88,9 @@ pub mod cookie;
 pub mod drop_reason;
 pub mod endpoint;
 pub mod event;
-pub mod relay_msg;
+pub mod host;
 pub mod replay;
+#[cfg(any(test, feature = "sim"))]
 pub mod sim;
 mod state;
 pub mod stats;
@@ -99,6 +102,9 @@ pub use conn_id::{ConnId, ConnIdGen, connect_shard, shard_of};
 pub use drop_reason::{DropCounters, DropReason};
 pub use endpoint::{CloseOutcome, Endpoint, EndpointError, Snapshot};
 pub use event::{CloseReason, Closer, ConnectError, Event, Handled, SendOutcome, Transmit};
+pub use host::{
+    Connecting, HostStats, SessionApp, SessionHost, SessionMsg, SessionSend, Sessions, random_key,
+};
 pub use stats::{EndpointStats, SessionState, SessionStats};
 pub use time::Timestamp;
 

@@ -2,7 +2,7 @@
 //! echo), or wrapped in a relay `Forward` to the partner and unwrapped from
 //! the `Delivered` the partner receives.
 
-use ringwire_shard::session::relay_msg::RelayMsg;
+use ringwire::apps::relay::RelayMsg;
 
 /// Which server application the sessions talk to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,8 +8,10 @@
 use std::net::SocketAddr;
 
 use ringwire_shard::session::ConnId;
-use ringwire_shard::session::relay_msg::RelayMsg;
-use ringwire_shard::session_host::{SessionApp, SessionSend, Sessions};
+pub mod msg;
+
+pub use msg::RelayMsg;
+use ringwire_shard::session::{SessionApp, SessionSend, Sessions};
 
 /// Relay counters for one shard.
 #[derive(Debug, Default, Clone, Copy)]
