@@ -36,7 +36,8 @@ use io_uring::{IoUring, cqueue, opcode, squeue};
 
 pub use control::ShardControl;
 pub use probe::{
-    ProbeReport, RingMode, SetupError, available_or_explain, create_ring, kernel_release, probe,
+    ProbeReport, REQUIRE_IO_URING_ENV, RingMode, SetupError, available_or_explain, create_ring,
+    io_uring_required, kernel_release, probe, skip_or_fail,
 };
 pub use socket::{SocketError, SocketOptions, bind_reuseport_group};
 pub use steer::{attach_steering, detach_steering, steering_program};

@@ -203,13 +203,42 @@ pub fn probe() -> Result<ProbeReport, SetupError> {
     })
 }
 
-/// For tests and tools that need io_uring: true if it is usable; otherwise prints
-/// `skipping: <why>` and returns false, so the caller can skip with a reason.
+/// The environment variable that turns every "cannot run here" skip into a failure. CI sets it
+/// to `1`: there a test that needs io_uring (or another kernel feature) and cannot run must fail
+/// with its reason, never pass having done nothing.
+pub const REQUIRE_IO_URING_ENV: &str = "RINGWIRE_REQUIRE_IO_URING";
+
+/// Whether [`REQUIRE_IO_URING_ENV`] is set to anything but empty or `0`.
+pub fn io_uring_required() -> bool {
+    std::env::var_os(REQUIRE_IO_URING_ENV).is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The one way a test says it cannot run on this host. Without [`REQUIRE_IO_URING_ENV`] it
+/// writes `skipping: <reason>` to the process's standard error and returns, and the caller
+/// returns early. It writes to the stream itself rather than through `eprintln!`, which the
+/// test harness captures and shows only for failed tests: a skip is shown on every run. With
+/// the variable set it panics with the reason instead.
+///
+/// # Panics
+///
+/// When [`io_uring_required`] is true.
+pub fn skip_or_fail(reason: impl fmt::Display) {
+    if io_uring_required() {
+        panic!("{REQUIRE_IO_URING_ENV} is set, so this cannot be skipped: {reason}");
+    }
+    use std::io::Write;
+    // Nothing to do if standard error is gone; the test still skips.
+    let _ = writeln!(io::stderr().lock(), "skipping: {reason}");
+}
+
+/// For tests and tools that need io_uring: true if it is usable; otherwise explains through
+/// [`skip_or_fail`] (prints `skipping: <why>`, or panics under [`REQUIRE_IO_URING_ENV`]) and
+/// returns false, so the caller returns early.
 pub fn available_or_explain() -> bool {
     match probe() {
         Ok(_) => true,
         Err(e) => {
-            println!("skipping: {e}");
+            skip_or_fail(&e);
             false
         }
     }
@@ -295,8 +324,8 @@ mod tests {
             // A host without io_uring must still get a message naming the cause.
             Err(e) => {
                 let msg = e.to_string();
-                println!("skipping: {msg}");
                 assert!(msg.contains("kernel"));
+                skip_or_fail(msg);
             }
         }
     }

@@ -322,7 +322,9 @@ mod tests {
         if attach && let Err(e) = attach_steering(&group[0], SHARDS) {
             match e.raw_os_error() {
                 Some(libc::EPERM | libc::EINVAL | libc::ENOPROTOOPT) => {
-                    println!("skipping: the kernel refused SO_ATTACH_REUSEPORT_CBPF: {e}");
+                    crate::driver::skip_or_fail(format_args!(
+                        "the kernel refused SO_ATTACH_REUSEPORT_CBPF: {e}"
+                    ));
                     return None;
                 }
                 _ => panic!("SO_ATTACH_REUSEPORT_CBPF: {e}"),
