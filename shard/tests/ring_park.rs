@@ -11,6 +11,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use ringwire_shard::ring::{
     EventFd, ParkDecision, Parker, TryRecvError, TrySendError, WakingProducer, channel,
     recv_blocking,
@@ -26,12 +28,6 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         assert!(start.elapsed() < HANG, "timed out waiting for {what}");
         thread::sleep(Duration::from_millis(1));
     }
-}
-
-/// This thread's CPU time in nanoseconds, from `/proc/thread-self/schedstat` (field 1).
-fn thread_cpu_ns() -> u64 {
-    let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
-    s.split_whitespace().next().unwrap().parse().unwrap()
 }
 
 #[test]
@@ -128,27 +124,69 @@ fn only_one_producer_claims_a_wake() {
 }
 
 #[test]
-fn idle_parked_consumer_uses_no_cpu() {
-    // Behaviour check, not a speed bound: a parked consumer must sleep in the kernel, not
-    // poll. Its thread's CPU time over ~1 s of idleness must stay near zero.
-    let (tx, mut rx) = channel::<u64>(4);
-    let parker = Parker::new();
-    let efd = Arc::new(EventFd::new().unwrap());
-    let mut tx = WakingProducer::new(tx, parker.notifier(Arc::clone(&efd)));
-    let consumer = thread::spawn(move || {
-        let before = thread_cpu_ns();
-        let got = recv_blocking(&mut rx, &parker, &efd).unwrap();
-        (got, thread_cpu_ns() - before)
+fn parked_consumer_does_not_run_while_its_neighbour_is_woken() {
+    // A parked consumer sleeps in the kernel until a producer wakes it: it must not poll. Two
+    // consumers park; the busy one is woken ROUNDS times (each wake's delivery awaited), which
+    // is the idle window of the quiet one. Over that window the quiet one must not run at all:
+    // still asleep in a system call, not one context switch (any wake-up, even a spurious one,
+    // and any spinning would add some), and no wake was sent to it. Nothing here depends on
+    // how long the window lasts.
+    const ROUNDS: u64 = 200;
+    let (quiet_tx, mut quiet_rx) = channel::<u64>(4);
+    let quiet_parker = Parker::new();
+    let quiet_efd = Arc::new(EventFd::new().unwrap());
+    let mut quiet_tx = WakingProducer::new(quiet_tx, quiet_parker.notifier(Arc::clone(&quiet_efd)));
+    let (quiet_out, quiet_got) = mpsc::channel();
+    let (exit_tx, exit_rx) = mpsc::channel::<()>();
+    let quiet = thread::spawn(move || {
+        quiet_out.send(Err(common::os::current_tid())).unwrap();
+        let got = recv_blocking(&mut quiet_rx, &quiet_parker, &quiet_efd).unwrap();
+        quiet_out.send(Ok(got)).unwrap();
+        // Stay alive until the main thread has read this thread's counters.
+        let _ = exit_rx.recv();
     });
-    wait_until("the consumer to park", || tx.notifier().consumer_parked());
-    thread::sleep(Duration::from_secs(1));
-    tx.send_and_notify(7).unwrap();
-    let (got, cpu_ns) = consumer.join().unwrap();
-    assert_eq!(got, Some(7));
+    let Ok(Err(quiet_tid)) = quiet_got.recv_timeout(HANG) else {
+        panic!("the quiet consumer did not start");
+    };
+
+    let (busy_tx, mut busy_rx) = channel::<u64>(4);
+    let busy_parker = Parker::new();
+    let busy_efd = Arc::new(EventFd::new().unwrap());
+    let mut busy_tx = WakingProducer::new(busy_tx, busy_parker.notifier(Arc::clone(&busy_efd)));
+    let (busy_out, busy_got) = mpsc::channel();
+    let busy = thread::spawn(move || {
+        while let Some(v) = recv_blocking(&mut busy_rx, &busy_parker, &busy_efd).unwrap() {
+            busy_out.send(v).unwrap();
+        }
+    });
+
+    wait_until("the quiet consumer to park in a system call", || {
+        quiet_tx.notifier().consumer_parked() && common::os::asleep_in_syscall(quiet_tid).is_some()
+    });
+    let switches = common::os::context_switches(quiet_tid);
+    for i in 0..ROUNDS {
+        busy_tx.send_and_notify(i).unwrap();
+        assert_eq!(busy_got.recv_timeout(HANG), Ok(i), "lost wake-up");
+    }
     assert!(
-        cpu_ns < 20_000_000,
-        "idle parked consumer burned {cpu_ns} ns of CPU in ~1 s"
+        common::os::asleep_in_syscall(quiet_tid).is_some(),
+        "the quiet consumer left its sleep"
     );
+    assert_eq!(
+        common::os::context_switches(quiet_tid),
+        switches,
+        "the quiet consumer ran while parked"
+    );
+    assert_eq!(quiet_tx.wakes(), 0);
+
+    // Not vacuous: one push wakes it, and the kernel counts the switch.
+    quiet_tx.send_and_notify(7).unwrap();
+    assert_eq!(quiet_got.recv_timeout(HANG), Ok(Ok(Some(7))));
+    assert!(common::os::context_switches(quiet_tid) > switches);
+    exit_tx.send(()).unwrap();
+    quiet.join().unwrap();
+    drop(busy_tx);
+    busy.join().unwrap();
 }
 
 /// Items moved by the two-thread stress test (the batch variant moves half as many).

@@ -1,6 +1,8 @@
 //! Helpers shared by the `session_*` integration tests (each binary uses a subset).
 #![allow(dead_code, unused_imports, clippy::unwrap_used)]
 
+pub mod os;
+
 pub use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 pub use std::time::Duration;
 
