@@ -23,6 +23,29 @@ pub fn check_memlock() -> Result<(), rlimit::LimitError> {
     rlimit::raise(Resource::LockedMemory, MIN_MEMLOCK).map(|_| ())
 }
 
+/// Why the glommio baseline cannot run on this host. [`super::start`] returns it (boxed) before
+/// spawning anything, so a caller can tell "this host cannot run glommio" (skip) from "the
+/// server broke" (fail) by downcasting.
+#[derive(Debug, thiserror::Error)]
+pub enum Unavailable {
+    /// RLIMIT_MEMLOCK is too low for glommio's rings and cannot be raised.
+    #[error("glommio cannot run here: {0}")]
+    Memlock(#[source] rlimit::LimitError),
+    /// io_uring is disabled, blocked (seccomp, container policy) or too old.
+    #[error("glommio cannot run here: {0}")]
+    IoUring(#[source] ringwire_shard::driver::SetupError),
+}
+
+/// Checks, without starting glommio, that it can run here: RLIMIT_MEMLOCK (raised if need be)
+/// and io_uring. glommio itself panics when `io_uring_setup` is refused and exits the process
+/// when an opcode is missing; every opcode it checks dates from Linux 5.6 or earlier, and
+/// ringwire's probe asks for more (5.11+ features), so a host that passes the probe runs glommio.
+pub fn check_available() -> Result<(), Unavailable> {
+    check_memlock().map_err(Unavailable::Memlock)?;
+    ringwire_shard::driver::probe().map_err(Unavailable::IoUring)?;
+    Ok(())
+}
+
 async fn echo(
     sock: &glommio::net::UdpSocket,
     served: &Cell<u64>,

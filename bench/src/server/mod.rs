@@ -120,7 +120,7 @@ impl RunningServer {
 /// socket is bound, so the address is ready for traffic.
 pub fn start(args: &ServerArgs) -> Result<RunningServer, Box<dyn std::error::Error + Send + Sync>> {
     if args.kind == Kind::Glommio {
-        glommio_echo::check_memlock()?;
+        glommio_echo::check_available()?;
     }
     let sockets = socket::bind_reuseport(args.bind, args.threads as usize)?;
     let addr = sockets

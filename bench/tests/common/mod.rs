@@ -4,12 +4,19 @@
 use ringwire_bench::load::report::{LatencyUs, LoadReport};
 use ringwire_bench::load::worker::PollMode;
 use ringwire_bench::load::{LoadArgs, Mode};
-use ringwire_bench::server::{Kind, RunningServer, ServerArgs};
+use ringwire_bench::server::{Kind, RunningServer, ServerArgs, glommio_echo};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// A baseline server of `kind` on an ephemeral loopback port, pinned to core 0.
 pub fn start_server(kind: Kind) -> RunningServer {
+    start_server_or_skip(kind).expect("server starts")
+}
+
+/// Like [`start_server`], but `None` where this host cannot run `kind` (glommio without io_uring
+/// or enough locked memory): the probe-or-skip helper has then printed why, or failed the test
+/// under `RINGWIRE_REQUIRE_IO_URING`. Any other start-up error fails the test.
+pub fn start_server_or_skip(kind: Kind) -> Option<RunningServer> {
     let args = ServerArgs {
         kind,
         bind: "127.0.0.1:0".parse().expect("literal address"),
@@ -19,7 +26,22 @@ pub fn start_server(kind: Kind) -> RunningServer {
         duration: None,
         json: None,
     };
-    ringwire_bench::server::start(&args).expect("server starts")
+    match ringwire_bench::server::start(&args) {
+        Ok(server) => Some(server),
+        Err(e) => {
+            skip_if_unavailable(e.as_ref());
+            None
+        }
+    }
+}
+
+/// Skips (or, under `RINGWIRE_REQUIRE_IO_URING`, fails) if `err` says glommio cannot run on
+/// this host; panics with `err` if it is anything else.
+pub fn skip_if_unavailable(err: &(dyn std::error::Error + 'static)) {
+    match err.downcast_ref::<glommio_echo::Unavailable>() {
+        Some(why) => ringwire_shard::driver::skip_or_fail(why),
+        None => panic!("server start failed: {err}"),
+    }
 }
 
 /// Closed-loop load arguments: `peers` peers, window `window`, 1 s measured.
