@@ -10,6 +10,10 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// `io_uring_enter`'s number: 426 on every Linux architecture (the io_uring calls were added
+/// to the common table).
+pub const SYS_IO_URING_ENTER: i64 = 426;
+
 /// Liveness guard for the waits below, never a speed bound: only a hang reaches it.
 pub const HANG: Duration = Duration::from_secs(60);
 
