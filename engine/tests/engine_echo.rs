@@ -9,9 +9,9 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::os::{self, HANG};
-use common::{kernel_drops, sends_asked};
+use common::{kernel_drops, parked, sends_asked};
+use ringwire::Engine;
 use ringwire::apps::{Echo, SockperfServer};
-use ringwire::{Engine, EngineHandle};
 use ringwire_shard::ShardStats;
 use ringwire_shard::driver::available_or_explain;
 
@@ -99,17 +99,6 @@ fn two_shards_echo_every_datagram_from_256_ports_and_stop_in_time() {
         tids.iter().all(|t| !thread_alive(*t)),
         "no shard thread is left behind"
     );
-}
-
-/// `(loop turns, context switches)` of shard `shard` if its thread is asleep in
-/// `io_uring_enter` (and stayed asleep while we looked), else `None`. The shard publishes its
-/// counters before it enters the kernel, so the turns are those of the sleeping turn.
-fn parked(engine: &EngineHandle, shard: usize, tid: u64) -> Option<(u64, u64)> {
-    let turns = engine.stats()[shard].loop_turns;
-    let switches = os::context_switches(tid);
-    let asleep = os::asleep_in_syscall(tid) == Some(os::SYS_IO_URING_ENTER);
-    (asleep && os::context_switches(tid) == switches && engine.stats()[shard].loop_turns == turns)
-        .then_some((turns, switches))
 }
 
 /// One echo through the engine (the read timeout is a liveness guard only).

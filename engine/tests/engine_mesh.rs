@@ -2,10 +2,12 @@
 //! control messages.
 #![allow(clippy::unwrap_used)]
 
-use std::net::{SocketAddr, UdpSocket};
-use std::time::Duration;
+mod common;
 
-use ringwire::{Ctx, Engine, EngineConfig, Handler};
+use std::net::{SocketAddr, UdpSocket};
+
+use common::HANG;
+use ringwire::{Ctx, Engine, Handler};
 use ringwire_shard::driver::available_or_explain;
 use ringwire_shard::mesh::{Lane, MeshConfig, MeshSendError};
 
@@ -110,7 +112,7 @@ fn flood(msg_ring_wake: bool) {
     if !available_or_explain() {
         return;
     }
-    let mut config = EngineConfig::unpinned("127.0.0.1:0".parse().unwrap(), 2);
+    let mut config = common::config(2);
     config.shard.msg_ring_wake = msg_ring_wake;
     config.mesh = MeshConfig {
         control_capacity: 8,
@@ -122,10 +124,10 @@ fn flood(msg_ring_wake: bool) {
         ..Flood::default()
     })
     .unwrap();
+    // Both shards parked first, so the flood's first message must wake the receiver.
+    common::wait_all_parked(&engine);
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    client.set_read_timeout(Some(HANG)).unwrap();
     client.send_to(b"go", engine.local_addr()).unwrap();
     let mut buf = [0u8; 128];
     let (n, _) = client.recv_from(&mut buf).unwrap();
@@ -141,7 +143,7 @@ fn flood(msg_ring_wake: bool) {
         before_urgent < sent,
         "the control message overtook the queued data: {report}"
     );
-    let report = engine.shutdown(Duration::from_secs(2)).unwrap();
+    let report = common::shutdown(engine);
     let lanes: Vec<_> = report
         .shards
         .iter()

@@ -43,3 +43,25 @@ pub fn sends_asked(s: &ShardStats) -> u64 {
 pub fn kernel_drops(addr: SocketAddr) -> u64 {
     os::udp_drops(addr.port())
 }
+
+/// `(loop turns, context switches)` of shard `shard` (thread `tid`) if its thread is asleep in
+/// `io_uring_enter` and stayed asleep while we looked, else `None`. The shard publishes its
+/// counters before it enters the kernel, so the turns are those of the sleeping turn.
+pub fn parked(engine: &EngineHandle, shard: usize, tid: u64) -> Option<(u64, u64)> {
+    let turns = engine.stats()[shard].loop_turns;
+    let switches = os::context_switches(tid);
+    let asleep = os::asleep_in_syscall(tid) == Some(os::SYS_IO_URING_ENTER);
+    (asleep && os::context_switches(tid) == switches && engine.stats()[shard].loop_turns == turns)
+        .then_some((turns, switches))
+}
+
+/// Waits until every shard of `engine` is parked in `io_uring_enter` (start-up is over and
+/// nothing is pending).
+pub fn wait_all_parked(engine: &EngineHandle) {
+    let tids = engine.thread_ids();
+    os::wait_until("every shard to park in io_uring_enter", || {
+        tids.iter()
+            .enumerate()
+            .all(|(i, tid)| parked(engine, i, *tid).is_some())
+    });
+}
