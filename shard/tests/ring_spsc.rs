@@ -73,8 +73,9 @@ fn full_ring_returns_full_with_the_item() {
 
 #[test]
 fn thousand_try_sends_on_a_full_ring_all_return_full() {
-    // The freenet wedge (shared/seeds/001): `try_send` on a full channel must return at once,
-    // every time, with no consumer activity at all. No timing assertion: finishing is the check.
+    // The freenet wedge (a node hung in a full channel's back-off): `try_send` on a full
+    // channel must return at once, every time, with no consumer activity at all. No timing
+    // assertion: finishing is the check.
     let (mut tx, rx) = channel(4);
     for i in 0..4 {
         tx.try_send(i).unwrap();

@@ -74,7 +74,7 @@
 //!
 //! Nothing here blocks, spins, yields or enters the kernel: a full ring returns
 //! [`TrySendError::Full`] at once (compare the freenet node hung in crossbeam's unbounded
-//! back-off, `shared/seeds/001`). Waking a parked consumer is a separate, explicit step
+//! back-off on a full channel). Waking a parked consumer is a separate, explicit step
 //! (see [`super::park`]).
 #![allow(unsafe_code)]
 
