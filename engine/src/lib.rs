@@ -1,20 +1,44 @@
 //! ringwire: a thread-per-core io_uring UDP transport engine for gateway and peer-to-peer nodes.
 //!
-//! Each shard is one thread pinned to one core that owns an `SO_REUSEPORT` UDP socket, its own
-//! io_uring and all per-peer state it holds (see the `ringwire-shard` crate). This crate starts
-//! and stops shards ([`Engine`]), reads the TOML [`config`], and carries the built-in [`apps`].
+//! Each **shard** is one thread pinned to one core that owns an `SO_REUSEPORT` UDP socket, its
+//! own io_uring and every piece of per-peer state it holds, so lookups take no lock. Work
+//! crosses cores only through bounded SPSC rings (the [`mesh`]) whose operations return at
+//! once: sent, full (item handed back) or closed (item handed back).
+//!
+//! This is the one crate a user names. It starts and stops shards ([`Engine`]), and re-exports
+//! everything an application needs:
+//!
+//! | you want | start at |
+//! |---|---|
+//! | raw datagrams on every core | [`Handler`], [`Ctx`], [`Engine::start`] |
+//! | sessions (handshake, keepalive, idle timeout, flight recorder) | [`session::SessionApp`], [`session::SessionHost`] |
+//! | messages between shards | [`Ctx::send_to_shard`], [`mesh`] |
+//! | timers | [`Ctx::set_timer`], [`TimerId`] |
+//! | counters | [`EngineHandle::stats`], [`ShardStats`] |
+//! | tuning | [`EngineConfig`], [`ShardConfig`]; the TOML [`config`] (features `cli`/`serde`) |
+//!
+//! Examples that run: `engine/examples/` (`cargo run --example echo`, `relay_gateway`,
+//! `custom_protocol`).
 //!
 //! ```no_run
-//! use ringwire::{Engine, EngineConfig};
 //! use ringwire::apps::Echo;
+//! use ringwire::{Engine, EngineConfig};
 //! use std::time::Duration;
 //!
-//! let config = EngineConfig::unpinned("127.0.0.1:0".parse().unwrap(), 2);
-//! let engine = Engine::start(&config, |_shard| Echo).unwrap();
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = EngineConfig::unpinned("127.0.0.1:0".parse()?, 2);
+//! let engine = Engine::start(&config, |_shard| Echo)?;
 //! println!("echoing on {}", engine.local_addr());
-//! let report = engine.shutdown(Duration::from_secs(2)).unwrap();
+//! let report = engine.shutdown(Duration::from_secs(2))?;
 //! println!("{}", report.total());
+//! # Ok(())
+//! # }
 //! ```
+//!
+//! # Features
+//! - `cli` (default): the `ringwire` binary and TOML file loading ([`config::Config::from_file`]).
+//! - `serde`: `Deserialize` for the config types, so a gateway can embed a `[ringwire]` table
+//!   in its own config file.
 #![forbid(unsafe_code)]
 
 pub mod apps;
@@ -25,4 +49,50 @@ pub mod engine;
 pub use engine::{
     Engine, EngineConfig, EngineError, EngineHandle, EngineReport, ShardInfo, ShutdownHandle,
 };
-pub use ringwire_shard::{Ctx, Handler, SendOutcome, ShardConfig, ShardStats};
+#[doc(inline)]
+pub use ringwire_shard::timer::{TimerError, TimerId};
+#[doc(inline)]
+pub use ringwire_shard::{
+    Ctx, Handler, SendOutcome, ShardConfig, ShardConfigError, ShardError, ShardExit, ShardStats,
+    WakeMechanism,
+};
+
+pub mod mesh {
+    //! Messages between shards: two bounded SPSC rings per ordered pair of shards, a control lane
+    //! drained first and a data lane. Send with [`Ctx::send_to_shard`](crate::Ctx::send_to_shard)
+    //! and [`Ctx::send_control_to_shard`](crate::Ctx::send_control_to_shard); receive in
+    //! [`Handler::on_message`](crate::Handler::on_message).
+    #[doc(inline)]
+    pub use ringwire_shard::mesh::{Lane, LaneStats, MeshConfig, MeshSendError};
+}
+
+pub mod session {
+    //! Sessions on top of the shards: a stateless-cookie handshake, keepalive, idle timeout, a
+    //! replay window, control frames that never wait behind data, and a flight recorder per
+    //! session. Implement [`SessionApp`] and run it with [`SessionHost`] as the engine's handler.
+    //! The wire format is in `docs/PROTOCOL.md`.
+    #[doc(inline)]
+    pub use ringwire_shard::session::{
+        CloseReason, Closer, ConnId, ConnectError, Connecting, DropCounters, DropReason,
+        EndpointConfig, EndpointError, EndpointStats, HostStats, SessionApp, SessionHost,
+        SessionMsg, SessionSend, SessionState, SessionStats, Sessions, Snapshot, random_key,
+        shard_of,
+    };
+
+    pub mod client {
+        //! A plain-socket session client pool (many sessions, one socket each) for tests and
+        //! tools; not for the data path.
+        #[doc(inline)]
+        pub use ringwire_shard::session::client::{ClientError, ClientPool};
+    }
+}
+
+pub mod kernel {
+    //! What the kernel offers: the start-up probe of io_uring opcodes and features, and thread
+    //! CPU time for measurements.
+    #[doc(inline)]
+    pub use ringwire_shard::driver::{
+        ProbeReport, RingMode, SetupError, SocketError, available_or_explain, kernel_release,
+        probe, thread_cpu_time,
+    };
+}

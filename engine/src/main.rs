@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use ringwire::apps::{AppKind, Echo, Relay, SessionEcho, SockperfServer};
-use ringwire::config::{Config, Cores, Resolved, Shards};
+use ringwire::config::{Config, Cores, Resolved, Shards, Steering};
+use ringwire::session::EndpointConfig;
+use ringwire::session::SessionApp;
+use ringwire::session::{SessionHost, random_key};
 use ringwire::{Engine, EngineConfig, EngineHandle, EngineReport, Handler, ShardInfo};
-use ringwire_shard::session::EndpointConfig;
-use ringwire_shard::session::SessionApp;
-use ringwire_shard::session::{SessionHost, random_key};
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
@@ -57,10 +57,10 @@ struct ServeArgs {
     no_pin: bool,
     /// Built-in app: echo, sockperf, relay or session-echo.
     #[arg(long)]
-    app: Option<String>,
+    app: Option<AppKind>,
     /// Kernel steering of session datagrams to their shard: auto, on or off.
     #[arg(long)]
-    steering: Option<String>,
+    steering: Option<Steering>,
     /// Print every shard's counters every SECS seconds (0: only at shutdown).
     #[arg(long, value_name = "SECS")]
     stats_interval: Option<u64>,
@@ -98,10 +98,10 @@ fn load(args: &ServeArgs) -> Result<Resolved, String> {
         config.pin = false;
     }
     if let Some(app) = &args.app {
-        config.app.clone_from(app);
+        config.app = *app;
     }
     if let Some(steering) = &args.steering {
-        config.steering.clone_from(steering);
+        config.steering = *steering;
     }
     if let Some(secs) = args.stats_interval {
         config.stats_interval_secs = secs;
@@ -122,6 +122,10 @@ fn serve(args: ServeArgs) -> ExitCode {
         AppKind::Sockperf => run(&resolved, |_| Ok::<_, String>(SockperfServer::default())),
         AppKind::Relay => run_sessions(&resolved, Relay::default),
         AppKind::SessionEcho => run_sessions(&resolved, SessionEcho::default),
+        other => {
+            eprintln!("ringwire: app {other} is not built into this binary");
+            return ExitCode::from(2);
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -139,7 +143,7 @@ where
     F: Fn() -> A + Send + Sync + 'static,
 {
     let key =
-        random_key().map_err(|e| format!("cannot read /dev/urandom for the cookie key: {e}"))?;
+        random_key().map_err(|e| format!("cannot get random bytes for the cookie key: {e}"))?;
     run(resolved, move |info| {
         let seed = random_key().map_err(|e| format!("random seed: {e}"))?;
         SessionHost::new(

@@ -6,6 +6,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use ringwire::{Ctx, Engine, EngineConfig, Handler};
+use ringwire_shard::WakeMechanism;
 use ringwire_shard::driver::available_or_explain;
 use ringwire_shard::mesh::{Lane, MeshConfig, MeshSendError};
 
@@ -111,7 +112,11 @@ fn flood(msg_ring_wake: bool) {
         return;
     }
     let mut config = EngineConfig::unpinned("127.0.0.1:0".parse().unwrap(), 2);
-    config.shard.msg_ring_wake = msg_ring_wake;
+    config.shard.wake = if msg_ring_wake {
+        WakeMechanism::MsgRing
+    } else {
+        WakeMechanism::Eventfd
+    };
     config.mesh = MeshConfig {
         control_capacity: 8,
         data_capacity: 512,

@@ -19,7 +19,7 @@ mod sendq;
 pub mod session;
 pub mod timer;
 
-pub use config::{ShardConfig, ShardConfigError};
+pub use config::{ShardConfig, ShardConfigError, WakeMechanism};
 pub use counters::ShardStats;
 pub use driver::{Shard, ShardControl, ShardError, ShardExit};
 pub use handler::{Ctx, Handler, SendOutcome};

@@ -84,10 +84,8 @@ fn tiny_buffer_ring_survives_a_burst_via_enobufs_and_rearm() {
     if !available_or_explain() {
         return;
     }
-    let config = ShardConfig {
-        recv_buffers: 4,
-        ..ShardConfig::default()
-    };
+    let mut config = ShardConfig::default();
+    config.recv_buffers = 4;
     let (addr, control, thread) = start(config);
     let client = big_buffer_client();
     client

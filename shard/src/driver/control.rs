@@ -82,7 +82,7 @@ impl ShardControl {
 }
 
 /// Other shards wake a parked shard through its eventfd, which the shard's ring polls, or with
-/// `IORING_OP_MSG_RING` straight into its ring (`ShardConfig::msg_ring_wake` of the sender).
+/// `IORING_OP_MSG_RING` straight into its ring (`ShardConfig::wake` of the sender).
 impl Wake for ShardControl {
     fn wake(&self) -> io::Result<()> {
         self.waker.signal()

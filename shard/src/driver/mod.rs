@@ -235,7 +235,7 @@ impl Shard {
         // Registered files exist since 5.1; without them every SQE names the fd itself.
         let fixed_fd = ring.submitter().register_files(&[fd]).is_ok();
         control.ring_fd.store(ring.as_raw_fd(), Ordering::Release);
-        let msg_ring_wake = config.msg_ring_wake && report.msg_ring;
+        let msg_ring_wake = config.wake == crate::config::WakeMechanism::MsgRing && report.msg_ring;
         Ok(Self {
             ring,
             bufs: Some(bufs),

@@ -11,7 +11,6 @@
 //! priority queue), whatever the state of the send slots.
 #![forbid(unsafe_code)]
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -160,10 +159,11 @@ fn instant(t: Timestamp) -> Instant {
     origin() + Duration::from_nanos(t.0)
 }
 
-/// 32 bytes from the kernel's random source, for cookie keys and connection-ID seeds.
+/// 32 bytes from the operating system's random source (`getrandom`), for cookie keys and
+/// connection-ID seeds.
 pub fn random_key() -> std::io::Result<[u8; 32]> {
     let mut key = [0u8; 32];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
+    getrandom::fill(&mut key).map_err(std::io::Error::from)?;
     Ok(key)
 }
 

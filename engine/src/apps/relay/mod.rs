@@ -7,11 +7,11 @@
 
 use std::net::SocketAddr;
 
-use ringwire_shard::session::ConnId;
+use crate::session::ConnId;
 pub mod msg;
 
+use crate::session::{SessionApp, SessionSend, Sessions};
 pub use msg::RelayMsg;
-use ringwire_shard::session::{SessionApp, SessionSend, Sessions};
 
 /// Relay counters for one shard.
 #[derive(Debug, Default, Clone, Copy)]
