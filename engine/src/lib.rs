@@ -35,6 +35,80 @@
 //! # }
 //! ```
 //!
+//! # A handler
+//!
+//! A [`Handler`] is one shard's application. The engine builds one per shard, on that shard's
+//! thread, so it needs no lock and need not be `Send`; it is called for every datagram, mesh
+//! message and timer, and whatever it asks for is submitted with the rest of the loop turn.
+//!
+//! ```no_run
+//! use std::net::SocketAddr;
+//! use std::time::Duration;
+//! use ringwire::{Ctx, Engine, EngineConfig, Handler, SendOutcome};
+//!
+//! /// Answers every datagram with its length, and says how many it answered every second.
+//! #[derive(Default)]
+//! struct Lengths {
+//!     answered: u64,
+//! }
+//!
+//! impl Handler for Lengths {
+//!     type Message = ();
+//!
+//!     fn on_datagram(&mut self, peer: SocketAddr, payload: &[u8], ctx: &mut Ctx<'_, ()>) {
+//!         let reply = (payload.len() as u32).to_be_bytes();
+//!         if ctx.send_to(peer, &reply) == SendOutcome::Queued {
+//!             self.answered += 1;
+//!         }
+//!     }
+//!
+//!     fn on_timer(&mut self, _token: u64, ctx: &mut Ctx<'_, ()>) {
+//!         println!("shard {}: {} answered", ctx.shard_index(), self.answered);
+//!         let _ = ctx.set_timer_after(Duration::from_secs(1), 0);
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let engine = Engine::start(&EngineConfig::unpinned("127.0.0.1:0".parse()?, 2), |_| {
+//!     Lengths::default()
+//! })?;
+//! # engine.shutdown(Duration::from_secs(1))?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # A session application
+//!
+//! A [`session::SessionApp`] sees sessions, not datagrams: connected, message, disconnected.
+//! [`session::SessionHost`] runs it as the shard's handler.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use ringwire::session::{ConnId, EndpointConfig, SessionApp, SessionHost, Sessions, random_key};
+//! use ringwire::{Engine, EngineConfig};
+//!
+//! /// Sends every message back, upper-cased.
+//! struct Shout;
+//!
+//! impl SessionApp for Shout {
+//!     fn on_message(&mut self, conn: ConnId, bytes: &[u8], s: &mut Sessions<'_, '_>) {
+//!         let _ = s.send(conn, &bytes.to_ascii_uppercase());
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let cookie_key = random_key()?; // shared by every shard
+//! let mut config = EngineConfig::unpinned("127.0.0.1:0".parse()?, 2);
+//! config.steering = true; // each session's datagrams go to the shard that owns it
+//! let engine = Engine::try_start(&config, move |shard| {
+//!     SessionHost::new(EndpointConfig::new(cookie_key), shard.index, shard.shards, random_key()?, Shout)
+//!         .map_err(std::io::Error::other)
+//! })?;
+//! # engine.shutdown(Duration::from_secs(1))?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Features
 //! - `cli` (default): the `ringwire` binary and TOML file loading ([`config::Config::from_file`]).
 //! - `serde`: `Deserialize` for the config types, so a gateway can embed a `[ringwire]` table
@@ -74,9 +148,9 @@ pub mod session {
     #[doc(inline)]
     pub use ringwire_shard::session::{
         CloseReason, Closer, ConnId, ConnectError, Connecting, DropCounters, DropReason,
-        EndpointConfig, EndpointError, EndpointStats, HostStats, SessionApp, SessionHost,
-        SessionMsg, SessionSend, SessionState, SessionStats, Sessions, Snapshot, random_key,
-        shard_of,
+        EndpointConfig, EndpointError, EndpointStats, Event, HostStats, SendOutcome, SessionApp,
+        SessionHost, SessionMsg, SessionSend, SessionState, SessionStats, Sessions, Snapshot,
+        random_key, shard_of,
     };
 
     pub mod client {
