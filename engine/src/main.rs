@@ -16,7 +16,7 @@ use ringwire::config::{Config, Cores, Resolved, Shards};
 use ringwire::{Engine, EngineConfig, EngineHandle, EngineReport, Handler, ShardInfo};
 use ringwire_shard::session::EndpointConfig;
 use ringwire_shard::session::SessionApp;
-use ringwire_shard::session::{SessionHost, random_key};
+use ringwire_shard::session::{Placement, SessionClock, SessionHost, random_key};
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
@@ -140,16 +140,13 @@ where
 {
     let key =
         random_key().map_err(|e| format!("cannot read /dev/urandom for the cookie key: {e}"))?;
+    // One clock for every shard: a cookie issued on one is checked on another.
+    let clock = SessionClock::start();
+    let max_datagram = resolved.shard.max_datagram;
     run(resolved, move |info| {
         let seed = random_key().map_err(|e| format!("random seed: {e}"))?;
-        SessionHost::new(
-            EndpointConfig::new(key),
-            info.index,
-            info.shards,
-            seed,
-            app(),
-        )
-        .map_err(|e| e.to_string())
+        let place = Placement::new(clock, info.index, info.shards, max_datagram);
+        SessionHost::new(EndpointConfig::new(key), place, seed, app()).map_err(|e| e.to_string())
     })
 }
 

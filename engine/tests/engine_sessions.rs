@@ -10,9 +10,9 @@ use ringwire::apps::Relay;
 use ringwire::apps::relay::RelayMsg;
 use ringwire::{Engine, EngineConfig, EngineHandle, EngineReport};
 use ringwire_shard::driver::available_or_explain;
-use ringwire_shard::session::SessionHost;
 use ringwire_shard::session::client::ClientPool;
 use ringwire_shard::session::{ConnId, EndpointConfig, Event, shard_of};
+use ringwire_shard::session::{Placement, SessionClock, SessionHost};
 
 const SESSIONS: usize = 1000;
 
@@ -42,15 +42,12 @@ fn relay_engine(steering: bool) -> EngineHandle {
     let mut config = EngineConfig::unpinned("127.0.0.1:0".parse().unwrap(), 2);
     config.shard.socket_recv_buffer = 8 << 20;
     config.steering = steering;
+    let clock = SessionClock::start();
+    let max_datagram = config.shard.max_datagram;
     Engine::try_start(&config, move |info| {
         let seed = [info.index as u8 + 1; 32];
-        SessionHost::new(
-            EndpointConfig::new(key),
-            info.index,
-            info.shards,
-            seed,
-            Relay::default(),
-        )
+        let place = Placement::new(clock, info.index, info.shards, max_datagram);
+        SessionHost::new(EndpointConfig::new(key), place, seed, Relay::default())
     })
     .unwrap()
 }

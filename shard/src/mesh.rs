@@ -463,12 +463,17 @@ mod tests {
         ends[1].control_batch = 3;
         for from in [0, 2] {
             for i in 0..4 {
-                ends[from].send(1, Lane::Control, 10 * from as u32 + i).unwrap();
+                ends[from]
+                    .send(1, Lane::Control, 10 * from as u32 + i)
+                    .unwrap();
             }
         }
         ends[0].send(1, Lane::Data, 99).unwrap();
         let mut out = Vec::new();
-        assert!(ends[1].take_inbound(&mut out), "control left behind is reported");
+        assert!(
+            ends[1].take_inbound(&mut out),
+            "control left behind is reported"
+        );
         assert_eq!(
             out,
             vec![

@@ -223,7 +223,10 @@ mod tests {
         // Only the long timer and the survivors fire, each once, and the long one last.
         fired.clear();
         let live = timers.len();
-        assert_eq!(timers.expire(t0 + Duration::from_secs(7200), &mut fired), live);
+        assert_eq!(
+            timers.expire(t0 + Duration::from_secs(7200), &mut fired),
+            live
+        );
         assert_eq!(fired.last().map(|f| f.0), Some(long));
         assert!(timers.is_empty());
         assert_eq!(timers.heap_len(), 0);

@@ -43,6 +43,9 @@ pub struct EndpointConfig {
 }
 
 impl EndpointConfig {
+    /// The default `max_payload`.
+    pub const DEFAULT_MAX_PAYLOAD: usize = 1200;
+
     /// The defaults above, with this cookie key.
     #[must_use]
     pub fn new(cookie_key: [u8; 32]) -> Self {
@@ -59,7 +62,7 @@ impl EndpointConfig {
             control_queue_capacity: 1024,
             event_queue_capacity: 4096,
             max_sessions: 65_536,
-            max_payload: 1200,
+            max_payload: Self::DEFAULT_MAX_PAYLOAD,
             accept_incoming: true,
         }
     }
@@ -67,7 +70,20 @@ impl EndpointConfig {
     /// The size of buffer `poll_transmit` needs: the largest datagram this endpoint emits.
     #[must_use]
     pub fn max_datagram(&self) -> usize {
-        (super::wire::HEADER_LEN + self.max_payload).max(super::wire::MAX_CONTROL_LEN)
+        Self::datagram_size(self.max_payload)
+    }
+
+    /// The largest datagram an endpoint with this `max_payload` emits: what
+    /// [`EndpointConfig::max_datagram`] returns, for checking a shard's datagram size before
+    /// any endpoint exists (a config file's `shard.max_datagram`).
+    #[must_use]
+    pub const fn datagram_size(max_payload: usize) -> usize {
+        let data = super::wire::HEADER_LEN.saturating_add(max_payload);
+        if data > super::wire::MAX_CONTROL_LEN {
+            data
+        } else {
+            super::wire::MAX_CONTROL_LEN
+        }
     }
 }
 

@@ -13,14 +13,13 @@
 
 use std::io::Read;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::handler::{Ctx, Handler, SendOutcome as SlotOutcome};
 use crate::mesh::{Lane, MeshSendError};
 use crate::session::{
     CloseReason, Closer, ConnId, ConnectError, Endpoint, EndpointConfig, EndpointError, Event,
-    Handled, SendOutcome, Snapshot, Timestamp, connect_shard, shard_of,
+    Handled, SendOutcome, SessionClock, Snapshot, Timestamp, connect_shard, shard_of,
 };
 use crate::timer::TimerId;
 
@@ -145,19 +144,54 @@ pub struct HostStats {
     pub backlogged: u64,
 }
 
-/// The process-wide origin for session [`Timestamp`]s; every shard must share it because a
-/// cookie issued on one shard is checked on another.
-fn origin() -> Instant {
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    *ORIGIN.get_or_init(Instant::now)
+/// Where a [`SessionHost`] runs: its shard among the server's, the server's session clock,
+/// and the largest datagram its shard sends and receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Placement {
+    /// The server's clock: one [`SessionClock`] for all its shards (a cookie issued on one
+    /// shard is checked on another).
+    pub clock: SessionClock,
+    /// This shard's index.
+    pub shard: usize,
+    /// Shards in the server.
+    pub shards: usize,
+    /// The shard's `max_datagram` (`ShardConfig::max_datagram`).
+    pub max_datagram: usize,
 }
 
-fn stamp(now: Instant) -> Timestamp {
-    Timestamp(now.saturating_duration_since(origin()).as_nanos() as u64)
+impl Placement {
+    /// Shard `shard` of `shards` on `clock`, whose datagrams may be up to `max_datagram` bytes.
+    #[must_use]
+    pub fn new(clock: SessionClock, shard: usize, shards: usize, max_datagram: usize) -> Self {
+        Placement {
+            clock,
+            shard,
+            shards,
+            max_datagram,
+        }
+    }
 }
 
-fn instant(t: Timestamp) -> Instant {
-    origin() + Duration::from_nanos(t.0)
+/// Why [`SessionHost::new`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    /// The endpoint refused its shard index or count.
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    /// The shard cannot carry the session layer's largest datagram: Data above
+    /// `max_datagram - 20` bytes would never be sent or received.
+    #[error(
+        "shard max_datagram {shard} is below the session layer's datagram size {needed}: \
+         raise shard.max_datagram to at least {needed}"
+    )]
+    MaxDatagram {
+        /// The shard's `max_datagram`.
+        shard: usize,
+        /// [`EndpointConfig::max_datagram`].
+        needed: usize,
+    },
 }
 
 /// 32 bytes from the kernel's random source, for cookie keys and connection-ID seeds.
@@ -170,6 +204,7 @@ pub fn random_key() -> std::io::Result<[u8; 32]> {
 /// The [`Handler`] that runs sessions for a [`SessionApp`] on one shard.
 pub struct SessionHost<A> {
     ep: Endpoint,
+    clock: SessionClock,
     app: A,
     buf: Vec<u8>,
     timer: Option<(Timestamp, TimerId)>,
@@ -300,26 +335,36 @@ impl Sessions<'_, '_> {
 }
 
 impl<A: SessionApp> SessionHost<A> {
-    /// A host for shard `shard` of `shards`. All shards of a server must get the same
-    /// `config.cookie_key`; `seed` should differ per shard (see [`random_key`]).
+    /// A host for the shard `place` names. All shards of a server must get the same
+    /// `config.cookie_key` and `place.clock`; `seed` should differ per shard (see
+    /// [`random_key`]). Refuses a shard whose `max_datagram` is below
+    /// [`EndpointConfig::max_datagram`]: the session layer would silently lose its largest
+    /// datagrams.
     pub fn new(
         config: EndpointConfig,
-        shard: usize,
-        shards: usize,
+        place: Placement,
         seed: [u8; 32],
         app: A,
-    ) -> Result<Self, EndpointError> {
+    ) -> Result<Self, HostError> {
+        let needed = config.max_datagram();
+        if place.max_datagram < needed {
+            return Err(HostError::MaxDatagram {
+                shard: place.max_datagram,
+                needed,
+            });
+        }
         let to16 = |v: usize| u16::try_from(v).unwrap_or(u16::MAX);
-        let buf = vec![0u8; config.max_datagram()];
+        let buf = vec![0u8; needed];
         let ep = Endpoint::new(
             config,
-            to16(shard),
-            to16(shards),
+            to16(place.shard),
+            to16(place.shards),
             seed,
-            stamp(Instant::now()),
+            place.clock.stamp(Instant::now()),
         )?;
         Ok(Self {
             ep,
+            clock: place.clock,
             app,
             buf,
             timer: None,
@@ -346,7 +391,7 @@ impl<A: SessionApp> SessionHost<A> {
     /// Delivers pending events to the application, sends what the endpoint has to send, and
     /// re-arms the endpoint's timer.
     fn pump(&mut self, ctx: &mut Ctx<'_, SessionMsg>) {
-        let now = stamp(ctx.now());
+        let now = self.clock.stamp(ctx.now());
         while let Some(event) = self.ep.poll_event() {
             let mut s = Sessions {
                 ep: &mut self.ep,
@@ -383,7 +428,8 @@ impl<A: SessionApp> SessionHost<A> {
             ctx.cancel_timer(id);
         }
         if let Some(deadline) = next
-            && let Ok(id) = ctx.set_timer(instant(deadline), 0)
+            && let Some(at) = self.clock.instant(deadline)
+            && let Ok(id) = ctx.set_timer(at, 0)
         {
             self.timer = Some((deadline, id));
         }
@@ -395,7 +441,7 @@ impl<A: SessionApp> Handler for SessionHost<A> {
 
     fn on_datagram(&mut self, peer: SocketAddr, payload: &[u8], ctx: &mut Ctx<'_, SessionMsg>) {
         self.stats.datagrams += 1;
-        let now = stamp(ctx.now());
+        let now = self.clock.stamp(ctx.now());
         match self.ep.handle_datagram(now, peer, payload) {
             Handled::Consumed => {}
             // Counted by the endpoint under its reason; no reply.
@@ -423,7 +469,7 @@ impl<A: SessionApp> Handler for SessionHost<A> {
         msg: SessionMsg,
         ctx: &mut Ctx<'_, SessionMsg>,
     ) {
-        let now = stamp(ctx.now());
+        let now = self.clock.stamp(ctx.now());
         match msg {
             SessionMsg::Handoff { from, bytes } => {
                 self.stats.handoffs_received += 1;
@@ -450,7 +496,7 @@ impl<A: SessionApp> Handler for SessionHost<A> {
 
     fn on_timer(&mut self, _token: u64, ctx: &mut Ctx<'_, SessionMsg>) {
         self.timer = None;
-        self.ep.handle_timeout(stamp(ctx.now()));
+        self.ep.handle_timeout(self.clock.stamp(ctx.now()));
         self.pump(ctx);
     }
 
@@ -460,7 +506,7 @@ impl<A: SessionApp> Handler for SessionHost<A> {
 
     fn on_turn(&mut self, ctx: &mut Ctx<'_, SessionMsg>) {
         if self.backlog {
-            let now = stamp(ctx.now());
+            let now = self.clock.stamp(ctx.now());
             self.flush(ctx, now);
             self.rearm(ctx);
         }
@@ -481,7 +527,7 @@ impl<A: SessionApp> Handler for SessionHost<A> {
             self.stats.handed_off,
             self.stats.handoffs_received,
         );
-        let now = stamp(Instant::now());
+        let now = self.clock.stamp(Instant::now());
         for (conn, s) in &snap.sessions {
             let idle = s.last_recv.map_or("never".to_string(), |t| {
                 format!("{:?}", now.saturating_since(t))
@@ -536,3 +582,6 @@ impl<A: SessionApp> Handler for SessionHost<A> {
         self.app.counters(out);
     }
 }
+
+#[cfg(test)]
+mod tests;
