@@ -4,8 +4,11 @@
 //!
 //! Every session lives on exactly one shard: the one whose index is the top byte of its
 //! connection ID. A datagram the kernel delivers to another shard is handed to the owner over
-//! the mesh's data lane (counted; a full lane is a counted drop). Sending to, closing or
-//! connecting on another shard's session goes over the mesh too, and the caller is told so.
+//! the mesh's data lane (counted; a full lane is a counted drop): the shard that received it
+//! cannot validate it, so it must not take the lane kept for our own control (see
+//! `docs/DECISIONS.md`, D10). Sending on another shard's session goes over the data lane;
+//! closing or connecting there over the control lane, which is drained before data. The caller
+//! is told the outcome, and every refusal is counted in [`HostStats`].
 //! Nothing here takes a lock or spawns anything per packet: inbound and outbound of a session
 //! are handled in the same loop turn, and control frames leave before data (the endpoint's
 //! priority queue), whatever the state of the send slots.
@@ -18,8 +21,9 @@ use std::time::Instant;
 use crate::handler::{Ctx, Handler, SendOutcome as SlotOutcome};
 use crate::mesh::{Lane, MeshSendError};
 use crate::session::{
-    CloseReason, Closer, ConnId, ConnectError, Endpoint, EndpointConfig, EndpointError, Event,
-    Handled, SendOutcome, SessionClock, Snapshot, Timestamp, connect_shard, shard_of,
+    CloseOutcome, CloseReason, Closer, ConnId, ConnectError, Endpoint, EndpointConfig,
+    EndpointError, Event, Handled, SendOutcome, SessionClock, Snapshot, Timestamp, connect_shard,
+    shard_of,
 };
 use crate::timer::TimerId;
 
@@ -121,8 +125,16 @@ pub trait SessionApp {
     }
 }
 
-/// Counters of the session layer on one shard (beyond the endpoint's own).
+/// Counters of the session layer on one shard (beyond the endpoint's own). Every message the
+/// host gives up on is counted under exactly one reason here (or the endpoint's), so these
+/// ledgers balance:
+///
+/// - sender side: relays attempted = `relayed + relay_full + relay_closed`;
+/// - owner side: handoffs received = handled by the endpoint (its drops counted by reason)
+///   `+ misrouted`; relayed messages received = accepted `+ relayed_send_full
+///   + relayed_send_too_large + relayed_unknown + relayed_connect_refused`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HostStats {
     /// Datagrams received from the kernel on this shard.
     pub datagrams: u64,
@@ -138,10 +150,25 @@ pub struct HostStats {
     pub misrouted: u64,
     /// Sends, closes and connects relayed to other shards.
     pub relayed: u64,
-    /// Sends relayed here from other shards that the endpoint refused.
-    pub relayed_refused: u64,
+    /// Sends, closes and connects not relayed because the owner's lane was full (the caller
+    /// is told too).
+    pub relay_full: u64,
+    /// Sends, closes and connects not relayed because the owner had stopped.
+    pub relay_closed: u64,
+    /// Sends relayed here that found the session's data queue full (dropped).
+    pub relayed_send_full: u64,
+    /// Sends relayed here larger than the session's maximum payload (dropped).
+    pub relayed_send_too_large: u64,
+    /// Sends and closes relayed here for a session that no longer exists (dropped).
+    pub relayed_unknown: u64,
+    /// Connects relayed here that the endpoint refused (session table or control queue full).
+    pub relayed_connect_refused: u64,
     /// Times the session layer ran out of send slots and kept output for the next turn.
     pub backlogged: u64,
+    /// Times the shard's timer table refused the session layer's deadline. Nothing is lost:
+    /// the deadline is checked again every loop turn and its timers run on the first turn
+    /// after it.
+    pub timer_refused: u64,
 }
 
 /// Where a [`SessionHost`] runs: its shard among the server's, the server's session clock,
@@ -277,7 +304,7 @@ impl Sessions<'_, '_> {
             conn,
             bytes: bytes.into(),
         };
-        match self.relay(owner, msg) {
+        match self.relay(owner, Lane::Data, msg) {
             Ok(()) => SessionSend::HandedToShard(owner),
             Err(MeshSendError::Full(_)) => SessionSend::ShardFull(owner),
             Err(MeshSendError::Closed(_) | MeshSendError::NoSuchShard(_)) => {
@@ -287,16 +314,17 @@ impl Sessions<'_, '_> {
     }
 
     /// Closes `conn` with `reason`, on whichever shard owns it. False if it was unknown here
-    /// or could not be handed to its owner.
+    /// or could not be handed to its owner (counted as `relay_full` or `relay_closed`).
+    ///
+    /// A close is an abort: Data still queued for the session is discarded. A close for another
+    /// shard's session travels on the mesh's control lane, so it overtakes Data relayed to the
+    /// same session earlier in the turn (that Data is then counted as `relayed_unknown`).
     pub fn close(&mut self, conn: ConnId, reason: CloseReason) -> bool {
         let owner = usize::from(shard_of(conn.0));
         if owner == self.ctx.shard_index() {
-            return matches!(
-                self.ep.close(self.now, conn, reason),
-                crate::session::CloseOutcome::Closed
-            );
+            return matches!(self.ep.close(self.now, conn, reason), CloseOutcome::Closed);
         }
-        self.relay(owner, SessionMsg::Close { conn, reason })
+        self.relay(owner, Lane::Control, SessionMsg::Close { conn, reason })
             .is_ok()
     }
 
@@ -313,7 +341,7 @@ impl Sessions<'_, '_> {
                 Err(e) => Connecting::Refused(e),
             };
         }
-        match self.relay(owner, SessionMsg::Connect { addr }) {
+        match self.relay(owner, Lane::Control, SessionMsg::Connect { addr }) {
             Ok(()) => Connecting::HandedToShard(owner),
             Err(MeshSendError::Full(_)) => Connecting::ShardFull(owner),
             Err(_) => Connecting::ShardClosed(owner),
@@ -325,10 +353,24 @@ impl Sessions<'_, '_> {
         self.ep.session_count()
     }
 
-    fn relay(&mut self, owner: usize, msg: SessionMsg) -> Result<(), MeshSendError<SessionMsg>> {
-        let r = self.ctx.send_to_shard(owner, msg);
-        if r.is_ok() {
-            self.stats.relayed += 1;
+    /// Hands `msg` to shard `owner`: Send on the data lane, Close and Connect on the control
+    /// lane (control never waits behind data). Counts the outcome.
+    fn relay(
+        &mut self,
+        owner: usize,
+        lane: Lane,
+        msg: SessionMsg,
+    ) -> Result<(), MeshSendError<SessionMsg>> {
+        let r = match lane {
+            Lane::Control => self.ctx.send_control_to_shard(owner, msg),
+            Lane::Data => self.ctx.send_to_shard(owner, msg),
+        };
+        match &r {
+            Ok(()) => self.stats.relayed += 1,
+            Err(MeshSendError::Full(_)) => self.stats.relay_full += 1,
+            Err(MeshSendError::Closed(_) | MeshSendError::NoSuchShard(_)) => {
+                self.stats.relay_closed += 1;
+            }
         }
         r
     }
@@ -427,11 +469,16 @@ impl<A: SessionApp> SessionHost<A> {
         if let Some((_, id)) = self.timer.take() {
             ctx.cancel_timer(id);
         }
+        // A deadline beyond what `Instant` holds never comes: no timer.
         if let Some(deadline) = next
             && let Some(at) = self.clock.instant(deadline)
-            && let Ok(id) = ctx.set_timer(at, 0)
         {
-            self.timer = Some((deadline, id));
+            match ctx.set_timer(at, 0) {
+                Ok(id) => self.timer = Some((deadline, id)),
+                // Counted; `on_turn` checks the deadline every turn and retries, so the
+                // timers still run, on the first turn after their deadline.
+                Err(_) => self.stats.timer_refused += 1,
+            }
         }
     }
 }
@@ -477,17 +524,19 @@ impl<A: SessionApp> Handler for SessionHost<A> {
                     self.stats.misrouted += 1;
                 }
             }
-            SessionMsg::Send { conn, bytes } => {
-                if self.ep.send(now, conn, &bytes) != SendOutcome::Queued {
-                    self.stats.relayed_refused += 1;
-                }
-            }
-            SessionMsg::Close { conn, reason } => {
-                let _ = self.ep.close(now, conn, reason);
-            }
+            SessionMsg::Send { conn, bytes } => match self.ep.send(now, conn, &bytes) {
+                SendOutcome::Queued => {}
+                SendOutcome::Full => self.stats.relayed_send_full += 1,
+                SendOutcome::TooLarge => self.stats.relayed_send_too_large += 1,
+                SendOutcome::UnknownConnection => self.stats.relayed_unknown += 1,
+            },
+            SessionMsg::Close { conn, reason } => match self.ep.close(now, conn, reason) {
+                CloseOutcome::Closed => {}
+                CloseOutcome::UnknownConnection => self.stats.relayed_unknown += 1,
+            },
             SessionMsg::Connect { addr } => {
                 if self.ep.connect(now, addr).is_err() {
-                    self.stats.relayed_refused += 1;
+                    self.stats.relayed_connect_refused += 1;
                 }
             }
         }
@@ -505,9 +554,16 @@ impl<A: SessionApp> Handler for SessionHost<A> {
     }
 
     fn on_turn(&mut self, ctx: &mut Ctx<'_, SessionMsg>) {
+        let now = self.clock.stamp(ctx.now());
         if self.backlog {
-            let now = self.clock.stamp(ctx.now());
             self.flush(ctx, now);
+        }
+        // A deadline that passed without a timer (the shard refused it) runs now.
+        if self.timer.is_none() && self.ep.poll_timeout().is_some_and(|d| d <= now) {
+            self.ep.handle_timeout(now);
+            self.pump(ctx);
+        } else {
+            // Cheap when nothing changed; retries a refused timer.
             self.rearm(ctx);
         }
     }
@@ -565,8 +621,14 @@ impl<A: SessionApp> Handler for SessionHost<A> {
             ("session_handoffs_received", s.handoffs_received),
             ("session_misrouted", s.misrouted),
             ("session_relayed", s.relayed),
-            ("session_relayed_refused", s.relayed_refused),
+            ("session_relay_full", s.relay_full),
+            ("session_relay_closed", s.relay_closed),
+            ("session_relayed_send_full", s.relayed_send_full),
+            ("session_relayed_send_too_large", s.relayed_send_too_large),
+            ("session_relayed_unknown", s.relayed_unknown),
+            ("session_relayed_connect_refused", s.relayed_connect_refused),
             ("session_backlogged", s.backlogged),
+            ("session_timer_refused", s.timer_refused),
             ("sessions", e.sessions as u64),
             ("sessions_accepted", e.sessions_accepted),
             ("session_cookies_sent", e.cookies_sent),
