@@ -12,9 +12,11 @@ use std::time::Duration;
 pub struct EndpointConfig {
     /// Master key for cookie secrets (32 bytes from the OS RNG, shared by all shards).
     pub cookie_key: [u8; 32],
-    /// A session that receives nothing for this long is closed (`IdleTimeout`). Default 30 s.
+    /// A session that receives nothing for this long is closed (`IdleTimeout`), plus a
+    /// per-session jitter of up to 1/16 of it. Default 30 s.
     pub idle_timeout: Duration,
-    /// Send a Ping after this long without receiving or pinging; `None` disables. Default 10 s.
+    /// Send a Ping after this long without receiving or pinging, minus a per-session jitter of
+    /// up to 1/8 of it; `None` disables. Default 10 s.
     pub keepalive_interval: Option<Duration>,
     /// A client handshake not accepted by then is abandoned. Default 10 s.
     pub handshake_timeout: Duration,
@@ -40,6 +42,10 @@ pub struct EndpointConfig {
     pub max_payload: usize,
     /// Answer Hellos (act as a server). Default true.
     pub accept_incoming: bool,
+    /// Most timer-heap entries one `handle_timeout` call takes (session timers run, stale
+    /// entries skipped); the rest stay due and run on the next call, so a loop turn's work is
+    /// bounded however many timers coincide. Default 256.
+    pub timer_batch: usize,
 }
 
 impl EndpointConfig {
@@ -64,6 +70,7 @@ impl EndpointConfig {
             max_sessions: 65_536,
             max_payload: Self::DEFAULT_MAX_PAYLOAD,
             accept_incoming: true,
+            timer_batch: 256,
         }
     }
 
@@ -96,6 +103,7 @@ impl std::fmt::Debug for EndpointConfig {
             .field("data_queue_capacity", &self.data_queue_capacity)
             .field("max_sessions", &self.max_sessions)
             .field("max_payload", &self.max_payload)
+            .field("timer_batch", &self.timer_batch)
             .finish_non_exhaustive()
     }
 }

@@ -461,8 +461,17 @@ impl<A: SessionApp> SessionHost<A> {
         }
     }
 
+    /// Keeps one shard timer at the endpoint's next deadline. Timers already due (the endpoint
+    /// worked off a bounded batch and left the rest) get a timer at that past deadline, which
+    /// makes the loop turn again at once, unless the control queue is what holds them: then
+    /// the frames waiting in it are waiting for send slots, their completions end the loop's
+    /// wait, and `on_turn` resumes the timers (a timer would only spin the loop meanwhile).
     fn rearm(&mut self, ctx: &mut Ctx<'_, SessionMsg>) {
-        let next = self.ep.poll_timeout();
+        let now = self.clock.stamp(ctx.now());
+        let next = self
+            .ep
+            .poll_timeout()
+            .filter(|&d| d > now || self.ep.can_run_timers());
         if self.timer.map(|(t, _)| t) == next {
             return;
         }
@@ -558,8 +567,9 @@ impl<A: SessionApp> Handler for SessionHost<A> {
         if self.backlog {
             self.flush(ctx, now);
         }
-        // A deadline that passed without a timer (the shard refused it) runs now.
-        if self.timer.is_none() && self.ep.poll_timeout().is_some_and(|d| d <= now) {
+        // Timers that are due and can run: ones a bounded call left, ones that waited for the
+        // control queue to drain (it may just have), or a deadline the shard refused a timer.
+        if self.ep.poll_timeout().is_some_and(|d| d <= now) && self.ep.can_run_timers() {
             self.ep.handle_timeout(now);
             self.pump(ctx);
         } else {
@@ -634,6 +644,7 @@ impl<A: SessionApp> Handler for SessionHost<A> {
             ("session_cookies_sent", e.cookies_sent),
             ("session_drops", e.drops.total()),
             ("session_control_dropped", e.control_dropped),
+            ("session_timers_deferred", e.timers_deferred),
         ]);
         for reason in crate::session::DropReason::ALL {
             let n = e.drops[reason];

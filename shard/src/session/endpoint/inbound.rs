@@ -151,12 +151,14 @@ impl Endpoint {
                 return self.dropped(DropReason::SessionLimit, None);
             }
             let cid = self.fresh_conn_id();
+            let jitter = self.draw_jitter();
             let s = Box::new(Session::new(
                 from,
                 src_conn_id,
                 Role::Server,
                 Phase::Established,
                 now,
+                jitter,
             ));
             self.sessions.insert(cid, s);
             self.by_peer.insert((from, src_conn_id), cid);
