@@ -131,7 +131,7 @@ pub trait SessionApp {
 ///
 /// - sender side: relays attempted = `relayed + relay_full + relay_closed`;
 /// - owner side: handoffs received = handled by the endpoint (its drops counted by reason)
-///   `+ misrouted`; relayed messages received = accepted `+ relayed_send_full
+///   `+ misrouted`; `relayed_received` = accepted `+ relayed_send_full
 ///   + relayed_send_too_large + relayed_unknown + relayed_connect_refused`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -155,6 +155,8 @@ pub struct HostStats {
     pub relay_full: u64,
     /// Sends, closes and connects not relayed because the owner had stopped.
     pub relay_closed: u64,
+    /// Sends, closes and connects relayed here from other shards.
+    pub relayed_received: u64,
     /// Sends relayed here that found the session's data queue full (dropped).
     pub relayed_send_full: u64,
     /// Sends relayed here larger than the session's maximum payload (dropped).
@@ -526,6 +528,9 @@ impl<A: SessionApp> Handler for SessionHost<A> {
         ctx: &mut Ctx<'_, SessionMsg>,
     ) {
         let now = self.clock.stamp(ctx.now());
+        if !matches!(msg, SessionMsg::Handoff { .. }) {
+            self.stats.relayed_received += 1;
+        }
         match msg {
             SessionMsg::Handoff { from, bytes } => {
                 self.stats.handoffs_received += 1;
@@ -631,6 +636,7 @@ impl<A: SessionApp> Handler for SessionHost<A> {
             ("session_handoffs_received", s.handoffs_received),
             ("session_misrouted", s.misrouted),
             ("session_relayed", s.relayed),
+            ("session_relayed_received", s.relayed_received),
             ("session_relay_full", s.relay_full),
             ("session_relay_closed", s.relay_closed),
             ("session_relayed_send_full", s.relayed_send_full),
