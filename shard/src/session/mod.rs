@@ -47,7 +47,9 @@
 //!     }
 //! }
 //! if let Some(_deadline) = ep.poll_timeout() {
-//!     // arm a timer; at the deadline call ep.handle_timeout(now) and drain again
+//!     // arm a timer; at the deadline call ep.handle_timeout(now) and drain again. It runs a
+//!     // bounded batch: while poll_timeout() is still <= now, call it again next turn (once
+//!     // poll_transmit has drained the control queue, if !ep.can_run_timers()).
 //! }
 //! assert_eq!(ep.session_count(), 0); // a Hello without cookie allocates nothing
 //! # Ok(())
