@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use ringwire::session::client::ClientPool;
 use ringwire::session::{
-    CloseReason, Closer, ConnId, EndpointConfig, SendOutcome, SessionApp, SessionHost, SessionSend,
-    Sessions, random_key,
+    CloseReason, Closer, ConnId, EndpointConfig, Placement, SendOutcome, SessionApp, SessionClock,
+    SessionHost, SessionSend, Sessions, random_key,
 };
 use ringwire::{Engine, EngineConfig};
 
@@ -104,17 +104,21 @@ impl SessionApp for Gateway {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // Every shard shares the cookie key (a cookie issued by one shard is checked by another);
-    // each gets its own connection-ID seed.
+    // Every shard shares the cookie key and the clock (a cookie issued by one shard is checked
+    // by another); each gets its own connection-ID seed.
     let cookie_key = random_key()?;
     let mut config = EngineConfig::unpinned("127.0.0.1:0".parse()?, 2);
     config.steering = true; // the kernel delivers each session's datagrams to its shard
+    // One clock for every shard: a cookie issued on one is checked on another.
+    let clock = SessionClock::start();
+    let max_datagram = config.shard.max_datagram;
     let engine = Engine::try_start(&config, move |shard| {
+        let place = Placement::new(clock, shard.index, shard.shards, max_datagram);
+        let seed = random_key()?;
         SessionHost::new(
             EndpointConfig::new(cookie_key),
-            shard.index,
-            shard.shards,
-            random_key()?,
+            place,
+            seed,
             Gateway::default(),
         )
         .map_err(std::io::Error::other)

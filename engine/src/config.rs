@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use ringwire_shard::ShardConfig;
+use ringwire_shard::session::EndpointConfig;
 
 use crate::apps::AppKind;
 pub use crate::cores::Cores;
@@ -299,6 +300,19 @@ impl Config {
         shard
             .validate()
             .map_err(|e| ConfigError::invalid(&format!("shard.{}", e.key), e.value, e.allowed))?;
+        // A session app's largest datagram (header + the binary's default max payload) must
+        // fit the shard's, or Data above `max_datagram - 20` bytes would silently never pass.
+        let session_datagram = EndpointConfig::datagram_size(EndpointConfig::DEFAULT_MAX_PAYLOAD);
+        if app.uses_sessions() && shard.max_datagram < session_datagram {
+            return Err(ConfigError::invalid(
+                "shard.max_datagram",
+                shard.max_datagram,
+                format!(
+                    "at least {session_datagram} with a session app (the session layer's \
+                     largest datagram), up to 65507"
+                ),
+            ));
+        }
         Ok(Resolved {
             bind,
             shards,
@@ -407,6 +421,26 @@ mod tests {
             wake.contains("wake = \"futex\"") && wake.contains("expected `eventfd` or `msg_ring`")
         );
         assert!(err("app = \"relay\"\nshards = 300\npin = false").contains("1 to 256"));
+    }
+
+    #[test]
+    fn session_apps_need_room_for_the_session_datagram() {
+        let need = EndpointConfig::datagram_size(EndpointConfig::DEFAULT_MAX_PAYLOAD);
+        for app in ["relay", "session-echo"] {
+            let e = err(&format!(
+                "app = \"{app}\"\npin = false\n[shard]\nmax_datagram = 64"
+            ));
+            assert!(e.contains("`shard.max_datagram` = 64"), "{e}");
+            assert!(e.contains(&format!("at least {need}")), "{e}");
+            let ok = format!("app = \"{app}\"\npin = false\n[shard]\nmax_datagram = {need}");
+            Config::from_toml(&ok).unwrap().resolve().unwrap();
+        }
+        // Plain datagram apps keep the 64-byte floor.
+        let r = Config::from_toml("pin = false\n[shard]\nmax_datagram = 64")
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(r.shard.max_datagram, 64);
     }
 
     #[test]

@@ -84,7 +84,10 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use ringwire::session::{ConnId, EndpointConfig, SessionApp, SessionHost, Sessions, random_key};
+//! use ringwire::session::{
+//!     ConnId, EndpointConfig, Placement, SessionApp, SessionClock, SessionHost, Sessions,
+//!     random_key,
+//! };
 //! use ringwire::{Engine, EngineConfig};
 //!
 //! /// Sends every message back, upper-cased.
@@ -97,11 +100,14 @@
 //! }
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let cookie_key = random_key()?; // shared by every shard
+//! // Shared by every shard: a cookie issued by one is checked by another.
+//! let (cookie_key, clock) = (random_key()?, SessionClock::start());
 //! let mut config = EngineConfig::unpinned("127.0.0.1:0".parse()?, 2);
 //! config.steering = true; // each session's datagrams go to the shard that owns it
+//! let max_datagram = config.shard.max_datagram;
 //! let engine = Engine::try_start(&config, move |shard| {
-//!     SessionHost::new(EndpointConfig::new(cookie_key), shard.index, shard.shards, random_key()?, Shout)
+//!     let place = Placement::new(clock, shard.index, shard.shards, max_datagram);
+//!     SessionHost::new(EndpointConfig::new(cookie_key), place, random_key()?, Shout)
 //!         .map_err(std::io::Error::other)
 //! })?;
 //! # engine.shutdown(Duration::from_secs(1))?;
@@ -148,9 +154,9 @@ pub mod session {
     #[doc(inline)]
     pub use ringwire_shard::session::{
         CloseReason, Closer, ConnId, ConnectError, Connecting, DropCounters, DropReason,
-        EndpointConfig, EndpointError, EndpointStats, Event, HostStats, SendOutcome, SessionApp,
-        SessionHost, SessionMsg, SessionSend, SessionState, SessionStats, Sessions, Snapshot,
-        random_key, shard_of,
+        EndpointConfig, EndpointError, EndpointStats, Event, HostError, HostStats, Placement,
+        SendOutcome, SessionApp, SessionClock, SessionHost, SessionMsg, SessionSend, SessionState,
+        SessionStats, Sessions, Snapshot, random_key, shard_of,
     };
 
     pub mod client {

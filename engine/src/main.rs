@@ -13,9 +13,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use ringwire::apps::{AppKind, Echo, Relay, SessionEcho, SockperfServer};
 use ringwire::config::{Config, Cores, Resolved, Shards, Steering};
-use ringwire::session::EndpointConfig;
-use ringwire::session::SessionApp;
-use ringwire::session::{SessionHost, random_key};
+use ringwire::session::{
+    EndpointConfig, Placement, SessionApp, SessionClock, SessionHost, random_key,
+};
 use ringwire::{Engine, EngineConfig, EngineHandle, EngineReport, Handler, ShardInfo};
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
@@ -144,16 +144,13 @@ where
 {
     let key =
         random_key().map_err(|e| format!("cannot get random bytes for the cookie key: {e}"))?;
+    // One clock for every shard: a cookie issued on one is checked on another.
+    let clock = SessionClock::start();
+    let max_datagram = resolved.shard.max_datagram;
     run(resolved, move |info| {
         let seed = random_key().map_err(|e| format!("random seed: {e}"))?;
-        SessionHost::new(
-            EndpointConfig::new(key),
-            info.index,
-            info.shards,
-            seed,
-            app(),
-        )
-        .map_err(|e| e.to_string())
+        let place = Placement::new(clock, info.index, info.shards, max_datagram);
+        SessionHost::new(EndpointConfig::new(key), place, seed, app()).map_err(|e| e.to_string())
     })
 }
 

@@ -68,5 +68,5 @@ fn bad_flag_value_and_missing_file_exit_2() {
     assert!(err.contains("cannot read config"), "{err}");
     let (code, err) = serve(&["--app", "redis"]);
     assert_eq!(code, 2);
-    assert!(err.contains("`app`"), "{err}");
+    assert!(err.contains("--app") && err.contains("\"session-echo\""), "{err}");
 }

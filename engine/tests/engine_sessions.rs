@@ -10,9 +10,9 @@ use ringwire::apps::Relay;
 use ringwire::apps::relay::RelayMsg;
 use ringwire::{Engine, EngineConfig, EngineHandle, EngineReport};
 use ringwire_shard::driver::available_or_explain;
-use ringwire_shard::session::SessionHost;
 use ringwire_shard::session::client::ClientPool;
 use ringwire_shard::session::{ConnId, EndpointConfig, Event, shard_of};
+use ringwire_shard::session::{Placement, SessionClock, SessionHost};
 
 const SESSIONS: usize = 1000;
 
@@ -42,15 +42,12 @@ fn relay_engine(steering: bool) -> EngineHandle {
     let mut config = EngineConfig::unpinned("127.0.0.1:0".parse().unwrap(), 2);
     config.shard.socket_recv_buffer = 8 << 20;
     config.steering = steering;
+    let clock = SessionClock::start();
+    let max_datagram = config.shard.max_datagram;
     Engine::try_start(&config, move |info| {
         let seed = [info.index as u8 + 1; 32];
-        SessionHost::new(
-            EndpointConfig::new(key),
-            info.index,
-            info.shards,
-            seed,
-            Relay::default(),
-        )
+        let place = Placement::new(clock, info.index, info.shards, max_datagram);
+        SessionHost::new(EndpointConfig::new(key), place, seed, Relay::default())
     })
     .unwrap()
 }
@@ -230,4 +227,30 @@ fn steering_delivers_to_the_owner_without_handoff() {
     }
     assert_eq!(handed[0], 0, "with steering nothing is handed off");
     assert!(handed[1] > 0, "without steering the hash misroutes some");
+}
+
+/// A shard too small for the session layer's datagrams is refused at start, naming the
+/// setting, instead of running and silently never passing Data above 44 bytes.
+#[test]
+fn a_shard_datagram_below_the_session_layers_is_refused_at_start() {
+    if !available_or_explain() {
+        return;
+    }
+    let mut config = EngineConfig::unpinned("127.0.0.1:0".parse().unwrap(), 1);
+    config.shard.max_datagram = 64;
+    let clock = SessionClock::start();
+    let err = Engine::try_start(&config, move |info| {
+        let place = Placement::new(clock, info.index, info.shards, 64);
+        SessionHost::new(
+            EndpointConfig::new([1; 32]),
+            place,
+            [2; 32],
+            Relay::default(),
+        )
+    })
+    .err()
+    .expect("refused");
+    let message = err.to_string();
+    assert!(message.contains("shard.max_datagram"), "{message}");
+    assert!(message.contains("1220"), "{message}");
 }
