@@ -398,6 +398,11 @@ impl Shard {
         let mut stats = self.counters.snapshot(self.control.index);
         stats.lanes = mesh.lane_stats();
         if self.drained {
+            // The ring's own teardown is deferred to a kernel worker and would keep the
+            // registered socket (and its port) alive after we return; release it now.
+            if self.fixed_fd {
+                let _ = self.ring.submitter().unregister_files();
+            }
             if let Some(mut bufs) = self.bufs.take()
                 && bufs.unregister(&self.ring).is_err()
             {
