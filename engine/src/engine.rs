@@ -15,6 +15,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -22,9 +23,11 @@ use ringwire_shard::driver::{
     ProbeReport, SetupError, SocketError, SocketOptions, attach_steering, bind_reuseport_group,
     probe,
 };
+use ringwire_shard::driver::{ReportError, ReportReplies};
 use ringwire_shard::mesh::{MeshConfig, MeshEnd, SharedWake};
 use ringwire_shard::{
-    Handler, Shard, ShardConfig, ShardControl, ShardError, ShardExit, ShardStats,
+    Handler, ReportRequest, Shard, ShardConfig, ShardControl, ShardError, ShardExit, ShardReport,
+    ShardStats,
 };
 
 use crate::cores;
@@ -205,6 +208,7 @@ impl Engine {
             threads: (0..shards).map(|_| None).collect(),
             reports: rx,
             reports_rx: Vec::with_capacity(shards),
+            last_report: 0,
             exits: (0..shards).map(|_| None).collect(),
             probe,
         };
@@ -353,7 +357,8 @@ pub struct EngineHandle {
     controls: Vec<Arc<ShardControl>>,
     threads: Vec<Option<JoinHandle<()>>>,
     reports: Receiver<Report>,
-    reports_rx: Vec<Receiver<String>>,
+    reports_rx: Vec<ReportReplies>,
+    last_report: u64,
     exits: Vec<Option<Result<ShardExit, EngineError>>>,
     probe: ProbeReport,
 }
@@ -370,6 +375,16 @@ impl EngineReport {
     pub fn total(&self) -> ShardStats {
         ShardStats::sum(self.shards.iter().map(|s| &s.stats))
     }
+}
+
+/// Report replies that never reached their caller.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReportCounters {
+    /// Replies to requests that had timed out, discarded when they arrived late.
+    pub stale_discarded: u64,
+    /// Replies a shard dropped because its reply channel was full.
+    pub replies_dropped: u64,
 }
 
 /// A cloneable, `Send` handle that asks every shard to stop (from a signal thread, say).
@@ -410,21 +425,41 @@ impl EngineHandle {
         self.controls.iter().map(|c| c.stats()).collect()
     }
 
-    /// Asks every shard for its handler's report ([`Handler::report`]: for sessions, each
-    /// session's flight recorder) and waits up to `timeout` for each. `None` for a shard that
-    /// did not answer in time (stopped or busy).
-    pub fn reports(&self, timeout: Duration) -> Vec<Option<String>> {
-        for c in &self.controls {
-            let _ = c.request_report();
-        }
-        let end = Instant::now() + timeout;
-        self.reports_rx
+    /// Asks every shard for one page of its handler's report ([`Handler::report`]: for
+    /// sessions, a summary and the flight recorders of the page's sessions) and waits until
+    /// `timeout` for the replies, in shard order. Each request carries a fresh id; a reply to
+    /// an earlier request that timed out is discarded (and counted in
+    /// [`EngineHandle::report_counters`]), never returned for this one.
+    pub fn reports(
+        &mut self,
+        request: ReportRequest,
+        timeout: Duration,
+    ) -> Vec<Result<ShardReport, ReportError>> {
+        self.last_report += 1;
+        let id = self.last_report;
+        let sent: Vec<Result<(), ReportError>> = self
+            .controls
             .iter()
-            .map(|rx| {
-                rx.recv_timeout(end.saturating_duration_since(Instant::now()))
-                    .ok()
-            })
+            .map(|c| c.request_report(id, request))
+            .collect();
+        let deadline = Instant::now() + timeout;
+        self.reports_rx
+            .iter_mut()
+            .zip(sent)
+            .map(|(replies, sent)| sent.and_then(|()| replies.wait_for(id, deadline)))
             .collect()
+    }
+
+    /// What happened to report replies so far, over every shard.
+    pub fn report_counters(&self) -> ReportCounters {
+        ReportCounters {
+            stale_discarded: self.reports_rx.iter().map(ReportReplies::stale).sum(),
+            replies_dropped: self
+                .controls
+                .iter()
+                .map(|c| c.report_replies_dropped())
+                .sum(),
+        }
     }
 
     /// Each shard thread's Linux thread id (for `/proc/self/task/TID`).

@@ -23,6 +23,10 @@ pub mod cores;
 pub mod engine;
 
 pub use engine::{
-    Engine, EngineConfig, EngineError, EngineHandle, EngineReport, ShardInfo, ShutdownHandle,
+    Engine, EngineConfig, EngineError, EngineHandle, EngineReport, ReportCounters, ShardInfo,
+    ShutdownHandle,
 };
-pub use ringwire_shard::{Ctx, Handler, SendOutcome, ShardConfig, ShardStats};
+pub use ringwire_shard::driver::ReportError;
+pub use ringwire_shard::{
+    Ctx, Handler, ReportRequest, SendOutcome, ShardConfig, ShardReport, ShardStats,
+};

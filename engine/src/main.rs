@@ -13,7 +13,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use ringwire::apps::{AppKind, Echo, Relay, SessionEcho, SockperfServer};
 use ringwire::config::{Config, Cores, Resolved, Shards};
-use ringwire::{Engine, EngineConfig, EngineHandle, EngineReport, Handler, ShardInfo};
+use ringwire::{
+    Engine, EngineConfig, EngineHandle, EngineReport, Handler, ReportRequest, ShardInfo,
+};
 use ringwire_shard::session::EndpointConfig;
 use ringwire_shard::session::SessionApp;
 use ringwire_shard::session::{SessionHost, random_key};
@@ -197,7 +199,7 @@ where
     let tick = resolved.stats_interval.unwrap_or(Duration::from_secs(3600));
     loop {
         match rx.recv_timeout(tick) {
-            Ok(SIGUSR1) => print_reports(&engine),
+            Ok(SIGUSR1) => print_reports(&mut engine),
             Ok(sig) => {
                 eprintln!("ringwire: signal {sig}, stopping");
                 break;
@@ -229,16 +231,28 @@ fn print_stats(engine: &EngineHandle) {
     let _ = std::io::stdout().flush();
 }
 
-/// SIGUSR1: every shard's handler report (for sessions, each session's flight recorder).
-fn print_reports(engine: &EngineHandle) {
-    for (shard, report) in engine.reports(Duration::from_secs(2)).iter().enumerate() {
+/// Sessions per shard that SIGUSR1 prints after each shard's summary.
+const SIGUSR1_SESSIONS: usize = 16;
+
+/// SIGUSR1: every shard's handler report, bounded: a summary and the first
+/// [`SIGUSR1_SESSIONS`] sessions' flight recorders (by connection ID).
+fn print_reports(engine: &mut EngineHandle) {
+    let request = ReportRequest::first(SIGUSR1_SESSIONS);
+    for (shard, report) in engine
+        .reports(request, Duration::from_secs(2))
+        .iter()
+        .enumerate()
+    {
         match report {
-            Some(text) => {
-                for line in text.lines() {
+            Ok(report) => {
+                for line in report.text.lines() {
                     println!("report shard {shard}: {line}");
                 }
+                if let Some(next) = report.next {
+                    println!("report shard {shard}: more after {next:#018x}");
+                }
             }
-            None => println!("report shard {shard}: (no answer within 2 s)"),
+            Err(e) => println!("report shard {shard}: no report: {e}"),
         }
     }
     let _ = std::io::stdout().flush();

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::handler::{Ctx, Handler, SendOutcome as SlotOutcome};
 use crate::mesh::{Lane, MeshSendError};
+use crate::report::ReportRequest;
 use crate::session::{
     CloseReason, Closer, ConnId, ConnectError, Endpoint, EndpointConfig, EndpointError, Event,
     Handled, SendOutcome, Snapshot, Timestamp, connect_shard, shard_of,
@@ -466,10 +467,11 @@ impl<A: SessionApp> Handler for SessionHost<A> {
         }
     }
 
-    fn report(&self, out: &mut String) {
+    /// The endpoint's counters, then one flight-recorder line per session of the page (by
+    /// connection ID): one pass over the table's keys, and only the page's sessions read.
+    fn report(&self, request: &ReportRequest, out: &mut String) -> Option<u64> {
         use std::fmt::Write;
-        let snap = self.ep.snapshot();
-        let e = snap.endpoint;
+        let e = self.ep.stats();
         let _ = writeln!(
             out,
             "sessions={} accepted={} cookies_sent={} drops={} control_dropped={} handed_off={} handoffs_received={}",
@@ -482,7 +484,12 @@ impl<A: SessionApp> Handler for SessionHost<A> {
             self.stats.handoffs_received,
         );
         let now = stamp(Instant::now());
-        for (conn, s) in &snap.sessions {
+        let page = request.page(self.ep.conn_ids().map(|c| c.0));
+        let sessions = page
+            .keys
+            .iter()
+            .filter_map(|&c| Some((ConnId(c), self.ep.session_stats(ConnId(c))?)));
+        for (conn, s) in sessions {
             let idle = s.last_recv.map_or("never".to_string(), |t| {
                 format!("{:?}", now.saturating_since(t))
             });
@@ -506,6 +513,7 @@ impl<A: SessionApp> Handler for SessionHost<A> {
                 s.sends_failed,
             );
         }
+        page.next
     }
 
     fn counters(&self, out: &mut Vec<(&'static str, u64)>) {
