@@ -23,8 +23,8 @@ pub mod cores;
 pub mod engine;
 
 pub use engine::{
-    Engine, EngineConfig, EngineError, EngineHandle, EngineReport, ReportCounters, ShardInfo,
-    ShutdownHandle,
+    Engine, EngineConfig, EngineError, EngineEvent, EngineHandle, EngineNotifier, EngineReport,
+    FactoryError, NotifyError, ReportCounters, ShardInfo, ShutdownHandle,
 };
 pub use ringwire_shard::driver::ReportError;
 pub use ringwire_shard::{
