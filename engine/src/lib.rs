@@ -127,14 +127,17 @@ pub mod cores;
 pub mod engine;
 
 pub use engine::{
-    Engine, EngineConfig, EngineError, EngineHandle, EngineReport, ShardInfo, ShutdownHandle,
+    Engine, EngineConfig, EngineError, EngineEvent, EngineHandle, EngineNotifier, EngineReport,
+    FactoryError, NotifyError, ReportCounters, ShardInfo, ShutdownHandle,
 };
+#[doc(inline)]
+pub use ringwire_shard::driver::ReportError;
 #[doc(inline)]
 pub use ringwire_shard::timer::{TimerError, TimerId};
 #[doc(inline)]
 pub use ringwire_shard::{
-    Ctx, Handler, SendOutcome, ShardConfig, ShardConfigError, ShardError, ShardExit, ShardStats,
-    WakeMechanism,
+    Ctx, Handler, ReportRequest, SendOutcome, ShardConfig, ShardConfigError, ShardError, ShardExit,
+    ShardReport, ShardStats, WakeMechanism,
 };
 
 pub mod mesh {

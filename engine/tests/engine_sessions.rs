@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ringwire::apps::Relay;
 use ringwire::apps::relay::RelayMsg;
-use ringwire::{Engine, EngineConfig, EngineHandle, EngineReport};
+use ringwire::{Engine, EngineConfig, EngineHandle, EngineReport, ReportRequest};
 use ringwire_shard::driver::available_or_explain;
 use ringwire_shard::session::client::ClientPool;
 use ringwire_shard::session::{ConnId, EndpointConfig, Event, shard_of};
@@ -101,7 +101,7 @@ fn thousand_sessions_relay_both_ways_across_shards() {
     if !available_or_explain() {
         return;
     }
-    let engine = relay_engine(true);
+    let mut engine = relay_engine(true);
     let server = engine.local_addr();
     let mut pool = ClientPool::new(EndpointConfig::new([7u8; 32]), 1).unwrap();
     let (conns, relay_id) = connect_all(&mut pool, server, SESSIONS);
@@ -149,10 +149,10 @@ fn thousand_sessions_relay_both_ways_across_shards() {
     assert_eq!(delivered, SESSIONS);
 
     // The flight recorder, read from the running engine: one line per session.
-    let reports = engine.reports(Duration::from_secs(5));
+    let reports = engine.reports(ReportRequest::first(SESSIONS), Duration::from_secs(5));
     let lines: Vec<&str> = reports
         .iter()
-        .map(|r| r.as_deref().expect("every shard answers"))
+        .map(|r| r.as_ref().expect("every shard answers").text.as_str())
         .flat_map(str::lines)
         .filter(|l| l.starts_with("session "))
         .collect();

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use io_uring::types::{Fd, Fixed, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
 
-pub use control::ShardControl;
+pub use control::{ReportError, ReportReplies, ShardControl};
 pub use probe::{
     ProbeReport, RingMode, SetupError, available_or_explain, create_ring, kernel_release, probe,
 };
@@ -327,12 +327,8 @@ impl Shard {
             self.fire_timers(handler, mesh, now);
             let mut ctx = ctx!(self, now, mesh);
             handler.on_turn(&mut ctx);
-            if self.control.report_wanted.swap(false, Ordering::Relaxed) {
-                let mut report = String::new();
-                handler.report(&mut report);
-                // The engine may have stopped listening; a report nobody reads is not an error.
-                let _ = self.control.reports.send(report);
-            }
+            self.control
+                .answer_report(|request, out| handler.report(request, out));
             self.control.stats.publish(&mut self.counters);
             self.control.stats.publish_lanes(mesh.lanes());
         }
@@ -398,6 +394,11 @@ impl Shard {
         let mut stats = self.counters.snapshot(self.control.index);
         stats.lanes = mesh.lane_stats();
         if self.drained {
+            // The ring's own teardown is deferred to a kernel worker and would keep the
+            // registered socket (and its port) alive after we return; release it now.
+            if self.fixed_fd {
+                let _ = self.ring.submitter().unregister_files();
+            }
             if let Some(mut bufs) = self.bufs.take()
                 && bufs.unregister(&self.ring).is_err()
             {

@@ -329,6 +329,12 @@ impl Endpoint {
         }
     }
 
+    /// Every live session's connection ID, in no particular order. Reads only the table's
+    /// keys: a pass over it touches no session.
+    pub fn conn_ids(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.sessions.keys().copied()
+    }
+
     /// Every session's flight recorder, sorted by ID (O(n log n): for diagnostics, not the
     /// data path).
     #[must_use]

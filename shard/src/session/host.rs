@@ -6,7 +6,7 @@
 //! connection ID. A datagram the kernel delivers to another shard is handed to the owner over
 //! the mesh's data lane (counted; a full lane is a counted drop): the shard that received it
 //! cannot validate it, so it must not take the lane kept for our own control (see
-//! `docs/DECISIONS.md`, D10). Sending on another shard's session goes over the data lane;
+//! `docs/DECISIONS.md`, D12). Sending on another shard's session goes over the data lane;
 //! closing or connecting there over the control lane, which is drained before data. The caller
 //! is told the outcome, and every refusal is counted in [`HostStats`].
 //! Nothing here takes a lock or spawns anything per packet: inbound and outbound of a session
@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use crate::handler::{Ctx, Handler, SendOutcome as SlotOutcome};
 use crate::mesh::{Lane, MeshSendError};
+use crate::report::ReportRequest;
 use crate::session::{
     CloseOutcome, CloseReason, Closer, ConnId, ConnectError, Endpoint, EndpointConfig,
     EndpointError, Event, Handled, SendOutcome, SessionClock, Snapshot, Timestamp, connect_shard,
@@ -583,10 +584,11 @@ impl<A: SessionApp> Handler for SessionHost<A> {
         }
     }
 
-    fn report(&self, out: &mut String) {
+    /// The endpoint's counters, then one flight-recorder line per session of the page (by
+    /// connection ID): one pass over the table's keys, and only the page's sessions read.
+    fn report(&self, request: &ReportRequest, out: &mut String) -> Option<u64> {
         use std::fmt::Write;
-        let snap = self.ep.snapshot();
-        let e = snap.endpoint;
+        let e = self.ep.stats();
         let _ = writeln!(
             out,
             "sessions={} accepted={} cookies_sent={} drops={} control_dropped={} handed_off={} handoffs_received={}",
@@ -599,7 +601,12 @@ impl<A: SessionApp> Handler for SessionHost<A> {
             self.stats.handoffs_received,
         );
         let now = self.clock.stamp(Instant::now());
-        for (conn, s) in &snap.sessions {
+        let page = request.page(self.ep.conn_ids().map(|c| c.0));
+        let sessions = page
+            .keys
+            .iter()
+            .filter_map(|&c| Some((ConnId(c), self.ep.session_stats(ConnId(c))?)));
+        for (conn, s) in sessions {
             let idle = s.last_recv.map_or("never".to_string(), |t| {
                 format!("{:?}", now.saturating_since(t))
             });
@@ -623,6 +630,7 @@ impl<A: SessionApp> Handler for SessionHost<A> {
                 s.sends_failed,
             );
         }
+        page.next
     }
 
     fn counters(&self, out: &mut Vec<(&'static str, u64)>) {
