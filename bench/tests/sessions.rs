@@ -11,7 +11,7 @@ use ringwire_bench::load::report::LoadReport;
 use ringwire_bench::load::{LoadArgs, Mode};
 use ringwire_shard::driver::available_or_explain;
 use ringwire_shard::session::EndpointConfig;
-use ringwire_shard::session::{SessionApp, SessionHost};
+use ringwire_shard::session::{Placement, SessionApp, SessionClock, SessionHost};
 
 fn engine<A>(shards: usize, app: fn() -> A) -> EngineHandle
 where
@@ -21,11 +21,13 @@ where
     let key = [42u8; 32];
     let mut config = EngineConfig::unpinned("127.0.0.1:0".parse().unwrap(), shards);
     config.shard.socket_recv_buffer = 8 << 20;
+    let clock = SessionClock::start();
+    let max_datagram = config.shard.max_datagram;
     Engine::try_start(&config, move |info| {
+        let place = Placement::new(clock, info.index, info.shards, max_datagram);
         SessionHost::new(
             EndpointConfig::new(key),
-            info.index,
-            info.shards,
+            place,
             [info.index as u8 + 1; 32],
             app(),
         )

@@ -7,12 +7,12 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+#[cfg(feature = "cli")]
 use std::path::Path;
 use std::time::Duration;
 
 use ringwire_shard::ShardConfig;
-use serde::Deserialize;
-use serde::de::{self, Deserializer, Visitor};
+use ringwire_shard::session::EndpointConfig;
 
 use crate::apps::AppKind;
 pub use crate::cores::Cores;
@@ -28,9 +28,64 @@ pub enum Shards {
     Count(usize),
 }
 
-/// The whole config file.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// Whether to attach the classic-BPF reuseport program that steers each session datagram
+/// to the shard named in its connection ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(rename_all = "lowercase")
+)]
+#[non_exhaustive]
+pub enum Steering {
+    /// On for session apps, off for the others.
+    #[default]
+    Auto,
+    /// Always attach it.
+    On,
+    /// Never attach it (the kernel's 4-tuple hash picks the shard).
+    Off,
+}
+
+impl Steering {
+    /// The accepted names, for error messages.
+    pub const ALLOWED: &'static str = "\"auto\" (on for session apps), \"on\" or \"off\"";
+}
+
+impl std::str::FromStr for Steering {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Steering::Auto),
+            "on" => Ok(Steering::On),
+            "off" => Ok(Steering::Off),
+            other => Err(format!(
+                "unknown steering {other:?}: allowed {}",
+                Steering::ALLOWED
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Steering {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Steering::Auto => "auto",
+            Steering::On => "on",
+            Steering::Off => "off",
+        })
+    }
+}
+
+/// The whole config file (with the `serde` feature, any TOML/JSON/... table that holds these
+/// keys: a gateway can embed it as a `[ringwire]` table in its own config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(deny_unknown_fields, default)
+)]
+#[non_exhaustive]
 pub struct Config {
     /// Address every shard's socket binds (`SO_REUSEPORT`), e.g. `"0.0.0.0:4500"`.
     pub bind: String,
@@ -40,41 +95,16 @@ pub struct Config {
     pub cores: Cores,
     /// Pin each shard thread to its core.
     pub pin: bool,
-    /// The built-in application: `"echo"`, `"sockperf"`, `"relay"` or `"session-echo"`.
-    pub app: String,
-    /// Kernel steering of session datagrams to their owning shard: `"auto"` (on for session
-    /// apps), `"on"` or `"off"`.
-    pub steering: String,
+    /// The built-in application (`ringwire serve` only).
+    pub app: AppKind,
+    /// Kernel steering of session datagrams to their owning shard.
+    pub steering: Steering,
     /// Print every shard's counters every this many seconds (0: only at shutdown).
     pub stats_interval_secs: u64,
     /// How long shutdown waits for every shard to stop, in milliseconds.
     pub shutdown_timeout_ms: u64,
-    /// Per-shard tuning.
-    pub shard: ShardSection,
-}
-
-/// The `[shard]` table: per-shard tuning (see [`ShardConfig`]).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ShardSection {
-    /// Receive buffers in the provided-buffer ring (power of two, 1..=32768).
-    pub recv_buffers: u32,
-    /// Largest datagram payload in bytes (64..=65507).
-    pub max_datagram: usize,
-    /// Sends in flight at once (1..=65536).
-    pub send_slots: usize,
-    /// io_uring submission queue entries (power of two, 8..=32768).
-    pub sq_entries: u32,
-    /// Requested `SO_RCVBUF` in bytes (0: system default).
-    pub socket_recv_buffer: usize,
-    /// Requested `SO_SNDBUF` in bytes (0: system default).
-    pub socket_send_buffer: usize,
-    /// Most timers a shard's handler may hold at once.
-    pub max_timers: usize,
-    /// How long a stopping shard waits for in-flight operations, in milliseconds.
-    pub drain_timeout_ms: u64,
-    /// How a shard wakes a parked peer: `"eventfd"` or `"msg_ring"`.
-    pub wake: String,
+    /// Per-shard tuning: the `[shard]` table.
+    pub shard: ShardConfig,
 }
 
 impl Default for Config {
@@ -84,28 +114,11 @@ impl Default for Config {
             shards: Shards::Auto,
             cores: Cores::Auto,
             pin: true,
-            app: "echo".to_string(),
-            steering: "auto".to_string(),
+            app: AppKind::Echo,
+            steering: Steering::Auto,
             stats_interval_secs: 0,
             shutdown_timeout_ms: 2000,
-            shard: ShardSection::default(),
-        }
-    }
-}
-
-impl Default for ShardSection {
-    fn default() -> Self {
-        let d = ShardConfig::default();
-        Self {
-            recv_buffers: d.recv_buffers,
-            max_datagram: d.max_datagram,
-            send_slots: d.send_slots,
-            sq_entries: d.sq_entries,
-            socket_recv_buffer: d.socket_recv_buffer,
-            socket_send_buffer: d.socket_send_buffer,
-            max_timers: d.max_timers,
-            drain_timeout_ms: d.drain_timeout.as_millis() as u64,
-            wake: "eventfd".to_string(),
+            shard: ShardConfig::default(),
         }
     }
 }
@@ -197,7 +210,8 @@ pub struct Resolved {
 pub const MAX_SHARDS: usize = 1024;
 
 impl Config {
-    /// Reads and parses a TOML file.
+    /// Reads and parses a TOML file (feature `cli`).
+    #[cfg(feature = "cli")]
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
@@ -212,7 +226,8 @@ impl Config {
         })
     }
 
-    /// Parses TOML text.
+    /// Parses TOML text (feature `cli`).
+    #[cfg(feature = "cli")]
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: "<text>".to_string(),
@@ -229,9 +244,7 @@ impl Config {
                 "an IP socket address such as \"127.0.0.1:4500\" or \"[::]:4500\"",
             )
         })?;
-        let app: AppKind = self.app.parse().map_err(|_| {
-            ConfigError::invalid("app", format!("{:?}", self.app), AppKind::ALLOWED)
-        })?;
+        let app = self.app;
         let available = if self.pin || matches!(self.cores, Cores::List(_)) {
             Some(cores::select(&self.cores)?)
         } else {
@@ -258,17 +271,10 @@ impl Config {
                 None => std::thread::available_parallelism().map_or(1, |n| n.get()),
             },
         };
-        let steering = match self.steering.as_str() {
-            "auto" => app.uses_sessions(),
-            "on" => true,
-            "off" => false,
-            other => {
-                return Err(ConfigError::invalid(
-                    "steering",
-                    format!("{other:?}"),
-                    "\"auto\" (on for session apps), \"on\" or \"off\"",
-                ));
-            }
+        let steering = match self.steering {
+            Steering::Auto => app.uses_sessions(),
+            Steering::On => true,
+            Steering::Off => false,
         };
         if app.uses_sessions() && shards > 256 {
             return Err(ConfigError::invalid(
@@ -290,32 +296,23 @@ impl Config {
                 "at least 1 (milliseconds)",
             ));
         }
-        let s = &self.shard;
-        let msg_ring_wake = match s.wake.as_str() {
-            "eventfd" => false,
-            "msg_ring" => true,
-            other => {
-                return Err(ConfigError::invalid(
-                    "shard.wake",
-                    format!("{other:?}"),
-                    "\"eventfd\" or \"msg_ring\"",
-                ));
-            }
-        };
-        let shard = ShardConfig {
-            recv_buffers: s.recv_buffers,
-            max_datagram: s.max_datagram,
-            send_slots: s.send_slots,
-            sq_entries: s.sq_entries,
-            socket_recv_buffer: s.socket_recv_buffer,
-            socket_send_buffer: s.socket_send_buffer,
-            max_timers: s.max_timers,
-            drain_timeout: Duration::from_millis(s.drain_timeout_ms),
-            msg_ring_wake,
-        };
+        let shard = self.shard.clone();
         shard
             .validate()
             .map_err(|e| ConfigError::invalid(&format!("shard.{}", e.key), e.value, e.allowed))?;
+        // A session app's largest datagram (header + the binary's default max payload) must
+        // fit the shard's, or Data above `max_datagram - 20` bytes would silently never pass.
+        let session_datagram = EndpointConfig::datagram_size(EndpointConfig::DEFAULT_MAX_PAYLOAD);
+        if app.uses_sessions() && shard.max_datagram < session_datagram {
+            return Err(ConfigError::invalid(
+                "shard.max_datagram",
+                shard.max_datagram,
+                format!(
+                    "at least {session_datagram} with a session app (the session layer's \
+                     largest datagram), up to 65507"
+                ),
+            ));
+        }
         Ok(Resolved {
             bind,
             shards,
@@ -330,8 +327,10 @@ impl Config {
     }
 }
 
-impl<'de> Deserialize<'de> for Shards {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Shards {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{self, Visitor};
         struct V;
         impl Visitor<'_> for V {
             type Value = Shards;
@@ -372,7 +371,7 @@ impl std::str::FromStr for Shards {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "cli"))]
 mod tests {
     use super::*;
 
@@ -407,14 +406,41 @@ mod tests {
         assert!(err("shards = 0").contains("`shards` = 0"));
         assert!(err("shards = \"many\"").contains("a positive integer or \"auto\""));
         assert!(err("bind = \"localhost\"").contains("`bind`"));
-        assert!(err("app = \"redis\"").contains("`app`"));
+        let app = err("app = \"redis\"");
+        assert!(app.contains("app = \"redis\"") && app.contains("expected one of `echo`"));
         assert!(err("cores = [100000]").contains("`cores` = 100000"));
         assert!(err("cores = []").contains("`cores`"));
         assert!(err("[shard]\nrecv_buffers = 3").contains("`shard.recv_buffers` = 3"));
         assert!(err("shutdown_timeout_ms = 0").contains("shutdown_timeout_ms"));
-        assert!(err("steering = \"yes\"").contains("`steering`"));
-        assert!(err("[shard]\nwake = \"futex\"").contains("`shard.wake`"));
+        let steering = err("steering = \"yes\"");
+        assert!(
+            steering.contains("steering = \"yes\"") && steering.contains("`auto`, `on`, `off`")
+        );
+        let wake = err("[shard]\nwake = \"futex\"");
+        assert!(
+            wake.contains("wake = \"futex\"") && wake.contains("expected `eventfd` or `msg_ring`")
+        );
         assert!(err("app = \"relay\"\nshards = 300\npin = false").contains("1 to 256"));
+    }
+
+    #[test]
+    fn session_apps_need_room_for_the_session_datagram() {
+        let need = EndpointConfig::datagram_size(EndpointConfig::DEFAULT_MAX_PAYLOAD);
+        for app in ["relay", "session-echo"] {
+            let e = err(&format!(
+                "app = \"{app}\"\npin = false\n[shard]\nmax_datagram = 64"
+            ));
+            assert!(e.contains("`shard.max_datagram` = 64"), "{e}");
+            assert!(e.contains(&format!("at least {need}")), "{e}");
+            let ok = format!("app = \"{app}\"\npin = false\n[shard]\nmax_datagram = {need}");
+            Config::from_toml(&ok).unwrap().resolve().unwrap();
+        }
+        // Plain datagram apps keep the 64-byte floor.
+        let r = Config::from_toml("pin = false\n[shard]\nmax_datagram = 64")
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(r.shard.max_datagram, 64);
     }
 
     #[test]

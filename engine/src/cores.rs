@@ -2,11 +2,6 @@
 //! behaves inside cpusets and containers; an explicit list must stay inside that mask.
 #![forbid(unsafe_code)]
 
-use std::fmt;
-
-use serde::Deserialize;
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
-
 /// Which cores shards are pinned to.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Cores {
@@ -70,8 +65,11 @@ pub fn pin_current(core: usize) -> bool {
     core_affinity::set_for_current(core_affinity::CoreId { id: core })
 }
 
-impl<'de> Deserialize<'de> for Cores {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Cores {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{self, SeqAccess, Visitor};
+        use std::fmt;
         struct V;
         impl<'de> Visitor<'de> for V {
             type Value = Cores;

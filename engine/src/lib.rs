@@ -1,20 +1,124 @@
 //! ringwire: a thread-per-core io_uring UDP transport engine for gateway and peer-to-peer nodes.
 //!
-//! Each shard is one thread pinned to one core that owns an `SO_REUSEPORT` UDP socket, its own
-//! io_uring and all per-peer state it holds (see the `ringwire-shard` crate). This crate starts
-//! and stops shards ([`Engine`]), reads the TOML [`config`], and carries the built-in [`apps`].
+//! Each **shard** is one thread pinned to one core that owns an `SO_REUSEPORT` UDP socket, its
+//! own io_uring and every piece of per-peer state it holds, so lookups take no lock. Work
+//! crosses cores only through bounded SPSC rings (the [`mesh`]) whose operations return at
+//! once: sent, full (item handed back) or closed (item handed back).
+//!
+//! This is the one crate a user names. It starts and stops shards ([`Engine`]), and re-exports
+//! everything an application needs:
+//!
+//! | you want | start at |
+//! |---|---|
+//! | raw datagrams on every core | [`Handler`], [`Ctx`], [`Engine::start`] |
+//! | sessions (handshake, keepalive, idle timeout, flight recorder) | [`session::SessionApp`], [`session::SessionHost`] |
+//! | messages between shards | [`Ctx::send_to_shard`], [`mesh`] |
+//! | timers | [`Ctx::set_timer`], [`TimerId`] |
+//! | counters | [`EngineHandle::stats`], [`ShardStats`] |
+//! | tuning | [`EngineConfig`], [`ShardConfig`]; the TOML [`config`] (features `cli`/`serde`) |
+//!
+//! Examples that run: `engine/examples/` (`cargo run --example echo`, `relay_gateway`,
+//! `custom_protocol`).
 //!
 //! ```no_run
-//! use ringwire::{Engine, EngineConfig};
 //! use ringwire::apps::Echo;
+//! use ringwire::{Engine, EngineConfig};
 //! use std::time::Duration;
 //!
-//! let config = EngineConfig::unpinned("127.0.0.1:0".parse().unwrap(), 2);
-//! let engine = Engine::start(&config, |_shard| Echo).unwrap();
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = EngineConfig::unpinned("127.0.0.1:0".parse()?, 2);
+//! let engine = Engine::start(&config, |_shard| Echo)?;
 //! println!("echoing on {}", engine.local_addr());
-//! let report = engine.shutdown(Duration::from_secs(2)).unwrap();
+//! let report = engine.shutdown(Duration::from_secs(2))?;
 //! println!("{}", report.total());
+//! # Ok(())
+//! # }
 //! ```
+//!
+//! # A handler
+//!
+//! A [`Handler`] is one shard's application. The engine builds one per shard, on that shard's
+//! thread, so it needs no lock and need not be `Send`; it is called for every datagram, mesh
+//! message and timer, and whatever it asks for is submitted with the rest of the loop turn.
+//!
+//! ```no_run
+//! use std::net::SocketAddr;
+//! use std::time::Duration;
+//! use ringwire::{Ctx, Engine, EngineConfig, Handler, SendOutcome};
+//!
+//! /// Answers every datagram with its length, and says how many it answered every second.
+//! #[derive(Default)]
+//! struct Lengths {
+//!     answered: u64,
+//! }
+//!
+//! impl Handler for Lengths {
+//!     type Message = ();
+//!
+//!     fn on_datagram(&mut self, peer: SocketAddr, payload: &[u8], ctx: &mut Ctx<'_, ()>) {
+//!         let reply = (payload.len() as u32).to_be_bytes();
+//!         if ctx.send_to(peer, &reply) == SendOutcome::Queued {
+//!             self.answered += 1;
+//!         }
+//!     }
+//!
+//!     fn on_timer(&mut self, _token: u64, ctx: &mut Ctx<'_, ()>) {
+//!         println!("shard {}: {} answered", ctx.shard_index(), self.answered);
+//!         let _ = ctx.set_timer_after(Duration::from_secs(1), 0);
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let engine = Engine::start(&EngineConfig::unpinned("127.0.0.1:0".parse()?, 2), |_| {
+//!     Lengths::default()
+//! })?;
+//! # engine.shutdown(Duration::from_secs(1))?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # A session application
+//!
+//! A [`session::SessionApp`] sees sessions, not datagrams: connected, message, disconnected.
+//! [`session::SessionHost`] runs it as the shard's handler.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use ringwire::session::{
+//!     ConnId, EndpointConfig, Placement, SessionApp, SessionClock, SessionHost, Sessions,
+//!     random_key,
+//! };
+//! use ringwire::{Engine, EngineConfig};
+//!
+//! /// Sends every message back, upper-cased.
+//! struct Shout;
+//!
+//! impl SessionApp for Shout {
+//!     fn on_message(&mut self, conn: ConnId, bytes: &[u8], s: &mut Sessions<'_, '_>) {
+//!         let _ = s.send(conn, &bytes.to_ascii_uppercase());
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Shared by every shard: a cookie issued by one is checked by another.
+//! let (cookie_key, clock) = (random_key()?, SessionClock::start());
+//! let mut config = EngineConfig::unpinned("127.0.0.1:0".parse()?, 2);
+//! config.steering = true; // each session's datagrams go to the shard that owns it
+//! let max_datagram = config.shard.max_datagram;
+//! let engine = Engine::try_start(&config, move |shard| {
+//!     let place = Placement::new(clock, shard.index, shard.shards, max_datagram);
+//!     SessionHost::new(EndpointConfig::new(cookie_key), place, random_key()?, Shout)
+//!         .map_err(std::io::Error::other)
+//! })?;
+//! # engine.shutdown(Duration::from_secs(1))?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Features
+//! - `cli` (default): the `ringwire` binary and TOML file loading ([`config::Config::from_file`]).
+//! - `serde`: `Deserialize` for the config types, so a gateway can embed a `[ringwire]` table
+//!   in its own config file.
 #![forbid(unsafe_code)]
 
 pub mod apps;
@@ -23,6 +127,55 @@ pub mod cores;
 pub mod engine;
 
 pub use engine::{
-    Engine, EngineConfig, EngineError, EngineHandle, EngineReport, ShardInfo, ShutdownHandle,
+    Engine, EngineConfig, EngineError, EngineEvent, EngineHandle, EngineNotifier, EngineReport,
+    FactoryError, NotifyError, ReportCounters, ShardInfo, ShutdownHandle,
 };
-pub use ringwire_shard::{Ctx, Handler, SendOutcome, ShardConfig, ShardStats};
+#[doc(inline)]
+pub use ringwire_shard::driver::ReportError;
+#[doc(inline)]
+pub use ringwire_shard::timer::{TimerError, TimerId};
+#[doc(inline)]
+pub use ringwire_shard::{
+    Ctx, Handler, ReportRequest, SendOutcome, ShardConfig, ShardConfigError, ShardError, ShardExit,
+    ShardReport, ShardStats, WakeMechanism,
+};
+
+pub mod mesh {
+    //! Messages between shards: two bounded SPSC rings per ordered pair of shards, a control lane
+    //! drained first and a data lane. Send with [`Ctx::send_to_shard`](crate::Ctx::send_to_shard)
+    //! and [`Ctx::send_control_to_shard`](crate::Ctx::send_control_to_shard); receive in
+    //! [`Handler::on_message`](crate::Handler::on_message).
+    #[doc(inline)]
+    pub use ringwire_shard::mesh::{Lane, LaneStats, MeshConfig, MeshSendError};
+}
+
+pub mod session {
+    //! Sessions on top of the shards: a stateless-cookie handshake, keepalive, idle timeout, a
+    //! replay window, control frames that never wait behind data, and a flight recorder per
+    //! session. Implement [`SessionApp`] and run it with [`SessionHost`] as the engine's handler.
+    //! The wire format is in `docs/PROTOCOL.md`.
+    #[doc(inline)]
+    pub use ringwire_shard::session::{
+        CloseReason, Closer, ConnId, ConnectError, Connecting, DropCounters, DropReason,
+        EndpointConfig, EndpointError, EndpointStats, Event, HostError, HostStats, Placement,
+        SendOutcome, SessionApp, SessionClock, SessionHost, SessionMsg, SessionSend, SessionState,
+        SessionStats, Sessions, Snapshot, random_key, shard_of,
+    };
+
+    pub mod client {
+        //! A plain-socket session client pool (many sessions, one socket each) for tests and
+        //! tools; not for the data path.
+        #[doc(inline)]
+        pub use ringwire_shard::session::client::{ClientError, ClientPool};
+    }
+}
+
+pub mod kernel {
+    //! What the kernel offers: the start-up probe of io_uring opcodes and features, and thread
+    //! CPU time for measurements.
+    #[doc(inline)]
+    pub use ringwire_shard::driver::{
+        ProbeReport, RingMode, SetupError, SocketError, available_or_explain, kernel_release,
+        probe, thread_cpu_time,
+    };
+}

@@ -1,24 +1,26 @@
 //! The `ringwire` binary: `ringwire serve --config FILE [overrides]`.
 //!
-//! Exit status: 0 after a clean shutdown, 2 for a bad flag or config (the message names the
-//! key and what is allowed), 1 when the engine fails to start or to stop.
+//! Exit status: 0 after a clean shutdown on SIGINT or SIGTERM; 2 for a bad flag or config (the
+//! message names the key and what is allowed); 1 when the engine fails to start or to stop,
+//! or when a shard stops on its own: the binary hears of it at once, prints which shard and
+//! why, and stops the others (a dead shard's socket leaves the `SO_REUSEPORT` group, and the
+//! kernel would spread its peers, and steered sessions, over the wrong shards).
 #![forbid(unsafe_code)]
 
-use std::io::Write;
+mod cli;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::mpsc;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use ringwire::FactoryError;
 use ringwire::apps::{AppKind, Echo, Relay, SessionEcho, SockperfServer};
-use ringwire::config::{Config, Cores, Resolved, Shards};
-use ringwire::{Engine, EngineConfig, EngineHandle, EngineReport, Handler, ShardInfo};
-use ringwire_shard::session::EndpointConfig;
-use ringwire_shard::session::SessionApp;
-use ringwire_shard::session::{SessionHost, random_key};
-use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
-use signal_hook::iterator::Signals;
+use ringwire::config::{Config, Cores, Resolved, Shards, Steering};
+use ringwire::session::{
+    EndpointConfig, Placement, SessionApp, SessionClock, SessionHost, random_key,
+};
+
+use cli::run::{Hooks, run};
 
 #[derive(Parser)]
 #[command(
@@ -33,8 +35,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the engine with a built-in app until SIGINT or SIGTERM (SIGUSR1 prints each
-    /// shard's report, e.g. every session's flight recorder).
+    /// Run the engine with a built-in app until SIGINT or SIGTERM, or until a shard fails
+    /// (SIGUSR1 prints each shard's report: a summary and its first sessions' flight
+    /// recorders).
     Serve(ServeArgs),
 }
 
@@ -57,13 +60,18 @@ struct ServeArgs {
     no_pin: bool,
     /// Built-in app: echo, sockperf, relay or session-echo.
     #[arg(long)]
-    app: Option<String>,
+    app: Option<AppKind>,
     /// Kernel steering of session datagrams to their shard: auto, on or off.
     #[arg(long)]
-    steering: Option<String>,
+    steering: Option<Steering>,
     /// Print every shard's counters every SECS seconds (0: only at shutdown).
     #[arg(long, value_name = "SECS")]
     stats_interval: Option<u64>,
+    /// Test hook, only in builds with the `test-hooks` feature: the handler of the shard that
+    /// receives a datagram equal to PAYLOAD panics.
+    #[cfg(feature = "test-hooks")]
+    #[arg(long, hide = true, value_name = "PAYLOAD")]
+    test_panic_on: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -98,10 +106,10 @@ fn load(args: &ServeArgs) -> Result<Resolved, String> {
         config.pin = false;
     }
     if let Some(app) = &args.app {
-        config.app.clone_from(app);
+        config.app = *app;
     }
     if let Some(steering) = &args.steering {
-        config.steering.clone_from(steering);
+        config.steering = *steering;
     }
     if let Some(secs) = args.stats_interval {
         config.stats_interval_secs = secs;
@@ -117,149 +125,53 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = match resolved.app {
-        AppKind::Echo => run(&resolved, |_| Ok::<_, String>(Echo)),
-        AppKind::Sockperf => run(&resolved, |_| Ok::<_, String>(SockperfServer::default())),
-        AppKind::Relay => run_sessions(&resolved, Relay::default),
-        AppKind::SessionEcho => run_sessions(&resolved, SessionEcho::default),
+    let hooks = Hooks {
+        #[cfg(feature = "test-hooks")]
+        panic_on: args.test_panic_on.map(String::into_bytes),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("ringwire: {message}");
-            ExitCode::from(1)
+    let ok = match resolved.app {
+        AppKind::Echo => run(&resolved, &hooks, |_| Ok::<_, FactoryError>(Echo)),
+        AppKind::Sockperf => run(&resolved, &hooks, |_| {
+            Ok::<_, FactoryError>(SockperfServer::default())
+        }),
+        AppKind::Relay => run_sessions(&resolved, &hooks, Relay::default),
+        AppKind::SessionEcho => run_sessions(&resolved, &hooks, SessionEcho::default),
+        other => {
+            eprintln!("ringwire: app {other} is not built into this binary");
+            return ExitCode::from(2);
         }
+    };
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
 /// Runs a session app: one cookie key for all shards, a connection-ID seed per shard.
-fn run_sessions<A, F>(resolved: &Resolved, app: F) -> Result<(), String>
+fn run_sessions<A, F>(resolved: &Resolved, hooks: &Hooks, app: F) -> bool
 where
     A: SessionApp + 'static,
     F: Fn() -> A + Send + Sync + 'static,
 {
-    let key =
-        random_key().map_err(|e| format!("cannot read /dev/urandom for the cookie key: {e}"))?;
-    run(resolved, move |info| {
-        let seed = random_key().map_err(|e| format!("random seed: {e}"))?;
-        SessionHost::new(
+    let key = match random_key() {
+        Ok(key) => key,
+        Err(e) => {
+            eprintln!("ringwire: cannot get random bytes for the cookie key: {e}");
+            return false;
+        }
+    };
+    // One clock for every shard: a cookie issued on one is checked on another.
+    let clock = SessionClock::start();
+    let max_datagram = resolved.shard.max_datagram;
+    run(resolved, hooks, move |info| -> Result<_, FactoryError> {
+        let seed = random_key()?;
+        let place = Placement::new(clock, info.index, info.shards, max_datagram);
+        Ok(SessionHost::new(
             EndpointConfig::new(key),
-            info.index,
-            info.shards,
+            place,
             seed,
             app(),
-        )
-        .map_err(|e| e.to_string())
+        )?)
     })
-}
-
-fn run<F, H>(resolved: &Resolved, factory: F) -> Result<(), String>
-where
-    F: Fn(ShardInfo) -> Result<H, String> + Send + Sync + 'static,
-    H: Handler + 'static,
-{
-    let config = EngineConfig {
-        bind: resolved.bind,
-        cores: resolved.cores.clone(),
-        shard: resolved.shard.clone(),
-        mesh: Default::default(),
-        steering: resolved.steering,
-        start_timeout: Duration::from_secs(10),
-    };
-    let mut signals =
-        Signals::new([SIGINT, SIGTERM, SIGUSR1]).map_err(|e| format!("signals: {e}"))?;
-    let mut engine = Engine::try_start(&config, factory).map_err(|e| e.to_string())?;
-    let cores: Vec<String> = resolved
-        .cores
-        .iter()
-        .map(|c| c.map_or("-".to_string(), |c| c.to_string()))
-        .collect();
-    println!(
-        "ringwire: listening on {} app={} shards={} cores=[{}] io_uring={} kernel={}",
-        engine.local_addr(),
-        resolved.app,
-        engine.shards(),
-        cores.join(","),
-        engine.probe_report().mode,
-        engine.probe_report().kernel,
-    );
-    let _ = std::io::stdout().flush();
-
-    let (tx, rx) = mpsc::channel();
-    let signal_thread = signals.handle();
-    std::thread::spawn(move || {
-        for sig in signals.forever() {
-            if tx.send(sig).is_err() {
-                break;
-            }
-        }
-    });
-    let tick = resolved.stats_interval.unwrap_or(Duration::from_secs(3600));
-    loop {
-        match rx.recv_timeout(tick) {
-            Ok(SIGUSR1) => print_reports(&engine),
-            Ok(sig) => {
-                eprintln!("ringwire: signal {sig}, stopping");
-                break;
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if resolved.stats_interval.is_some() {
-                    print_stats(&engine);
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-        if engine.any_stopped(Duration::ZERO) {
-            eprintln!("ringwire: a shard stopped on its own; stopping the rest");
-            break;
-        }
-    }
-    signal_thread.close();
-    let report = engine
-        .shutdown(resolved.shutdown_timeout)
-        .map_err(|e| e.to_string())?;
-    print_report(&report);
-    Ok(())
-}
-
-fn print_stats(engine: &EngineHandle) {
-    for s in engine.stats() {
-        println!("stats {s}");
-    }
-    let _ = std::io::stdout().flush();
-}
-
-/// SIGUSR1: every shard's handler report (for sessions, each session's flight recorder).
-fn print_reports(engine: &EngineHandle) {
-    for (shard, report) in engine.reports(Duration::from_secs(2)).iter().enumerate() {
-        match report {
-            Some(text) => {
-                for line in text.lines() {
-                    println!("report shard {shard}: {line}");
-                }
-            }
-            None => println!("report shard {shard}: (no answer within 2 s)"),
-        }
-    }
-    let _ = std::io::stdout().flush();
-}
-
-fn print_report(report: &EngineReport) {
-    for s in &report.shards {
-        println!(
-            "final {}{}",
-            s.stats,
-            if s.drained { "" } else { " (not drained)" }
-        );
-    }
-    for s in report.shards.iter().filter(|s| !s.app.is_empty()) {
-        let fields: Vec<String> = s.app.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        println!("app shard {}: {}", s.stats.shard, fields.join(" "));
-    }
-    let total = report.total().to_string();
-    let fields = total
-        .split_once(':')
-        .map_or(total.as_str(), |(_, rest)| rest);
-    println!("total{fields}");
-    let _ = std::io::stdout().flush();
 }

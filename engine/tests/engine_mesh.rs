@@ -8,6 +8,7 @@ use std::net::{SocketAddr, UdpSocket};
 
 use common::HANG;
 use ringwire::{Ctx, Engine, Handler};
+use ringwire_shard::WakeMechanism;
 use ringwire_shard::driver::available_or_explain;
 use ringwire_shard::mesh::{Lane, MeshConfig, MeshSendError};
 
@@ -113,7 +114,11 @@ fn flood(msg_ring_wake: bool) {
         return;
     }
     let mut config = common::config(2);
-    config.shard.msg_ring_wake = msg_ring_wake;
+    config.shard.wake = if msg_ring_wake {
+        WakeMechanism::MsgRing
+    } else {
+        WakeMechanism::Eventfd
+    };
     config.mesh = MeshConfig {
         control_capacity: 8,
         data_capacity: 512,

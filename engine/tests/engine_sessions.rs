@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use common::{HANG, os};
 use ringwire::apps::Relay;
 use ringwire::apps::relay::RelayMsg;
-use ringwire::{Engine, EngineHandle, EngineReport};
+use ringwire::{Engine, EngineConfig, EngineHandle, EngineReport, ReportRequest};
 use ringwire_shard::driver::available_or_explain;
-use ringwire_shard::session::SessionHost;
 use ringwire_shard::session::client::ClientPool;
 use ringwire_shard::session::{ConnId, EndpointConfig, Event, shard_of};
+use ringwire_shard::session::{Placement, SessionClock, SessionHost};
 
 const SESSIONS: usize = 1000;
 
@@ -47,15 +47,12 @@ fn relay_engine(steering: bool) -> EngineHandle {
     let mut config = common::config(2);
     config.shard.socket_recv_buffer = 8 << 20;
     config.steering = steering;
+    let clock = SessionClock::start();
+    let max_datagram = config.shard.max_datagram;
     Engine::try_start(&config, move |info| {
         let seed = [info.index as u8 + 1; 32];
-        SessionHost::new(
-            EndpointConfig::new(key),
-            info.index,
-            info.shards,
-            seed,
-            Relay::default(),
-        )
+        let place = Placement::new(clock, info.index, info.shards, max_datagram);
+        SessionHost::new(EndpointConfig::new(key), place, seed, Relay::default())
     })
     .unwrap()
 }
@@ -97,13 +94,13 @@ fn connect_all(
 }
 
 /// Datagrams the session layer has dropped, over every shard, from the shards' live reports
-/// (their first line: `sessions=.. drops=N ..`).
-fn live_drops(engine: &EngineHandle) -> u64 {
+/// (their first line: `sessions=.. drops=N ..`; no session lines asked for).
+fn live_drops(engine: &mut EngineHandle) -> u64 {
     engine
-        .reports(HANG)
+        .reports(ReportRequest::first(0), HANG)
         .iter()
         .map(|r| {
-            let r = r.as_deref().expect("every shard answers");
+            let r = &r.as_ref().expect("every shard answers").text;
             r.lines()
                 .next()
                 .and_then(|l| l.split(' ').find_map(|f| f.strip_prefix("drops=")))
@@ -126,7 +123,7 @@ fn thousand_sessions_relay_both_ways_across_shards() {
     if !available_or_explain() {
         return;
     }
-    let engine = relay_engine(true);
+    let mut engine = relay_engine(true);
     let server = engine.local_addr();
     let mut pool = ClientPool::new(EndpointConfig::new([7u8; 32]), 1).unwrap();
     let (conns, relay_id) = connect_all(&mut pool, server, SESSIONS);
@@ -182,10 +179,10 @@ fn thousand_sessions_relay_both_ways_across_shards() {
     assert_eq!(delivered, SESSIONS);
 
     // The flight recorder, read from the running engine: one line per session.
-    let reports = engine.reports(HANG);
+    let reports = engine.reports(ReportRequest::first(SESSIONS), HANG);
     let lines: Vec<&str> = reports
         .iter()
-        .map(|r| r.as_deref().expect("every shard answers"))
+        .map(|r| r.as_ref().expect("every shard answers").text.as_str())
         .flat_map(str::lines)
         .filter(|l| l.starts_with("session "))
         .collect();
@@ -222,14 +219,14 @@ fn steering_delivers_to_the_owner_without_handoff() {
     }
     let mut handed = Vec::new();
     for steering in [true, false] {
-        let engine = relay_engine(steering);
+        let mut engine = relay_engine(steering);
         let server = engine.local_addr();
         let mut pool = ClientPool::new(EndpointConfig::new([7u8; 32]), 2).unwrap();
         let (_conns, relay_id) = connect_all(&mut pool, server, 64);
         let strangers: Vec<UdpSocket> = (0..32)
             .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
             .collect();
-        let drops_before = live_drops(&engine);
+        let drops_before = live_drops(&mut engine);
         let mut sent = 0u64;
         for (i, cid) in relay_id.values().enumerate() {
             // A Data header (version 1, type 4) naming the session, from a port it never used.
@@ -246,7 +243,7 @@ fn steering_delivers_to_the_owner_without_handoff() {
         // reached the other shard: wait until the live reports count them all. Nothing else
         // is dropped here (a retransmitted handshake message is answered, not dropped).
         os::wait_until("every rebinding datagram dropped by its owner", || {
-            live_drops(&engine) == drops_before + sent
+            live_drops(&mut engine) == drops_before + sent
         });
         let report = common::shutdown(engine);
         let app = app_totals(&report);
@@ -267,4 +264,30 @@ fn steering_delivers_to_the_owner_without_handoff() {
     }
     assert_eq!(handed[0], 0, "with steering nothing is handed off");
     assert!(handed[1] > 0, "without steering the hash misroutes some");
+}
+
+/// A shard too small for the session layer's datagrams is refused at start, naming the
+/// setting, instead of running and silently never passing Data above 44 bytes.
+#[test]
+fn a_shard_datagram_below_the_session_layers_is_refused_at_start() {
+    if !available_or_explain() {
+        return;
+    }
+    let mut config = EngineConfig::unpinned("127.0.0.1:0".parse().unwrap(), 1);
+    config.shard.max_datagram = 64;
+    let clock = SessionClock::start();
+    let err = Engine::try_start(&config, move |info| {
+        let place = Placement::new(clock, info.index, info.shards, 64);
+        SessionHost::new(
+            EndpointConfig::new([1; 32]),
+            place,
+            [2; 32],
+            Relay::default(),
+        )
+    })
+    .err()
+    .expect("refused");
+    let message = err.to_string();
+    assert!(message.contains("shard.max_datagram"), "{message}");
+    assert!(message.contains("1220"), "{message}");
 }

@@ -1,10 +1,56 @@
 //! Tuning for one shard: buffer counts and sizes, queue depths, socket buffers.
+//!
+//! With the `serde` feature this is also the `[shard]` table of ringwire's TOML config (and of
+//! any config file a gateway embeds it in): the field names are the keys, unknown keys are
+//! rejected, and `drain_timeout` is spelled `drain_timeout_ms`.
 #![forbid(unsafe_code)]
 
+use std::fmt;
 use std::time::Duration;
 
+/// How a shard wakes a parked peer it sent mesh messages to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
+#[non_exhaustive]
+pub enum WakeMechanism {
+    /// A write to the peer's eventfd, which the peer's ring polls.
+    #[default]
+    Eventfd,
+    /// `IORING_OP_MSG_RING` from the sender's own ring, riding on its next `io_uring_enter`
+    /// (Linux 5.18+; falls back to the eventfd where the kernel lacks it or a wake fails).
+    MsgRing,
+}
+
+impl fmt::Display for WakeMechanism {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WakeMechanism::Eventfd => "eventfd",
+            WakeMechanism::MsgRing => "msg_ring",
+        })
+    }
+}
+
 /// How one shard sizes its rings, buffers and socket. Validated by [`ShardConfig::validate`].
+///
+/// Start from [`ShardConfig::default`] and set the fields you need (the struct is
+/// `#[non_exhaustive]`, so later versions can add settings without breaking you):
+///
+/// ```
+/// let mut shard = ringwire_shard::ShardConfig::default();
+/// shard.send_slots = 1024;
+/// assert!(shard.validate().is_ok());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(deny_unknown_fields, default)
+)]
+#[non_exhaustive]
 pub struct ShardConfig {
     /// Buffers in the provided-buffer ring that receives datagrams (a power of two, 1..=32768).
     pub recv_buffers: u32,
@@ -22,11 +68,12 @@ pub struct ShardConfig {
     pub socket_send_buffer: usize,
     /// Most timers the handler may have scheduled at once.
     pub max_timers: usize,
-    /// How long a stopping shard waits for its in-flight operations to complete.
+    /// How long a stopping shard waits for its in-flight operations to complete (TOML:
+    /// `drain_timeout_ms`).
+    #[cfg_attr(feature = "serde", serde(rename = "drain_timeout_ms", with = "millis"))]
     pub drain_timeout: Duration,
-    /// Wake parked shards with `IORING_OP_MSG_RING` from this shard's own ring (where the
-    /// kernel has it) instead of writing their eventfd.
-    pub msg_ring_wake: bool,
+    /// How this shard wakes parked peers it sent mesh messages to.
+    pub wake: WakeMechanism,
 }
 
 impl Default for ShardConfig {
@@ -40,7 +87,7 @@ impl Default for ShardConfig {
             socket_send_buffer: 4 << 20,
             max_timers: 1 << 20,
             drain_timeout: Duration::from_millis(500),
-            msg_ring_wake: false,
+            wake: WakeMechanism::Eventfd,
         }
     }
 }
@@ -92,6 +139,22 @@ impl ShardConfig {
     }
 }
 
+/// A [`Duration`] as whole milliseconds (`drain_timeout_ms = 500`).
+#[cfg(feature = "serde")]
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,25 +162,18 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_each_bad_value_is_named() {
         assert_eq!(ShardConfig::default().validate(), Ok(()));
-        let bad = ShardConfig {
-            recv_buffers: 3,
-            ..ShardConfig::default()
+        let with = |f: fn(&mut ShardConfig)| {
+            let mut c = ShardConfig::default();
+            f(&mut c);
+            c
         };
+        let bad = with(|c| c.recv_buffers = 3);
         assert_eq!(bad.validate().unwrap_err().key, "recv_buffers");
-        let bad = ShardConfig {
-            max_datagram: 70000,
-            ..ShardConfig::default()
-        };
+        let bad = with(|c| c.max_datagram = 70000);
         assert_eq!(bad.validate().unwrap_err().key, "max_datagram");
-        let bad = ShardConfig {
-            send_slots: 0,
-            ..ShardConfig::default()
-        };
+        let bad = with(|c| c.send_slots = 0);
         assert_eq!(bad.validate().unwrap_err().key, "send_slots");
-        let bad = ShardConfig {
-            sq_entries: 100,
-            ..ShardConfig::default()
-        };
+        let bad = with(|c| c.sq_entries = 100);
         assert!(
             bad.validate()
                 .unwrap_err()

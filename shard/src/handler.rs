@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::counters::Counters;
 use crate::mesh::{Lane, MeshEnd, MeshSendError};
+use crate::report::ReportRequest;
 use crate::sendq::SendSlots;
 use crate::timer::{TimerError, TimerId, Timers};
 
@@ -71,10 +72,17 @@ pub trait Handler {
         let _ = out;
     }
 
-    /// Writes a human-readable report of the handler's state (for sessions: every session's
-    /// flight recorder) when the engine asks for one (`EngineHandle::reports`).
-    fn report(&self, out: &mut String) {
-        let _ = out;
+    /// Writes one page of a human-readable report of the handler's state when the engine asks
+    /// for one (`EngineHandle::reports`; SIGUSR1 in the binary): a summary line, then at most
+    /// `request.limit()` items (for sessions: one flight-recorder line per session) whose keys
+    /// come after `request.cursor()`, in key order ([`ReportRequest::page`] picks them).
+    /// Returns the cursor of the next page, `None` after the last.
+    ///
+    /// This runs inside the shard's loop: its cost must be bounded by the page, not by the
+    /// size of the handler's state, beyond one pass over its keys.
+    fn report(&self, request: &ReportRequest, out: &mut String) -> Option<u64> {
+        let _ = (request, out);
+        None
     }
 
     /// Called once per loop turn after completions and timers, when send slots may have been

@@ -14,12 +14,14 @@ pub mod driver;
 pub mod handler;
 pub mod mesh;
 pub mod ratelimit;
+pub mod report;
 pub mod ring;
 mod sendq;
 pub mod session;
 pub mod timer;
 
-pub use config::{ShardConfig, ShardConfigError};
+pub use config::{ShardConfig, ShardConfigError, WakeMechanism};
 pub use counters::ShardStats;
 pub use driver::{Shard, ShardControl, ShardError, ShardExit};
 pub use handler::{Ctx, Handler, SendOutcome};
+pub use report::{ReportRequest, ShardReport};

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!            shard 0                         shard 1
-//!   links[1].control  ── ring (64) ──►  inbound[0].control   drained first, every turn, fully
+//!   links[1].control  ── ring (64) ──►  inbound[0].control   drained first, at most 64 per turn
 //!   links[1].data     ── ring (1024) ─► inbound[0].data      at most `data_batch` per turn
 //!   inbound[1].control ◄── ring ──────  links[0].control
 //!   inbound[1].data    ◄── ring ──────  links[0].data
@@ -12,6 +12,11 @@
 //! capacity, a full data lane cannot take a control slot, and a consumer drains every control
 //! lane before any data lane. Every send returns at once with the ring's outcome (sent, full
 //! with the item handed back, closed with the item handed back) and moves a counter.
+//!
+//! Work per turn is bounded on both lanes: at most one ring's worth (`control_capacity`) of
+//! control items and `data_batch` data items per peer. A producer that keeps refilling its
+//! control ring while we drain cannot hold this shard in the drain; what is left waits for the
+//! next turn, and [`MeshEnd::take_inbound`] says so, so the loop does not sleep on it.
 //!
 //! Waking: a sender marks the target *dirty*; once per loop turn, before the shard may sleep,
 //! [`MeshEnd::flush_wakes`] runs the park/wake protocol ([`crate::ring::park`]) for each dirty
@@ -30,7 +35,8 @@ use crate::ring::{
 /// One of the two rings between an ordered pair of shards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Lane {
-    /// Small, drained first and fully on every turn; never shares capacity with data.
+    /// Small, drained first on every turn (at most one ring's worth per peer); never shares
+    /// capacity with data.
     Control,
     /// Bulk; drained in batches of at most [`MeshConfig::data_batch`] per peer per turn.
     Data,
@@ -139,8 +145,11 @@ pub struct MeshEnd<T> {
     links: Vec<Option<Link<T>>>,
     inbound: Vec<Inbound<T>>,
     parker: Parker,
+    control_batch: usize,
     data_batch: usize,
     wake_log: LogLimiter,
+    /// Reused by [`MeshEnd::take_inbound`], so a turn allocates nothing.
+    scratch: Vec<T>,
 }
 
 impl<T> fmt::Debug for MeshEnd<T> {
@@ -167,8 +176,10 @@ impl<T: Send> MeshEnd<T> {
             links: Vec::new(),
             inbound: Vec::new(),
             parker: Parker::new(),
+            control_batch: MeshConfig::default().control_capacity,
             data_batch: MeshConfig::default().data_batch,
             wake_log: LogLimiter::default(),
+            scratch: Vec::new(),
         }
     }
 
@@ -182,8 +193,10 @@ impl<T: Send> MeshEnd<T> {
                 links: (0..n).map(|_| None).collect(),
                 inbound: Vec::with_capacity(n.saturating_sub(1)),
                 parker: Parker::new(),
+                control_batch: config.control_capacity.max(1),
                 data_batch: config.data_batch.max(1),
                 wake_log: LogLimiter::default(),
+                scratch: Vec::new(),
             })
             .collect();
         for to in 0..n {
@@ -311,26 +324,24 @@ impl<T: Send> MeshEnd<T> {
         self.links.iter().flatten().any(|l| l.dirty)
     }
 
-    /// Moves waiting items into `out` as `(from, lane, item)`: every control item of every
-    /// peer first, then at most `data_batch` data items per peer. Returns whether data was
-    /// left behind (the caller must not sleep before the next call).
+    /// Moves waiting items into `out` as `(from, lane, item)`: the control items of every peer
+    /// first (at most `control_capacity` per peer), then at most `data_batch` data items per
+    /// peer. Returns whether anything was left behind on either lane (the caller must not sleep
+    /// before the next call).
     pub fn take_inbound(&mut self, out: &mut Vec<(usize, Lane, T)>) -> bool {
-        let mut scratch = Vec::new();
-        for inbound in &mut self.inbound {
-            while let Ok(n) = inbound.lanes[0].recv_batch(&mut scratch, usize::MAX) {
-                if n == 0 {
-                    break;
-                }
-            }
-            out.extend(scratch.drain(..).map(|t| (inbound.from, Lane::Control, t)));
-        }
         let mut more = false;
-        for inbound in &mut self.inbound {
-            match inbound.lanes[1].recv_batch(&mut scratch, self.data_batch) {
-                Ok(_) => more |= !inbound.lanes[1].is_empty(),
-                Err(TryRecvError::Empty | TryRecvError::Closed) => {}
+        for (li, lane, batch) in [
+            (0, Lane::Control, self.control_batch),
+            (1, Lane::Data, self.data_batch),
+        ] {
+            for inbound in &mut self.inbound {
+                let ring = &mut inbound.lanes[li];
+                match ring.recv_batch(&mut self.scratch, batch) {
+                    Ok(_) => more |= !ring.is_empty(),
+                    Err(TryRecvError::Empty | TryRecvError::Closed) => {}
+                }
+                out.extend(self.scratch.drain(..).map(|t| (inbound.from, lane, t)));
             }
-            out.extend(scratch.drain(..).map(|t| (inbound.from, Lane::Data, t)));
         }
         more
     }
@@ -436,6 +447,57 @@ mod tests {
         assert_eq!(stats[1].full, 1);
         assert_eq!(stats[1].max_depth, 8);
         assert_eq!(stats[0].sent, 1);
+    }
+
+    #[test]
+    fn control_drain_is_bounded_per_turn_and_carries_over() {
+        let config = MeshConfig {
+            control_capacity: 4,
+            data_capacity: 8,
+            data_batch: 8,
+        };
+        let (mut ends, _) = mesh(3, config);
+        // In production the bound is one ring's worth, which a single-threaded test cannot
+        // exceed (only a producer refilling the ring during the drain can); a smaller bound
+        // shows the carry-over the same way.
+        ends[1].control_batch = 3;
+        for from in [0, 2] {
+            for i in 0..4 {
+                ends[from]
+                    .send(1, Lane::Control, 10 * from as u32 + i)
+                    .unwrap();
+            }
+        }
+        ends[0].send(1, Lane::Data, 99).unwrap();
+        let mut out = Vec::new();
+        assert!(
+            ends[1].take_inbound(&mut out),
+            "control left behind is reported"
+        );
+        assert_eq!(
+            out,
+            vec![
+                (0, Lane::Control, 0),
+                (0, Lane::Control, 1),
+                (0, Lane::Control, 2),
+                (2, Lane::Control, 20),
+                (2, Lane::Control, 21),
+                (2, Lane::Control, 22),
+                (0, Lane::Data, 99),
+            ]
+        );
+        // The producer refills meanwhile; the next turn resumes in order.
+        ends[0].send(1, Lane::Control, 4).unwrap();
+        out.clear();
+        assert!(!ends[1].take_inbound(&mut out), "everything taken");
+        assert_eq!(
+            out,
+            vec![
+                (0, Lane::Control, 3),
+                (0, Lane::Control, 4),
+                (2, Lane::Control, 23),
+            ]
+        );
     }
 
     #[test]

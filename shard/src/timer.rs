@@ -5,10 +5,15 @@
 //!
 //! A binary heap ordered by `(deadline, id)` holds every scheduled timer; cancelling removes the
 //! id from the `live` map and leaves a tombstone in the heap that is discarded when it reaches the
-//! top. Invariants: every id in `live` has exactly one heap entry; the heap never holds more
-//! than `capacity + tombstones` entries and tombstones are purged lazily, so memory stays bounded
-//! by the number of timers ever live at once plus those cancelled since the last expiry.
-//! Timers with equal deadlines fire in the order they were scheduled (ids grow monotonically).
+//! top. Tombstones are bounded: once they outnumber both the live timers and
+//! [`PURGE_FLOOR`], the heap is rebuilt from the live entries. A rebuild costs
+//! O(live + tombstones) and follows more than `live` cancels since the previous one, so
+//! cancelling stays amortised O(1) whatever the churn, and a timer that stays live for hours
+//! cannot make the heap grow with every cancel made meanwhile.
+//!
+//! Invariants: every id in `live` has exactly one heap entry; after every call the heap holds
+//! at most `live + max(live, PURGE_FLOOR)` entries. Timers with equal deadlines fire in the
+//! order they were scheduled (ids grow monotonically).
 #![forbid(unsafe_code)]
 
 use std::cmp::Reverse;
@@ -29,6 +34,10 @@ pub enum TimerError {
         capacity: usize,
     },
 }
+
+/// Tombstones tolerated whatever the live count: below this a rebuild would cost more than the
+/// entries it frees.
+pub const PURGE_FLOOR: usize = 64;
 
 /// A bounded set of deadlines, each carrying an application token.
 #[derive(Debug)]
@@ -67,11 +76,28 @@ impl Timers {
     /// Cancels a timer; returns its token if it was still live.
     pub fn cancel(&mut self, id: TimerId) -> Option<u64> {
         let token = self.live.remove(&id);
-        if self.live.is_empty() {
-            // Nothing live: every heap entry is a tombstone.
-            self.heap.clear();
-        }
+        self.purge_tombstones();
         token
+    }
+
+    /// Heap entries, tombstones included (for tests and diagnostics).
+    pub fn heap_len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// Rebuilds the heap from the live entries once tombstones outnumber both the live timers
+    /// and [`PURGE_FLOOR`] (the bound in the module docs).
+    fn purge_tombstones(&mut self) {
+        let tombstones = self.heap.len() - self.live.len();
+        if tombstones <= self.live.len().max(PURGE_FLOOR) {
+            return;
+        }
+        if self.live.is_empty() {
+            self.heap.clear();
+        } else {
+            let live = &self.live;
+            self.heap.retain(|Reverse((_, id))| live.contains_key(id));
+        }
     }
 
     /// Number of live timers.
@@ -109,6 +135,8 @@ impl Timers {
                 fired.push((id, token));
             }
         }
+        // Fewer live timers may leave the tombstones above their bound.
+        self.purge_tombstones();
         fired.len() - before
     }
 }
@@ -150,6 +178,58 @@ mod tests {
         let mut fired = Vec::new();
         timers.expire(t0 + Duration::from_secs(2), &mut fired);
         assert_eq!(fired.iter().map(|f| f.1).collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[test]
+    fn tombstones_stay_bounded_while_a_timer_stays_live() {
+        let t0 = Instant::now();
+        let mut timers = Timers::new(16);
+        let long = timers.schedule(t0 + Duration::from_secs(3600), 0).unwrap();
+        let mut fired = Vec::new();
+        for i in 1..=100_000u64 {
+            let id = timers
+                .schedule(t0 + Duration::from_millis(i % 1000), i)
+                .unwrap();
+            assert_eq!(timers.cancel(id), Some(i));
+            assert!(
+                timers.heap_len() <= timers.len() + timers.len().max(PURGE_FLOOR),
+                "heap {} with {} live",
+                timers.heap_len(),
+                timers.len()
+            );
+        }
+        // Churn among many live timers, some expiring meanwhile: the bound holds throughout.
+        let mut kept = Vec::new();
+        for i in 0..5000u64 {
+            let id = timers
+                .schedule(t0 + Duration::from_millis(i), i)
+                .unwrap_or_else(|_| {
+                    // Full: cancel the oldest kept timer and retry.
+                    let old = kept.remove(0);
+                    timers.cancel(old);
+                    timers.schedule(t0 + Duration::from_millis(i), i).unwrap()
+                });
+            if i % 3 == 0 {
+                timers.cancel(id);
+            } else {
+                kept.push(id);
+            }
+            if i % 7 == 0 {
+                timers.expire(t0 + Duration::from_millis(i / 2), &mut fired);
+                kept.retain(|k| !fired.iter().any(|f| f.0 == *k));
+            }
+            assert!(timers.heap_len() <= timers.len() + timers.len().max(PURGE_FLOOR));
+        }
+        // Only the long timer and the survivors fire, each once, and the long one last.
+        fired.clear();
+        let live = timers.len();
+        assert_eq!(
+            timers.expire(t0 + Duration::from_secs(7200), &mut fired),
+            live
+        );
+        assert_eq!(fired.last().map(|f| f.0), Some(long));
+        assert!(timers.is_empty());
+        assert_eq!(timers.heap_len(), 0);
     }
 
     #[test]

@@ -25,10 +25,9 @@ impl Handler for Echo {
 
 /// The default shard config with a drain deadline that is a liveness guard only.
 fn config() -> ShardConfig {
-    ShardConfig {
-        drain_timeout: HANG,
-        ..ShardConfig::default()
-    }
+    let mut config = ShardConfig::default();
+    config.drain_timeout = HANG;
+    config
 }
 
 /// A shard socket on an ephemeral loopback port (4 MiB buffers asked for; the kernel may give
@@ -113,10 +112,8 @@ fn tiny_buffer_ring_survives_a_burst_via_enobufs_and_rearm() {
     if !available_or_explain() {
         return;
     }
-    let config = ShardConfig {
-        recv_buffers: 4,
-        ..config()
-    };
+    let mut config = config();
+    config.recv_buffers = 4;
     // The burst, far larger than the ring, waits in the socket before the shard exists: the
     // first receive finds more datagrams than the ring has buffers, so the ring must run dry.
     let socket = bind();

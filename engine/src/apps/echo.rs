@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use ringwire_shard::{Ctx, Handler};
+use crate::{Ctx, Handler};
 
 /// Sends every datagram back where it came from. A refused send is already counted by the
 /// shard (`send_queue_full`, `send_too_large`), so nothing else is done with the outcome.

@@ -15,9 +15,16 @@ pub use session_echo::SessionEcho;
 pub use sockperf::SockperfServer;
 
 /// A built-in application.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize, serde::Serialize),
+    serde(rename_all = "kebab-case")
+)]
+#[non_exhaustive]
 pub enum AppKind {
     /// Reflects every datagram to its sender.
+    #[default]
     Echo,
     /// Answers the `sockperf` client like `sockperf server`.
     Sockperf,

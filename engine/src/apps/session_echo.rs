@@ -2,8 +2,8 @@
 //! counterpart of `echo`, for the load generator's session mode.
 #![forbid(unsafe_code)]
 
-use ringwire_shard::session::ConnId;
-use ringwire_shard::session::{SessionApp, SessionSend, Sessions};
+use crate::session::ConnId;
+use crate::session::{SessionApp, SessionSend, Sessions};
 
 /// Echoes each session message to its sender.
 #[derive(Debug, Default)]

@@ -20,7 +20,7 @@
 
 use std::net::SocketAddr;
 
-use ringwire_shard::{Ctx, Handler};
+use crate::{Ctx, Handler};
 
 /// Header size.
 pub const HEADER_LEN: usize = 14;

@@ -1,56 +1,178 @@
 //! The control block a shard shares with the thread that started it: stop and report
 //! requests, the eventfd that wakes it, its published counters, its thread id and ring fd.
-//! Nothing on the data path reads these except the stop flag, once per turn.
+//! Nothing on the data path reads these except the stop flag and the report flag, once per
+//! turn each.
+//!
+//! Reports travel by message in both directions, over bounded channels. A request carries an
+//! id chosen by the requester and the reply echoes it, so a reply that arrives after its
+//! requester gave up is recognised as stale and discarded ([`ReportReplies::wait_for`]) rather
+//! than taken for the answer to the next request. The shard never blocks on either channel: it
+//! takes requests with `try_recv` and sends replies with `try_send`, counting a full reply
+//! channel ([`ShardControl::report_replies_dropped`]).
 
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::time::Instant;
 
 use super::SetupError;
 use crate::counters::{PublishedStats, ShardStats};
+use crate::report::{ReportRequest, ShardReport};
 use crate::ring::{EventFd, Wake};
+
+/// Report requests that may wait for the shard's next turn before more are refused.
+const REPORT_REQUESTS: usize = 4;
+/// Replies that may wait for the requester before more are dropped (and counted).
+const REPORT_REPLIES: usize = 4;
 
 /// The state a shard shares with the thread that started it: the stop request, the eventfd
 /// that wakes it, and its published counters. Nothing on the data path reads these except the
-/// stop flag, once per turn.
+/// stop and report flags, once per turn.
 #[derive(Debug)]
 pub struct ShardControl {
     pub(super) index: usize,
     pub(super) stop: AtomicBool,
-    pub(super) report_wanted: AtomicBool,
-    pub(super) reports: mpsc::Sender<String>,
     pub(super) waker: EventFd,
     pub(super) stats: PublishedStats,
     pub(super) tid: AtomicU64,
     /// The shard's io_uring fd once it exists (-1 before), for `MSG_RING` wakes.
     pub(super) ring_fd: AtomicI32,
+    /// Set (release) after a request is queued; the shard looks at the queue only when set.
+    report_wanted: AtomicBool,
+    requests: SyncSender<(u64, ReportRequest)>,
+    /// The shard's end of `requests`. Only the shard's thread locks it, and only to take what
+    /// waits: the lock exists to make the receiver shareable and is never contended.
+    inbox: Mutex<Receiver<(u64, ReportRequest)>>,
+    replies: SyncSender<Reply>,
+    replies_dropped: AtomicU64,
+}
+
+/// A shard's answer, tagged with the id of the request it answers.
+#[derive(Debug)]
+struct Reply {
+    id: u64,
+    report: ShardReport,
+}
+
+/// Why a report did not come back.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReportError {
+    /// No reply before the deadline: the shard is busy in a long turn, or stuck. Its reply, if
+    /// it comes, is discarded as stale by the next wait.
+    #[error("no reply before the deadline")]
+    Timeout,
+    /// Earlier requests are still waiting for the shard's next turn; this one was refused.
+    #[error("the shard has not taken its earlier report requests")]
+    Busy,
+    /// The shard has stopped.
+    #[error("the shard has stopped")]
+    Stopped,
+    /// The request is queued but the shard could not be woken to see it.
+    #[error("cannot wake the shard: {0}")]
+    Wake(#[source] io::Error),
 }
 
 impl ShardControl {
-    /// Control block for shard `index` of `shards`, and the receiving end of the shard's
-    /// handler reports ([`ShardControl::request_report`]).
-    pub fn new(index: usize, shards: usize) -> Result<(Self, mpsc::Receiver<String>), SetupError> {
-        let (reports, rx) = mpsc::channel();
+    /// Control block for shard `index` of `shards`, and the receiving end of the shard's report
+    /// replies ([`ShardControl::request_report`]).
+    pub fn new(index: usize, shards: usize) -> Result<(Self, ReportReplies), SetupError> {
+        let (requests, inbox) = mpsc::sync_channel(REPORT_REQUESTS);
+        let (replies, rx) = mpsc::sync_channel(REPORT_REPLIES);
         let control = Self {
             index,
             stop: AtomicBool::new(false),
-            report_wanted: AtomicBool::new(false),
-            reports,
             waker: EventFd::new().map_err(SetupError::EventFd)?,
             stats: PublishedStats::new(index, shards),
             tid: AtomicU64::new(0),
             ring_fd: AtomicI32::new(-1),
+            report_wanted: AtomicBool::new(false),
+            requests,
+            inbox: Mutex::new(inbox),
+            replies,
+            replies_dropped: AtomicU64::new(0),
         };
-        Ok((control, rx))
+        Ok((control, ReportReplies { rx, stale: 0 }))
     }
 
-    /// Asks the shard for its handler's report ([`Handler::report`](crate::Handler::report)); it arrives on the
-    /// receiver [`ShardControl::new`] returned, after the shard's next loop turn. Wakes the
-    /// shard if it is parked. Returns at once.
-    pub fn request_report(&self) -> io::Result<()> {
-        self.report_wanted.store(true, Ordering::SeqCst);
-        self.waker.signal()
+    /// Asks the shard for a page of its handler's report
+    /// ([`Handler::report`](crate::Handler::report)), tagged `id`; the reply carries `id` back
+    /// ([`ReportReplies::wait_for`]) after the shard's next loop turn. Wakes the shard if it is
+    /// parked. Returns at once and never blocks.
+    ///
+    /// When several requests wait, the shard answers only the newest: the others' requester
+    /// has already stopped waiting for them. Use increasing ids.
+    pub fn request_report(&self, id: u64, request: ReportRequest) -> Result<(), ReportError> {
+        match self.requests.try_send((id, request)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(ReportError::Busy),
+            // The receiver lives in `self`; it cannot be gone while `self` is here.
+            Err(TrySendError::Disconnected(_)) => return Err(ReportError::Stopped),
+        }
+        self.report_wanted.store(true, Ordering::Release);
+        self.waker.signal().map_err(ReportError::Wake)
+    }
+
+    /// Replies the shard wrote but dropped because the reply channel was full: earlier replies
+    /// were still waiting for a requester that had stopped reading them.
+    pub fn report_replies_dropped(&self) -> u64 {
+        self.replies_dropped.load(Ordering::Relaxed)
+    }
+
+    /// The shard's side, once per loop turn: if a report was asked for, takes the newest
+    /// request, lets `write` fill in the report (returning the next page's cursor), and sends
+    /// the reply without blocking. One relaxed load when nothing was asked.
+    pub(super) fn answer_report(
+        &self,
+        write: impl FnOnce(&ReportRequest, &mut String) -> Option<u64>,
+    ) {
+        if !self.report_wanted.load(Ordering::Relaxed)
+            || !self.report_wanted.swap(false, Ordering::Acquire)
+        {
+            return;
+        }
+        // The flag is cleared before the queue is read: a request queued after this read sets
+        // it again and is answered next turn.
+        let newest = match self.inbox.try_lock() {
+            Ok(inbox) => {
+                let mut newest = None;
+                loop {
+                    match inbox.try_recv() {
+                        Ok(request) => newest = Some(request),
+                        Err(TryRecvError::Empty | TryRecvError::Disconnected) => break newest,
+                    }
+                }
+            }
+            // Only this thread locks the inbox, and only for the drain above (which cannot
+            // panic), so this never happens; if it did, the request waits for the next turn.
+            Err(_) => {
+                self.report_wanted.store(true, Ordering::Relaxed);
+                None
+            }
+        };
+        let Some((id, request)) = newest else {
+            return;
+        };
+        let mut text = String::new();
+        let next = write(&request, &mut text);
+        let reply = Reply {
+            id,
+            report: ShardReport {
+                shard: self.index,
+                text,
+                next,
+            },
+        };
+        match self.replies.try_send(reply) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.replies_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            // The requester is gone: nobody wants the report.
+            Err(TrySendError::Disconnected(_)) => {}
+        }
     }
 
     /// The shard's index.
@@ -81,8 +203,37 @@ impl ShardControl {
     }
 }
 
+/// The requester's end of one shard's report replies.
+#[derive(Debug)]
+pub struct ReportReplies {
+    rx: Receiver<Reply>,
+    stale: u64,
+}
+
+impl ReportReplies {
+    /// Waits until `deadline` for the reply to request `id`, discarding (and counting) replies
+    /// to earlier requests that arrived after their requester stopped waiting.
+    pub fn wait_for(&mut self, id: u64, deadline: Instant) -> Result<ShardReport, ReportError> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            // A zero wait still takes a reply that is already here.
+            match self.rx.recv_timeout(left) {
+                Ok(reply) if reply.id == id => return Ok(reply.report),
+                Ok(_) => self.stale += 1,
+                Err(RecvTimeoutError::Timeout) => return Err(ReportError::Timeout),
+                Err(RecvTimeoutError::Disconnected) => return Err(ReportError::Stopped),
+            }
+        }
+    }
+
+    /// Stale replies discarded so far.
+    pub fn stale(&self) -> u64 {
+        self.stale
+    }
+}
+
 /// Other shards wake a parked shard through its eventfd, which the shard's ring polls, or with
-/// `IORING_OP_MSG_RING` straight into its ring (`ShardConfig::msg_ring_wake` of the sender).
+/// `IORING_OP_MSG_RING` straight into its ring (`ShardConfig::wake` of the sender).
 impl Wake for ShardControl {
     fn wake(&self) -> io::Result<()> {
         self.waker.signal()

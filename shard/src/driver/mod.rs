@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use io_uring::types::{Fd, Fixed, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
 
-pub use control::ShardControl;
+pub use control::{ReportError, ReportReplies, ShardControl};
 pub use probe::{
     ProbeReport, REQUIRE_IO_URING_ENV, RingMode, SetupError, available_or_explain, create_ring,
     io_uring_required, kernel_release, probe, skip_or_fail,
@@ -236,7 +236,7 @@ impl Shard {
         // Registered files exist since 5.1; without them every SQE names the fd itself.
         let fixed_fd = ring.submitter().register_files(&[fd]).is_ok();
         control.ring_fd.store(ring.as_raw_fd(), Ordering::Release);
-        let msg_ring_wake = config.msg_ring_wake && report.msg_ring;
+        let msg_ring_wake = config.wake == crate::config::WakeMechanism::MsgRing && report.msg_ring;
         Ok(Self {
             ring,
             bufs: Some(bufs),
@@ -328,12 +328,8 @@ impl Shard {
             self.fire_timers(handler, mesh, now);
             let mut ctx = ctx!(self, now, mesh);
             handler.on_turn(&mut ctx);
-            if self.control.report_wanted.swap(false, Ordering::Relaxed) {
-                let mut report = String::new();
-                handler.report(&mut report);
-                // The engine may have stopped listening; a report nobody reads is not an error.
-                let _ = self.control.reports.send(report);
-            }
+            self.control
+                .answer_report(|request, out| handler.report(request, out));
             self.control.stats.publish(&mut self.counters);
             self.control.stats.publish_lanes(mesh.lanes());
         }
@@ -399,6 +395,11 @@ impl Shard {
         let mut stats = self.counters.snapshot(self.control.index);
         stats.lanes = mesh.lane_stats();
         if self.drained {
+            // The ring's own teardown is deferred to a kernel worker and would keep the
+            // registered socket (and its port) alive after we return; release it now.
+            if self.fixed_fd {
+                let _ = self.ring.submitter().unregister_files();
+            }
             if let Some(mut bufs) = self.bufs.take()
                 && bufs.unregister(&self.ring).is_err()
             {

@@ -35,11 +35,14 @@ pub struct ClientPool {
     origin: Instant,
     buf: Vec<u8>,
     rx: Vec<u8>,
+    unroutable: u64,
 }
 
 impl ClientPool {
-    /// An empty pool. `seed` makes connection IDs reproducible.
-    pub fn new(config: EndpointConfig, seed: u64) -> Result<Self, ClientError> {
+    /// An empty pool. `seed` makes connection IDs reproducible. The pool only connects: it
+    /// answers no Hellos, whatever `config.accept_incoming` says.
+    pub fn new(mut config: EndpointConfig, seed: u64) -> Result<Self, ClientError> {
+        config.accept_incoming = false;
         let buf = vec![0u8; config.max_datagram()];
         let ep = Endpoint::new(
             config,
@@ -55,6 +58,7 @@ impl ClientPool {
             origin: Instant::now(),
             buf,
             rx: vec![0u8; 65536],
+            unroutable: 0,
         })
     }
 
@@ -112,6 +116,11 @@ impl ClientPool {
         Ok(read)
     }
 
+    /// Datagrams the endpoint emitted that no socket of the pool could send (dropped).
+    pub fn unroutable(&self) -> u64 {
+        self.unroutable
+    }
+
     /// Live sessions.
     pub fn session_count(&self) -> usize {
         self.ep.session_count()
@@ -127,6 +136,8 @@ impl ClientPool {
         let now = self.now();
         while let Some(t) = self.ep.poll_transmit(now, &mut self.buf) {
             let Some(&i) = t.conn.and_then(|c| self.by_conn.get(&c)) else {
+                // No socket of ours sends it (a frame of no session of this pool): counted.
+                self.unroutable += 1;
                 continue;
             };
             match self.sockets[i].send_to(&self.buf[..t.len], t.dst) {

@@ -12,9 +12,11 @@ use std::time::Duration;
 pub struct EndpointConfig {
     /// Master key for cookie secrets (32 bytes from the OS RNG, shared by all shards).
     pub cookie_key: [u8; 32],
-    /// A session that receives nothing for this long is closed (`IdleTimeout`). Default 30 s.
+    /// A session that receives nothing for this long is closed (`IdleTimeout`), plus a
+    /// per-session jitter of up to 1/16 of it. Default 30 s.
     pub idle_timeout: Duration,
-    /// Send a Ping after this long without receiving or pinging; `None` disables. Default 10 s.
+    /// Send a Ping after this long without receiving or pinging, minus a per-session jitter of
+    /// up to 1/8 of it; `None` disables. Default 10 s.
     pub keepalive_interval: Option<Duration>,
     /// A client handshake not accepted by then is abandoned. Default 10 s.
     pub handshake_timeout: Duration,
@@ -40,9 +42,16 @@ pub struct EndpointConfig {
     pub max_payload: usize,
     /// Answer Hellos (act as a server). Default true.
     pub accept_incoming: bool,
+    /// Most timer-heap entries one `handle_timeout` call takes (session timers run, stale
+    /// entries skipped); the rest stay due and run on the next call, so a loop turn's work is
+    /// bounded however many timers coincide. Default 256.
+    pub timer_batch: usize,
 }
 
 impl EndpointConfig {
+    /// The default `max_payload`.
+    pub const DEFAULT_MAX_PAYLOAD: usize = 1200;
+
     /// The defaults above, with this cookie key.
     #[must_use]
     pub fn new(cookie_key: [u8; 32]) -> Self {
@@ -59,15 +68,29 @@ impl EndpointConfig {
             control_queue_capacity: 1024,
             event_queue_capacity: 4096,
             max_sessions: 65_536,
-            max_payload: 1200,
+            max_payload: Self::DEFAULT_MAX_PAYLOAD,
             accept_incoming: true,
+            timer_batch: 256,
         }
     }
 
     /// The size of buffer `poll_transmit` needs: the largest datagram this endpoint emits.
     #[must_use]
     pub fn max_datagram(&self) -> usize {
-        (super::wire::HEADER_LEN + self.max_payload).max(super::wire::MAX_CONTROL_LEN)
+        Self::datagram_size(self.max_payload)
+    }
+
+    /// The largest datagram an endpoint with this `max_payload` emits: what
+    /// [`EndpointConfig::max_datagram`] returns, for checking a shard's datagram size before
+    /// any endpoint exists (a config file's `shard.max_datagram`).
+    #[must_use]
+    pub const fn datagram_size(max_payload: usize) -> usize {
+        let data = super::wire::HEADER_LEN.saturating_add(max_payload);
+        if data > super::wire::MAX_CONTROL_LEN {
+            data
+        } else {
+            super::wire::MAX_CONTROL_LEN
+        }
     }
 }
 
@@ -80,6 +103,7 @@ impl std::fmt::Debug for EndpointConfig {
             .field("data_queue_capacity", &self.data_queue_capacity)
             .field("max_sessions", &self.max_sessions)
             .field("max_payload", &self.max_payload)
+            .field("timer_batch", &self.timer_batch)
             .finish_non_exhaustive()
     }
 }

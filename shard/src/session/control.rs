@@ -3,7 +3,9 @@
 //! Control frames are encoded when queued (they are at most [`MAX_CONTROL_LEN`] bytes, stored
 //! inline: no allocation per frame) and always leave before any Data. Data never takes their
 //! room: the queue is separate, and only stateless Cookie replies are capped (at half the
-//! capacity) so that a Hello flood cannot crowd out the frames of live sessions.
+//! capacity) so that a Hello flood cannot crowd out the frames of live sessions. Timers stop
+//! short of three quarters: their frames (Ping, Close, Hello retransmission) wait in the timer
+//! heap instead, never dropped, until the queue drains.
 #![forbid(unsafe_code)]
 
 use std::collections::VecDeque;
@@ -90,5 +92,12 @@ impl ControlQueue {
     /// Whether a Session-priority frame would fit.
     pub fn has_room(&self) -> bool {
         self.frames.len() < self.capacity
+    }
+
+    /// Whether a timer may queue its frame: timers can wait for the queue to drain without
+    /// losing anything, so they fill at most three quarters of it and leave the rest to the
+    /// replies a received datagram asks for (Pong, Accept, Cookie), which cannot wait.
+    pub fn has_room_for_timers(&self) -> bool {
+        self.frames.len() < self.capacity - self.capacity / 4
     }
 }

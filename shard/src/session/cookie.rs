@@ -158,7 +158,8 @@ fn mac(secret: &[u8; 32], addr: SocketAddr, client_conn_id: u64, time_ms: u64) -
 }
 
 fn constant_time_eq(a: &[u8; 16], b: &[u8; 16]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 #[cfg(test)]

@@ -13,6 +13,9 @@
 //! - No locks, no clock, no sockets: a shard owns its endpoint and calls it from one thread.
 //! - Every session in `sessions` has at least one entry at or before its next deadline in
 //!   `timers` (`Session::scheduled` is the earliest); stale heap entries are skipped on pop.
+//! - A due timer is never dropped: `handle_timeout` takes at most `timer_batch` heap entries
+//!   per call and runs a session's timer only while the control queue has room for the frame
+//!   it may queue; what it leaves stays due in the heap for the next call.
 //! - A session is in `ready` at most once (`Session::in_ready`), and only while established
 //!   with Data queued; entries for freed sessions are skipped.
 //! - `by_peer` maps `(peer, peer conn ID)` to exactly the server-role sessions.
@@ -165,6 +168,7 @@ impl Endpoint {
             return Err(ConnectError::ControlQueueFull);
         }
         let cid = self.fresh_conn_id();
+        let jitter = self.draw_jitter();
         let rto = nanos(self.cfg.handshake_initial_rto).max(1);
         let hs = Handshake {
             started: now,
@@ -181,6 +185,7 @@ impl Endpoint {
                 Role::Client,
                 Phase::Handshaking(Box::new(hs)),
                 now,
+                jitter,
             )),
         );
         self.send_hello(cid);
@@ -324,6 +329,12 @@ impl Endpoint {
         }
     }
 
+    /// Every live session's connection ID, in no particular order. Reads only the table's
+    /// keys: a pass over it touches no session.
+    pub fn conn_ids(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.sessions.keys().copied()
+    }
+
     /// Every session's flight recorder, sorted by ID (O(n log n): for diagnostics, not the
     /// data path).
     #[must_use]
@@ -345,6 +356,11 @@ impl Endpoint {
                 return c;
             }
         }
+    }
+
+    /// A new session's timer jitter, from the seeded generator (so a seed fixes it).
+    fn draw_jitter(&mut self) -> u16 {
+        (self.ids.next_u64() >> 48) as u16
     }
 
     /// Counts a drop (endpoint-wide, and against `conn` if known) and says so.

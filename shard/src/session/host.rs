@@ -4,23 +4,26 @@
 //!
 //! Every session lives on exactly one shard: the one whose index is the top byte of its
 //! connection ID. A datagram the kernel delivers to another shard is handed to the owner over
-//! the mesh's data lane (counted; a full lane is a counted drop). Sending to, closing or
-//! connecting on another shard's session goes over the mesh too, and the caller is told so.
+//! the mesh's data lane (counted; a full lane is a counted drop): the shard that received it
+//! cannot validate it, so it must not take the lane kept for our own control (see
+//! `docs/DECISIONS.md`, D12). Sending on another shard's session goes over the data lane;
+//! closing or connecting there over the control lane, which is drained before data. The caller
+//! is told the outcome, and every refusal is counted in [`HostStats`].
 //! Nothing here takes a lock or spawns anything per packet: inbound and outbound of a session
 //! are handled in the same loop turn, and control frames leave before data (the endpoint's
 //! priority queue), whatever the state of the send slots.
 #![forbid(unsafe_code)]
 
-use std::io::Read;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::handler::{Ctx, Handler, SendOutcome as SlotOutcome};
 use crate::mesh::{Lane, MeshSendError};
+use crate::report::ReportRequest;
 use crate::session::{
-    CloseReason, Closer, ConnId, ConnectError, Endpoint, EndpointConfig, EndpointError, Event,
-    Handled, SendOutcome, Snapshot, Timestamp, connect_shard, shard_of,
+    CloseOutcome, CloseReason, Closer, ConnId, ConnectError, Endpoint, EndpointConfig,
+    EndpointError, Event, Handled, SendOutcome, SessionClock, Snapshot, Timestamp, connect_shard,
+    shard_of,
 };
 use crate::timer::TimerId;
 
@@ -122,8 +125,16 @@ pub trait SessionApp {
     }
 }
 
-/// Counters of the session layer on one shard (beyond the endpoint's own).
+/// Counters of the session layer on one shard (beyond the endpoint's own). Every message the
+/// host gives up on is counted under exactly one reason here (or the endpoint's), so these
+/// ledgers balance:
+///
+/// - sender side: relays attempted = `relayed + relay_full + relay_closed`;
+/// - owner side: handoffs received = handled by the endpoint (its drops counted by reason)
+///   `+ misrouted`; `relayed_received` = accepted `+ relayed_send_full
+///   + relayed_send_too_large + relayed_unknown + relayed_connect_refused`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HostStats {
     /// Datagrams received from the kernel on this shard.
     pub datagrams: u64,
@@ -139,37 +150,91 @@ pub struct HostStats {
     pub misrouted: u64,
     /// Sends, closes and connects relayed to other shards.
     pub relayed: u64,
-    /// Sends relayed here from other shards that the endpoint refused.
-    pub relayed_refused: u64,
+    /// Sends, closes and connects not relayed because the owner's lane was full (the caller
+    /// is told too).
+    pub relay_full: u64,
+    /// Sends, closes and connects not relayed because the owner had stopped.
+    pub relay_closed: u64,
+    /// Sends, closes and connects relayed here from other shards.
+    pub relayed_received: u64,
+    /// Sends relayed here that found the session's data queue full (dropped).
+    pub relayed_send_full: u64,
+    /// Sends relayed here larger than the session's maximum payload (dropped).
+    pub relayed_send_too_large: u64,
+    /// Sends and closes relayed here for a session that no longer exists (dropped).
+    pub relayed_unknown: u64,
+    /// Connects relayed here that the endpoint refused (session table or control queue full).
+    pub relayed_connect_refused: u64,
     /// Times the session layer ran out of send slots and kept output for the next turn.
     pub backlogged: u64,
+    /// Times the shard's timer table refused the session layer's deadline. Nothing is lost:
+    /// the deadline is checked again every loop turn and its timers run on the first turn
+    /// after it.
+    pub timer_refused: u64,
 }
 
-/// The process-wide origin for session [`Timestamp`]s; every shard must share it because a
-/// cookie issued on one shard is checked on another.
-fn origin() -> Instant {
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    *ORIGIN.get_or_init(Instant::now)
+/// Where a [`SessionHost`] runs: its shard among the server's, the server's session clock,
+/// and the largest datagram its shard sends and receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Placement {
+    /// The server's clock: one [`SessionClock`] for all its shards (a cookie issued on one
+    /// shard is checked on another).
+    pub clock: SessionClock,
+    /// This shard's index.
+    pub shard: usize,
+    /// Shards in the server.
+    pub shards: usize,
+    /// The shard's `max_datagram` (`ShardConfig::max_datagram`).
+    pub max_datagram: usize,
 }
 
-fn stamp(now: Instant) -> Timestamp {
-    Timestamp(now.saturating_duration_since(origin()).as_nanos() as u64)
+impl Placement {
+    /// Shard `shard` of `shards` on `clock`, whose datagrams may be up to `max_datagram` bytes.
+    #[must_use]
+    pub fn new(clock: SessionClock, shard: usize, shards: usize, max_datagram: usize) -> Self {
+        Placement {
+            clock,
+            shard,
+            shards,
+            max_datagram,
+        }
+    }
 }
 
-fn instant(t: Timestamp) -> Instant {
-    origin() + Duration::from_nanos(t.0)
+/// Why [`SessionHost::new`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    /// The endpoint refused its shard index or count.
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    /// The shard cannot carry the session layer's largest datagram: Data above
+    /// `max_datagram - 20` bytes would never be sent or received.
+    #[error(
+        "shard max_datagram {shard} is below the session layer's datagram size {needed}: \
+         raise shard.max_datagram to at least {needed}"
+    )]
+    MaxDatagram {
+        /// The shard's `max_datagram`.
+        shard: usize,
+        /// [`EndpointConfig::max_datagram`].
+        needed: usize,
+    },
 }
 
-/// 32 bytes from the kernel's random source, for cookie keys and connection-ID seeds.
+/// 32 bytes from the operating system's random source (`getrandom`), for cookie keys and
+/// connection-ID seeds.
 pub fn random_key() -> std::io::Result<[u8; 32]> {
     let mut key = [0u8; 32];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
+    getrandom::fill(&mut key).map_err(std::io::Error::from)?;
     Ok(key)
 }
 
 /// The [`Handler`] that runs sessions for a [`SessionApp`] on one shard.
 pub struct SessionHost<A> {
     ep: Endpoint,
+    clock: SessionClock,
     app: A,
     buf: Vec<u8>,
     timer: Option<(Timestamp, TimerId)>,
@@ -242,7 +307,7 @@ impl Sessions<'_, '_> {
             conn,
             bytes: bytes.into(),
         };
-        match self.relay(owner, msg) {
+        match self.relay(owner, Lane::Data, msg) {
             Ok(()) => SessionSend::HandedToShard(owner),
             Err(MeshSendError::Full(_)) => SessionSend::ShardFull(owner),
             Err(MeshSendError::Closed(_) | MeshSendError::NoSuchShard(_)) => {
@@ -252,16 +317,17 @@ impl Sessions<'_, '_> {
     }
 
     /// Closes `conn` with `reason`, on whichever shard owns it. False if it was unknown here
-    /// or could not be handed to its owner.
+    /// or could not be handed to its owner (counted as `relay_full` or `relay_closed`).
+    ///
+    /// A close is an abort: Data still queued for the session is discarded. A close for another
+    /// shard's session travels on the mesh's control lane, so it overtakes Data relayed to the
+    /// same session earlier in the turn (that Data is then counted as `relayed_unknown`).
     pub fn close(&mut self, conn: ConnId, reason: CloseReason) -> bool {
         let owner = usize::from(shard_of(conn.0));
         if owner == self.ctx.shard_index() {
-            return matches!(
-                self.ep.close(self.now, conn, reason),
-                crate::session::CloseOutcome::Closed
-            );
+            return matches!(self.ep.close(self.now, conn, reason), CloseOutcome::Closed);
         }
-        self.relay(owner, SessionMsg::Close { conn, reason })
+        self.relay(owner, Lane::Control, SessionMsg::Close { conn, reason })
             .is_ok()
     }
 
@@ -278,7 +344,7 @@ impl Sessions<'_, '_> {
                 Err(e) => Connecting::Refused(e),
             };
         }
-        match self.relay(owner, SessionMsg::Connect { addr }) {
+        match self.relay(owner, Lane::Control, SessionMsg::Connect { addr }) {
             Ok(()) => Connecting::HandedToShard(owner),
             Err(MeshSendError::Full(_)) => Connecting::ShardFull(owner),
             Err(_) => Connecting::ShardClosed(owner),
@@ -290,36 +356,60 @@ impl Sessions<'_, '_> {
         self.ep.session_count()
     }
 
-    fn relay(&mut self, owner: usize, msg: SessionMsg) -> Result<(), MeshSendError<SessionMsg>> {
-        let r = self.ctx.send_to_shard(owner, msg);
-        if r.is_ok() {
-            self.stats.relayed += 1;
+    /// Hands `msg` to shard `owner`: Send on the data lane, Close and Connect on the control
+    /// lane (control never waits behind data). Counts the outcome.
+    fn relay(
+        &mut self,
+        owner: usize,
+        lane: Lane,
+        msg: SessionMsg,
+    ) -> Result<(), MeshSendError<SessionMsg>> {
+        let r = match lane {
+            Lane::Control => self.ctx.send_control_to_shard(owner, msg),
+            Lane::Data => self.ctx.send_to_shard(owner, msg),
+        };
+        match &r {
+            Ok(()) => self.stats.relayed += 1,
+            Err(MeshSendError::Full(_)) => self.stats.relay_full += 1,
+            Err(MeshSendError::Closed(_) | MeshSendError::NoSuchShard(_)) => {
+                self.stats.relay_closed += 1;
+            }
         }
         r
     }
 }
 
 impl<A: SessionApp> SessionHost<A> {
-    /// A host for shard `shard` of `shards`. All shards of a server must get the same
-    /// `config.cookie_key`; `seed` should differ per shard (see [`random_key`]).
+    /// A host for the shard `place` names. All shards of a server must get the same
+    /// `config.cookie_key` and `place.clock`; `seed` should differ per shard (see
+    /// [`random_key`]). Refuses a shard whose `max_datagram` is below
+    /// [`EndpointConfig::max_datagram`]: the session layer would silently lose its largest
+    /// datagrams.
     pub fn new(
         config: EndpointConfig,
-        shard: usize,
-        shards: usize,
+        place: Placement,
         seed: [u8; 32],
         app: A,
-    ) -> Result<Self, EndpointError> {
+    ) -> Result<Self, HostError> {
+        let needed = config.max_datagram();
+        if place.max_datagram < needed {
+            return Err(HostError::MaxDatagram {
+                shard: place.max_datagram,
+                needed,
+            });
+        }
         let to16 = |v: usize| u16::try_from(v).unwrap_or(u16::MAX);
-        let buf = vec![0u8; config.max_datagram()];
+        let buf = vec![0u8; needed];
         let ep = Endpoint::new(
             config,
-            to16(shard),
-            to16(shards),
+            to16(place.shard),
+            to16(place.shards),
             seed,
-            stamp(Instant::now()),
+            place.clock.stamp(Instant::now()),
         )?;
         Ok(Self {
             ep,
+            clock: place.clock,
             app,
             buf,
             timer: None,
@@ -346,7 +436,7 @@ impl<A: SessionApp> SessionHost<A> {
     /// Delivers pending events to the application, sends what the endpoint has to send, and
     /// re-arms the endpoint's timer.
     fn pump(&mut self, ctx: &mut Ctx<'_, SessionMsg>) {
-        let now = stamp(ctx.now());
+        let now = self.clock.stamp(ctx.now());
         while let Some(event) = self.ep.poll_event() {
             let mut s = Sessions {
                 ep: &mut self.ep,
@@ -374,18 +464,33 @@ impl<A: SessionApp> SessionHost<A> {
         }
     }
 
+    /// Keeps one shard timer at the endpoint's next deadline. Timers already due (the endpoint
+    /// worked off a bounded batch and left the rest) get a timer at that past deadline, which
+    /// makes the loop turn again at once, unless the control queue is what holds them: then
+    /// the frames waiting in it are waiting for send slots, their completions end the loop's
+    /// wait, and `on_turn` resumes the timers (a timer would only spin the loop meanwhile).
     fn rearm(&mut self, ctx: &mut Ctx<'_, SessionMsg>) {
-        let next = self.ep.poll_timeout();
+        let now = self.clock.stamp(ctx.now());
+        let next = self
+            .ep
+            .poll_timeout()
+            .filter(|&d| d > now || self.ep.can_run_timers());
         if self.timer.map(|(t, _)| t) == next {
             return;
         }
         if let Some((_, id)) = self.timer.take() {
             ctx.cancel_timer(id);
         }
+        // A deadline beyond what `Instant` holds never comes: no timer.
         if let Some(deadline) = next
-            && let Ok(id) = ctx.set_timer(instant(deadline), 0)
+            && let Some(at) = self.clock.instant(deadline)
         {
-            self.timer = Some((deadline, id));
+            match ctx.set_timer(at, 0) {
+                Ok(id) => self.timer = Some((deadline, id)),
+                // Counted; `on_turn` checks the deadline every turn and retries, so the
+                // timers still run, on the first turn after their deadline.
+                Err(_) => self.stats.timer_refused += 1,
+            }
         }
     }
 }
@@ -395,7 +500,7 @@ impl<A: SessionApp> Handler for SessionHost<A> {
 
     fn on_datagram(&mut self, peer: SocketAddr, payload: &[u8], ctx: &mut Ctx<'_, SessionMsg>) {
         self.stats.datagrams += 1;
-        let now = stamp(ctx.now());
+        let now = self.clock.stamp(ctx.now());
         match self.ep.handle_datagram(now, peer, payload) {
             Handled::Consumed => {}
             // Counted by the endpoint under its reason; no reply.
@@ -423,7 +528,10 @@ impl<A: SessionApp> Handler for SessionHost<A> {
         msg: SessionMsg,
         ctx: &mut Ctx<'_, SessionMsg>,
     ) {
-        let now = stamp(ctx.now());
+        let now = self.clock.stamp(ctx.now());
+        if !matches!(msg, SessionMsg::Handoff { .. }) {
+            self.stats.relayed_received += 1;
+        }
         match msg {
             SessionMsg::Handoff { from, bytes } => {
                 self.stats.handoffs_received += 1;
@@ -431,17 +539,19 @@ impl<A: SessionApp> Handler for SessionHost<A> {
                     self.stats.misrouted += 1;
                 }
             }
-            SessionMsg::Send { conn, bytes } => {
-                if self.ep.send(now, conn, &bytes) != SendOutcome::Queued {
-                    self.stats.relayed_refused += 1;
-                }
-            }
-            SessionMsg::Close { conn, reason } => {
-                let _ = self.ep.close(now, conn, reason);
-            }
+            SessionMsg::Send { conn, bytes } => match self.ep.send(now, conn, &bytes) {
+                SendOutcome::Queued => {}
+                SendOutcome::Full => self.stats.relayed_send_full += 1,
+                SendOutcome::TooLarge => self.stats.relayed_send_too_large += 1,
+                SendOutcome::UnknownConnection => self.stats.relayed_unknown += 1,
+            },
+            SessionMsg::Close { conn, reason } => match self.ep.close(now, conn, reason) {
+                CloseOutcome::Closed => {}
+                CloseOutcome::UnknownConnection => self.stats.relayed_unknown += 1,
+            },
             SessionMsg::Connect { addr } => {
                 if self.ep.connect(now, addr).is_err() {
-                    self.stats.relayed_refused += 1;
+                    self.stats.relayed_connect_refused += 1;
                 }
             }
         }
@@ -450,7 +560,7 @@ impl<A: SessionApp> Handler for SessionHost<A> {
 
     fn on_timer(&mut self, _token: u64, ctx: &mut Ctx<'_, SessionMsg>) {
         self.timer = None;
-        self.ep.handle_timeout(stamp(ctx.now()));
+        self.ep.handle_timeout(self.clock.stamp(ctx.now()));
         self.pump(ctx);
     }
 
@@ -459,17 +569,26 @@ impl<A: SessionApp> Handler for SessionHost<A> {
     }
 
     fn on_turn(&mut self, ctx: &mut Ctx<'_, SessionMsg>) {
+        let now = self.clock.stamp(ctx.now());
         if self.backlog {
-            let now = stamp(ctx.now());
             self.flush(ctx, now);
+        }
+        // Timers that are due and can run: ones a bounded call left, ones that waited for the
+        // control queue to drain (it may just have), or a deadline the shard refused a timer.
+        if self.ep.poll_timeout().is_some_and(|d| d <= now) && self.ep.can_run_timers() {
+            self.ep.handle_timeout(now);
+            self.pump(ctx);
+        } else {
+            // Cheap when nothing changed; retries a refused timer.
             self.rearm(ctx);
         }
     }
 
-    fn report(&self, out: &mut String) {
+    /// The endpoint's counters, then one flight-recorder line per session of the page (by
+    /// connection ID): one pass over the table's keys, and only the page's sessions read.
+    fn report(&self, request: &ReportRequest, out: &mut String) -> Option<u64> {
         use std::fmt::Write;
-        let snap = self.ep.snapshot();
-        let e = snap.endpoint;
+        let e = self.ep.stats();
         let _ = writeln!(
             out,
             "sessions={} accepted={} cookies_sent={} drops={} control_dropped={} handed_off={} handoffs_received={}",
@@ -481,8 +600,13 @@ impl<A: SessionApp> Handler for SessionHost<A> {
             self.stats.handed_off,
             self.stats.handoffs_received,
         );
-        let now = stamp(Instant::now());
-        for (conn, s) in &snap.sessions {
+        let now = self.clock.stamp(Instant::now());
+        let page = request.page(self.ep.conn_ids().map(|c| c.0));
+        let sessions = page
+            .keys
+            .iter()
+            .filter_map(|&c| Some((ConnId(c), self.ep.session_stats(ConnId(c))?)));
+        for (conn, s) in sessions {
             let idle = s.last_recv.map_or("never".to_string(), |t| {
                 format!("{:?}", now.saturating_since(t))
             });
@@ -506,6 +630,7 @@ impl<A: SessionApp> Handler for SessionHost<A> {
                 s.sends_failed,
             );
         }
+        page.next
     }
 
     fn counters(&self, out: &mut Vec<(&'static str, u64)>) {
@@ -519,13 +644,21 @@ impl<A: SessionApp> Handler for SessionHost<A> {
             ("session_handoffs_received", s.handoffs_received),
             ("session_misrouted", s.misrouted),
             ("session_relayed", s.relayed),
-            ("session_relayed_refused", s.relayed_refused),
+            ("session_relayed_received", s.relayed_received),
+            ("session_relay_full", s.relay_full),
+            ("session_relay_closed", s.relay_closed),
+            ("session_relayed_send_full", s.relayed_send_full),
+            ("session_relayed_send_too_large", s.relayed_send_too_large),
+            ("session_relayed_unknown", s.relayed_unknown),
+            ("session_relayed_connect_refused", s.relayed_connect_refused),
             ("session_backlogged", s.backlogged),
+            ("session_timer_refused", s.timer_refused),
             ("sessions", e.sessions as u64),
             ("sessions_accepted", e.sessions_accepted),
             ("session_cookies_sent", e.cookies_sent),
             ("session_drops", e.drops.total()),
             ("session_control_dropped", e.control_dropped),
+            ("session_timers_deferred", e.timers_deferred),
         ]);
         for reason in crate::session::DropReason::ALL {
             let n = e.drops[reason];
@@ -536,3 +669,6 @@ impl<A: SessionApp> Handler for SessionHost<A> {
         self.app.counters(out);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -47,7 +47,9 @@
 //!     }
 //! }
 //! if let Some(_deadline) = ep.poll_timeout() {
-//!     // arm a timer; at the deadline call ep.handle_timeout(now) and drain again
+//!     // arm a timer; at the deadline call ep.handle_timeout(now) and drain again. It runs a
+//!     // bounded batch: while poll_timeout() is still <= now, call it again next turn (once
+//!     // poll_transmit has drained the control queue, if !ep.can_run_timers()).
 //! }
 //! assert_eq!(ep.session_count(), 0); // a Hello without cookie allocates nothing
 //! # Ok(())
@@ -71,6 +73,7 @@
 //! | `event.rs` | outcomes and events returned to the driver |
 //! | `endpoint.rs` (+ `endpoint/`) | [`Endpoint`]: the session table and API; inbound; timers |
 //! | `sim.rs` | seeded in-memory network and virtual clock (test harness) |
+//! | `clock.rs` | [`SessionClock`]: the server's one origin for timestamps in the shard loop |
 //! | `host.rs` | [`SessionHost`]: sessions inside the shard loop, the [`SessionApp`] API |
 //! | `client.rs` | a plain-socket client pool for tests and tools |
 //!
@@ -81,6 +84,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod conn_id;
 mod control;
@@ -97,13 +101,15 @@ pub mod stats;
 pub mod time;
 pub mod wire;
 
+pub use clock::SessionClock;
 pub use config::EndpointConfig;
 pub use conn_id::{ConnId, ConnIdGen, connect_shard, shard_of};
 pub use drop_reason::{DropCounters, DropReason};
 pub use endpoint::{CloseOutcome, Endpoint, EndpointError, Snapshot};
 pub use event::{CloseReason, Closer, ConnectError, Event, Handled, SendOutcome, Transmit};
 pub use host::{
-    Connecting, HostStats, SessionApp, SessionHost, SessionMsg, SessionSend, Sessions, random_key,
+    Connecting, HostError, HostStats, Placement, SessionApp, SessionHost, SessionMsg, SessionSend,
+    Sessions, random_key,
 };
 pub use stats::{EndpointStats, SessionState, SessionStats};
 pub use time::Timestamp;

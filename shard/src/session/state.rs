@@ -87,6 +87,10 @@ pub(crate) struct Session {
     pub last_ping_sent: Timestamp,
     /// The Ping awaiting its Pong: (packet number, sent at).
     pub outstanding_ping: Option<(u64, Timestamp)>,
+    /// This session's timer jitter, a fraction of 2^16 drawn from the endpoint's seeded
+    /// generator when the session is created: sessions opened together spread their keepalives
+    /// and idle timeouts instead of firing in one turn, and a seed fixes every deadline.
+    pub jitter: u16,
     pub rtt: Rtt,
     pub rec: Recorder,
 }
@@ -98,6 +102,7 @@ impl Session {
         role: Role,
         phase: Phase,
         now: Timestamp,
+        jitter: u16,
     ) -> Self {
         Session {
             peer,
@@ -112,6 +117,7 @@ impl Session {
             last_recv: now,
             last_ping_sent: now,
             outstanding_ping: None,
+            jitter,
             rtt: Rtt::default(),
             rec: Recorder::default(),
         }
@@ -135,18 +141,39 @@ impl Session {
                 .next_retransmit
                 .min(h.started.saturating_add(cfg.handshake_timeout)),
             Phase::Established => {
-                let idle = self.last_recv.saturating_add(cfg.idle_timeout);
-                match cfg.keepalive_interval {
-                    // A zero interval would make the deadline "now" forever: clamp to 1 ms.
-                    Some(k) => idle.min(
-                        self.last_recv
-                            .max(self.last_ping_sent)
-                            .saturating_add(k.max(Duration::from_millis(1))),
-                    ),
-                    None => idle,
-                }
+                let idle = self.idle_due(cfg);
+                self.keepalive_due(cfg).map_or(idle, |k| idle.min(k))
             }
         }
+    }
+
+    /// `d` scaled by this session's jitter fraction and `1 / 2^shift`.
+    fn jittered(&self, d: Duration, shift: u32) -> Duration {
+        let n = (u128::from(nanos(d)) * u128::from(self.jitter)) >> (16 + shift);
+        Duration::from_nanos(u64::try_from(n).unwrap_or(u64::MAX))
+    }
+
+    /// When an established session is closed for idleness: `idle_timeout` after the last
+    /// datagram accepted, plus up to 1/16 of it (this session's jitter). Later, never earlier:
+    /// a session is never closed before the configured timeout.
+    pub fn idle_due(&self, cfg: &EndpointConfig) -> Timestamp {
+        self.last_recv
+            .saturating_add(cfg.idle_timeout)
+            .saturating_add(self.jittered(cfg.idle_timeout, 4))
+    }
+
+    /// When an established session sends its next keepalive Ping (`None`: keepalive off):
+    /// `keepalive_interval` after the later of the last datagram accepted and the last Ping,
+    /// minus up to 1/8 of it (this session's jitter). Earlier, never later, so the peer hears
+    /// from us at least as often as configured.
+    pub fn keepalive_due(&self, cfg: &EndpointConfig) -> Option<Timestamp> {
+        // A zero interval would make the deadline "now" forever: clamp to 1 ms.
+        let k = cfg.keepalive_interval?.max(Duration::from_millis(1));
+        Some(
+            self.last_recv
+                .max(self.last_ping_sent)
+                .saturating_add(k - self.jittered(k, 3)),
+        )
     }
 
     /// Pushes a Data payload, tracking the high-water mark.

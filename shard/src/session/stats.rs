@@ -86,6 +86,9 @@ pub struct EndpointStats {
     pub forwarded: u64,
     /// Session control frames (Pong, Ping, Close, Accept, Hello) lost to a full control queue.
     pub control_dropped: u64,
+    /// Times `handle_timeout` returned with timers still due (its per-call bound reached, or
+    /// the control queue at the timers' share); they ran on a later call, none was dropped.
+    pub timers_deferred: u64,
     /// Control frames pending now.
     pub control_queue_depth: usize,
     /// Events pending now.

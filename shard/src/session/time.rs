@@ -2,10 +2,10 @@
 #![forbid(unsafe_code)]
 //!
 //! The session core never reads a clock. Every entry point takes a [`Timestamp`]: a count of
-//! nanoseconds since an origin the caller picks. The io_uring driver uses one `Instant` taken at
-//! start-up as origin for *all* shards of a process (cookies issued by one shard are checked by
-//! another, so their clocks must agree); the simulator starts at zero and jumps from event to
-//! event. A plain `u64` makes virtual clocks trivial and keeps the session state small.
+//! nanoseconds since an origin the caller picks. In the shard loop the origin is the server's
+//! [`SessionClock`](super::SessionClock), one for *all* its shards (cookies issued by one shard
+//! are checked by another, so their clocks must agree); the simulator starts at zero and jumps
+//! from event to event. A plain `u64` makes virtual clocks trivial and keeps the session state small.
 
 use std::fmt;
 use std::time::Duration;

@@ -7,11 +7,11 @@
 
 use std::net::SocketAddr;
 
-use ringwire_shard::session::ConnId;
+use crate::session::ConnId;
 pub mod msg;
 
+use crate::session::{SessionApp, SessionSend, Sessions};
 pub use msg::RelayMsg;
-use ringwire_shard::session::{SessionApp, SessionSend, Sessions};
 
 /// Relay counters for one shard.
 #[derive(Debug, Default, Clone, Copy)]
@@ -26,6 +26,9 @@ pub struct RelayStats {
     pub dropped_full: u64,
     /// Client messages that were not a valid `Forward` (dropped, counted).
     pub malformed: u64,
+    /// `Welcome` and `Unreachable` notices the session layer refused (the session closed
+    /// meanwhile, or its queue was full): the client does not get them.
+    pub notices_dropped: u64,
 }
 
 /// The relay application, one per shard.
@@ -40,12 +43,21 @@ impl Relay {
     pub fn stats(&self) -> RelayStats {
         self.stats
     }
+
+    /// Sends a notice to `conn` (a session of this shard: it just connected or just wrote to
+    /// us), counting a refusal.
+    fn notify(&mut self, conn: ConnId, notice: &[u8], s: &mut Sessions<'_, '_>) {
+        match s.send(conn, notice) {
+            SessionSend::SentNow | SessionSend::Queued => {}
+            _ => self.stats.notices_dropped += 1,
+        }
+    }
 }
 
 impl SessionApp for Relay {
     fn on_connected(&mut self, conn: ConnId, _peer: SocketAddr, s: &mut Sessions<'_, '_>) {
         let welcome = RelayMsg::Welcome { conn_id: conn.0 }.to_vec();
-        let _ = s.send(conn, &welcome);
+        self.notify(conn, &welcome, s);
     }
 
     fn on_message(&mut self, conn: ConnId, bytes: &[u8], s: &mut Sessions<'_, '_>) {
@@ -67,7 +79,7 @@ impl SessionApp for Relay {
             SessionSend::HandedToShard(_) => self.stats.forwarded_remote += 1,
             SessionSend::Closed | SessionSend::ShardClosed(_) => {
                 self.stats.unreachable += 1;
-                let _ = s.send(conn, &RelayMsg::Unreachable { dst_conn_id }.to_vec());
+                self.notify(conn, &RelayMsg::Unreachable { dst_conn_id }.to_vec(), s);
             }
             SessionSend::Full | SessionSend::ShardFull(_) | SessionSend::TooLarge => {
                 self.stats.dropped_full += 1;
@@ -83,6 +95,7 @@ impl SessionApp for Relay {
             ("relay_unreachable", s.unreachable),
             ("relay_dropped_full", s.dropped_full),
             ("relay_malformed", s.malformed),
+            ("relay_notices_dropped", s.notices_dropped),
         ]);
     }
 }

@@ -151,12 +151,14 @@ impl Endpoint {
                 return self.dropped(DropReason::SessionLimit, None);
             }
             let cid = self.fresh_conn_id();
+            let jitter = self.draw_jitter();
             let s = Box::new(Session::new(
                 from,
                 src_conn_id,
                 Role::Server,
                 Phase::Established,
                 now,
+                jitter,
             ));
             self.sessions.insert(cid, s);
             self.by_peer.insert((from, src_conn_id), cid);
@@ -172,8 +174,9 @@ impl Endpoint {
             server_conn_id: cid.0,
             client_conn_id: src_conn_id,
         };
-        // If the control queue is full the client retransmits its Hello and gets another try.
-        let _queued = self.push_session_control(cid, &accept);
+        // If the control queue is full the Accept is lost (counted in `control_dropped`): the
+        // client retransmits its Hello and gets another try.
+        let _counted = self.push_session_control(cid, &accept);
         self.reschedule(cid);
         Handled::Consumed
     }

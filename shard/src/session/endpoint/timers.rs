@@ -5,6 +5,11 @@
 //! an entry fires for a session whose real deadline has moved later (it received something),
 //! the session is simply re-armed. So the heap holds O(sessions) entries and receiving a
 //! datagram never touches it. Entries of freed sessions, and superseded ones, are skipped.
+//!
+//! Keepalive and idle deadlines carry a per-session jitter (drawn from the seeded generator
+//! when the session is created): keepalives up to 1/8 of the interval early, idle closes up to
+//! 1/16 of the timeout late. Sessions opened together then spread their timers; those that
+//! still coincide are worked off `timer_batch` at a time, never dropped.
 #![forbid(unsafe_code)]
 
 use std::cmp::Reverse;
@@ -24,24 +29,49 @@ impl Endpoint {
         self.timers.peek().map(|Reverse((t, _))| *t)
     }
 
-    /// Runs every timer due at `now`: retransmits Hellos, abandons handshakes, sends keepalive
+    /// Runs the timers due at `now`: retransmits Hellos, abandons handshakes, sends keepalive
     /// Pings, closes idle sessions. Results appear through `poll_transmit` and `poll_event`.
+    ///
+    /// Bounded: it takes at most `timer_batch` heap entries, and runs a session's timer only
+    /// while the control queue has room for timers (each queues at most one frame). Timers it
+    /// leaves stay due, in deadline order: [`Endpoint::poll_timeout`] is then at or before
+    /// `now`, and the next call (after `poll_transmit` has drained the queue, if that was the
+    /// limit: see [`Endpoint::can_run_timers`]) continues. No timer's action is dropped.
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        let mut budget = self.cfg.timer_batch.max(1);
         while let Some(&Reverse((t, cid))) = self.timers.peek() {
             if t > now {
-                break;
+                return;
             }
+            if budget == 0 {
+                self.stats.timers_deferred += 1;
+                return;
+            }
+            // Stale: the session is gone, or an earlier entry of it already fired.
+            let live = self.sessions.get(&cid).is_some_and(|s| s.scheduled == t);
+            if live && !self.control.has_room_for_timers() {
+                self.stats.timers_deferred += 1;
+                return;
+            }
+            budget -= 1;
             self.timers.pop();
-            let Some(s) = self.sessions.get_mut(&cid) else {
+            if !live {
                 continue;
-            };
-            if s.scheduled != t {
-                continue; // superseded by an earlier entry that already fired
             }
-            s.scheduled = Timestamp::NEVER;
+            if let Some(s) = self.sessions.get_mut(&cid) {
+                s.scheduled = Timestamp::NEVER;
+            }
             self.on_session_timer(now, cid);
             self.reschedule(cid);
         }
+    }
+
+    /// Whether `handle_timeout` can make progress with due timers now: false while the
+    /// control queue is at the share timers may fill. A driver then waits for `poll_transmit`
+    /// to drain it (for send completions) rather than for a clock.
+    #[must_use]
+    pub fn can_run_timers(&self) -> bool {
+        self.control.has_room_for_timers()
     }
 
     /// Makes sure the heap has an entry at or before `cid`'s next deadline.
@@ -72,19 +102,12 @@ impl Endpoint {
                 }
             }
             Phase::Established => {
-                if now >= s.last_recv.saturating_add(self.cfg.idle_timeout) {
+                if now >= s.idle_due(&self.cfg) {
                     self.end_session(cid, CloseReason::IdleTimeout, Closer::Local, true);
                     return;
                 }
                 s.release_idle_queue();
-                let Some(k) = self.cfg.keepalive_interval else {
-                    return;
-                };
-                if now
-                    >= s.last_recv
-                        .max(s.last_ping_sent)
-                        .saturating_add(k.max(std::time::Duration::from_millis(1)))
-                {
+                if s.keepalive_due(&self.cfg).is_some_and(|due| now >= due) {
                     let pn = s.next_pn;
                     s.last_ping_sent = now;
                     if self.push_session_control(cid, &Message::Ping)

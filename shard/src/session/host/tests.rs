@@ -1,0 +1,359 @@
+//! The host's own rules, driven without a ring: construction checks here; the loop-level
+//! behaviour (timers, carry-over, mesh lanes) below with a hand-built [`Ctx`].
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::counters::Counters;
+use crate::mesh::{MeshConfig, MeshEnd, SharedWake};
+use crate::sendq::SendSlots;
+use crate::timer::Timers;
+
+struct Quiet;
+
+impl SessionApp for Quiet {
+    fn on_message(&mut self, _conn: ConnId, _bytes: &[u8], _s: &mut Sessions<'_, '_>) {}
+}
+
+fn config() -> EndpointConfig {
+    EndpointConfig::new([3; 32])
+}
+
+#[test]
+fn refuses_a_shard_datagram_smaller_than_the_session_layers() {
+    let clock = SessionClock::start();
+    let needed = config().max_datagram();
+    let small = Placement::new(clock, 0, 1, 64);
+    let err = SessionHost::new(config(), small, [1; 32], Quiet)
+        .err()
+        .unwrap();
+    assert_eq!(err, HostError::MaxDatagram { shard: 64, needed });
+    assert!(err.to_string().contains("shard.max_datagram"), "{err}");
+    let exact = Placement::new(clock, 0, 1, needed);
+    assert!(SessionHost::new(config(), exact, [1; 32], Quiet).is_ok());
+    let bad_index = Placement::new(clock, 2, 2, needed);
+    assert!(matches!(
+        SessionHost::new(config(), bad_index, [1; 32], Quiet),
+        Err(HostError::Endpoint(EndpointError::ShardIndex { .. }))
+    ));
+}
+
+/// What the driver lends a handler for one callback, built by hand: send slots, timers,
+/// counters and each shard's end of a mesh. (The one place these tests know `Ctx`'s fields.)
+struct Rig {
+    slots: SendSlots,
+    timers: Timers,
+    counters: Counters,
+    mesh: Vec<MeshEnd<SessionMsg>>,
+    now: Instant,
+}
+
+struct NoWake;
+
+impl crate::ring::Wake for NoWake {
+    fn wake(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Rig {
+    fn new(shards: usize, slots: usize, max_timers: usize, mesh: MeshConfig) -> Self {
+        let wakers: Vec<SharedWake> = (0..shards)
+            .map(|_| std::sync::Arc::new(NoWake) as SharedWake)
+            .collect();
+        Rig {
+            slots: SendSlots::new(slots, config().max_datagram()),
+            timers: Timers::new(max_timers),
+            counters: Counters::default(),
+            mesh: if shards == 1 {
+                vec![MeshEnd::solo(0)]
+            } else {
+                MeshEnd::build(mesh, &wakers)
+            },
+            now: Instant::now(),
+        }
+    }
+
+    fn ctx(&mut self, shard: usize) -> Ctx<'_, SessionMsg> {
+        Ctx {
+            now: self.now,
+            shard,
+            slots: &mut self.slots,
+            timers: &mut self.timers,
+            counters: &mut self.counters,
+            mesh: &mut self.mesh[shard],
+        }
+    }
+
+    /// Messages waiting for `shard`, by lane.
+    fn inbound(&mut self, shard: usize) -> Vec<(usize, Lane, SessionMsg)> {
+        let mut out = Vec::new();
+        while self.mesh[shard].take_inbound(&mut out) {}
+        out
+    }
+
+    /// Submits and completes every staged send, as the kernel would; returns the datagrams.
+    fn complete_sends(&mut self, host: &mut impl Handler) -> Vec<(SocketAddr, Vec<u8>)> {
+        let mut sent = Vec::new();
+        let mut n = 0;
+        while let Some(slot) = self.slots.next_staged(n) {
+            sent.push((
+                self.slots.addr(slot).as_socket().unwrap(),
+                self.slots.payload(slot).to_vec(),
+            ));
+            n += 1;
+        }
+        let staged: Vec<u32> = (0..n).filter_map(|i| self.slots.next_staged(i)).collect();
+        self.slots.mark_submitted(n);
+        for (slot, (_, bytes)) in staged.into_iter().zip(&sent) {
+            let tag = self.slots.tag(slot);
+            self.slots.release(slot);
+            host.on_send_complete(tag, Ok(bytes.len()));
+        }
+        sent
+    }
+
+    /// One loop turn's timer step and `on_turn`, at `self.now`, as the driver runs them.
+    fn turn(&mut self, host: &mut impl Handler<Message = SessionMsg>, shard: usize) {
+        let mut fired = Vec::new();
+        self.timers.expire(self.now, &mut fired);
+        for (_, token) in fired {
+            host.on_timer(token, &mut self.ctx(shard));
+        }
+        host.on_turn(&mut self.ctx(shard));
+    }
+}
+
+fn host(clock: SessionClock, shard: usize, shards: usize) -> SessionHost<Quiet> {
+    let place = Placement::new(clock, shard, shards, config().max_datagram());
+    SessionHost::new(config(), place, [shard as u8 + 1; 32], Quiet).unwrap()
+}
+
+fn peer(port: u16) -> SocketAddr {
+    SocketAddr::from(([192, 0, 2, 1], port))
+}
+
+/// Lets a test act as the application inside a callback.
+fn with_sessions<R>(
+    host: &mut SessionHost<Quiet>,
+    ctx: &mut Ctx<'_, SessionMsg>,
+    f: impl FnOnce(&mut Sessions<'_, '_>) -> R,
+) -> R {
+    let now = host.clock.stamp(ctx.now());
+    let mut s = Sessions {
+        ep: &mut host.ep,
+        ctx,
+        buf: &mut host.buf,
+        stats: &mut host.stats,
+        now,
+    };
+    let r = f(&mut s);
+    host.pump(ctx);
+    r
+}
+
+#[test]
+fn close_and_connect_take_the_control_lane_and_every_relay_outcome_is_counted() {
+    let clock = SessionClock::start();
+    let mesh = MeshConfig {
+        control_capacity: 2,
+        data_capacity: 2,
+        data_batch: 8,
+    };
+    let mut rig = Rig::new(2, 64, 16, mesh);
+    let mut h0 = host(clock, 0, 2);
+    // A connection ID owned by shard 1 (top byte 1).
+    let remote = ConnId(1 << 56 | 0x2a);
+    let mut ctx = rig.ctx(0);
+    let (sends, closes) = with_sessions(&mut h0, &mut ctx, |s| {
+        let sends = [
+            s.send(remote, b"a"),
+            s.send(remote, b"b"),
+            s.send(remote, b"c"),
+        ];
+        let closes = [
+            s.close(remote, CloseReason::Normal),
+            s.close(remote, CloseReason::Normal),
+            s.close(remote, CloseReason::Normal),
+        ];
+        (sends, closes)
+    });
+    assert_eq!(
+        sends,
+        [
+            SessionSend::HandedToShard(1),
+            SessionSend::HandedToShard(1),
+            SessionSend::ShardFull(1)
+        ]
+    );
+    // Two fit the control lane; the data lane's content does not matter to it.
+    assert_eq!(closes, [true, true, false]);
+    let st = h0.stats();
+    assert_eq!((st.relayed, st.relay_full, st.relay_closed), (4, 2, 0));
+
+    let got = rig.inbound(1);
+    let lanes: Vec<(Lane, &'static str)> = got
+        .iter()
+        .map(|(_, lane, m)| {
+            let kind = match m {
+                SessionMsg::Send { .. } => "send",
+                SessionMsg::Close { .. } => "close",
+                SessionMsg::Connect { .. } => "connect",
+                SessionMsg::Handoff { .. } => "handoff",
+            };
+            (*lane, kind)
+        })
+        .collect();
+    assert_eq!(
+        lanes,
+        [
+            (Lane::Control, "close"),
+            (Lane::Control, "close"),
+            (Lane::Data, "send"),
+            (Lane::Data, "send"),
+        ]
+    );
+
+    // The owner has no such session: each relayed message is a counted drop, by reason.
+    let mut h1 = host(clock, 1, 2);
+    for (from, lane, msg) in got {
+        h1.on_message(from, lane, msg, &mut rig.ctx(1));
+    }
+    assert_eq!(
+        (h1.stats().relayed_received, h1.stats().relayed_unknown),
+        (4, 4)
+    );
+
+    // A connect to an address shard 1 owns goes on the control lane too.
+    let addr = (1..).map(peer).find(|a| connect_shard(*a, 2) == 1).unwrap();
+    let outcome = with_sessions(&mut h0, &mut rig.ctx(0), |s| s.connect(addr));
+    assert_eq!(outcome, Connecting::HandedToShard(1));
+    let got = rig.inbound(1);
+    assert!(matches!(
+        got.as_slice(),
+        [(0, Lane::Control, SessionMsg::Connect { .. })]
+    ));
+
+    // A stopped owner: counted as relay_closed.
+    rig.mesh.truncate(1);
+    let closed = with_sessions(&mut h0, &mut rig.ctx(0), |s| {
+        s.close(remote, CloseReason::Normal)
+    });
+    assert!(!closed);
+    assert_eq!(h0.stats().relay_closed, 1);
+}
+
+#[test]
+fn a_refused_timer_is_counted_and_its_deadline_still_runs() {
+    let clock = SessionClock::start();
+    let mut rig = Rig::new(1, 64, 1, MeshConfig::default());
+    // The shard's one timer slot is taken: the host's deadline is refused.
+    rig.timers
+        .schedule(rig.now + std::time::Duration::from_secs(3600), 99)
+        .unwrap();
+    rig.now = clock.origin();
+    let mut h = host(clock, 0, 1);
+    let started = with_sessions(&mut h, &mut rig.ctx(0), |s| s.connect(peer(4433)));
+    assert!(matches!(started, Connecting::Started(_)));
+    assert_eq!(h.stats().timer_refused, 1);
+    let hellos = rig.complete_sends(&mut h);
+    assert_eq!(hellos.len(), 1);
+
+    // Past the first retransmission deadline, a loop turn (with no timer of ours firing)
+    // runs it: the Hello is sent again.
+    rig.now += config().handshake_initial_rto;
+    rig.turn(&mut h, 0);
+    let again = rig.complete_sends(&mut h);
+    assert_eq!(again.len(), 1, "the retransmission happened");
+    assert_eq!(again[0].0, peer(4433));
+    assert_eq!(again[0].1[0] & 0x0f, 1, "a Hello");
+    assert!(h.stats().timer_refused >= 2, "each refusal is counted");
+}
+
+fn hello_bytes(src_conn_id: u64, cookie: Option<crate::session::wire::CookieToken>) -> Vec<u8> {
+    let mut b = vec![0u8; crate::session::wire::HELLO_LEN];
+    let msg = crate::session::wire::Message::Hello {
+        src_conn_id,
+        cookie,
+    };
+    crate::session::wire::encode(0, 0, &msg, &mut b).unwrap();
+    b
+}
+
+/// Thousands of sessions whose timers come due in one wake, through the host and a loop
+/// with few send slots: the host works them off a bounded batch at a time, waits for send
+/// completions (not a timer) while the control queue is at the timers' share, and never stops
+/// with work left or turns without progress. Every session pings and is closed exactly once.
+#[test]
+fn coinciding_timers_are_worked_off_across_turns_without_stalling_or_spinning() {
+    const SESSIONS: usize = 4000;
+    let clock = SessionClock::start();
+    let mut rig = Rig::new(1, 32, 16, MeshConfig::default());
+    rig.now = clock.origin();
+    let mut h = host(clock, 0, 1);
+    for i in 0..SESSIONS {
+        let from = SocketAddr::from(([10, 1, (i >> 8) as u8, i as u8], 5000));
+        let cid = i as u64 + 1;
+        h.on_datagram(from, &hello_bytes(cid, None), &mut rig.ctx(0));
+        let cookie = rig.complete_sends(&mut h);
+        let Ok(crate::session::wire::Datagram {
+            message: crate::session::wire::Message::Cookie(token),
+            ..
+        }) = crate::session::wire::parse(&cookie[0].1)
+        else {
+            panic!("expected a Cookie");
+        };
+        h.on_datagram(from, &hello_bytes(cid, Some(token)), &mut rig.ctx(0));
+        assert_eq!(rig.complete_sends(&mut h).len(), 1, "an Accept");
+    }
+    assert_eq!(h.ep.session_count(), SESSIONS);
+
+    // The peers fall silent; the loop wakes at most every 2 s, so every first keepalive
+    // (spread over 1/8 of the interval by jitter) falls due in one wake.
+    let tick = std::time::Duration::from_secs(2);
+    let (mut pings, mut closes, mut busiest) = (0usize, 0usize, 0usize);
+    let mut at_instant = 0;
+    let mut idle_turns = 0;
+    loop {
+        rig.turn(&mut h, 0);
+        let sent = rig.complete_sends(&mut h);
+        at_instant += sent.len();
+        busiest = busiest.max(at_instant);
+        for (_, bytes) in &sent {
+            match crate::session::wire::parse(bytes).unwrap().message {
+                crate::session::wire::Message::Ping => pings += 1,
+                crate::session::wire::Message::Close(CloseReason::IdleTimeout) => closes += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        // The driver's wait: sends in flight end it at once (their completions), as does a
+        // timer already due; otherwise the loop sleeps to the next timer, or forever.
+        if !sent.is_empty() {
+            idle_turns = 0;
+            continue;
+        }
+        match rig.timers.next_deadline() {
+            Some(d) if d <= rig.now => {
+                idle_turns += 1;
+                assert!(idle_turns < 3, "the loop turns without progress");
+            }
+            Some(d) => {
+                let since = d.saturating_duration_since(clock.origin()).as_nanos();
+                let ticks = since.div_ceil(tick.as_nanos()) as u32;
+                rig.now = clock.origin() + tick * ticks;
+                at_instant = 0;
+            }
+            None => break,
+        }
+    }
+    let e = h.ep.stats();
+    assert_eq!(h.ep.session_count(), 0, "the loop slept with sessions left");
+    assert_eq!(closes, SESSIONS, "every idle close, once");
+    assert!(pings >= SESSIONS, "every session pinged");
+    assert_eq!((e.control_dropped, e.drops.total()), (0, 0));
+    assert!(
+        busiest > 1024,
+        "more frames in one wake than the control queue holds"
+    );
+    assert!(e.timers_deferred > 0);
+    assert_eq!(h.stats().timer_refused, 0);
+}
