@@ -15,7 +15,7 @@
 # The mmsg floor always runs first, since the open-loop rates derive from it.
 # JSON reports land in $OUT as <server>.<phase>.json + <server>.server.json
 # (served datagrams and CPU: the baselines measure their own thread; for
-# ringwire its ringwire-shard thread is read from /proc/PID/task/*/stat before
+# ringwire its rw-shard-N thread is read from /proc/PID/task/*/stat before
 # and after the phases). `ringwire-bench compare $OUT` prints the table.
 #
 # --rounds N: repeat the whole sequence N times (servers interleaved in time,

@@ -16,9 +16,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The `comm` prefix of the engine's shard threads (named
-/// `ringwire-shard-N`; the kernel keeps the first 15 bytes).
-pub const SHARD_COMM: &str = "ringwire-shard";
+/// The `comm` prefix of the engine's shard threads (named `rw-shard-N`, short enough that the
+/// kernel keeps the whole name).
+pub const SHARD_COMM: &str = "rw-shard";
 
 /// Arguments of `ringwire-bench cpu-sample`.
 #[derive(Debug, Clone, Args)]

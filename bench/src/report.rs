@@ -318,7 +318,7 @@ fn how_to_read(md: &mut String) -> Result<(), Error> {
          means the load generator itself fell behind, and that lag is inside the figure. \
          \"(N lost)\" means echoes never came back within the timeout.",
         "- **CPU per 1M datagrams** is user + system time of the serving thread over the whole \
-         server run (baselines: `getrusage`; ringwire: its `ringwire-shard` thread in \
+         server run (baselines: `getrusage`; ringwire: its `rw-shard-N` thread in \
          `/proc/PID/task/*/stat`). Loopback UDP puts most of it in the kernel.",
         "- **Instructions per request** come from `valgrind --tool=callgrind` (user space only, \
          every thread of the server process): counters dumped once the server listens and again \

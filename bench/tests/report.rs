@@ -234,7 +234,7 @@ fn sample(unix_s: f64, user_s: f64, sys_s: f64) -> CpuSample {
         unix_s,
         threads: vec![ThreadStat {
             tid: 7,
-            comm: "ringwire-shard-".into(),
+            comm: "rw-shard-0".into(),
             core: Some(0),
             cpu: CpuTime { user_s, sys_s },
         }],
