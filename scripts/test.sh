@@ -13,13 +13,18 @@ cargo test --workspace --all-targets
 # Benchmark smoke run: release build, every server through every phase for about a second;
 # asserts only that everything ran and every JSON report parses, never a speed. It needs
 # io_uring (ringwire and glommio), so it follows the same probe-or-skip rule as the tests.
+# The engine's examples are self-tests too (each starts an engine, drives it, checks the
+# answers and stops it); they need io_uring like the smoke run.
 if cargo run -q -p ringwire-shard --example probe; then
+    for example in echo relay_gateway custom_protocol; do
+        cargo run -q -p ringwire --example "$example" >/dev/null
+    done
     scripts/bench.sh --quick
 elif required; then
-    echo "RINGWIRE_REQUIRE_IO_URING is set: the benchmark smoke run cannot be skipped" >&2
+    echo "RINGWIRE_REQUIRE_IO_URING is set: the examples and the benchmark smoke run cannot be skipped" >&2
     exit 1
 else
-    echo "skipping: the benchmark smoke run (scripts/bench.sh --quick) needs io_uring" >&2
+    echo "skipping: the examples and the benchmark smoke run (scripts/bench.sh --quick) need io_uring" >&2
 fi
 # Doc tests (`--all-targets` does not run them).
 cargo test --workspace --doc
