@@ -15,7 +15,6 @@ pub mod handler;
 pub mod mesh;
 pub mod ratelimit;
 pub mod ring;
-mod sendq;
 pub mod session;
 pub mod timer;
 

@@ -3,7 +3,8 @@
 //! Nothing on the data path reads these except the stop flag, once per turn.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{OwnedFd, RawFd};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::mpsc;
 
@@ -23,8 +24,15 @@ pub struct ShardControl {
     pub(super) waker: EventFd,
     pub(super) stats: PublishedStats,
     pub(super) tid: AtomicU64,
-    /// The shard's io_uring fd once it exists (-1 before), for `MSG_RING` wakes.
+    /// The fd peers name in `MSG_RING` wakes: the number of `ring` while the shard runs, -1
+    /// before it starts and from the moment it stops (so peers wake it through the eventfd).
     pub(super) ring_fd: AtomicI32,
+    /// A duplicate of the shard's io_uring fd, owned here and closed only when the last holder
+    /// of this block drops it. A peer that loaded `ring_fd` just before the reset to -1 holds
+    /// this block (its waker), so the number it submits still names this ring, never a file
+    /// that reused the number: the wake lands in a ring nobody reads, or fails and falls back
+    /// to the eventfd. Set once; a second shard run on the same block is woken by eventfd.
+    pub(super) ring: OnceLock<OwnedFd>,
 }
 
 impl ShardControl {
@@ -41,6 +49,7 @@ impl ShardControl {
             stats: PublishedStats::new(index, shards),
             tid: AtomicU64::new(0),
             ring_fd: AtomicI32::new(-1),
+            ring: OnceLock::new(),
         };
         Ok((control, rx))
     }
