@@ -167,6 +167,9 @@ counters! {
     recv_bad_address,
     /// Receive completions that failed with an error other than ENOBUFS.
     recv_errors,
+    /// Zero-length datagrams received (also in `datagrams_in`). Each one ends the multishot
+    /// receive in the kernel; the shard re-arms it within the same completion pass.
+    recv_empty,
     /// Datagrams that arrived while a shard whose handler had panicked drained its operations:
     /// dropped without a handler to give them to.
     recv_discarded,

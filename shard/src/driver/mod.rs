@@ -10,7 +10,8 @@
 //! 3. **Park and enter**: one `io_uring_enter` submits the SQEs and waits for a completion or
 //!    the next timer deadline. With nothing to do the thread sleeps here and uses no CPU.
 //! 4. **Complete**: receives go to the handler and their buffers back to the buffer ring;
-//!    sends free their slot and count success or errno; wake-ups drain the eventfd.
+//!    sends free their slot and count success or errno; wake-ups drain the eventfd. A receive
+//!    that an empty datagram ended is re-armed and submitted at once, within this pass.
 //! 5. **Refill**: publish recycled buffers in one store; re-arm the multishot receive if it
 //!    ended (ENOBUFS or error), counting the re-arm.
 //! 6. **Timers**, `on_turn`, a requested report, and **publish** the counters.
@@ -84,6 +85,11 @@ const MSG_WAKE: u64 = 5 << KIND_SHIFT;
 const MSG_SENT: u64 = 6 << KIND_SHIFT;
 const KIND_MASK: u64 = 0xff << KIND_SHIFT;
 const BGID: u16 = 0;
+/// Most receives one completion pass re-arms and submits at once after an empty datagram
+/// ended them (the kernel's own budget for one multishot issue, `MULTISHOT_MAX_RETRY`); past
+/// it the re-arm waits for the end of the turn, so a flood of empty datagrams cannot keep the
+/// loop from its timers, mesh and stop flag.
+const MAX_INLINE_REARMS: u32 = 32;
 
 /// The handler and mesh end a completion pass hands datagrams and messages to; `None` while a
 /// shard whose handler panicked drains its operations.
@@ -241,6 +247,9 @@ pub struct Shard {
     next_cqe: usize,
     fired: Vec<(crate::timer::TimerId, u64)>,
     poll_armed: bool,
+    /// The multishot receive ended with a datagram (an empty one) during this completion
+    /// pass: re-arm it before the pass ends.
+    rearm_now: bool,
     stopping: bool,
     report: ProbeReport,
     /// The pools were freed or leaked (`release_pools` ran).
@@ -298,6 +307,7 @@ impl Shard {
             next_cqe: 0,
             fired: Vec::new(),
             poll_armed: false,
+            rearm_now: false,
             stopping: false,
             report,
             pools_released: false,
@@ -525,6 +535,29 @@ impl Shard {
         Ok(())
     }
 
+    /// Re-arms the receive an empty datagram ended and submits it now, not with the next
+    /// turn's enter, so that the socket is read again without waiting for a loop turn.
+    fn rearm_inline(&mut self) -> Result<(), ShardError> {
+        // The buffers this pass gave back are the kernel's to use at once.
+        self.recv.publish();
+        self.counters.recv_rearms += 1;
+        self.arm_recv()?;
+        self.counters.enter_calls += 1;
+        match self.ring.submit() {
+            Ok(_) => Ok(()),
+            // The SQE stays queued and goes with the next enter.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(ShardError::Enter(e)),
+        }
+    }
+
     /// Queues an `IORING_OP_MSG_RING` wake for shard `to` (submitted with this turn's enter).
     fn push_msg_ring(&mut self, to: usize, fd: RawFd) -> bool {
         let sqe = opcode::MsgRingData::new(Fd(fd), 0, MSG_WAKE, None)
@@ -585,7 +618,9 @@ impl Shard {
         }
     }
 
-    /// Handles every waiting completion. Entries left by a pass a handler panic interrupted are
+    /// Handles every waiting completion. A receive an empty datagram ended is re-armed and
+    /// submitted at once and what that brings is handled in the same pass (at most
+    /// [`MAX_INLINE_REARMS`] times). Entries left by a pass a handler panic interrupted are
     /// handled first.
     fn complete<H: Handler>(
         &mut self,
@@ -593,14 +628,24 @@ impl Shard {
         now: Instant,
         first: bool,
     ) -> Result<(), ShardError> {
+        self.rearm_now = false;
         let mut result = self.handle_batch(app, now, first);
-        self.cqes.clear();
-        self.next_cqe = 0;
-        self.cqes.extend(self.ring.completion());
-        self.counters.completions += self.cqes.len() as u64;
-        let batch = self.handle_batch(app, now, first);
-        if result.is_ok() {
-            result = batch;
+        let mut rearms = 0;
+        loop {
+            self.cqes.clear();
+            self.next_cqe = 0;
+            self.cqes.extend(self.ring.completion());
+            self.counters.completions += self.cqes.len() as u64;
+            let batch = self.handle_batch(app, now, first);
+            if result.is_ok() {
+                result = batch;
+            }
+            if !self.rearm_now || self.recv.armed() || rearms == MAX_INLINE_REARMS {
+                break;
+            }
+            self.rearm_now = false;
+            rearms += 1;
+            self.rearm_inline()?;
         }
         match app {
             Some((_, mesh)) => {
@@ -655,6 +700,10 @@ impl Shard {
         let res = cqe.result();
         if !cqueue::more(flags) {
             self.recv.set_armed(false);
+            // Ended with a datagram rather than an error: the kernel ends a multishot recvmsg
+            // whenever the socket returns 0 bytes, i.e. on every empty datagram
+            // (docs/DECISIONS.md D10). Re-arm before this pass ends.
+            self.rearm_now = res >= 0 && !self.stopping;
         }
         if res < 0 {
             match -res {
@@ -694,6 +743,7 @@ impl Shard {
                     let payload = msg.payload_data();
                     self.counters.datagrams_in += 1;
                     self.counters.bytes_in += payload.len() as u64;
+                    self.counters.recv_empty += u64::from(payload.is_empty());
                     let mut ctx = ctx!(self, now, mesh);
                     handler.on_datagram(peer, payload, &mut ctx);
                 }
