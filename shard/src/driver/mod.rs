@@ -250,6 +250,9 @@ pub struct Shard {
     /// The multishot receive ended with a datagram (an empty one) during this completion
     /// pass: re-arm it before the pass ends.
     rearm_now: bool,
+    /// An error a completion left for the end of the completion pass (rare: kept out of the
+    /// per-completion return values).
+    fatal: Option<ShardError>,
     stopping: bool,
     report: ProbeReport,
     /// The pools were freed or leaked (`release_pools` ran).
@@ -308,6 +311,7 @@ impl Shard {
             fired: Vec::new(),
             poll_armed: false,
             rearm_now: false,
+            fatal: None,
             stopping: false,
             report,
             pools_released: false,
@@ -580,7 +584,6 @@ impl Shard {
     /// Turns staged sends into `sendmsg` SQEs; each slot is in flight from its push on.
     fn stage_sends(&mut self) -> Result<(), ShardError> {
         let mut n = 0;
-        let mut result = Ok(());
         while let Some((hdr, token)) = self.slots.staged(n) {
             let sqe = if self.fixed_fd {
                 opcode::SendMsg::new(Fixed(0), hdr).build()
@@ -589,13 +592,13 @@ impl Shard {
             }
             .user_data(SEND | token);
             if let Err(e) = self.push(sqe) {
-                result = Err(e);
-                break;
+                self.slots.mark_submitted(n);
+                return Err(e);
             }
             n += 1;
         }
         self.slots.mark_submitted(n);
-        result
+        Ok(())
     }
 
     fn enter(&mut self, want: usize, timeout: Option<Duration>) -> Result<(), ShardError> {
@@ -629,23 +632,24 @@ impl Shard {
         first: bool,
     ) -> Result<(), ShardError> {
         self.rearm_now = false;
-        let mut result = self.handle_batch(app, now, first);
         let mut rearms = 0;
+        let mut reaped = false;
         loop {
+            // First pass: entries an interrupted pass left (normally none).
+            self.handle_batch(app, now, first);
+            if reaped {
+                if !self.rearm_now || self.recv.armed() || rearms == MAX_INLINE_REARMS {
+                    break;
+                }
+                self.rearm_now = false;
+                rearms += 1;
+                self.rearm_inline()?;
+            }
             self.cqes.clear();
             self.next_cqe = 0;
             self.cqes.extend(self.ring.completion());
             self.counters.completions += self.cqes.len() as u64;
-            let batch = self.handle_batch(app, now, first);
-            if result.is_ok() {
-                result = batch;
-            }
-            if !self.rearm_now || self.recv.armed() || rearms == MAX_INLINE_REARMS {
-                break;
-            }
-            self.rearm_now = false;
-            rearms += 1;
-            self.rearm_inline()?;
+            reaped = true;
         }
         match app {
             Some((_, mesh)) => {
@@ -655,27 +659,20 @@ impl Shard {
             }
             None => self.failed_wakes.clear(),
         }
-        result
+        match self.fatal.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
-    /// Handles the entries of `self.cqes` from `self.next_cqe` on. Returns the first error and
-    /// handles the rest regardless.
-    fn handle_batch<H: Handler>(
-        &mut self,
-        app: &mut App<'_, H>,
-        now: Instant,
-        first: bool,
-    ) -> Result<(), ShardError> {
-        let mut result = Ok(());
+    /// Handles the entries of `self.cqes` from `self.next_cqe` on.
+    #[inline]
+    fn handle_batch<H: Handler>(&mut self, app: &mut App<'_, H>, now: Instant, first: bool) {
         while let Some(cqe) = self.cqes.get(self.next_cqe).cloned() {
             self.next_cqe += 1;
             let data = cqe.user_data();
             match data & KIND_MASK {
-                RECV => {
-                    if let Err(e) = self.on_recv(&cqe, app, now, first) {
-                        result = Err(e);
-                    }
-                }
+                RECV => self.on_recv(&cqe, app, now, first),
                 SEND => self.on_send(&cqe, app),
                 WAKE => self.on_wake(&cqe),
                 MSG_WAKE => self.counters.ring_wakes += 1,
@@ -686,16 +683,17 @@ impl Shard {
                 _ => {}
             }
         }
-        result
     }
 
+    /// A receive completion. A failure the loop cannot continue after (no multishot receive
+    /// on this kernel) is left in `self.fatal`.
     fn on_recv<H: Handler>(
         &mut self,
         cqe: &cqueue::Entry,
         app: &mut App<'_, H>,
         now: Instant,
         first: bool,
-    ) -> Result<(), ShardError> {
+    ) {
         let flags = cqe.flags();
         let res = cqe.result();
         if !cqueue::more(flags) {
@@ -710,11 +708,13 @@ impl Shard {
                 libc::ENOBUFS => self.counters.enobufs += 1,
                 libc::ECANCELED if self.stopping => {}
                 libc::EINVAL if first && self.counters.datagrams_in == 0 => {
-                    return Err(SetupError::MultishotRecv {
-                        source: io::Error::from_raw_os_error(-res),
-                        kernel: self.report.kernel.clone(),
-                    }
-                    .into());
+                    self.fatal = Some(
+                        SetupError::MultishotRecv {
+                            source: io::Error::from_raw_os_error(-res),
+                            kernel: self.report.kernel.clone(),
+                        }
+                        .into(),
+                    );
                 }
                 errno => {
                     self.counters.recv_errors += 1;
@@ -728,11 +728,11 @@ impl Shard {
                     }
                 }
             }
-            return Ok(());
+            return;
         }
         let Some(held) = cqueue::buffer_select(flags).and_then(|bid| self.recv.take(bid)) else {
             self.counters.recv_errors += 1;
-            return Ok(());
+            return;
         };
         match self.recv.datagram(&held, res as usize) {
             Err(()) => self.counters.recv_errors += 1,
@@ -751,7 +751,6 @@ impl Shard {
             },
         }
         self.recv.give_back(held);
-        Ok(())
     }
 
     fn on_send<H: Handler>(&mut self, cqe: &cqueue::Entry, app: &mut App<'_, H>) {

@@ -104,10 +104,22 @@ impl<T: Plain> Region<T> {
     }
 
     /// Element `i`. Panics when `i` is out of range: an index bug must never become a wild
-    /// pointer handed to the kernel.
+    /// pointer handed to the kernel. (For set-up and tests; the data path uses
+    /// [`Region::at_unchecked`] where its index is already proven in range.)
     fn at(&self, i: usize) -> *mut T {
         assert!(i < self.len, "element {i} of a region of {}", self.len);
-        // SAFETY: i < len, so the offset stays inside the allocation.
+        // SAFETY: i < len (checked above).
+        unsafe { self.at_unchecked(i) }
+    }
+
+    /// Element `i`, without the range check.
+    ///
+    /// # Safety
+    ///
+    /// `i` must be less than the region's length.
+    unsafe fn at_unchecked(&self, i: usize) -> *mut T {
+        debug_assert!(i < self.len, "element {i} of a region of {}", self.len);
+        // SAFETY: the caller guarantees i < len, so the offset stays inside the allocation.
         unsafe { self.ptr.as_ptr().add(i) }
     }
 
@@ -230,6 +242,7 @@ impl RecvPool {
 
     /// Takes buffer `bid` from the kernel, as a completion names it. `None` when `bid` is no
     /// buffer of this pool or is already held: a completion the kernel should never post.
+    #[inline]
     pub(crate) fn take(&mut self, bid: u16) -> Option<Held> {
         let held = self.held.get_mut(usize::from(bid))?;
         if *held {
@@ -239,25 +252,33 @@ impl RecvPool {
         Some(Held { bid })
     }
 
+    /// The first byte of `held`'s buffer.
+    fn buffer(&self, held: &Held) -> *mut u8 {
+        // SAFETY: a `Held` is made only by `take`, for a bid below `self.held.len()`, the
+        // buffer count, so the buffer lies inside the region of count x buf_len bytes.
+        unsafe { self.bufs.at_unchecked(usize::from(held.bid) * self.buf_len) }
+    }
+
     /// The datagram the kernel wrote into `held`'s buffer, `len` bytes of it (the completion's
     /// result; clamped to the buffer). `Err` when the bytes are too short for the header.
+    #[inline]
     pub(crate) fn datagram(&self, held: &Held, len: usize) -> Result<RecvMsgOut<'_>, ()> {
-        let start = self.bufs.chunk(usize::from(held.bid), self.buf_len);
-        // SAFETY: the slice covers one buffer, inside the region (`chunk` checked). The kernel
-        // handed this buffer over with a completion and `Held` proves it has not been listed
-        // again, so nothing writes it while the slice lives; the region was zeroed at
+        // SAFETY: the slice covers (part of) one buffer, inside the region (`buffer`). The
+        // kernel handed this buffer over with a completion and `Held` proves it has not been
+        // listed again, so nothing writes it while the slice lives; the region was zeroed at
         // allocation, so every byte is initialised.
-        let bytes = unsafe { std::slice::from_raw_parts(start, len.min(self.buf_len)) };
+        let bytes = unsafe { std::slice::from_raw_parts(self.buffer(held), len.min(self.buf_len)) };
         RecvMsgOut::parse(bytes, &self.parse_hdr)
     }
 
     /// Lists `held`'s buffer for the kernel again (visible after [`RecvPool::publish`]).
+    #[inline]
     pub(crate) fn give_back(&mut self, held: Held) {
-        let i = usize::from(held.bid);
-        self.held[i] = false;
-        let len = self.buf_len as u32;
-        self.ring
-            .push(held.bid, self.bufs.chunk(i, self.buf_len), len);
+        let addr = self.buffer(&held);
+        if let Some(h) = self.held.get_mut(usize::from(held.bid)) {
+            *h = false;
+        }
+        self.ring.push(held.bid, addr, self.buf_len as u32);
     }
 
     /// Makes every buffer given back so far visible to the kernel (one release store).
@@ -378,6 +399,7 @@ impl SendSlots {
 
     /// Copies `payload` for `peer` into a free slot, which becomes staged; `tag` (0: none)
     /// comes back with the completion.
+    #[inline]
     pub(crate) fn stage(
         &mut self,
         peer: SocketAddr,
@@ -401,26 +423,25 @@ impl SendSlots {
             );
             return Err(Refused::Full);
         }
-        let mut name = [0u8; SOCKADDR_MAX_LEN];
-        let namelen = sockaddr::encode(peer, &mut name);
         // SAFETY: slot i is free (checked above): no SQE names it, so the kernel reads none of
-        // its memory. Each destination is slot i's element of its region (checked by `chunk` /
-        // `at`), `payload.len() <= max` (checked above), and the sources (the handler's bytes,
-        // the stack) never lie inside these regions, which nothing outside this type can
-        // reach. Header and vector fields are written through raw pointers.
+        // its memory, and nothing else refers to it. `i < count` (`self.slots[i]` exists), so
+        // each pointer is slot i's element of its region; `payload.len() <= max` (checked
+        // above); the handler's bytes never lie inside these regions, which nothing outside
+        // this type can reach. The name is written in place through a reference to exactly
+        // the slot's name bytes; header and vector fields through raw pointers.
         unsafe {
             ptr::copy_nonoverlapping(
                 payload.as_ptr(),
-                self.payloads.chunk(i, self.max),
+                self.payloads.at_unchecked(i * self.max),
                 payload.len(),
             );
-            ptr::copy_nonoverlapping(
-                name.as_ptr(),
-                self.names.chunk(i, SOCKADDR_MAX_LEN),
-                namelen as usize,
-            );
-            (*self.iovs.at(i)).iov_len = payload.len();
-            (*self.hdrs.at(i)).msg_namelen = namelen;
+            let name = &mut *self
+                .names
+                .at_unchecked(i * SOCKADDR_MAX_LEN)
+                .cast::<[u8; SOCKADDR_MAX_LEN]>();
+            let namelen = sockaddr::encode(peer, name);
+            (*self.iovs.at_unchecked(i)).iov_len = payload.len();
+            (*self.hdrs.at_unchecked(i)).msg_namelen = namelen;
         }
         let s = &mut self.slots[i];
         s.state = SlotState::Staged;
@@ -441,16 +462,20 @@ impl SendSlots {
 
     /// The `nth` staged slot, oldest first: the header its `sendmsg` SQE names and the token
     /// (slot and generation, the low 56 bits of `user_data`) its completion will carry.
+    #[inline]
     pub(crate) fn staged(&self, nth: usize) -> Option<(*const libc::msghdr, u64)> {
         let slot = *self.staged.get(nth)?;
         let generation = self.slots[slot as usize].generation;
         let token = (u64::from(generation) << 32) | u64::from(slot);
-        Some((self.hdrs.at(slot as usize), token))
+        // SAFETY: `self.slots[slot]` exists, so slot < count, the header region's length.
+        let hdr = unsafe { self.hdrs.at_unchecked(slot as usize) };
+        Some((hdr, token))
     }
 
     /// The first `n` staged slots now have SQEs: they are in flight.
+    #[inline]
     pub(crate) fn mark_submitted(&mut self, n: usize) {
-        for slot in self.staged.drain(..n) {
+        for &slot in &self.staged[..n] {
             let s = &mut self.slots[slot as usize];
             debug_assert_eq!(s.state, SlotState::Staged, "slot {slot}");
             // An SQE names the slot now, whatever it was: it is in flight.
@@ -459,10 +484,16 @@ impl SendSlots {
                 self.in_flight += 1;
             }
         }
+        if n == self.staged.len() {
+            self.staged.clear();
+        } else {
+            self.staged.drain(..n);
+        }
     }
 
     /// A completion carrying `token`: frees its slot and returns the slot's tag, if the token
     /// names an in-flight slot of the current generation.
+    #[inline]
     pub(crate) fn complete(&mut self, token: u64) -> Result<u64, UnknownSend> {
         let slot = (token & 0xffff_ffff) as usize;
         let generation = (token >> 32) as u32 & GENERATION_MASK;
