@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use ringwire_shard::driver::{SocketOptions, available_or_explain, bind_reuseport_group};
+use ringwire_shard::driver::{
+    SocketOptions, available_or_explain, bind_reuseport_group, thread_cpu_time,
+};
 use ringwire_shard::mesh::MeshEnd;
 use ringwire_shard::{Ctx, Handler, Shard, ShardConfig, ShardControl, ShardExit};
 
@@ -245,12 +247,13 @@ fn measure_receive_loss() {
         }
         last = now;
     }
+    let cpu = thread_cpu_time(control.thread_id()).unwrap();
     control.request_stop().unwrap();
     let s = thread.join().unwrap().stats;
     let lost = n - s.datagrams_in;
     println!(
         "rcvbuf {rcvbuf}, len {len} B, sent {n} in {:.2} s ({:.0}/s): received {} lost {lost} \
-         ({:.2}%), loop_turns {}, enter_calls {}, recv_rearms {}, enobufs {}",
+         ({:.2}%), loop_turns {}, enter_calls {}, recv_rearms {}, enobufs {}, shard CPU {:.2} s",
         elapsed.as_secs_f64(),
         n as f64 / elapsed.as_secs_f64(),
         s.datagrams_in,
@@ -259,5 +262,6 @@ fn measure_receive_loss() {
         s.enter_calls,
         s.recv_rearms,
         s.enobufs,
+        cpu.as_secs_f64(),
     );
 }
