@@ -5,11 +5,12 @@
 //! buffer in hand.
 //!
 //! ```text
-//!  receive pool: one allocation, recv_buffers x buf_len bytes (buf_len = 16 + namelen + max_datagram)
-//!  +--------------------------------------------------+---------------------------+----
-//!  | buffer 0                                         | buffer 1                  | ...
-//!  | io_uring_recvmsg_out 16 B | name 16/28 B | payload ... |                      |
-//!  +--------------------------------------------------+---------------------------+----
+//!  receive pool: one allocation of recv_buffers x buf_len bytes,
+//!                buf_len = 16 + namelen (16 or 28) + max_datagram
+//!  +--------------------------------------------------+--------------------------+----
+//!  | buffer 0                                         | buffer 1                 | ...
+//!  | recvmsg_out 16 B | name 16/28 B | payload ...    | recvmsg_out | name | ... |
+//!  +--------------------------------------------------+--------------------------+----
 //!    the kernel owns a buffer while the buffer ring lists it; the shard owns it from the
 //!    completion that names it (a `Held` token) until `give_back` lists it again
 //!  recv header: one msghdr (msg_namelen), read by the kernel each time the receive is armed
