@@ -158,12 +158,21 @@ counters! {
     send_queue_full,
     /// Sends the handler asked for that were larger than the configured maximum datagram.
     send_too_large,
+    /// Send completions that named no in-flight send slot of their generation (duplicate,
+    /// stale or foreign): ignored, nothing freed twice.
+    send_unknown_completions,
     /// Received datagrams dropped because they did not fit a receive buffer (MSG_TRUNC).
     recv_truncated,
     /// Received datagrams dropped because the source address could not be parsed.
     recv_bad_address,
     /// Receive completions that failed with an error other than ENOBUFS.
     recv_errors,
+    /// Zero-length datagrams received (also in `datagrams_in`). Each one ends the multishot
+    /// receive in the kernel; the shard re-arms it within the same completion pass.
+    recv_empty,
+    /// Datagrams that arrived while a shard whose handler had panicked drained its operations:
+    /// dropped without a handler to give them to.
+    recv_discarded,
     /// Times the multishot receive stopped because the buffer ring was empty (ENOBUFS).
     enobufs,
     /// Times the multishot receive was armed again after it ended.
@@ -188,6 +197,12 @@ counters! {
     mesh_received,
     /// Datagrams the handler rejected as malformed ([`Ctx::reject`](crate::Ctx::reject)).
     rejected,
+    /// 1 once the shard has freed its receive buffers and send slots after every kernel
+    /// operation on them completed (summed over shards: how many did).
+    pools_drained,
+    /// 1 when the shard ended with operations still in the kernel and leaked its receive
+    /// buffers and send slots rather than free memory the kernel might use.
+    pools_leaked,
 }
 
 impl Counters {

@@ -10,9 +10,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::counters::Counters;
+use crate::driver::{Refused, SendSlots};
 use crate::mesh::{Lane, MeshEnd, MeshSendError};
 use crate::report::ReportRequest;
-use crate::sendq::SendSlots;
 use crate::timer::{TimerError, TimerId, Timers};
 
 /// What happened to a datagram handed to [`Ctx::send_to`]. Every case is explicit; nothing is
@@ -122,13 +122,20 @@ impl<M: Send> Ctx<'_, M> {
     /// Like [`Ctx::send_to`], and [`Handler::on_send_complete`] gets `tag` (non-zero) with the
     /// send's completion: how a handler learns that a send really happened.
     pub fn send_to_tagged(&mut self, peer: SocketAddr, payload: &[u8], tag: u64) -> SendOutcome {
-        let outcome = self.slots.stage(peer, payload, tag);
-        match outcome {
-            SendOutcome::Queued => {}
-            SendOutcome::QueueFull => self.counters.send_queue_full += 1,
-            SendOutcome::TooLarge { .. } => self.counters.send_too_large += 1,
+        match self.slots.stage(peer, payload, tag) {
+            Ok(()) => SendOutcome::Queued,
+            Err(Refused::Full) => {
+                self.counters.send_queue_full += 1;
+                SendOutcome::QueueFull
+            }
+            Err(Refused::TooLarge { max }) => {
+                self.counters.send_too_large += 1;
+                SendOutcome::TooLarge {
+                    len: payload.len(),
+                    max,
+                }
+            }
         }
-        outcome
     }
 
     /// Number of shards in the engine.

@@ -16,7 +16,6 @@ pub mod mesh;
 pub mod ratelimit;
 pub mod report;
 pub mod ring;
-mod sendq;
 pub mod session;
 pub mod timer;
 

@@ -16,6 +16,12 @@
 //! one datagram; `sockperf server` also stitches a message split across datagrams, which a
 //! UDP client never produces, so a message longer than what is left of its datagram is counted
 //! as rejected and dropped here. A reply is never larger than the message it answers.
+//!
+//! An empty datagram holds no message. `sockperf server` 3.7 ignores it silently (no reply,
+//! nothing printed, later messages answered as usual: checked by sending it 0-byte datagrams).
+//! Here it is not answered either (any answer would be larger than its trigger) and is counted
+//! as rejected, like every other datagram that is not a whole message; the shard also counts
+//! it as `recv_empty`.
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
@@ -85,6 +91,10 @@ impl Handler for SockperfServer {
     type Message = ();
 
     fn on_datagram(&mut self, peer: SocketAddr, payload: &[u8], ctx: &mut Ctx<'_, ()>) {
+        if payload.is_empty() {
+            ctx.reject();
+            return;
+        }
         let mut rest = payload;
         while !rest.is_empty() {
             match judge(rest) {

@@ -11,10 +11,10 @@
 //! channel ([`ShardControl::report_replies_dropped`]).
 
 use std::io;
-use std::os::fd::RawFd;
-use std::sync::Mutex;
+use std::os::fd::{OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use super::SetupError;
@@ -37,17 +37,29 @@ pub struct ShardControl {
     pub(super) waker: EventFd,
     pub(super) stats: PublishedStats,
     pub(super) tid: AtomicU64,
-    /// The shard's io_uring fd once it exists (-1 before), for `MSG_RING` wakes.
+    /// The fd peers name in `MSG_RING` wakes: the number of `ring` while the shard runs, -1
+    /// before it starts and from the moment it stops (so peers wake it through the eventfd).
     pub(super) ring_fd: AtomicI32,
+    /// A duplicate of the shard's io_uring fd, owned here and closed only when the last holder
+    /// of this block drops it. A peer that loaded `ring_fd` just before the reset to -1 holds
+    /// this block (its waker), so the number it submits still names this ring, never a file
+    /// that reused the number: the wake lands in a ring nobody reads, or fails and falls back
+    /// to the eventfd. Set once; a second shard run on the same block is woken by eventfd.
+    pub(super) ring: OnceLock<OwnedFd>,
     /// Set (release) after a request is queued; the shard looks at the queue only when set.
     report_wanted: AtomicBool,
     requests: SyncSender<(u64, ReportRequest)>,
-    /// The shard's end of `requests`. Only the shard's thread locks it, and only to take what
-    /// waits: the lock exists to make the receiver shareable and is never contended.
-    inbox: Mutex<Receiver<(u64, ReportRequest)>>,
+    /// The shard's end of `requests`, until the shard takes it at set-up
+    /// ([`ShardControl::take_report_inbox`]); from then on only the shard's thread holds it, so
+    /// the loop reads requests without any lock. The mutex guards only that one hand-over.
+    inbox: Mutex<Option<ReportInbox>>,
     replies: SyncSender<Reply>,
     replies_dropped: AtomicU64,
 }
+
+/// The shard's end of its report-request channel, owned by the shard's thread.
+#[derive(Debug)]
+pub(crate) struct ReportInbox(Receiver<(u64, ReportRequest)>);
 
 /// A shard's answer, tagged with the id of the request it answers.
 #[derive(Debug)]
@@ -88,9 +100,10 @@ impl ShardControl {
             stats: PublishedStats::new(index, shards),
             tid: AtomicU64::new(0),
             ring_fd: AtomicI32::new(-1),
+            ring: OnceLock::new(),
             report_wanted: AtomicBool::new(false),
             requests,
-            inbox: Mutex::new(inbox),
+            inbox: Mutex::new(Some(ReportInbox(inbox))),
             replies,
             replies_dropped: AtomicU64::new(0),
         };
@@ -121,11 +134,22 @@ impl ShardControl {
         self.replies_dropped.load(Ordering::Relaxed)
     }
 
+    /// The receiving end of this shard's report requests, once: the shard takes it when it is
+    /// set up, on its own thread, and owns it from then on. `None` if it was taken already (a
+    /// second shard run on the same block gets no reports).
+    pub(super) fn take_report_inbox(&self) -> Option<ReportInbox> {
+        match self.inbox.lock() {
+            Ok(mut inbox) => inbox.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        }
+    }
+
     /// The shard's side, once per loop turn: if a report was asked for, takes the newest
-    /// request, lets `write` fill in the report (returning the next page's cursor), and sends
-    /// the reply without blocking. One relaxed load when nothing was asked.
+    /// request from `inbox`, lets `write` fill in the report (returning the next page's
+    /// cursor), and sends the reply without blocking. One relaxed load when nothing was asked.
     pub(super) fn answer_report(
         &self,
+        inbox: &ReportInbox,
         write: impl FnOnce(&ReportRequest, &mut String) -> Option<u64>,
     ) {
         if !self.report_wanted.load(Ordering::Relaxed)
@@ -135,23 +159,11 @@ impl ShardControl {
         }
         // The flag is cleared before the queue is read: a request queued after this read sets
         // it again and is answered next turn.
-        let newest = match self.inbox.try_lock() {
-            Ok(inbox) => {
-                let mut newest = None;
-                loop {
-                    match inbox.try_recv() {
-                        Ok(request) => newest = Some(request),
-                        Err(TryRecvError::Empty | TryRecvError::Disconnected) => break newest,
-                    }
-                }
-            }
-            // Only this thread locks the inbox, and only for the drain above (which cannot
-            // panic), so this never happens; if it did, the request waits for the next turn.
-            Err(_) => {
-                self.report_wanted.store(true, Ordering::Relaxed);
-                None
-            }
-        };
+        let mut newest = None;
+        // Empty or disconnected ends it; only the newest request is answered.
+        while let Ok(request) = inbox.0.try_recv() {
+            newest = Some(request);
+        }
         let Some((id, request)) = newest else {
             return;
         };

@@ -10,28 +10,36 @@
 //! 3. **Park and enter**: one `io_uring_enter` submits the SQEs and waits for a completion or
 //!    the next timer deadline. With nothing to do the thread sleeps here and uses no CPU.
 //! 4. **Complete**: receives go to the handler and their buffers back to the buffer ring;
-//!    sends free their slot and count success or errno; wake-ups drain the eventfd.
+//!    sends free their slot and count success or errno; wake-ups drain the eventfd. A receive
+//!    that an empty datagram ended is re-armed and submitted at once, within this pass.
 //! 5. **Refill**: publish recycled buffers in one store; re-arm the multishot receive if it
 //!    ended (ENOBUFS or error), counting the re-arm.
 //! 6. **Timers**, `on_turn`, a requested report, and **publish** the counters.
+//!
+//! The memory the kernel reads and writes (receive buffers, the receive header, send slots)
+//! lives in `pool.rs`, which frees it only once the kernel is done with it and leaks it
+//! otherwise; see [`Shard`] for how a shard ends.
 #![allow(unsafe_code)]
 
 mod bufring;
 mod control;
+mod pool;
 mod probe;
 mod sockaddr;
 mod socket;
 mod steer;
+#[cfg(test)]
+mod tests;
 
 use std::io;
 use std::mem;
-use std::net::UdpSocket;
-use std::os::fd::{AsRawFd, RawFd};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use io_uring::types::{Fd, Fixed, RecvMsgOut, SubmitArgs, Timespec};
+use io_uring::types::{Fd, Fixed, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
 
 pub use control::{ReportError, ReportReplies, ShardControl};
@@ -42,13 +50,13 @@ pub use probe::{
 pub use socket::{SocketError, SocketOptions, bind_reuseport_group};
 pub use steer::{attach_steering, detach_steering, steering_program};
 
-use self::bufring::BufRing;
+use self::pool::RecvPool;
+pub(crate) use self::pool::{Refused, SendSlots};
 use crate::config::{ShardConfig, ShardConfigError};
 use crate::counters::{Counters, ShardStats};
 use crate::handler::{Ctx, Handler};
 use crate::mesh::{Lane, MeshEnd};
 use crate::ratelimit::LogLimiter;
-use crate::sendq::SendSlots;
 use crate::timer::Timers;
 
 /// A handler context over the shard's fields (a macro, not a method, so that it borrows only
@@ -78,8 +86,23 @@ const MSG_WAKE: u64 = 5 << KIND_SHIFT;
 const MSG_SENT: u64 = 6 << KIND_SHIFT;
 const KIND_MASK: u64 = 0xff << KIND_SHIFT;
 const BGID: u16 = 0;
-/// Room in each receive buffer for `io_uring_recvmsg_out` ahead of the name and payload.
-const RECVMSG_OUT_LEN: usize = 16;
+/// Most receives one completion pass re-arms and submits at once after an empty datagram
+/// ended them (the kernel's own budget for one multishot issue, `MULTISHOT_MAX_RETRY`); past
+/// it the re-arm waits for the end of the turn, so a flood of empty datagrams cannot keep the
+/// loop from its timers, mesh and stop flag.
+const MAX_INLINE_REARMS: u32 = 32;
+
+/// The handler and mesh end a completion pass hands datagrams and messages to; `None` while a
+/// shard whose handler panicked drains its operations.
+type App<'a, H> = Option<(&'a mut H, &'a mut MeshEnd<<H as Handler>::Message>)>;
+
+/// Names the handler type of a handler-less [`App`]; never called.
+struct Discard;
+
+impl Handler for Discard {
+    type Message = ();
+    fn on_datagram(&mut self, _: SocketAddr, _: &[u8], _: &mut Ctx<'_, ()>) {}
+}
 
 /// Why a shard stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -103,22 +126,57 @@ pub enum ShardError {
 pub struct ShardExit {
     /// Final counters.
     pub stats: ShardStats,
-    /// Whether every in-flight operation completed before the drain timeout. When false, the
-    /// shard's buffers were leaked rather than freed under the kernel.
+    /// Whether every operation on the shard's buffers and send slots completed before the
+    /// drain timeout, so that they were freed. When false they were leaked rather than freed
+    /// under the kernel (counted as `pools_leaked`).
     pub drained: bool,
     /// The handler's own counters ([`Handler::counters`]).
     pub app: Vec<(&'static str, u64)>,
 }
 
 impl Drop for Shard {
-    /// A shard dropped without finishing (its handler panicked, or `run` was never called
-    /// after operations were armed) may still have receives and sends in the kernel: leak
-    /// their memory rather than free it under them. `finish` empties these fields first.
+    /// A shard dropped before `run` finished (its handler panicked) may still have a receive
+    /// and sends in the kernel. Dropping the ring would not end them: the kernel tears a ring
+    /// down later, asynchronously. So cancel them and wait for their completions, without a
+    /// handler (datagrams that arrive meanwhile are counted as `recv_discarded`) and bounded by
+    /// the drain timeout; then free the pools if the kernel holds nothing, or leak them
+    /// (`pools_drained` / `pools_leaked` say which).
     fn drop(&mut self) {
-        if self.recv_armed || self.slots.in_flight() > 0 {
-            mem::forget(self.bufs.take());
-            mem::forget(mem::replace(&mut self.slots, SendSlots::new(0, 0)));
+        if self.pools_released {
+            return;
         }
+        if self.recv.armed() || self.poll_armed || self.slots.in_flight() > 0 {
+            let mut app: App<'_, Discard> = None;
+            let limit = self.drain_timeout;
+            if let Err(e) = self.drain(&mut app, limit) {
+                tracing::warn!(
+                    shard = self.control.index,
+                    "drain after a panic failed: {e}"
+                );
+            }
+        }
+        self.release_pools();
+    }
+}
+
+/// Publishes `ring` for peers' `MSG_RING` wakes: a duplicate of its fd, owned by `control`, so
+/// that the number names this ring for as long as anyone who can load it holds `control`
+/// ([`ShardControl`]'s `ring`). Without a duplicate (out of fds, or a shard already ran on this
+/// control block) peers wake this shard through its eventfd.
+fn publish_ring_fd(control: &ShardControl, ring: &IoUring) {
+    // SAFETY: `ring` owns this fd and keeps it open for the whole borrow.
+    let fd = unsafe { BorrowedFd::borrow_raw(ring.as_raw_fd()) };
+    match fd.try_clone_to_owned() {
+        Ok(dup) => {
+            let fd = dup.as_raw_fd();
+            if control.ring.set(dup).is_ok() {
+                control.ring_fd.store(fd, Ordering::Release);
+            }
+        }
+        Err(e) => tracing::warn!(
+            shard = control.index,
+            "cannot duplicate the ring fd ({e}); peers wake this shard through its eventfd"
+        ),
     }
 }
 
@@ -154,18 +212,23 @@ pub fn thread_cpu_time(tid: u64) -> io::Result<Duration> {
     Ok(Duration::from_nanos(total * 1_000_000_000 / hz))
 }
 
-/// One shard: its ring, socket, buffer ring, send slots, timers and counters. Build it with
+/// One shard: its ring, socket, receive pool, send slots, timers and counters. Build it with
 /// [`Shard::new`] on the thread that will run it, then call [`Shard::run`].
 ///
-/// Field order is drop order: the ring goes first, so the kernel has released every buffer
-/// before the memory behind it is freed.
+/// **How it ends.** Dropping the ring does not mean the kernel is done with the shard's
+/// memory: closing an io_uring fd starts its teardown, which cancels and completes in-flight
+/// operations later, in a kernel worker (and not at all while another fd names the ring, such
+/// as the duplicate peers wake it through). So the shard never relies on drop order. A
+/// stopping shard cancels its receive and poll and waits for every completion (bounded by
+/// `drain_timeout`); only when no receive is armed and no send is in flight are the receive
+/// pool and send slots freed (`pools_drained`), otherwise they are leaked (`pools_leaked`).
+/// A shard dropped by a panic does the same without its handler (see its `Drop`).
 pub struct Shard {
     ring: IoUring,
-    bufs: Option<BufRing>,
+    /// Receive buffers, their buffer ring and the receive header (kernel-shared).
+    recv: RecvPool,
+    /// Send slots: headers, vectors, names, payloads (kernel-shared while in flight).
     slots: SendSlots,
-    send_hdrs: Vec<libc::msghdr>,
-    send_iovs: Vec<libc::iovec>,
-    recv_hdr: Box<libc::msghdr>,
     /// Kept open for as long as operations may name its fd.
     _socket: UdpSocket,
     fd: RawFd,
@@ -177,14 +240,26 @@ pub struct Shard {
     failed_wakes: Vec<usize>,
     drain_timeout: Duration,
     control: Arc<ShardControl>,
+    /// This shard's report requests, taken from `control` at set-up (read without a lock).
+    report_inbox: Option<control::ReportInbox>,
     timers: Timers,
     counters: Counters,
+    /// The completion pass's batch, and the next entry to handle: a pass a handler panic
+    /// interrupted is finished (without the handler) by the drain in `Drop`.
     cqes: Vec<cqueue::Entry>,
+    next_cqe: usize,
     fired: Vec<(crate::timer::TimerId, u64)>,
-    recv_armed: bool,
     poll_armed: bool,
+    /// The multishot receive ended with a datagram (an empty one) during this completion
+    /// pass: re-arm it before the pass ends.
+    rearm_now: bool,
+    /// An error a completion left for the end of the completion pass (rare: kept out of the
+    /// per-completion return values).
+    fatal: Option<ShardError>,
     stopping: bool,
     report: ProbeReport,
+    /// The pools were freed or leaked (`release_pools` ran).
+    pools_released: bool,
     drained: bool,
     error_log: LogLimiter,
 }
@@ -209,56 +284,41 @@ impl Shard {
             Ok(a) if a.is_ipv6() => sockaddr::SOCKADDR_IN6_LEN,
             _ => sockaddr::SOCKADDR_IN_LEN,
         };
-        let buf_len = RECVMSG_OUT_LEN + namelen as usize + config.max_datagram;
-        let mut bufs = BufRing::new(config.recv_buffers, buf_len, BGID).map_err(|source| {
-            SetupError::BufRing {
-                source,
-                kernel: report.kernel.clone(),
-            }
-        })?;
-        bufs.register(&ring).map_err(|source| SetupError::BufRing {
+        let setup = |source| SetupError::BufRing {
             source,
             kernel: report.kernel.clone(),
-        })?;
-        // SAFETY: msghdr is plain data; all-zero is a valid empty header.
-        let mut recv_hdr: Box<libc::msghdr> = Box::new(unsafe { mem::zeroed() });
-        recv_hdr.msg_namelen = namelen;
-        // SAFETY: as above.
-        let send_hdrs = vec![unsafe { mem::zeroed::<libc::msghdr>() }; config.send_slots];
-        let send_iovs = vec![
-            libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0
-            };
-            config.send_slots
-        ];
+        };
+        let mut recv = RecvPool::new(config.recv_buffers, namelen, config.max_datagram, BGID)
+            .map_err(setup)?;
+        recv.register(&ring).map_err(setup)?;
         let fd = socket.as_raw_fd();
         // Registered files exist since 5.1; without them every SQE names the fd itself.
         let fixed_fd = ring.submitter().register_files(&[fd]).is_ok();
-        control.ring_fd.store(ring.as_raw_fd(), Ordering::Release);
+        publish_ring_fd(&control, &ring);
         let msg_ring_wake = config.wake == crate::config::WakeMechanism::MsgRing && report.msg_ring;
         Ok(Self {
             ring,
-            bufs: Some(bufs),
+            recv,
             slots: SendSlots::new(config.send_slots, config.max_datagram),
-            send_hdrs,
-            send_iovs,
-            recv_hdr,
             _socket: socket,
             fd,
             fixed_fd,
             msg_ring_wake,
             failed_wakes: Vec::new(),
             drain_timeout: config.drain_timeout,
+            report_inbox: control.take_report_inbox(),
             control,
             timers: Timers::new(config.max_timers),
             counters: Counters::default(),
             cqes: Vec::with_capacity(cq_entries as usize),
+            next_cqe: 0,
             fired: Vec::new(),
-            recv_armed: false,
             poll_armed: false,
+            rearm_now: false,
+            fatal: None,
             stopping: false,
             report,
+            pools_released: false,
             drained: false,
             error_log: LogLimiter::default(),
         })
@@ -322,18 +382,21 @@ impl Shard {
                 mesh.unparked();
             }
             let now = Instant::now();
-            self.complete(handler, mesh, now, first)?;
+            self.complete(&mut Some((&mut *handler, &mut *mesh)), now, first)?;
             first = false;
             self.refill()?;
             self.fire_timers(handler, mesh, now);
             let mut ctx = ctx!(self, now, mesh);
             handler.on_turn(&mut ctx);
-            self.control
-                .answer_report(|request, out| handler.report(request, out));
+            if let Some(inbox) = &self.report_inbox {
+                self.control
+                    .answer_report(inbox, |request, out| handler.report(request, out));
+            }
             self.control.stats.publish(&mut self.counters);
             self.control.stats.publish_lanes(mesh.lanes());
         }
-        self.drain(handler, mesh, self.drain_timeout)
+        let limit = self.drain_timeout;
+        self.drain(&mut Some((handler, mesh)), limit)
     }
 
     /// Hands every waiting mesh message to the handler: all control messages, then a batch of
@@ -358,70 +421,102 @@ impl Shard {
     }
 
     /// Cancels the multishot receive and the eventfd poll, then keeps turning until every
-    /// operation the kernel holds has completed or `limit` passes.
+    /// operation the kernel holds has completed or `limit` passes. With a handler, datagrams
+    /// and completions still go to it and its sends are submitted; without one (after a panic)
+    /// they are only counted.
     fn drain<H: Handler>(
         &mut self,
-        handler: &mut H,
-        mesh: &mut MeshEnd<H::Message>,
+        app: &mut App<'_, H>,
         limit: Duration,
     ) -> Result<(), ShardError> {
         self.stopping = true;
-        self.stage_sends()?;
+        // Peers wake a stopping shard through its eventfd from now on (`ShardControl::ring`).
+        self.control.ring_fd.store(-1, Ordering::Release);
+        if app.is_some() {
+            self.stage_sends()?;
+        }
         self.push(opcode::AsyncCancel::new(RECV).build().user_data(CANCEL))?;
         self.push(opcode::AsyncCancel::new(WAKE).build().user_data(CANCEL))?;
         let deadline = Instant::now() + limit;
-        while self.recv_armed || self.poll_armed || self.slots.in_flight() > 0 {
+        while self.recv.armed() || self.poll_armed || self.slots.in_flight() > 0 {
             let now = Instant::now();
             if now >= deadline {
                 tracing::warn!(
                     shard = self.control.index,
-                    recv_armed = self.recv_armed,
+                    recv_armed = self.recv.armed(),
                     sends_in_flight = self.slots.in_flight(),
                     "drain timed out; leaking shard buffers rather than freeing them under the kernel"
                 );
                 return Ok(());
             }
             self.enter(1, Some(deadline - now))?;
-            self.complete(handler, mesh, Instant::now(), false)?;
-            self.stage_sends()?;
+            self.complete(app, Instant::now(), false)?;
+            if app.is_some() {
+                self.stage_sends()?;
+            }
         }
-        self.drained = true;
         Ok(())
     }
 
     fn finish<M: Send>(mut self, mesh: &MeshEnd<M>) -> ShardExit {
-        self.control.stats.publish(&mut self.counters);
+        let drained = self.release_pools();
         self.control.stats.publish_lanes(mesh.lanes());
         let mut stats = self.counters.snapshot(self.control.index);
         stats.lanes = mesh.lane_stats();
-        if self.drained {
-            // The ring's own teardown is deferred to a kernel worker and would keep the
-            // registered socket (and its port) alive after we return; release it now.
-            if self.fixed_fd {
-                let _ = self.ring.submitter().unregister_files();
-            }
-            if let Some(mut bufs) = self.bufs.take()
-                && bufs.unregister(&self.ring).is_err()
-            {
-                mem::forget(bufs);
-            }
-        } else {
-            // The kernel may still own receive buffers or send slots: never free them.
-            mem::forget(self.bufs.take());
-            mem::forget(mem::replace(&mut self.slots, SendSlots::new(0, 0)));
-        }
         ShardExit {
             stats,
-            drained: self.drained,
+            drained,
             app: Vec::new(),
         }
     }
 
+    /// Frees the receive pool and send slots if the kernel holds no operation on them (no
+    /// receive armed, no send in flight), or leaks them; counts which and publishes the
+    /// counters. Runs once; returns whether they were freed.
+    fn release_pools(&mut self) -> bool {
+        if self.pools_released {
+            return self.drained;
+        }
+        self.pools_released = true;
+        self.control.ring_fd.store(-1, Ordering::Release);
+        let idle = self.slots.in_flight() == 0 && self.recv.release(&self.ring);
+        if idle {
+            // The registered socket would stay open until the ring is torn down, which the
+            // duplicate of its fd in `ShardControl` delays: let it go now.
+            if self.fixed_fd {
+                let _ = self.ring.submitter().unregister_files();
+            }
+            self.counters.pools_drained += 1;
+        } else {
+            self.recv.leak();
+            self.slots.leak();
+            self.counters.pools_leaked += 1;
+            tracing::warn!(
+                shard = self.control.index,
+                recv_armed = self.recv.armed(),
+                sends_in_flight = self.slots.in_flight(),
+                "operations still in the kernel: leaking the shard's buffers and send slots"
+            );
+            // Ask the kernel to end what it still holds; the memory stays leaked either way.
+            if self
+                .push(opcode::AsyncCancel::new(RECV).build().user_data(CANCEL))
+                .is_ok()
+            {
+                let _ = self.ring.submit();
+            }
+        }
+        self.drained = idle;
+        self.control.stats.publish(&mut self.counters);
+        idle
+    }
+
     /// Pushes one SQE, flushing the queue to the kernel once if it is full.
     fn push(&mut self, sqe: squeue::Entry) -> Result<(), ShardError> {
-        // SAFETY: every SQE built in this module points only at memory owned by `self` (the
-        // receive header, send headers/iovecs/slots, the buffer ring) that outlives the
-        // operation: the driver drains every operation before freeing, or leaks.
+        // SAFETY: every SQE built in this module points only at memory of the receive pool (its
+        // header, through the buffer ring its buffers) or of a send slot, and those are freed
+        // only once no operation naming them is left in the kernel (`pool.rs`,
+        // `release_pools`); otherwise they are leaked. MSG_RING, poll and cancel SQEs point at
+        // no memory of ours.
         if unsafe { self.ring.submission().push(&sqe) }.is_ok() {
             return Ok(());
         }
@@ -433,19 +528,40 @@ impl Shard {
     }
 
     fn arm_recv(&mut self) -> Result<(), ShardError> {
-        let Some(bufs) = self.bufs.as_ref() else {
-            return Ok(());
-        };
-        let hdr = &raw const *self.recv_hdr;
+        let hdr = self.recv.recv_hdr();
+        let bgid = self.recv.bgid();
         let sqe = if self.fixed_fd {
-            opcode::RecvMsgMulti::new(Fixed(0), hdr, bufs.bgid()).build()
+            opcode::RecvMsgMulti::new(Fixed(0), hdr, bgid).build()
         } else {
-            opcode::RecvMsgMulti::new(Fd(self.fd), hdr, bufs.bgid()).build()
+            opcode::RecvMsgMulti::new(Fd(self.fd), hdr, bgid).build()
         }
         .user_data(RECV);
         self.push(sqe)?;
-        self.recv_armed = true;
+        self.recv.set_armed(true);
         Ok(())
+    }
+
+    /// Re-arms the receive an empty datagram ended and submits it now, not with the next
+    /// turn's enter, so that the socket is read again without waiting for a loop turn.
+    fn rearm_inline(&mut self) -> Result<(), ShardError> {
+        // The buffers this pass gave back are the kernel's to use at once.
+        self.recv.publish();
+        self.counters.recv_rearms += 1;
+        self.arm_recv()?;
+        self.counters.enter_calls += 1;
+        match self.ring.submit() {
+            Ok(_) => Ok(()),
+            // The SQE stays queued and goes with the next enter.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(ShardError::Enter(e)),
+        }
     }
 
     /// Queues an `IORING_OP_MSG_RING` wake for shard `to` (submitted with this turn's enter).
@@ -467,30 +583,20 @@ impl Shard {
         Ok(())
     }
 
-    /// Turns staged sends into `sendmsg` SQEs.
+    /// Turns staged sends into `sendmsg` SQEs; each slot is in flight from its push on.
     fn stage_sends(&mut self) -> Result<(), ShardError> {
         let mut n = 0;
-        while let Some(slot) = self.slots.next_staged(n) {
-            let i = slot as usize;
-            let payload = self.slots.payload(slot);
-            let addr = self.slots.addr(slot);
-            self.send_iovs[i] = libc::iovec {
-                iov_base: payload.as_ptr().cast_mut().cast(),
-                iov_len: payload.len(),
-            };
-            let hdr = &mut self.send_hdrs[i];
-            hdr.msg_name = addr.as_ptr().cast_mut().cast();
-            hdr.msg_namelen = addr.len();
-            hdr.msg_iov = &raw mut self.send_iovs[i];
-            hdr.msg_iovlen = 1;
-            let hdr = &raw const self.send_hdrs[i];
+        while let Some((hdr, token)) = self.slots.staged(n) {
             let sqe = if self.fixed_fd {
                 opcode::SendMsg::new(Fixed(0), hdr).build()
             } else {
                 opcode::SendMsg::new(Fd(self.fd), hdr).build()
             }
-            .user_data(SEND | u64::from(slot));
-            self.push(sqe)?;
+            .user_data(SEND | token);
+            if let Err(e) = self.push(sqe) {
+                self.slots.mark_submitted(n);
+                return Err(e);
+            }
             n += 1;
         }
         self.slots.mark_submitted(n);
@@ -517,27 +623,60 @@ impl Shard {
         }
     }
 
+    /// Handles every waiting completion. A receive an empty datagram ended is re-armed and
+    /// submitted at once and what that brings is handled in the same pass (at most
+    /// [`MAX_INLINE_REARMS`] times). Entries left by a pass a handler panic interrupted are
+    /// handled first.
     fn complete<H: Handler>(
         &mut self,
-        handler: &mut H,
-        mesh: &mut MeshEnd<H::Message>,
+        app: &mut App<'_, H>,
         now: Instant,
         first: bool,
     ) -> Result<(), ShardError> {
-        let mut cqes = mem::take(&mut self.cqes);
-        cqes.extend(self.ring.completion());
-        self.counters.completions += cqes.len() as u64;
-        let mut result = Ok(());
-        for cqe in &cqes {
+        self.rearm_now = false;
+        let mut rearms = 0;
+        let mut reaped = false;
+        loop {
+            // First pass: entries an interrupted pass left (normally none).
+            self.handle_batch(app, now, first);
+            if reaped {
+                if !self.rearm_now || self.recv.armed() || rearms == MAX_INLINE_REARMS {
+                    break;
+                }
+                self.rearm_now = false;
+                rearms += 1;
+                self.rearm_inline()?;
+            }
+            self.cqes.clear();
+            self.next_cqe = 0;
+            self.cqes.extend(self.ring.completion());
+            self.counters.completions += self.cqes.len() as u64;
+            reaped = true;
+        }
+        match app {
+            Some((_, mesh)) => {
+                for to in self.failed_wakes.drain(..) {
+                    mesh.wake_directly(to);
+                }
+            }
+            None => self.failed_wakes.clear(),
+        }
+        match self.fatal.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Handles the entries of `self.cqes` from `self.next_cqe` on.
+    #[inline]
+    fn handle_batch<H: Handler>(&mut self, app: &mut App<'_, H>, now: Instant, first: bool) {
+        while let Some(cqe) = self.cqes.get(self.next_cqe).cloned() {
+            self.next_cqe += 1;
             let data = cqe.user_data();
             match data & KIND_MASK {
-                RECV => {
-                    if let Err(e) = self.on_recv(cqe, handler, mesh, now, first) {
-                        result = Err(e);
-                    }
-                }
-                SEND => self.on_send(cqe, (data & 0xffff_ffff) as u32, handler),
-                WAKE => self.on_wake(cqe),
+                RECV => self.on_recv(&cqe, app, now, first),
+                SEND => self.on_send(&cqe, app),
+                WAKE => self.on_wake(&cqe),
                 MSG_WAKE => self.counters.ring_wakes += 1,
                 MSG_SENT if cqe.result() < 0 => {
                     self.counters.msg_ring_fallbacks += 1;
@@ -546,37 +685,38 @@ impl Shard {
                 _ => {}
             }
         }
-        for to in self.failed_wakes.drain(..) {
-            mesh.wake_directly(to);
-        }
-        cqes.clear();
-        self.cqes = cqes;
-        result
     }
 
+    /// A receive completion. A failure the loop cannot continue after (no multishot receive
+    /// on this kernel) is left in `self.fatal`.
     fn on_recv<H: Handler>(
         &mut self,
         cqe: &cqueue::Entry,
-        handler: &mut H,
-        mesh: &mut MeshEnd<H::Message>,
+        app: &mut App<'_, H>,
         now: Instant,
         first: bool,
-    ) -> Result<(), ShardError> {
+    ) {
         let flags = cqe.flags();
-        if !cqueue::more(flags) {
-            self.recv_armed = false;
-        }
         let res = cqe.result();
+        if !cqueue::more(flags) {
+            self.recv.set_armed(false);
+            // Ended with a datagram rather than an error: the kernel ends a multishot recvmsg
+            // whenever the socket returns 0 bytes, i.e. on every empty datagram
+            // (docs/DECISIONS.md D13). Re-arm before this pass ends.
+            self.rearm_now = res >= 0 && !self.stopping;
+        }
         if res < 0 {
             match -res {
                 libc::ENOBUFS => self.counters.enobufs += 1,
                 libc::ECANCELED if self.stopping => {}
                 libc::EINVAL if first && self.counters.datagrams_in == 0 => {
-                    return Err(SetupError::MultishotRecv {
-                        source: io::Error::from_raw_os_error(-res),
-                        kernel: self.report.kernel.clone(),
-                    }
-                    .into());
+                    self.fatal = Some(
+                        SetupError::MultishotRecv {
+                            source: io::Error::from_raw_os_error(-res),
+                            kernel: self.report.kernel.clone(),
+                        }
+                        .into(),
+                    );
                 }
                 errno => {
                     self.counters.recv_errors += 1;
@@ -590,38 +730,36 @@ impl Shard {
                     }
                 }
             }
-            return Ok(());
+            return;
         }
-        let Some(bufs) = self.bufs.as_mut() else {
-            return Ok(());
-        };
-        let Some(bid) = cqueue::buffer_select(flags).filter(|b| bufs.contains(*b)) else {
+        let Some(held) = cqueue::buffer_select(flags).and_then(|bid| self.recv.take(bid)) else {
             self.counters.recv_errors += 1;
-            return Ok(());
+            return;
         };
-        let data = bufs.buffer(bid, res as usize);
-        match RecvMsgOut::parse(data, &self.recv_hdr) {
+        match self.recv.datagram(&held, res as usize) {
             Err(()) => self.counters.recv_errors += 1,
             Ok(msg) if msg.is_payload_truncated() => self.counters.recv_truncated += 1,
-            Ok(msg) => match sockaddr::parse(msg.name_data()) {
-                None => self.counters.recv_bad_address += 1,
-                Some(peer) => {
+            Ok(msg) => match (sockaddr::parse(msg.name_data()), app) {
+                (None, _) => self.counters.recv_bad_address += 1,
+                (Some(peer), Some((handler, mesh))) => {
                     let payload = msg.payload_data();
                     self.counters.datagrams_in += 1;
                     self.counters.bytes_in += payload.len() as u64;
+                    self.counters.recv_empty += u64::from(payload.is_empty());
                     let mut ctx = ctx!(self, now, mesh);
                     handler.on_datagram(peer, payload, &mut ctx);
                 }
+                (Some(_), None) => self.counters.recv_discarded += 1,
             },
         }
-        bufs.push(bid);
-        Ok(())
+        self.recv.give_back(held);
     }
 
-    fn on_send<H: Handler>(&mut self, cqe: &cqueue::Entry, slot: u32, handler: &mut H) {
-        if !self.slots.contains(slot) {
+    fn on_send<H: Handler>(&mut self, cqe: &cqueue::Entry, app: &mut App<'_, H>) {
+        let Ok(tag) = self.slots.complete(cqe.user_data() & !KIND_MASK) else {
+            self.counters.send_unknown_completions += 1;
             return;
-        }
+        };
         let res = cqe.result();
         let result = if res < 0 {
             self.counters.send_error(-res);
@@ -631,9 +769,9 @@ impl Shard {
             self.counters.bytes_out += res as u64;
             Ok(res as usize)
         };
-        let tag = self.slots.tag(slot);
-        self.slots.release(slot);
-        if tag != 0 {
+        if tag != 0
+            && let Some((handler, _)) = app
+        {
             handler.on_send_complete(tag, result);
         }
     }
@@ -651,10 +789,8 @@ impl Shard {
 
     /// Hands recycled buffers to the kernel and re-arms whatever ended.
     fn refill(&mut self) -> Result<(), ShardError> {
-        if let Some(bufs) = self.bufs.as_ref() {
-            bufs.publish();
-        }
-        if !self.recv_armed && !self.stopping {
+        self.recv.publish();
+        if !self.recv.armed() && !self.stopping {
             self.counters.recv_rearms += 1;
             self.arm_recv()?;
         }

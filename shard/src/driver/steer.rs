@@ -6,16 +6,19 @@
 //! owner is the single byte at **offset 4** (`docs/PROTOCOL.md` §2, §3). Byte 0 is
 //! `version << 4 | type`; a Hello (type 1) is the only message without a CID (its byte 4 is
 //! zero), so it is left to the kernel's 4-tuple hash, which spreads new clients over the
-//! shards. For a UDP socket the kernel runs the program with the UDP payload at offset 0.
+//! shards. For a UDP socket the kernel runs the program with the UDP payload at offset 0 and
+//! the payload's length as the packet length.
 //!
 //! ```text
-//!  0: ldb  [0]             ; A = byte 0 (version | type)
-//!  1: and  #0x0f           ; A = message type
-//!  2: jeq  #1, 6           ; Hello: no CID, use the hash
-//!  3: ldb  [4]             ; A = owning shard index
-//!  4: jge  #shards, 6      ; not one of ours: use the hash
-//!  5: ret  a               ; socket A of the group
-//!  6: ret  #0xffffffff     ; out of range: the kernel falls back to its 4-tuple hash
+//!  0: ld   len             ; A = datagram length
+//!  1: jge  #12, 0, 8       ; shorter than type + CID (12 bytes): use the hash
+//!  2: ldb  [0]             ; A = byte 0 (version | type)
+//!  3: and  #0x0f           ; A = message type
+//!  4: jeq  #1, 8           ; Hello: no CID, use the hash
+//!  5: ldb  [4]             ; A = owning shard index
+//!  6: jge  #shards, 8      ; not one of ours: use the hash
+//!  7: ret  a               ; socket A of the group
+//!  8: ret  #0xffffffff     ; out of range: the kernel falls back to its 4-tuple hash
 //! ```
 //!
 //! **What the kernel does with the result** (`net/core/sock_reuseport.c`): `run_bpf_filter`
@@ -26,10 +29,11 @@
 //! socket the hash picks for that 4-tuple once the program is detached.
 //!
 //! **Short datagrams.** A classic-BPF load past the end of the packet ends the program with
-//! return value 0 (`convert_bpf_ld_abs` in `net/core/filter.c`). So a datagram of 1 to 4 bytes
-//! whose type is not Hello, and any empty datagram, goes to **socket 0**; a 1–4 byte datagram
-//! whose low nibble is 1 is hashed like a Hello. Either way the receiving shard drops it
-//! (`Truncated`).
+//! return value 0 (`convert_bpf_ld_abs` in `net/core/filter.c`), which would send every runt
+//! to **socket 0**: a flood of short datagrams from many sources would all land on one shard.
+//! So the program checks the length first and leaves anything shorter than the 12 bytes that
+//! hold the type and the CID to the kernel's hash; no load ever reads past the end. The
+//! receiving shard drops such a datagram (`Truncated`).
 //!
 //! **Why steering survives NAT rebinding.** The kernel's default choice hashes the 4-tuple, so
 //! a peer whose NAT mapping changes (new source port or address) would hash to some other
@@ -57,6 +61,8 @@ const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = libc::SO_ATTACH_REUSEPORT_CBPF;
 /// `SO_DETACH_REUSEPORT_BPF` (`include/uapi/asm-generic/socket.h`: 68, Linux 5.8+).
 const SO_DETACH_REUSEPORT_BPF: libc::c_int = libc::SO_DETACH_REUSEPORT_BPF;
 
+/// The shortest datagram the program reads: byte 0 (type) and the 8-byte CID at offset 4.
+const MIN_STEERED_LEN: u32 = 12;
 /// Offset of the message type (low nibble) in every datagram.
 const TYPE_OFFSET: u32 = 0;
 /// Offset of the byte that names the owning shard: the top byte of the 8-byte CID.
@@ -92,29 +98,34 @@ const fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
 /// The steering program for a group of `shards` sockets (`docs/PROTOCOL.md` §2):
 ///
 /// ```text
-///  0: ldb  [0]             ; A = byte 0 (version | type)
-///  1: and  #0x0f           ; A = message type
-///  2: jeq  #1, 6           ; Hello: no CID, use the hash
-///  3: ldb  [4]             ; A = owning shard index
-///  4: jge  #shards, 6      ; not one of ours: use the hash
-///  5: ret  a               ; socket A of the group
-///  6: ret  #0xffffffff     ; out of range: the kernel falls back to its 4-tuple hash
+///  0: ld   len             ; A = datagram length
+///  1: jge  #12, 0, 8       ; shorter than type + CID (12 bytes): use the hash
+///  2: ldb  [0]             ; A = byte 0 (version | type)
+///  3: and  #0x0f           ; A = message type
+///  4: jeq  #1, 8           ; Hello: no CID, use the hash
+///  5: ldb  [4]             ; A = owning shard index
+///  6: jge  #shards, 8      ; not one of ours: use the hash
+///  7: ret  a               ; socket A of the group
+///  8: ret  #0xffffffff     ; out of range: the kernel falls back to its 4-tuple hash
 /// ```
 ///
-/// Every Hello, and every datagram whose byte 4 is `shards` or more, is left to the kernel's
-/// 4-tuple hash. A datagram too short to have a byte 4 (and not a Hello) goes to socket 0.
+/// Every Hello, every datagram shorter than 12 bytes and every datagram whose byte 4 is
+/// `shards` or more is left to the kernel's 4-tuple hash.
 pub fn steering_program(shards: u16) -> Vec<libc::sock_filter> {
     use libc::{
-        BPF_A, BPF_ABS, BPF_ALU, BPF_AND, BPF_B, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_K, BPF_LD, BPF_RET,
+        BPF_A, BPF_ABS, BPF_ALU, BPF_AND, BPF_B, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_K, BPF_LD, BPF_LEN,
+        BPF_RET, BPF_W,
     };
     vec![
-        /* 0 */ stmt(BPF_LD | BPF_B | BPF_ABS, TYPE_OFFSET),
-        /* 1 */ stmt(BPF_ALU | BPF_AND | BPF_K, TYPE_MASK),
-        /* 2 */ jump(BPF_JMP | BPF_JEQ | BPF_K, TYPE_HELLO, 3, 0),
-        /* 3 */ stmt(BPF_LD | BPF_B | BPF_ABS, SHARD_OFFSET),
-        /* 4 */ jump(BPF_JMP | BPF_JGE | BPF_K, u32::from(shards), 1, 0),
-        /* 5 */ stmt(BPF_RET | BPF_A, 0),
-        /* 6 */ stmt(BPF_RET | BPF_K, USE_HASH),
+        /* 0 */ stmt(BPF_LD | BPF_W | BPF_LEN, 0),
+        /* 1 */ jump(BPF_JMP | BPF_JGE | BPF_K, MIN_STEERED_LEN, 0, 6),
+        /* 2 */ stmt(BPF_LD | BPF_B | BPF_ABS, TYPE_OFFSET),
+        /* 3 */ stmt(BPF_ALU | BPF_AND | BPF_K, TYPE_MASK),
+        /* 4 */ jump(BPF_JMP | BPF_JEQ | BPF_K, TYPE_HELLO, 3, 0),
+        /* 5 */ stmt(BPF_LD | BPF_B | BPF_ABS, SHARD_OFFSET),
+        /* 6 */ jump(BPF_JMP | BPF_JGE | BPF_K, u32::from(shards), 1, 0),
+        /* 7 */ stmt(BPF_RET | BPF_A, 0),
+        /* 8 */ stmt(BPF_RET | BPF_K, USE_HASH),
     ]
 }
 
@@ -126,7 +137,7 @@ pub fn steering_program(shards: u16) -> Vec<libc::sock_filter> {
 pub fn attach_steering(socket: &UdpSocket, shards: u16) -> io::Result<()> {
     let mut program = steering_program(shards);
     let fprog = libc::sock_fprog {
-        // Seven instructions: always fits.
+        // Nine instructions: always fits.
         len: program.len() as libc::c_ushort,
         filter: program.as_mut_ptr(),
     };
@@ -187,11 +198,11 @@ mod tests {
     const HELLO: u8 = 0x11;
 
     /// A minimal classic-BPF interpreter for the instructions the program uses, with the
-    /// kernel's rule that a load past the end returns 0.
-    fn run(program: &[libc::sock_filter], packet: &[u8]) -> u32 {
+    /// kernel's rule that a load past the end returns 0. Counts loads past the end in `oob`.
+    fn run_counting(program: &[libc::sock_filter], packet: &[u8], oob: &mut u32) -> u32 {
         use libc::{
             BPF_A, BPF_ABS, BPF_ALU, BPF_AND, BPF_B, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_K, BPF_LD,
-            BPF_RET,
+            BPF_LEN, BPF_RET, BPF_W,
         };
         let mut a: u32 = 0;
         let mut pc = 0;
@@ -199,10 +210,15 @@ mod tests {
             let insn = program[pc];
             let code = u32::from(insn.code);
             pc += 1;
-            if code == BPF_LD | BPF_B | BPF_ABS {
+            if code == BPF_LD | BPF_W | BPF_LEN {
+                a = packet.len() as u32;
+            } else if code == BPF_LD | BPF_B | BPF_ABS {
                 match packet.get(insn.k as usize) {
                     Some(b) => a = u32::from(*b),
-                    None => return 0,
+                    None => {
+                        *oob += 1;
+                        return 0;
+                    }
                 }
             } else if code == BPF_ALU | BPF_AND | BPF_K {
                 a &= insn.k;
@@ -223,10 +239,19 @@ mod tests {
         }
     }
 
+    fn run(program: &[libc::sock_filter], packet: &[u8]) -> u32 {
+        let mut oob = 0;
+        let verdict = run_counting(program, packet, &mut oob);
+        assert_eq!(oob, 0, "the program read past the end of {packet:02x?}");
+        verdict
+    }
+
     #[test]
     fn program_encoding_matches_tcpdump() {
         // What `tcpdump -dd` prints for the same listing with N = 4.
-        let expected: [(u16, u8, u8, u32); 7] = [
+        let expected: [(u16, u8, u8, u32); 9] = [
+            (0x80, 0, 0, 0x0000_0000),
+            (0x35, 0, 6, 0x0000_000c),
             (0x30, 0, 0, 0x0000_0000),
             (0x54, 0, 0, 0x0000_000f),
             (0x15, 3, 0, 0x0000_0001),
@@ -258,12 +283,17 @@ mod tests {
                 assert_eq!(run(&p, &dgram), want, "type {ty} owner {owner}");
             }
         }
-        // Short datagrams: the load of byte 4 (or byte 0) fails and the program returns 0,
-        // unless byte 0 says Hello.
-        for len in 0..5 {
-            assert_eq!(run(&p, &[DATA, 9, 9, 9][..len.min(4)]), 0, "len {len}");
+        // Shorter than 12 bytes: hashed whatever the bytes say, and never read (`run` fails on
+        // a load past the end).
+        for len in 0..12 {
+            for byte0 in [DATA, HELLO, 0x00, 0xff] {
+                let d = [byte0, 9, 9, 9, 1, 0, 0, 0, 0, 0, 0, 0];
+                assert_eq!(run(&p, &d[..len]), USE_HASH, "len {len}, byte 0 {byte0:#x}");
+            }
         }
-        assert_eq!(run(&p, &[HELLO, 0, 0]), USE_HASH);
+        // From 12 bytes on, byte 4 decides.
+        let d = [DATA, 9, 9, 9, 1, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(run(&p, &d), 1);
         // One shard: everything not for shard 0 hashes. 256 shards: every byte is in range.
         dgram[0] = DATA;
         dgram[4] = 1;
@@ -444,18 +474,24 @@ mod tests {
     }
 
     #[test]
-    fn short_datagrams_land_on_socket_0() {
+    fn short_datagrams_are_hashed_not_sent_to_socket_0() {
         let Some((group, addr)) = group(true) else {
             return;
         };
-        // From many ports, so that a hash would not put them all on one socket.
-        for len in [0usize, 1, 3, 4] {
-            let hit = spread(&group, addr, 16, |_| [DATA, 2, 2, 2][..len].to_vec());
-            assert_eq!(hit, BTreeSet::from([0]), "{len}-byte datagram");
+        // From many ports, so that the hash spreads them; a program that read past the end
+        // would return 0 and put every one on socket 0.
+        for len in [0usize, 1, 4, 5, 11] {
+            let d = [DATA, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0];
+            let hit = spread(&group, addr, 32, |_| d[..len].to_vec());
+            assert!(hit.len() > 1, "{len}-byte datagrams all landed on {hit:?}");
         }
-        // A short datagram that says Hello never reaches the load of byte 4: it is hashed.
-        let hit = spread(&group, addr, 32, |_| vec![HELLO, 2, 2]);
-        assert!(hit.len() > 1, "3-byte Hellos all landed on {hit:?}");
+        // The same from one 4-tuple lands where the plain hash sends it; 12 bytes are steered.
+        let from = client();
+        let hello = land(&group, addr, &from, &datagram(HELLO, 0, 1));
+        let runt = [DATA, 2, 2, 2, 2, 0, 0, 0, 0, 0, 7];
+        assert_eq!(land(&group, addr, &from, &runt), hello);
+        let twelve = [DATA, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 8];
+        assert_eq!(land(&group, addr, &from, &twelve), 2);
     }
 
     #[test]

@@ -450,21 +450,18 @@ impl Sim {
 }
 
 /// The reuseport steering rule, as the driver's classic-BPF program
-/// (`driver::steering_program`) implements it: Hellos by source-address hash (standing in for
-/// the kernel's 4-tuple hash), everything else by byte 4 (the owner's shard index) when it
-/// names an existing shard, by hash when it does not, and runts too short to have a byte 4 to
-/// shard 0 (the program's failed load returns 0).
+/// (`driver::steering_program`) implements it: datagrams shorter than 12 bytes (type and CID)
+/// and Hellos by source-address hash (standing in for the kernel's 4-tuple hash), everything
+/// else by byte 4 (the owner's shard index) when it names an existing shard, by hash when it
+/// does not.
 #[must_use]
 pub fn steer(bytes: &[u8], from: SocketAddr, n_shards: u16) -> u16 {
-    let Some(&version_type) = bytes.first() else {
-        return 0;
-    };
-    if version_type & 0x0f == MsgType::Hello as u8 {
-        return connect_shard(from, n_shards);
-    }
-    match bytes.get(4).map(|b| u16::from(*b)) {
-        None => 0,
-        Some(owner) if owner < n_shards => owner,
-        Some(_) => connect_shard(from, n_shards),
+    match bytes {
+        [version_type, _, _, _, owner, _, _, _, _, _, _, _, ..]
+            if version_type & 0x0f != MsgType::Hello as u8 && u16::from(*owner) < n_shards =>
+        {
+            u16::from(*owner)
+        }
+        _ => connect_shard(from, n_shards),
     }
 }

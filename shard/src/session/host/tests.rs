@@ -4,8 +4,8 @@
 
 use super::*;
 use crate::counters::Counters;
+use crate::driver::SendSlots;
 use crate::mesh::{MeshConfig, MeshEnd, SharedWake};
-use crate::sendq::SendSlots;
 use crate::timer::Timers;
 
 struct Quiet;
@@ -94,19 +94,15 @@ impl Rig {
     /// Submits and completes every staged send, as the kernel would; returns the datagrams.
     fn complete_sends(&mut self, host: &mut impl Handler) -> Vec<(SocketAddr, Vec<u8>)> {
         let mut sent = Vec::new();
-        let mut n = 0;
-        while let Some(slot) = self.slots.next_staged(n) {
-            sent.push((
-                self.slots.addr(slot).as_socket().unwrap(),
-                self.slots.payload(slot).to_vec(),
-            ));
-            n += 1;
+        let mut tokens = Vec::new();
+        while let Some((_, token)) = self.slots.staged(tokens.len()) {
+            let (to, bytes) = self.slots.staged_datagram(tokens.len());
+            sent.push((to.unwrap(), bytes));
+            tokens.push(token);
         }
-        let staged: Vec<u32> = (0..n).filter_map(|i| self.slots.next_staged(i)).collect();
-        self.slots.mark_submitted(n);
-        for (slot, (_, bytes)) in staged.into_iter().zip(&sent) {
-            let tag = self.slots.tag(slot);
-            self.slots.release(slot);
+        self.slots.mark_submitted(tokens.len());
+        for (token, (_, bytes)) in tokens.into_iter().zip(&sent) {
+            let tag = self.slots.complete(token).unwrap();
             host.on_send_complete(tag, Ok(bytes.len()));
         }
         sent
