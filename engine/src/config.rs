@@ -125,6 +125,7 @@ impl Default for Config {
 
 /// A config that cannot be used. Each variant names the key and what is allowed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
     #[error("cannot read config {path}: {source}")]

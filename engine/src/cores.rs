@@ -14,6 +14,7 @@ pub enum Cores {
 
 /// Why a core selection is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CoreError {
     /// A listed CPU is not in the process's affinity mask.
     #[error("CPU {core} is outside this process's affinity mask {mask:?}")]

@@ -6,8 +6,8 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 use ringwire::apps::SockperfServer;
+use ringwire::kernel::available_or_explain;
 use ringwire::{Engine, EngineConfig};
-use ringwire_shard::driver::available_or_explain;
 
 #[test]
 fn an_empty_datagram_gets_no_reply_and_is_counted() {

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use common::os::{self, HANG};
 use common::{kernel_drops, parked, sends_asked};
 use ringwire::Engine;
+use ringwire::ShardStats;
 use ringwire::apps::{Echo, SockperfServer};
-use ringwire_shard::ShardStats;
-use ringwire_shard::driver::available_or_explain;
+use ringwire::kernel::available_or_explain;
 
 /// Whether a thread with this id still exists in this process.
 fn thread_alive(tid: u64) -> bool {

@@ -7,10 +7,10 @@ mod common;
 use std::net::{SocketAddr, UdpSocket};
 
 use common::HANG;
+use ringwire::WakeMechanism;
+use ringwire::kernel::available_or_explain;
+use ringwire::mesh::{Lane, MeshSendError};
 use ringwire::{Ctx, Engine, Handler};
-use ringwire_shard::WakeMechanism;
-use ringwire_shard::driver::available_or_explain;
-use ringwire_shard::mesh::{Lane, MeshConfig, MeshSendError};
 
 enum Msg {
     /// Bulk payload, numbered.
@@ -119,11 +119,9 @@ fn flood(msg_ring_wake: bool) {
     } else {
         WakeMechanism::Eventfd
     };
-    config.mesh = MeshConfig {
-        control_capacity: 8,
-        data_capacity: 512,
-        data_batch: 32,
-    };
+    config.mesh.control_capacity = 8;
+    config.mesh.data_capacity = 512;
+    config.mesh.data_batch = 32;
     let engine = Engine::start(&config, |_| Flood {
         in_order: true,
         ..Flood::default()

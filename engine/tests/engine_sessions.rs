@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use common::{HANG, os};
 use ringwire::apps::Relay;
 use ringwire::apps::relay::RelayMsg;
+use ringwire::kernel::available_or_explain;
+use ringwire::session::client::ClientPool;
+use ringwire::session::{ConnId, EndpointConfig, Event, shard_of};
+use ringwire::session::{Placement, SessionClock, SessionHost};
 use ringwire::{Engine, EngineConfig, EngineHandle, EngineReport, ReportRequest};
-use ringwire_shard::driver::available_or_explain;
-use ringwire_shard::session::client::ClientPool;
-use ringwire_shard::session::{ConnId, EndpointConfig, Event, shard_of};
-use ringwire_shard::session::{Placement, SessionClock, SessionHost};
 
 const SESSIONS: usize = 1000;
 

@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 
 use ringwire::apps::SessionEcho;
 use ringwire::engine::thread_name;
+use ringwire::kernel::available_or_explain;
+use ringwire::session::client::ClientPool;
+use ringwire::session::{EndpointConfig, Event, Placement, SessionClock, SessionHost};
 use ringwire::{
     Ctx, Engine, EngineConfig, EngineError, EngineEvent, Handler, ReportError, ReportRequest,
     ShardConfig,
 };
-use ringwire_shard::driver::available_or_explain;
-use ringwire_shard::session::client::ClientPool;
-use ringwire_shard::session::{EndpointConfig, Event, Placement, SessionClock, SessionHost};
 
 /// How long a test waits for something that must happen before it fails instead of hanging.
 /// Never a claim about speed.

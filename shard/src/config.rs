@@ -95,6 +95,7 @@ impl Default for ShardConfig {
 /// A shard setting outside its allowed range; names the setting and what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid shard setting `{key}` = {value}: allowed {allowed}")]
+#[non_exhaustive]
 pub struct ShardConfigError {
     /// The setting's name, as spelled in the TOML config.
     pub key: &'static str,

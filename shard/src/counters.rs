@@ -20,6 +20,7 @@ macro_rules! counters {
     ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
         /// A shard's counters at one moment. Every field counts events since the shard started.
         #[derive(Debug, Clone, Default, PartialEq, Eq)]
+        #[non_exhaustive]
         pub struct ShardStats {
             /// Which shard these counters belong to.
             pub shard: usize,

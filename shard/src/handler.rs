@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use crate::counters::Counters;
 use crate::driver::{Refused, SendSlots};
-use crate::mesh::{Lane, MeshEnd, MeshSendError};
+use crate::mesh::MeshEnd;
+pub use crate::mesh::{Lane, MeshSendError};
 use crate::report::ReportRequest;
 use crate::timer::{TimerError, TimerId, Timers};
 
@@ -19,6 +20,7 @@ use crate::timer::{TimerError, TimerId, Timers};
 /// dropped without the caller being told and a counter moving.
 #[must_use = "a send can be refused; handle or count the outcome"]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SendOutcome {
     /// Copied into a send slot; it is submitted to the kernel with this loop turn's batch and its
     /// completion is checked (failures are counted by errno in the shard's stats).
@@ -61,9 +63,10 @@ pub trait Handler {
         let _ = (token, ctx);
     }
 
-    /// A send queued with [`Ctx::send_to_tagged`] completed: `Ok(bytes)` or `Err(errno)`.
-    /// (Every completion is also counted in the shard's stats.)
-    fn on_send_complete(&mut self, tag: u64, result: Result<usize, i32>) {
+    /// A send queued with [`Ctx::send_to_tagged`] completed: `Ok(bytes sent)` or the kernel's
+    /// error (`raw_os_error()` is its errno). Every completion is also counted in the shard's
+    /// stats, failures by errno.
+    fn on_send_complete(&mut self, tag: u64, result: std::io::Result<usize>) {
         let _ = (tag, result);
     }
 

@@ -53,6 +53,7 @@ impl fmt::Display for Lane {
 
 /// Ring sizes and the per-turn data batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MeshConfig {
     /// Capacity of each control ring.
     pub control_capacity: usize,
@@ -74,6 +75,7 @@ impl Default for MeshConfig {
 
 /// Why [`MeshEnd::send`] did not send; every case hands the item back.
 #[derive(PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MeshSendError<T> {
     /// The lane is full (counted).
     Full(T),
@@ -104,6 +106,7 @@ impl<T> fmt::Debug for MeshSendError<T> {
 
 /// Counters of one outbound lane (this shard to `to`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LaneStats {
     /// Sending shard.
     pub from: usize,

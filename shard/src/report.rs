@@ -89,6 +89,7 @@ impl ReportRequest {
 
 /// One page of keys chosen by [`ReportRequest::page`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Page {
     /// The keys to write, in ascending order.
     pub keys: Vec<u64>,
@@ -98,6 +99,7 @@ pub struct Page {
 
 /// One shard's answer to a report request.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ShardReport {
     /// The shard that wrote it.
     pub shard: usize,

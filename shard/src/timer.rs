@@ -26,6 +26,7 @@ pub struct TimerId(u64);
 
 /// Why a timer could not be scheduled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TimerError {
     /// The shard already holds its configured maximum of live timers.
     #[error("timer table full ({capacity} live timers)")]

@@ -27,7 +27,7 @@ impl Handler for EchoThenPanic {
         let _counted = ctx.send_to_tagged(peer, payload, self.sent);
     }
 
-    fn on_send_complete(&mut self, tag: u64, _result: Result<usize, i32>) {
+    fn on_send_complete(&mut self, tag: u64, _result: std::io::Result<usize>) {
         assert_ne!(tag, self.panic_at_send, "the handler panics on purpose");
     }
 }

@@ -6,8 +6,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use ringwire::mesh::Lane;
 use ringwire::{Ctx, FactoryError, Handler, ReportRequest, ShardInfo};
-use ringwire_shard::mesh::Lane;
 
 /// Wraps every handler the factory builds in [`PanicOn`] with `trigger`.
 pub fn wrap<F, H>(
@@ -61,7 +61,7 @@ impl<H: Handler> Handler for PanicOn<H> {
         self.inner.on_timer(token, ctx);
     }
 
-    fn on_send_complete(&mut self, tag: u64, result: Result<usize, i32>) {
+    fn on_send_complete(&mut self, tag: u64, result: std::io::Result<usize>) {
         self.inner.on_send_complete(tag, result);
     }
 

@@ -60,6 +60,7 @@ impl ShardSlot {
 
 /// Every shard's exit, in shard order.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct EngineReport {
     /// Each shard's final counters and whether it drained.
     pub shards: Vec<ShardExit>,

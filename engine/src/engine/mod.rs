@@ -46,6 +46,7 @@ use self::shard_thread::{Msg, ShardStart};
 
 /// What a handler factory learns about the shard it builds a handler for.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct ShardInfo {
     /// This shard's index.
     pub index: usize,

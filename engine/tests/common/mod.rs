@@ -3,8 +3,8 @@
 
 use std::net::SocketAddr;
 
+use ringwire::ShardStats;
 use ringwire::{EngineConfig, EngineHandle, EngineReport};
-use ringwire_shard::ShardStats;
 
 /// `/proc` observables (parked threads, loopback drops), shared with the shard's tests.
 #[path = "../../../shard/tests/common/os.rs"]

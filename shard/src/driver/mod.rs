@@ -106,6 +106,7 @@ impl Handler for Discard {
 
 /// Why a shard stopped with an error.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ShardError {
     /// The shard's settings are out of range.
     #[error(transparent)]
@@ -123,6 +124,7 @@ pub enum ShardError {
 
 /// How a shard ended.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ShardExit {
     /// Final counters.
     pub stats: ShardStats,
@@ -763,7 +765,7 @@ impl Shard {
         let res = cqe.result();
         let result = if res < 0 {
             self.counters.send_error(-res);
-            Err(-res)
+            Err(io::Error::from_raw_os_error(-res))
         } else {
             self.counters.datagrams_out += 1;
             self.counters.bytes_out += res as u64;

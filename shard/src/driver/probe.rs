@@ -12,6 +12,7 @@ use io_uring::{IoUring, Probe, opcode};
 
 /// Why a shard's io_uring could not be set up.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SetupError {
     /// `kernel.io_uring_disabled` forbids io_uring for this process.
     #[error(
@@ -96,6 +97,7 @@ pub enum SetupError {
 
 /// Which task-running mode the ring was created with (best first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RingMode {
     /// `SINGLE_ISSUER | DEFER_TASKRUN | COOP_TASKRUN` (Linux 6.1+).
     DeferTaskrun,
@@ -120,6 +122,7 @@ impl fmt::Display for RingMode {
 
 /// What the start-up probe found.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ProbeReport {
     /// The running kernel's release (`/proc/sys/kernel/osrelease`).
     pub kernel: String,

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::handler::{Ctx, Handler, SendOutcome as SlotOutcome};
-use crate::mesh::{Lane, MeshSendError};
+use crate::handler::{Lane, MeshSendError};
 use crate::report::ReportRequest;
 use crate::session::{
     CloseOutcome, CloseReason, Closer, ConnId, ConnectError, Endpoint, EndpointConfig,
@@ -564,7 +564,7 @@ impl<A: SessionApp> Handler for SessionHost<A> {
         self.pump(ctx);
     }
 
-    fn on_send_complete(&mut self, tag: u64, result: Result<usize, i32>) {
+    fn on_send_complete(&mut self, tag: u64, result: std::io::Result<usize>) {
         self.ep.on_send_completed(ConnId(tag), result.is_ok());
     }
 

@@ -15,6 +15,7 @@ pub use msg::RelayMsg;
 
 /// Relay counters for one shard.
 #[derive(Debug, Default, Clone, Copy)]
+#[non_exhaustive]
 pub struct RelayStats {
     /// Messages forwarded to a session on this shard.
     pub forwarded_local: u64,

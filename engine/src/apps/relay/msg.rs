@@ -58,6 +58,7 @@ pub enum RelayMsg<'a> {
 
 /// Why a relay message could not be decoded or encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RelayError {
     /// The input was empty.
     #[error("empty relay message")]
