@@ -12,6 +12,8 @@
 //! - [`callgrind`]: instructions per request from callgrind runs.
 //! - [`sockperf`]: parsing the sockperf client's output.
 //! - [`report`] and [`plot`]: `docs/BENCHMARKS.md` and its latency SVG.
+//! - [`validity`]: which cells may be reported (the client kept its
+//!   schedule) and when a run is quiet.
 //! - [`sys`]: the few Linux calls both need (rlimits, per-thread CPU time,
 //!   batched socket I/O, epoll, pinning, stop signals).
 
@@ -26,6 +28,7 @@ pub mod rings;
 pub mod server;
 pub mod sockperf;
 pub mod sys;
+pub mod validity;
 
 /// What every subcommand's `run` returns; the binary prints the error and
 /// exits with status 1.
