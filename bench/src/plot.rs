@@ -160,16 +160,18 @@ pub fn svg(runs: &Runs) -> Result<String, Error> {
         chart
             .draw_series(LineSeries::new(
                 [(0.0, limit), (x_max, limit)],
-                RED.stroke_width(1),
+                LIMIT.stroke_width(1),
             ))
             .map_err(|e| e.to_string())?
             .label(format!(
-                "client lag p99 limit ({})",
+                "client lag p99 limit ({}): crosses above it are invalid cells",
                 validity::duration_us(limit)
             ))
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], LIMIT));
+        style_key(&mut chart)?;
         for (i, s) in all.iter().enumerate() {
-            draw_series(&mut chart, s, Palette99::pick(i).to_rgba(), (y_min, y_max))?;
+            let color = SERVER_COLORS[i % SERVER_COLORS.len()].to_rgba();
+            draw_series(&mut chart, s, color, (y_min, y_max))?;
         }
         chart
             .configure_series_labels()
@@ -183,6 +185,22 @@ pub fn svg(runs: &Runs) -> Result<String, Error> {
     Ok(text)
 }
 
+/// The validity limit's colour; no server uses it.
+const LIMIT: RGBColor = RGBColor(214, 39, 40);
+
+/// Server colours (Tableau 10 without its red), in run order.
+const SERVER_COLORS: [RGBColor; 9] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
 type Chart<'a, 'b> = ChartContext<
     'a,
     SVGBackend<'b>,
@@ -192,24 +210,64 @@ type Chart<'a, 'b> = ChartContext<
     >,
 >;
 
-fn draw_series(
-    chart: &mut Chart<'_, '_>,
+/// Legend entries, in black, for what each line style means (the servers
+/// then get one entry each, in their colour).
+fn style_key<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>) -> Result<(), Error> {
+    let none = std::iter::empty::<Circle<(f64, f64), i32>>;
+    chart
+        .draw_series(none())
+        .map_err(|e| e.to_string())?
+        .label("p50 (solid)")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
+    chart
+        .draw_series(none())
+        .map_err(|e| e.to_string())?
+        .label("p99 (dashed)")
+        .legend(|(x, y)| {
+            EmptyElement::at((x, y))
+                + PathElement::new(vec![(0, 0), (7, 0)], BLACK)
+                + PathElement::new(vec![(12, 0), (19, 0)], BLACK)
+        });
+    chart
+        .draw_series(none())
+        .map_err(|e| e.to_string())?
+        .label("saturation, closed loop (dotted vertical)")
+        .legend(|(x, y)| {
+            EmptyElement::at((x, y))
+                + PathElement::new(vec![(0, 0), (3, 0)], BLACK)
+                + PathElement::new(vec![(8, 0), (11, 0)], BLACK)
+                + PathElement::new(vec![(16, 0), (19, 0)], BLACK)
+        });
+    chart
+        .draw_series(none())
+        .map_err(|e| e.to_string())?
+        .label("client lag p99 of an open-loop cell (cross)")
+        .legend(|(x, y)| Cross::new((x + 10, y), 4, BLACK));
+    Ok(())
+}
+
+fn draw_series<'a, 'b: 'a>(
+    chart: &mut Chart<'a, 'b>,
     s: &Series,
     color: RGBAColor,
     (y_min, y_max): (f64, f64),
 ) -> Result<(), Error> {
-    let name = &s.name;
-    for (k, seg) in s.segments.iter().enumerate() {
+    let label = match s.saturation {
+        Some(sat) => format!("{} (saturation {sat:.0}/s)", s.name),
+        None => s.name.clone(),
+    };
+    chart
+        .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())
+        .map_err(|e| e.to_string())?
+        .label(label)
+        .legend(move |(x, y)| Rectangle::new([(x, y - 4), (x + 20, y + 4)], color.filled()));
+    for seg in &s.segments {
         let p50: Vec<(f64, f64)> = seg.iter().map(|p| (p.offered, p.p50.max(y_min))).collect();
         let p99: Vec<(f64, f64)> = seg.iter().map(|p| (p.offered, p.p99.max(y_min))).collect();
-        let a = chart
+        chart
             .draw_series(LineSeries::new(p50.clone(), color.stroke_width(2)))
             .map_err(|e| e.to_string())?;
-        if k == 0 {
-            a.label(format!("{name} p50"))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-        }
-        let b = chart
+        chart
             .draw_series(DashedLineSeries::new(
                 p99.clone(),
                 6,
@@ -217,11 +275,6 @@ fn draw_series(
                 color.stroke_width(1),
             ))
             .map_err(|e| e.to_string())?;
-        if k == 0 {
-            b.label(format!("{name} p99")).legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 8, y)], color.stroke_width(1))
-            });
-        }
         chart
             .draw_series(
                 p50.into_iter()
@@ -238,21 +291,15 @@ fn draw_series(
                 4,
                 color.stroke_width(1),
             ))
-            .map_err(|e| e.to_string())?
-            .label(format!("{name} saturation ({sat:.0}/s)"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 4, y)], color));
+            .map_err(|e| e.to_string())?;
     }
-    if !s.lag.is_empty() {
-        chart
-            .draw_series(
-                s.lag
-                    .iter()
-                    .map(|&(x, lag)| Cross::new((x, lag.max(y_min)), 4, color.stroke_width(1))),
-            )
-            .map_err(|e| e.to_string())?
-            .label(format!("{name} client lag p99"))
-            .legend(move |(x, y)| Cross::new((x + 10, y), 4, color));
-    }
+    chart
+        .draw_series(
+            s.lag
+                .iter()
+                .map(|&(x, lag)| Cross::new((x, lag.max(y_min)), 4, color.stroke_width(1))),
+        )
+        .map_err(|e| e.to_string())?;
     Ok(())
 }
 

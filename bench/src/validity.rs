@@ -116,11 +116,14 @@ impl fmt::Display for Machine {
     }
 }
 
-/// `850 us`, `18.6 ms`.
+/// `850 us`, `1.02 ms`, `18.6 ms`: enough digits near the limit that a
+/// lag just over it does not read as the limit itself.
 #[must_use]
 pub fn duration_us(us: f64) -> String {
-    if us >= 1000.0 {
+    if us >= 10_000.0 {
         format!("{:.1} ms", us / 1000.0)
+    } else if us >= 1000.0 {
+        format!("{:.2} ms", us / 1000.0)
     } else {
         format!("{us:.0} us")
     }

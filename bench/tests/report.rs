@@ -189,10 +189,13 @@ fn svg_has_every_server() {
     let svg = ringwire_bench::plot::svg(&runs).expect("svg");
     let _ = std::fs::remove_dir_all(&dir);
     assert!(svg.starts_with("<svg"), "{svg}");
-    for (name, _) in SERVERS {
-        assert!(svg.contains(&format!("{name} p50")), "{name}");
-        assert!(svg.contains(&format!("{name} p99")), "{name}");
+    for (name, sat) in SERVERS {
+        assert!(
+            svg.contains(&format!("{name} (saturation {sat:.0}/s)")),
+            "{name}"
+        );
     }
+    assert!(svg.contains("p50 (solid)") && svg.contains("p99 (dashed)"));
 }
 
 #[test]
@@ -217,26 +220,62 @@ fn proc_stat_lines_parse_with_odd_names() {
     assert_eq!(parse_stat("garbage", 100.0), None);
 }
 
+/// Threads of this process with these names, parked until the returned
+/// sender is dropped.
+fn named_threads(
+    names: &[&str],
+) -> (
+    std::sync::mpsc::Sender<()>,
+    Vec<std::thread::JoinHandle<()>>,
+) {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let handles = names
+        .iter()
+        .map(|name| {
+            let (rx, ready_tx) = (std::sync::Arc::clone(&rx), ready_tx.clone());
+            std::thread::Builder::new()
+                .name((*name).to_string())
+                .spawn(move || {
+                    // The name is set before this closure runs.
+                    let _ = ready_tx.send(());
+                    let _ = rx.lock().map(|rx| rx.recv());
+                })
+                .expect("spawn")
+        })
+        .collect();
+    for _ in names {
+        ready_rx.recv().expect("thread started");
+    }
+    (tx, handles)
+}
+
 #[test]
 fn own_named_thread_is_found_in_proc() {
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
-    let h = std::thread::Builder::new()
-        .name("rwbench-probe-thread".into())
-        .spawn(move || {
-            // The name is set before this closure runs.
-            let _ = ready_tx.send(());
-            let _ = rx.recv();
-        })
-        .expect("spawn");
-    ready_rx.recv().expect("thread started");
-    let threads =
-        ringwire_bench::sys::proc_stat::threads(std::process::id(), "rwbench-probe").expect("proc");
-    drop(tx);
-    let _ = h.join();
+    let (stop, handles) = named_threads(&["rwbench-probe-thread"]);
+    let threads = ringwire_bench::sys::proc_stat::threads(std::process::id(), &["rwbench-probe"])
+        .expect("proc");
+    drop(stop);
+    handles.into_iter().for_each(|h| drop(h.join()));
     assert_eq!(threads.len(), 1, "{threads:?}");
     // The kernel keeps 15 bytes of a thread name.
     assert_eq!(threads[0].comm, "rwbench-probe-t");
+}
+
+#[test]
+fn shard_threads_of_current_and_older_engines_are_both_sampled() {
+    let (stop, handles) = named_threads(&["rw-shard-0", "ringwire-shard-1", "rw-other"]);
+    let threads = ringwire_bench::sys::proc_stat::threads(
+        std::process::id(),
+        &ringwire_bench::engine::SHARD_COMM,
+    )
+    .expect("proc");
+    drop(stop);
+    handles.into_iter().for_each(|h| drop(h.join()));
+    let mut names: Vec<&str> = threads.iter().map(|t| t.comm.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["ringwire-shard-", "rw-shard-0"], "{threads:?}");
 }
 
 const ENGINE_LOG: &str = "ringwire: listening on 127.0.0.1:21003 app=echo shards=1 cores=[0] io_uring=x kernel=y

@@ -42,7 +42,7 @@ fn open_loop_is_invalid_only_past_the_p99_limit() {
     assert_eq!(late, Verdict::Late { p99_us: 18_600.0 });
     assert_eq!(
         late.to_string(),
-        "invalid: client 18.6 ms late at p99 (limit 1.0 ms)"
+        "invalid: client 18.6 ms late at p99 (limit 1.00 ms)"
     );
     // A late max with an on-time p99 is still valid: the rule is p99.
     let mut spiky = open(1000.0, 20.0, 900.0);
@@ -135,7 +135,7 @@ fn medians_use_only_the_rounds_in_which_a_cell_is_valid() {
     assert!(tokio.valid("open50").is_none());
     assert!(t.contains("| 30.0 / 120.0 (2 of 3 rounds valid) |"), "{t}");
     assert!(
-        t.contains("| **invalid: client 10.0 ms late at p99 (limit 1.0 ms)** |"),
+        t.contains("| **invalid: client 10.0 ms late at p99 (limit 1.00 ms)** |"),
         "{t}"
     );
 }
@@ -186,7 +186,7 @@ fn plot_takes_only_valid_open_loop_cells_and_marks_saturation_apart() {
     let tokio = s.iter().find(|s| s.name == "tokio").expect("tokio");
     assert!(tokio.segments.is_empty() && tokio.lag.is_empty());
     assert_eq!(tokio.saturation, None);
-    assert!(svg.contains("mmsg saturation (200000/s)"), "{svg}");
+    assert!(svg.contains("mmsg (saturation 200000/s)"), "{svg}");
     assert!(svg.contains("client lag p99 limit"), "{svg}");
 }
 
@@ -286,7 +286,7 @@ fn an_invalid_cell_is_marked_not_reported_and_not_compared() {
     };
     let tokio = row("| tokio | ");
     assert!(
-        tokio.contains("| **invalid: client 18.6 ms late at p99 (limit 1.0 ms)** |"),
+        tokio.contains("| **invalid: client 18.6 ms late at p99 (limit 1.00 ms)** |"),
         "{md}"
     );
     // tokio's open50 figures (p50 25 / p99 100) are not in its row.
