@@ -96,7 +96,9 @@ pub fn series(runs: &Runs) -> Vec<Series> {
         .collect()
 }
 
-/// Latency axis range (us) holding every point, lag and the limit.
+/// Latency axis range (us) holding every point, lag and the limit, with
+/// headroom on top (the log axis grows by 60%) where the legend goes, so it
+/// hides no data.
 fn y_range(all: &[Series]) -> (f64, f64) {
     let values = all.iter().flat_map(|s| {
         s.segments
@@ -113,9 +115,10 @@ fn y_range(all: &[Series]) -> (f64, f64) {
         .iter()
         .copied()
         .fold(f64::INFINITY, f64::min)
-        .max(0.1);
-    let hi = values.iter().copied().fold(0.0, f64::max);
-    (lo / 1.5, (hi * 1.5).max(lo * 10.0))
+        .max(0.1)
+        / 1.5;
+    let hi = (values.iter().copied().fold(0.0, f64::max) * 1.5).max(lo * 10.0);
+    (lo, hi * (hi / lo).powf(0.6))
 }
 
 /// The plot as an SVG document.
