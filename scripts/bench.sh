@@ -1,22 +1,35 @@
 #!/usr/bin/env bash
 # Compare UDP echo servers on loopback with ringwire-bench's load generator.
 #
-#   scripts/bench.sh [--quick] [--sockperf] [--callgrind] [--rounds N] [--out DIR]
-#                    [--no-build] [--no-plot]
+#   scripts/bench.sh [--quick] [--sockperf] [--callgrind] [--rings] [--scale] [--all]
+#                    [--rounds N] [--out DIR] [--no-build] [--no-plot]
 #
 # Each server runs pinned to core $SERVER_CORE, the load generator pinned to
 # core $LOAD_CORE. Servers: mmsg (the floor), tokio, glommio (baselines in
-# ringwire-bench) and ringwire (`ringwire serve --app echo --shards 1`).
+# ringwire-bench) and ringwire (`ringwire serve --app echo --shards 1`); with
+# RINGWIRE_BASELINE_BIN=/path/to/older/ringwire also `ringwire-base`, that
+# binary run exactly like ringwire (same phases, same CPU sampling), so the
+# report shows new / base from one run.
 # Per server, in order:
 #   sat     closed loop, window 256 per thread   (saturation throughput)
 #   lat     closed loop, window 8                (latency at light load)
-#   open25/open50/open75  open loop at 25/50/75% of the mmsg floor's
-#           saturation rate (latency from intended send times)
+#   open25/open50/open75/open90  open loop at 25/50/75/90% of the mmsg
+#           floor's saturation rate (latency from intended send times)
 # The mmsg floor always runs first, since the open-loop rates derive from it.
 # JSON reports land in $OUT as <server>.<phase>.json + <server>.server.json
-# (served datagrams and CPU: the baselines measure their own thread; for
-# ringwire its rw-shard-N thread is read from /proc/PID/task/*/stat before
-# and after the phases). `ringwire-bench compare $OUT` prints the table.
+# (served datagrams and CPU: the baselines measure their own thread; for the
+# engine its shard thread, rw-shard-N or ringwire-shard-N in older binaries,
+# is read from /proc/PID/task/*/stat before and after the phases). Every
+# load report carries the client's lag behind its schedule and the load
+# average before and after it; `ringwire-bench compare $OUT` prints the
+# table, marking open-loop cells whose client was over 1 ms late at p99.
+#
+# Before the first server the script waits (up to $QUIET_WAIT s, default 300;
+# 0 with --quick; `ringwire-bench wait-quiet`) for the 1-minute load average
+# to fall below 0.3 (the build just before raises it), and records
+# /proc/loadavg in
+# $OUT/loadavg.start; the report calls the run quiet only if it was below
+# 0.3 then. $OUT/loadavg.end is taken at the very end.
 #
 # --rounds N: repeat the whole sequence N times (servers interleaved in time,
 # reports in $OUT/round-K) and print each round's table and the medians.
@@ -26,13 +39,17 @@
 # --callgrind: user-space instructions per request of each server under
 # `valgrind --tool=callgrind` (an idle run subtracted from a run at
 # $CG_RATE/s for $CG_DURATION s), in $OUT/callgrind/.
+# --rings: `ringwire-bench rings` (producer on $SERVER_CORE, consumer on
+# $LOAD_CORE, after waiting for a quiet machine again), page
+# docs/BENCHMARKS-rings.md. --scale: scripts/scale.sh into $OUT/scale, page
+# docs/BENCHMARKS-scale.md. --all: --sockperf --callgrind --rings --scale.
 # Without --quick the run ends by writing docs/BENCHMARKS.md
 # (`ringwire-bench report`, $NOTE as its first paragraph) and
 # docs/bench-latency.svg (`ringwire-bench plot`; --no-plot skips it).
 # --quick: a short smoke run (about a second per phase) that asserts only
-# that every server ran and every JSON report parses; it writes the report
-# and plot into $OUT only. The full run used for docs/BENCHMARKS.md:
-#   scripts/bench.sh --rounds 3 --sockperf --callgrind
+# that every server ran and every JSON report parses; it writes every page
+# and the plot into $OUT only. Every docs/BENCHMARKS*.md page from one run:
+#   scripts/bench.sh --rounds 3 --all
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -41,6 +58,8 @@ ARGS="$*"
 QUICK=0
 SOCKPERF=0
 CALLGRIND=0
+RINGS=0
+SCALE=0
 PLOT=1
 BUILD=1
 ROUNDS=1
@@ -50,11 +69,14 @@ while [[ $# -gt 0 ]]; do
         --quick) QUICK=1 ;;
         --sockperf) SOCKPERF=1 ;;
         --callgrind) CALLGRIND=1 ;;
+        --rings) RINGS=1 ;;
+        --scale) SCALE=1 ;;
+        --all) SOCKPERF=1; CALLGRIND=1; RINGS=1; SCALE=1 ;;
         --no-plot) PLOT=0 ;;
         --no-build) BUILD=0 ;;
         --rounds) ROUNDS="$2"; shift ;;
         --out) OUT="$2"; shift ;;
-        -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,52p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -71,10 +93,13 @@ CG_DURATION=${CG_DURATION:-2}
 if [[ $QUICK == 1 ]]; then
     DURATION=${DURATION:-1}
     WARMUP=${WARMUP:-0.2}
+    QUIET_WAIT=${QUIET_WAIT:-0}
 else
     DURATION=${DURATION:-10}
     WARMUP=${WARMUP:-2}
+    QUIET_WAIT=${QUIET_WAIT:-300}
 fi
+[[ $QUIET_WAIT =~ ^[0-9]+$ ]] || { echo "QUIET_WAIT needs whole seconds" >&2; exit 2; }
 OUT=${OUT:-bench-out/$(date -u +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 
@@ -86,7 +111,7 @@ BENCH=target/release/ringwire-bench
 
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- 2>/dev/null || echo ' (with uncommitted changes)')"
+    echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- . ':!docs/BENCHMARKS*.md' ':!docs/bench-latency.svg' 2>/dev/null || echo ' (with uncommitted changes)')"
     echo "nproc: $(nproc)"
     echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
     echo "kernel: $(uname -r)"
@@ -109,7 +134,22 @@ else
     echo "FAILED: $RINGWIRE_BIN missing or its 'serve --app' not available (run without --no-build)" >&2
     exit 1
 fi
+# An older engine binary for a before/after comparison in one run: it runs
+# right after ringwire in every round, as `ringwire-base`.
+BASE_BIN=${RINGWIRE_BASELINE_BIN:-}
+if [[ -n $BASE_BIN ]]; then
+    if [[ -x $BASE_BIN ]] && "$BASE_BIN" serve --help 2>/dev/null | grep -q -- '--app'; then
+        SERVERS+=(ringwire-base)
+        echo "baseline engine: $BASE_BIN ($("$BASE_BIN" --version 2>/dev/null || echo 'no --version'))" >>"$OUT/machine.txt"
+    else
+        echo "FAILED: RINGWIRE_BASELINE_BIN=$BASE_BIN missing or its 'serve --app' not available" >&2
+        exit 1
+    fi
+fi
 # <<< RINGWIRE HOOK
+
+# is_engine NAME: a ringwire binary (CPU from /proc, report from its log).
+is_engine() { [[ $1 == ringwire || $1 == ringwire-base ]]; }
 
 # server_cmd NAME PORT JSON: the command line that serves echo on PORT.
 server_cmd() {
@@ -119,6 +159,8 @@ server_cmd() {
             echo "$BENCH server --kind $name --bind 127.0.0.1:$port --threads 1 --cores $SERVER_CORE --json $json" ;;
         ringwire)
             echo "$RINGWIRE_BIN serve --bind 127.0.0.1:$port --app echo --shards 1 --cores $SERVER_CORE" ;;
+        ringwire-base)
+            echo "$BASE_BIN serve --bind 127.0.0.1:$port --app echo --shards 1 --cores $SERVER_CORE" ;;
         *) echo "unknown server $name" >&2; return 1 ;;
     esac
 }
@@ -190,7 +232,7 @@ run_round() {
         loadavg "before $name ($dir)"
         # shellcheck disable=SC2086 # the command line is split on purpose
         start_server "$name" "$port" "$log" 10 $cmd || { FAILED=1; continue; }
-        if [[ $name == ringwire ]]; then
+        if is_engine "$name"; then
             "$BENCH" cpu-sample --pid "$SERVER_PID" --out "$dir/$name.cpu-before.sample" || FAILED=1
         fi
         load "$dir" "$name" sat "$port" --window 256
@@ -200,24 +242,27 @@ run_round() {
             echo "floor saturation rate: ${FLOOR_RATE:-unknown} responses/s"
         fi
         if [[ -n $FLOOR_RATE && $FLOOR_RATE -gt 0 ]]; then
-            for pct in 25 50 75; do
+            for pct in 25 50 75 90; do
                 load "$dir" "$name" "open$pct" "$port" --rate $((FLOOR_RATE * pct / 100))
             done
         fi
-        if [[ $name == ringwire ]]; then
+        if is_engine "$name"; then
             "$BENCH" cpu-sample --pid "$SERVER_PID" --out "$dir/$name.cpu-after.sample" || FAILED=1
         fi
         stop_server "$name" "$log" || FAILED=1
         cat "$log"
-        if [[ $name == ringwire ]] && ! "$BENCH" engine-report --log "$log" \
+        if is_engine "$name" && ! "$BENCH" engine-report --log "$log" --kind "$name" \
             --before "$dir/$name.cpu-before.sample" --after "$dir/$name.cpu-after.sample" \
             --json "$dir/$name.server.json"; then
-            echo "FAILED: no server report for ringwire" >&2
+            echo "FAILED: no server report for $name" >&2
             FAILED=1
         fi
     done
 }
 
+"$BENCH" wait-quiet --max-s "$QUIET_WAIT"
+cp /proc/loadavg "$OUT/loadavg.start"
+loadavg "at start"
 DIRS=()
 if [[ $ROUNDS == 1 ]]; then
     DIRS=("$OUT")
@@ -234,6 +279,7 @@ sockperf_cmd() {
     case "$1" in
         sockperf) echo "taskset -c $SERVER_CORE sockperf server -i 127.0.0.1 -p $2" ;;
         ringwire) echo "$RINGWIRE_BIN serve --bind 127.0.0.1:$2 --app sockperf --shards 1 --cores $SERVER_CORE" ;;
+        ringwire-base) echo "$BASE_BIN serve --bind 127.0.0.1:$2 --app sockperf --shards 1 --cores $SERVER_CORE" ;;
     esac
 }
 if [[ $SOCKPERF == 1 ]]; then
@@ -247,7 +293,12 @@ if [[ $SOCKPERF == 1 ]]; then
         [[ ${secs:-0} -ge 1 ]] || secs=1
         mps=$(( ${FLOOR_RATE:-0} > 0 ? FLOOR_RATE / 2 : 10000 ))
         port=$((BASE_PORT + 90))
-        for name in sockperf ringwire; do
+        SP_SERVERS=(sockperf ringwire)
+        if [[ -n $BASE_BIN ]] && "$BASE_BIN" serve --help 2>/dev/null | grep -q sockperf; then
+            SP_SERVERS+=(ringwire-base)
+        fi
+        cp /proc/loadavg "$SP/loadavg.before"
+        for name in "${SP_SERVERS[@]}"; do
             port=$((port + 1))
             cmd=$(sockperf_cmd "$name" "$port")
             echo "## sockperf client against $name: $cmd"
@@ -268,6 +319,7 @@ if [[ $SOCKPERF == 1 ]]; then
             done
             stop_server "$name" "$SP/$name.server.log" || FAILED=1
         done
+        cp /proc/loadavg "$SP/loadavg.after"
     else
         echo "note: sockperf not available; skipped"
     fi
@@ -332,6 +384,32 @@ if [[ $CALLGRIND == 1 ]]; then
     fi
 fi
 
+# ---- the other pages: rings and session scale --------------------------
+if [[ $QUICK == 1 ]]; then PAGES=$OUT; else PAGES=docs; fi
+if [[ $RINGS == 1 ]]; then
+    echo "## rings"
+    "$BENCH" wait-quiet --max-s "$QUIET_WAIT"
+    rings_args=(--cores "$SERVER_CORE,$LOAD_CORE")
+    [[ $QUICK == 1 ]] && rings_args+=(--items 200000 --round-trips 2000 --wakes 50 --runs 1)
+    if ! "$BENCH" rings "${rings_args[@]}" --json "$OUT/rings.json" \
+        --machine "$OUT/machine.txt" --markdown "$PAGES/BENCHMARKS-rings.md"; then
+        echo "FAILED: rings" >&2
+        FAILED=1
+    fi
+fi
+if [[ $SCALE == 1 ]]; then
+    echo "## session scale"
+    scale_args=(--no-build --out "$OUT/scale")
+    [[ $QUICK == 1 ]] && scale_args+=(--quick)
+    if ! QUIET_WAIT=$QUIET_WAIT scripts/scale.sh "${scale_args[@]}"; then
+        echo "FAILED: scale" >&2
+        FAILED=1
+    elif [[ $QUICK == 1 ]]; then
+        cp "$OUT/scale/BENCHMARKS-scale.md" "$PAGES/BENCHMARKS-scale.md"
+    fi
+fi
+
+cp /proc/loadavg "$OUT/loadavg.end"
 loadavg "at end"
 echo
 if [[ $ROUNDS != 1 ]]; then
@@ -369,7 +447,7 @@ fi
 if [[ $QUICK == 1 ]]; then
     for dir in "${DIRS[@]}"; do
         for name in "${SERVERS[@]}"; do
-            for phase in sat lat open25 open50 open75 server; do
+            for phase in sat lat open25 open50 open75 open90 server; do
                 [[ -s $dir/$name.$phase.json ]] || { echo "FAILED: missing $dir/$name.$phase.json" >&2; FAILED=1; }
             done
         done

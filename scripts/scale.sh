@@ -16,13 +16,21 @@
 #   load: done            -> utime+stime again
 # and reports per N: server CPU us per request (CPU delta / requests received
 # in the measured window), RSS with N idle sessions, bytes per session
-# ((RSS_N - RSS_1) / (N - 1)), handshake phase and latency p50/p99.
-# Writes $OUT/scale.json and $OUT/scale.md (plus each run's load JSON and
-# server log) and prints the table. --quick: small N and short runs; asserts
-# only that every run exited 0 and every JSON parses.
+# ((RSS_N - RSS_1) / (N - 1), and against the previous N), handshake phase,
+# latency p50/p99, the client's lag behind its schedule and the load average
+# before and after (`ringwire-bench scale-report`: a row whose client was
+# over 1 ms late at p99 keeps its CPU and memory but not its latency).
+# Before the first N it waits up to $QUIET_WAIT s (300; quick 0) for the
+# 1-minute load average to fall below 0.3 (`ringwire-bench wait-quiet`);
+# the page calls the run quiet only if it was.
+# Writes docs/BENCHMARKS-scale.md (--quick: $OUT/BENCHMARKS-scale.md) and
+# $OUT/scale.json, plus each run's load JSON and server log, and prints the
+# table. --quick: small N and short runs; asserts only that every run
+# exited 0, sent something and every JSON parses.
 #
 # Environment: SERVER_CORE (0), LOAD_CORE (1), RATE (20000; quick 5000),
-# DURATION (5; quick 1), WARMUP (1; quick 0.3), SIZES (space separated).
+# DURATION (5; quick 1), WARMUP (1; quick 0.3), SIZES (space separated),
+# QUIET_WAIT, NOTE (first paragraph of the page).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -35,7 +43,7 @@ while [[ $# -gt 0 ]]; do
         --quick) QUICK=1 ;;
         --no-build) BUILD=0 ;;
         --out) OUT="$2"; shift ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -53,11 +61,13 @@ if [[ $QUICK == 1 ]]; then
     RATE=${RATE:-5000}
     DURATION=${DURATION:-1}
     WARMUP=${WARMUP:-0.3}
+    QUIET_WAIT=${QUIET_WAIT:-0}
 else
     SIZES=${SIZES:-"1 1000 10000 $MAX_N"}
     RATE=${RATE:-20000}
     DURATION=${DURATION:-5}
     WARMUP=${WARMUP:-1}
+    QUIET_WAIT=${QUIET_WAIT:-300}
 fi
 OUT=${OUT:-bench-out/scale-$(date -u +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
@@ -71,13 +81,15 @@ LOAD=target/release/ringwire-bench
 
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- . ':!docs/BENCHMARKS*.md' ':!docs/bench-latency.svg' 2>/dev/null || echo ' (with uncommitted changes)')"
     echo "kernel: $(uname -r)"
     echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') x $(nproc)"
     echo "nofile hard limit: $HARD_NOFILE (largest N: $MAX_N)"
     echo "sizes: $SIZES  rate: $RATE/s  duration: ${DURATION}s  warmup: ${WARMUP}s"
-    echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$OUT/machine.txt"
+"$LOAD" wait-quiet --max-s "$QUIET_WAIT"
+cp /proc/loadavg "$OUT/loadavg.start"
+echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.txt"
 
 SERVER_PID=""
 cleanup() { [[ -n $SERVER_PID ]] && kill "$SERVER_PID" 2>/dev/null || true; }
@@ -120,55 +132,18 @@ for N in $SIZES; do
     echo "{\"n\": $N, \"rss_empty_kib\": $rss_empty, \"rss_idle_kib\": ${rss_idle:-null}, \"cpu_ticks\": $(( ${cpu1:-0} - ${cpu0:-0} )), \"measured\": $([[ -n $cpu0 && -n $cpu1 ]] && echo true || echo false)}" >"$OUT/server.$N.json"
 done
 
+cp /proc/loadavg "$OUT/loadavg.end"
 echo "loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.txt"
 
-python3 - "$OUT" "$SIZES" "$(getconf CLK_TCK)" "$QUICK" <<'PY'
-import json, sys
-out, sizes, tck, quick = sys.argv[1], [int(s) for s in sys.argv[2].split()], int(sys.argv[3]), sys.argv[4] == "1"
-rows = []
-for n in sizes:
-    load = json.load(open(f"{out}/load.{n}.json"))
-    srv = json.load(open(f"{out}/server.{n}.json"))
-    rows.append({"n": n, "load": load, "server": srv})
-base = next((r for r in rows if r["n"] == 1), None)
-table = []
-for r in rows:
-    load, srv, n = r["load"], r["server"], r["n"]
-    cpu_s = srv["cpu_ticks"] / tck
-    recv = load["received"]
-    rss1 = base["server"]["rss_idle_kib"] if base else None
-    rssn = srv["rss_idle_kib"]
-    per_session = (rssn - rss1) * 1024 / (n - 1) if (rss1 is not None and rssn is not None and n > 1) else None
-    table.append({
-        "sessions": n,
-        "sessions_established": load.get("sessions_established"),
-        "handshake_failures": load.get("handshake_failures"),
-        "handshake_ms": load.get("handshake_ms"),
-        "rate": load["rate"], "sent": load["sent"], "received": recv, "lost": load["lost"],
-        "server_cpu_s": cpu_s,
-        "server_cpu_us_per_request": cpu_s * 1e6 / recv if recv else None,
-        "server_rss_empty_kib": srv["rss_empty_kib"],
-        "server_rss_idle_kib": rssn,
-        "bytes_per_session": per_session,
-        "p50_us": load["latency_us"]["p50"], "p99_us": load["latency_us"]["p99"],
-        "client_sent_late": load["client_sent_late"],
-    })
-json.dump({"rows": table, "clk_tck": tck}, open(f"{out}/scale.json", "w"), indent=2)
-f = lambda v, fmt: "-" if v is None else format(v, fmt)
-lines = [
-    "| sessions | established | handshake ms | sent | lost | server CPU us/req | RSS idle MiB | bytes/session | p50 us | p99 us |",
-    "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-]
-for t in table:
-    lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
-        t["sessions"], t["sessions_established"], f(t["handshake_ms"], ".0f"), t["sent"], t["lost"],
-        f(t["server_cpu_us_per_request"], ".2f"), f(t["server_rss_idle_kib"] and t["server_rss_idle_kib"] / 1024, ".1f"),
-        f(t["bytes_per_session"], ".0f"), f(t["p50_us"], ".1f"), f(t["p99_us"], ".1f")))
-md = "\n".join(lines) + "\n"
-open(f"{out}/scale.md", "w").write(md)
-print(md)
-if quick:
-    assert all(t["sent"] > 0 for t in table), "a run sent nothing"
-    print("quick: every run exited 0 and every JSON parses")
-PY
-echo "wrote $OUT/scale.json $OUT/scale.md"
+if [[ $QUICK == 1 ]]; then PAGE=$OUT/BENCHMARKS-scale.md; else PAGE=docs/BENCHMARKS-scale.md; fi
+note=()
+[[ -n ${NOTE:-} ]] && note=(--note "$NOTE")
+"$LOAD" scale-report "$OUT" --markdown "$PAGE" --json "$OUT/scale.json" "${note[@]}"
+sed -n '/^## Results/,/^## How to read/p' "$PAGE" | sed '$d'
+if [[ $QUICK == 1 ]]; then
+    for N in $SIZES; do
+        grep -Eq '"sent": [1-9]' "$OUT/load.$N.json" || { echo "FAILED: the run with $N sessions sent nothing" >&2; exit 1; }
+    done
+    echo "quick: every run exited 0 and every JSON parses"
+fi
+echo "wrote $PAGE $OUT/scale.json"

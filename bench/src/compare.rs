@@ -3,17 +3,21 @@
 //!
 //! File names: `<server>.<phase>.json` for load reports, phases `sat`
 //! (closed loop, big window), `lat` (closed loop, small window), `open25`,
-//! `open50`, `open75` (open loop at that share of the floor's saturation
-//! rate); `<server>.server.json` for a baseline server's own report. Every
-//! file must parse, or the command fails: that is what `--quick` checks.
+//! `open50`, `open75`, `open90` (open loop at that share of the floor's
+//! saturation rate); `<server>.server.json` for a server's own report.
+//! Every file must parse, or the command fails: that is what `--quick`
+//! checks.
 //!
 //! Given several directories (rounds of the same comparison, interleaved in
 //! time so that a busy spell on the machine hits every server), each cell is
-//! the median over the rounds: a noisy machine moves medians less than it
-//! moves any single run.
+//! the median over the rounds in which it is valid ([`crate::validity`]): a
+//! noisy machine moves medians less than it moves any single run, and a
+//! round whose client fell behind measured the client, not the server. A
+//! cell valid in no round is shown as invalid, never as figures.
 
-use crate::load::report::LoadReport;
+use crate::load::report::{LagUs, LoadReport};
 use crate::server::report::ServerReport;
+use crate::validity::{self, Verdict};
 use clap::Args;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -34,24 +38,126 @@ pub struct CompareArgs {
     pub floor_rate: bool,
 }
 
-/// Load phases, in table order.
-pub const PHASES: [&str; 5] = ["sat", "lat", "open25", "open50", "open75"];
+/// Load phases, in table order (and the order `scripts/bench.sh` runs them).
+pub const PHASES: [&str; 6] = ["sat", "lat", "open25", "open50", "open75", "open90"];
 
-/// One server's reports from one directory (or their medians).
+/// The open-loop phases and their share of the floor's saturation rate, %.
+pub const OPEN_PHASES: [(&str, u32); 4] = [
+    ("open25", 25),
+    ("open50", 50),
+    ("open75", 75),
+    ("open90", 90),
+];
+
+/// One (server, phase) cell over the rounds.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    /// The figures: medians over the rounds whose cell is valid, or over
+    /// every round when none is (then only the verdict is shown).
+    pub report: LoadReport,
+    /// Each round's report, in round order.
+    pub rounds: Vec<LoadReport>,
+    /// Valid if any round is; otherwise the verdict on the medians.
+    pub verdict: Verdict,
+}
+
+impl Cell {
+    /// Merges the rounds of one cell.
+    fn merge(rounds: Vec<LoadReport>) -> Option<Self> {
+        let valid: Vec<&LoadReport> = rounds
+            .iter()
+            .filter(|r| validity::verdict(r).is_valid())
+            .collect();
+        let (report, verdict) = if valid.is_empty() {
+            let m = median_report(&rounds.iter().collect::<Vec<_>>())?;
+            let v = validity::verdict(&m);
+            (m, v)
+        } else {
+            (median_report(&valid)?, Verdict::Valid)
+        };
+        Some(Self {
+            report,
+            rounds,
+            verdict,
+        })
+    }
+
+    /// Rounds whose cell is valid.
+    #[must_use]
+    pub fn valid_rounds(&self) -> usize {
+        self.rounds
+            .iter()
+            .filter(|r| validity::verdict(r).is_valid())
+            .count()
+    }
+
+    /// The round whose client lagged most at p99 (`None` if no round
+    /// recorded its lag).
+    #[must_use]
+    pub fn worst_lag(&self) -> Option<LagUs> {
+        self.rounds
+            .iter()
+            .filter_map(|r| r.client_lag_us)
+            .max_by(|a, b| a.p99.total_cmp(&b.p99))
+    }
+
+    /// Most involuntary context switches of the client in one round.
+    #[must_use]
+    pub fn most_preemptions(&self) -> Option<u64> {
+        self.rounds
+            .iter()
+            .filter_map(|r| r.client_involuntary_switches)
+            .max()
+    }
+}
+
+/// One server's cells (medians over rounds) and its own report.
 #[derive(Default, Clone)]
 pub struct ServerRuns {
-    /// Load reports by phase.
-    pub loads: BTreeMap<String, LoadReport>,
+    /// Load cells by phase.
+    pub loads: BTreeMap<String, Cell>,
     /// The server's own report (served, CPU).
     pub server: Option<ServerReport>,
+}
+
+impl ServerRuns {
+    /// The cell of `phase`, if it ran.
+    #[must_use]
+    pub fn cell(&self, phase: &str) -> Option<&Cell> {
+        self.loads.get(phase)
+    }
+
+    /// The figures of `phase` if its cell is valid.
+    #[must_use]
+    pub fn valid(&self, phase: &str) -> Option<&LoadReport> {
+        self.cell(phase)
+            .filter(|c| c.verdict.is_valid())
+            .map(|c| &c.report)
+    }
+
+    /// Saturation throughput (the `sat` phase), responses/s.
+    #[must_use]
+    pub fn saturation_rps(&self) -> Option<f64> {
+        self.cell("sat").map(|c| c.report.achieved_rps)
+    }
 }
 
 /// The error every reader here returns.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
-fn read_dir(dir: &Path) -> Result<Runs, Error> {
-    let mut order = Vec::new();
-    let mut runs: BTreeMap<String, ServerRuns> = BTreeMap::new();
+/// One directory's reports, before merging rounds.
+struct Round {
+    order: Vec<String>,
+    loads: BTreeMap<String, BTreeMap<String, LoadReport>>,
+    servers: BTreeMap<String, ServerReport>,
+}
+
+fn read_dir(dir: &Path) -> Result<Round, Error> {
+    let mut round = Round {
+        order: Vec::new(),
+        loads: BTreeMap::new(),
+        servers: BTreeMap::new(),
+    };
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| format!("reading {}: {e}", dir.display()))?
         .filter_map(Result::ok)
@@ -69,50 +175,55 @@ fn read_dir(dir: &Path) -> Result<Runs, Error> {
             continue;
         };
         let text = std::fs::read_to_string(&path)?;
-        let entry = runs.entry(server.to_string()).or_insert_with(|| {
-            order.push(server.to_string());
-            ServerRuns::default()
-        });
+        if !round.order.iter().any(|n| n == server) {
+            round.order.push(server.to_string());
+        }
         if phase == "server" {
             let r: ServerReport = serde_json::from_str(&text)
                 .map_err(|e| format!("{} does not parse: {e}", path.display()))?;
-            entry.server = Some(r);
+            round.servers.insert(server.to_string(), r);
         } else {
             let r: LoadReport = serde_json::from_str(&text)
                 .map_err(|e| format!("{} does not parse: {e}", path.display()))?;
-            entry.loads.insert(phase.to_string(), r);
+            round
+                .loads
+                .entry(server.to_string())
+                .or_default()
+                .insert(phase.to_string(), r);
         }
     }
-    Ok((order, runs))
+    Ok(round)
 }
 
-fn p50_p99(r: Option<&LoadReport>) -> String {
-    latency_cell(r, false)
-}
-
-/// "p50 / p99" (with `p999`: "p50 / p99 / p99.9") in us, plus any loss and
-/// how late the open-loop client fell behind its schedule; "-" if no report.
-pub(crate) fn latency_cell(r: Option<&LoadReport>, p999: bool) -> String {
-    match r {
-        Some(r) => {
-            let mut s = format!("{:.1} / {:.1}", r.latency_us.p50, r.latency_us.p99);
-            if p999 {
-                let _ = write!(s, " / {:.1}", r.latency_us.p999);
-            }
-            if r.lost > 0 {
-                let _ = write!(s, " ({} lost)", r.lost);
-            }
-            if r.client_sent_late > 0 {
-                let _ = write!(
-                    s,
-                    " [client up to {:.1} ms late]",
-                    r.client_max_send_lag_us / 1000.0
-                );
-            }
-            s
+/// "p50 / p99" (with `p999`: "p50 / p99 / p99.9") in us, plus any loss,
+/// for a valid cell; "invalid: client N ms late at p99" for a cell whose
+/// client fell behind; "-" if it did not run.
+#[must_use]
+pub fn latency_cell(c: Option<&Cell>, p999: bool) -> String {
+    let Some(c) = c else {
+        return "-".to_string();
+    };
+    let r = &c.report;
+    let mut s = match c.verdict {
+        Verdict::Late { .. } => return format!("**{}**", c.verdict),
+        Verdict::Valid | Verdict::UnknownLateness => {
+            format!("{:.1} / {:.1}", r.latency_us.p50, r.latency_us.p99)
         }
-        None => "-".to_string(),
+    };
+    if p999 {
+        let _ = write!(s, " / {:.1}", r.latency_us.p999);
     }
+    if r.lost > 0 {
+        let _ = write!(s, " ({} lost)", r.lost);
+    }
+    if c.verdict == Verdict::UnknownLateness {
+        s.push_str(" (client lateness unknown)");
+    }
+    let valid = c.valid_rounds();
+    if c.rounds.len() > 1 && valid < c.rounds.len() && c.verdict.is_valid() {
+        let _ = write!(s, " ({valid} of {} rounds valid)", c.rounds.len());
+    }
+    s
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -132,8 +243,15 @@ fn median_u64(v: impl Iterator<Item = u64>) -> u64 {
     median(v.map(|x| x as f64).collect()).round() as u64
 }
 
-/// One report whose numbers are the medians of `reports` (the client's lag:
-/// the worst of them).
+/// Median of the values present, `None` if none is.
+fn median_opt(v: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let v: Vec<f64> = v.flatten().collect();
+    (!v.is_empty()).then(|| median(v))
+}
+
+/// One report whose numbers are the medians of `reports` (the client's
+/// max lag: the worst of them; load averages: the first round's before,
+/// the last round's after).
 fn median_report(reports: &[&LoadReport]) -> Option<LoadReport> {
     let first = (*reports.first()?).clone();
     let f = |get: fn(&LoadReport) -> f64| median(reports.iter().map(|r| get(r)).collect());
@@ -147,6 +265,30 @@ fn median_report(reports: &[&LoadReport]) -> Option<LoadReport> {
         .iter()
         .map(|r| r.client_max_send_lag_us)
         .fold(0.0, f64::max);
+    let lag = |get: fn(&LagUs) -> f64| {
+        median_opt(reports.iter().map(|r| r.client_lag_us.as_ref().map(get)))
+    };
+    m.client_lag_us = match (
+        lag(|l| l.p50),
+        lag(|l| l.p99),
+        lag(|l| l.p999),
+        lag(|l| l.max),
+    ) {
+        (Some(p50), Some(p99), Some(p999), Some(max)) => Some(LagUs {
+            p50,
+            p99,
+            p999,
+            max,
+        }),
+        _ => None,
+    };
+    m.client_involuntary_switches = median_opt(
+        reports
+            .iter()
+            .map(|r| r.client_involuntary_switches.map(|v| v as f64)),
+    )
+    .map(|v| v.round() as u64);
+    m.loadavg_after = reports.last().and_then(|r| r.loadavg_after);
     m.achieved_rps = f(|r| r.achieved_rps);
     m.latency_us.p50 = f(|r| r.latency_us.p50);
     m.latency_us.p90 = f(|r| r.latency_us.p90);
@@ -157,17 +299,15 @@ fn median_report(reports: &[&LoadReport]) -> Option<LoadReport> {
     Some(m)
 }
 
-/// Server names in run order, and their reports.
+/// Server names in run order, and their cells.
 pub type Runs = (Vec<String>, BTreeMap<String, ServerRuns>);
 
-/// Merges rounds into one set of runs whose cells are medians.
-fn merge_rounds(rounds: Vec<Runs>) -> Runs {
-    if rounds.len() == 1 {
-        return rounds.into_iter().next().unwrap_or_default();
-    }
+/// Merges rounds into one set of runs whose cells are medians over the
+/// rounds in which they are valid.
+fn merge_rounds(rounds: Vec<Round>) -> Runs {
     let mut order: Vec<String> = Vec::new();
-    for (o, _) in &rounds {
-        for name in o {
+    for r in &rounds {
+        for name in &r.order {
             if !order.contains(name) {
                 order.push(name.clone());
             }
@@ -176,19 +316,25 @@ fn merge_rounds(rounds: Vec<Runs>) -> Runs {
     let mut merged = BTreeMap::new();
     for name in &order {
         let mut runs = ServerRuns::default();
-        for phase in PHASES {
-            let reports: Vec<&LoadReport> = rounds
+        let mut phases: Vec<&String> = rounds
+            .iter()
+            .filter_map(|r| r.loads.get(name))
+            .flat_map(BTreeMap::keys)
+            .collect();
+        phases.sort_by_key(|p| (PHASES.iter().position(|x| x == p), *p));
+        phases.dedup();
+        for phase in phases {
+            let reports: Vec<LoadReport> = rounds
                 .iter()
-                .filter_map(|(_, r)| r.get(name)?.loads.get(phase))
+                .filter_map(|r| r.loads.get(name)?.get(phase))
+                .cloned()
                 .collect();
-            if let Some(m) = median_report(&reports) {
-                runs.loads.insert(phase.to_string(), m);
+            if let Some(cell) = Cell::merge(reports) {
+                runs.loads.insert(phase.clone(), cell);
             }
         }
-        let servers: Vec<&ServerReport> = rounds
-            .iter()
-            .filter_map(|(_, r)| r.get(name)?.server.as_ref())
-            .collect();
+        let servers: Vec<&ServerReport> =
+            rounds.iter().filter_map(|r| r.servers.get(name)).collect();
         if let Some(first) = servers.first() {
             let mut s = (*first).clone();
             let cpu: Vec<f64> = servers.iter().filter_map(|s| s.cpu_s_per_million).collect();
@@ -209,22 +355,49 @@ pub fn read_rounds(dirs: &[PathBuf]) -> Result<Runs, Error> {
     Ok(merge_rounds(rounds))
 }
 
+/// How many open-loop cells are valid, late, of unknown lateness.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct OpenCellCount {
+    /// Client on time.
+    pub valid: usize,
+    /// Client over the lag limit: not reported.
+    pub late: usize,
+    /// Lag not recorded.
+    pub unknown: usize,
+}
+
+/// Counts the open-loop cells of `runs` by verdict.
+#[must_use]
+pub fn open_cells(runs: &Runs) -> OpenCellCount {
+    let mut n = OpenCellCount::default();
+    for cell in runs
+        .1
+        .values()
+        .flat_map(|r| r.loads.values())
+        .filter(|c| c.report.rate.is_some())
+    {
+        match cell.verdict {
+            Verdict::Valid => n.valid += 1,
+            Verdict::Late { .. } => n.late += 1,
+            Verdict::UnknownLateness => n.unknown += 1,
+        }
+    }
+    n
+}
+
 /// The markdown table for the runs in `dirs` (medians when more than one).
 pub fn table(dirs: &[PathBuf], floor: &str) -> Result<String, Error> {
     let (order, runs) = read_rounds(dirs)?;
-    let floor_rps = runs
-        .get(floor)
-        .and_then(|r| r.loads.get("sat"))
-        .map(|r| r.achieved_rps);
+    let floor_rps = runs.get(floor).and_then(ServerRuns::saturation_rps);
     let mut out = String::new();
     writeln!(
         out,
-        "| server | saturation resp/s (window 256) | vs {floor} | window 8 p50 / p99 us | open 25% p50 / p99 us | open 50% p50 / p99 us | open 75% p50 / p99 us | server CPU s per 1M datagrams |"
+        "| server | saturation resp/s (window 256) | vs {floor} | window 8 p50 / p99 us | open 25% p50 / p99 us | open 50% p50 / p99 us | open 75% p50 / p99 us | open 90% p50 / p99 us | server CPU s per 1M datagrams |"
     )?;
-    writeln!(out, "|---|---|---|---|---|---|---|---|")?;
+    writeln!(out, "|---|---|---|---|---|---|---|---|---|")?;
     for name in &order {
         let r = &runs[name];
-        let sat = r.loads.get("sat");
+        let sat = r.cell("sat").map(|c| &c.report);
         let ratio = match (sat, floor_rps) {
             (Some(s), Some(f)) if f > 0.0 => format!("{:.2}", s.achieved_rps / f),
             _ => "-".to_string(),
@@ -236,23 +409,35 @@ pub fn table(dirs: &[PathBuf], floor: &str) -> Result<String, Error> {
             .map_or("-".to_string(), |c| format!("{c:.2}"));
         writeln!(
             out,
-            "| {name} | {} | {ratio} | {} | {} | {} | {} | {cpu} |",
-            sat.map_or("-".to_string(), |s| format!(
-                "{:.0}{}",
-                s.achieved_rps,
-                if s.lost > 0 {
-                    format!(" ({} lost)", s.lost)
-                } else {
-                    String::new()
-                }
-            )),
-            p50_p99(r.loads.get("lat")),
-            p50_p99(r.loads.get("open25")),
-            p50_p99(r.loads.get("open50")),
-            p50_p99(r.loads.get("open75")),
+            "| {name} | {} | {ratio} | {} | {} | {} | {} | {} | {cpu} |",
+            sat.map_or("-".to_string(), saturation_cell),
+            latency_cell(r.cell("lat"), false),
+            latency_cell(r.cell("open25"), false),
+            latency_cell(r.cell("open50"), false),
+            latency_cell(r.cell("open75"), false),
+            latency_cell(r.cell("open90"), false),
         )?;
     }
+    let n = open_cells(&(order, runs));
+    writeln!(
+        out,
+        "\nopen-loop cells: {} valid, {} invalid (client over {} late at p99), {} of unknown lateness",
+        n.valid,
+        n.late,
+        validity::duration_us(validity::MAX_CLIENT_LAG_P99_US),
+        n.unknown
+    )?;
     Ok(out)
+}
+
+/// "achieved resp/s" plus any loss.
+#[must_use]
+pub fn saturation_cell(s: &LoadReport) -> String {
+    if s.lost > 0 {
+        format!("{:.0} ({} lost)", s.achieved_rps, s.lost)
+    } else {
+        format!("{:.0}", s.achieved_rps)
+    }
 }
 
 /// The round directories of a `scripts/bench.sh` output directory: its
@@ -287,8 +472,7 @@ pub fn run(args: CompareArgs) -> crate::CmdResult {
         let (_, runs) = read_rounds(&args.dirs)?;
         let rps = runs
             .get(&args.floor)
-            .and_then(|r| r.loads.get("sat"))
-            .map(|r| r.achieved_rps)
+            .and_then(ServerRuns::saturation_rps)
             .ok_or_else(|| format!("no {}.sat.json in {:?}", args.floor, args.dirs))?;
         println!("{rps:.0}");
         return Ok(());

@@ -16,9 +16,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The `comm` prefix of the engine's shard threads (named `rw-shard-N`, short enough that the
-/// kernel keeps the whole name).
-pub const SHARD_COMM: &str = "rw-shard";
+/// The `comm` prefixes of the engine's shard threads: `rw-shard-N` since
+/// the lifecycle work, `ringwire-shard-N` in older binaries (the kernel
+/// keeps the first 15 bytes of a name). Both are sampled, so an older
+/// binary can run beside the current one (`RINGWIRE_BASELINE_BIN`).
+pub const SHARD_COMM: [&str; 2] = ["rw-shard", "ringwire-shard"];
 
 /// Arguments of `ringwire-bench cpu-sample`.
 #[derive(Debug, Clone, Args)]
@@ -26,9 +28,9 @@ pub struct CpuSampleArgs {
     /// The process to sample.
     #[arg(long)]
     pub pid: u32,
-    /// Only threads whose `comm` starts with this.
-    #[arg(long, default_value = SHARD_COMM)]
-    pub comm: String,
+    /// Only threads whose `comm` starts with one of these (comma separated).
+    #[arg(long, value_delimiter = ',', default_values_t = SHARD_COMM.map(String::from))]
+    pub comm: Vec<String>,
     /// Write the sample (JSON) here.
     #[arg(long)]
     pub out: PathBuf,
@@ -45,10 +47,16 @@ pub struct CpuSample {
 
 /// Samples the threads and writes the JSON; fails if none matches.
 pub fn cpu_sample(args: CpuSampleArgs) -> crate::CmdResult {
-    let threads = proc_stat::threads(args.pid, &args.comm)
+    let prefixes: Vec<&str> = args.comm.iter().map(String::as_str).collect();
+    let threads = proc_stat::threads(args.pid, &prefixes)
         .map_err(|e| format!("reading /proc/{}/task: {e}", args.pid))?;
     if threads.is_empty() {
-        return Err(format!("process {} has no thread named {}*", args.pid, args.comm).into());
+        return Err(format!(
+            "process {} has no thread named {}*",
+            args.pid,
+            args.comm.join("* or ")
+        )
+        .into());
     }
     let unix_s = SystemTime::now()
         .duration_since(UNIX_EPOCH)

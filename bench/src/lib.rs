@@ -12,6 +12,9 @@
 //! - [`callgrind`]: instructions per request from callgrind runs.
 //! - [`sockperf`]: parsing the sockperf client's output.
 //! - [`report`] and [`plot`]: `docs/BENCHMARKS.md` and its latency SVG.
+//! - [`validity`]: which cells may be reported (the client kept its
+//!   schedule) and when a run is quiet; [`quiet`] waits for a quiet machine.
+//! - [`scale`]: the session-scale page from `scripts/scale.sh`'s output.
 //! - [`sys`]: the few Linux calls both need (rlimits, per-thread CPU time,
 //!   batched socket I/O, epoll, pinning, stop signals).
 
@@ -21,11 +24,14 @@ pub mod compare;
 pub mod engine;
 pub mod load;
 pub mod plot;
+pub mod quiet;
 pub mod report;
 pub mod rings;
+pub mod scale;
 pub mod server;
 pub mod sockperf;
 pub mod sys;
+pub mod validity;
 
 /// What every subcommand's `run` returns; the binary prints the error and
 /// exits with status 1.

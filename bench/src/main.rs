@@ -7,7 +7,9 @@
 //! `Rings(rings::RingsArgs) => rings::run,` (plus `pub mod rings;` in lib.rs).
 
 use clap::{Parser, Subcommand};
-use ringwire_bench::{CmdResult, callgrind, compare, engine, load, plot, report, rings, server};
+use ringwire_bench::{
+    CmdResult, callgrind, compare, engine, load, plot, quiet, report, rings, scale, server,
+};
 
 /// Declares the `Command` enum and its dispatch from one list, so adding a
 /// subcommand is adding one line.
@@ -46,8 +48,12 @@ subcommands! {
     CallgrindReport(callgrind::CallgrindArgs) => callgrind::run,
     /// docs/BENCHMARKS.md from a scripts/bench.sh output directory.
     Report(report::ReportArgs) => report::run,
-    /// SVG of p50/p99 latency against load for every server.
+    /// SVG of p50/p99 latency against offered load (valid open-loop cells) for every server.
     Plot(plot::PlotArgs) => plot::run,
+    /// docs/BENCHMARKS-scale.md from a scripts/scale.sh output directory.
+    ScaleReport(scale::ScaleArgs) => scale::run,
+    /// Wait (bounded) until the 1-minute load average is below the quiet limit.
+    WaitQuiet(quiet::WaitQuietArgs) => quiet::run,
 }
 
 /// ringwire's load generator and baseline servers.

@@ -1,17 +1,27 @@
 //! `ringwire-bench report DIR --markdown FILE`: `docs/BENCHMARKS.md` from
 //! one `scripts/bench.sh` output directory.
 //!
-//! DIR holds `machine.txt`, the load and server JSON reports (directly, or in
-//! `round-K/` subdirectories: then every cell is the median over the rounds),
-//! `callgrind/<server>.callgrind.json` (with `--callgrind`) and
-//! `sockperf/<server>.<test>.txt` (with `--sockperf`). Missing parts become
-//! "-" cells or a line saying they were not run; a file that does not parse
-//! is an error.
+//! DIR holds `machine.txt`, `loadavg.start` and `loadavg.end` (copies of
+//! `/proc/loadavg` taken just before the first server and at the end), the
+//! load and server JSON reports (directly, or in `round-K/` subdirectories:
+//! then every cell is the median over the rounds in which it is valid),
+//! `callgrind/<server>.callgrind.json` and `.load.json` (with
+//! `--callgrind`) and `sockperf/<server>.<test>.txt` with
+//! `sockperf/loadavg.before` and `.after` (with `--sockperf`). Missing parts
+//! become "-" cells or a line saying they were not run; a file that does not
+//! parse is an error.
+//!
+//! Every table is preceded by its [`Caption`]: commit, kernel, load average
+//! at its start and end, and how late the client was. Cells follow
+//! [`crate::validity`]: an open-loop cell whose client was over the limit
+//! is shown as invalid, never as figures, and no ratio is taken from it.
 
 use crate::callgrind::CallgrindReport;
-use crate::compare::{self, Error, Runs, latency_cell};
+use crate::compare::{self, Cell, Error, OPEN_PHASES, PHASES, Runs, latency_cell, saturation_cell};
 use crate::load::report::LoadReport;
 use crate::sockperf::{self, SockperfSummary};
+use crate::sys::loadavg::{self, LoadAvg};
+use crate::validity::{self, Machine, Verdict};
 use clap::Args;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -39,18 +49,86 @@ pub struct ReportArgs {
     pub engine: String,
 }
 
+/// The commit and kernel a run was taken on, from `machine.txt`'s `git:`
+/// and `kernel:` lines.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunHeader {
+    /// `git rev-parse --short HEAD`, plus a note if the tree was dirty.
+    pub commit: Option<String>,
+    /// `uname -r`.
+    pub kernel: Option<String>,
+}
+
+impl RunHeader {
+    /// Reads the `key: value` lines of a `machine.txt`.
+    #[must_use]
+    pub fn parse(machine: &str) -> Self {
+        let value = |key: &str| {
+            machine
+                .lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        Self {
+            commit: value("git"),
+            kernel: value("kernel"),
+        }
+    }
+}
+
+/// What every table states about the run it comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Caption {
+    /// Commit and kernel.
+    pub header: RunHeader,
+    /// Load average when the table's first measurement started.
+    pub start: Option<LoadAvg>,
+    /// Load average when its last measurement ended.
+    pub end: Option<LoadAvg>,
+    /// How late the client was (a sentence).
+    pub lateness: String,
+}
+
+impl std::fmt::Display for Caption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let or_unknown = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".into());
+        let load = |l: Option<LoadAvg>| l.map_or("unknown".to_string(), |l| l.to_string());
+        write!(
+            f,
+            "_Commit `{}`, kernel `{}`; load average (1, 5, 15 min) {} at start, {} at end; {}_",
+            or_unknown(&self.header.commit),
+            or_unknown(&self.header.kernel),
+            load(self.start),
+            load(self.end),
+            self.lateness
+        )
+    }
+}
+
 /// Everything one bench.sh run left behind.
 pub struct BenchRun {
     /// `machine.txt` as written.
     pub machine: String,
+    /// Commit and kernel.
+    pub header: RunHeader,
     /// How many rounds the cells are medians of.
     pub rounds: usize,
     /// Load and server reports (medians over rounds).
     pub runs: Runs,
+    /// Load average just before the first server (`loadavg.start`, else
+    /// the first cell's): what decides whether the run was quiet.
+    pub loadavg_start: Option<LoadAvg>,
+    /// Load average at the end of the whole run (`loadavg.end`).
+    pub loadavg_end: Option<LoadAvg>,
     /// Instructions per request by server.
     pub callgrind: BTreeMap<String, CallgrindReport>,
+    /// The load generator's report of each callgrind run, by server.
+    pub callgrind_loads: BTreeMap<String, LoadReport>,
     /// sockperf client summaries by (server, test), in file-name order.
     pub sockperf: Vec<(String, String, SockperfSummary)>,
+    /// Load average before and after the sockperf runs.
+    pub sockperf_loadavg: (Option<LoadAvg>, Option<LoadAvg>),
 }
 
 /// Reads a bench.sh output directory.
@@ -64,6 +142,17 @@ pub fn read(dir: &Path) -> Result<BenchRun, Error> {
             .map_err(|e| format!("{} does not parse: {e}", path.display()))?;
         callgrind.insert(r.server.clone(), r);
     }
+    let mut callgrind_loads = BTreeMap::new();
+    for path in files(&dir.join("callgrind"), ".load.json") {
+        let r: LoadReport = serde_json::from_str(&crate::engine::read(&path)?)
+            .map_err(|e| format!("{} does not parse: {e}", path.display()))?;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".load.json"))
+            .unwrap_or_default();
+        callgrind_loads.insert(name.to_string(), r);
+    }
     let mut sockperf = Vec::new();
     for path in files(&dir.join("sockperf"), ".txt") {
         let name = path
@@ -76,13 +165,47 @@ pub fn read(dir: &Path) -> Result<BenchRun, Error> {
         let summary = sockperf::parse(&crate::engine::read(&path)?);
         sockperf.push((server.to_string(), test.to_string(), summary));
     }
+    let (first, last) = cell_span(&runs);
     Ok(BenchRun {
+        header: RunHeader::parse(&machine),
         machine,
         rounds: rounds.len(),
+        loadavg_start: loadavg::read(&dir.join("loadavg.start")).or(first),
+        loadavg_end: loadavg::read(&dir.join("loadavg.end")).or(last),
         runs,
         callgrind,
+        callgrind_loads,
         sockperf,
+        sockperf_loadavg: (
+            loadavg::read(&dir.join("sockperf/loadavg.before")),
+            loadavg::read(&dir.join("sockperf/loadavg.after")),
+        ),
     })
+}
+
+/// The load average before the first cell run and after the last one
+/// (servers in run order, phases in [`PHASES`] order, rounds in order).
+#[must_use]
+pub fn cell_span(runs: &Runs) -> (Option<LoadAvg>, Option<LoadAvg>) {
+    let cells = |name: &String| {
+        let r = &runs.1[name];
+        PHASES
+            .iter()
+            .filter_map(|p| r.cell(p))
+            .collect::<Vec<&Cell>>()
+    };
+    let first = runs
+        .0
+        .iter()
+        .flat_map(cells)
+        .find_map(|c| c.rounds.first()?.loadavg_before);
+    let last = runs
+        .0
+        .iter()
+        .rev()
+        .flat_map(|n| cells(n).into_iter().rev())
+        .find_map(|c| c.rounds.last()?.loadavg_after);
+    (first, last)
 }
 
 /// Files in `dir` whose names end with `suffix`, sorted (none if no `dir`).
@@ -102,37 +225,109 @@ fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("-".to_string(), |v| format!("{v:.digits$}"))
 }
 
-fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
-        _ => "-".to_string(),
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
     }
 }
 
-/// Per-server figures the tables use.
-struct Figures<'a> {
-    sat: Option<f64>,
-    loads: &'a BTreeMap<String, LoadReport>,
-    cpu: Option<f64>,
-    instr: Option<f64>,
+/// "2 us to 18.6 ms" over some lags (us); `None` if there are none.
+#[must_use]
+pub fn lag_range(lags: impl Iterator<Item = f64>) -> Option<String> {
+    let v: Vec<f64> = lags.collect();
+    if v.is_empty() {
+        return None;
+    }
+    let lo = validity::duration_us(v.iter().copied().fold(f64::INFINITY, f64::min));
+    let hi = validity::duration_us(v.iter().copied().fold(0.0, f64::max));
+    Some(if lo == hi {
+        lo
+    } else {
+        format!("{lo} to {hi}")
+    })
+}
+
+/// One sentence on the client's lag over some cells: the open-loop p99
+/// range and verdicts, and the closed-loop turnaround.
+#[must_use]
+pub fn lateness_sentence<'a>(cells: impl Iterator<Item = &'a Cell>) -> String {
+    let mut open_p99 = Vec::new();
+    let mut closed_p99 = Vec::new();
+    let (mut valid, mut late, mut unknown) = (0, 0, 0);
+    for c in cells {
+        let is_open = c.report.rate.is_some();
+        for r in &c.rounds {
+            if let Some(l) = r.client_lag_us {
+                if is_open {
+                    open_p99.push(l.p99);
+                } else {
+                    closed_p99.push(l.p99);
+                }
+            }
+        }
+        if is_open {
+            match c.verdict {
+                Verdict::Valid => valid += 1,
+                Verdict::Late { .. } => late += 1,
+                Verdict::UnknownLateness => unknown += 1,
+            }
+        }
+    }
+    let range = |v: &[f64]| lag_range(v.iter().copied()).unwrap_or_default();
+    let mut s = String::from("client lag p99: ");
+    if valid + late + unknown > 0 {
+        if open_p99.is_empty() {
+            s.push_str("open loop not recorded");
+        } else {
+            let _ = write!(s, "open loop {}", range(&open_p99));
+        }
+        let _ = write!(
+            s,
+            " ({valid} open-loop cells valid, {late} invalid for over {} late",
+            validity::duration_us(validity::MAX_CLIENT_LAG_P99_US)
+        );
+        if unknown > 0 {
+            let _ = write!(s, ", {unknown} of unknown lateness");
+        }
+        s.push(')');
+    }
+    if !closed_p99.is_empty() {
+        if valid + late + unknown > 0 {
+            s.push_str("; ");
+        }
+        let _ = write!(s, "closed-loop re-send turnaround {}", range(&closed_p99));
+    }
+    if valid + late + unknown == 0 && closed_p99.is_empty() {
+        s.push_str("not recorded");
+    }
+    s
 }
 
 impl BenchRun {
-    fn figures(&self, name: &str) -> Option<Figures<'_>> {
-        let r = self.runs.1.get(name)?;
-        Some(Figures {
-            sat: r.loads.get("sat").map(|s| s.achieved_rps),
-            loads: &r.loads,
-            cpu: r.server.as_ref().and_then(|s| s.cpu_s_per_million),
-            instr: self
-                .callgrind
-                .get(name)
-                .and_then(|c| c.instructions_per_request),
-        })
+    /// Whether the run was quiet, from the load average before it.
+    #[must_use]
+    pub fn machine_verdict(&self) -> Machine {
+        validity::machine(self.loadavg_start)
+    }
+
+    fn all_cells(&self) -> impl Iterator<Item = &Cell> {
+        self.runs.1.values().flat_map(|r| r.loads.values())
+    }
+
+    /// The caption of the tables built from the load runs.
+    #[must_use]
+    pub fn servers_caption(&self) -> Caption {
+        Caption {
+            header: self.header.clone(),
+            start: self.loadavg_start,
+            end: cell_span(&self.runs).1,
+            lateness: lateness_sentence(self.all_cells()),
+        }
     }
 
     fn p99(&self, name: &str, phase: &str) -> Option<f64> {
-        Some(self.runs.1.get(name)?.loads.get(phase)?.latency_us.p99)
+        Some(self.runs.1.get(name)?.valid(phase)?.latency_us.p99)
     }
 
     /// The open-loop rate offered in `phase` (the same for every server).
@@ -140,7 +335,34 @@ impl BenchRun {
         self.runs
             .1
             .values()
-            .find_map(|r| r.loads.get(phase).and_then(|l| l.rate))
+            .find_map(|r| r.cell(phase).and_then(|c| c.report.rate))
+    }
+
+    fn cpu(&self, name: &str) -> Option<f64> {
+        self.runs
+            .1
+            .get(name)?
+            .server
+            .as_ref()
+            .and_then(|s| s.cpu_s_per_million)
+    }
+
+    fn instr(&self, name: &str) -> Option<f64> {
+        self.callgrind
+            .get(name)
+            .and_then(|c| c.instructions_per_request)
+    }
+
+    fn sat(&self, name: &str) -> Option<f64> {
+        self.runs.1.get(name)?.saturation_rps()
+    }
+
+    fn late(&self, name: &str, phase: &str) -> bool {
+        self.runs
+            .1
+            .get(name)
+            .and_then(|r| r.cell(phase))
+            .is_some_and(|c| matches!(c.verdict, Verdict::Late { .. }))
     }
 }
 
@@ -151,110 +373,368 @@ pub fn markdown(run: &BenchRun, args: &ReportArgs) -> Result<String, Error> {
     writeln!(
         md,
         "Generated by `scripts/bench.sh` (`ringwire-bench report`); do not edit by hand. \
-         The full run: `scripts/bench.sh --rounds 3 --sockperf --callgrind` on a quiet machine.\n"
+         The full run: `scripts/bench.sh --rounds 3 --all` on a quiet machine (it writes every `docs/BENCHMARKS*.md` page).\n"
     )?;
     if let Some(note) = &args.note {
         writeln!(md, "> **{note}**\n")?;
     }
+    verdict_section(&mut md, run)?;
     writeln!(md, "## Command and machine\n\n```")?;
     write!(md, "{}", run.machine)?;
     writeln!(md, "```\n")?;
+    let rates: Vec<String> = OPEN_PHASES.iter().map(|(_, p)| p.to_string()).collect();
     writeln!(
         md,
         "Every server runs pinned to one core and the load generator (one thread, busy-polling) \
          to another; phases per server: `sat` closed loop window 256, `lat` closed loop window 8, \
-         then open loop at 25/50/75% of the `{}` floor's saturation rate. Cells are {}.\n",
+         then open loop at {}% of the `{}` floor's saturation rate. Cells are {}.\n",
+        rates.join("/"),
         args.floor,
         if run.rounds > 1 {
-            format!("medians over {} interleaved rounds", run.rounds)
+            format!(
+                "medians over the rounds (of {}, interleaved) in which the cell is valid",
+                run.rounds
+            )
         } else {
             "from one round".to_string()
         }
     )?;
     absolute_table(&mut md, run)?;
+    cells_table(&mut md, run)?;
     ratio_table(&mut md, run, args)?;
+    ahead_and_behind(&mut md, run, args)?;
+    callgrind_table(&mut md, run)?;
     sockperf_table(&mut md, run)?;
     writeln!(md, "## Latency against load\n")?;
     writeln!(
         md,
-        "p50 (solid) and p99 (dashed) against the achieved rate of the window-8 and \
-         open-loop phases, log latency axis:\n\n![p50 and p99 latency against load]({})\n",
+        "p50 (solid) and p99 (dashed) against the offered rate of the open-loop cells whose \
+         client kept its schedule (invalid cells are left out, and a line never joins across \
+         one); each server's saturation throughput as a dotted vertical line; the client's p99 \
+         lag in every open-loop cell as a cross, against the {} limit (red line). Log latency \
+         axis.\n\n![p50 and p99 latency against offered load]({})\n",
+        validity::duration_us(validity::MAX_CLIENT_LAG_P99_US),
         args.svg
     )?;
     how_to_read(&mut md)?;
     Ok(md)
 }
 
+fn verdict_section(md: &mut String, run: &BenchRun) -> Result<(), Error> {
+    writeln!(md, "## Can these figures be trusted?\n")?;
+    let machine = run.machine_verdict();
+    let n = compare::open_cells(&run.runs);
+    writeln!(md, "- **Machine: {machine}.**")?;
+    if !matches!(machine, Machine::Quiet(_)) {
+        writeln!(
+            md,
+            "  Other processes competed for the cores: tails measure the scheduler as much as \
+             the servers. Do not quote these figures as the engine's; re-run on a quiet machine."
+        )?;
+    }
+    writeln!(
+        md,
+        "- **Open-loop cells: {} valid, {} invalid**{}. A cell is invalid when the load \
+         generator sent more than {} behind its schedule at p99: its latency would be the \
+         client's lateness, so it is not reported.",
+        n.valid,
+        n.late,
+        if n.unknown > 0 {
+            format!(", {} of unknown lateness (older reports)", n.unknown)
+        } else {
+            String::new()
+        },
+        validity::duration_us(validity::MAX_CLIENT_LAG_P99_US)
+    )?;
+    writeln!(md)?;
+    Ok(())
+}
+
 fn absolute_table(md: &mut String, run: &BenchRun) -> Result<(), Error> {
-    let head = |p: &str, pct: &str| match run.offered(p) {
+    let head = |p: &str, pct: u32| match run.offered(p) {
         Some(r) => format!("open {pct}% ({r:.0}/s) p50 / p99 / p99.9 us"),
         None => format!("open {pct}% p50 / p99 / p99.9 us"),
     };
     writeln!(md, "## Absolute figures\n")?;
+    writeln!(md, "{}\n", run.servers_caption())?;
+    let heads: Vec<String> = OPEN_PHASES.iter().map(|(p, pct)| head(p, *pct)).collect();
     writeln!(
         md,
-        "| server | saturation resp/s (window 256) | window 8 p50 / p99 us | {} | {} | {} | server CPU s per 1M datagrams | user-space instructions per request |",
-        head("open25", "25"),
-        head("open50", "50"),
-        head("open75", "75"),
+        "| server | saturation resp/s (window 256) | window 8 p50 / p99 us | {} | server CPU s per 1M datagrams |",
+        heads.join(" | ")
     )?;
     writeln!(md, "|---|---|---|---|---|---|---|---|")?;
     for name in &run.runs.0 {
-        let Some(f) = run.figures(name) else { continue };
-        let sat = f.loads.get("sat").map_or("-".to_string(), |s| {
-            let lost = if s.lost > 0 {
-                format!(" ({} lost)", s.lost)
-            } else {
-                String::new()
-            };
-            format!("{:.0}{lost}", s.achieved_rps)
-        });
+        let r = &run.runs.1[name];
+        let opens: Vec<String> = OPEN_PHASES
+            .iter()
+            .map(|(p, _)| latency_cell(r.cell(p), true))
+            .collect();
         writeln!(
             md,
-            "| {name} | {sat} | {} | {} | {} | {} | {} | {} |",
-            latency_cell(f.loads.get("lat"), false),
-            latency_cell(f.loads.get("open25"), true),
-            latency_cell(f.loads.get("open50"), true),
-            latency_cell(f.loads.get("open75"), true),
-            opt(f.cpu, 2),
-            opt(f.instr, 0),
+            "| {name} | {} | {} | {} | {} |",
+            r.cell("sat")
+                .map_or("-".to_string(), |c| saturation_cell(&c.report)),
+            latency_cell(r.cell("lat"), false),
+            opens.join(" | "),
+            opt(run.cpu(name), 2),
         )?;
     }
     writeln!(md)?;
     Ok(())
 }
 
-fn ratio_table(md: &mut String, run: &BenchRun, args: &ReportArgs) -> Result<(), Error> {
-    writeln!(md, "## {} relative to each baseline\n", args.engine)?;
-    let Some(engine) = run.figures(&args.engine) else {
-        writeln!(md, "{} did not run: no ratios.\n", args.engine)?;
-        return Ok(());
-    };
+/// `1.63→1.67` per round (1-minute figures), `-` where not recorded.
+fn loadavg_cell(c: &Cell) -> String {
+    let one = |l: Option<LoadAvg>| l.map_or("-".to_string(), |l| format!("{:.2}", l.one));
+    let parts: Vec<String> = c
+        .rounds
+        .iter()
+        .map(|r| format!("{} → {}", one(r.loadavg_before), one(r.loadavg_after)))
+        .collect();
+    parts.join(", ")
+}
+
+fn verdict_cell(c: &Cell) -> String {
+    match c.verdict {
+        Verdict::Valid if c.rounds.len() > 1 && c.valid_rounds() < c.rounds.len() => {
+            format!("valid in {} of {} rounds", c.valid_rounds(), c.rounds.len())
+        }
+        Verdict::Late { .. } => format!("**{}**", c.verdict),
+        v => v.to_string(),
+    }
+}
+
+fn cells_table(md: &mut String, run: &BenchRun) -> Result<(), Error> {
+    writeln!(md, "## The client and the machine, per cell\n")?;
+    writeln!(md, "{}\n", run.servers_caption())?;
     writeln!(
         md,
-        "Each cell is {} divided by the baseline: above 1 is better for saturation, below 1 is \
-         better for everything else.\n",
+        "Client lag: open loop, how far behind its intended send time each datagram left \
+         (inside the latency figures); closed loop, how long a freed window slot waited to be \
+         re-sent (not inside them). With several rounds: the round with the worst p99. \
+         Preemptions: involuntary context switches of the client thread (most in one round). \
+         Load average: 1-minute figure before → after the cell, per round.\n"
+    )?;
+    writeln!(
+        md,
+        "| server | phase | offered /s | achieved resp/s | client lag p50 / p99 / max us | client preemptions | load average before → after | verdict |"
+    )?;
+    writeln!(md, "|---|---|---|---|---|---|---|---|")?;
+    for name in &run.runs.0 {
+        let r = &run.runs.1[name];
+        for phase in PHASES {
+            let Some(c) = r.cell(phase) else { continue };
+            let lag = c.worst_lag().map_or("-".to_string(), |l| {
+                format!("{:.1} / {:.1} / {:.1}", l.p50, l.p99, l.max)
+            });
+            let preempted = c
+                .most_preemptions()
+                .map_or("-".to_string(), |v| v.to_string());
+            writeln!(
+                md,
+                "| {name} | {phase} | {} | {:.0} | {lag} | {preempted} | {} | {} |",
+                opt(c.report.rate, 0),
+                c.report.achieved_rps,
+                loadavg_cell(c),
+                verdict_cell(c),
+            )?;
+        }
+    }
+    writeln!(md)?;
+    Ok(())
+}
+
+/// A ratio cell: the value, "invalid" when either side's cell is, "-" when
+/// either is missing.
+fn ratio_cell(v: Option<f64>, invalid: bool) -> String {
+    if invalid {
+        return "invalid".to_string();
+    }
+    opt(v, 2)
+}
+
+/// The engine / baseline ratios of one baseline: (label, ratio or None,
+/// either side invalid, higher is better).
+fn ratios(run: &BenchRun, engine: &str, base: &str) -> Vec<(String, Option<f64>, bool, bool)> {
+    let mut v = vec![(
+        "saturation".to_string(),
+        ratio(run.sat(engine), run.sat(base)),
+        false,
+        true,
+    )];
+    for (phase, pct) in OPEN_PHASES {
+        v.push((
+            format!("p99 at {pct}%"),
+            ratio(run.p99(engine, phase), run.p99(base, phase)),
+            run.late(engine, phase) || run.late(base, phase),
+            false,
+        ));
+    }
+    v.push((
+        "CPU per datagram".to_string(),
+        ratio(run.cpu(engine), run.cpu(base)),
+        false,
+        false,
+    ));
+    v.push((
+        "instructions per request".to_string(),
+        ratio(run.instr(engine), run.instr(base)),
+        false,
+        false,
+    ));
+    v
+}
+
+fn ratio_table(md: &mut String, run: &BenchRun, args: &ReportArgs) -> Result<(), Error> {
+    writeln!(md, "## {} relative to each baseline\n", args.engine)?;
+    if !run.runs.1.contains_key(&args.engine) {
+        writeln!(md, "{} did not run: no ratios.\n", args.engine)?;
+        return Ok(());
+    }
+    writeln!(md, "{}\n", run.servers_caption())?;
+    writeln!(
+        md,
+        "Each cell is {e} divided by the baseline: above 1 is better for saturation, below 1 is \
+         better for everything else. \"invalid\": one of the two cells is invalid (its client was \
+         late), so there is no ratio. A `{e}-base` row is the same run's baseline engine binary \
+         (`RINGWIRE_BASELINE_BIN`): new / base.\n",
+        e = args.engine
+    )?;
+    let heads: Vec<String> = OPEN_PHASES
+        .iter()
+        .map(|(_, pct)| format!("p99 at {pct}%"))
+        .collect();
+    writeln!(
+        md,
+        "| {e} / baseline | saturation resp/s | {} | CPU per 1M datagrams | instructions per request |",
+        heads.join(" | "),
+        e = args.engine
+    )?;
+    writeln!(md, "|---|---|---|---|---|---|---|---|")?;
+    for name in run.runs.0.iter().filter(|n| **n != args.engine) {
+        let cells: Vec<String> = ratios(run, &args.engine, name)
+            .into_iter()
+            .map(|(_, v, invalid, _)| ratio_cell(v, invalid))
+            .collect();
+        writeln!(md, "| {} / {name} | {} |", args.engine, cells.join(" | "))?;
+    }
+    writeln!(md)?;
+    Ok(())
+}
+
+/// Where the engine is ahead and where it is behind, cell by cell, so a
+/// summary can quote both.
+fn ahead_and_behind(md: &mut String, run: &BenchRun, args: &ReportArgs) -> Result<(), Error> {
+    if !run.runs.1.contains_key(&args.engine) {
+        return Ok(());
+    }
+    writeln!(
+        md,
+        "### Where {} is ahead and where it is behind\n",
         args.engine
     )?;
     writeln!(
         md,
-        "| {e} / baseline | saturation resp/s | p99 at 25% | p99 at 50% | p99 at 75% | CPU per 1M datagrams | instructions per request |",
-        e = args.engine
+        "From the table above (ratios within 2% of 1 count as even). Quote both lists.\n"
     )?;
-    writeln!(md, "|---|---|---|---|---|---|---|")?;
     for name in run.runs.0.iter().filter(|n| **n != args.engine) {
-        let Some(b) = run.figures(name) else { continue };
-        let p99 = |phase| ratio(run.p99(&args.engine, phase), run.p99(name, phase));
+        let (mut ahead, mut behind, mut even, mut none) = (vec![], vec![], vec![], vec![]);
+        for (label, v, invalid, higher_better) in ratios(run, &args.engine, name) {
+            match v {
+                Some(v) if !invalid => {
+                    let item = format!("{label} {v:.2}");
+                    if (v - 1.0).abs() <= 0.02 {
+                        even.push(item);
+                    } else if (v > 1.0) == higher_better {
+                        ahead.push(item);
+                    } else {
+                        behind.push(item);
+                    }
+                }
+                _ if invalid => none.push(format!("{label} (invalid)")),
+                _ => {}
+            }
+        }
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "nothing".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        write!(
+            md,
+            "- vs {name}: ahead on {}; behind on {}; even on {}",
+            list(&ahead),
+            list(&behind),
+            list(&even)
+        )?;
+        if !none.is_empty() {
+            write!(md, "; not comparable: {}", none.join(", "))?;
+        }
+        writeln!(md, ".")?;
+    }
+    writeln!(md)?;
+    Ok(())
+}
+
+fn callgrind_table(md: &mut String, run: &BenchRun) -> Result<(), Error> {
+    writeln!(md, "## User-space instructions per request\n")?;
+    if run.callgrind.is_empty() {
+        writeln!(md, "Not run (`scripts/bench.sh --callgrind`).\n")?;
+        return Ok(());
+    }
+    let loads: Vec<&LoadReport> = run
+        .callgrind
+        .keys()
+        .filter_map(|n| run.callgrind_loads.get(n))
+        .collect();
+    let lags = lag_range(loads.iter().filter_map(|r| r.client_lag_us).map(|l| l.p99));
+    let caption = Caption {
+        header: run.header.clone(),
+        start: loads.first().and_then(|r| r.loadavg_before),
+        end: loads.last().and_then(|r| r.loadavg_after),
+        lateness: match lags {
+            Some(range) => format!(
+                "client lag p99: {range} (no validity rule here: an instruction count does not \
+                 depend on the client's timing)"
+            ),
+            None => "client lag: not recorded".to_string(),
+        },
+    };
+    writeln!(md, "{caption}\n")?;
+    writeln!(
+        md,
+        "Each server under `valgrind --tool=callgrind`, driven open loop at a fixed low rate; \
+         the client's lateness does not change an instruction count, so no cell here is \
+         invalidated by it.\n"
+    )?;
+    writeln!(
+        md,
+        "| server | instructions per request | echoes counted | offered /s | client lag p99 us | load average before → after |"
+    )?;
+    writeln!(md, "|---|---|---|---|---|---|")?;
+    for name in run
+        .runs
+        .0
+        .iter()
+        .chain(run.callgrind.keys().filter(|n| !run.runs.0.contains(n)))
+    {
+        let Some(c) = run.callgrind.get(name) else {
+            continue;
+        };
+        let load = run.callgrind_loads.get(name);
+        let one = |l: Option<LoadAvg>| l.map_or("-".to_string(), |l| format!("{:.2}", l.one));
         writeln!(
             md,
-            "| {} / {name} | {} | {} | {} | {} | {} | {} |",
-            args.engine,
-            ratio(engine.sat, b.sat),
-            p99("open25"),
-            p99("open50"),
-            p99("open75"),
-            ratio(engine.cpu, b.cpu),
-            ratio(engine.instr, b.instr),
+            "| {name} | {} | {} | {} | {} | {} → {} |",
+            opt(c.instructions_per_request, 0),
+            c.served,
+            opt(load.and_then(|l| l.rate), 0),
+            opt(load.and_then(|l| l.client_lag_us).map(|l| l.p99), 1),
+            one(load.and_then(|l| l.loadavg_before)),
+            one(load.and_then(|l| l.loadavg_after)),
         )?;
     }
     writeln!(md)?;
@@ -267,6 +747,13 @@ fn sockperf_table(md: &mut String, run: &BenchRun) -> Result<(), Error> {
         writeln!(md, "Not run (`scripts/bench.sh --sockperf`).\n")?;
         return Ok(());
     }
+    let caption = Caption {
+        header: run.header.clone(),
+        start: run.sockperf_loadavg.0,
+        end: run.sockperf_loadavg.1,
+        lateness: "client: sockperf's own, whose lateness is not measured".to_string(),
+    };
+    writeln!(md, "{caption}\n")?;
     writeln!(
         md,
         "The `sockperf` client against `sockperf server` and against `ringwire serve --app \
@@ -305,40 +792,56 @@ fn sockperf_table(md: &mut String, run: &BenchRun) -> Result<(), Error> {
 
 fn how_to_read(md: &mut String) -> Result<(), Error> {
     writeln!(md, "## How to read this\n")?;
+    let limit = validity::duration_us(validity::MAX_CLIENT_LAG_P99_US);
+    let quiet = validity::QUIET_LOADAVG;
     for line in [
         "- **Compare only numbers from one run.** Absolute figures drift from machine to machine \
-         and from minute to minute; the ratios are what carries over.",
-        "- **Noise.** On a shared machine other processes preempt the pinned server and client for \
-         milliseconds: p99 and p99.9 then measure the scheduler, not the server. The load \
-         average lines above say how busy the machine was before each server.",
+         and from minute to minute; the ratios are what carries over."
+            .to_string(),
+        format!(
+            "- **Quiet or contended.** A run is called quiet only when the 1-minute load average \
+             before it was below {quiet}. During the run the load average includes the benchmark \
+             itself (a busy-polling client and a saturated server hold it near 2), so the per-cell \
+             figures show the trend, not contention; the client's lag and preemptions are the \
+             per-cell signs of a busy machine."
+        ),
+        format!(
+            "- **Open loop and validity.** Latency counts from each datagram's intended send \
+             time, so a client that falls behind its schedule adds its own lag to every figure. \
+             A cell whose client was more than {limit} late at p99 is shown as invalid instead of \
+             reported, left out of the medians, the ratios and the plot. \"(N lost)\" means echoes \
+             never came back within the timeout."
+        ),
         "- **One run is one sample.** With `--rounds N` the servers run interleaved in time \
-         (every server once per round) and each cell is the median over the rounds, so a busy \
-         spell hits every server instead of one; prefer those numbers.",
-        "- **Open loop.** Latency counts from the intended send time; \"client up to N ms late\" \
-         means the load generator itself fell behind, and that lag is inside the figure. \
-         \"(N lost)\" means echoes never came back within the timeout.",
+         (every server once per round) and each cell is the median over the rounds in which it \
+         is valid, so a busy spell hits every server instead of one; prefer those numbers."
+            .to_string(),
         "- **CPU per 1M datagrams** is user + system time of the serving thread over the whole \
-         server run (baselines: `getrusage`; ringwire: its `rw-shard-N` thread in \
-         `/proc/PID/task/*/stat`). Loopback UDP puts most of it in the kernel.",
+         server run (baselines: `getrusage`; ringwire: its shard thread, `rw-shard-N` or \
+         `ringwire-shard-N` in older binaries, in `/proc/PID/task/*/stat`). Loopback UDP puts \
+         most of it in the kernel."
+            .to_string(),
         "- **Instructions per request** come from `valgrind --tool=callgrind` (user space only, \
          every thread of the server process): counters dumped once the server listens and again \
          after a fixed open-loop load, the second dump divided by the echoes received. Kernel \
          work is not in it. It depends on batching (more requests per wake-up, fewer \
          instructions each), and valgrind slows the server by tens of times, so a busy machine \
-         still moves it; compare servers within one run only.",
+         still moves it; compare servers within one run only."
+            .to_string(),
         "- **sockperf** is an outside client with its own measuring: its figures are not \
-         comparable with ringwire-bench's, only with each other.",
-        "- **History:** the first comparison of the baselines alone (before the engine joined) \
-         is in [BENCHMARKS-load.md](BENCHMARKS-load.md).",
-        "",
-        "## Other benchmarks",
-        "",
+         comparable with ringwire-bench's, only with each other."
+            .to_string(),
+        String::new(),
+        "## Other benchmarks".to_string(),
+        String::new(),
         "- Cross-core rings (`ringwire-bench rings`: ringwire's SPSC ring against rtrb, \
          crossbeam's ArrayQueue and tokio mpsc; eventfd against MSG_RING wake latency): \
-         [BENCHMARKS-rings.md](BENCHMARKS-rings.md).",
+         [BENCHMARKS-rings.md](BENCHMARKS-rings.md)."
+            .to_string(),
         "- Sessions at scale (`scripts/scale.sh`: CPU per request and memory per session from \
          1 to the most sessions the file-descriptor limit allows): \
-         [BENCHMARKS-scale.md](BENCHMARKS-scale.md).",
+         [BENCHMARKS-scale.md](BENCHMARKS-scale.md)."
+            .to_string(),
     ] {
         writeln!(md, "{line}")?;
     }

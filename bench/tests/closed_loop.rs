@@ -26,6 +26,10 @@ fn run_against(kind: Kind) {
         "achieved_rps",
         "latency_us",
         "loop",
+        "client_lag_us",
+        "client_involuntary_switches",
+        "loadavg_before",
+        "loadavg_after",
     ] {
         assert!(value.get(key).is_some(), "JSON lacks {key}: {text}");
     }
@@ -47,6 +51,11 @@ fn run_against(kind: Kind) {
         "{report}"
     );
     assert!(report.latency_us.p50 > 0.0 && report.latency_us.p50 <= report.latency_us.max);
+    // Every measured send recorded its turnaround lag; closed loop is never
+    // invalidated by it.
+    let lag = report.client_lag_us.expect("lag recorded");
+    assert!(lag.p50 <= lag.p99 && lag.p99 <= lag.max, "{report}");
+    assert!(ringwire_bench::validity::verdict(&report).is_valid());
     // The server also saw warm-up traffic, so at least as much as measured.
     assert!(served.served >= report.received, "{served}");
 }

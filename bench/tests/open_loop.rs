@@ -32,4 +32,14 @@ fn open_loop_sends_the_scheduled_count() {
         50 - report.peers_responded as u64 <= report.lost,
         "{report}"
     );
+    // The lag behind schedule is recorded as percentiles, consistent with
+    // the max and the late count kept before.
+    let lag = report.client_lag_us.expect("lag recorded");
+    assert!(lag.p50 <= lag.p99 && lag.p99 <= lag.max, "{report}");
+    // (The histogram keeps 3 significant digits.)
+    assert!(
+        lag.max <= report.client_max_send_lag_us * 1.002 + 0.01,
+        "{report}"
+    );
+    assert!(report.loadavg_before.is_some() && report.loadavg_after.is_some());
 }

@@ -44,11 +44,17 @@ fn open_loop(rate: f64, p50: f64) -> LoadReport {
 
 /// One round of every server, with server reports, callgrind and sockperf.
 fn fixture(dir: &Path) {
-    std::fs::write(dir.join("machine.txt"), "nproc: 2\nkernel: test\n").expect("write");
+    std::fs::write(
+        dir.join("machine.txt"),
+        "date: 2026-01-01T00:00:00Z\ngit: abc1234\nnproc: 2\nkernel: 6.1-test\n",
+    )
+    .expect("write");
+    std::fs::write(dir.join("loadavg.start"), "0.12 0.20 0.30 1/100 42\n").expect("write");
+    std::fs::write(dir.join("loadavg.end"), "1.50 0.90 0.40 1/100 43\n").expect("write");
     for (name, sat) in SERVERS {
         write(dir, &format!("{name}.sat.json"), &load_report(sat, 0));
         write(dir, &format!("{name}.lat.json"), &load_report(sat / 4.0, 0));
-        for (pct, p50) in [(25, 20.0), (50, 25.0), (75, 40.0)] {
+        for (pct, p50) in [(25, 20.0), (50, 25.0), (75, 40.0), (90, 60.0)] {
             let r = open_loop(3000.0 * f64::from(pct), p50);
             write(dir, &format!("{name}.open{pct}.json"), &r);
         }
@@ -69,9 +75,12 @@ fn fixture(dir: &Path) {
     for (name, instr) in [("mmsg", 1_240_000), ("ringwire", 10_090_000)] {
         let r = CallgrindReport::new(name, instr, 10_000);
         write(&cg, &format!("{name}.callgrind.json"), &r);
+        write(&cg, &format!("{name}.load.json"), &open_loop(5000.0, 30.0));
     }
     let sp = dir.join("sockperf");
     std::fs::create_dir_all(&sp).expect("mkdir");
+    std::fs::write(sp.join("loadavg.before"), "0.70 0.80 0.50 1/100 44\n").expect("write");
+    std::fs::write(sp.join("loadavg.after"), "0.75 0.80 0.50 1/100 45\n").expect("write");
     for name in ["sockperf", "ringwire"] {
         std::fs::write(sp.join(format!("{name}.ping-pong.txt")), SOCKPERF_PING_PONG)
             .expect("write");
@@ -108,7 +117,7 @@ fn markdown_has_every_server_ratio_and_sockperf_row() {
     let md = markdown(&run, &args(&dir)).expect("markdown");
     let _ = std::fs::remove_dir_all(&dir);
     assert!(md.contains("> **smoke run**"), "{md}");
-    assert!(md.contains("kernel: test"), "{md}");
+    assert!(md.contains("kernel: 6.1-test"), "{md}");
     for (name, _) in SERVERS {
         row(&md, &format!("| {name} | "));
     }
@@ -120,12 +129,16 @@ fn markdown_has_every_server_ratio_and_sockperf_row() {
     };
     has("| mmsg | ", "| 300000 |");
     has("| ringwire | ", "| 20.0 / 80.0 / 160.0 |");
-    has("| ringwire | ", "| 8.00 | 1009 |");
-    has("| tokio | ", "| 8.00 | - |");
+    assert!(row(&md, "| ringwire | ").ends_with("| 8.00 |"), "{md}");
+    assert!(row(&md, "| tokio | ").ends_with("| 8.00 |"), "{md}");
+    has(
+        "| ringwire | 1009 |",
+        "| 10000 | 5000 | 2.0 | 0.10 → 0.90 |",
+    );
     assert!(md.contains("open 25% (75000/s)"), "{md}");
     // Ratios: ringwire over each baseline, never over itself.
     has("| ringwire / mmsg | ", "| 1.10 |");
-    has("| ringwire / mmsg | ", "| 1.00 | 8.14 |");
+    has("| ringwire / mmsg | ", "| 1.00 | 1.00 | 8.14 |");
     row(&md, "| ringwire / tokio | ");
     row(&md, "| ringwire / glommio | ");
     assert!(!md.contains("| ringwire / ringwire |"), "{md}");
@@ -152,7 +165,10 @@ fn missing_parts_become_dashes_and_rounds_give_medians() {
     let md = markdown(&run, &args(&base)).expect("markdown");
     let _ = std::fs::remove_dir_all(&base);
     assert_eq!(run.rounds, 3);
-    assert!(md.contains("medians over 3 interleaved rounds"), "{md}");
+    assert!(
+        md.contains("medians over the rounds (of 3, interleaved) in which the cell is valid"),
+        "{md}"
+    );
     assert!(
         row(&md, "| mmsg | ").starts_with("| mmsg | 200000 | - |"),
         "{md}"
@@ -173,10 +189,13 @@ fn svg_has_every_server() {
     let svg = ringwire_bench::plot::svg(&runs).expect("svg");
     let _ = std::fs::remove_dir_all(&dir);
     assert!(svg.starts_with("<svg"), "{svg}");
-    for (name, _) in SERVERS {
-        assert!(svg.contains(&format!("{name} p50")), "{name}");
-        assert!(svg.contains(&format!("{name} p99")), "{name}");
+    for (name, sat) in SERVERS {
+        assert!(
+            svg.contains(&format!("{name} (saturation {sat:.0}/s)")),
+            "{name}"
+        );
     }
+    assert!(svg.contains("p50 (solid)") && svg.contains("p99 (dashed)"));
 }
 
 #[test]
@@ -201,26 +220,62 @@ fn proc_stat_lines_parse_with_odd_names() {
     assert_eq!(parse_stat("garbage", 100.0), None);
 }
 
+/// Threads of this process with these names, parked until the returned
+/// sender is dropped.
+fn named_threads(
+    names: &[&str],
+) -> (
+    std::sync::mpsc::Sender<()>,
+    Vec<std::thread::JoinHandle<()>>,
+) {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let handles = names
+        .iter()
+        .map(|name| {
+            let (rx, ready_tx) = (std::sync::Arc::clone(&rx), ready_tx.clone());
+            std::thread::Builder::new()
+                .name((*name).to_string())
+                .spawn(move || {
+                    // The name is set before this closure runs.
+                    let _ = ready_tx.send(());
+                    let _ = rx.lock().map(|rx| rx.recv());
+                })
+                .expect("spawn")
+        })
+        .collect();
+    for _ in names {
+        ready_rx.recv().expect("thread started");
+    }
+    (tx, handles)
+}
+
 #[test]
 fn own_named_thread_is_found_in_proc() {
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
-    let h = std::thread::Builder::new()
-        .name("rwbench-probe-thread".into())
-        .spawn(move || {
-            // The name is set before this closure runs.
-            let _ = ready_tx.send(());
-            let _ = rx.recv();
-        })
-        .expect("spawn");
-    ready_rx.recv().expect("thread started");
-    let threads =
-        ringwire_bench::sys::proc_stat::threads(std::process::id(), "rwbench-probe").expect("proc");
-    drop(tx);
-    let _ = h.join();
+    let (stop, handles) = named_threads(&["rwbench-probe-thread"]);
+    let threads = ringwire_bench::sys::proc_stat::threads(std::process::id(), &["rwbench-probe"])
+        .expect("proc");
+    drop(stop);
+    handles.into_iter().for_each(|h| drop(h.join()));
     assert_eq!(threads.len(), 1, "{threads:?}");
     // The kernel keeps 15 bytes of a thread name.
     assert_eq!(threads[0].comm, "rwbench-probe-t");
+}
+
+#[test]
+fn shard_threads_of_current_and_older_engines_are_both_sampled() {
+    let (stop, handles) = named_threads(&["rw-shard-0", "ringwire-shard-1", "rw-other"]);
+    let threads = ringwire_bench::sys::proc_stat::threads(
+        std::process::id(),
+        &ringwire_bench::engine::SHARD_COMM,
+    )
+    .expect("proc");
+    drop(stop);
+    handles.into_iter().for_each(|h| drop(h.join()));
+    let mut names: Vec<&str> = threads.iter().map(|t| t.comm.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["ringwire-shard-", "rw-shard-0"], "{threads:?}");
 }
 
 const ENGINE_LOG: &str = "ringwire: listening on 127.0.0.1:21003 app=echo shards=1 cores=[0] io_uring=x kernel=y

@@ -10,6 +10,11 @@
 //! (`ceil(window / peers)`, at most [`BATCH`]): with 256 slots over 64 peers
 //! each peer sends 4 at a time; with more peers than slots, one each, so
 //! every peer is used.
+//!
+//! There is no schedule to fall behind, but the client can still be slow to
+//! refill its window: each measured send records its lag behind the moment
+//! its slot was freed (the echo read, or the timeout seen), the closed-loop
+//! counterpart of the open loop's lag behind schedule.
 
 use super::payload::{Probe, seq_slot, slot_seq};
 use super::stats::WorkerStats;
@@ -23,6 +28,9 @@ pub const MAX_WINDOW: usize = 1 << 16;
 struct Slots {
     generation: Vec<u16>,
     sent_ns: Vec<u64>,
+    /// When the slot was last freed (its echo read, or its timeout seen):
+    /// the moment its next datagram is due.
+    freed_ns: Vec<u64>,
     in_flight: Vec<bool>,
     count_in_flight: usize,
     /// Free slots waiting to be sent, oldest first.
@@ -36,6 +44,7 @@ pub fn run<T: Transport>(mut w: Worker<T>, window: usize) -> io::Result<WorkerSt
     let mut slots = Slots {
         generation: vec![0; window],
         sent_ns: vec![0; window],
+        freed_ns: vec![0; window],
         in_flight: vec![false; window],
         count_in_flight: 0,
         pending: (0..window)
@@ -89,6 +98,7 @@ fn complete<T: Transport>(w: &mut Worker<T>, slots: &mut Slots, r: &Reply) -> bo
     }
     slots.in_flight[slot] = false;
     slots.count_in_flight -= 1;
+    slots.freed_ns[slot] = r.recv_ns;
     w.record(r, r.probe.sent_ns);
     true
 }
@@ -100,6 +110,7 @@ fn expire<T: Transport>(w: &mut Worker<T>, slots: &mut Slots, now: u64, sending:
         if slots.in_flight[slot] && now.saturating_sub(slots.sent_ns[slot]) >= w.timeout_ns {
             slots.in_flight[slot] = false;
             slots.count_in_flight -= 1;
+            slots.freed_ns[slot] = now;
             if slots.sent_ns[slot] >= w.measure_start_ns {
                 w.stats.timeouts += 1;
             }
@@ -133,6 +144,9 @@ fn flush<T: Transport>(w: &mut Worker<T>, slots: &mut Slots, per_peer: usize, no
             slots.in_flight[s] = true;
             slots.sent_ns[s] = now;
             slots.count_in_flight += 1;
+            if first_measured == 0 {
+                w.stats.record_lag(now.saturating_sub(slots.freed_ns[s]));
+            }
         }
         slots.pending.drain(..sent);
         if sent < n {

@@ -21,7 +21,7 @@ pub mod transport;
 pub mod worker;
 
 use crate::args::{parse_rate, parse_secs};
-use crate::sys::{affinity, rlimit};
+use crate::sys::{affinity, cpu_time, loadavg, rlimit};
 use clap::{Args, ValueEnum};
 use echo_io::EchoIo;
 use peers::PeerSet;
@@ -209,6 +209,7 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
     };
     let live: Vec<Arc<LiveCounters>> = (0..threads).map(|_| Arc::default()).collect();
     let start_line = Arc::new(Barrier::new(threads + 1));
+    let loadavg_before = loadavg::now();
 
     let mut handles = Vec::with_capacity(threads);
     for (index, set) in sets.into_iter().enumerate() {
@@ -257,6 +258,7 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
             Err(_) => return Err(format!("load worker {i} panicked").into()),
         }
     }
+    let loadavg_after = loadavg::now();
     let totals = Totals::merge(&stats);
     let info = RunInfo {
         mode: args.mode.name().to_string(),
@@ -271,6 +273,8 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
         warmup_s: args.warmup,
         timeout_ms: args.timeout_ms,
         handshake: session_mode.then(|| HandshakeSummary::merge(&handshakes)),
+        loadavg_before,
+        loadavg_after,
     };
     Ok(LoadReport::new(info, &totals))
 }
@@ -328,9 +332,14 @@ impl Plan {
             self.poll,
             Arc::clone(&self.live),
         );
-        match (self.rate, self.window) {
-            (Some(r), _) => open::run(w, open::Schedule::new(r, self.threads, self.index)),
-            (None, w_slots) => closed::run(w, w_slots.unwrap_or(1)),
+        let switches_before = cpu_time::involuntary_switches();
+        let mut stats = match (self.rate, self.window) {
+            (Some(r), _) => open::run(w, open::Schedule::new(r, self.threads, self.index))?,
+            (None, w_slots) => closed::run(w, w_slots.unwrap_or(1))?,
+        };
+        if let (Some(before), Some(after)) = (switches_before, cpu_time::involuntary_switches()) {
+            stats.involuntary_switches = after.saturating_sub(before);
         }
+        Ok(stats)
     }
 }

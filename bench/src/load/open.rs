@@ -6,7 +6,10 @@
 //! `interval = threads / rate` and `offset_i = i * interval / n`, so the
 //! workers together emit an evenly spaced stream at `rate`. When the client
 //! falls behind it sends the overdue datagrams in batches and their latency
-//! includes the delay.
+//! includes the delay. Every measured datagram's lag (actual minus intended
+//! send time) goes into a histogram, so the report can say how late the
+//! client itself was at p50, p99 and worst, and a reader can tell a slow
+//! server from a late client.
 
 use super::payload::Probe;
 use super::stats::WorkerStats;
@@ -57,7 +60,7 @@ pub fn run<T: Transport>(mut w: Worker<T>, schedule: Schedule) -> io::Result<Wor
             break;
         }
         if sending {
-            let (sent, k) = send_due(&mut w, &schedule, next, now);
+            let (sent, k) = send_due(&mut w, &schedule, next);
             next = k;
             sent_total += sent;
         }
@@ -90,14 +93,14 @@ const LATE_SEND_NS: u64 = 1_000_000;
 
 /// Sends the datagrams whose intended time has come (before the end), in
 /// batches from successive peers. Returns (datagrams sent, next index).
-fn send_due<T: Transport>(
-    w: &mut Worker<T>,
-    schedule: &Schedule,
-    mut next: u64,
-    now: u64,
-) -> (u64, u64) {
+///
+/// Each batch reads the clock afresh, and each measured datagram's lag is
+/// the time just before the `sendmmsg` that carried it minus its intended
+/// time, so the lag is what the client added to the datagram's latency.
+fn send_due<T: Transport>(w: &mut Worker<T>, schedule: &Schedule, mut next: u64) -> (u64, u64) {
     let mut sent_total = 0;
     for _ in 0..MAX_BATCHES_PER_POLL {
+        let now = w.now_ns();
         let mut n = 0;
         let peer = w.next_peer();
         let peer_tag = u32::try_from(peer).unwrap_or(u32::MAX);
@@ -121,10 +124,12 @@ fn send_due<T: Transport>(
         let first_measured = (0..n)
             .find(|&j| schedule.intended_ns(next + j as u64) >= w.measure_start_ns)
             .unwrap_or(n);
+        let send_ns = w.now_ns();
         let sent = w.send_batch(peer, n, first_measured);
         for j in first_measured..sent {
-            let lag = now.saturating_sub(schedule.intended_ns(next + j as u64));
+            let lag = send_ns.saturating_sub(schedule.intended_ns(next + j as u64));
             w.stats.max_send_lag_ns = w.stats.max_send_lag_ns.max(lag);
+            w.stats.record_lag(lag);
             if lag > LATE_SEND_NS {
                 w.stats.sent_late += 1;
             }

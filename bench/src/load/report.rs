@@ -3,6 +3,8 @@
 
 use super::session::HandshakeStats;
 use super::stats::Totals;
+use crate::sys::loadavg::LoadAvg;
+use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -23,7 +25,38 @@ pub struct LatencyUs {
     pub mean: f64,
 }
 
+/// How far behind its schedule the client sent, in microseconds, over the
+/// measured datagrams (see [`LoadReport::client_lag_us`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LagUs {
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile: what the validity rule looks at.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl LagUs {
+    /// The percentiles of a lag histogram in ns (`None` if it is empty).
+    #[must_use]
+    pub fn from_histogram(h: &Histogram<u64>) -> Option<Self> {
+        (!h.is_empty()).then(|| Self {
+            p50: us(h.value_at_quantile(0.5)),
+            p99: us(h.value_at_quantile(0.99)),
+            p999: us(h.value_at_quantile(0.999)),
+            max: us(h.max()),
+        })
+    }
+}
+
 /// Everything a load run reports; serialised as the `--json` file.
+///
+/// Fields added after the first reports were written are optional, so old
+/// reports still parse: without `client_lag_us` an open-loop cell has
+/// unknown lateness (see [`crate::validity`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoadReport {
     /// Traffic kind (`echo`).
@@ -73,6 +106,28 @@ pub struct LoadReport {
     pub client_max_send_lag_us: f64,
     /// Open loop: datagrams the client sent over 1 ms behind schedule.
     pub client_sent_late: u64,
+    /// The client's lag behind its schedule over the measured datagrams:
+    /// open loop, the time just before the `sendmmsg` that carried a
+    /// datagram minus its intended send time (this lag is inside the
+    /// latency figures); closed loop, a window slot's re-send after the echo
+    /// or timeout that freed it (the client's turnaround; it is not inside
+    /// the latency, which counts from the actual send). Absent in reports
+    /// written before it was measured, and when nothing was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_lag_us: Option<LagUs>,
+    /// Involuntary context switches of the client's worker threads over
+    /// the run (warm-up and drain included): how often the kernel took a
+    /// core away from a client that wanted it. A pinned, busy-polling client
+    /// on a quiet machine stays near zero. Absent in older reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_involuntary_switches: Option<u64>,
+    /// `/proc/loadavg` just before the run (before any traffic). Absent in
+    /// older reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loadavg_before: Option<LoadAvg>,
+    /// `/proc/loadavg` once every worker finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loadavg_after: Option<LoadAvg>,
     /// Echoes received per second of the measured window.
     pub achieved_rps: f64,
     /// Round-trip latency.
@@ -147,6 +202,10 @@ pub struct RunInfo {
     pub timeout_ms: u64,
     /// Session modes: the handshake phase.
     pub handshake: Option<HandshakeSummary>,
+    /// See [`LoadReport::loadavg_before`].
+    pub loadavg_before: Option<LoadAvg>,
+    /// See [`LoadReport::loadavg_after`].
+    pub loadavg_after: Option<LoadAvg>,
 }
 
 impl LoadReport {
@@ -191,6 +250,10 @@ impl LoadReport {
             misrouted: t.misrouted,
             client_max_send_lag_us: us(t.max_send_lag_ns),
             client_sent_late: t.sent_late,
+            client_lag_us: LagUs::from_histogram(&t.send_lag_ns),
+            client_involuntary_switches: Some(t.involuntary_switches),
+            loadavg_before: info.loadavg_before,
+            loadavg_after: info.loadavg_after,
             achieved_rps: if info.duration_s > 0.0 {
                 t.received as f64 / info.duration_s
             } else {
@@ -274,12 +337,34 @@ impl fmt::Display for LoadReport {
                 self.timeouts, self.late, self.errors, self.misrouted
             )?;
         }
-        if self.client_sent_late > 0 {
+        if let Some(lag) = &self.client_lag_us {
+            let what = if self.rate.is_some() {
+                "behind schedule"
+            } else {
+                "re-send after a freed slot"
+            };
+            write!(
+                f,
+                "client lag ({what}) us: p50 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
+                lag.p50, lag.p99, lag.p999, lag.max
+            )?;
+            if self.rate.is_some() {
+                write!(f, "; {} datagrams over 1 ms late", self.client_sent_late)?;
+            }
+            writeln!(f)?;
+        }
+        if let Some(v) = self.client_involuntary_switches {
             writeln!(
                 f,
-                "client behind schedule: {} datagrams sent over 1 ms late, worst {:.0} us",
-                self.client_sent_late, self.client_max_send_lag_us
+                "client preempted {v} times (involuntary context switches)"
             )?;
+        }
+        if let (Some(b), Some(a)) = (self.loadavg_before, self.loadavg_after) {
+            writeln!(f, "load average before {b}, after {a}")?;
+        }
+        match crate::validity::verdict(self) {
+            crate::validity::Verdict::Valid => {}
+            v => writeln!(f, "NOT VALID: {v}")?,
         }
         Ok(())
     }

@@ -5,6 +5,11 @@ use hdrhistogram::Histogram;
 /// Highest latency the histogram tracks: 60 s, in ns.
 const MAX_TRACKED_NS: u64 = 60_000_000_000;
 
+/// An empty histogram of ns from 1 ns to 60 s, 3 significant digits.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_TRACKED_NS, 3).expect("constant histogram bounds are valid")
+}
+
 /// Counters and the latency histogram (ns) of one worker, for the measured
 /// window only (after warm-up).
 #[derive(Debug, Clone)]
@@ -26,6 +31,13 @@ pub struct WorkerStats {
     pub max_send_lag_ns: u64,
     /// Open loop: datagrams sent more than 1 ms after their intended time.
     pub sent_late: u64,
+    /// The client's lag behind its schedule per measured datagram, ns:
+    /// open loop, actual minus intended send time; closed loop, a window
+    /// slot's re-send after the echo (or timeout) that freed it.
+    pub send_lag_ns: Histogram<u64>,
+    /// Involuntary context switches of the worker thread over its loop
+    /// (warm-up and drain included).
+    pub involuntary_switches: u64,
     /// Round-trip latency, ns.
     pub latency_ns: Histogram<u64>,
     /// Which peers got at least one echo back.
@@ -45,10 +57,16 @@ impl WorkerStats {
             misrouted: 0,
             max_send_lag_ns: 0,
             sent_late: 0,
-            latency_ns: Histogram::new_with_bounds(1, MAX_TRACKED_NS, 3)
-                .expect("constant histogram bounds are valid"),
+            send_lag_ns: histogram(),
+            involuntary_switches: 0,
+            latency_ns: histogram(),
             responded: vec![false; peers],
         }
+    }
+
+    /// Records how far behind its schedule one measured datagram went out.
+    pub fn record_lag(&mut self, lag_ns: u64) {
+        self.send_lag_ns.saturating_record(lag_ns.max(1));
     }
 
     /// Records one matched echo.
@@ -64,7 +82,7 @@ impl WorkerStats {
 /// All workers' stats added up.
 #[derive(Debug, Clone)]
 pub struct Totals {
-    /// Counters summed over the workers (the lag is the largest), histograms merged; its
+    /// Counters summed over the workers (the max lag is the largest), histograms merged; its
     /// `responded` is empty: see `peers_responded`.
     pub stats: WorkerStats,
     /// Peers (over all workers) that got at least one echo.
@@ -82,8 +100,10 @@ impl WorkerStats {
         self.misrouted += other.misrouted;
         self.max_send_lag_ns = self.max_send_lag_ns.max(other.max_send_lag_ns);
         self.sent_late += other.sent_late;
+        self.involuntary_switches += other.involuntary_switches;
         // Same bounds on both sides, so adding cannot fail.
         let _ = self.latency_ns.add(&other.latency_ns);
+        let _ = self.send_lag_ns.add(&other.send_lag_ns);
     }
 }
 

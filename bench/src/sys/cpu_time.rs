@@ -1,4 +1,5 @@
-//! CPU time of the calling thread, from `getrusage(RUSAGE_THREAD)`.
+//! CPU time and involuntary context switches of the calling thread, from
+//! `getrusage(RUSAGE_THREAD)`.
 #![allow(unsafe_code)]
 
 use serde::{Deserialize, Serialize};
@@ -36,21 +37,31 @@ fn timeval_to_s(tv: libc::timeval) -> f64 {
     (Duration::from_secs(secs) + Duration::from_micros(micros)).as_secs_f64()
 }
 
-/// CPU time the calling thread has used so far.
-#[must_use]
-pub fn current_thread() -> CpuTime {
+/// `getrusage(RUSAGE_THREAD)` of the calling thread (`None` if it fails).
+fn thread_usage() -> Option<libc::rusage> {
     // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `usage` is a valid, writable `rusage` for the duration of the
     // call; RUSAGE_THREAD is supported on Linux since 2.6.26.
     let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &raw mut usage) };
-    if rc != 0 {
-        return CpuTime::default();
-    }
-    CpuTime {
+    (rc == 0).then_some(usage)
+}
+
+/// CPU time the calling thread has used so far.
+#[must_use]
+pub fn current_thread() -> CpuTime {
+    thread_usage().map_or(CpuTime::default(), |usage| CpuTime {
         user_s: timeval_to_s(usage.ru_utime),
         sys_s: timeval_to_s(usage.ru_stime),
-    }
+    })
+}
+
+/// How many times so far the kernel took the CPU away from the calling
+/// thread while it could still run (involuntary context switches). A
+/// pinned, busy-polling thread on an otherwise idle core stays near zero.
+#[must_use]
+pub fn involuntary_switches() -> Option<u64> {
+    thread_usage().and_then(|usage| u64::try_from(usage.ru_nivcsw).ok())
 }
 
 /// Clock ticks per second, the unit of `utime`/`stime` in `/proc/*/stat`.

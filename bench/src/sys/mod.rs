@@ -6,6 +6,7 @@
 pub mod affinity;
 pub mod cpu_time;
 pub mod epoll;
+pub mod loadavg;
 pub mod mmsg;
 pub mod proc_stat;
 pub mod rlimit;

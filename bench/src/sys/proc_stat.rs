@@ -12,7 +12,7 @@ pub struct ThreadStat {
     /// Thread id.
     pub tid: u32,
     /// Its `comm` (the kernel keeps 15 bytes: `ringwire-shard-0` reads
-    /// `ringwire-shard-`).
+    /// `ringwire-shard-`, `rw-shard-0` stays whole).
     pub comm: String,
     /// The core it last ran on.
     pub core: Option<usize>,
@@ -42,21 +42,23 @@ pub fn parse_stat(line: &str, ticks: f64) -> Option<ThreadStat> {
     })
 }
 
-/// The threads of process `pid` whose `comm` starts with `comm_prefix`, in
-/// thread-id order (creation order, short of tid wrap-around).
-pub fn threads(pid: u32, comm_prefix: &str) -> std::io::Result<Vec<ThreadStat>> {
-    threads_in(&Path::new("/proc").join(pid.to_string()), comm_prefix)
+/// The threads of process `pid` whose `comm` starts with one of
+/// `comm_prefixes`, in thread-id order (creation order, short of tid
+/// wrap-around).
+pub fn threads(pid: u32, comm_prefixes: &[&str]) -> std::io::Result<Vec<ThreadStat>> {
+    threads_in(&Path::new("/proc").join(pid.to_string()), comm_prefixes)
 }
 
 /// [`threads`] for a `/proc/PID` directory.
-pub fn threads_in(proc_dir: &Path, comm_prefix: &str) -> std::io::Result<Vec<ThreadStat>> {
+pub fn threads_in(proc_dir: &Path, comm_prefixes: &[&str]) -> std::io::Result<Vec<ThreadStat>> {
     let ticks = clock_ticks_per_s();
     let mut out = Vec::new();
     for entry in std::fs::read_dir(proc_dir.join("task"))? {
         let Ok(text) = std::fs::read_to_string(entry?.path().join("stat")) else {
             continue; // the thread exited meanwhile
         };
-        if let Some(t) = parse_stat(&text, ticks).filter(|t| t.comm.starts_with(comm_prefix)) {
+        let wanted = |t: &ThreadStat| comm_prefixes.iter().any(|p| t.comm.starts_with(p));
+        if let Some(t) = parse_stat(&text, ticks).filter(wanted) {
             out.push(t);
         }
     }

@@ -1,10 +1,11 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use ringwire_bench::load::report::{LatencyUs, LoadReport};
+use ringwire_bench::load::report::{LagUs, LatencyUs, LoadReport};
 use ringwire_bench::load::worker::PollMode;
 use ringwire_bench::load::{LoadArgs, Mode};
 use ringwire_bench::server::{Kind, RunningServer, ServerArgs, glommio_echo};
+use ringwire_bench::sys::loadavg::LoadAvg;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -82,7 +83,17 @@ pub fn temp_json(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("ringwire-bench-{}-{name}.json", std::process::id()))
 }
 
-/// A closed-loop load report at `rps` with `lost` datagrams lost (p50 10 us, p99 30 us).
+/// A load average whose three figures are all `v`.
+pub fn loadavg(v: f64) -> LoadAvg {
+    LoadAvg {
+        one: v,
+        five: v,
+        fifteen: v,
+    }
+}
+
+/// A closed-loop load report at `rps` with `lost` datagrams lost (p50 10 us,
+/// p99 30 us; client lag p99 2 us; load average 0.1 before, 0.9 after).
 pub fn load_report(rps: f64, lost: u64) -> LoadReport {
     LoadReport {
         mode: "echo".into(),
@@ -107,6 +118,15 @@ pub fn load_report(rps: f64, lost: u64) -> LoadReport {
         misrouted: 0,
         client_max_send_lag_us: 0.0,
         client_sent_late: 0,
+        client_lag_us: Some(LagUs {
+            p50: 0.5,
+            p99: 2.0,
+            p999: 5.0,
+            max: 10.0,
+        }),
+        client_involuntary_switches: Some(0),
+        loadavg_before: Some(loadavg(0.1)),
+        loadavg_after: Some(loadavg(0.9)),
         achieved_rps: rps,
         latency_us: LatencyUs {
             p50: 10.0,

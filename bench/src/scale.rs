@@ -1,0 +1,334 @@
+//! `ringwire-bench scale-report DIR --markdown FILE`: the session-scale
+//! page (`docs/BENCHMARKS-scale.md`) from a `scripts/scale.sh` output
+//! directory.
+//!
+//! DIR holds, per session count N, `load.N.json` (the load generator's
+//! report: session mode, open loop) and `server.N.json` (what the script
+//! sampled from `/proc`: RSS when empty and with N idle sessions, CPU ticks
+//! over the measured window), plus `machine.txt`, `loadavg.start` and
+//! `loadavg.end`. Rows follow [`crate::validity`]: a row whose client was
+//! late keeps its CPU and memory columns (they count work and bytes, which
+//! the client's lateness does not change) but not its latency.
+
+use crate::compare::{Cell, Error};
+use crate::load::report::LoadReport;
+use crate::report::{Caption, RunHeader, lateness_sentence};
+use crate::sys::cpu_time::clock_ticks_per_s;
+use crate::sys::loadavg::{self, LoadAvg};
+use crate::validity::{self, Machine, Verdict};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Arguments of `ringwire-bench scale-report`.
+#[derive(Debug, Clone, Args)]
+pub struct ScaleArgs {
+    /// A `scripts/scale.sh --out` directory.
+    pub dir: PathBuf,
+    /// Write the page here (`-`: stdout).
+    #[arg(long)]
+    pub markdown: PathBuf,
+    /// Also write the rows as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// A paragraph to put first.
+    #[arg(long)]
+    pub note: Option<String>,
+}
+
+/// What `scripts/scale.sh` sampled from the server for one N.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerSample {
+    /// Sessions.
+    pub n: usize,
+    /// `VmRSS` before any session, KiB.
+    pub rss_empty_kib: Option<u64>,
+    /// `VmRSS` with every session established and idle, KiB.
+    pub rss_idle_kib: Option<u64>,
+    /// utime + stime ticks from `load: measuring` to `load: done`.
+    pub cpu_ticks: i64,
+    /// Whether both CPU samples were taken at those markers.
+    pub measured: bool,
+}
+
+/// One row of the page (and of `--json`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScaleRow {
+    /// Sessions.
+    pub sessions: usize,
+    /// Sessions established by the load generator.
+    pub sessions_established: Option<usize>,
+    /// Handshake phase, ms.
+    pub handshake_ms: Option<f64>,
+    /// Offered rate, requests/s.
+    pub rate: Option<f64>,
+    /// Requests sent in the measured window.
+    pub sent: u64,
+    /// Of those, lost.
+    pub lost: u64,
+    /// Server CPU over the measured window, s.
+    pub server_cpu_s: f64,
+    /// Server CPU per request received, us.
+    pub server_cpu_us_per_request: Option<f64>,
+    /// RSS with N idle sessions, KiB.
+    pub server_rss_idle_kib: Option<u64>,
+    /// (RSS_N - RSS_1) / (N - 1), bytes.
+    pub bytes_per_session: Option<f64>,
+    /// (RSS_N - RSS_prev) / (N - N_prev) against the previous row, bytes.
+    pub marginal_bytes_per_session: Option<f64>,
+    /// Latency p50, us (as measured; see `verdict`).
+    pub p50_us: f64,
+    /// Latency p99, us.
+    pub p99_us: f64,
+    /// The client's p99 lag behind its schedule, us.
+    pub client_lag_p99_us: Option<f64>,
+    /// Load average before the row's run.
+    pub loadavg_before: Option<LoadAvg>,
+    /// Load average after it.
+    pub loadavg_after: Option<LoadAvg>,
+    /// `valid`, or why the latency is not reported.
+    pub verdict: String,
+}
+
+/// Everything one scale.sh run left behind.
+pub struct ScaleRun {
+    /// `machine.txt` as written.
+    pub machine: String,
+    /// Commit and kernel.
+    pub header: RunHeader,
+    /// Load average before the first N and at the end.
+    pub loadavg: (Option<LoadAvg>, Option<LoadAvg>),
+    /// (load report, server sample) per N, by N.
+    pub runs: Vec<(LoadReport, ServerSample)>,
+}
+
+/// Reads a scale.sh output directory (every `load.N.json` and its
+/// `server.N.json`; a file that does not parse is an error).
+pub fn read(dir: &Path) -> Result<ScaleRun, Error> {
+    let mut sizes: Vec<usize> = std::fs::read_dir(dir)
+        .map_err(|e| format!("reading {}: {e}", dir.display()))?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name();
+            name.to_str()?
+                .strip_prefix("load.")?
+                .strip_suffix(".json")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    sizes.sort_unstable();
+    let mut runs = Vec::with_capacity(sizes.len());
+    for n in sizes {
+        let parse =
+            |file: String| -> Result<String, Error> { Ok(crate::engine::read(&dir.join(file))?) };
+        let load: LoadReport = serde_json::from_str(&parse(format!("load.{n}.json"))?)
+            .map_err(|e| format!("load.{n}.json does not parse: {e}"))?;
+        let server: ServerSample = serde_json::from_str(&parse(format!("server.{n}.json"))?)
+            .map_err(|e| format!("server.{n}.json does not parse: {e}"))?;
+        runs.push((load, server));
+    }
+    let machine = std::fs::read_to_string(dir.join("machine.txt")).unwrap_or_default();
+    Ok(ScaleRun {
+        header: RunHeader::parse(&machine),
+        machine,
+        loadavg: (
+            loadavg::read(&dir.join("loadavg.start"))
+                .or_else(|| runs.first().and_then(|r| r.0.loadavg_before)),
+            loadavg::read(&dir.join("loadavg.end"))
+                .or_else(|| runs.last().and_then(|r| r.0.loadavg_after)),
+        ),
+        runs,
+    })
+}
+
+/// The rows, with CPU ticks at `ticks_per_s`.
+#[must_use]
+pub fn rows(run: &ScaleRun, ticks_per_s: f64) -> Vec<ScaleRow> {
+    let rss = |s: &ServerSample| s.rss_idle_kib.map(|k| k as f64 * 1024.0);
+    let base = run
+        .runs
+        .iter()
+        .find(|(_, s)| s.n == 1)
+        .and_then(|(_, s)| rss(s));
+    let mut prev: Option<(usize, f64)> = None;
+    run.runs
+        .iter()
+        .map(|(load, server)| {
+            let n = server.n;
+            let cpu_s = server.cpu_ticks as f64 / ticks_per_s;
+            let rss_n = rss(server);
+            let per = |from: Option<(usize, f64)>| match (from, rss_n) {
+                (Some((n0, r0)), Some(r)) if n > n0 => Some((r - r0) / (n - n0) as f64),
+                _ => None,
+            };
+            let row = ScaleRow {
+                sessions: n,
+                sessions_established: load.sessions_established,
+                handshake_ms: load.handshake_ms,
+                rate: load.rate,
+                sent: load.sent,
+                lost: load.lost,
+                server_cpu_s: cpu_s,
+                server_cpu_us_per_request: (load.received > 0)
+                    .then(|| cpu_s * 1e6 / load.received as f64),
+                server_rss_idle_kib: server.rss_idle_kib,
+                bytes_per_session: per(base.map(|b| (1, b))),
+                marginal_bytes_per_session: per(prev),
+                p50_us: load.latency_us.p50,
+                p99_us: load.latency_us.p99,
+                client_lag_p99_us: load.client_lag_us.map(|l| l.p99),
+                loadavg_before: load.loadavg_before,
+                loadavg_after: load.loadavg_after,
+                verdict: validity::verdict(load).to_string(),
+            };
+            if let Some(r) = rss_n {
+                prev = Some((n, r));
+            }
+            row
+        })
+        .collect()
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("-".to_string(), |v| format!("{v:.digits$}"))
+}
+
+/// The page.
+pub fn markdown(run: &ScaleRun, ticks_per_s: f64, note: Option<&str>) -> Result<String, Error> {
+    let rows = rows(run, ticks_per_s);
+    let cells: Vec<Cell> = run
+        .runs
+        .iter()
+        .map(|(l, _)| Cell {
+            report: l.clone(),
+            rounds: vec![l.clone()],
+            verdict: validity::verdict(l),
+        })
+        .collect();
+    let mut md = String::new();
+    writeln!(
+        md,
+        "# Session scale: server CPU, memory and latency against the number of sessions\n"
+    )?;
+    writeln!(
+        md,
+        "Generated by `scripts/scale.sh` (`ringwire-bench scale-report`); do not edit by hand. \
+         A fresh single-shard `ringwire serve --app session-echo` per session count N, driven by \
+         `ringwire-bench load --mode session` (one session per peer socket, each its own source \
+         address and port), open loop at one fixed rate, so the server's CPU per request is \
+         comparable across N.\n"
+    )?;
+    if let Some(note) = note {
+        writeln!(md, "> **{note}**\n")?;
+    }
+    writeln!(md, "## Can these figures be trusted?\n")?;
+    let machine = validity::machine(run.loadavg.0);
+    writeln!(md, "- **Machine: {machine}.**")?;
+    if !matches!(machine, Machine::Quiet(_)) {
+        writeln!(
+            md,
+            "  Other processes competed for the cores; re-run on a quiet machine before quoting."
+        )?;
+    }
+    let valid = cells.iter().filter(|c| c.verdict.is_valid()).count();
+    writeln!(
+        md,
+        "- **Rows with the client on time: {valid} of {}.** A row whose client sent more than {} \
+         behind its schedule at p99 keeps its CPU and memory columns but not its latency.\n",
+        cells.len(),
+        validity::duration_us(validity::MAX_CLIENT_LAG_P99_US)
+    )?;
+    writeln!(md, "## Command and machine\n\n```")?;
+    write!(md, "{}", run.machine)?;
+    writeln!(md, "```\n")?;
+    writeln!(md, "## Results\n")?;
+    let caption = Caption {
+        header: run.header.clone(),
+        start: run.loadavg.0,
+        end: run.loadavg.1,
+        lateness: lateness_sentence(cells.iter()),
+    };
+    writeln!(md, "{caption}\n")?;
+    writeln!(
+        md,
+        "| sessions | established | handshake ms | offered /s | sent | lost | server CPU us/req | RSS idle MiB | bytes/session | bytes/session (marginal) | p50 us | p99 us | client lag p99 us | load average before → after | verdict |"
+    )?;
+    writeln!(
+        md,
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+    )?;
+    for (row, cell) in rows.iter().zip(&cells) {
+        let (p50, p99) = match cell.verdict {
+            Verdict::Late { .. } => ("invalid".to_string(), "invalid".to_string()),
+            _ => (format!("{:.1}", row.p50_us), format!("{:.1}", row.p99_us)),
+        };
+        let one = |l: Option<LoadAvg>| l.map_or("-".to_string(), |l| format!("{:.2}", l.one));
+        let verdict = match cell.verdict {
+            Verdict::Late { .. } => format!("**{}**", row.verdict),
+            _ => row.verdict.clone(),
+        };
+        writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {p50} | {p99} | {} | {} → {} | {verdict} |",
+            row.sessions,
+            row.sessions_established
+                .map_or("-".to_string(), |v| v.to_string()),
+            opt(row.handshake_ms, 0),
+            opt(row.rate, 0),
+            row.sent,
+            row.lost,
+            opt(row.server_cpu_us_per_request, 2),
+            opt(row.server_rss_idle_kib.map(|k| k as f64 / 1024.0), 1),
+            opt(row.bytes_per_session, 0),
+            opt(row.marginal_bytes_per_session, 0),
+            opt(row.client_lag_p99_us, 1),
+            one(row.loadavg_before),
+            one(row.loadavg_after),
+        )?;
+    }
+    writeln!(md)?;
+    writeln!(md, "## How to read this\n")?;
+    for line in [
+        "- *server CPU us/req*: the server process's utime + stime (`/proc/PID/stat`, clock \
+         ticks, so a few % resolution) from `load: measuring` to `load: done`, divided by the \
+         requests received in the measured window (it includes the short drain after the window \
+         and the idle sessions' keepalives). Part of the CPU is per wake-up, not per request: \
+         compare rows taken at one rate only.",
+        "- *RSS idle*: `VmRSS` once all N sessions are established, before traffic. \
+         *bytes/session*: (RSS_N - RSS_1) / (N - 1), inflated at small N by the tables' first \
+         growth steps; *marginal*: against the previous row, the cost of one more session at \
+         that scale.",
+        "- *client lag p99*: how far behind its intended send time the load generator sent, at \
+         p99; latency counts from the intended time, so this lag is inside p50/p99. Over 1 ms the \
+         row's latency is not reported.",
+        "- *load average*: 1-minute figure before → after the row. The machine counts as quiet \
+         only if it was below 0.3 before the first row.",
+        "- N stops where the load generator's open-file limit does (one socket per session), not \
+         at a limit of ringwire's.",
+    ] {
+        writeln!(md, "{line}")?;
+    }
+    Ok(md)
+}
+
+/// Writes the page (and `--json`).
+pub fn run(args: ScaleArgs) -> crate::CmdResult {
+    let run = read(&args.dir)?;
+    if run.runs.is_empty() {
+        return Err(format!("no load.N.json in {}", args.dir.display()).into());
+    }
+    let ticks = clock_ticks_per_s();
+    let md = markdown(&run, ticks, args.note.as_deref())?;
+    if args.markdown.as_os_str() == "-" {
+        print!("{md}");
+    } else {
+        std::fs::write(&args.markdown, &md)
+            .map_err(|e| format!("writing {}: {e}", args.markdown.display()))?;
+    }
+    if let Some(path) = &args.json {
+        crate::engine::write_json(path, &rows(&run, ticks))?;
+    }
+    Ok(())
+}

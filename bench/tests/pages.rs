@@ -1,0 +1,149 @@
+//! The session-scale and rings pages from fixtures: every table carries
+//! the caption (commit, kernel, load average at start and end, the
+//! client's lateness), and a late row keeps its CPU and memory but not its
+//! latency.
+
+mod common;
+
+use common::{load_report, loadavg, temp_dir, write};
+use ringwire_bench::load::report::{LagUs, LoadReport};
+use ringwire_bench::rings::{RingsReport, Row, page};
+use ringwire_bench::scale::{ServerSample, markdown, read, rows};
+
+const MACHINE: &str = "git: abc1234\nkernel: 6.1-test\n";
+
+/// A session-mode open-loop report for `n` sessions whose client lagged
+/// `lag_p99` us at p99.
+fn session_load(n: usize, lag_p99: f64) -> LoadReport {
+    let mut r = load_report(20_000.0, 0);
+    r.mode = "session".into();
+    r.loop_kind = "open".into();
+    r.window = None;
+    r.rate = Some(20_000.0);
+    r.sent = 100_000;
+    r.received = 100_000;
+    r.peers = n;
+    r.sessions_established = Some(n);
+    r.handshake_failures = Some(0);
+    r.handshake_ms = Some(n as f64 / 40.0);
+    r.latency_us.p50 = 70.0;
+    r.latency_us.p99 = 5_000.0;
+    r.client_lag_us = Some(LagUs {
+        p50: 1.0,
+        p99: lag_p99,
+        p999: lag_p99,
+        max: lag_p99,
+    });
+    r.loadavg_before = Some(loadavg(0.2));
+    r.loadavg_after = Some(loadavg(1.1));
+    r
+}
+
+#[test]
+fn scale_page_has_the_caption_and_hides_late_latency() {
+    let dir = temp_dir("pages-scale");
+    std::fs::write(dir.join("machine.txt"), MACHINE).expect("write");
+    std::fs::write(dir.join("loadavg.start"), "0.20 0.25 0.30 1/9 9\n").expect("write");
+    std::fs::write(dir.join("loadavg.end"), "1.10 0.60 0.40 1/9 9\n").expect("write");
+    // RSS idle: 6 MiB at 1, 16 MiB at 10,001, 21 MiB at 20,001 sessions.
+    for (n, rss_mib, lag) in [(1, 6, 5.0), (10_001, 16, 8.0), (20_001, 21, 40_000.0)] {
+        write(&dir, &format!("load.{n}.json"), &session_load(n, lag));
+        let server = ServerSample {
+            n,
+            rss_empty_kib: Some(5 * 1024),
+            rss_idle_kib: Some(rss_mib * 1024),
+            cpu_ticks: 160,
+            measured: true,
+        };
+        write(&dir, &format!("server.{n}.json"), &server);
+    }
+    let run = read(&dir).expect("reads");
+    let _ = std::fs::remove_dir_all(&dir);
+    let r = rows(&run, 100.0);
+    assert_eq!(
+        r.iter().map(|r| r.sessions).collect::<Vec<_>>(),
+        [1, 10_001, 20_001]
+    );
+    // 1.6 s of CPU over 100,000 requests.
+    assert_eq!(r[0].server_cpu_us_per_request, Some(16.0));
+    // 10 MiB over 10,000 sessions, then 5 MiB over the next 10,000.
+    assert_eq!(r[1].bytes_per_session, Some(1048.576));
+    assert_eq!(r[2].marginal_bytes_per_session, Some(524.288));
+    assert_eq!(r[0].bytes_per_session, None);
+
+    let md = markdown(&run, 100.0, None).expect("page");
+    let caption = md
+        .lines()
+        .find(|l| l.starts_with("_Commit"))
+        .unwrap_or_else(|| panic!("no caption:\n{md}"));
+    for part in [
+        "_Commit `abc1234`",
+        "kernel `6.1-test`",
+        "0.20 0.25 0.30 at start",
+        "1.10 0.60 0.40 at end",
+        "2 open-loop cells valid, 1 invalid",
+    ] {
+        assert!(caption.contains(part), "caption lacks {part:?}: {caption}");
+    }
+    let row = |start: &str| {
+        md.lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no {start:?} row:\n{md}"))
+    };
+    assert!(
+        row("| 1 | ").contains("| 70.0 | 5000.0 | 5.0 | 0.20 → 1.10 | valid |"),
+        "{md}"
+    );
+    // The late row: CPU and memory stay, latency does not.
+    let late = row("| 20001 | ");
+    assert!(late.contains("| 16.00 | 21.0 |"), "{md}");
+    assert!(late.contains("| invalid | invalid | 40000.0 |"), "{md}");
+    assert!(!late.contains("5000.0"), "{md}");
+    assert!(md.contains("**Machine: quiet"), "{md}");
+    assert!(
+        md.contains("**Rows with the client on time: 2 of 3.**"),
+        "{md}"
+    );
+}
+
+#[test]
+fn rings_page_captions_both_tables() {
+    let report = RingsReport {
+        nproc: 2,
+        cpu: "test cpu".into(),
+        cores: [0, 1],
+        capacity: 1024,
+        batch: 64,
+        items: 1000,
+        rows: vec![
+            Row {
+                section: "throughput single",
+                ring: "ringwire",
+                value: 2e8,
+                unit: "items/s",
+                runs: vec![2e8],
+            },
+            Row {
+                section: "throughput single",
+                ring: "rtrb",
+                value: 3e8,
+                unit: "items/s",
+                runs: vec![3e8],
+            },
+        ],
+        loadavg_before: Some(loadavg(0.5)),
+        loadavg_after: Some(loadavg(0.7)),
+    };
+    let md = page(&report, MACHINE, "ringwire-bench rings");
+    let captions = md.lines().filter(|l| l.starts_with("_Commit `abc1234`, kernel `6.1-test`; load average (1, 5, 15 min) 0.50 0.50 0.50 at start, 0.70 0.70 0.70 at end; client lateness: not applicable")).count();
+    let tables = md.lines().filter(|l| l.starts_with("| measure |")).count();
+    assert_eq!((captions, tables), (2, 2), "{md}");
+    assert!(
+        md.contains("**Machine: contended (1-minute load average 0.50"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| throughput single | items/s | 200.0M | 300.0M |"),
+        "{md}"
+    );
+}
