@@ -61,7 +61,7 @@ fn serve(
     std::thread::JoinHandle<ShardExit>,
 ) {
     let addr = socket.local_addr().unwrap();
-    let control = Arc::new(ShardControl::new(0, 1).unwrap().0);
+    let control = Arc::new(ShardControl::new(0, 1).unwrap());
     let c = Arc::clone(&control);
     let thread = std::thread::spawn(move || {
         Shard::new(c, socket, &config)
@@ -198,7 +198,7 @@ fn send_errors_are_counted_by_errno() {
         .unwrap()
         .remove(0);
     let addr = socket.local_addr().unwrap();
-    let control = Arc::new(ShardControl::new(0, 1).unwrap().0);
+    let control = Arc::new(ShardControl::new(0, 1).unwrap());
     let c = Arc::clone(&control);
     let thread = std::thread::spawn(move || {
         Shard::new(c, socket, &config())

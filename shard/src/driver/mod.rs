@@ -13,15 +13,19 @@
 //!    sends free their slot and count success or errno; wake-ups drain the eventfd.
 //! 5. **Refill**: publish recycled buffers in one store; re-arm the multishot receive if it
 //!    ended (ENOBUFS or error), counting the re-arm.
-//! 6. **Timers**, `on_turn`, a requested report, and **publish** the counters.
+//! 6. **Timers**, `on_turn`, a requested drain, a requested report, and **publish** the
+//!    counters (and, at most once a second, a log line for drops since the last one).
 #![allow(unsafe_code)]
 
 mod bufring;
 mod control;
+mod droplog;
+mod kernel_drops;
 mod probe;
 mod sockaddr;
 mod socket;
 mod steer;
+mod turns;
 
 use std::io;
 use std::mem;
@@ -43,6 +47,9 @@ pub use socket::{SocketError, SocketOptions, bind_reuseport_group};
 pub use steer::{attach_steering, detach_steering, steering_program};
 
 use self::bufring::BufRing;
+use self::droplog::DropLog;
+use self::kernel_drops::KernelDrops;
+use self::turns::TurnClock;
 use crate::config::{ShardConfig, ShardConfigError};
 use crate::counters::{Counters, ShardStats};
 use crate::handler::{Ctx, Handler};
@@ -108,6 +115,10 @@ pub struct ShardExit {
     pub drained: bool,
     /// The handler's own counters ([`Handler::counters`]).
     pub app: Vec<(&'static str, u64)>,
+    /// Whether a graceful drain ([`ShardControl::request_drain`]) ended this shard, and how:
+    /// `Some(true)` when its handler finished its goodbyes ([`Handler::drained`]) before the
+    /// deadline, `Some(false)` when the deadline came first; `None` for a plain stop.
+    pub graceful: Option<bool>,
 }
 
 impl Drop for Shard {
@@ -187,6 +198,15 @@ pub struct Shard {
     report: ProbeReport,
     drained: bool,
     error_log: LogLimiter,
+    /// The socket's drop count, from the receive path's `SO_RXQ_OVFL` control messages.
+    kernel_drops: KernelDrops,
+    drop_log: DropLog,
+    /// Turn durations, when `ShardConfig::turn_histogram` asks for them.
+    turns: Option<TurnClock>,
+    /// The deadline of a graceful drain this shard has begun (its handler was told).
+    drain_deadline: Option<Instant>,
+    /// How the graceful drain ended (see [`ShardExit::graceful`]).
+    graceful: Option<bool>,
 }
 
 impl Shard {
@@ -209,7 +229,15 @@ impl Shard {
             Ok(a) if a.is_ipv6() => sockaddr::SOCKADDR_IN6_LEN,
             _ => sockaddr::SOCKADDR_IN_LEN,
         };
-        let buf_len = RECVMSG_OUT_LEN + namelen as usize + config.max_datagram;
+        // Datagrams carry the socket's drop count as a control message, after the name.
+        if let Err(e) = kernel_drops::enable(&socket) {
+            tracing::warn!(
+                shard = control.index,
+                "SO_RXQ_OVFL not available ({e}); kernel drops will read 0"
+            );
+        }
+        let buf_len =
+            RECVMSG_OUT_LEN + namelen as usize + kernel_drops::CONTROL_LEN + config.max_datagram;
         let mut bufs = BufRing::new(config.recv_buffers, buf_len, BGID).map_err(|source| {
             SetupError::BufRing {
                 source,
@@ -223,6 +251,7 @@ impl Shard {
         // SAFETY: msghdr is plain data; all-zero is a valid empty header.
         let mut recv_hdr: Box<libc::msghdr> = Box::new(unsafe { mem::zeroed() });
         recv_hdr.msg_namelen = namelen;
+        recv_hdr.msg_controllen = kernel_drops::CONTROL_LEN;
         // SAFETY: as above.
         let send_hdrs = vec![unsafe { mem::zeroed::<libc::msghdr>() }; config.send_slots];
         let send_iovs = vec![
@@ -261,6 +290,15 @@ impl Shard {
             report,
             drained: false,
             error_log: LogLimiter::default(),
+            kernel_drops: KernelDrops::default(),
+            drop_log: DropLog::default(),
+            turns: if config.turn_histogram {
+                TurnClock::new()
+            } else {
+                None
+            },
+            drain_deadline: None,
+            graceful: None,
         })
     }
 
@@ -291,6 +329,8 @@ impl Shard {
     ) -> Result<(), ShardError> {
         self.arm_recv()?;
         self.arm_poll()?;
+        let mut ctx = ctx!(self, Instant::now(), mesh);
+        handler.on_start(&mut ctx);
         let mut first = true;
         let mut inbox = Vec::new();
         while !self.control.stop_requested() {
@@ -299,10 +339,12 @@ impl Shard {
             self.stage_sends()?;
             let via_ring = self.msg_ring_wake;
             mesh.flush_wakes_with(|to, fd| via_ring && self.push_msg_ring(to, fd));
-            let mut timeout = self
-                .timers
-                .next_deadline()
-                .map(|d| d.saturating_duration_since(Instant::now()));
+            // A draining shard wakes at its drain deadline at the latest.
+            let next = match (self.timers.next_deadline(), self.drain_deadline) {
+                (Some(t), Some(d)) => Some(t.min(d)),
+                (t, d) => t.or(d),
+            };
+            let mut timeout = next.map(|d| d.saturating_duration_since(Instant::now()));
             let mut parked = false;
             if more {
                 timeout = Some(Duration::ZERO);
@@ -328,12 +370,56 @@ impl Shard {
             self.fire_timers(handler, mesh, now);
             let mut ctx = ctx!(self, now, mesh);
             handler.on_turn(&mut ctx);
+            let drained = self.graceful_step(handler, mesh, now);
             self.control
-                .answer_report(|request, out| handler.report(request, out));
+                .answer_report(handler, self.turns.as_ref().map(TurnClock::histogram));
+            self.drop_log.check(self.control.index, &self.counters, now);
             self.control.stats.publish(&mut self.counters);
             self.control.stats.publish_lanes(mesh.lanes());
+            if let Some(turns) = &mut self.turns {
+                turns.record(now);
+            }
+            if drained {
+                break;
+            }
         }
         self.drain(handler, mesh, self.drain_timeout)
+    }
+
+    /// Once per turn: starts a requested graceful drain (the handler's `on_shutdown`), and
+    /// returns true once it is over: the handler has handed every goodbye to a send slot, or
+    /// the drain's deadline has passed. The loop then stops as on a stop request.
+    fn graceful_step<H: Handler>(
+        &mut self,
+        handler: &mut H,
+        mesh: &mut MeshEnd<H::Message>,
+        now: Instant,
+    ) -> bool {
+        let deadline = match self.drain_deadline {
+            Some(d) => d,
+            None => {
+                let Some(d) = self.control.drain_deadline() else {
+                    return false;
+                };
+                self.drain_deadline = Some(d);
+                let mut ctx = ctx!(self, now, mesh);
+                handler.on_shutdown(&mut ctx);
+                d
+            }
+        };
+        if handler.drained() {
+            self.graceful = Some(true);
+            true
+        } else if now >= deadline {
+            tracing::warn!(
+                shard = self.control.index,
+                "drain deadline passed before the handler finished its goodbyes; stopping"
+            );
+            self.graceful = Some(false);
+            true
+        } else {
+            false
+        }
     }
 
     /// Hands every waiting mesh message to the handler: all control messages, then a batch of
@@ -390,6 +476,7 @@ impl Shard {
     }
 
     fn finish<M: Send>(mut self, mesh: &MeshEnd<M>) -> ShardExit {
+        self.drop_log.flush(self.control.index, &self.counters);
         self.control.stats.publish(&mut self.counters);
         self.control.stats.publish_lanes(mesh.lanes());
         let mut stats = self.counters.snapshot(self.control.index);
@@ -414,6 +501,7 @@ impl Shard {
             stats,
             drained: self.drained,
             app: Vec::new(),
+            graceful: self.graceful,
         }
     }
 
@@ -602,10 +690,14 @@ impl Shard {
         let data = bufs.buffer(bid, res as usize);
         match RecvMsgOut::parse(data, &self.recv_hdr) {
             Err(()) => self.counters.recv_errors += 1,
-            Ok(msg) if msg.is_payload_truncated() => self.counters.recv_truncated += 1,
+            Ok(msg) if msg.is_payload_truncated() => {
+                self.counters.kernel_drops = self.kernel_drops.update(msg.control_data());
+                self.counters.recv_truncated += 1;
+            }
             Ok(msg) => match sockaddr::parse(msg.name_data()) {
                 None => self.counters.recv_bad_address += 1,
                 Some(peer) => {
+                    self.counters.kernel_drops = self.kernel_drops.update(msg.control_data());
                     let payload = msg.payload_data();
                     self.counters.datagrams_in += 1;
                     self.counters.bytes_in += payload.len() as u64;
