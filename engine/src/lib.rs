@@ -127,8 +127,9 @@ pub mod cores;
 pub mod engine;
 
 pub use engine::{
-    Engine, EngineConfig, EngineError, EngineEvent, EngineHandle, EngineNotifier, EngineReport,
-    FactoryError, NotifyError, ReportCounters, ShardInfo, ShutdownHandle,
+    Engine, EngineConfig, EngineError, EngineEvent, EngineHandle, EngineNotifier, EngineObserver,
+    EngineReport, FactoryError, NotifyError, ReportCounters, ShardInfo, ShutdownHandle,
+    SocketBuffers, Worst,
 };
 #[doc(inline)]
 pub use ringwire_shard::driver::ReportError;
@@ -136,8 +137,8 @@ pub use ringwire_shard::driver::ReportError;
 pub use ringwire_shard::timer::{TimerError, TimerId};
 #[doc(inline)]
 pub use ringwire_shard::{
-    Ctx, Handler, ReportRequest, SendOutcome, ShardConfig, ShardConfigError, ShardError, ShardExit,
-    ShardReport, ShardStats, WakeMechanism,
+    Ctx, Handler, Rank, ReportItem, ReportPage, ReportRequest, SendOutcome, ShardConfig,
+    ShardConfigError, ShardError, ShardExit, ShardReport, ShardStats, WakeMechanism,
 };
 
 pub mod mesh {

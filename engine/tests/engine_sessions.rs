@@ -93,19 +93,18 @@ fn connect_all(
     (conns, relay_id)
 }
 
-/// Datagrams the session layer has dropped, over every shard, from the shards' live reports
-/// (their first line: `sessions=.. drops=N ..`; no session lines asked for).
+/// Datagrams the session layer has dropped, over every shard, from the shards' live handler
+/// counters (`session_drops`).
 fn live_drops(engine: &mut EngineHandle) -> u64 {
     engine
-        .reports(ReportRequest::first(0), HANG)
-        .iter()
-        .map(|r| {
-            let r = &r.as_ref().expect("every shard answers").text;
-            r.lines()
-                .next()
-                .and_then(|l| l.split(' ').find_map(|f| f.strip_prefix("drops=")))
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or_else(|| panic!("no drops= in the report's first line: {r}"))
+        .app_counters(HANG)
+        .into_iter()
+        .map(|c| {
+            let c = c.expect("every shard answers");
+            c.iter()
+                .find(|(name, _)| *name == "session_drops")
+                .map(|(_, v)| *v)
+                .unwrap_or_else(|| panic!("no session_drops counter in {c:?}"))
         })
         .sum()
 }
@@ -180,19 +179,28 @@ fn thousand_sessions_relay_both_ways_across_shards() {
 
     // The flight recorder, read from the running engine: one line per session.
     let reports = engine.reports(ReportRequest::first(SESSIONS), HANG);
-    let lines: Vec<&str> = reports
+    let items: Vec<&ringwire::ReportItem> = reports
         .iter()
-        .map(|r| r.as_ref().expect("every shard answers").text.as_str())
-        .flat_map(str::lines)
-        .filter(|l| l.starts_with("session "))
+        .flat_map(|r| &r.as_ref().expect("every shard answers").items)
         .collect();
-    assert_eq!(lines.len(), SESSIONS);
+    assert_eq!(items.len(), SESSIONS);
+    let field = |i: &ringwire::ReportItem, name: &str| {
+        i.fields
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
     assert!(
-        lines.iter().all(|l| l.contains("state=Established")),
+        items.iter().all(|i| field(i, "state") == "Established"),
         "{}",
-        lines[0]
+        items[0]
     );
-    assert!(lines.iter().all(|l| !l.contains(" in=0/")), "{}", lines[0]);
+    assert!(
+        items.iter().all(|i| !field(i, "in").starts_with("0/")),
+        "{}",
+        items[0]
+    );
 
     let report = common::shutdown(engine);
     let app = app_totals(&report);

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use ringwire::apps::SessionEcho;
 use ringwire::engine::thread_name;
 use ringwire::{
-    Ctx, Engine, EngineConfig, EngineError, EngineEvent, Handler, ReportError, ReportRequest,
-    ShardConfig,
+    Ctx, Engine, EngineConfig, EngineError, EngineEvent, Handler, ReportError, ReportPage,
+    ReportRequest, ShardConfig,
 };
 use ringwire_shard::driver::available_or_explain;
 use ringwire_shard::session::client::ClientPool;
@@ -174,8 +174,8 @@ impl Handler for Gate {
         self.release.recv_timeout(GUARD).unwrap();
     }
 
-    fn report(&self, request: &ReportRequest, out: &mut String) -> Option<u64> {
-        out.push_str(&format!("limit={}", request.limit()));
+    fn report(&self, request: &ReportRequest, page: &mut ReportPage) -> Option<u64> {
+        page.summary.push_str(&format!("limit={}", request.limit()));
         self.reported.send(request.limit()).unwrap();
         None
     }
@@ -214,7 +214,7 @@ fn a_timed_out_report_request_never_answers_the_next_one() {
 
     let second = engine.reports(ReportRequest::first(2), GUARD);
     match &second[..] {
-        [Ok(report)] => assert_eq!(report.text, "limit=2"),
+        [Ok(report)] => assert_eq!(report.summary, "limit=2"),
         other => panic!("{other:?}"),
     }
     assert_eq!(engine.report_counters().stale_discarded, 1);
@@ -277,16 +277,12 @@ fn session_reports_come_in_bounded_pages_that_cover_every_session_once() {
         let mut reports = engine.reports(request, GUARD);
         let report = reports.remove(0).unwrap();
         assert!(
-            report.text.starts_with(&format!("sessions={SESSIONS} ")),
+            report.summary.starts_with(&format!("sessions={SESSIONS} ")),
             "{}",
-            report.text
+            report.summary
         );
-        let page: Vec<u64> = report
-            .text
-            .lines()
-            .filter_map(|l| l.strip_prefix("session 0x"))
-            .map(|l| u64::from_str_radix(&l[..16], 16).unwrap())
-            .collect();
+        assert_eq!(report.counter("sessions"), SESSIONS as u64);
+        let page: Vec<u64> = report.items.iter().map(|i| i.key).collect();
         pages.push(page.len());
         ids.extend(page);
         match report.next {

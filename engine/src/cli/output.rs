@@ -28,7 +28,7 @@ pub fn print_reports(engine: &mut EngineHandle) {
     for (shard, report) in reports.iter().enumerate() {
         match report {
             Ok(report) => {
-                for line in report.text.lines() {
+                for line in report.text().lines() {
                     println!("report shard {shard}: {line}");
                 }
                 if let Some(next) = report.next {
