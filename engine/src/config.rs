@@ -198,6 +198,17 @@ impl From<CoreError> for ConfigError {
     }
 }
 
+/// Why [`Config::parse_all`] failed: every key that did not parse, and the config made of the
+/// keys that did (`None` when the text is not TOML at all).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ParseErrors {
+    /// One per key that did not parse.
+    pub errors: Vec<ConfigError>,
+    /// The keys that parsed, over the defaults.
+    pub partial: Option<Box<Config>>,
+}
+
 /// A config checked and resolved into what the engine runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -257,11 +268,34 @@ impl Config {
         })
     }
 
-    /// Parses TOML text reporting every problem at once: each key that does not parse (an
-    /// unknown key, a value of the wrong type), then every value out of range
+    /// Parses TOML text and checks it, reporting every problem at once: each key that does
+    /// not parse ([`Config::parse_all`]), then every value out of range
     /// ([`Config::resolve_all`]) among the keys that did parse. Feature `cli`.
     #[cfg(feature = "cli")]
     pub fn check_toml(text: &str) -> Result<Resolved, Vec<ConfigError>> {
+        match Self::parse_all(text) {
+            Ok(config) => config.resolve_all(),
+            Err(ParseErrors {
+                mut errors,
+                partial,
+            }) => {
+                if let Some(config) = partial
+                    && let Err(more) = config.resolve_all()
+                {
+                    errors.extend(more);
+                }
+                Err(errors)
+            }
+        }
+    }
+
+    /// Parses TOML text, reporting every key that does not parse (an unknown key, a value of
+    /// the wrong type), not just the first: the parser stops at its first error, so each key
+    /// is parsed alone. On errors, also returns the config made of the keys that did parse
+    /// (`None` if the text is not TOML at all), so that their values can be checked too.
+    /// Feature `cli`.
+    #[cfg(feature = "cli")]
+    pub fn parse_all(text: &str) -> Result<Config, ParseErrors> {
         let parse_error = |message: String| ConfigError::Parse {
             path: "<text>".to_string(),
             message: message.trim_end().to_string(),
@@ -269,12 +303,16 @@ impl Config {
         let table: toml::Table = match toml::from_str(text) {
             Ok(t) => t,
             // Not TOML at all (a syntax error): nothing more can be checked.
-            Err(e) => return Err(vec![parse_error(e.to_string())]),
+            Err(e) => {
+                return Err(ParseErrors {
+                    errors: vec![parse_error(e.to_string())],
+                    partial: None,
+                });
+            }
         };
         let mut errors = Vec::new();
         let mut good = toml::Table::new();
         for (key, value) in table {
-            // Each key alone: the parser stops at its first error, so one at a time finds all.
             let tables = match (key.as_str(), value) {
                 ("shard", toml::Value::Table(shard)) => shard
                     .into_iter()
@@ -295,19 +333,18 @@ impl Config {
                 }
             }
         }
-        let config: Config = match good.try_into() {
-            Ok(c) => c,
+        match good.try_into::<Config>() {
+            Ok(config) if errors.is_empty() => Ok(config),
+            Ok(config) => Err(ParseErrors {
+                errors,
+                partial: Some(Box::new(config)),
+            }),
             Err(e) => {
                 errors.push(parse_error(e.to_string()));
-                return Err(errors);
-            }
-        };
-        match config.resolve_all() {
-            Ok(resolved) if errors.is_empty() => Ok(resolved),
-            Ok(_) => Err(errors),
-            Err(more) => {
-                errors.extend(more);
-                Err(errors)
+                Err(ParseErrors {
+                    errors,
+                    partial: None,
+                })
             }
         }
     }

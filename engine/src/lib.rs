@@ -119,12 +119,16 @@
 //! - `cli` (default): the `ringwire` binary and TOML file loading ([`config::Config::from_file`]).
 //! - `serde`: `Deserialize` for the config types, so a gateway can embed a `[ringwire]` table
 //!   in its own config file.
+//! - `metrics` (with `cli`): [`metrics::MetricsServer`], Prometheus text and a JSON live view
+//!   served from a control thread.
 #![forbid(unsafe_code)]
 
 pub mod apps;
 pub mod config;
 pub mod cores;
 pub mod engine;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 
 pub use engine::{
     Engine, EngineConfig, EngineError, EngineEvent, EngineHandle, EngineNotifier, EngineObserver,

@@ -221,6 +221,6 @@ fn sigusr1_reports_and_sigterm_stops_cleanly() {
     server.signal("TERM");
     let (status, stdout, stderr) = server.wait();
     assert_eq!(status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("signal 15, stopping"), "{stderr}");
+    assert!(stderr.contains("SIGTERM, draining"), "{stderr}");
     assert!(stdout.lines().any(|l| l.starts_with("total ")), "{stdout}");
 }

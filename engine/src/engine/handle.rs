@@ -125,8 +125,7 @@ impl EngineHandle {
         shards: Vec<ShardSlot>,
         events: Receiver<Msg>,
         notifier: EngineNotifier,
-        stop_timeout: Duration,
-        stop_allowance: Duration,
+        config: &super::EngineConfig,
         socket_buffers: SocketBuffers,
     ) -> Self {
         let reporter = EngineObserver::new(shards.iter().map(|s| Arc::clone(&s.control)).collect());
@@ -136,8 +135,8 @@ impl EngineHandle {
             shards,
             events,
             notifier,
-            stop_timeout,
-            stop_allowance,
+            stop_timeout: config.stop_timeout,
+            stop_allowance: config.shard.drain_timeout,
             reporter,
             socket_buffers,
         }

@@ -185,8 +185,7 @@ impl Engine {
             slots,
             events,
             EngineNotifier::new(events_tx.clone()),
-            config.stop_timeout,
-            config.shard.drain_timeout,
+            config,
             socket_buffers,
         );
         let mut meshes: Vec<MeshEnd<H::Message>> = if shards == 1 {
