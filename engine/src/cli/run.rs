@@ -140,6 +140,11 @@ where
                     "ringwire: shards {late:?} reached the drain deadline before every goodbye \
                      was sent (raise drain_timeout_ms?)"
                 );
+            } else if report.drained_gracefully() {
+                note!(
+                    "ringwire: drained: every shard said its goodbyes (sessions closed with \
+                     ShuttingDown) and flushed its sends before the deadline"
+                );
             }
             if failed.is_none() {
                 Outcome::Clean
