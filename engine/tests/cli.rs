@@ -474,8 +474,8 @@ fn sigterm_under_load_closes_every_session_and_drains() {
         }
     }
     // One more window in flight, then SIGTERM while it is.
-    for k in 0..WINDOW {
-        let _ = pool.send(conns[k], b"load").unwrap();
+    for conn in &conns[..WINDOW] {
+        let _ = pool.send(*conn, b"load").unwrap();
     }
     server.signal("TERM");
     let mut closed: HashMap<_, (CloseReason, Closer)> = HashMap::new();

@@ -3,6 +3,8 @@
 //! threads are told apart by name, and report replies belong to their own request.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::cell::RefCell;
 use std::error::Error;
 use std::net::{SocketAddr, UdpSocket};
@@ -328,4 +330,38 @@ fn notifications_arrive_in_order_and_are_bounded() {
     assert!(matches!(engine.wait_event(), EngineEvent::AllStopped));
     let report = engine.wait(GUARD).unwrap();
     assert_eq!(report.shards.len(), 1);
+}
+
+/// A port another socket holds is refused, naming it, unless joining is asked for.
+#[test]
+fn a_held_port_is_refused_unless_joining_is_asked_for() {
+    if !available_or_explain() {
+        return;
+    }
+    let first = Engine::start(&common::config(1), |_| ringwire::apps::Echo).unwrap();
+    let mut config = common::config(1);
+    config.bind = first.local_addr();
+    let err = Engine::start(&config, |_| ringwire::apps::Echo)
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(err, EngineError::PortInUse { addr } if addr == first.local_addr()),
+        "{err}"
+    );
+    config.join_existing = true;
+    let second = Engine::start(&config, |_| ringwire::apps::Echo).unwrap();
+    common::shutdown(second);
+    common::shutdown(first);
+}
+
+/// A drain with nothing to say goodbye with ends at once, gracefully, on every shard.
+#[test]
+fn a_drain_ends_gracefully_when_handlers_have_nothing_queued() {
+    if !available_or_explain() {
+        return;
+    }
+    let engine = Engine::start(&common::config(2), |_| ringwire::apps::Echo).unwrap();
+    let report = engine.drain(GUARD).unwrap();
+    assert!(report.drained_gracefully(), "{:?}", report.shards);
+    assert!(report.shards.iter().all(|s| s.drained));
 }
