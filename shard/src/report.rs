@@ -359,6 +359,44 @@ mod tests {
     }
 
     #[test]
+    fn the_worst_are_kept_worst_first_with_ties_by_key() {
+        let item = |key, score| ReportItem {
+            kind: "session",
+            key,
+            score,
+            fields: Vec::new(),
+        };
+        let items = (0..100u64).map(|k| item(k, (k * 37) % 10));
+        let worst = worst_of(5, items);
+        let got: Vec<(u64, u64)> = worst.iter().map(|i| (i.score, i.key)).collect();
+        assert_eq!(got, [(9, 7), (9, 17), (9, 27), (9, 37), (9, 47)]);
+        assert!(worst_of(0, [item(1, 1)]).is_empty());
+        let shown = item(0xab, 3).to_string();
+        assert_eq!(shown, "session 0x00000000000000ab");
+    }
+
+    #[test]
+    fn a_ranked_request_scans_rank_scan_keys_per_page() {
+        let keys: Vec<u64> = (1..=(ReportRequest::RANK_SCAN as u64 + 10)).collect();
+        let r = ReportRequest::worst(Rank::Drops, 3);
+        let page = r.scan(keys.iter().copied());
+        assert_eq!(page.keys.len(), ReportRequest::RANK_SCAN);
+        let next = page.next.unwrap();
+        let rest = r.after(next).scan(keys.iter().copied());
+        assert_eq!(rest.keys.len(), 10);
+        assert_eq!(rest.next, None);
+        assert_eq!(
+            ReportRequest::first(3)
+                .scan(keys.iter().copied())
+                .keys
+                .len(),
+            3
+        );
+        assert_eq!("age".parse::<Rank>(), Ok(Rank::Age));
+        assert!("size".parse::<Rank>().is_err());
+    }
+
+    #[test]
     fn limits_are_capped() {
         assert_eq!(
             ReportRequest::first(usize::MAX).limit(),

@@ -3,8 +3,9 @@
 //! in the endpoint's control queue (closing every session at once would overflow it and lose
 //! Closes, counted as `session_control_dropped`), and no new session reaches the application.
 //!
-//! Per turn the host closes as many sessions as the control queue has room for; the queue
-//! drains into send slots as sends complete, and each completion turns the loop again. A
+//! Per turn the host closes as many sessions as a quarter of the control queue has room for
+//! (the rest stays free for Pongs, Accepts and cookie replies); the queue drains into send
+//! slots as sends complete, and each completion turns the loop again. A
 //! session that still has Data queued is put back once, so its queue can drain before the
 //! Close (a close discards queued Data). A session the endpoint accepts during the drain (its
 //! client had a cookie already) is closed at once and never shown to the application: its
@@ -57,15 +58,16 @@ impl Drain {
         self.hidden.remove(&conn)
     }
 
-    /// Closes as many queued sessions as the control queue has room for (a handshaking
-    /// session sends no Close and takes no room). Work per call is bounded by that room.
+    /// Closes as many queued sessions as a quarter of the control queue has room for (a
+    /// handshaking session sends no Close and takes no room). Work per call is bounded by that
+    /// room.
     pub(super) fn close_some(&mut self, ep: &mut Endpoint, now: Timestamp) {
         if self.queue.is_empty() && ep.session_count() > 0 {
             // Sessions that began after the drain did (a connect by the application).
             self.refill(ep);
         }
-        let capacity = ep.config().control_queue_capacity;
-        let mut room = capacity.saturating_sub(ep.stats().control_queue_depth);
+        let share = (ep.config().control_queue_capacity / 4).max(1);
+        let mut room = share.saturating_sub(ep.stats().control_queue_depth);
         // Each entry is put back at most once, so twice the room bounds the entries looked at.
         let mut budget = 2 * room + 1;
         while room > 0 && budget > 0 {
