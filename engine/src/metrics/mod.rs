@@ -3,7 +3,7 @@
 //!
 //! Nothing here touches the data path. Each request gathers a [`Snapshot`]: the shards'
 //! published counters (atomics they store once per turn) and one report reply per shard
-//! (asked of the shard's own thread through an [`EngineObserver`]: the handler's counters and
+//! (asked of the shard's own thread through an [`EngineObserver`](crate::EngineObserver): the handler's counters and
 //! the loop-turn histogram, cumulative). Formatting happens on the control thread. The HTTP
 //! server is `tiny_http` (blocking, one thread, no async runtime anywhere near the shards).
 #![forbid(unsafe_code)]
