@@ -2,6 +2,8 @@
 //! `RUST_LOG` if set, else by the config's `log` (default `warn`), which SIGHUP can change.
 #![forbid(unsafe_code)]
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Registry, fmt, reload};
@@ -22,7 +24,12 @@ impl Logging {
         let (filter, handle) = reload::Layer::new(filter);
         let _ = tracing_subscriber::registry()
             .with(filter)
-            .with(fmt::layer().with_writer(std::io::stderr))
+            // Colour only for a terminal: a journal or a file gets plain text.
+            .with(
+                fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::stderr().is_terminal()),
+            )
             .try_init();
         Self {
             filter: handle,

@@ -39,7 +39,7 @@ pub fn write_out(args: fmt::Arguments<'_>) {
         tracing::warn!(
             error = %e,
             "standard output failed; counters and reports are no longer printed (the engine \
-             keeps serving; the metrics endpoint still has them)"
+             keeps serving; the metrics endpoint, if on, still has them)"
         );
     }
 }
