@@ -604,10 +604,11 @@ impl<A: SessionApp> Handler for SessionHost<A> {
         if self.backlog {
             self.flush(ctx, now);
         }
+        // Draining: close the next sessions the control queue has room for, then carry on
+        // (timers still run: a Close does not wait for them).
         if let Some(drain) = &mut self.drain {
             drain.close_some(&mut self.ep, now);
             self.pump(ctx);
-            return;
         }
         // Timers that are due and can run: ones a bounded call left, ones that waited for the
         // control queue to drain (it may just have), or a deadline the shard refused a timer.
