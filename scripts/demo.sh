@@ -16,7 +16,9 @@ WINDOW=${WINDOW:-64}
 PORT=${PORT:-4500}
 cargo build --release -p ringwire -p ringwire-bench
 ncpu=$(nproc)
-if [[ $ncpu -ge 2 ]]; then
+# Pinned shards get a core each (more are refused): one shard on core 0 beside the load on core
+# 1, else the shards float.
+if [[ $ncpu -ge 2 && $SHARDS -eq 1 ]]; then
     engine_cores=(--cores 0); load_cores=(--cores 1)
 else
     engine_cores=(--no-pin); load_cores=()

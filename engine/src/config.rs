@@ -1,8 +1,9 @@
 //! The TOML config: where to bind, how many shards on which cores, which app, and shard tuning.
 //!
 //! Unknown keys are rejected, and every invalid value is reported with its key and what is
-//! allowed, so a typo never silently falls back to a default. See `docs/CONFIG.md` and the
-//! annotated `ringwire.example.toml`.
+//! allowed, so a typo never silently falls back to a default. [`Config::check_toml`] reports
+//! every problem of a file at once (`ringwire config check`), not just the first. See
+//! `docs/CONFIG.md` and the annotated `ringwire.example.toml` (also `ringwire config default`).
 #![forbid(unsafe_code)]
 
 use std::fmt;
@@ -103,6 +104,15 @@ pub struct Config {
     pub stats_interval_secs: u64,
     /// How long shutdown waits for every shard to stop, in milliseconds.
     pub shutdown_timeout_ms: u64,
+    /// How long a graceful drain (SIGTERM) may take, from the signal to the exit, in
+    /// milliseconds.
+    pub drain_timeout_ms: u64,
+    /// Where to serve Prometheus metrics (`/metrics`) and the live JSON view (`/stats.json`,
+    /// `/sessions.json`), e.g. `"127.0.0.1:9464"`; absent: off.
+    pub metrics_addr: Option<String>,
+    /// Log filter (`tracing` directives such as `"info"` or `"warn,ringwire=debug"`); the
+    /// `RUST_LOG` environment variable overrides it. Reloaded on SIGHUP.
+    pub log: String,
     /// Per-shard tuning: the `[shard]` table.
     pub shard: ShardConfig,
 }
@@ -118,6 +128,9 @@ impl Default for Config {
             steering: Steering::Auto,
             stats_interval_secs: 0,
             shutdown_timeout_ms: 2000,
+            drain_timeout_ms: 5000,
+            metrics_addr: None,
+            log: "warn".to_string(),
             shard: ShardConfig::default(),
         }
     }
@@ -186,8 +199,20 @@ impl From<CoreError> for ConfigError {
     }
 }
 
+/// Why [`Config::parse_all`] failed: every key that did not parse, and the config made of the
+/// keys that did (`None` when the text is not TOML at all).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ParseErrors {
+    /// One per key that did not parse.
+    pub errors: Vec<ConfigError>,
+    /// The keys that parsed, over the defaults.
+    pub partial: Option<Box<Config>>,
+}
+
 /// A config checked and resolved into what the engine runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Resolved {
     /// The bind address.
     pub bind: SocketAddr,
@@ -203,8 +228,16 @@ pub struct Resolved {
     pub stats_interval: Option<Duration>,
     /// Shutdown deadline.
     pub shutdown_timeout: Duration,
+    /// Graceful drain deadline, from SIGTERM to the exit.
+    pub drain_timeout: Duration,
+    /// Where to serve metrics, if anywhere.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The log filter.
+    pub log: String,
     /// Per-shard tuning.
     pub shard: ShardConfig,
+    /// Things that work but are probably not what was meant (a core listed twice...).
+    pub warnings: Vec<String>,
 }
 
 /// Most shards one engine runs.
@@ -236,76 +269,235 @@ impl Config {
         })
     }
 
-    /// Checks every value and resolves `auto` settings against this process's affinity mask.
+    /// Parses TOML text and checks it, reporting every problem at once: each key that does
+    /// not parse ([`Config::parse_all`]), then every value out of range
+    /// ([`Config::resolve_all`]) among the keys that did parse. Feature `cli`.
+    #[cfg(feature = "cli")]
+    pub fn check_toml(text: &str) -> Result<Resolved, Vec<ConfigError>> {
+        match Self::parse_all(text) {
+            Ok(config) => config.resolve_all(),
+            Err(ParseErrors {
+                mut errors,
+                partial,
+            }) => {
+                if let Some(config) = partial
+                    && let Err(more) = config.resolve_all()
+                {
+                    errors.extend(more);
+                }
+                Err(errors)
+            }
+        }
+    }
+
+    /// Parses TOML text, reporting every key that does not parse (an unknown key, a value of
+    /// the wrong type), not just the first: the parser stops at its first error, so each key
+    /// is parsed alone. On errors, also returns the config made of the keys that did parse
+    /// (`None` if the text is not TOML at all), so that their values can be checked too.
+    /// Feature `cli`.
+    #[cfg(feature = "cli")]
+    pub fn parse_all(text: &str) -> Result<Config, ParseErrors> {
+        let parse_error = |message: String| ConfigError::Parse {
+            path: "<text>".to_string(),
+            message: message.trim_end().to_string(),
+        };
+        let table: toml::Table = match toml::from_str(text) {
+            Ok(t) => t,
+            // Not TOML at all (a syntax error): nothing more can be checked.
+            Err(e) => {
+                return Err(ParseErrors {
+                    errors: vec![parse_error(e.to_string())],
+                    partial: None,
+                });
+            }
+        };
+        let mut errors = Vec::new();
+        let mut good = toml::Table::new();
+        for (key, value) in table {
+            let tables = match (key.as_str(), value) {
+                ("shard", toml::Value::Table(shard)) => shard
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let mut t = toml::Table::new();
+                        t.insert(k, v);
+                        toml::Value::Table(t)
+                    })
+                    .collect(),
+                (_, value) => vec![value],
+            };
+            for value in tables {
+                let mut one = toml::Table::new();
+                one.insert(key.clone(), value);
+                match one.clone().try_into::<Config>() {
+                    Ok(_) => merge(&mut good, one),
+                    Err(e) => errors.push(parse_error(format!("`{key}`: {e}"))),
+                }
+            }
+        }
+        match good.try_into::<Config>() {
+            Ok(config) if errors.is_empty() => Ok(config),
+            Ok(config) => Err(ParseErrors {
+                errors,
+                partial: Some(Box::new(config)),
+            }),
+            Err(e) => {
+                errors.push(parse_error(e.to_string()));
+                Err(ParseErrors {
+                    errors,
+                    partial: None,
+                })
+            }
+        }
+    }
+
+    /// Checks every value and resolves `auto` settings against this process's affinity mask;
+    /// the first error ([`Config::resolve_all`] has them all).
     pub fn resolve(&self) -> Result<Resolved, ConfigError> {
-        let bind: SocketAddr = self.bind.parse().map_err(|_| {
-            ConfigError::invalid(
-                "bind",
-                format!("{:?}", self.bind),
-                "an IP socket address such as \"127.0.0.1:4500\" or \"[::]:4500\"",
-            )
-        })?;
+        self.resolve_all().map_err(|mut errors| errors.remove(0))
+    }
+
+    /// Checks every value and resolves `auto` settings against this process's affinity mask;
+    /// every error, in key order (never an empty list).
+    pub fn resolve_all(&self) -> Result<Resolved, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+        let bind: Option<SocketAddr> = match self.bind.parse() {
+            Ok(b) => Some(b),
+            Err(_) => {
+                errors.push(ConfigError::invalid(
+                    "bind",
+                    format!("{:?}", self.bind),
+                    "an IP socket address such as \"127.0.0.1:4500\" or \"[::]:4500\"",
+                ));
+                None
+            }
+        };
         let app = self.app;
         let available = if self.pin || matches!(self.cores, Cores::List(_)) {
-            Some(cores::select(&self.cores)?)
+            match cores::select(&self.cores) {
+                Ok(list) => Some(list),
+                Err(e) => {
+                    errors.push(e.into());
+                    None
+                }
+            }
         } else {
             None
         };
-        let shards = match self.shards {
-            Shards::Count(0) => {
-                return Err(ConfigError::invalid(
-                    "shards",
-                    0,
-                    format!("1 to {MAX_SHARDS}, or \"auto\""),
+        if let Cores::List(list) = &self.cores {
+            let mut seen = std::collections::BTreeMap::new();
+            for (i, core) in list.iter().enumerate() {
+                seen.entry(*core).or_insert_with(Vec::new).push(i);
+            }
+            for (core, at) in seen.iter().filter(|(_, at)| at.len() > 1) {
+                warnings.push(format!(
+                    "`cores` lists CPU {core} {} times (positions {at:?}): the shards pinned there \
+                     share one core and take turns on it",
+                    at.len()
                 ));
             }
-            Shards::Count(n) if n > MAX_SHARDS => {
-                return Err(ConfigError::invalid(
+            if !self.pin {
+                warnings.push("`cores` is ignored with pin = false (--no-pin)".to_string());
+            }
+        }
+        let shards = match self.shards {
+            Shards::Count(n) if n == 0 || n > MAX_SHARDS => {
+                errors.push(ConfigError::invalid(
                     "shards",
                     n,
                     format!("1 to {MAX_SHARDS}, or \"auto\""),
                 ));
+                None
             }
-            Shards::Count(n) => n,
+            Shards::Count(n) => Some(n),
             Shards::Auto => match &available {
-                Some(list) => list.len(),
-                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                Some(list) => Some(list.len()),
+                None if self.pin => None,
+                None => Some(std::thread::available_parallelism().map_or(1, |n| n.get())),
             },
         };
+        // Pinned shards beyond the cores to pin to would share cores: every extra shard costs
+        // its buffers and a thread for no parallelism (1,024 shards on 2 cores held 3 GB idle).
+        if let (Some(n), Some(list), true) = (shards, &available, self.pin)
+            && n > list.len()
+        {
+            errors.push(ConfigError::invalid(
+                "shards",
+                n,
+                format!(
+                    "at most {} with pin = true (one shard per core in `cores`, {list:?}); \
+                     lower `shards`, list more cores, or set pin = false (--no-pin) to run \
+                     more shards than cores on purpose",
+                    list.len()
+                ),
+            ));
+        }
+        if let Some(n) = shards
+            && app.uses_sessions()
+            && n > 256
+        {
+            errors.push(ConfigError::invalid(
+                "shards",
+                n,
+                "1 to 256 with a session app (a connection ID names its shard in one byte)",
+            ));
+        }
         let steering = match self.steering {
             Steering::Auto => app.uses_sessions(),
             Steering::On => true,
             Steering::Off => false,
         };
-        if app.uses_sessions() && shards > 256 {
-            return Err(ConfigError::invalid(
-                "shards",
-                shards,
-                "1 to 256 with a session app (a connection ID names its shard in one byte)",
-            ));
-        }
-        let cores = (0..shards)
-            .map(|i| match (&available, self.pin) {
-                (Some(list), true) => Some(list[i % list.len()]),
-                _ => None,
-            })
-            .collect();
         if self.shutdown_timeout_ms == 0 {
-            return Err(ConfigError::invalid(
+            errors.push(ConfigError::invalid(
                 "shutdown_timeout_ms",
                 0,
                 "at least 1 (milliseconds)",
             ));
         }
+        if self.drain_timeout_ms == 0 {
+            errors.push(ConfigError::invalid(
+                "drain_timeout_ms",
+                0,
+                "at least 1 (milliseconds)",
+            ));
+        }
+        let metrics_addr = match &self.metrics_addr {
+            None => None,
+            Some(a) => match a.parse::<SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    errors.push(ConfigError::invalid(
+                        "metrics_addr",
+                        format!("{a:?}"),
+                        "an IP socket address such as \"127.0.0.1:9464\"",
+                    ));
+                    None
+                }
+            },
+        };
+        #[cfg(feature = "cli")]
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log) {
+            errors.push(ConfigError::invalid(
+                "log",
+                format!("{:?}", self.log),
+                format!(
+                    "tracing filter directives such as \"info\" or \"warn,ringwire=debug\" ({e})"
+                ),
+            ));
+        }
         let shard = self.shard.clone();
-        shard
-            .validate()
-            .map_err(|e| ConfigError::invalid(&format!("shard.{}", e.key), e.value, e.allowed))?;
+        for e in shard.check() {
+            errors.push(ConfigError::invalid(
+                &format!("shard.{}", e.key),
+                e.value,
+                e.allowed,
+            ));
+        }
         // A session app's largest datagram (header + the binary's default max payload) must
         // fit the shard's, or Data above `max_datagram - 20` bytes would silently never pass.
         let session_datagram = EndpointConfig::datagram_size(EndpointConfig::DEFAULT_MAX_PAYLOAD);
         if app.uses_sessions() && shard.max_datagram < session_datagram {
-            return Err(ConfigError::invalid(
+            errors.push(ConfigError::invalid(
                 "shard.max_datagram",
                 shard.max_datagram,
                 format!(
@@ -314,6 +506,15 @@ impl Config {
                 ),
             ));
         }
+        let (Some(bind), Some(shards), true) = (bind, shards, errors.is_empty()) else {
+            return Err(errors);
+        };
+        let cores = (0..shards)
+            .map(|i| match (&available, self.pin) {
+                (Some(list), true) => Some(list[i % list.len()]),
+                _ => None,
+            })
+            .collect();
         Ok(Resolved {
             bind,
             shards,
@@ -323,8 +524,25 @@ impl Config {
             stats_interval: (self.stats_interval_secs > 0)
                 .then(|| Duration::from_secs(self.stats_interval_secs)),
             shutdown_timeout: Duration::from_millis(self.shutdown_timeout_ms),
+            drain_timeout: Duration::from_millis(self.drain_timeout_ms),
+            metrics_addr,
+            log: self.log.clone(),
             shard,
+            warnings,
         })
+    }
+}
+
+/// Adds `one`'s key to `into`, merging `[shard]` tables key by key.
+#[cfg(feature = "cli")]
+fn merge(into: &mut toml::Table, one: toml::Table) {
+    for (key, value) in one {
+        match (into.get_mut(&key), value) {
+            (Some(toml::Value::Table(have)), toml::Value::Table(more)) => have.extend(more),
+            (_, value) => {
+                into.insert(key, value);
+            }
+        }
     }
 }
 
@@ -455,13 +673,60 @@ mod tests {
     }
 
     #[test]
-    fn more_shards_than_cores_wrap_around() {
+    fn more_pinned_shards_than_cores_are_refused_unless_unpinned() {
         let mask = cores::affinity_mask().unwrap();
-        let r = Config::from_toml(&format!("shards = {}", mask.len() * 2))
+        let e = err(&format!("shards = {}", mask.len() * 2));
+        assert!(e.contains(&format!("`shards` = {}", mask.len() * 2)), "{e}");
+        assert!(e.contains("pin = false"), "{e}");
+        let r = Config::from_toml(&format!("shards = {}\npin = false", mask.len() * 2))
             .unwrap()
             .resolve()
             .unwrap();
-        assert_eq!(r.cores[0], r.cores[mask.len()]);
+        assert_eq!(r.shards, mask.len() * 2);
+        assert!(r.cores.iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn a_core_listed_twice_is_a_warning() {
+        let r = Config::from_toml("cores = [0, 0]")
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(r.shards, 2);
+        assert_eq!(r.cores, vec![Some(0), Some(0)]);
+        assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+        assert!(r.warnings[0].contains("CPU 0 2 times"), "{:?}", r.warnings);
+    }
+
+    #[test]
+    fn check_reports_every_error_at_once() {
+        let text = "shardz = 2\nshards = 0\ndrain_timeout_ms = \"soon\"\n[shard]\n\
+                    recv_buffers = 3\nsocket_recv_buffer = 4294967296\nsend_slotz = 1\n";
+        let errors: Vec<String> = Config::check_toml(text)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let all = errors.join("\n");
+        for want in [
+            "unknown field `shardz`",
+            "`drain_timeout_ms`",
+            "unknown field `send_slotz`",
+            "`shards` = 0",
+            "`shard.recv_buffers` = 3",
+            "`shard.socket_recv_buffer` = 4294967296",
+        ] {
+            assert!(all.contains(want), "{want} missing from:\n{all}");
+        }
+        assert_eq!(errors.len(), 6, "{all}");
+        assert!(Config::check_toml("").is_ok());
+        assert!(Config::check_toml("this is not toml").unwrap_err().len() == 1);
+    }
+
+    #[test]
+    fn the_example_is_the_default() {
+        let text = include_str!("../../ringwire.example.toml");
+        assert_eq!(Config::from_toml(text).unwrap(), Config::default());
     }
 
     #[test]

@@ -119,16 +119,21 @@
 //! - `cli` (default): the `ringwire` binary and TOML file loading ([`config::Config::from_file`]).
 //! - `serde`: `Deserialize` for the config types, so a gateway can embed a `[ringwire]` table
 //!   in its own config file.
+//! - `metrics` (with `cli`): [`metrics::MetricsServer`], Prometheus text and a JSON live view
+//!   served from a control thread.
 #![forbid(unsafe_code)]
 
 pub mod apps;
 pub mod config;
 pub mod cores;
 pub mod engine;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 
 pub use engine::{
-    Engine, EngineConfig, EngineError, EngineEvent, EngineHandle, EngineNotifier, EngineReport,
-    FactoryError, NotifyError, ReportCounters, ShardInfo, ShutdownHandle,
+    Engine, EngineConfig, EngineError, EngineEvent, EngineHandle, EngineNotifier, EngineObserver,
+    EngineReport, FactoryError, NotifyError, ReportCounters, ShardInfo, ShutdownHandle,
+    SocketBuffers, Worst,
 };
 #[doc(inline)]
 pub use ringwire_shard::driver::ReportError;
@@ -136,8 +141,8 @@ pub use ringwire_shard::driver::ReportError;
 pub use ringwire_shard::timer::{TimerError, TimerId};
 #[doc(inline)]
 pub use ringwire_shard::{
-    Ctx, Handler, ReportRequest, SendOutcome, ShardConfig, ShardConfigError, ShardError, ShardExit,
-    ShardReport, ShardStats, WakeMechanism,
+    Ctx, Handler, Rank, ReportItem, ReportPage, ReportRequest, SendOutcome, ShardConfig,
+    ShardConfigError, ShardError, ShardExit, ShardReport, ShardStats, WakeMechanism,
 };
 
 pub mod mesh {

@@ -1,32 +1,51 @@
-//! The `ringwire` binary: `ringwire serve --config FILE [overrides]`.
+//! The `ringwire` binary.
 //!
-//! Exit status: 0 after a clean shutdown on SIGINT or SIGTERM; 2 for a bad flag or config (the
-//! message names the key and what is allowed); 1 when the engine fails to start or to stop,
-//! or when a shard stops on its own: the binary hears of it at once, prints which shard and
-//! why, and stops the others (a dead shard's socket leaves the `SO_REUSEPORT` group, and the
-//! kernel would spread its peers, and steered sessions, over the wrong shards).
+//! - `ringwire serve --config FILE [overrides]`: run the engine with a built-in app.
+//! - `ringwire config check FILE`, `ringwire config default`: check a config file (every error
+//!   at once), print the annotated default.
+//! - `ringwire stats --addr HOST:PORT [--top N] [--by drops|queue|rtt|age]`: the live view
+//!   from a running engine's metrics endpoint.
+//!
+//! Exit status:
+//! - 0: `serve` stopped cleanly (drained on SIGTERM/SIGINT, or stopped on a second signal or
+//!   SIGQUIT) and printed its final counters; `config check` found no error; `stats` printed.
+//! - 1: the engine failed to start or to stop, or a shard stopped on its own (the binary hears
+//!   of it at once, prints which shard and why, and stops the others: a dead shard's socket
+//!   leaves the `SO_REUSEPORT` group and the kernel would spread its peers, and steered
+//!   sessions, over the wrong shards); `stats` could not read the endpoint.
+//! - 2: a bad flag or config (every error is printed, naming the key and what is allowed), or
+//!   the port is already held by another process (without `--join-existing`).
 #![forbid(unsafe_code)]
 
 mod cli;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use ringwire::FactoryError;
+use ringwire::Rank;
 use ringwire::apps::{AppKind, Echo, Relay, SessionEcho, SockperfServer};
 use ringwire::config::{Config, Cores, Resolved, Shards, Steering};
 use ringwire::session::{
     EndpointConfig, Placement, SessionApp, SessionClock, SessionHost, random_key,
 };
 
-use cli::run::{Hooks, run};
+use cli::logging::Logging;
+use cli::output::note;
+use cli::reload::Reloader;
+use cli::run::{Hooks, Outcome, run};
 
 #[derive(Parser)]
 #[command(
     name = "ringwire",
     version,
-    about = "A thread-per-core io_uring UDP engine"
+    about = "A thread-per-core io_uring UDP engine",
+    after_help = "Exit status: 0 clean stop; 1 engine or shard failure; 2 bad flag or config, \
+                  or the port is held by another process. RUST_LOG sets the log filter \
+                  (overrides the config's `log`)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -35,13 +54,46 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the engine with a built-in app until SIGINT or SIGTERM, or until a shard fails
-    /// (SIGUSR1 prints each shard's report: a summary and its first sessions' flight
-    /// recorders).
+    /// Run the engine with a built-in app. SIGTERM/SIGINT drain (a second one stops at once),
+    /// SIGQUIT stops at once, SIGHUP reloads the config file, SIGUSR1 prints a summary,
+    /// SIGUSR2 the counters.
     Serve(ServeArgs),
+    /// Check a config file, or print the annotated default.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Show a running engine's per-shard rates and worst sessions, from its metrics endpoint
+    /// (`metrics_addr`).
+    Stats(StatsCli),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Report every error in FILE (exit status 2) or what it resolves to (0), with warnings.
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+    },
+    /// Print the annotated default config (ringwire.example.toml).
+    Default,
 }
 
 #[derive(clap::Args)]
+struct StatsCli {
+    /// The engine's metrics address (`metrics_addr`), e.g. 127.0.0.1:9464.
+    #[arg(long)]
+    addr: SocketAddr,
+    /// How many sessions to show.
+    #[arg(long, default_value_t = 20)]
+    top: usize,
+    /// What makes a session worst: drops, queue, rtt or age (since last heard from).
+    #[arg(long, default_value = "drops")]
+    by: Rank,
+    /// Seconds between the two reads the rates come from.
+    #[arg(long, default_value_t = 1.0)]
+    interval: f64,
+}
+
+#[derive(clap::Args, Clone)]
 struct ServeArgs {
     /// TOML config file (see ringwire.example.toml); flags below override it.
     #[arg(long)]
@@ -55,7 +107,7 @@ struct ServeArgs {
     /// Cores to pin to: "auto" (the affinity mask) or a list like 0,1.
     #[arg(long)]
     cores: Option<Cores>,
-    /// Do not pin shard threads to cores.
+    /// Do not pin shard threads to cores (and allow more shards than cores).
     #[arg(long)]
     no_pin: bool,
     /// Built-in app: echo, sockperf, relay or session-echo.
@@ -67,6 +119,13 @@ struct ServeArgs {
     /// Print every shard's counters every SECS seconds (0: only at shutdown).
     #[arg(long, value_name = "SECS")]
     stats_interval: Option<u64>,
+    /// Serve Prometheus metrics and the live view on this address.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<String>,
+    /// Join the SO_REUSEPORT group of sockets another process holds on the port, instead of
+    /// refusing to start (for a hand-over between two instances).
+    #[arg(long)]
+    join_existing: bool,
     /// Test hook, only in builds with the `test-hooks` feature: the handler of the shard that
     /// receives a datagram equal to PAYLOAD panics.
     #[cfg(feature = "test-hooks")]
@@ -75,23 +134,51 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let logging = Logging::init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(args, logging),
+        Command::Config(ConfigCommand::Check { file }) => cli::config_cmd::check(&file),
+        Command::Config(ConfigCommand::Default) => cli::config_cmd::default(),
+        Command::Stats(s) => {
+            if !(s.interval.is_finite() && s.interval > 0.0 && s.interval <= 3600.0) {
+                note!("ringwire stats: --interval must be between 0 and 3600 seconds");
+                return ExitCode::from(2);
+            }
+            cli::stats::run(&cli::stats::StatsArgs {
+                addr: s.addr,
+                top: s.top.clamp(1, 1000),
+                by: s.by,
+                interval: Duration::from_secs_f64(s.interval),
+            })
+        }
     }
 }
 
-fn load(args: &ServeArgs) -> Result<Resolved, String> {
+/// Reads the config file (every key error), applies the flags, and checks every value.
+fn load(args: &ServeArgs) -> Result<Resolved, Vec<String>> {
+    let mut errors = Vec::new();
     let mut config = match &args.config {
-        Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
         None => Config::default(),
+        Some(path) => {
+            let shown = path.display();
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| vec![format!("cannot read config {shown}: {e}")])?;
+            match Config::parse_all(&text) {
+                Ok(c) => c,
+                Err(e) => {
+                    errors.extend(
+                        e.errors
+                            .iter()
+                            .map(|e| format!("invalid config {shown}: {e}")),
+                    );
+                    match e.partial {
+                        Some(partial) => *partial,
+                        None => return Err(errors),
+                    }
+                }
+            }
+        }
     };
     if let Some(bind) = &args.bind {
         config.bind.clone_from(bind);
@@ -114,42 +201,75 @@ fn load(args: &ServeArgs) -> Result<Resolved, String> {
     if let Some(secs) = args.stats_interval {
         config.stats_interval_secs = secs;
     }
-    config.resolve().map_err(|e| e.to_string())
+    if let Some(addr) = &args.metrics_addr {
+        config.metrics_addr = Some(addr.clone());
+    }
+    match config.resolve_all() {
+        Ok(r) if errors.is_empty() => Ok(r),
+        Ok(_) => Err(errors),
+        Err(more) => {
+            errors.extend(more.iter().map(ToString::to_string));
+            Err(errors)
+        }
+    }
 }
 
-fn serve(args: ServeArgs) -> ExitCode {
+fn serve(args: ServeArgs, logging: Logging) -> ExitCode {
     let resolved = match load(&args) {
         Ok(r) => r,
-        Err(message) => {
-            eprintln!("ringwire: {message}");
+        Err(errors) => {
+            for message in errors {
+                note!("ringwire: {message}");
+            }
             return ExitCode::from(2);
         }
     };
+    let reload_args = args.clone();
+    let reloader = Reloader::new(
+        Box::new(move || load(&reload_args)),
+        args.config.is_some(),
+        logging,
+    );
+    reloader.apply_log(&resolved.log);
+    for w in &resolved.warnings {
+        tracing::warn!("config: {w}");
+    }
     let hooks = Hooks {
         #[cfg(feature = "test-hooks")]
         panic_on: args.test_panic_on.map(String::into_bytes),
     };
-    let ok = match resolved.app {
-        AppKind::Echo => run(&resolved, &hooks, |_| Ok::<_, FactoryError>(Echo)),
-        AppKind::Sockperf => run(&resolved, &hooks, |_| {
+    let join = args.join_existing;
+    let outcome = match resolved.app {
+        AppKind::Echo => run(&resolved, &reloader, join, &hooks, |_| {
+            Ok::<_, FactoryError>(Echo)
+        }),
+        AppKind::Sockperf => run(&resolved, &reloader, join, &hooks, |_| {
             Ok::<_, FactoryError>(SockperfServer::default())
         }),
-        AppKind::Relay => run_sessions(&resolved, &hooks, Relay::default),
-        AppKind::SessionEcho => run_sessions(&resolved, &hooks, SessionEcho::default),
+        AppKind::Relay => run_sessions(&resolved, &reloader, join, &hooks, Relay::default),
+        AppKind::SessionEcho => {
+            run_sessions(&resolved, &reloader, join, &hooks, SessionEcho::default)
+        }
         other => {
-            eprintln!("ringwire: app {other} is not built into this binary");
+            note!("ringwire: app {other} is not built into this binary");
             return ExitCode::from(2);
         }
     };
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+    match outcome {
+        Outcome::Clean => ExitCode::SUCCESS,
+        Outcome::Refused => ExitCode::from(2),
+        Outcome::Failed => ExitCode::from(1),
     }
 }
 
 /// Runs a session app: one cookie key for all shards, a connection-ID seed per shard.
-fn run_sessions<A, F>(resolved: &Resolved, hooks: &Hooks, app: F) -> bool
+fn run_sessions<A, F>(
+    resolved: &Resolved,
+    reloader: &Reloader,
+    join_existing: bool,
+    hooks: &Hooks,
+    app: F,
+) -> Outcome
 where
     A: SessionApp + 'static,
     F: Fn() -> A + Send + Sync + 'static,
@@ -157,21 +277,27 @@ where
     let key = match random_key() {
         Ok(key) => key,
         Err(e) => {
-            eprintln!("ringwire: cannot get random bytes for the cookie key: {e}");
-            return false;
+            note!("ringwire: cannot get random bytes for the cookie key: {e}");
+            return Outcome::Failed;
         }
     };
     // One clock for every shard: a cookie issued on one is checked on another.
     let clock = SessionClock::start();
     let max_datagram = resolved.shard.max_datagram;
-    run(resolved, hooks, move |info| -> Result<_, FactoryError> {
-        let seed = random_key()?;
-        let place = Placement::new(clock, info.index, info.shards, max_datagram);
-        Ok(SessionHost::new(
-            EndpointConfig::new(key),
-            place,
-            seed,
-            app(),
-        )?)
-    })
+    run(
+        resolved,
+        reloader,
+        join_existing,
+        hooks,
+        move |info| -> Result<_, FactoryError> {
+            let seed = random_key()?;
+            let place = Placement::new(clock, info.index, info.shards, max_datagram);
+            Ok(SessionHost::new(
+                EndpointConfig::new(key),
+                place,
+                seed,
+                app(),
+            )?)
+        },
+    )
 }

@@ -84,11 +84,14 @@ fn bad_flag_value_and_missing_file_exit_2() {
 /// rather than the test run. Never a claim about speed.
 const GUARD: Duration = Duration::from_secs(60);
 
-/// A running `ringwire serve`, with its stdout read line by line. A watchdog kills it after
-/// [`GUARD`], so that a hang fails the test rather than the test run.
+/// A running `ringwire serve`, with its stdout read line by line and its stderr collected by a
+/// thread (so the test can wait for a line there too). A watchdog kills it after [`GUARD`],
+/// so that a hang fails the test rather than the test run.
 struct Server {
     child: Child,
-    stdout: BufReader<ChildStdout>,
+    stdout: Option<BufReader<ChildStdout>>,
+    stderr: mpsc::Receiver<String>,
+    stderr_seen: Vec<String>,
     addr: SocketAddr,
     done: mpsc::Sender<()>,
     watchdog: std::thread::JoinHandle<()>,
@@ -97,9 +100,14 @@ struct Server {
 impl Server {
     /// Starts the binary and reads its "listening on ADDR" line.
     fn start(args: &[&str]) -> Self {
+        Self::start_with(&["--bind", "127.0.0.1:0", "--no-pin"], args)
+    }
+
+    /// Starts `ringwire serve BASE ARGS`.
+    fn start_with(base: &[&str], args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ringwire"))
             .arg("serve")
-            .args(["--bind", "127.0.0.1:0", "--no-pin"])
+            .args(base)
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -112,6 +120,21 @@ impl Server {
                 let _ = Command::new("kill").args(["-KILL", &pid]).status();
             }
         });
+        let (lines, stderr) = mpsc::channel();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            loop {
+                let mut line = String::new();
+                match err.read_line(&mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        if lines.send(line.trim_end().to_string()).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let line = read_line(&mut stdout);
         let addr = line
@@ -122,7 +145,9 @@ impl Server {
             .unwrap();
         Self {
             child,
-            stdout,
+            stdout: Some(stdout),
+            stderr,
+            stderr_seen: Vec::new(),
             addr,
             done,
             watchdog,
@@ -137,21 +162,43 @@ impl Server {
         assert!(status.success());
     }
 
+    fn line(&mut self) -> String {
+        read_line(self.stdout.as_mut().expect("stdout is open"))
+    }
+
+    /// Waits for a stderr line containing `text` (the watchdog bounds the wait).
+    fn await_stderr(&mut self, text: &str) -> String {
+        if let Some(l) = self.stderr_seen.iter().find(|l| l.contains(text)) {
+            return l.clone();
+        }
+        loop {
+            match self.stderr.recv_timeout(GUARD) {
+                Ok(line) => {
+                    self.stderr_seen.push(line.clone());
+                    if line.contains(text) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no stderr line with {text:?}: {:?}", self.stderr_seen),
+            }
+        }
+    }
+
     /// Waits for the binary to exit; returns its status, the rest of its stdout, and its
     /// stderr.
     fn wait(mut self) -> (ExitStatus, String, String) {
-        let mut stderr = String::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
         let mut stdout = String::new();
-        self.stdout.read_to_string(&mut stdout).unwrap();
+        if let Some(mut out) = self.stdout.take() {
+            out.read_to_string(&mut stdout).unwrap();
+        }
         let status = self.child.wait().unwrap();
         let _ = self.done.send(());
         self.watchdog.join().unwrap();
+        let mut stderr = self.stderr_seen.join("\n");
+        while let Ok(line) = self.stderr.recv_timeout(GUARD) {
+            stderr.push('\n');
+            stderr.push_str(&line);
+        }
         (status, stdout, stderr)
     }
 }
@@ -206,7 +253,7 @@ fn sigusr1_reports_and_sigterm_stops_cleanly() {
     server.signal("USR1");
     let mut summaries = Vec::new();
     while summaries.len() < 2 {
-        let line = read_line(&mut server.stdout);
+        let line = server.line();
         assert!(!line.is_empty(), "stdout ended before the reports");
         if let Some((shard, rest)) = line
             .strip_prefix("report shard ")
@@ -221,6 +268,271 @@ fn sigusr1_reports_and_sigterm_stops_cleanly() {
     server.signal("TERM");
     let (status, stdout, stderr) = server.wait();
     assert_eq!(status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("signal 15, stopping"), "{stderr}");
+    assert!(stderr.contains("SIGTERM, draining"), "{stderr}");
+    assert!(stderr.contains("ringwire: drained:"), "{stderr}");
     assert!(stdout.lines().any(|l| l.starts_with("total ")), "{stdout}");
+}
+
+fn ringwire(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringwire"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `config check` reports every error of a file at once (exit status 2), each naming its key;
+/// a good file exits 0; `config default` prints a config that checks clean.
+#[test]
+fn config_check_reports_every_error_at_once() {
+    let path = config_file(
+        "three.toml",
+        "shards = 0\nbogus = 1\n[shard]\nrecv_buffers = 3\n",
+    );
+    let (code, _, err) = ringwire(&["config", "check", &path]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("3 error(s)"), "{err}");
+    for want in [
+        "`shards` = 0",
+        "unknown field `bogus`",
+        "`shard.recv_buffers` = 3",
+    ] {
+        assert!(err.contains(want), "{want} missing:\n{err}");
+    }
+    let (code, default, err) = ringwire(&["config", "default"]);
+    assert_eq!(code, 0, "{err}");
+    let path = config_file("default.toml", &default);
+    let (code, out, err) = ringwire(&["config", "check", &path]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(": ok: bind=127.0.0.1:4500 app=echo"), "{out}");
+    let twice = config_file("twice.toml", "cores = [0, 0]\n");
+    let (code, _, err) = ringwire(&["config", "check", &twice]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: `cores` lists CPU 0 2 times"),
+        "{err}"
+    );
+    // serve reports every error too, before starting anything.
+    let path = config_file(
+        "three-serve.toml",
+        "shards = 0\n[shard]\nrecv_buffers = 3\n",
+    );
+    let (code, err) = serve(&["--config", &path, "--bind", "127.0.0.1:0"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("`shards` = 0") && err.contains("`shard.recv_buffers` = 3"),
+        "{err}"
+    );
+}
+
+/// A second instance on a port another process holds exits with status 2 and says so; with
+/// `--join-existing` it joins on purpose.
+#[test]
+fn a_second_instance_on_a_busy_port_exits_2_unless_asked_to_join() {
+    if !available_or_explain() {
+        return;
+    }
+    let first = Server::start(&["--shards", "1", "--app", "echo"]);
+    let bind = first.addr.to_string();
+    let (code, err) = serve(&["--bind", &bind, "--no-pin", "--shards", "1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!("{bind} is already in use")) && err.contains("--join-existing"),
+        "{err}"
+    );
+    let second = Server::start_with(
+        &["--bind", &bind, "--no-pin", "--join-existing"],
+        &["--shards", "1"],
+    );
+    assert_eq!(second.addr, first.addr);
+    for server in [first, second] {
+        server.signal("TERM");
+        let (status, _, stderr) = server.wait();
+        assert_eq!(status.code(), Some(0), "{stderr}");
+    }
+}
+
+/// Losing stdout (`ringwire serve ... | head -1`) does not stop the engine: the failed write is
+/// logged once, datagrams are still answered, SIGTERM drains and the exit status is 0.
+#[test]
+fn a_closed_stdout_neither_panics_nor_stops_the_engine() {
+    if !available_or_explain() {
+        return;
+    }
+    let mut server = Server::start(&["--shards", "1", "--app", "echo", "--stats-interval", "1"]);
+    // The reader goes away, as `head -1` does after the first line.
+    drop(server.stdout.take());
+    server.await_stderr("standard output failed");
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(GUARD)).unwrap();
+    client.send_to(b"still there?", server.addr).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = client.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"still there?");
+    server.signal("USR1");
+    server.signal("TERM");
+    let (status, _, stderr) = server.wait();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("ringwire: drained:"), "{stderr}");
+}
+
+/// SIGHUP reloads (never stops), SIGUSR2 prints the counters, SIGQUIT stops at once with the
+/// final counters: every signal an operator sends is handled on purpose.
+#[test]
+fn sighup_reloads_sigusr2_prints_and_sigquit_stops_with_counters() {
+    if !available_or_explain() {
+        return;
+    }
+    let path = config_file("hup.toml", "log = \"warn\"\n");
+    let mut server = Server::start(&["--shards", "1", "--app", "echo", "--config", &path]);
+    std::fs::write(
+        &path,
+        "log = \"info\"\nstats_interval_secs = 3600\nshards = 1\n",
+    )
+    .unwrap();
+    server.signal("HUP");
+    let reloaded = server.await_stderr("SIGHUP: reloaded");
+    assert!(reloaded.contains("log=\"info\""), "{reloaded}");
+    std::fs::write(&path, "[shard]\nrecv_buffers = 3\n").unwrap();
+    server.signal("HUP");
+    server.await_stderr("SIGHUP: config not reloaded");
+    server.signal("USR2");
+    let line = server.line();
+    assert!(
+        line.starts_with("stats ") && line.contains(" shard 0: "),
+        "{line}"
+    );
+    server.signal("QUIT");
+    let (status, stdout, stderr) = server.wait();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("SIGQUIT, stopping now"), "{stderr}");
+    assert!(stdout.lines().any(|l| l.starts_with("total ")), "{stdout}");
+}
+
+/// Under load from 1,000 sessions, SIGTERM makes every session hear `Close(ShuttingDown)` from
+/// the server, the binary exits 0 having drained before its deadline (the deadline here is a
+/// liveness guard), and its final counters balance: every datagram a shard read reached the
+/// session layer, and every one the session layer took was handled by an endpoint or handed to
+/// its owner; no Close was lost to a full control queue.
+#[test]
+fn sigterm_under_load_closes_every_session_and_drains() {
+    use ringwire_shard::session::client::ClientPool;
+    use ringwire_shard::session::{CloseReason, Closer, EndpointConfig, Event};
+    use std::collections::HashMap;
+    use std::time::Instant;
+
+    if !available_or_explain() {
+        return;
+    }
+    const SESSIONS: usize = 1000;
+    // Messages in flight at most: no socket buffer on either side can overflow on them.
+    const WINDOW: usize = 100;
+    let cfg = config_file("drain.toml", "drain_timeout_ms = 60000\n");
+    let server = Server::start(&["--shards", "2", "--app", "session-echo", "--config", &cfg]);
+    let mut client = EndpointConfig::new([5; 32]);
+    client.keepalive_interval = None;
+    let mut pool = ClientPool::new(client, 21).unwrap();
+    let mut events = Vec::new();
+    let pump = |pool: &mut ClientPool, events: &mut Vec<Event>| {
+        if pool.poll(events).unwrap() == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    let guard = Instant::now() + GUARD;
+    let mut conns = Vec::new();
+    for i in 0..SESSIONS {
+        conns.push(
+            pool.connect("127.0.0.1:0".parse().unwrap(), server.addr)
+                .unwrap(),
+        );
+        if i % 100 == 99 {
+            pool.poll(&mut events).unwrap();
+        }
+    }
+    let count = |events: &[Event], f: fn(&Event) -> bool| events.iter().filter(|e| f(e)).count();
+    while count(&events, |e| matches!(e, Event::Connected { .. })) < SESSIONS {
+        assert!(Instant::now() < guard, "sessions did not connect");
+        pump(&mut pool, &mut events);
+    }
+    // Load: a window of messages at a time, round robin over the sessions.
+    let echoes = |events: &[Event]| count(events, |e| matches!(e, Event::Message { .. }));
+    let mut sent = 0;
+    for round in 0..10 {
+        for k in 0..WINDOW {
+            let conn = conns[(round * WINDOW + k) % SESSIONS];
+            let _ = pool.send(conn, b"load").unwrap();
+            sent += 1;
+        }
+        while echoes(&events) < sent {
+            assert!(Instant::now() < guard, "echoes did not come back");
+            pump(&mut pool, &mut events);
+        }
+    }
+    // One more window in flight, then SIGTERM while it is.
+    for conn in &conns[..WINDOW] {
+        let _ = pool.send(*conn, b"load").unwrap();
+    }
+    server.signal("TERM");
+    let mut closed: HashMap<_, (CloseReason, Closer)> = HashMap::new();
+    while closed.len() < SESSIONS {
+        assert!(
+            Instant::now() < guard,
+            "{} of {SESSIONS} sessions heard a Close",
+            closed.len()
+        );
+        pump(&mut pool, &mut events);
+        for e in events.drain(..) {
+            if let Event::Disconnected { conn, reason, by } = e {
+                assert!(closed.insert(conn, (reason, by)).is_none(), "closed twice");
+            }
+        }
+    }
+    assert!(
+        closed
+            .values()
+            .all(|c| *c == (CloseReason::ShuttingDown, Closer::Peer)),
+        "{:?}",
+        closed
+            .values()
+            .find(|c| **c != (CloseReason::ShuttingDown, Closer::Peer))
+    );
+    let (status, stdout, stderr) = server.wait();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("ringwire: drained:"), "{stderr}");
+    assert!(!stdout.contains("(not drained)"), "{stdout}");
+    // The final counters balance.
+    let mut total: HashMap<String, u64> = HashMap::new();
+    for line in stdout
+        .lines()
+        .filter(|l| l.starts_with("final shard ") || l.starts_with("app shard "))
+    {
+        let fields = line.split_once(": ").unwrap().1;
+        for (k, v) in fields.split(' ').filter_map(|f| f.split_once('=')) {
+            if let Ok(v) = v.parse::<u64>() {
+                *total.entry(k.to_string()).or_default() += v;
+            }
+        }
+    }
+    let t = |k: &str| *total.get(k).unwrap_or_else(|| panic!("no {k} in {stdout}"));
+    assert_eq!(t("datagrams_in"), t("session_datagrams"), "{total:?}");
+    assert_eq!(
+        t("session_endpoint_datagrams"),
+        t("session_datagrams") + t("session_handoffs_received"),
+        "{total:?}"
+    );
+    assert_eq!(
+        t("session_handed_off") + t("session_handoff_full") + t("session_handoff_closed"),
+        t("session_handoffs_received"),
+        "{total:?}"
+    );
+    assert_eq!(t("session_control_dropped"), 0, "no Close lost: {total:?}");
+    assert_eq!(t("sessions"), 0, "{total:?}");
+    assert_eq!(t("sessions_accepted"), SESSIONS as u64, "{total:?}");
+    assert!(t("echoed") >= sent as u64, "{total:?}");
+    assert_eq!(t("kernel_drops"), 0, "{total:?}");
 }

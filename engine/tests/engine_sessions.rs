@@ -93,19 +93,18 @@ fn connect_all(
     (conns, relay_id)
 }
 
-/// Datagrams the session layer has dropped, over every shard, from the shards' live reports
-/// (their first line: `sessions=.. drops=N ..`; no session lines asked for).
+/// Datagrams the session layer has dropped, over every shard, from the shards' live handler
+/// counters (`session_drops`).
 fn live_drops(engine: &mut EngineHandle) -> u64 {
     engine
-        .reports(ReportRequest::first(0), HANG)
-        .iter()
-        .map(|r| {
-            let r = &r.as_ref().expect("every shard answers").text;
-            r.lines()
-                .next()
-                .and_then(|l| l.split(' ').find_map(|f| f.strip_prefix("drops=")))
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or_else(|| panic!("no drops= in the report's first line: {r}"))
+        .app_counters(HANG)
+        .into_iter()
+        .map(|c| {
+            let c = c.expect("every shard answers");
+            c.iter()
+                .find(|(name, _)| *name == "session_drops")
+                .map(|(_, v)| *v)
+                .unwrap_or_else(|| panic!("no session_drops counter in {c:?}"))
         })
         .sum()
 }
@@ -180,19 +179,28 @@ fn thousand_sessions_relay_both_ways_across_shards() {
 
     // The flight recorder, read from the running engine: one line per session.
     let reports = engine.reports(ReportRequest::first(SESSIONS), HANG);
-    let lines: Vec<&str> = reports
+    let items: Vec<&ringwire::ReportItem> = reports
         .iter()
-        .map(|r| r.as_ref().expect("every shard answers").text.as_str())
-        .flat_map(str::lines)
-        .filter(|l| l.starts_with("session "))
+        .flat_map(|r| &r.as_ref().expect("every shard answers").items)
         .collect();
-    assert_eq!(lines.len(), SESSIONS);
+    assert_eq!(items.len(), SESSIONS);
+    let field = |i: &ringwire::ReportItem, name: &str| {
+        i.fields
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
     assert!(
-        lines.iter().all(|l| l.contains("state=Established")),
+        items.iter().all(|i| field(i, "state") == "Established"),
         "{}",
-        lines[0]
+        items[0]
     );
-    assert!(lines.iter().all(|l| !l.contains(" in=0/")), "{}", lines[0]);
+    assert!(
+        items.iter().all(|i| !field(i, "in").starts_with("0/")),
+        "{}",
+        items[0]
+    );
 
     let report = common::shutdown(engine);
     let app = app_totals(&report);
@@ -290,4 +298,109 @@ fn a_shard_datagram_below_the_session_layers_is_refused_at_start() {
     let message = err.to_string();
     assert!(message.contains("shard.max_datagram"), "{message}");
     assert!(message.contains("1220"), "{message}");
+}
+
+/// A drain under load, as a library caller asks for it: every one of 1,000 sessions hears
+/// `Close(ShuttingDown)`, every shard ends gracefully, and every message a client sent is
+/// answered or counted: echoed, refused by the app, discarded on a session refused during the
+/// drain, or dropped by the session layer under a reason (a message that reaches a session
+/// already closed). Keepalives are off on both sides, so that every datagram after the
+/// handshakes is one of those messages.
+#[test]
+fn a_drain_under_load_closes_every_session_and_answers_or_counts_every_message() {
+    use ringwire::apps::SessionEcho;
+    use ringwire_shard::session::{CloseReason, Closer, SendOutcome};
+
+    if !available_or_explain() {
+        return;
+    }
+    // At most this many messages in flight: no socket buffer can overflow on them.
+    const WINDOW: usize = 100;
+    let mut config = common::config(2);
+    config.steering = true;
+    let clock = SessionClock::start();
+    let max_datagram = config.shard.max_datagram;
+    let engine = Engine::try_start(&config, move |info| {
+        let mut ep = EndpointConfig::new([8u8; 32]);
+        ep.keepalive_interval = None;
+        let place = Placement::new(clock, info.index, info.shards, max_datagram);
+        SessionHost::new(
+            ep,
+            place,
+            [info.index as u8 + 9; 32],
+            SessionEcho::default(),
+        )
+    })
+    .unwrap();
+    let mut client = EndpointConfig::new([8u8; 32]);
+    client.keepalive_interval = None;
+    let mut pool = ClientPool::new(client, 5).unwrap();
+    let mut events = Vec::new();
+    let mut conns = Vec::with_capacity(SESSIONS);
+    for i in 0..SESSIONS {
+        conns.push(
+            pool.connect("127.0.0.1:0".parse().unwrap(), engine.local_addr())
+                .unwrap(),
+        );
+        if i % 100 == 99 {
+            pool.poll(&mut events).unwrap();
+        }
+    }
+    pump_until(&mut pool, &mut events, |ev| {
+        ev.iter()
+            .filter(|e| matches!(e, Event::Connected { .. }))
+            .count()
+            == SESSIONS
+    });
+    events.clear();
+    let mut sent = 0u64;
+    let mut send = |pool: &mut ClientPool, conn| {
+        if pool.send(conn, b"load").unwrap() == SendOutcome::Queued {
+            sent += 1;
+        }
+    };
+    for round in 0..10 {
+        for k in 0..WINDOW {
+            send(&mut pool, conns[(round * WINDOW + k) % SESSIONS]);
+        }
+        pump_until(&mut pool, &mut events, |ev| {
+            messages(ev) >= (round + 1) * WINDOW
+        });
+    }
+    // The drain begins with a window in flight.
+    for conn in &conns[..WINDOW] {
+        send(&mut pool, *conn);
+    }
+    engine.shutdown_handle().drain(Instant::now() + HANG);
+    pump_until(&mut pool, &mut events, |ev| {
+        ev.iter()
+            .filter(|e| matches!(e, Event::Disconnected { .. }))
+            .count()
+            == SESSIONS
+    });
+    let mut closed = std::collections::HashSet::new();
+    for e in &events {
+        if let Event::Disconnected { conn, reason, by } = e {
+            assert_eq!((*reason, *by), (CloseReason::ShuttingDown, Closer::Peer));
+            assert!(closed.insert(*conn), "one Close per session");
+        }
+    }
+    let echoes = messages(&events) as u64;
+    let report = engine.wait(HANG).unwrap();
+    assert!(report.drained_gracefully(), "{:?}", report.shards);
+    assert_eq!(pool.unroutable(), 0);
+    let app = app_totals(&report);
+    let total = report.total();
+    assert_eq!(total.kernel_drops, 0, "{total}");
+    assert_eq!(
+        app["echoed"]
+            + app["echo_refused"]
+            + app["session_draining_discarded"]
+            + app["session_drops"],
+        sent,
+        "{app:?}"
+    );
+    assert!(echoes <= app["echoed"], "{echoes} echoes, {app:?}");
+    assert_eq!(app["session_control_dropped"], 0, "{app:?}");
+    assert_eq!(app["sessions"], 0, "{app:?}");
 }

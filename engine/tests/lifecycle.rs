@@ -3,6 +3,8 @@
 //! threads are told apart by name, and report replies belong to their own request.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::cell::RefCell;
 use std::error::Error;
 use std::net::{SocketAddr, UdpSocket};
@@ -17,8 +19,8 @@ use ringwire::kernel::available_or_explain;
 use ringwire::session::client::ClientPool;
 use ringwire::session::{EndpointConfig, Event, Placement, SessionClock, SessionHost};
 use ringwire::{
-    Ctx, Engine, EngineConfig, EngineError, EngineEvent, Handler, ReportError, ReportRequest,
-    ShardConfig,
+    Ctx, Engine, EngineConfig, EngineError, EngineEvent, Handler, ReportError, ReportPage,
+    ReportRequest, ShardConfig,
 };
 
 /// How long a test waits for something that must happen before it fails instead of hanging.
@@ -174,8 +176,8 @@ impl Handler for Gate {
         self.release.recv_timeout(GUARD).unwrap();
     }
 
-    fn report(&self, request: &ReportRequest, out: &mut String) -> Option<u64> {
-        out.push_str(&format!("limit={}", request.limit()));
+    fn report(&self, request: &ReportRequest, page: &mut ReportPage) -> Option<u64> {
+        page.summary.push_str(&format!("limit={}", request.limit()));
         self.reported.send(request.limit()).unwrap();
         None
     }
@@ -214,7 +216,7 @@ fn a_timed_out_report_request_never_answers_the_next_one() {
 
     let second = engine.reports(ReportRequest::first(2), GUARD);
     match &second[..] {
-        [Ok(report)] => assert_eq!(report.text, "limit=2"),
+        [Ok(report)] => assert_eq!(report.summary, "limit=2"),
         other => panic!("{other:?}"),
     }
     assert_eq!(engine.report_counters().stale_discarded, 1);
@@ -277,16 +279,12 @@ fn session_reports_come_in_bounded_pages_that_cover_every_session_once() {
         let mut reports = engine.reports(request, GUARD);
         let report = reports.remove(0).unwrap();
         assert!(
-            report.text.starts_with(&format!("sessions={SESSIONS} ")),
+            report.summary.starts_with(&format!("sessions={SESSIONS} ")),
             "{}",
-            report.text
+            report.summary
         );
-        let page: Vec<u64> = report
-            .text
-            .lines()
-            .filter_map(|l| l.strip_prefix("session 0x"))
-            .map(|l| u64::from_str_radix(&l[..16], 16).unwrap())
-            .collect();
+        assert_eq!(report.counter("sessions"), SESSIONS as u64);
+        let page: Vec<u64> = report.items.iter().map(|i| i.key).collect();
         pages.push(page.len());
         ids.extend(page);
         match report.next {
@@ -332,4 +330,38 @@ fn notifications_arrive_in_order_and_are_bounded() {
     assert!(matches!(engine.wait_event(), EngineEvent::AllStopped));
     let report = engine.wait(GUARD).unwrap();
     assert_eq!(report.shards.len(), 1);
+}
+
+/// A port another socket holds is refused, naming it, unless joining is asked for.
+#[test]
+fn a_held_port_is_refused_unless_joining_is_asked_for() {
+    if !available_or_explain() {
+        return;
+    }
+    let first = Engine::start(&common::config(1), |_| ringwire::apps::Echo).unwrap();
+    let mut config = common::config(1);
+    config.bind = first.local_addr();
+    let err = Engine::start(&config, |_| ringwire::apps::Echo)
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(err, EngineError::PortInUse { addr } if addr == first.local_addr()),
+        "{err}"
+    );
+    config.join_existing = true;
+    let second = Engine::start(&config, |_| ringwire::apps::Echo).unwrap();
+    common::shutdown(second);
+    common::shutdown(first);
+}
+
+/// A drain with nothing to say goodbye with ends at once, gracefully, on every shard.
+#[test]
+fn a_drain_ends_gracefully_when_handlers_have_nothing_queued() {
+    if !available_or_explain() {
+        return;
+    }
+    let engine = Engine::start(&common::config(2), |_| ringwire::apps::Echo).unwrap();
+    let report = engine.drain(GUARD).unwrap();
+    assert!(report.drained_gracefully(), "{:?}", report.shards);
+    assert!(report.shards.iter().all(|s| s.drained));
 }

@@ -62,9 +62,11 @@ pub struct ShardConfig {
     pub send_slots: usize,
     /// Submission queue entries of the shard's io_uring (a power of two, 8..=32768).
     pub sq_entries: u32,
-    /// Requested `SO_RCVBUF` in bytes (the kernel may clamp it; 0 keeps the system default).
+    /// Requested `SO_RCVBUF` in bytes, up to [`ShardConfig::MAX_SOCKET_BUFFER`] (the kernel
+    /// caps it at `net.core.rmem_max`, then doubles it; 0 keeps the system default). The
+    /// engine reads back what the kernel granted and warns when it is less.
     pub socket_recv_buffer: usize,
-    /// Requested `SO_SNDBUF` in bytes (the kernel may clamp it; 0 keeps the system default).
+    /// Requested `SO_SNDBUF` in bytes, as `socket_recv_buffer` (`net.core.wmem_max`).
     pub socket_send_buffer: usize,
     /// Most timers the handler may have scheduled at once.
     pub max_timers: usize,
@@ -74,6 +76,9 @@ pub struct ShardConfig {
     pub drain_timeout: Duration,
     /// How this shard wakes parked peers it sent mesh messages to.
     pub wake: WakeMechanism,
+    /// Record every loop turn's duration in a histogram (about 30 KiB per shard, one clock
+    /// read per turn), shipped with every report reply and exported by the metrics endpoint.
+    pub turn_histogram: bool,
 }
 
 impl Default for ShardConfig {
@@ -88,6 +93,7 @@ impl Default for ShardConfig {
             max_timers: 1 << 20,
             drain_timeout: Duration::from_millis(500),
             wake: WakeMechanism::Eventfd,
+            turn_histogram: false,
         }
     }
 }
@@ -106,37 +112,60 @@ pub struct ShardConfigError {
 }
 
 impl ShardConfig {
-    /// Checks every setting against its allowed range.
+    /// The largest socket buffer request: `setsockopt` takes a C `int`, so larger values would
+    /// wrap (4294967296 becomes 0, the kernel's minimum buffer).
+    pub const MAX_SOCKET_BUFFER: usize = i32::MAX as usize;
+
+    /// Checks every setting against its allowed range; the first error.
     pub fn validate(&self) -> Result<(), ShardConfigError> {
-        let err = |key, value: &dyn ToString, allowed| ShardConfigError {
-            key,
-            value: value.to_string(),
-            allowed,
+        match self.check().into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks every setting against its allowed range: every error, in key order.
+    pub fn check(&self) -> Vec<ShardConfigError> {
+        let mut errors = Vec::new();
+        let mut err = |key, value: &dyn ToString, allowed| {
+            errors.push(ShardConfigError {
+                key,
+                value: value.to_string(),
+                allowed,
+            });
         };
         if !(1..=32768).contains(&self.recv_buffers) || !self.recv_buffers.is_power_of_two() {
-            return Err(err(
+            err(
                 "recv_buffers",
                 &self.recv_buffers,
                 "a power of two from 1 to 32768",
-            ));
+            );
         }
         if !(64..=65507).contains(&self.max_datagram) {
-            return Err(err("max_datagram", &self.max_datagram, "64 to 65507"));
+            err("max_datagram", &self.max_datagram, "64 to 65507");
         }
         if !(1..=65536).contains(&self.send_slots) {
-            return Err(err("send_slots", &self.send_slots, "1 to 65536"));
+            err("send_slots", &self.send_slots, "1 to 65536");
         }
         if !(8..=32768).contains(&self.sq_entries) || !self.sq_entries.is_power_of_two() {
-            return Err(err(
+            err(
                 "sq_entries",
                 &self.sq_entries,
                 "a power of two from 8 to 32768",
-            ));
+            );
+        }
+        const BUFFER: &str = "0 (the system default) to 2147483647 bytes (a C int; the kernel \
+                              caps it at net.core.rmem_max / wmem_max)";
+        if self.socket_recv_buffer > Self::MAX_SOCKET_BUFFER {
+            err("socket_recv_buffer", &self.socket_recv_buffer, BUFFER);
+        }
+        if self.socket_send_buffer > Self::MAX_SOCKET_BUFFER {
+            err("socket_send_buffer", &self.socket_send_buffer, BUFFER);
         }
         if self.max_timers == 0 {
-            return Err(err("max_timers", &self.max_timers, "at least 1"));
+            err("max_timers", &self.max_timers, "at least 1");
         }
-        Ok(())
+        errors
     }
 }
 
@@ -174,6 +203,19 @@ mod tests {
         assert_eq!(bad.validate().unwrap_err().key, "max_datagram");
         let bad = with(|c| c.send_slots = 0);
         assert_eq!(bad.validate().unwrap_err().key, "send_slots");
+        let bad = with(|c| c.socket_recv_buffer = 1 << 32);
+        assert_eq!(bad.validate().unwrap_err().key, "socket_recv_buffer");
+        let bad = with(|c| c.socket_send_buffer = 1 << 31);
+        assert_eq!(bad.validate().unwrap_err().key, "socket_send_buffer");
+        let ok = with(|c| c.socket_recv_buffer = (1 << 31) - 1);
+        assert_eq!(ok.validate(), Ok(()));
+        let all = with(|c| {
+            c.recv_buffers = 3;
+            c.send_slots = 0;
+            c.max_timers = 0;
+        });
+        let keys: Vec<&str> = all.check().iter().map(|e| e.key).collect();
+        assert_eq!(keys, ["recv_buffers", "send_slots", "max_timers"]);
         let bad = with(|c| c.sq_entries = 100);
         assert!(
             bad.validate()

@@ -36,12 +36,19 @@ macro_rules! counters {
         pub(crate) struct Counters {
             $( pub(crate) $name: u64, )*
             pub(crate) send_errors: [u64; ERRNO_SLOTS],
+            /// The sum of `send_errors` (for the drop log; not published).
+            pub(crate) send_errors_total: u64,
             send_errors_dirty: bool,
         }
 
         impl Default for Counters {
             fn default() -> Self {
-                Self { $( $name: 0, )* send_errors: [0; ERRNO_SLOTS], send_errors_dirty: false }
+                Self {
+                    $( $name: 0, )*
+                    send_errors: [0; ERRNO_SLOTS],
+                    send_errors_total: 0,
+                    send_errors_dirty: false,
+                }
             }
         }
 
@@ -109,7 +116,24 @@ macro_rules! counters {
             fn add(&mut self, o: &ShardStats) {
                 $( self.$name += o.$name; )*
             }
+
+            /// Every plain counter as `(name, value)`, in declaration order (the names are the
+            /// field names; `send_errors` and `lanes` are not included).
+            pub fn counters(&self) -> [(&'static str, u64); COUNTERS] {
+                [ $( (stringify!($name), self.$name), )* ]
+            }
+
+            /// The doc line of each plain counter, by name, for metric help texts.
+            pub fn describe(name: &str) -> Option<&'static str> {
+                match name {
+                    $( stringify!($name) => Some(first_doc_line(concat!($( stringify!($doc), )*))), )*
+                    _ => None,
+                }
+            }
         }
+
+        /// How many plain counters [`ShardStats::counters`] returns.
+        pub const COUNTERS: usize = [$( stringify!($name), )*].len();
 
         impl Counters {
             pub(crate) fn snapshot(&self, shard: usize) -> ShardStats {
@@ -204,6 +228,18 @@ counters! {
     /// 1 when the shard ended with operations still in the kernel and leaked its receive
     /// buffers and send slots rather than free memory the kernel might use.
     pools_leaked,
+    /// Datagrams the kernel dropped at this shard's socket before they could be read (a full
+    /// receive buffer), from `SO_RXQ_OVFL`; seen when the next datagram is read.
+    kernel_drops,
+}
+
+/// The text of a `#[doc = "..."]` attribute list as `stringify!` renders it: the first line.
+fn first_doc_line(attrs: &'static str) -> &'static str {
+    let text = attrs
+        .split_once('"')
+        .map_or(attrs, |(_, rest)| rest)
+        .trim_start();
+    text.split_once('"').map_or(text, |(line, _)| line).trim()
 }
 
 impl Counters {
@@ -214,6 +250,7 @@ impl Counters {
             .filter(|e| *e <= MAX_ERRNO)
             .unwrap_or(OTHER_ERRNO);
         self.send_errors[slot] += 1;
+        self.send_errors_total += 1;
         self.send_errors_dirty = true;
     }
 }

@@ -13,7 +13,7 @@ use crate::counters::Counters;
 use crate::driver::{Refused, SendSlots};
 use crate::mesh::MeshEnd;
 pub use crate::mesh::{Lane, MeshSendError};
-use crate::report::ReportRequest;
+use crate::report::{ReportPage, ReportRequest};
 use crate::timer::{TimerError, TimerId, Timers};
 
 /// What happened to a datagram handed to [`Ctx::send_to`]. Every case is explicit; nothing is
@@ -70,21 +70,28 @@ pub trait Handler {
         let _ = (tag, result);
     }
 
-    /// Adds the handler's own counters (name, value) to the shard's final report.
+    /// Adds the handler's own counters (name, value): to the shard's final report, and to
+    /// every live report ([`ShardReport::counters`](crate::ShardReport::counters), which the
+    /// metrics endpoint exports). Names are `snake_case`; a name may appear on some calls and
+    /// not others (a drop reason that never happened), and values only grow unless the name
+    /// says it is a level (`sessions`).
     fn counters(&self, out: &mut Vec<(&'static str, u64)>) {
         let _ = out;
     }
 
-    /// Writes one page of a human-readable report of the handler's state when the engine asks
-    /// for one (`EngineHandle::reports`; SIGUSR1 in the binary): a summary line, then at most
-    /// `request.limit()` items (for sessions: one flight-recorder line per session) whose keys
-    /// come after `request.cursor()`, in key order ([`ReportRequest::page`] picks them).
-    /// Returns the cursor of the next page, `None` after the last.
+    /// Writes one page of a report of the handler's state when the engine asks for one
+    /// (`EngineHandle::reports`; SIGUSR1 and the live view in the binary): summary lines in
+    /// `page.summary`, then at most `request.limit()` items in `page.items` (for sessions: one
+    /// flight recorder per session). A plain request wants the items whose keys come after
+    /// `request.cursor()`, in key order; a ranked one
+    /// ([`ReportRequest::rank`]) wants the `limit` worst of the keys [`ReportRequest::scan`]
+    /// picks, worst first ([`worst_of`](crate::report::worst_of)). Returns the cursor of the
+    /// next page, `None` after the last.
     ///
     /// This runs inside the shard's loop: its cost must be bounded by the page, not by the
     /// size of the handler's state, beyond one pass over its keys.
-    fn report(&self, request: &ReportRequest, out: &mut String) -> Option<u64> {
-        let _ = (request, out);
+    fn report(&self, request: &ReportRequest, page: &mut ReportPage) -> Option<u64> {
+        let _ = (request, page);
         None
     }
 
@@ -92,6 +99,29 @@ pub trait Handler {
     /// freed: the place to flush output that an earlier [`SendOutcome::QueueFull`] held back.
     fn on_turn(&mut self, ctx: &mut Ctx<'_, Self::Message>) {
         let _ = ctx;
+    }
+
+    /// Called once, on the shard's thread, before its first loop turn (its receive is armed):
+    /// the place to arm a first timer.
+    fn on_start(&mut self, ctx: &mut Ctx<'_, Self::Message>) {
+        let _ = ctx;
+    }
+
+    /// The engine is draining (SIGTERM in the binary, `EngineHandle::drain`): stop taking new
+    /// work and say goodbye (a session host stops admitting sessions and closes every session
+    /// with `ShuttingDown`). Called once, on the turn the drain is seen. The shard keeps
+    /// turning (datagrams, timers, completions, [`Handler::on_turn`]) until
+    /// [`Handler::drained`] says the goodbyes are all handed to send slots, or the drain's
+    /// deadline passes; then it stops as on a stop request, waiting for the sends in flight.
+    fn on_shutdown(&mut self, ctx: &mut Ctx<'_, Self::Message>) {
+        let _ = ctx;
+    }
+
+    /// After [`Handler::on_shutdown`]: whether everything the handler has to say is in send
+    /// slots (nothing left waiting in its own queues). Checked once per turn while draining;
+    /// the default, for handlers with no queues of their own, is at once.
+    fn drained(&self) -> bool {
+        true
     }
 }
 

@@ -23,4 +23,7 @@ pub use config::{ShardConfig, ShardConfigError, WakeMechanism};
 pub use counters::ShardStats;
 pub use driver::{Shard, ShardControl, ShardError, ShardExit};
 pub use handler::{Ctx, Handler, SendOutcome};
-pub use report::{ReportRequest, ShardReport};
+/// The histogram type of [`ShardReport::turn_nanos`], re-exported so that users need not match
+/// its version.
+pub use hdrhistogram;
+pub use report::{Rank, ReportItem, ReportPage, ReportRequest, ShardReport};

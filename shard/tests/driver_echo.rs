@@ -61,7 +61,7 @@ fn serve(
     std::thread::JoinHandle<ShardExit>,
 ) {
     let addr = socket.local_addr().unwrap();
-    let control = Arc::new(ShardControl::new(0, 1).unwrap().0);
+    let control = Arc::new(ShardControl::new(0, 1).unwrap());
     let c = Arc::clone(&control);
     let thread = std::thread::spawn(move || {
         Shard::new(c, socket, &config)
@@ -198,7 +198,7 @@ fn send_errors_are_counted_by_errno() {
         .unwrap()
         .remove(0);
     let addr = socket.local_addr().unwrap();
-    let control = Arc::new(ShardControl::new(0, 1).unwrap().0);
+    let control = Arc::new(ShardControl::new(0, 1).unwrap());
     let c = Arc::clone(&control);
     let thread = std::thread::spawn(move || {
         Shard::new(c, socket, &config())
@@ -219,4 +219,60 @@ fn send_errors_are_counted_by_errno() {
     assert_eq!(exit.stats.datagrams_in, 3, "{}", exit.stats);
     assert_eq!(exit.stats.send_errors_total(), 3, "{}", exit.stats);
     assert_eq!(exit.stats.datagrams_out, 0);
+}
+
+/// Datagrams the kernel drops at a shard's full socket are counted by the shard itself, from
+/// the `SO_RXQ_OVFL` count the receive path's control messages carry: exactly what
+/// `/proc/net/udp` says the socket dropped.
+#[test]
+fn kernel_drops_at_the_socket_are_counted_from_the_receive_path() {
+    if !available_or_explain() {
+        return;
+    }
+    // A tiny socket buffer, filled before the shard exists: most of the burst is dropped there.
+    let opts = SocketOptions {
+        recv_buffer: 4096,
+        send_buffer: 0,
+    };
+    let socket = bind_reuseport_group("127.0.0.1:0".parse().unwrap(), 1, opts)
+        .unwrap()
+        .remove(0);
+    let addr = socket.local_addr().unwrap();
+    let client = big_buffer_client();
+    let burst = 2000u64;
+    for i in 0..burst {
+        client.send_to(&i.to_be_bytes(), addr).unwrap();
+    }
+    let dropped = os::udp_drops(addr.port());
+    assert!(
+        dropped > 0,
+        "a 4 KiB socket buffer cannot hold {burst} datagrams"
+    );
+    let (_, control, thread) = serve(socket, config());
+    // Read what the socket held before sending more, or the barrier would find it full too.
+    os::wait_until("the shard to read what its socket held", || {
+        control.stats().datagrams_in == burst - dropped
+    });
+    // A barrier sent now carries the socket's drop count; its echo proves it was read.
+    client.set_read_timeout(Some(HANG)).unwrap();
+    client.send_to(b"barrier", addr).unwrap();
+    let mut buf = [0u8; 64];
+    loop {
+        let (n, _) = client.recv_from(&mut buf).unwrap();
+        if &buf[..n] == b"barrier" {
+            break;
+        }
+    }
+    os::wait_until("the shard to publish the barrier's turn", || {
+        control.stats().datagrams_in == burst - dropped + 1
+    });
+    assert_eq!(control.stats().kernel_drops, dropped, "{}", control.stats());
+    assert_eq!(
+        os::udp_drops(addr.port()),
+        dropped,
+        "nothing dropped after the burst"
+    );
+    control.request_stop().unwrap();
+    let exit = thread.join().unwrap();
+    assert_eq!(exit.stats.kernel_drops, dropped);
 }

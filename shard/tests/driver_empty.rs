@@ -57,7 +57,7 @@ fn start() -> Running {
         .unwrap()
         .remove(0);
     let addr = socket.local_addr().unwrap();
-    let control = Arc::new(ShardControl::new(0, 1).unwrap().0);
+    let control = Arc::new(ShardControl::new(0, 1).unwrap());
     let c = Arc::clone(&control);
     let (holding_tx, holding) = mpsc::channel();
     let (release, release_rx) = mpsc::channel();
@@ -210,7 +210,7 @@ fn measure_receive_loss() {
         .unwrap()
         .remove(0);
     let addr = socket.local_addr().unwrap();
-    let control = Arc::new(ShardControl::new(0, 1).unwrap().0);
+    let control = Arc::new(ShardControl::new(0, 1).unwrap());
     let c = Arc::clone(&control);
     let thread = std::thread::spawn(move || {
         Shard::new(c, socket, &ShardConfig::default())

@@ -48,7 +48,7 @@ fn start(
         .unwrap()
         .remove(0);
     let addr = socket.local_addr().unwrap();
-    let control = Arc::new(ShardControl::new(0, 1).unwrap().0);
+    let control = Arc::new(ShardControl::new(0, 1).unwrap());
     let c = Arc::clone(&control);
     let thread = std::thread::Builder::new()
         .name("shard-under-test".into())

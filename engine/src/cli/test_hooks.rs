@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ringwire::mesh::Lane;
-use ringwire::{Ctx, FactoryError, Handler, ReportRequest, ShardInfo};
+use ringwire::{Ctx, FactoryError, Handler, ReportPage, ReportRequest, ShardInfo};
 
 /// Wraps every handler the factory builds in [`PanicOn`] with `trigger`.
 pub fn wrap<F, H>(
@@ -69,11 +69,23 @@ impl<H: Handler> Handler for PanicOn<H> {
         self.inner.counters(out);
     }
 
-    fn report(&self, request: &ReportRequest, out: &mut String) -> Option<u64> {
-        self.inner.report(request, out)
+    fn report(&self, request: &ReportRequest, page: &mut ReportPage) -> Option<u64> {
+        self.inner.report(request, page)
     }
 
     fn on_turn(&mut self, ctx: &mut Ctx<'_, H::Message>) {
         self.inner.on_turn(ctx);
+    }
+
+    fn on_start(&mut self, ctx: &mut Ctx<'_, H::Message>) {
+        self.inner.on_start(ctx);
+    }
+
+    fn on_shutdown(&mut self, ctx: &mut Ctx<'_, H::Message>) {
+        self.inner.on_shutdown(ctx);
+    }
+
+    fn drained(&self) -> bool {
+        self.inner.drained()
     }
 }

@@ -24,6 +24,18 @@ pub enum EngineError {
     /// The sockets could not be bound.
     #[error(transparent)]
     Socket(#[from] SocketError),
+    /// Another socket already holds the address and port (another process, most likely a
+    /// second instance), and [`EngineConfig::join_existing`](super::EngineConfig) is off.
+    #[error(
+        "{addr} is already in use by another socket (another ringwire instance?): refusing to \
+         join its SO_REUSEPORT group, where the kernel would split the port's traffic between \
+         the two; stop the other process, choose another port, or pass --join-existing \
+         (EngineConfig::join_existing) to share it on purpose"
+    )]
+    PortInUse {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+    },
     /// The steering program could not be attached.
     #[error("cannot attach the reuseport steering program: {source}")]
     Steering {

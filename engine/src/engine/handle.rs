@@ -7,11 +7,13 @@ use std::sync::mpsc::Receiver;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ringwire_shard::driver::{ProbeReport, ReportReplies};
+use ringwire_shard::driver::ProbeReport;
 use ringwire_shard::{ShardControl, ShardExit, ShardStats};
 
+use super::SocketBuffers;
 use super::error::EngineError;
 use super::events::EngineNotifier;
+use super::observer::EngineObserver;
 use super::shard_thread::{Msg, thread_name};
 
 /// A running engine. Dropping it stops every shard and joins their threads (waiting at most
@@ -25,8 +27,12 @@ pub struct EngineHandle {
     pub(super) events: Receiver<Msg>,
     pub(super) notifier: EngineNotifier,
     stop_timeout: Duration,
-    /// The id of the latest report request.
-    pub(super) last_report: u64,
+    /// How long a stopping shard may take for its operations in flight (`shard.drain_timeout`):
+    /// a graceful drain leaves this much of its deadline for the stop that ends it.
+    stop_allowance: Duration,
+    /// The handle's own report requester.
+    pub(super) reporter: EngineObserver,
+    socket_buffers: SocketBuffers,
 }
 
 /// The handle's view of one shard.
@@ -38,17 +44,15 @@ pub(super) struct ShardSlot {
     pub exit: Option<Result<ShardExit, EngineError>>,
     /// Whether [`EngineHandle::wait_event`] handed the exit to the caller.
     pub seen: bool,
-    pub replies: ReportReplies,
 }
 
 impl ShardSlot {
-    pub fn new(control: Arc<ShardControl>, replies: ReportReplies) -> Self {
+    pub fn new(control: Arc<ShardControl>) -> Self {
         Self {
             control,
             thread: None,
             exit: None,
             seen: false,
-            replies,
         }
     }
 
@@ -71,12 +75,20 @@ impl EngineReport {
     pub fn total(&self) -> ShardStats {
         ShardStats::sum(self.shards.iter().map(|s| &s.stats))
     }
+
+    /// Whether a graceful drain ended every shard with its handler's goodbyes all sent
+    /// ([`ShardExit::graceful`]).
+    pub fn drained_gracefully(&self) -> bool {
+        self.shards.iter().all(|s| s.graceful == Some(true))
+    }
 }
 
-/// A cloneable, `Send` handle that asks every shard to stop (from a signal thread, say).
+/// A cloneable, `Send` handle that asks every shard to stop or to drain (from a signal thread,
+/// say).
 #[derive(Debug, Clone)]
 pub struct ShutdownHandle {
     controls: Vec<Arc<ShardControl>>,
+    stop_allowance: Duration,
 }
 
 impl ShutdownHandle {
@@ -85,6 +97,23 @@ impl ShutdownHandle {
         for c in &self.controls {
             if let Err(e) = c.request_stop() {
                 tracing::error!(shard = c.index(), "cannot wake shard to stop it: {e}");
+            }
+        }
+    }
+
+    /// Asks every shard to drain gracefully and stop on its own by `deadline`; returns at
+    /// once. Each handler is told ([`Handler::on_shutdown`](ringwire_shard::Handler::on_shutdown):
+    /// a session host stops admitting sessions and closes every session with
+    /// `ShuttingDown`), and its shard stops once the handler's goodbyes are handed to send
+    /// slots, or at `deadline` less the time a stopping shard may take for its operations in
+    /// flight (`shard.drain_timeout`, at most half of what is left), so that the stop fits
+    /// too. Wait with [`EngineHandle::wait`] or [`EngineHandle::wait_event`].
+    pub fn drain(&self, deadline: Instant) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let goodbyes_by = deadline - self.stop_allowance.min(left / 2);
+        for c in &self.controls {
+            if let Err(e) = c.request_drain(goodbyes_by) {
+                tracing::error!(shard = c.index(), "cannot wake shard to drain it: {e}");
             }
         }
     }
@@ -97,17 +126,26 @@ impl EngineHandle {
         shards: Vec<ShardSlot>,
         events: Receiver<Msg>,
         notifier: EngineNotifier,
-        stop_timeout: Duration,
+        config: &super::EngineConfig,
+        socket_buffers: SocketBuffers,
     ) -> Self {
+        let reporter = EngineObserver::new(shards.iter().map(|s| Arc::clone(&s.control)).collect());
         Self {
             local_addr,
             probe,
             shards,
             events,
             notifier,
-            stop_timeout,
-            last_report: 0,
+            stop_timeout: config.stop_timeout,
+            stop_allowance: config.shard.drain_timeout,
+            reporter,
+            socket_buffers,
         }
+    }
+
+    /// The socket buffer sizes the kernel granted the shards' sockets (read back after asking).
+    pub fn socket_buffers(&self) -> SocketBuffers {
+        self.socket_buffers
     }
 
     /// The address every shard is bound to (with the real port if 0 was asked for).
@@ -139,7 +177,18 @@ impl EngineHandle {
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle {
             controls: self.shards.iter().map(|s| Arc::clone(&s.control)).collect(),
+            stop_allowance: self.stop_allowance,
         }
+    }
+
+    /// Drains gracefully: asks every shard to drain by `now + timeout`
+    /// ([`ShutdownHandle::drain`]) and waits for them to stop, returning what
+    /// [`EngineHandle::shutdown`] returns. [`EngineReport::drained_gracefully`] says whether
+    /// every handler finished its goodbyes in time; shards still running at the deadline are
+    /// named in [`EngineError::Timeout`] and left detached.
+    pub fn drain(self, timeout: Duration) -> Result<EngineReport, EngineError> {
+        self.shutdown_handle().drain(Instant::now() + timeout);
+        self.wait(timeout)
     }
 
     /// Stops every shard and waits at most `deadline` for all of them, returning their final

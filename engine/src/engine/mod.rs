@@ -21,8 +21,10 @@
 mod error;
 mod events;
 mod handle;
+mod observer;
 mod reports;
 mod shard_thread;
+mod sockets;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,8 +40,10 @@ use ringwire_shard::{Handler, ShardConfig, ShardControl};
 pub use error::{EngineError, FactoryError};
 pub use events::{EngineEvent, EngineNotifier, NotifyError};
 pub use handle::{EngineHandle, EngineReport, ShutdownHandle};
+pub use observer::{EngineObserver, Worst};
 pub use reports::ReportCounters;
 pub use shard_thread::thread_name;
+pub use sockets::SocketBuffers;
 
 use self::handle::ShardSlot;
 use self::shard_thread::{Msg, ShardStart};
@@ -78,6 +82,11 @@ pub struct EngineConfig {
     /// How long dropping a running [`EngineHandle`] (or a failed start) waits for the shards
     /// to stop before it leaves the late ones detached. Should exceed `shard.drain_timeout`.
     pub stop_timeout: Duration,
+    /// Join the `SO_REUSEPORT` group of sockets another process already holds on `bind`'s
+    /// port. Off by default: `start` refuses with [`EngineError::PortInUse`], because the
+    /// kernel would quietly split the port's traffic between the two (a second instance
+    /// started by mistake takes half of it). A hand-over between two instances turns it on.
+    pub join_existing: bool,
 }
 
 impl EngineConfig {
@@ -91,6 +100,7 @@ impl EngineConfig {
             steering: false,
             start_timeout: Duration::from_secs(10),
             stop_timeout: Duration::from_secs(2),
+            join_existing: false,
         }
     }
 }
@@ -128,11 +138,28 @@ impl Engine {
             return Err(EngineError::NoShards);
         }
         let probe = probe()?;
+        if !config.join_existing {
+            match sockets::port_held(config.bind) {
+                Ok(false) => {}
+                Ok(true) => return Err(EngineError::PortInUse { addr: config.bind }),
+                Err(source) => {
+                    return Err(EngineError::Socket(SocketError::Bind {
+                        addr: config.bind,
+                        source,
+                    }));
+                }
+            }
+        }
         let opts = SocketOptions {
             recv_buffer: config.shard.socket_recv_buffer,
             send_buffer: config.shard.socket_send_buffer,
         };
         let sockets = bind_reuseport_group(config.bind, shards, opts)?;
+        let socket_buffers = SocketBuffers::read_back(
+            &sockets[0],
+            config.shard.socket_recv_buffer,
+            config.shard.socket_send_buffer,
+        );
         if config.steering && shards > 1 {
             let n = u16::try_from(shards).map_err(|_| EngineError::Steering {
                 source: std::io::Error::other("more than 65535 shards"),
@@ -150,8 +177,8 @@ impl Engine {
         let (events_tx, events) = mpsc::sync_channel(2 * shards + EngineNotifier::CAPACITY);
         let mut slots = Vec::with_capacity(shards);
         for index in 0..shards {
-            let (control, replies) = ShardControl::new(index, shards)?;
-            slots.push(ShardSlot::new(Arc::new(control), replies));
+            let control = ShardControl::new(index, shards)?;
+            slots.push(ShardSlot::new(Arc::new(control)));
         }
         let mut handle = EngineHandle::new(
             local_addr,
@@ -159,7 +186,8 @@ impl Engine {
             slots,
             events,
             EngineNotifier::new(events_tx.clone()),
-            config.stop_timeout,
+            config,
+            socket_buffers,
         );
         let mut meshes: Vec<MeshEnd<H::Message>> = if shards == 1 {
             vec![MeshEnd::solo(0)]

@@ -1,7 +1,7 @@
 //! Asking the shards' handlers for reports: one bounded page per shard, tied to its request.
 #![forbid(unsafe_code)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ringwire_shard::driver::ReportError;
 use ringwire_shard::{ReportRequest, ShardReport};
@@ -19,47 +19,47 @@ pub struct ReportCounters {
 }
 
 impl EngineHandle {
-    /// Asks every shard for one page of its handler's report
+    /// Asks every running shard for one page of its handler's report
     /// ([`Handler::report`](ringwire_shard::Handler::report): for sessions, a summary and the
-    /// flight recorders of the page's sessions) and waits until `timeout` for the replies, in
-    /// shard order. Each request carries a fresh id that its reply echoes: a reply to an
-    /// earlier request that timed out is discarded (and counted in
-    /// [`EngineHandle::report_counters`]), never returned for this one.
+    /// flight recorders of the page's sessions), with its handler's counters, and waits until
+    /// `timeout` for the replies, in shard order. Each request carries a fresh id that its
+    /// reply echoes: a reply to an earlier request that timed out is discarded (and counted
+    /// in [`EngineHandle::report_counters`]), never returned for this one. Another thread
+    /// asks through an [`EngineObserver`](super::EngineObserver).
     pub fn reports(
         &mut self,
         request: ReportRequest,
         timeout: Duration,
     ) -> Vec<Result<ShardReport, ReportError>> {
-        self.last_report += 1;
-        let id = self.last_report;
-        let sent: Vec<Result<(), ReportError>> = self
+        let requests: Vec<Option<ReportRequest>> = self
             .shards
             .iter()
-            .map(|s| {
-                if s.running() {
-                    s.control.request_report(id, request)
-                } else {
-                    Err(ReportError::Stopped)
-                }
-            })
+            .map(|s| s.running().then_some(request))
             .collect();
-        let deadline = Instant::now() + timeout;
-        self.shards
-            .iter_mut()
-            .zip(sent)
-            .map(|(s, sent)| sent.and_then(|()| s.replies.wait_for(id, deadline)))
+        self.reporter
+            .ask(&requests, timeout)
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(ReportError::Stopped)))
+            .collect()
+    }
+
+    /// Each running shard's handler counters, live (see
+    /// [`EngineObserver::app_counters`](super::EngineObserver::app_counters)).
+    pub fn app_counters(
+        &mut self,
+        timeout: Duration,
+    ) -> Vec<Result<Vec<(&'static str, u64)>, ReportError>> {
+        self.reports(ReportRequest::first(0), timeout)
+            .into_iter()
+            .map(|r| r.map(|r| r.counters))
             .collect()
     }
 
     /// What happened to report replies so far, over every shard.
     pub fn report_counters(&self) -> ReportCounters {
         ReportCounters {
-            stale_discarded: self.shards.iter().map(|s| s.replies.stale()).sum(),
-            replies_dropped: self
-                .shards
-                .iter()
-                .map(|s| s.control.report_replies_dropped())
-                .sum(),
+            stale_discarded: self.reporter.stale_discarded(),
+            replies_dropped: self.reporter.replies_dropped(),
         }
     }
 }

@@ -70,6 +70,7 @@ where
 {
     let shard = start.info.index;
     let events = start.events.clone();
+    let control = Arc::clone(&start.control);
     // Unwinding drops the shard and handler; nothing of theirs is used afterwards.
     let exit = panic::catch_unwind(AssertUnwindSafe(move || shard_main(start))).unwrap_or_else(
         |payload| {
@@ -79,6 +80,8 @@ where
             })
         },
     );
+    // Report requests from now on are refused rather than left waiting for a turn.
+    control.mark_exited();
     // The channel has room for every shard's two messages, so this never blocks; it fails
     // only if the engine handle is gone, and then nobody is listening.
     let _ = events.send(Msg::Exited(shard, Box::new(exit)));
@@ -96,7 +99,7 @@ where
     {
         return Err(EngineError::Pin { shard, core });
     }
-    let ring = Shard::new(start.control, start.socket, &start.config)
+    let ring = Shard::new(Arc::clone(&start.control), start.socket, &start.config)
         .map_err(|source| EngineError::Shard { shard, source })?;
     let mut handler = (start.factory)(start.info).map_err(|e| EngineError::Handler {
         shard,

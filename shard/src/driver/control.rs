@@ -3,23 +3,31 @@
 //! Nothing on the data path reads these except the stop flag and the report flag, once per
 //! turn each.
 //!
-//! Reports travel by message in both directions, over bounded channels. A request carries an
-//! id chosen by the requester and the reply echoes it, so a reply that arrives after its
-//! requester gave up is recognised as stale and discarded ([`ReportReplies::wait_for`]) rather
-//! than taken for the answer to the next request. The shard never blocks on either channel: it
-//! takes requests with `try_recv` and sends replies with `try_send`, counting a full reply
-//! channel ([`ShardControl::report_replies_dropped`]).
+//! Reports travel by message in both directions, over bounded channels. Each requester owns its
+//! reply channel ([`ReportReplies`]) and names it in every request, so several threads (the
+//! binary's main thread and its metrics thread) can ask at once without taking each other's
+//! answers. A request carries an id chosen by the requester and the reply echoes it, so a
+//! reply that arrives after its requester gave up is recognised as stale and discarded
+//! ([`ReportReplies::wait_for`]) rather than taken for the answer to the next request. The
+//! shard never blocks on either channel: it takes requests with `try_recv` (at most
+//! `REPORT_REQUESTS` wait, so at most that many pages are written in one turn) and sends
+//! replies with `try_send`, counting a full reply channel
+//! ([`ShardControl::report_replies_dropped`]).
+//!
+//! A graceful drain is asked for with a deadline ([`ShardControl::request_drain`]), stored as
+//! nanoseconds after the control block's creation so that it fits one atomic.
 
 use std::io;
 use std::os::fd::{OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::SetupError;
 use crate::counters::{PublishedStats, ShardStats};
-use crate::report::{ReportRequest, ShardReport};
+use crate::handler::Handler;
+use crate::report::{ReportPage, ReportRequest, ShardReport};
 use crate::ring::{EventFd, Wake};
 
 /// Report requests that may wait for the shard's next turn before more are refused.
@@ -48,18 +56,31 @@ pub struct ShardControl {
     pub(super) ring: OnceLock<OwnedFd>,
     /// Set (release) after a request is queued; the shard looks at the queue only when set.
     report_wanted: AtomicBool,
-    requests: SyncSender<(u64, ReportRequest)>,
+    requests: SyncSender<Pending>,
     /// The shard's end of `requests`, until the shard takes it at set-up
     /// ([`ShardControl::take_report_inbox`]); from then on only the shard's thread holds it, so
     /// the loop reads requests without any lock. The mutex guards only that one hand-over.
     inbox: Mutex<Option<ReportInbox>>,
-    replies: SyncSender<Reply>,
     replies_dropped: AtomicU64,
+    /// When this block was made: the origin of `drain_until`.
+    epoch: Instant,
+    /// A requested drain's deadline in nanoseconds after `epoch` (at least 1); 0: none asked.
+    drain_until: AtomicU64,
+    /// Set once the shard's thread has finished with its loop: requests are refused.
+    exited: AtomicBool,
+}
+
+/// A report request waiting for the shard: its id, what it asks, and where to answer.
+#[derive(Debug)]
+struct Pending {
+    id: u64,
+    request: ReportRequest,
+    reply: SyncSender<Reply>,
 }
 
 /// The shard's end of its report-request channel, owned by the shard's thread.
 #[derive(Debug)]
-pub(crate) struct ReportInbox(Receiver<(u64, ReportRequest)>);
+pub(crate) struct ReportInbox(Receiver<Pending>);
 
 /// A shard's answer, tagged with the id of the request it answers.
 #[derive(Debug)]
@@ -88,12 +109,10 @@ pub enum ReportError {
 }
 
 impl ShardControl {
-    /// Control block for shard `index` of `shards`, and the receiving end of the shard's report
-    /// replies ([`ShardControl::request_report`]).
-    pub fn new(index: usize, shards: usize) -> Result<(Self, ReportReplies), SetupError> {
+    /// Control block for shard `index` of `shards`.
+    pub fn new(index: usize, shards: usize) -> Result<Self, SetupError> {
         let (requests, inbox) = mpsc::sync_channel(REPORT_REQUESTS);
-        let (replies, rx) = mpsc::sync_channel(REPORT_REPLIES);
-        let control = Self {
+        Ok(Self {
             index,
             stop: AtomicBool::new(false),
             waker: EventFd::new().map_err(SetupError::EventFd)?,
@@ -104,21 +123,32 @@ impl ShardControl {
             report_wanted: AtomicBool::new(false),
             requests,
             inbox: Mutex::new(Some(ReportInbox(inbox))),
-            replies,
             replies_dropped: AtomicU64::new(0),
-        };
-        Ok((control, ReportReplies { rx, stale: 0 }))
+            epoch: Instant::now(),
+            drain_until: AtomicU64::new(0),
+            exited: AtomicBool::new(false),
+        })
     }
 
     /// Asks the shard for a page of its handler's report
-    /// ([`Handler::report`](crate::Handler::report)), tagged `id`; the reply carries `id` back
+    /// ([`Handler::report`](crate::Handler::report)), tagged `id`, answered into `replies`
     /// ([`ReportReplies::wait_for`]) after the shard's next loop turn. Wakes the shard if it is
-    /// parked. Returns at once and never blocks.
-    ///
-    /// When several requests wait, the shard answers only the newest: the others' requester
-    /// has already stopped waiting for them. Use increasing ids.
-    pub fn request_report(&self, id: u64, request: ReportRequest) -> Result<(), ReportError> {
-        match self.requests.try_send((id, request)) {
+    /// parked. Returns at once and never blocks. Use increasing ids per [`ReportReplies`].
+    pub fn request_report(
+        &self,
+        id: u64,
+        request: ReportRequest,
+        replies: &ReportReplies,
+    ) -> Result<(), ReportError> {
+        if self.exited.load(Ordering::Acquire) {
+            return Err(ReportError::Stopped);
+        }
+        let pending = Pending {
+            id,
+            request,
+            reply: replies.tx.clone(),
+        };
+        match self.requests.try_send(pending) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(ReportError::Busy),
             // The receiver lives in `self`; it cannot be gone while `self` is here.
@@ -144,13 +174,15 @@ impl ShardControl {
         }
     }
 
-    /// The shard's side, once per loop turn: if a report was asked for, takes the newest
-    /// request from `inbox`, lets `write` fill in the report (returning the next page's
-    /// cursor), and sends the reply without blocking. One relaxed load when nothing was asked.
-    pub(super) fn answer_report(
+    /// The shard's side, once per loop turn: if a report was asked for, answers every request
+    /// waiting in `inbox` (at most `REPORT_REQUESTS`) with a page of `handler`'s report, its
+    /// counters and `turns` (the loop-turn histogram, if recorded), sending each reply without
+    /// blocking. One relaxed load when nothing was asked.
+    pub(super) fn answer_report<H: Handler>(
         &self,
         inbox: &ReportInbox,
-        write: impl FnOnce(&ReportRequest, &mut String) -> Option<u64>,
+        handler: &H,
+        turns: Option<&hdrhistogram::Histogram<u64>>,
     ) {
         if !self.report_wanted.load(Ordering::Relaxed)
             || !self.report_wanted.swap(false, Ordering::Acquire)
@@ -159,32 +191,57 @@ impl ShardControl {
         }
         // The flag is cleared before the queue is read: a request queued after this read sets
         // it again and is answered next turn.
-        let mut newest = None;
-        // Empty or disconnected ends it; only the newest request is answered.
-        while let Ok(request) = inbox.0.try_recv() {
-            newest = Some(request);
-        }
-        let Some((id, request)) = newest else {
-            return;
-        };
-        let mut text = String::new();
-        let next = write(&request, &mut text);
-        let reply = Reply {
-            id,
-            report: ShardReport {
+        while let Ok(Pending { id, request, reply }) = inbox.0.try_recv() {
+            let mut page = ReportPage::default();
+            let next = handler.report(&request, &mut page);
+            let mut counters = Vec::new();
+            handler.counters(&mut counters);
+            let report = ShardReport {
                 shard: self.index,
-                text,
+                summary: page.summary,
+                items: page.items,
                 next,
-            },
-        };
-        match self.replies.try_send(reply) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.replies_dropped.fetch_add(1, Ordering::Relaxed);
+                counters,
+                turn_nanos: turns.cloned(),
+            };
+            match reply.try_send(Reply { id, report }) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    self.replies_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                // The requester is gone: nobody wants the report.
+                Err(TrySendError::Disconnected(_)) => {}
             }
-            // The requester is gone: nobody wants the report.
-            Err(TrySendError::Disconnected(_)) => {}
         }
+    }
+
+    /// Asks the shard to drain gracefully by `deadline`
+    /// ([`Handler::on_shutdown`](crate::Handler::on_shutdown)) and then stop on its own; wakes
+    /// it if parked. Returns at once. A second request keeps the first deadline.
+    pub fn request_drain(&self, deadline: Instant) -> io::Result<()> {
+        let nanos = deadline
+            .saturating_duration_since(self.epoch)
+            .as_nanos()
+            .clamp(1, u128::from(u64::MAX)) as u64;
+        let _ = self
+            .drain_until
+            .compare_exchange(0, nanos, Ordering::SeqCst, Ordering::SeqCst);
+        self.waker.signal()
+    }
+
+    /// The deadline of a requested drain, if one was asked for (one relaxed load).
+    pub fn drain_deadline(&self) -> Option<Instant> {
+        match self.drain_until.load(Ordering::Relaxed) {
+            0 => None,
+            nanos => Some(self.epoch + Duration::from_nanos(nanos)),
+        }
+    }
+
+    /// Marks the shard's loop as finished: later report requests are refused with
+    /// [`ReportError::Stopped`] instead of waiting for a turn that never comes. The thread
+    /// running the shard calls it when [`Shard::run`](crate::Shard::run) returns.
+    pub fn mark_exited(&self) {
+        self.exited.store(true, Ordering::Release);
     }
 
     /// The shard's index.
@@ -215,14 +272,28 @@ impl ShardControl {
     }
 }
 
-/// The requester's end of one shard's report replies.
+/// One requester's end of one shard's report replies: pass it to
+/// [`ShardControl::request_report`], then wait for the answer here.
 #[derive(Debug)]
 pub struct ReportReplies {
+    tx: SyncSender<Reply>,
     rx: Receiver<Reply>,
     stale: u64,
 }
 
+impl Default for ReportReplies {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl ReportReplies {
+    /// A reply channel with room for `REPORT_REPLIES` replies.
+    pub fn new() -> Self {
+        let (tx, rx) = mpsc::sync_channel(REPORT_REPLIES);
+        Self { tx, rx, stale: 0 }
+    }
+
     /// Waits until `deadline` for the reply to request `id`, discarding (and counting) replies
     /// to earlier requests that arrived after their requester stopped waiting.
     pub fn wait_for(&mut self, id: u64, deadline: Instant) -> Result<ShardReport, ReportError> {
@@ -233,6 +304,7 @@ impl ReportReplies {
                 Ok(reply) if reply.id == id => return Ok(reply.report),
                 Ok(_) => self.stale += 1,
                 Err(RecvTimeoutError::Timeout) => return Err(ReportError::Timeout),
+                // This requester holds a sender: cannot happen.
                 Err(RecvTimeoutError::Disconnected) => return Err(ReportError::Stopped),
             }
         }

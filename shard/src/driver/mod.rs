@@ -14,7 +14,8 @@
 //!    that an empty datagram ended is re-armed and submitted at once, within this pass.
 //! 5. **Refill**: publish recycled buffers in one store; re-arm the multishot receive if it
 //!    ended (ENOBUFS or error), counting the re-arm.
-//! 6. **Timers**, `on_turn`, a requested report, and **publish** the counters.
+//! 6. **Timers**, `on_turn`, a requested drain, a requested report, and **publish** the
+//!    counters (and, at most once a second, a log line for drops since the last one).
 //!
 //! The memory the kernel reads and writes (receive buffers, the receive header, send slots)
 //! lives in `pool.rs`, which frees it only once the kernel is done with it and leaks it
@@ -23,6 +24,8 @@
 
 mod bufring;
 mod control;
+mod droplog;
+mod kernel_drops;
 mod pool;
 mod probe;
 mod sockaddr;
@@ -30,6 +33,7 @@ mod socket;
 mod steer;
 #[cfg(test)]
 mod tests;
+mod turns;
 
 use std::io;
 use std::mem;
@@ -50,8 +54,11 @@ pub use probe::{
 pub use socket::{SocketError, SocketOptions, bind_reuseport_group};
 pub use steer::{attach_steering, detach_steering, steering_program};
 
+use self::droplog::DropLog;
+use self::kernel_drops::KernelDrops;
 use self::pool::RecvPool;
 pub(crate) use self::pool::{Refused, SendSlots};
+use self::turns::TurnClock;
 use crate::config::{ShardConfig, ShardConfigError};
 use crate::counters::{Counters, ShardStats};
 use crate::handler::{Ctx, Handler};
@@ -134,6 +141,10 @@ pub struct ShardExit {
     pub drained: bool,
     /// The handler's own counters ([`Handler::counters`]).
     pub app: Vec<(&'static str, u64)>,
+    /// Whether a graceful drain ([`ShardControl::request_drain`]) ended this shard, and how:
+    /// `Some(true)` when its handler finished its goodbyes ([`Handler::drained`]) before the
+    /// deadline, `Some(false)` when the deadline came first; `None` for a plain stop.
+    pub graceful: Option<bool>,
 }
 
 impl Drop for Shard {
@@ -264,6 +275,15 @@ pub struct Shard {
     pools_released: bool,
     drained: bool,
     error_log: LogLimiter,
+    /// The socket's drop count, from the receive path's `SO_RXQ_OVFL` control messages.
+    kernel_drops: KernelDrops,
+    drop_log: DropLog,
+    /// Turn durations, when `ShardConfig::turn_histogram` asks for them.
+    turns: Option<TurnClock>,
+    /// The deadline of a graceful drain this shard has begun (its handler was told).
+    drain_deadline: Option<Instant>,
+    /// How the graceful drain ended (see [`ShardExit::graceful`]).
+    graceful: Option<bool>,
 }
 
 impl Shard {
@@ -286,12 +306,25 @@ impl Shard {
             Ok(a) if a.is_ipv6() => sockaddr::SOCKADDR_IN6_LEN,
             _ => sockaddr::SOCKADDR_IN_LEN,
         };
+        // Datagrams carry the socket's drop count as a control message, after the name.
+        if let Err(e) = kernel_drops::enable(&socket) {
+            tracing::warn!(
+                shard = control.index,
+                "SO_RXQ_OVFL not available ({e}); kernel drops will read 0"
+            );
+        }
         let setup = |source| SetupError::BufRing {
             source,
             kernel: report.kernel.clone(),
         };
-        let mut recv = RecvPool::new(config.recv_buffers, namelen, config.max_datagram, BGID)
-            .map_err(setup)?;
+        let mut recv = RecvPool::new(
+            config.recv_buffers,
+            namelen,
+            kernel_drops::CONTROL_LEN,
+            config.max_datagram,
+            BGID,
+        )
+        .map_err(setup)?;
         recv.register(&ring).map_err(setup)?;
         let fd = socket.as_raw_fd();
         // Registered files exist since 5.1; without them every SQE names the fd itself.
@@ -323,6 +356,15 @@ impl Shard {
             pools_released: false,
             drained: false,
             error_log: LogLimiter::default(),
+            kernel_drops: KernelDrops::default(),
+            drop_log: DropLog::default(),
+            turns: if config.turn_histogram {
+                TurnClock::new()
+            } else {
+                None
+            },
+            drain_deadline: None,
+            graceful: None,
         })
     }
 
@@ -353,6 +395,8 @@ impl Shard {
     ) -> Result<(), ShardError> {
         self.arm_recv()?;
         self.arm_poll()?;
+        let mut ctx = ctx!(self, Instant::now(), mesh);
+        handler.on_start(&mut ctx);
         let mut first = true;
         let mut inbox = Vec::new();
         while !self.control.stop_requested() {
@@ -361,10 +405,12 @@ impl Shard {
             self.stage_sends()?;
             let via_ring = self.msg_ring_wake;
             mesh.flush_wakes_with(|to, fd| via_ring && self.push_msg_ring(to, fd));
-            let mut timeout = self
-                .timers
-                .next_deadline()
-                .map(|d| d.saturating_duration_since(Instant::now()));
+            // A draining shard wakes at its drain deadline at the latest.
+            let next = match (self.timers.next_deadline(), self.drain_deadline) {
+                (Some(t), Some(d)) => Some(t.min(d)),
+                (t, d) => t.or(d),
+            };
+            let mut timeout = next.map(|d| d.saturating_duration_since(Instant::now()));
             let mut parked = false;
             if more {
                 timeout = Some(Duration::ZERO);
@@ -390,15 +436,62 @@ impl Shard {
             self.fire_timers(handler, mesh, now);
             let mut ctx = ctx!(self, now, mesh);
             handler.on_turn(&mut ctx);
+            let drained = self.graceful_step(handler, mesh, now);
             if let Some(inbox) = &self.report_inbox {
-                self.control
-                    .answer_report(inbox, |request, out| handler.report(request, out));
+                self.control.answer_report(
+                    inbox,
+                    handler,
+                    self.turns.as_ref().map(TurnClock::histogram),
+                );
             }
+            self.drop_log.check(self.control.index, &self.counters, now);
             self.control.stats.publish(&mut self.counters);
             self.control.stats.publish_lanes(mesh.lanes());
+            if let Some(turns) = &mut self.turns {
+                turns.record(now);
+            }
+            if drained {
+                break;
+            }
         }
         let limit = self.drain_timeout;
         self.drain(&mut Some((handler, mesh)), limit)
+    }
+
+    /// Once per turn: starts a requested graceful drain (the handler's `on_shutdown`), and
+    /// returns true once it is over: the handler has handed every goodbye to a send slot, or
+    /// the drain's deadline has passed. The loop then stops as on a stop request.
+    fn graceful_step<H: Handler>(
+        &mut self,
+        handler: &mut H,
+        mesh: &mut MeshEnd<H::Message>,
+        now: Instant,
+    ) -> bool {
+        let deadline = match self.drain_deadline {
+            Some(d) => d,
+            None => {
+                let Some(d) = self.control.drain_deadline() else {
+                    return false;
+                };
+                self.drain_deadline = Some(d);
+                let mut ctx = ctx!(self, now, mesh);
+                handler.on_shutdown(&mut ctx);
+                d
+            }
+        };
+        if handler.drained() {
+            self.graceful = Some(true);
+            true
+        } else if now >= deadline {
+            tracing::warn!(
+                shard = self.control.index,
+                "drain deadline passed before the handler finished its goodbyes; stopping"
+            );
+            self.graceful = Some(false);
+            true
+        } else {
+            false
+        }
     }
 
     /// Hands every waiting mesh message to the handler: all control messages, then a batch of
@@ -461,6 +554,7 @@ impl Shard {
     }
 
     fn finish<M: Send>(mut self, mesh: &MeshEnd<M>) -> ShardExit {
+        self.drop_log.flush(self.control.index, &self.counters);
         let drained = self.release_pools();
         self.control.stats.publish_lanes(mesh.lanes());
         let mut stats = self.counters.snapshot(self.control.index);
@@ -469,6 +563,7 @@ impl Shard {
             stats,
             drained,
             app: Vec::new(),
+            graceful: self.graceful,
         }
     }
 
@@ -740,10 +835,14 @@ impl Shard {
         };
         match self.recv.datagram(&held, res as usize) {
             Err(()) => self.counters.recv_errors += 1,
-            Ok(msg) if msg.is_payload_truncated() => self.counters.recv_truncated += 1,
+            Ok(msg) if msg.is_payload_truncated() => {
+                self.counters.kernel_drops = self.kernel_drops.update(msg.control_data());
+                self.counters.recv_truncated += 1;
+            }
             Ok(msg) => match (sockaddr::parse(msg.name_data()), app) {
                 (None, _) => self.counters.recv_bad_address += 1,
                 (Some(peer), Some((handler, mesh))) => {
+                    self.counters.kernel_drops = self.kernel_drops.update(msg.control_data());
                     let payload = msg.payload_data();
                     self.counters.datagrams_in += 1;
                     self.counters.bytes_in += payload.len() as u64;

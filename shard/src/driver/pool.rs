@@ -6,14 +6,15 @@
 //!
 //! ```text
 //!  receive pool: one allocation of recv_buffers x buf_len bytes,
-//!                buf_len = 16 + namelen (16 or 28) + max_datagram
+//!                buf_len = 16 + namelen (16 or 28) + controllen + max_datagram
 //!  +--------------------------------------------------+--------------------------+----
 //!  | buffer 0                                         | buffer 1                 | ...
 //!  | recvmsg_out 16 B | name 16/28 B | payload ...    | recvmsg_out | name | ... |
 //!  +--------------------------------------------------+--------------------------+----
 //!    the kernel owns a buffer while the buffer ring lists it; the shard owns it from the
 //!    completion that names it (a `Held` token) until `give_back` lists it again
-//!  recv header: one msghdr (msg_namelen), read by the kernel each time the receive is armed
+//!  recv header: one msghdr (msg_namelen, msg_controllen), read by the kernel each time the
+//!               receive is armed
 //!
 //!  send slots: slot i owns element i of each region, allocated once, never moved
 //!  hdrs      [msghdr 0 ][msghdr 1 ] ...   msg_name -> names[i], msg_iov -> iovs[i]
@@ -171,7 +172,8 @@ pub(crate) struct RecvPool {
     /// Per buffer: handed to the shard by a completion and not yet given back.
     held: Vec<bool>,
     ring: BufRing,
-    /// The header the kernel reads when a receive is armed (only `msg_namelen` is set).
+    /// The header the kernel reads when a receive is armed (only `msg_namelen` and
+    /// `msg_controllen` are set).
     hdr: Region<libc::msghdr>,
     /// The same values for parsing completions, never shown to the kernel.
     parse_hdr: libc::msghdr,
@@ -181,16 +183,18 @@ pub(crate) struct RecvPool {
 
 impl RecvPool {
     /// `count` buffers (a power of two, at most 32768) for datagrams of up to `max_datagram`
-    /// bytes from addresses of `namelen` bytes, every one listed in a fresh buffer ring with
-    /// group id `bgid` (register it with [`RecvPool::register`]).
+    /// bytes from addresses of `namelen` bytes with up to `controllen` bytes of control
+    /// messages, every one listed in a fresh buffer ring with group id `bgid` (register it with
+    /// [`RecvPool::register`]).
     pub(crate) fn new(
         count: u32,
         namelen: u32,
+        controllen: usize,
         max_datagram: usize,
         bgid: u16,
     ) -> io::Result<Self> {
         let mut ring = BufRing::new(count, bgid)?;
-        let buf_len = RECVMSG_OUT_LEN + namelen as usize + max_datagram;
+        let buf_len = RECVMSG_OUT_LEN + namelen as usize + controllen + max_datagram;
         let len = u32::try_from(buf_len).map_err(io::Error::other)?;
         let count = count as usize;
         let bufs = Region::<u8>::zeroed(count * buf_len);
@@ -202,6 +206,7 @@ impl RecvPool {
         // SAFETY: msghdr is plain data; all-zero is an empty header.
         let mut parse_hdr: libc::msghdr = unsafe { mem::zeroed() };
         parse_hdr.msg_namelen = namelen;
+        parse_hdr.msg_controllen = controllen;
         let hdr = Region::<libc::msghdr>::zeroed(1);
         // SAFETY: element 0 exists, and no receive is armed yet, so the kernel reads nothing.
         unsafe { hdr.at(0).write(parse_hdr) };
@@ -619,7 +624,7 @@ mod tests {
 
     #[test]
     fn a_buffer_is_held_once_until_given_back() {
-        let mut pool = RecvPool::new(4, 16, 64, 0).unwrap();
+        let mut pool = RecvPool::new(4, 16, 0, 64, 0).unwrap();
         let held = pool.take(2).unwrap();
         assert!(
             pool.take(2).is_none(),

@@ -36,7 +36,7 @@ fn start() -> (
         .unwrap()
         .remove(0);
     let addr = socket.local_addr().unwrap();
-    let control = Arc::new(ShardControl::new(0, 1).unwrap().0);
+    let control = Arc::new(ShardControl::new(0, 1).unwrap());
     let c = Arc::clone(&control);
     let thread = std::thread::spawn(move || {
         Shard::new(c, socket, &ShardConfig::default())

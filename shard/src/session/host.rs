@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use crate::handler::{Ctx, Handler, SendOutcome as SlotOutcome};
 use crate::handler::{Lane, MeshSendError};
-use crate::report::ReportRequest;
+use crate::report::{ReportPage, ReportRequest};
 use crate::session::{
     CloseOutcome, CloseReason, Closer, ConnId, ConnectError, Endpoint, EndpointConfig,
     EndpointError, Event, Handled, SendOutcome, SessionClock, Snapshot, Timestamp, connect_shard,
@@ -123,6 +123,13 @@ pub trait SessionApp {
     fn counters(&self, out: &mut Vec<(&'static str, u64)>) {
         let _ = out;
     }
+
+    /// The server is draining: say goodbye (send last messages). Called once, before the host
+    /// closes every session with `ShuttingDown`; a session with Data still queued is closed
+    /// after the others, so its queue has time to leave.
+    fn on_shutdown(&mut self, s: &mut Sessions<'_, '_>) {
+        let _ = s;
+    }
 }
 
 /// Counters of the session layer on one shard (beyond the endpoint's own). Every message the
@@ -171,6 +178,11 @@ pub struct HostStats {
     /// the deadline is checked again every loop turn and its timers run on the first turn
     /// after it.
     pub timer_refused: u64,
+    /// Sessions the endpoint accepted while the host was draining: closed at once with
+    /// `ShuttingDown`, never shown to the application (an admission refusal).
+    pub refused_draining: u64,
+    /// Messages that arrived on such sessions before their close (consumed, not delivered).
+    pub draining_discarded: u64,
 }
 
 /// Where a [`SessionHost`] runs: its shard among the server's, the server's session clock,
@@ -240,6 +252,8 @@ pub struct SessionHost<A> {
     timer: Option<(Timestamp, TimerId)>,
     backlog: bool,
     stats: HostStats,
+    /// Set once the engine drains (`on_shutdown`).
+    drain: Option<Drain>,
 }
 
 /// Moves everything the endpoint has to send into send slots, control frames first. Returns
@@ -415,6 +429,7 @@ impl<A: SessionApp> SessionHost<A> {
             timer: None,
             backlog: false,
             stats: HostStats::default(),
+            drain: None,
         })
     }
 
@@ -445,6 +460,22 @@ impl<A: SessionApp> SessionHost<A> {
                 stats: &mut self.stats,
                 now,
             };
+            // While draining, a session accepted now is refused: closed next, unseen.
+            if let Some(drain) = &mut self.drain {
+                match &event {
+                    Event::Connected { conn, .. } => {
+                        drain.refuse(*conn);
+                        s.stats.refused_draining += 1;
+                        continue;
+                    }
+                    Event::Message { conn, .. } if drain.is_hidden(*conn) => {
+                        s.stats.draining_discarded += 1;
+                        continue;
+                    }
+                    Event::Disconnected { conn, .. } if drain.forget(*conn) => continue,
+                    _ => {}
+                }
+            }
             match event {
                 Event::Connected { conn, peer } => self.app.on_connected(conn, peer, &mut s),
                 Event::Message { conn, bytes } => self.app.on_message(conn, &bytes, &mut s),
@@ -573,6 +604,12 @@ impl<A: SessionApp> Handler for SessionHost<A> {
         if self.backlog {
             self.flush(ctx, now);
         }
+        // Draining: close the next sessions the control queue has room for, then carry on
+        // (timers still run: a Close does not wait for them).
+        if let Some(drain) = &mut self.drain {
+            drain.close_some(&mut self.ep, now);
+            self.pump(ctx);
+        }
         // Timers that are due and can run: ones a bounded call left, ones that waited for the
         // control queue to drain (it may just have), or a deadline the shard refused a timer.
         if self.ep.poll_timeout().is_some_and(|d| d <= now) && self.ep.can_run_timers() {
@@ -584,53 +621,34 @@ impl<A: SessionApp> Handler for SessionHost<A> {
         }
     }
 
-    /// The endpoint's counters, then one flight-recorder line per session of the page (by
-    /// connection ID): one pass over the table's keys, and only the page's sessions read.
-    fn report(&self, request: &ReportRequest, out: &mut String) -> Option<u64> {
-        use std::fmt::Write;
-        let e = self.ep.stats();
-        let _ = writeln!(
-            out,
-            "sessions={} accepted={} cookies_sent={} drops={} control_dropped={} handed_off={} handoffs_received={}",
-            e.sessions,
-            e.sessions_accepted,
-            e.cookies_sent,
-            e.drops.total(),
-            e.control_dropped,
-            self.stats.handed_off,
-            self.stats.handoffs_received,
-        );
-        let now = self.clock.stamp(Instant::now());
-        let page = request.page(self.ep.conn_ids().map(|c| c.0));
-        let sessions = page
-            .keys
-            .iter()
-            .filter_map(|&c| Some((ConnId(c), self.ep.session_stats(ConnId(c))?)));
-        for (conn, s) in sessions {
-            let idle = s.last_recv.map_or("never".to_string(), |t| {
-                format!("{:?}", now.saturating_since(t))
-            });
-            let srtt = s.srtt.map_or("-".to_string(), |d| format!("{d:?}"));
-            let _ = writeln!(
-                out,
-                "session {:#018x} peer={} state={:?} in={}/{}B out={}/{}B queue={} hwm={} drops={} \
-                 last_recv_ago={idle} unanswered_pings={} srtt={srtt} confirmed={} failed={}",
-                conn.0,
-                s.peer,
-                s.state,
-                s.datagrams_in,
-                s.bytes_in,
-                s.datagrams_out,
-                s.bytes_out,
-                s.queue_depth,
-                s.queue_high_water,
-                s.drops.total(),
-                s.unanswered_pings,
-                s.sends_confirmed,
-                s.sends_failed,
-            );
-        }
-        page.next
+    /// The endpoint's counters, then the page's sessions' flight recorders: by connection ID,
+    /// or the worst of a scanned page ([`ReportRequest::worst`]). One pass over the table's
+    /// keys, and only the page's sessions read.
+    fn report(&self, request: &ReportRequest, page: &mut ReportPage) -> Option<u64> {
+        self.write_report(request, page)
+    }
+
+    /// The application says goodbye, then every session is closed with `ShuttingDown`, as many
+    /// per turn as the control queue has room for (`host/drain.rs`).
+    fn on_shutdown(&mut self, ctx: &mut Ctx<'_, SessionMsg>) {
+        let now = self.clock.stamp(ctx.now());
+        let mut s = Sessions {
+            ep: &mut self.ep,
+            ctx,
+            buf: &mut self.buf,
+            stats: &mut self.stats,
+            now,
+        };
+        self.app.on_shutdown(&mut s);
+        self.flush(ctx, now);
+        let mut drain = Drain::new(&self.ep);
+        drain.close_some(&mut self.ep, now);
+        self.drain = Some(drain);
+        self.pump(ctx);
+    }
+
+    fn drained(&self) -> bool {
+        !self.backlog && self.drain.as_ref().is_some_and(|d| d.is_done(&self.ep))
     }
 
     fn counters(&self, out: &mut Vec<(&'static str, u64)>) {
@@ -659,6 +677,9 @@ impl<A: SessionApp> Handler for SessionHost<A> {
             ("session_drops", e.drops.total()),
             ("session_control_dropped", e.control_dropped),
             ("session_timers_deferred", e.timers_deferred),
+            ("session_endpoint_datagrams", e.datagrams_in),
+            ("session_refused_draining", s.refused_draining),
+            ("session_draining_discarded", s.draining_discarded),
         ]);
         for reason in crate::session::DropReason::ALL {
             let n = e.drops[reason];
@@ -670,5 +691,9 @@ impl<A: SessionApp> Handler for SessionHost<A> {
     }
 }
 
+mod drain;
+mod report;
 #[cfg(test)]
 mod tests;
+
+use drain::Drain;

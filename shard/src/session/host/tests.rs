@@ -353,3 +353,119 @@ fn coinciding_timers_are_worked_off_across_turns_without_stalling_or_spinning() 
     assert!(e.timers_deferred > 0);
     assert_eq!(h.stats().timer_refused, 0);
 }
+
+/// Counts what the application is shown.
+#[derive(Default)]
+struct Seen {
+    connected: usize,
+    disconnected: usize,
+    said_goodbye: bool,
+}
+
+impl SessionApp for Seen {
+    fn on_connected(&mut self, _: ConnId, _: SocketAddr, _: &mut Sessions<'_, '_>) {
+        self.connected += 1;
+    }
+    fn on_message(&mut self, _: ConnId, _: &[u8], _: &mut Sessions<'_, '_>) {}
+    fn on_disconnected(&mut self, _: ConnId, _: CloseReason, _: Closer, _: &mut Sessions<'_, '_>) {
+        self.disconnected += 1;
+    }
+    fn on_shutdown(&mut self, _: &mut Sessions<'_, '_>) {
+        self.said_goodbye = true;
+    }
+}
+
+/// Accepts a session from `from` (Hello, Cookie, Hello with the cookie, Accept).
+fn accept(
+    h: &mut SessionHost<Seen>,
+    rig: &mut Rig,
+    from: SocketAddr,
+    cid: u64,
+) -> Vec<(SocketAddr, Vec<u8>)> {
+    use crate::session::wire::{Datagram, Message, parse};
+    h.on_datagram(from, &hello_bytes(cid, None), &mut rig.ctx(0));
+    let mut sent = rig.complete_sends(h);
+    let token = sent
+        .iter()
+        .find_map(|(to, b)| match parse(b) {
+            Ok(Datagram {
+                message: Message::Cookie(token),
+                ..
+            }) if *to == from => Some(token),
+            _ => None,
+        })
+        .expect("a Cookie");
+    sent.retain(|(to, _)| *to != from);
+    h.on_datagram(from, &hello_bytes(cid, Some(token)), &mut rig.ctx(0));
+    sent.extend(rig.complete_sends(h));
+    sent
+}
+
+/// Draining thousands of sessions, more than the control queue holds, through few send slots:
+/// every session gets exactly one Close(ShuttingDown), none is lost to a full control queue,
+/// the host says it is drained only once every Close has left, and a session accepted during
+/// the drain is closed at once without the application ever seeing it.
+#[test]
+fn a_drain_closes_every_session_once_across_turns_and_admits_none() {
+    use crate::session::wire::{Message, parse};
+    const SESSIONS: usize = 4000;
+    let clock = SessionClock::start();
+    let mut rig = Rig::new(1, 32, 16, MeshConfig::default());
+    rig.now = clock.origin();
+    let place = Placement::new(clock, 0, 1, config().max_datagram());
+    let mut h = SessionHost::new(config(), place, [1; 32], Seen::default()).unwrap();
+    let peer_of = |i: usize| SocketAddr::from(([10, 2, (i >> 8) as u8, i as u8], 6000));
+    for i in 0..SESSIONS {
+        assert_eq!(accept(&mut h, &mut rig, peer_of(i), i as u64 + 1).len(), 1);
+    }
+    assert_eq!(h.app().connected, SESSIONS);
+    assert!(SESSIONS > config().control_queue_capacity);
+
+    h.on_shutdown(&mut rig.ctx(0));
+    assert!(h.app().said_goodbye);
+    let mut closes = std::collections::HashMap::new();
+    let mut turns = 0;
+    // A client that connects during the drain: Hello, Cookie, Hello with it, Accept.
+    let late = SocketAddr::from(([10, 9, 9, 9], 7000));
+    let late_cid = 999_999;
+    let mut accepted = false;
+    let mut sends = Vec::new();
+    loop {
+        turns += 1;
+        assert!(turns < 10 * SESSIONS, "the drain makes no progress");
+        if turns == 5 {
+            h.on_datagram(late, &hello_bytes(late_cid, None), &mut rig.ctx(0));
+        }
+        sends.extend(rig.complete_sends(&mut h));
+        for (to, bytes) in sends.drain(..) {
+            match parse(&bytes).unwrap().message {
+                Message::Close(CloseReason::ShuttingDown) => {
+                    *closes.entry(to).or_insert(0) += 1;
+                }
+                Message::Cookie(token) if to == late => {
+                    h.on_datagram(late, &hello_bytes(late_cid, Some(token)), &mut rig.ctx(0));
+                }
+                Message::Accept { .. } if to == late => accepted = true,
+                other => panic!("unexpected {other:?} to {to}"),
+            }
+        }
+        if h.drained() && turns > 5 {
+            break;
+        }
+        rig.turn(&mut h, 0);
+    }
+    assert!(accepted, "the late Hello was accepted");
+    assert_eq!(closes.get(&late), Some(&1), "the late session was closed");
+    assert_eq!(closes.len(), SESSIONS + 1);
+    assert!(closes.values().all(|n| *n == 1), "one Close each");
+    let e = h.ep.stats();
+    assert_eq!((e.control_dropped, e.sessions), (0, 0));
+    assert_eq!(h.stats().refused_draining, 1);
+    assert_eq!(
+        h.app().connected,
+        SESSIONS,
+        "the late session was never shown"
+    );
+    assert_eq!(h.app().disconnected, SESSIONS);
+    assert!(turns > 1, "the drain took several turns");
+}
