@@ -83,6 +83,7 @@
 //! accepts datagrams from its peer's handshake address only).
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod client;
 pub mod clock;
 pub mod config;
