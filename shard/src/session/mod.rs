@@ -94,6 +94,7 @@ pub mod drop_reason;
 pub mod endpoint;
 pub mod event;
 pub mod host;
+pub mod manager;
 pub mod replay;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
