@@ -83,6 +83,9 @@ pub struct PrefixTableStats {
 pub(crate) struct PrefixTable {
     capacity: usize,
     index: HashMap<Prefix, u32>,
+    /// `index.capacity()` at construction. It reads lower while deletions leave tombstones,
+    /// and higher only if the map was resized (which invariant 3 rules out).
+    index_room: usize,
     slots: Vec<Slot>,
     /// Head of the free-slot chain (through `next`).
     free: u32,
@@ -95,9 +98,11 @@ impl PrefixTable {
     /// A table of at most `capacity` entries (at least 1, at most `u32::MAX - 1`).
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.clamp(1, (NIL - 1) as usize);
+        let index = HashMap::with_capacity(2 * capacity + 2);
         PrefixTable {
             capacity,
-            index: HashMap::with_capacity(2 * capacity + 2),
+            index_room: index.capacity(),
+            index,
             slots: Vec::with_capacity(capacity),
             free: NIL,
             idle_head: NIL,
@@ -191,11 +196,11 @@ impl PrefixTable {
     }
 
     /// The maps' allocations: slots, and the index's buckets (a key, a value and one control
-    /// byte each; `capacity()` is 7/8 of the bucket count).
+    /// byte each; its room is 7/8 of its buckets).
     fn allocated_bytes(&self) -> usize {
         let bucket = std::mem::size_of::<(Prefix, u32)>() + 1;
-        self.slots.capacity() * std::mem::size_of::<Slot>()
-            + (self.index.capacity() * 8).div_ceil(7) * bucket
+        let room = self.index_room.max(self.index.capacity());
+        self.slots.capacity() * std::mem::size_of::<Slot>() + (room * 8).div_ceil(7) * bucket
     }
 
     fn new_slot(&mut self, now: Timestamp, prefix: Prefix) -> Option<u32> {
