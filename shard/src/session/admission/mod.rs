@@ -43,7 +43,7 @@ use std::time::Duration;
 
 pub use bucket::{RateLimit, TokenBucket};
 pub use budget::{BudgetConfig, BudgetStats, MemoryBudget, Shed};
-pub use node::{LoadReport, NodeStats};
+pub use node::{LoadReport, NodeStats, NodeView};
 pub use prefix::{Prefix, PrefixLengths};
 pub use reason::{Refusal, RefusalCounters, RefusalReason};
 pub use table::PrefixTableStats;
@@ -391,11 +391,17 @@ impl AdmissionController {
         self.node.on_report(report);
     }
 
-    /// Sessions the other shards hold, by their latest reports: what the connection manager
-    /// needs to compute this shard's share of the watermarks.
+    /// Sessions the other shards hold, by their latest reports.
     #[must_use]
     pub fn peer_sessions(&self) -> usize {
         self.node.peer_sessions()
+    }
+
+    /// The node's load as the count exchange knows it: what the connection manager needs to
+    /// compute this shard's share of the watermarks (`ConnManager::set_node_view`).
+    #[must_use]
+    pub fn node_view(&self) -> NodeView {
+        self.node.view()
     }
 
     /// Sessions this shard holds now (pending handshakes included).

@@ -32,6 +32,11 @@
 //! test in `shard/tests/conn_admission.rs` checks the bound with random schedules, delays
 //! and losses.
 //!
+//! **The node view.** The same reports give the connection manager its view of the node
+//! ([`NodeView`]): the latest round for which this shard holds every shard's report, its own
+//! included. Every shard builds that view from the same numbers, so every shard takes the
+//! same trim decision in the same round (see `manager/watermarks.rs`).
+//!
 //! **Utilisation.** With fresh reports, a node filling from empty reaches the cap
 //! geometrically (each round, grants total about half the headroom), stalling within about
 //! `2N` sessions of it by rounding; sessions closed during a round are granted again from the
@@ -53,6 +58,40 @@ pub struct LoadReport {
     pub sessions: u32,
     /// The most sessions it can hold before its next round: `sessions + grant`.
     pub ceiling: u32,
+}
+
+/// What a shard knows of the whole node's load, for the connection manager's watermarks.
+///
+/// `complete`: the counts are every shard's report for round `round` (own included), the
+/// same numbers every other shard sees for that round. Otherwise (a report missing) they are
+/// each peer's latest report and this shard's latest, a best effort.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct NodeView {
+    /// The round the counts are from.
+    pub round: u64,
+    /// When that round began (on the shared session clock).
+    pub at: Timestamp,
+    /// This shard's sessions then.
+    pub own: usize,
+    /// The other shards' sessions then.
+    pub peers: usize,
+    /// Whether the counts are all from `round`.
+    pub complete: bool,
+}
+
+impl NodeView {
+    /// A view from explicit counts (for hosts that count differently, and tests).
+    #[must_use]
+    pub fn new(round: u64, at: Timestamp, own: usize, peers: usize, complete: bool) -> Self {
+        NodeView {
+            round,
+            at,
+            own,
+            peers,
+            complete,
+        }
+    }
 }
 
 /// Counters of the count exchange.
@@ -87,7 +126,8 @@ pub(crate) struct NodeLoad {
     ceiling: usize,
     /// The first round's report, until polled.
     first: Option<LoadReport>,
-    /// Per shard, its reports for an even and an odd round (the own shard's entry unused).
+    /// Per shard, its reports for an even and an odd round (the own shard's entry holds this
+    /// shard's own reports).
     peers: Vec<[Option<LoadReport>; 2]>,
     stats: NodeStats,
 }
@@ -107,6 +147,9 @@ impl NodeLoad {
         let round = now.as_nanos() / interval_ns;
         let share = node_cap / n + usize::from(usize::from(shard) < node_cap % n);
         let ceiling = share.min(shard_cap);
+        let first = report(shard, round, 0, ceiling);
+        let mut peers = vec![[None, None]; n];
+        peers[usize::from(shard)][(round % 2) as usize] = Some(first);
         NodeLoad {
             shard,
             shards,
@@ -115,8 +158,8 @@ impl NodeLoad {
             interval_ns,
             round,
             ceiling,
-            first: Some(report(shard, round, 0, ceiling)),
-            peers: vec![[None, None]; n],
+            first: Some(first),
+            peers,
             stats: NodeStats {
                 rounds: 1,
                 ..NodeStats::default()
@@ -158,7 +201,9 @@ impl NodeLoad {
         let grant =
             (self.node_cap.saturating_sub(upper) / n).min(self.shard_cap.saturating_sub(sessions));
         self.ceiling = sessions + grant;
-        Some(report(self.shard, r, sessions, self.ceiling))
+        let own = report(self.shard, r, sessions, self.ceiling);
+        self.peers[usize::from(self.shard)][(r % 2) as usize] = Some(own);
+        Some(own)
     }
 
     /// When the next round begins (`Timestamp::ZERO` while the first report is unpolled).
@@ -195,16 +240,48 @@ impl NodeLoad {
 
     /// Sessions the other shards hold, by the latest report of each (0 if none yet).
     pub fn peer_sessions(&self) -> usize {
-        self.peers
+        self.latest_sessions().sum::<usize>()
+            - self.latest(self.shard).map_or(0, |r| r.sessions as usize)
+    }
+
+    /// The node view: the latest round with every shard's report, else the latest of each.
+    pub fn view(&self) -> NodeView {
+        for r in [self.round, self.round.wrapping_sub(1)] {
+            if r > self.round {
+                continue; // round 0 has no predecessor
+            }
+            let reports: Option<Vec<LoadReport>> =
+                (0..self.shards).map(|j| self.report_for(j, r)).collect();
+            if let Some(reports) = reports {
+                let own = reports[usize::from(self.shard)].sessions as usize;
+                let all: usize = reports.iter().map(|rep| rep.sessions as usize).sum();
+                return NodeView::new(r, self.round_start(r), own, all - own, true);
+            }
+        }
+        let own = self.latest(self.shard).map_or(0, |r| r.sessions as usize);
+        NodeView::new(
+            self.round,
+            self.round_start(self.round),
+            own,
+            self.peer_sessions(),
+            false,
+        )
+    }
+
+    fn round_start(&self, round: u64) -> Timestamp {
+        Timestamp(round.saturating_mul(self.interval_ns))
+    }
+
+    fn latest(&self, shard: u16) -> Option<LoadReport> {
+        self.peers[usize::from(shard)]
             .iter()
-            .map(|slots| {
-                slots
-                    .iter()
-                    .flatten()
-                    .max_by_key(|rep| rep.round)
-                    .map_or(0, |rep| rep.sessions as usize)
-            })
-            .sum()
+            .flatten()
+            .max_by_key(|rep| rep.round)
+            .copied()
+    }
+
+    fn latest_sessions(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.shards).map(|j| self.latest(j).map_or(0, |r| r.sessions as usize))
     }
 
     pub fn stats(&self) -> NodeStats {
@@ -292,6 +369,43 @@ mod tests {
         assert_eq!(b.poll(at(1), 0).unwrap().ceiling, 2);
         // Skipping to round 3: a needs b's round-2 report, which it lacks.
         assert_eq!(a.poll(at(3), 0).unwrap().ceiling, 1);
+    }
+
+    #[test]
+    fn the_view_is_the_latest_round_every_shard_reported() {
+        let mut a = NodeLoad::new(0, 3, 100, 50, IV, at(0));
+        let mut b = NodeLoad::new(1, 3, 100, 50, IV, at(0));
+        let mut c = NodeLoad::new(2, 3, 100, 50, IV, at(0));
+        let r0 = [
+            a.poll(at(0), 0).unwrap(),
+            b.poll(at(0), 0).unwrap(),
+            c.poll(at(0), 0).unwrap(),
+        ];
+        let v = a.view();
+        assert!(!v.complete, "nothing heard yet");
+        for r in r0 {
+            a.on_report(r);
+        }
+        let v = a.view();
+        assert!(v.complete);
+        assert_eq!((v.round, v.own, v.peers), (0, 0, 0));
+        // Round 1: a and b report; c's report is late. The view stays at round 0.
+        let ra = a.poll(at(1), 7).unwrap();
+        let rb = b.poll(at(1), 5).unwrap();
+        a.on_report(rb);
+        assert_eq!(a.view().round, 0);
+        let rc = c.poll(at(1), 3).unwrap();
+        a.on_report(rc);
+        let v = a.view();
+        assert_eq!(
+            (v.round, v.at, v.own, v.peers, v.complete),
+            (1, at(1), 7, 8, true)
+        );
+        // Far behind (round 5 without anything since round 1): the latest of each.
+        let _ = a.poll(at(5), 9).unwrap();
+        let v = a.view();
+        assert_eq!((v.round, v.own, v.peers, v.complete), (5, 9, 8, false));
+        let _ = ra;
     }
 
     #[test]

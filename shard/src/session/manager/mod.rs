@@ -36,6 +36,7 @@ pub use tags::{TagError, TagName};
 pub use trim::{TrimCounters, TrimReason, Trims};
 pub use watermarks::share;
 
+use super::admission::NodeView;
 use super::conn_id::ConnId;
 use super::time::Timestamp;
 use decay::Registry;
@@ -142,7 +143,8 @@ pub struct ManagerStats {
     pub sessions: usize,
     /// Of those, protected now.
     pub protected: usize,
-    /// Sessions the other shards hold, as last told ([`ConnManager::set_peer_sessions`]).
+    /// Sessions the other shards hold, in the node view last given
+    /// ([`ConnManager::set_node_view`]).
     pub peer_sessions: usize,
     /// This shard's share of the high watermark now.
     pub high_share: usize,
@@ -185,12 +187,17 @@ pub struct ConnManager {
     /// conn → position in `entries`.
     index: HashMap<ConnId, u32>,
     registry: Registry,
-    peer_sessions: usize,
+    /// The node's load, from the count exchange (`None`: never given; the shard is alone).
+    view: Option<NodeView>,
     protected: usize,
     round: Option<Round>,
     forced: bool,
-    /// When the last trim round began.
+    /// When the last trim round began: the start of the exchange round its view was from, or
+    /// the call's `now` when it had no complete view.
     last_round: Option<Timestamp>,
+    /// The exchange round of the complete view the last watermark round acted on (a view
+    /// is acted on once: it shows the counts from before that trim).
+    last_view_round: Option<u64>,
     /// The latest `now` any call passed (for calls that take none: dropping decayed values).
     now: Timestamp,
     stats: ManagerStats,
@@ -206,11 +213,12 @@ impl ConnManager {
             cfg,
             entries: Vec::with_capacity(capacity),
             index: HashMap::with_capacity(capacity),
-            peer_sessions: 0,
+            view: None,
             protected: 0,
             round: None,
             forced: false,
             last_round: None,
+            last_view_round: None,
             now: Timestamp::ZERO,
             stats: ManagerStats::default(),
         })
@@ -276,20 +284,32 @@ impl ConnManager {
         self.entries.is_empty()
     }
 
-    /// Sessions the other shards hold, by their latest load reports
-    /// (`AdmissionController::peer_sessions`); call after each report arrives.
-    pub fn set_peer_sessions(&mut self, sessions: usize) {
-        self.peer_sessions = sessions;
+    /// The node's load as the count exchange knows it (`AdmissionController::node_view`);
+    /// give it after each load report is sent or received. Without one, the shard is
+    /// treated as the whole node.
+    pub fn set_node_view(&mut self, view: NodeView) {
+        self.view = Some(view);
     }
 
-    /// This shard's shares of the high and low watermarks now.
+    /// This shard's shares of the high and low watermarks, by the node view (see
+    /// `watermarks.rs`).
     #[must_use]
     pub fn shares(&self) -> (usize, usize) {
-        let (own, peers) = (self.entries.len(), self.peer_sessions);
+        let (own, peers) = self.load();
         (
             share(self.cfg.high_watermark, own, peers),
             share(self.cfg.low_watermark, own, peers),
         )
+    }
+
+    /// `(own, peers)` the shares are computed from: a complete view's counts, else this
+    /// shard's live count and the peers' latest.
+    fn load(&self) -> (usize, usize) {
+        match self.view {
+            Some(v) if v.complete => (v.own, v.peers),
+            Some(v) => (self.entries.len(), v.peers),
+            None => (self.entries.len(), 0),
+        }
     }
 
     /// Sets tag `name` of `conn` to `weight` (go-libp2p's `TagPeer`).
@@ -450,18 +470,15 @@ impl ConnManager {
     }
 
     /// When to call [`ConnManager::trim`] next: `now` while a round is in progress or a
-    /// forced one waits; the end of the silence period while the shard is over its share of
-    /// the high watermark; `None` when nothing is due.
+    /// forced one waits; when the silence period ends, if the node view shows the node over
+    /// the high watermark and has not been acted on; `None` when nothing is due (a new node
+    /// view may change that).
     #[must_use]
     pub fn poll_timeout(&self, now: Timestamp) -> Option<Timestamp> {
         if self.round.is_some() || self.forced {
             return Some(now);
         }
-        let (high, _) = self.shares();
-        if self.entries.len() <= high {
-            return None;
-        }
-        Some(self.silence_end().max(now))
+        self.watermark_due(now).map(|at| at.max(now))
     }
 
     /// Counters and levels now.
@@ -471,7 +488,7 @@ impl ConnManager {
         ManagerStats {
             sessions: self.entries.len(),
             protected: self.protected,
-            peer_sessions: self.peer_sessions,
+            peer_sessions: self.load().1,
             high_share,
             low_share,
             trimming: self.round.is_some(),
@@ -481,12 +498,6 @@ impl ConnManager {
 
     fn score_of(&self, e: &Entry, now: Timestamp) -> i64 {
         score_entry(e, &self.registry, &self.cfg.pressure, now)
-    }
-
-    fn silence_end(&self) -> Timestamp {
-        self.last_round.map_or(Timestamp::ZERO, |t| {
-            t.saturating_add(self.cfg.silence_period)
-        })
     }
 
     fn advance(&mut self, now: Timestamp) {

@@ -4,6 +4,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::session::admission::NodeView;
 
 const GRACE: Duration = Duration::from_secs(60);
 const SILENCE: Duration = Duration::from_secs(10);
@@ -322,10 +323,21 @@ fn the_share_follows_the_other_shards_counts() {
     assert!(drain(&mut m, secs(61)).is_empty());
     // The other shards hold 60: the node (120) is over 100; this shard's share of the low
     // watermark is 80 x 60 / 120 = 40.
-    m.set_peer_sessions(60);
+    m.set_node_view(NodeView::new(600, secs(60), 60, 60, true));
     assert_eq!(m.shares(), (50, 40));
+    assert_eq!(m.poll_timeout(secs(61)), Some(secs(61)));
     assert_eq!(drain(&mut m, secs(61)).len(), 20);
     assert_eq!(m.stats().peer_sessions, 60);
+    // The same view again is not acted on twice (it shows the counts before the trim)...
+    m.set_node_view(NodeView::new(600, secs(60), 60, 60, true));
+    assert_eq!(m.poll_timeout(secs(62)), None);
+    // ...nor a new one inside the silence period, judged at the view's round start.
+    m.set_node_view(NodeView::new(601, secs(69), 40, 100, true));
+    assert_eq!(m.poll_timeout(secs(75)), None);
+    m.set_node_view(NodeView::new(602, secs(70), 40, 100, true));
+    assert_eq!(m.poll_timeout(secs(75)), Some(secs(75)));
+    // Share of L: 80 x 40 / 140 = 22.
+    assert_eq!(drain(&mut m, secs(75)).len(), 40 - 22);
 }
 
 #[test]

@@ -3,7 +3,8 @@
 //! turn.
 //!
 //! ```text
-//!   trim(now) ─┬─ no round: begin one if forced, or if over share(H) and out of silence
+//!   trim(now) ─┬─ no round: begin one if forced, or if the node view shows the node over
+//!              │            H, out of silence, not acted on yet (`watermarks.rs`)
 //!              │            (target = share(L), k = count − target)
 //!              ├─ scanning: score ≤ trim_batch sessions from `cursor`, skipping protected
 //!              │            and in-grace ones; keep the k lowest in a bounded max-heap
@@ -20,8 +21,9 @@
 //! that is not per-session). Scores are taken when scanned; a tag changed after that does
 //! not re-rank its session in the same round, but a protection added after it is honoured.
 //!
-//! The silence period runs from the *beginning* of a round (as in go-libp2p): at most one
-//! round begins per silence period unless forced. A round that cannot reach its target
+//! The silence period runs from the *beginning* of a round (as in go-libp2p; with a complete
+//! node view, from the start of the exchange round the view is from, the same instant on
+//! every shard): at most one round begins per silence period unless forced. A round that cannot reach its target
 //! (too many protected or young sessions) ends early and is counted in `rounds_short`.
 #![forbid(unsafe_code)]
 
@@ -194,10 +196,11 @@ impl Iterator for Trims<'_> {
 
 impl ConnManager {
     /// Runs a bounded step of trimming at `now` and returns the sessions to close now (see
-    /// `trim.rs`): begins a round when the shard holds more than its share of the high
-    /// watermark and its silence period has passed (or when forced), scores up to
-    /// `trim_batch` sessions, and names up to `trim_batch` chosen ones. Call it whenever
-    /// [`ConnManager::poll_timeout`] is due, and drain the iterator.
+    /// `trim.rs`): begins a round when the node view shows the node over the high watermark
+    /// and the silence period has passed (or when forced), scores up to `trim_batch`
+    /// sessions, and names up to `trim_batch` chosen ones. Call it whenever
+    /// [`ConnManager::poll_timeout`] is due (check it after each
+    /// [`ConnManager::set_node_view`]), and drain the iterator.
     pub fn trim(&mut self, now: Timestamp) -> Trims<'_> {
         self.advance(now);
         if self.round.is_none() {
@@ -240,22 +243,51 @@ impl ConnManager {
         }
     }
 
+    /// When a watermark round may begin: `Some(t)` if the node view shows the node over the
+    /// high watermark, the view has not been acted on, and the silence period ends at `t`.
+    pub(super) fn watermark_due(&self, now: Timestamp) -> Option<Timestamp> {
+        let (own, peers) = self.load();
+        if own.saturating_add(peers) <= self.cfg.high_watermark || own == 0 {
+            return None;
+        }
+        let silence_end = self.last_round.map_or(Timestamp::ZERO, |t| {
+            t.saturating_add(self.cfg.silence_period)
+        });
+        match self.view {
+            Some(v) if v.complete => {
+                if self.last_view_round.is_some_and(|r| r >= v.round) {
+                    return None;
+                }
+                // Silence is judged at the view's round start, the same instant on every
+                // shard, so shards that saw the same view decide alike.
+                (v.at >= silence_end).then_some(v.at.max(now))
+            }
+            _ => Some(silence_end.max(now)),
+        }
+    }
+
     fn begin_round(&mut self, now: Timestamp) {
-        let (high, low) = self.shares();
-        let own = self.entries.len();
+        let (_, low) = self.shares();
         let reason = if self.forced {
             self.forced = false;
             TrimReason::Forced
-        } else if own > high && now >= self.silence_end() {
+        } else if self.watermark_due(now).is_some_and(|t| t <= now) {
             TrimReason::Watermark
         } else {
             return;
         };
-        let want = own.saturating_sub(low);
+        let started = match self.view {
+            Some(v) if v.complete && reason == TrimReason::Watermark => {
+                self.last_view_round = Some(v.round);
+                v.at
+            }
+            _ => now,
+        };
+        let want = self.entries.len().saturating_sub(low);
         if want == 0 {
             return;
         }
-        self.last_round = Some(now);
+        self.last_round = Some(started);
         self.stats.rounds += 1;
         self.round = Some(Round {
             reason,

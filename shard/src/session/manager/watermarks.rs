@@ -1,9 +1,11 @@
-//! A shard's share of the node-wide watermarks.
+//! A shard's share of the node-wide watermarks, and when it trims.
 //!
-//! The watermarks are node-wide; each shard sees its own count `c` exactly and the others'
-//! through their last [`LoadReport`](super::super::admission::LoadReport)s (`P`, the sum,
-//! at most one exchange interval old). Its view of the node is `V = c + P`, and its share of
-//! a watermark `W` is its part of the node's load applied to `W`:
+//! The watermarks are node-wide. A shard knows the node through the count exchange
+//! ([`NodeView`](super::super::admission::NodeView)): for the latest exchange round `r` for
+//! which it holds every shard's [`LoadReport`](super::super::admission::LoadReport), its own
+//! count `c` and the others' sum `P` as reported at the start of `r`. Its view of the node is
+//! `V = c + P`, and its share of a watermark `W` is its part of the node's load applied to
+//! `W`:
 //!
 //! ```text
 //!   share(W) = ⌊W · c / V⌋          (W itself when V = 0)
@@ -11,34 +13,42 @@
 //!
 //! So `c > share(H)` exactly when `V > H` (for `c > 0`): a shard trims when it sees the node
 //! above the high watermark, whatever its own size, and trimming to `share(L)` removes the
-//! same fraction `1 − L/V` on every shard. With agreeing views the shares of `L` add up to
-//! `L` less the rounding (`< N`): the node lands on its low watermark in one round, and no
-//! shard is singled out for holding more than `H/N` (a fixed split would make a busy shard
-//! trim while the node is far below `H`, and let `N` busy shards together reach `N × H/N`
-//! only by luck).
+//! same fraction `1 − L/V` on every shard. A fixed split (`H/N` each) would make a busy shard
+//! trim while the node is far below `H`.
 //!
-//! **Convergence.** Reports travel once per exchange interval `τ`, so a view misses at most
-//! the sessions other shards admitted during the last `τ` (plus delivery, a loop turn on the
-//! control lane). Hence, once the node total `T` exceeds `H`, every shard sees `V > H` within
-//! one exchange round, and each whose silence period has passed begins a trim round; a trim
-//! round finishes in `⌈c / trim_batch⌉ + ⌈k / trim_batch⌉` calls for `k` sessions trimmed. If
-//! views are stale the errors go both ways and are corrected in one more round:
+//! **Every shard decides from the same numbers.** A complete view for round `r` is the same
+//! on every shard (the same reports), so every shard sees `V > H` in the same round, judges
+//! its silence period at the same instant (the round's start, on the shared session clock),
+//! and its shares of `L` for that view add up to `L` less the rounding (`< N`): the node lands
+//! on its low watermark in one trim round. A view is acted on once: until the next round's
+//! reports it still shows the counts from before the trim.
 //!
-//! - a peer grew since its report (view too low): this shard trims too little, or not at
-//!   all; the next report shows it, and this shard trims again once its silence period ends;
-//! - a peer trimmed since its report (view too high): this shard trims to `L·c/V` of an
-//!   overstated `V`, but the peer trimmed with a view that could only understate this shard,
-//!   and the two errors cancel: with shares `L·cᵢ/Vᵢ` and `Vᵢ ≥ cᵢ + (true others)`, the
-//!   trimmed counts add up to at least `L − N` (each shard trims at most once per silence
-//!   period; keep `silence_period` above two exchange intervals, as the defaults do).
+//! Deciding from live counts instead does not converge in one round. A shard that trims
+//! after another has (their silence periods drift apart by a loop turn or a report) sees the
+//! other's smaller count, a smaller `V`, and keeps `L·c/V'` > `L·c/V`: with `L` close to
+//! `H` the node stays above `H` for several silence periods (the property test in
+//! `shard/tests/conn_manager.rs` finds such schedules in a few hundred cases when views are
+//! ignored). Without any exchange a shard sees only itself and the node can hold up to
+//! `N × H`.
 //!
-//! So the node total exceeds `H` only from the moment it crosses it until one exchange round
-//! plus one trim round later (plus what remains of a silence period), by at most what was
-//! admitted meanwhile, and never beyond `max_sessions_node`, which admission enforces exactly.
-//! It then settles between `L − N` and `H`. Protected sessions and sessions in their grace
-//! period are never trimmed: if they alone exceed a shard's share, that shard stays above it,
-//! and says so (`rounds_short`). `shard/tests/conn_manager.rs` simulates two shards exchanging
-//! counts and checks these bounds.
+//! **Bound and convergence.** Admission keeps the node at or below `max_sessions_node` at all
+//! times, exactly (`admission/node.rs`). Above the high watermark, the node is brought back
+//! as follows: the reports of the round in which it crosses `H` reach every shard within that
+//! round (a loop turn on the control lane), so the next complete view shows it; every shard
+//! whose silence period has passed begins a trim round, which finishes in
+//! `⌈c / trim_batch⌉ + ⌈k / trim_batch⌉` calls for `k` sessions trimmed; the node then holds
+//! at most `L` plus what arrived since that view (new sessions are in their grace period and
+//! are not trimmed). Once arrivals stop, the node is within `[L − N, H]` after at most
+//! `grace_period + silence_period + 3 × exchange_interval`, and stays there: a round begun
+//! while sessions were still in their grace period trims only those out of it and silences
+//! the shards; the next round, a silence period later, trims the rest. The property test
+//! checks exactly this bound on 2 to 4 shards, with reports delayed up to a round.
+//!
+//! With a report missing (a lagging shard, a lost message) a shard has no complete view and
+//! falls back to its live count and each peer's latest report; it then decides alone, as
+//! above, and converges more slowly, never past `max_sessions_node`. Protected sessions and
+//! sessions in their grace period are never trimmed: if they alone exceed a shard's share,
+//! the node stays above `H` and the shard says so (`rounds_short`).
 #![forbid(unsafe_code)]
 
 /// `⌊watermark · own / (own + peers)⌋`, or `watermark` when both counts are 0.
