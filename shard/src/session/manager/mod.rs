@@ -57,9 +57,12 @@ pub struct ManagerConfig {
     /// After a shard begins a trim round, it begins no other for this long (a forced trim
     /// excepted). Default 10 s.
     pub silence_period: Duration,
-    /// Per [`ConnManager::trim`] call: sessions scored at most, and sessions named at most.
-    /// Default 1024.
+    /// Sessions one [`ConnManager::trim`] call scores at most. Default 1024.
     pub trim_batch: usize,
+    /// Sessions one [`ConnManager::trim`] call names at most: each is a session the host
+    /// closes in the same turn (a Close frame, an event, the application's callback), so
+    /// this bounds the host's work as well. Default 128.
+    pub close_batch: usize,
     /// Tags, decaying values and protections one session holds at most. Default 16.
     pub max_tags_per_session: usize,
     /// Decaying tags registered at most. Default 64.
@@ -76,6 +79,7 @@ impl Default for ManagerConfig {
             grace_period: Duration::from_secs(60),
             silence_period: Duration::from_secs(10),
             trim_batch: 1024,
+            close_batch: 128,
             max_tags_per_session: 16,
             max_decaying_tags: 64,
             pressure: PressureWeights::default(),
@@ -116,6 +120,9 @@ impl ManagerConfig {
         }
         if self.trim_batch == 0 {
             return Err(err("trim_batch", &self.trim_batch, "at least 1"));
+        }
+        if self.close_batch == 0 {
+            return Err(err("close_batch", &self.close_batch, "at least 1"));
         }
         if !(1..=255).contains(&self.max_tags_per_session) {
             return Err(err(
@@ -174,6 +181,9 @@ pub struct ManagerStats {
 struct Entry {
     conn: ConnId,
     opened: Timestamp,
+    /// `tags.is_protected()`, kept here so that a trim round can skip a protected session
+    /// without reaching its tags (one cache miss fewer per session at 100k sessions).
+    protected: bool,
     tags: Tags,
     pressure: Pressure,
 }
@@ -244,6 +254,7 @@ impl ConnManager {
         self.entries.push(Entry {
             conn,
             opened: now,
+            protected: false,
             tags: Tags::default(),
             pressure: Pressure::default(),
         });
@@ -257,7 +268,7 @@ impl ConnManager {
             return false;
         };
         let entry = self.entries.swap_remove(pos as usize);
-        if entry.tags.is_protected() {
+        if entry.protected {
             self.protected -= 1;
         }
         if let Some(moved) = self.entries.get(pos as usize) {
@@ -351,9 +362,9 @@ impl ConnManager {
     pub fn protect(&mut self, conn: ConnId, name: TagName) -> Result<(), TagError> {
         let i = self.room_for(conn, |t| t.is_protected_by(name))?;
         let entry = &mut self.entries[i];
-        let was = entry.tags.is_protected();
         entry.tags.protect(name);
-        if !was {
+        if !entry.protected {
+            entry.protected = true;
             self.protected += 1;
         }
         Ok(())
@@ -365,9 +376,9 @@ impl ConnManager {
         let Some(entry) = self.entry_mut(conn) else {
             return false;
         };
-        let was = entry.tags.is_protected();
         let still = entry.tags.unprotect(name);
-        if was && !still {
+        if entry.protected && !still {
+            entry.protected = false;
             self.protected -= 1;
         }
         still
@@ -376,7 +387,7 @@ impl ConnManager {
     /// Whether `conn` is protected (by any name).
     #[must_use]
     pub fn is_protected(&self, conn: ConnId) -> bool {
-        self.entry(conn).is_some_and(|e| e.tags.is_protected())
+        self.entry(conn).is_some_and(|e| e.protected)
     }
 
     /// Whether `conn` is protected by `name`.

@@ -49,6 +49,7 @@ fn defaults_are_valid_and_each_bad_value_is_named() {
         "low_watermark"
     );
     assert_eq!(with(|c| c.trim_batch = 0), "trim_batch");
+    assert_eq!(with(|c| c.close_batch = 0), "close_batch");
     assert_eq!(with(|c| c.max_tags_per_session = 0), "max_tags_per_session");
     assert_eq!(with(|c| c.max_decaying_tags = 70_000), "max_decaying_tags");
 }
@@ -119,6 +120,7 @@ fn protected_and_in_grace_sessions_are_spared() {
 fn a_protection_added_during_a_round_is_honoured() {
     let mut c = cfg(4, 8);
     c.trim_batch = 4;
+    c.close_batch = 4;
     let mut m = manager(c, 12, secs(0));
     let now = secs(61);
     // 12 sessions, batch 4: two calls score 8 of them, none named yet.
@@ -344,6 +346,7 @@ fn the_share_follows_the_other_shards_counts() {
 fn each_call_does_bounded_work() {
     let mut c = cfg(100, 500);
     c.trim_batch = 64;
+    c.close_batch = 64;
     let mut m = manager(c, 1000, secs(0));
     let now = secs(61);
     let mut calls = 0;
@@ -369,6 +372,7 @@ fn each_call_does_bounded_work() {
 fn sessions_closing_during_a_round_end_it_early_at_the_target() {
     let mut c = cfg(10, 15);
     c.trim_batch = 5;
+    c.close_batch = 5;
     let mut m = manager(c, 20, secs(0));
     let now = secs(61);
     for _ in 0..3 {
@@ -396,6 +400,7 @@ proptest! {
     ) {
         let mut c = cfg(low, low);
         c.trim_batch = batch;
+        c.close_batch = batch.div_ceil(3);
         let mut m = ConnManager::new(c, sessions.len()).unwrap();
         let now = secs(200);
         let mut eligible = Vec::new();

@@ -9,7 +9,7 @@
 //!              ├─ scanning: score ≤ trim_batch sessions from `cursor`, skipping protected
 //!              │            and in-grace ones; keep the k lowest in a bounded max-heap
 //!              │            (O(log k) per session); at the end, heapify them lowest-first
-//!              └─ closing:  the returned iterator names ≤ trim_batch of them, lowest first,
+//!              └─ closing:  the returned iterator names ≤ close_batch of them, lowest first,
 //!                           each re-checked (still managed, not protected since the scan)
 //! ```
 //!
@@ -17,7 +17,7 @@
 //! the dense entry vector; a session moved behind the cursor by another's removal is not
 //! scored in that round, and new sessions are in their grace period anyway); the heap never
 //! holds more than `k` candidates; one call scores at most `trim_batch` sessions and pops at
-//! most `trim_batch` candidates (one `O(k)` heapify at the end of the scan is the only step
+//! most `close_batch` candidates (one `O(k)` heapify at the end of the scan is the only step
 //! that is not per-session). Scores are taken when scanned; a tag changed after that does
 //! not re-rank its session in the same round, but a protection added after it is honoured.
 //!
@@ -151,7 +151,7 @@ impl Round {
 }
 
 /// The sessions one [`ConnManager::trim`] call names, lowest score first: close each with
-/// `Close(Trimmed)`. At most `trim_batch` per call; the rest come from later calls. Each
+/// `Close(Trimmed)`. At most `close_batch` per call; the rest come from later calls. Each
 /// named session is already forgotten by the manager.
 #[must_use = "each item is a session to close"]
 #[derive(Debug)]
@@ -181,7 +181,7 @@ impl Iterator for Trims<'_> {
             self.left -= 1;
             match self.mgr.entry(c.conn) {
                 None => continue, // closed since the scan
-                Some(e) if e.tags.is_protected() => {
+                Some(e) if e.protected => {
                     self.mgr.stats.spared_protected += 1;
                     continue;
                 }
@@ -198,7 +198,7 @@ impl ConnManager {
     /// Runs a bounded step of trimming at `now` and returns the sessions to close now (see
     /// `trim.rs`): begins a round when the node view shows the node over the high watermark
     /// and the silence period has passed (or when forced), scores up to `trim_batch`
-    /// sessions, and names up to `trim_batch` chosen ones. Call it whenever
+    /// sessions, and names up to `close_batch` chosen ones. Call it whenever
     /// [`ConnManager::poll_timeout`] is due (check it after each
     /// [`ConnManager::set_node_view`]), and drain the iterator.
     pub fn trim(&mut self, now: Timestamp) -> Trims<'_> {
@@ -221,7 +221,7 @@ impl ConnManager {
             let end = r.cursor.saturating_add(batch).min(entries.len());
             for e in entries.get(r.cursor..end).unwrap_or_default() {
                 stats.scanned += 1;
-                if e.tags.is_protected() {
+                if e.protected {
                     stats.spared_protected += 1;
                 } else if now.saturating_since(e.opened) < cfg.grace_period {
                     stats.spared_grace += 1;
@@ -237,10 +237,8 @@ impl ConnManager {
                 r.finish_scan();
             }
         }
-        Trims {
-            mgr: self,
-            left: batch,
-        }
+        let left = self.cfg.close_batch;
+        Trims { mgr: self, left }
     }
 
     /// When a watermark round may begin: `Some(t)` if the node view shows the node over the

@@ -36,7 +36,7 @@
 //! as follows: the reports of the round in which it crosses `H` reach every shard within that
 //! round (a loop turn on the control lane), so the next complete view shows it; every shard
 //! whose silence period has passed begins a trim round, which finishes in
-//! `⌈c / trim_batch⌉ + ⌈k / trim_batch⌉` calls for `k` sessions trimmed; the node then holds
+//! `⌈c / trim_batch⌉ + ⌈k / close_batch⌉` calls for `k` sessions trimmed; the node then holds
 //! at most `L` plus what arrived since that view (new sessions are in their grace period and
 //! are not trimmed). Once arrivals stop, the node is within `[L − N, H]` after at most
 //! `grace_period + silence_period + 3 × exchange_interval`, and stays there: a round begun
