@@ -391,3 +391,44 @@ fn refusal_replies_are_rate_limited_per_shard() {
     assert_eq!(replies, 10 + 99);
     assert_eq!(a.stats().replies_suppressed, 10_000 - 109);
 }
+
+/// What admission costs with the default settings: the average `check` under a flood of
+/// distinct prefixes (each admitted, then abandoned 10 ms later, so the table stays full and
+/// evicts), and the prefix table's allocation.
+/// Run: `cargo test -p ringwire-shard --release --test conn_admission -- --ignored --nocapture`.
+#[test]
+#[ignore = "measurement; run in release mode with --ignored --nocapture"]
+fn admission_cost_with_defaults() {
+    let mut a =
+        AdmissionController::new(AdmissionConfig::default(), 0, 1, Timestamp::ZERO).unwrap();
+    let _ = a.poll_report(Timestamp::ZERO);
+    let mut pending: VecDeque<(Timestamp, SocketAddr)> = VecDeque::new();
+    let n = 2_000_000u64;
+    let start = std::time::Instant::now();
+    for i in 0..n {
+        let now = Timestamp::from_nanos(i * 10_000);
+        while pending
+            .front()
+            .is_some_and(|(t, _)| now.saturating_since(*t) >= Duration::from_millis(10))
+        {
+            let (_, peer) = pending.pop_front().unwrap();
+            a.handshake_abandoned(now, peer, None);
+        }
+        let ip = Ipv6Addr::from((0x2001_0db8_u128 << 96) | (u128::from(i) << 64) | 1);
+        let peer = SocketAddr::new(IpAddr::V6(ip), 1);
+        if a.check(now, peer).is_ok() {
+            pending.push_back((now, peer));
+        }
+    }
+    let per = start.elapsed() / n as u32;
+    let s = a.stats();
+    println!(
+        "admission, defaults: {n} distinct prefixes in {:.2?}: {per:?} per check and release; table {} entries (peak {}), {} B allocated ({:.1} MiB), rate_resets {}",
+        start.elapsed(),
+        s.prefixes.entries,
+        s.prefixes.peak_entries,
+        s.prefixes.allocated_bytes,
+        s.prefixes.allocated_bytes as f64 / f64::from(1 << 20),
+        s.prefixes.rate_resets
+    );
+}
