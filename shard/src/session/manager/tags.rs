@@ -46,6 +46,9 @@ enum Item {
     Protect { name: TagName },
 }
 
+/// Bytes one tag, decaying value or protection takes in its session's list.
+pub(crate) const ITEM_SIZE: usize = std::mem::size_of::<Item>();
+
 /// The items of one session. Empty: no allocation.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Tags {

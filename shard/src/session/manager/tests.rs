@@ -426,3 +426,10 @@ proptest! {
         prop_assert_eq!(m.len(), count - want.min(eligible.len()));
     }
 }
+
+#[test]
+fn per_session_footprint_is_small() {
+    // docs/CONFIG.md counts on these: 64 bytes per managed session, 40 per tag.
+    assert_eq!(std::mem::size_of::<Entry>(), 64);
+    assert_eq!(tags::ITEM_SIZE, 40);
+}
