@@ -47,6 +47,7 @@ enum Item {
 }
 
 /// Bytes one tag, decaying value or protection takes in its session's list.
+#[cfg(test)]
 pub(crate) const ITEM_SIZE: usize = std::mem::size_of::<Item>();
 
 /// The items of one session. Empty: no allocation.
