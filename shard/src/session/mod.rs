@@ -76,6 +76,8 @@
 //! | `clock.rs` | [`SessionClock`]: the server's one origin for timestamps in the shard loop |
 //! | `host.rs` | [`SessionHost`]: sessions inside the shard loop, the [`SessionApp`] API |
 //! | `client.rs` | a plain-socket client pool for tests and tools |
+//! | `admission/` | admission control before a session exists: caps, per-prefix buckets, memory budget, the node-wide count exchange |
+//! | `manager/` | the connection manager after: tags, protection, decaying tags, scores, watermark trimming |
 //!
 //! Limits, on purpose: no encryption and no payload authentication (a transport for a gateway
 //! on a trusted path; anyone who sees a connection ID can inject into that session); no
@@ -83,6 +85,7 @@
 //! accepts datagrams from its peer's handshake address only).
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod client;
 pub mod clock;
 pub mod config;
@@ -93,6 +96,7 @@ pub mod drop_reason;
 pub mod endpoint;
 pub mod event;
 pub mod host;
+pub mod manager;
 pub mod replay;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
