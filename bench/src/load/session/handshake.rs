@@ -38,7 +38,11 @@ pub fn run(io: &mut SessionIo, give_up: Duration) -> io::Result<HandshakeStats> 
             match io.connect(next) {
                 Ok(()) => next += 1,
                 Err(ConnectError::ControlQueueFull) => break,
-                Err(ConnectError::SessionLimit) => {
+                Err(
+                    ConnectError::SessionLimit
+                    | ConnectError::NoServerKey
+                    | ConnectError::Handshake,
+                ) => {
                     refused += 1;
                     next += 1;
                 }

@@ -14,8 +14,13 @@ impl SessionApp for Quiet {
     fn on_message(&mut self, _conn: ConnId, _bytes: &[u8], _s: &mut Sessions<'_, '_>) {}
 }
 
+/// Plaintext mode: these tests are about the loop, not the cryptography (the sans-IO tests
+/// cover that), and 4000 Noise handshakes would dominate their time.
 fn config() -> EndpointConfig {
-    EndpointConfig::new([3; 32])
+    let mut c = EndpointConfig::plaintext([3; 32]);
+    // Thousands of clients open at one instant here; the cookie rate limit is not under test.
+    c.stateless_replies_per_second = 1_000_000;
+    c
 }
 
 #[test]
@@ -225,7 +230,7 @@ fn close_and_connect_take_the_control_lane_and_every_relay_outcome_is_counted() 
 
     // A connect to an address shard 1 owns goes on the control lane too.
     let addr = (1..).map(peer).find(|a| connect_shard(*a, 2) == 1).unwrap();
-    let outcome = with_sessions(&mut h0, &mut rig.ctx(0), |s| s.connect(addr));
+    let outcome = with_sessions(&mut h0, &mut rig.ctx(0), |s| s.connect(addr, None));
     assert_eq!(outcome, Connecting::HandedToShard(1));
     let got = rig.inbound(1);
     assert!(matches!(
@@ -252,7 +257,7 @@ fn a_refused_timer_is_counted_and_its_deadline_still_runs() {
         .unwrap();
     rig.now = clock.origin();
     let mut h = host(clock, 0, 1);
-    let started = with_sessions(&mut h, &mut rig.ctx(0), |s| s.connect(peer(4433)));
+    let started = with_sessions(&mut h, &mut rig.ctx(0), |s| s.connect(peer(4433), None));
     assert!(matches!(started, Connecting::Started(_)));
     assert_eq!(h.stats().timer_refused, 1);
     let hellos = rig.complete_sends(&mut h);
@@ -265,18 +270,37 @@ fn a_refused_timer_is_counted_and_its_deadline_still_runs() {
     let again = rig.complete_sends(&mut h);
     assert_eq!(again.len(), 1, "the retransmission happened");
     assert_eq!(again[0].0, peer(4433));
-    assert_eq!(again[0].1[0] & 0x0f, 1, "a Hello");
+    assert_eq!(again[0].1[0] & 0x0f, 1, "an Initiation");
     assert!(h.stats().timer_refused >= 2, "each refusal is counted");
 }
 
-fn hello_bytes(src_conn_id: u64, cookie: Option<crate::session::wire::CookieToken>) -> Vec<u8> {
-    let mut b = vec![0u8; crate::session::wire::HELLO_LEN];
-    let msg = crate::session::wire::Message::Hello {
-        src_conn_id,
-        cookie,
+/// Opens a plaintext session through the host as a client at `from` would: Initiation,
+/// CookieReply, Initiation with mac2, Response, and a confirming Ping (its Pong drained).
+fn open_through_host(h: &mut SessionHost<Quiet>, rig: &mut Rig, from: SocketAddr, cid: u64) {
+    use crate::session::{cookie, crypto, handshake, wire};
+    let mut init = [0u8; wire::INITIATION_LEN];
+    let n = handshake::write_plain_initiation(cid, 0, None, &mut init);
+    h.on_datagram(from, &init[..n], &mut rig.ctx(0));
+    let reply = rig.complete_sends(h);
+    let Ok(wire::Body::CookieReply { nonce, sealed }) = wire::parse(&reply[0].1).map(|d| d.body)
+    else {
+        panic!("expected a CookieReply");
     };
-    crate::session::wire::encode(0, 0, &msg, &mut b).unwrap();
-    b
+    let mut mac1 = [0u8; 16];
+    mac1.copy_from_slice(&init[wire::field::INIT_PLAIN_MAC1]);
+    let c =
+        crypto::open_cookie(&cookie::cookie_seal_key(&[0; 32]), &nonce, &mac1, &sealed).unwrap();
+    let n = handshake::write_plain_initiation(cid, 1, Some(c), &mut init);
+    h.on_datagram(from, &init[..n], &mut rig.ctx(0));
+    let resp = rig.complete_sends(h);
+    let Ok(wire::Body::Response { plain_conn_id, .. }) = wire::parse(&resp[0].1).map(|d| d.body)
+    else {
+        panic!("expected a Response");
+    };
+    let mut ping = vec![0u8; wire::transport_len(wire::PING_BODY, false)];
+    wire::write_header(&mut ping, wire::MsgType::Ping, 0, plain_conn_id, 0);
+    h.on_datagram(from, &ping, &mut rig.ctx(0));
+    assert_eq!(rig.complete_sends(h).len(), 1, "a Pong");
 }
 
 /// Thousands of sessions whose timers come due in one wake, through the host and a loop
@@ -292,18 +316,7 @@ fn coinciding_timers_are_worked_off_across_turns_without_stalling_or_spinning() 
     let mut h = host(clock, 0, 1);
     for i in 0..SESSIONS {
         let from = SocketAddr::from(([10, 1, (i >> 8) as u8, i as u8], 5000));
-        let cid = i as u64 + 1;
-        h.on_datagram(from, &hello_bytes(cid, None), &mut rig.ctx(0));
-        let cookie = rig.complete_sends(&mut h);
-        let Ok(crate::session::wire::Datagram {
-            message: crate::session::wire::Message::Cookie(token),
-            ..
-        }) = crate::session::wire::parse(&cookie[0].1)
-        else {
-            panic!("expected a Cookie");
-        };
-        h.on_datagram(from, &hello_bytes(cid, Some(token)), &mut rig.ctx(0));
-        assert_eq!(rig.complete_sends(&mut h).len(), 1, "an Accept");
+        open_through_host(&mut h, &mut rig, from, i as u64 + 1);
     }
     assert_eq!(h.ep.session_count(), SESSIONS);
 
@@ -319,9 +332,14 @@ fn coinciding_timers_are_worked_off_across_turns_without_stalling_or_spinning() 
         at_instant += sent.len();
         busiest = busiest.max(at_instant);
         for (_, bytes) in &sent {
-            match crate::session::wire::parse(bytes).unwrap().message {
-                crate::session::wire::Message::Ping => pings += 1,
-                crate::session::wire::Message::Close(CloseReason::IdleTimeout) => closes += 1,
+            use crate::session::wire;
+            let Ok(wire::Body::Transport { ty, body, .. }) = wire::parse(bytes).map(|d| d.body)
+            else {
+                panic!("not a transport message");
+            };
+            match wire::parse_plain(ty, body).unwrap() {
+                wire::Message::Ping => pings += 1,
+                wire::Message::Close(CloseReason::IdleTimeout) => closes += 1,
                 other => panic!("unexpected {other:?}"),
             }
         }
