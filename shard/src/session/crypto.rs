@@ -73,6 +73,19 @@ fn noise_nonce(n: u64) -> chacha20poly1305::Nonce {
 }
 
 impl Key {
+    /// A key from its bytes (the caller should wipe its own copy).
+    #[must_use]
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Key(bytes)
+    }
+
+    /// The key's bytes, for printing test vectors only: key material never leaves the
+    /// session layer otherwise.
+    #[must_use]
+    pub fn to_bytes_for_test_vectors(&self) -> [u8; 32] {
+        self.0
+    }
+
     /// Noise `ENCRYPT(k, n, ad, buf[..len])` in place: `buf[..len]` becomes the ciphertext and
     /// `buf[len..len + 16]` the tag. Returns `len + 16`, or `None` if `buf` is too short.
     #[must_use]
