@@ -7,8 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${CARGO_TARGET_DIR:-target}/interop-venv"
 py="$venv/bin/python"
+# An absolute path, but not resolved through the venv's symlink (that is the base python).
+abs() { echo "$(cd "$(dirname "$py")" && pwd)/$(basename "$py")"; }
 if [[ -x $py ]] && "$py" -c 'import noise.connection, cryptography' 2>/dev/null; then
-    realpath "$py"
+    abs
     exit 0
 fi
 if ! command -v python3 >/dev/null 2>&1; then
@@ -19,4 +21,4 @@ mkdir -p "$(dirname "$venv")"
 python3 -m venv "$venv" >&2
 "$venv/bin/pip" install -q --disable-pip-version-check noiseprotocol >&2
 "$py" -c 'import noise.connection, cryptography'
-realpath "$py"
+abs
