@@ -321,3 +321,61 @@ fn a_shard_datagram_below_the_session_layers_is_refused_at_start() {
     assert!(message.contains("shard.max_datagram"), "{message}");
     assert!(message.contains("1236"), "{message}");
 }
+
+/// A Forward to an ID that names the other shard but no live session there (never existed,
+/// or closed) is answered with `Unreachable`, as a local one is: the owner shard's relay tells
+/// the sender through the session layer's undeliverable hook.
+#[test]
+fn forward_to_an_unknown_or_closed_id_on_another_shard_gets_unreachable() {
+    if !available_or_explain() {
+        return;
+    }
+    let mut engine = relay_engine(true);
+    let server = engine.local_addr();
+    let mut pool = ClientPool::new(EndpointConfig::new([7u8; 32], client_identity()), 3).unwrap();
+    let (conns, relay_id) = connect_all(&mut pool, server, 16);
+    // A sender, and a peer of it on the other shard, which then leaves.
+    let sender = conns[0];
+    let shard = shard_of(relay_id[&sender]);
+    let gone = *conns
+        .iter()
+        .find(|c| shard_of(relay_id[c]) != shard)
+        .expect("16 sessions use both shards");
+    let gone_id = relay_id[&gone];
+    let _ = pool.close(gone, ringwire_shard::session::CloseReason::Normal);
+    let never = (u64::from(1 - shard) << 56) | 0x00de_adbe_ef42;
+    let mut events = Vec::new();
+    // Wait until the relay's shard has freed `gone` (its Disconnected is not visible here,
+    // so retry the Forward until the answer is Unreachable rather than delivered silence).
+    for dst in [never, gone_id] {
+        let forward = RelayMsg::Forward {
+            dst_conn_id: dst,
+            bytes: b"anyone?",
+        }
+        .to_vec();
+        let deadline = Instant::now() + HANG;
+        loop {
+            let _ = pool.send(sender, &forward).unwrap();
+            let start = events.len();
+            let until = Instant::now() + Duration::from_millis(200);
+            while Instant::now() < until && events.len() == start {
+                if pool.poll(&mut events).unwrap() == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            let answered = events[start..].iter().any(|e| match e {
+                Event::Message { conn, bytes } if *conn == sender => {
+                    RelayMsg::decode(bytes) == Ok(RelayMsg::Unreachable { dst_conn_id: dst })
+                }
+                _ => false,
+            });
+            if answered {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no Unreachable for {dst:#x}");
+        }
+    }
+    let report = common::shutdown(engine);
+    let app = app_totals(&report);
+    assert!(app["relay_unreachable"] >= 2, "{app:?}");
+}

@@ -9,8 +9,8 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Instant;
 
 use crate::session::{
-    ConnId, ConnIdGen, ConnectError, Endpoint, EndpointConfig, EndpointError, Event, PublicKey,
-    SendOutcome, Timestamp,
+    CloseOutcome, CloseReason, ConnId, ConnIdGen, ConnectError, Endpoint, EndpointConfig,
+    EndpointError, Event, PublicKey, SendOutcome, Timestamp,
 };
 
 /// Why the client could not do what was asked.
@@ -89,6 +89,17 @@ impl ClientPool {
     /// Queues `bytes` on `conn` and sends what can be sent.
     pub fn send(&mut self, conn: ConnId, bytes: &[u8]) -> Result<SendOutcome, ClientError> {
         let outcome = self.ep.send(self.now(), conn, bytes);
+        self.flush()?;
+        Ok(outcome)
+    }
+
+    /// Closes `conn` (a Close goes to the server) and sends it.
+    pub fn close(
+        &mut self,
+        conn: ConnId,
+        reason: CloseReason,
+    ) -> Result<CloseOutcome, ClientError> {
+        let outcome = self.ep.close(self.now(), conn, reason);
         self.flush()?;
         Ok(outcome)
     }

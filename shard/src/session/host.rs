@@ -120,6 +120,14 @@ pub trait SessionApp {
     /// Application bytes arrived on a session.
     fn on_message(&mut self, conn: ConnId, bytes: &[u8], s: &mut Sessions<'_, '_>);
 
+    /// Bytes another shard's [`Sessions::send`] handed to this shard for session `conn` found
+    /// no such session here (closed, or never existed): they were not delivered (counted as
+    /// `relayed_unknown`). The sender only learned `HandedToShard`; this is where the
+    /// application can answer it (the relay sends `Unreachable`). Default: nothing.
+    fn on_undeliverable(&mut self, conn: ConnId, bytes: &[u8], s: &mut Sessions<'_, '_>) {
+        let _ = (conn, bytes, s);
+    }
+
     /// A session ended; `by` says which side closed it.
     fn on_disconnected(
         &mut self,
@@ -574,7 +582,17 @@ impl<A: SessionApp> Handler for SessionHost<A> {
                 SendOutcome::Queued => {}
                 SendOutcome::Full => self.stats.relayed_send_full += 1,
                 SendOutcome::TooLarge => self.stats.relayed_send_too_large += 1,
-                SendOutcome::UnknownConnection => self.stats.relayed_unknown += 1,
+                SendOutcome::UnknownConnection => {
+                    self.stats.relayed_unknown += 1;
+                    let mut s = Sessions {
+                        ep: &mut self.ep,
+                        ctx,
+                        buf: &mut self.buf,
+                        stats: &mut self.stats,
+                        now,
+                    };
+                    self.app.on_undeliverable(conn, &bytes, &mut s);
+                }
             },
             SessionMsg::Close { conn, reason } => match self.ep.close(now, conn, reason) {
                 CloseOutcome::Closed => {}
