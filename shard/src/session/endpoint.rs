@@ -133,6 +133,9 @@ pub struct Endpoint {
     /// (up to half its slots after a resize) costs little and a resize moves no sessions.
     sessions: HashMap<ConnId, Box<Session>>,
     by_peer: HashMap<(SocketAddr, u64), ConnId>,
+    /// Initiator sessions (Noise): the reset token of the responder's connection ID, from
+    /// the Response. Here rather than in the session, so responder sessions do not carry it.
+    reset_tokens: HashMap<ConnId, [u8; MAC_LEN]>,
     control: ControlQueue,
     ready: VecDeque<ConnId>,
     events: VecDeque<Event>,
@@ -172,6 +175,11 @@ impl Endpoint {
             Security::None => None,
         };
         let stateless = config.stateless_replies_per_second.max(1);
+        let mut ids = ConnIdGen::new(rng_seed, shard_index);
+        let mut table_key = [0u8; 32];
+        for chunk in table_key.chunks_mut(8) {
+            chunk.copy_from_slice(&ids.next_u64().to_be_bytes());
+        }
         Ok(Endpoint {
             cookies: CookieJar::new(config.cookie_key, config.cookie_rotation, now),
             mac1_key: cookie::mac1_key(&public),
@@ -181,6 +189,8 @@ impl Endpoint {
             initiations: InitiationTable::new(
                 config.replay_table_capacity,
                 nanos(config.initiation_replay_window),
+                nanos(config.unix_time_at_origin),
+                table_key,
             ),
             unconfirmed: 0,
             handshake_rate: TokenBucket::new(
@@ -195,9 +205,10 @@ impl Endpoint {
             cfg: config,
             shard: shard_index,
             n_shards,
-            ids: ConnIdGen::new(rng_seed, shard_index),
+            ids,
             sessions: HashMap::new(),
             by_peer: HashMap::new(),
+            reset_tokens: HashMap::new(),
             ready: VecDeque::new(),
             events: VecDeque::new(),
             pending_messages: 0,
@@ -597,15 +608,14 @@ impl Endpoint {
         if self.by_peer.get(&key) == Some(&cid) {
             self.by_peer.remove(&key);
         }
+        self.reset_tokens.remove(&cid);
         if matches!(s.phase, Phase::Unconfirmed) {
             self.unconfirmed -= 1;
         }
         if s.role == Role::Server
             && let Some(k) = &s.keys
         {
-            let origin = nanos(self.cfg.unix_time_at_origin);
-            self.initiations
-                .session_ended(&k.peer_key, s.peer_conn_id, origin);
+            self.initiations.session_ended(&k.peer_key, s.peer_conn_id);
         }
         if s.announced() {
             self.push_event(Event::Disconnected {
@@ -640,9 +650,8 @@ fn seal_transport(
     let out = out.get_mut(..total)?;
     let mut flags = 0;
     if let Some(k) = s.keys.as_mut() {
-        if k.sent_under_key >= cfg.rekey_after_messages
-            || now >= k.send_since.saturating_add(cfg.rekey_after)
-        {
+        let limit = u32::try_from(cfg.rekey_after_messages).unwrap_or(u32::MAX);
+        if k.sent_under_key >= limit || now >= k.send_since.saturating_add(cfg.rekey_after) {
             // The old key is dropped here, and so wiped.
             k.send = k.send.rekey();
             k.send_phase = !k.send_phase;

@@ -15,12 +15,21 @@
 //!
 //! Bounded: at most `capacity` entries. When full of entries that may not be forgotten yet,
 //! new handshakes are refused (`ReplayTableFull`) rather than a live entry forgotten.
+//!
+//! Small, because every responder session has an entry: the table is keyed by a 64-bit keyed
+//! hash of (key, ID) under a secret of the endpoint, not by the 40 bytes themselves (24 bytes an
+//! entry instead of 64). Without the secret nobody can aim a collision; by chance, two of a
+//! million entries collide with probability 2^-25. The endpoint checks that a session found
+//! through the table really is the initiator's (same key and ID) and refuses the handshake if
+//! not (`ReplayTableFull`), so a collision can only refuse one handshake attempt, never mix
+//! sessions.
 #![forbid(unsafe_code)]
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
 use super::conn_id::ConnId;
+use super::crypto;
 use super::drop_reason::DropReason;
 use super::identity::PublicKey;
 use super::time::Timestamp;
@@ -30,10 +39,12 @@ struct Entry {
     /// The greatest timestamp accepted, nanoseconds since the Unix epoch.
     ts: u64,
     /// The session it belongs to, while one exists (`ConnId(0)`: none; zero is never an ID).
+    /// Once none, the entry may be forgotten when `ts` is `window` old.
     session: ConnId,
-    /// When it may be forgotten (meaningful once `session` is `None`).
-    expires: Timestamp,
 }
+
+/// Bytes of one table slot (key and entry).
+pub(crate) const ENTRY_SIZE: usize = std::mem::size_of::<(u64, Entry)>();
 
 /// What [`InitiationTable::check`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,22 +55,55 @@ pub(crate) enum Prior {
     Session(ConnId),
 }
 
-#[derive(Debug)]
 pub(crate) struct InitiationTable {
-    map: HashMap<(PublicKey, u64), Entry>,
-    expiring: BinaryHeap<Reverse<(Timestamp, PublicKey, u64)>>,
+    map: HashMap<u64, Entry>,
+    expiring: BinaryHeap<Reverse<(Timestamp, u64)>>,
     capacity: usize,
     window_nanos: u64,
+    /// Unix nanoseconds at endpoint time zero (maps timestamps to expiry times).
+    unix_at_origin: u64,
+    /// Secret key of the entries' hash.
+    hash_key: [u8; 32],
+}
+
+impl std::fmt::Debug for InitiationTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InitiationTable")
+            .field("entries", &self.map.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl InitiationTable {
-    pub fn new(capacity: usize, window_nanos: u64) -> Self {
+    pub fn new(
+        capacity: usize,
+        window_nanos: u64,
+        unix_at_origin: u64,
+        hash_key: [u8; 32],
+    ) -> Self {
         InitiationTable {
             map: HashMap::new(),
             expiring: BinaryHeap::new(),
             capacity: capacity.max(1),
             window_nanos,
+            unix_at_origin,
+            hash_key,
         }
+    }
+
+    fn slot(&self, key: &PublicKey, conn_id: u64) -> u64 {
+        let m = crypto::mac(&self.hash_key, &[key.as_bytes(), &conn_id.to_be_bytes()]);
+        let mut h = [0u8; 8];
+        h.copy_from_slice(&m[..8]);
+        u64::from_le_bytes(h)
+    }
+
+    /// When an entry of timestamp `ts` may be forgotten, in endpoint time.
+    fn expiry(&self, ts: u64) -> Timestamp {
+        Timestamp(
+            ts.saturating_add(self.window_nanos)
+                .saturating_sub(self.unix_at_origin),
+        )
     }
 
     pub fn len(&self) -> usize {
@@ -79,7 +123,7 @@ impl InitiationTable {
         if ts.abs_diff(wall) > self.window_nanos {
             return Err(DropReason::StaleTimestamp);
         }
-        match self.map.get(&(*key, conn_id)) {
+        match self.map.get(&self.slot(key, conn_id)) {
             Some(e) if ts <= e.ts => Err(DropReason::ReplayedInitiation),
             Some(e) if e.session.0 == 0 => Ok(Prior::None),
             Some(e) => Ok(Prior::Session(e.session)),
@@ -97,44 +141,40 @@ impl InitiationTable {
     }
 
     /// Records an accepted Initiation of `session`.
-    pub fn record(&mut self, key: PublicKey, conn_id: u64, ts: u64, session: ConnId) {
-        self.map.insert(
-            (key, conn_id),
-            Entry {
-                ts,
-                session,
-                expires: Timestamp::NEVER,
-            },
-        );
+    pub fn record(&mut self, key: &PublicKey, conn_id: u64, ts: u64, session: ConnId) {
+        let slot = self.slot(key, conn_id);
+        self.map.insert(slot, Entry { ts, session });
     }
 
-    /// The session of `key` / `conn_id` ended at `now`; `unix_at_origin` maps timestamps to
-    /// endpoint time. The entry is kept until its timestamp is `window` old.
-    pub fn session_ended(&mut self, key: &PublicKey, conn_id: u64, unix_at_origin: u64) {
-        if let Some(e) = self.map.get_mut(&(*key, conn_id)) {
+    /// The session of `key` / `conn_id` ended. The entry is kept until its timestamp is
+    /// `window` old.
+    pub fn session_ended(&mut self, key: &PublicKey, conn_id: u64) {
+        let slot = self.slot(key, conn_id);
+        let Some(ts) = self.map.get_mut(&slot).map(|e| {
             e.session = ConnId(0);
-            let t =
-                e.ts.saturating_add(self.window_nanos)
-                    .saturating_sub(unix_at_origin);
-            e.expires = Timestamp(t);
-            self.expiring.push(Reverse((e.expires, *key, conn_id)));
-        }
+            e.ts
+        }) else {
+            return;
+        };
+        let t = self.expiry(ts);
+        self.expiring.push(Reverse((t, slot)));
     }
 
     /// Forgets up to `max` entries whose time has come.
     pub fn purge(&mut self, now: Timestamp, max: usize) {
         let mut n = 0;
         while n < max
-            && let Some(Reverse((t, key, id))) = self.expiring.peek().copied()
+            && let Some(Reverse((t, slot))) = self.expiring.peek().copied()
             && t <= now
         {
             self.expiring.pop();
             n += 1;
-            if let Some(e) = self.map.get(&(key, id))
+            // Skip stale heap entries: the slot was reused by a newer handshake since.
+            if let Some(e) = self.map.get(&slot)
                 && e.session.0 == 0
-                && e.expires == t
+                && self.expiry(e.ts) <= now
             {
-                self.map.remove(&(key, id));
+                self.map.remove(&slot);
             }
         }
     }
@@ -150,10 +190,10 @@ mod tests {
     fn newer_only_then_forgotten_after_the_window() {
         let k = PublicKey::from_bytes([1; 32]);
         let unix0 = 1_000 * W;
-        let mut t = InitiationTable::new(8, W);
+        let mut t = InitiationTable::new(8, W, unix0, [7; 32]);
         let now = Timestamp::ZERO;
         assert_eq!(t.check(&k, 5, unix0, unix0, now), Ok(Prior::None));
-        t.record(k, 5, unix0, ConnId(9));
+        t.record(&k, 5, unix0, ConnId(9));
         assert_eq!(
             t.check(&k, 5, unix0, unix0, now),
             Err(DropReason::ReplayedInitiation)
@@ -171,7 +211,7 @@ mod tests {
             t.check(&k, 5, unix0 + W + 1, unix0, now),
             Err(DropReason::StaleTimestamp)
         );
-        t.session_ended(&k, 5, unix0);
+        t.session_ended(&k, 5);
         // Still refused after the session ended...
         assert_eq!(
             t.check(&k, 5, unix0, unix0 + 10, Timestamp(10)),
@@ -188,15 +228,15 @@ mod tests {
 
     #[test]
     fn full_table_refuses_rather_than_forgets_live_entries() {
-        let mut t = InitiationTable::new(2, W);
+        let mut t = InitiationTable::new(2, W, 0, [7; 32]);
         let now = Timestamp::ZERO;
         for id in 1..=2 {
             let k = PublicKey::from_bytes([id as u8; 32]);
-            t.record(k, id, 5, ConnId(id));
+            t.record(&k, id, 5, ConnId(id));
         }
         let k3 = PublicKey::from_bytes([3; 32]);
         assert_eq!(t.check(&k3, 3, 5, 5, now), Err(DropReason::ReplayTableFull));
-        t.session_ended(&PublicKey::from_bytes([1; 32]), 1, 0);
+        t.session_ended(&PublicKey::from_bytes([1; 32]), 1);
         assert_eq!(
             t.check(&k3, 3, 5, 5, now),
             Err(DropReason::ReplayTableFull),

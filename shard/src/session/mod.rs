@@ -138,4 +138,24 @@ pub use time::Timestamp;
 
 /// `size_of` of one session's state as held in the table (excluding the table's own per-entry
 /// overhead and any queued Data). Exposed so tests and benchmarks can report and bound it.
+/// Keys (two 32-byte keys and their rotation state) are inline; an idle session owns no other
+/// heap memory (its Data queue and previous receiving key are boxed and freed when unused).
 pub const SESSION_STATE_SIZE: usize = std::mem::size_of::<state::Session>();
+
+/// The other per-session memory of an endpoint, entry by entry (each table adds one control
+/// byte per slot and its slack), for `tests/session_memory.rs`'s bytes-per-idle-session figure.
+pub mod footprint {
+    use std::mem::size_of;
+    use std::net::SocketAddr;
+
+    use super::{ConnId, Timestamp};
+
+    /// A slot of the session table: ID and boxed session.
+    pub const SESSION_TABLE_ENTRY: usize = size_of::<(ConnId, Box<super::state::Session>)>();
+    /// A slot of the responder's initiation replay table (Noise mode; one per session).
+    pub const INITIATION_TABLE_ENTRY: usize = super::initiations::ENTRY_SIZE;
+    /// A slot of the peer index (plaintext responders and every initiator session).
+    pub const PEER_INDEX_ENTRY: usize = size_of::<((SocketAddr, u64), ConnId)>();
+    /// An entry of the timer heap (one per session when idle).
+    pub const TIMER_ENTRY: usize = size_of::<std::cmp::Reverse<(Timestamp, ConnId)>>();
+}

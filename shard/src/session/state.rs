@@ -82,8 +82,9 @@ pub(crate) struct Keys {
     pub recv: Key,
     /// The peer's previous receiving key, briefly after it rekeyed (boxed: rare).
     pub prev: Option<Box<PreviousKey>>,
-    /// Datagrams sent under `send`.
-    pub sent_under_key: u64,
+    /// Datagrams sent under `send` (a rekey comes long before it could wrap: the threshold
+    /// is clamped to `u32::MAX`).
+    pub sent_under_key: u32,
     /// When `send` came into use.
     pub send_since: Timestamp,
     /// The first packet number received under `recv` (older ones with the other phase are
@@ -93,8 +94,40 @@ pub(crate) struct Keys {
     pub recv_phase: bool,
     /// The peer's static public key.
     pub peer_key: PublicKey,
-    /// Initiator: the reset token of the responder's connection ID (from the Response).
-    pub reset_token: [u8; MAC_LEN],
+}
+
+/// A session's outbound Data: one pointer while idle (the deque is boxed and allocated on
+/// first use, and released again by the session's timers once drained).
+#[derive(Debug, Default)]
+pub(crate) struct DataQueue(Option<Box<VecDeque<Vec<u8>>>>);
+
+impl DataQueue {
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |q| q.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn front(&self) -> Option<&Vec<u8>> {
+        self.0.as_ref()?.front()
+    }
+
+    pub fn push_back(&mut self, bytes: Vec<u8>) {
+        self.0.get_or_insert_with(Box::default).push_back(bytes);
+    }
+
+    pub fn pop_front(&mut self) -> Option<Vec<u8>> {
+        self.0.as_mut()?.pop_front()
+    }
+
+    /// Frees the deque's memory if it holds nothing.
+    pub fn release_if_empty(&mut self) {
+        if self.is_empty() {
+            self.0 = None;
+        }
+    }
 }
 
 /// Smoothed RTT (RFC 6298 weights), in nanoseconds; zero means "no sample yet".
@@ -136,15 +169,15 @@ pub(crate) struct Session {
     pub next_pn: u64,
     pub replay: ReplayWindow,
     /// Outbound Data payloads, oldest first. Bounded by `data_queue_capacity`.
-    pub queue: VecDeque<Vec<u8>>,
+    pub queue: DataQueue,
     /// Whether this session is in the endpoint's round-robin list.
     pub in_ready: bool,
     /// The earliest deadline this session has in the endpoint's timer heap (`NEVER`: none).
     pub scheduled: Timestamp,
     pub last_recv: Timestamp,
     pub last_ping_sent: Timestamp,
-    /// The Ping awaiting its Pong: (packet number, sent at).
-    pub outstanding_ping: Option<(u64, Timestamp)>,
+    /// The packet number of the Ping awaiting its Pong (sent at `last_ping_sent`).
+    pub outstanding_ping: Option<u64>,
     /// This session's timer jitter, a fraction of 2^16 drawn from the endpoint's seeded
     /// generator when the session is created: sessions opened together spread their keepalives
     /// and idle timeouts instead of firing in one turn, and a seed fixes every deadline.
@@ -171,7 +204,7 @@ impl Session {
             heard_peer: false,
             next_pn: 0,
             replay: ReplayWindow::default(),
-            queue: VecDeque::new(),
+            queue: DataQueue::default(),
             in_ready: false,
             scheduled: Timestamp::NEVER,
             last_recv: now,
@@ -278,9 +311,7 @@ impl Session {
     /// which would allocate and free once per message), so a session that went quiet returns
     /// to its small footprint within one keepalive interval.
     pub fn release_idle_queue(&mut self) {
-        if self.queue.is_empty() && self.queue.capacity() > 0 {
-            self.queue = VecDeque::new();
-        }
+        self.queue.release_if_empty();
     }
 
     pub fn stats(&self) -> SessionStats {
@@ -305,5 +336,27 @@ impl Session {
             sends_confirmed: self.rec.sends_confirmed,
             sends_failed: self.rec.sends_failed,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An idle session's queue is one null pointer: allocated on first use, freed once empty.
+    #[test]
+    fn data_queue_is_released_when_empty() {
+        let mut q = DataQueue::default();
+        assert!(q.0.is_none());
+        q.push_back(vec![1]);
+        q.push_back(vec![2]);
+        q.release_if_empty();
+        assert_eq!(q.len(), 2, "not released while holding data");
+        assert_eq!(q.pop_front(), Some(vec![1]));
+        assert_eq!(q.front(), Some(&vec![2]));
+        assert_eq!(q.pop_front(), Some(vec![2]));
+        q.release_if_empty();
+        assert!(q.0.is_none());
+        assert_eq!(std::mem::size_of::<DataQueue>(), 8);
     }
 }

@@ -204,13 +204,23 @@ impl Endpoint {
             }
         };
         let existing = match prior {
-            Prior::Session(cid) => match self.sessions.get(&cid).map(|s| &s.phase) {
-                Some(Phase::Unconfirmed) => Some(cid),
-                // A late retransmission for a session already confirmed: nothing to redo.
-                _ => {
+            Prior::Session(cid) => {
+                let Some(s) = self.sessions.get(&cid) else {
+                    return Err(DropReason::UnexpectedMessage);
+                };
+                let same = s.peer_conn_id == initiator_conn_id
+                    && s.keys.as_ref().is_some_and(|k| k.peer_key == key);
+                if !same {
+                    // A collision of the table's 64-bit keyed hash: refuse this attempt
+                    // rather than touch another initiator's session.
+                    return Err(DropReason::ReplayTableFull);
+                }
+                if !matches!(s.phase, Phase::Unconfirmed) {
+                    // A late retransmission for a session already confirmed: nothing to redo.
                     return Err(DropReason::UnexpectedMessage);
                 }
-            },
+                Some(cid)
+            }
             Prior::None => None,
         };
         if !admit(&key, q.from) {
@@ -245,7 +255,6 @@ impl Endpoint {
             send_phase: false,
             recv_phase: false,
             peer_key: key,
-            reset_token: [0; MAC_LEN],
         };
         if let Some(s) = existing.and_then(|c| self.sessions.get_mut(&c)) {
             // A retransmitted Initiation: the initiator holds only its latest attempt's keys.
@@ -267,7 +276,7 @@ impl Endpoint {
             self.sessions.insert(cid, Box::new(s));
             self.unconfirmed += 1;
         }
-        self.initiations.record(key, initiator_conn_id, ts, cid);
+        self.initiations.record(&key, initiator_conn_id, ts, cid);
         if !self
             .control
             .push(Priority::Session, q.from, Some(cid), &resp)

@@ -145,12 +145,10 @@ impl Endpoint {
             }
             return self.dropped(DropReason::UnknownConnection, None);
         };
-        let valid = self.sessions.get(&local).is_some_and(|s| {
-            s.role == Role::Client
-                && s.keys
-                    .as_ref()
-                    .is_some_and(|k| crypto::ct_eq(&k.reset_token, &token))
-        });
+        let valid = self
+            .reset_tokens
+            .get(&local)
+            .is_some_and(|t| crypto::ct_eq(t, &token));
         if !valid {
             return self.dropped(DropReason::BadMac, Some(local));
         }
@@ -349,8 +347,8 @@ impl Endpoint {
                 send_phase: false,
                 recv_phase: false,
                 peer_key: remote,
-                reset_token: r.reset_token,
             };
+            self.reset_tokens.insert(cid, r.reset_token);
             (r.responder_conn_id, Some(keys))
         } else {
             (plain_conn_id, None)
@@ -386,7 +384,7 @@ impl Endpoint {
         if self.push_session_control(now, cid, &Message::Ping)
             && let Some(s) = self.sessions.get_mut(&cid)
         {
-            s.outstanding_ping = Some((pn, now));
+            s.outstanding_ping = Some(pn);
             s.rec.unanswered_pings = s.rec.unanswered_pings.saturating_add(1);
         }
     }
@@ -433,10 +431,8 @@ impl Endpoint {
             return self.dropped(DropReason::UnexpectedMessage, Some(cid));
         }
         s.rec.unanswered_pings = 0;
-        if let Some((ping_pn, sent_at)) = s.outstanding_ping
-            && ping_pn == echo
-        {
-            s.rtt.sample(now.saturating_since(sent_at));
+        if s.outstanding_ping == Some(echo) {
+            s.rtt.sample(now.saturating_since(s.last_ping_sent));
             s.outstanding_ping = None;
         }
         Handled::Consumed
