@@ -330,7 +330,7 @@ fn forward_to_an_unknown_or_closed_id_on_another_shard_gets_unreachable() {
     if !available_or_explain() {
         return;
     }
-    let mut engine = relay_engine(true);
+    let engine = relay_engine(true);
     let server = engine.local_addr();
     let mut pool = ClientPool::new(EndpointConfig::new([7u8; 32], client_identity()), 3).unwrap();
     let (conns, relay_id) = connect_all(&mut pool, server, 16);

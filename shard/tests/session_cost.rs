@@ -18,7 +18,14 @@ use ringwire_shard::session::crypto::Key;
 const N: usize = 2000;
 
 fn endpoint(config: EndpointConfig, seed: u64) -> Endpoint {
-    Endpoint::new(config, 0, 1, ConnIdGen::seed_from_u64(seed), Timestamp::ZERO).unwrap()
+    Endpoint::new(
+        config,
+        0,
+        1,
+        ConnIdGen::seed_from_u64(seed),
+        Timestamp::ZERO,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -87,8 +94,14 @@ fn handshake_and_transport_cost() {
 
     let per_sec = |n: usize, d: std::time::Duration| n as f64 / d.as_secs_f64();
     let full = N as f64 / (write_init + respond + read_resp).as_secs_f64();
-    println!("write Initiation: {:>8.0} /s per core", per_sec(N, write_init));
-    println!("responder (mac1 + read + Response): {:>8.0} handshakes/s per core", per_sec(N, respond));
+    println!(
+        "write Initiation: {:>8.0} /s per core",
+        per_sec(N, write_init)
+    );
+    println!(
+        "responder (mac1 + read + Response): {:>8.0} handshakes/s per core",
+        per_sec(N, respond)
+    );
     println!("read Response: {:>8.0} /s per core", per_sec(N, read_resp));
     println!("full handshake, both sides on one core: {full:>8.0} /s");
     println!(

@@ -97,8 +97,10 @@ pub(crate) struct Keys {
 }
 
 /// A session's outbound Data: one pointer while idle (the deque is boxed and allocated on
-/// first use, and released again by the session's timers once drained).
+/// first use, and released again by the session's timers once drained). The box costs an
+/// allocation per burst and saves 24 bytes in every idle session.
 #[derive(Debug, Default)]
+#[allow(clippy::box_collection)] // on purpose: 8 bytes idle instead of a 32-byte VecDeque
 pub(crate) struct DataQueue(Option<Box<VecDeque<Vec<u8>>>>);
 
 impl DataQueue {
