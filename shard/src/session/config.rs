@@ -131,8 +131,15 @@ pub struct EndpointConfig {
     /// How long a receiver keeps the previous receiving key after the peer's first datagram
     /// under the next one (at least this, or 3 smoothed RTTs if longer). Default 1 s.
     pub previous_key_lifetime: Duration,
-    /// Stateless resets (and cookie replies, separately) sent per second at most. Default 100.
-    pub stateless_replies_per_second: u32,
+    /// CookieReplies sent per second at most (burst the same). Each costs one MAC and one
+    /// XChaCha20-Poly1305 seal and is smaller than its trigger; the limit only caps the
+    /// reflected bandwidth, and must stay well above what legitimate initiators need under a
+    /// flood (they compete with spoofed ones for it). Default 50 000.
+    pub cookie_replies_per_second: u32,
+    /// Stateless Resets sent per second at most (burst the same; the rest are counted as
+    /// `resets_suppressed`). A Reset only hastens what the idle timeout does anyway.
+    /// Default 1000.
+    pub resets_per_second: u32,
 }
 
 impl EndpointConfig {
@@ -185,7 +192,8 @@ impl EndpointConfig {
             rekey_after_messages: 1 << 30,
             rekey_after: Duration::from_secs(120),
             previous_key_lifetime: Duration::from_secs(1),
-            stateless_replies_per_second: 100,
+            cookie_replies_per_second: 50_000,
+            resets_per_second: 1000,
         }
     }
 

@@ -174,7 +174,6 @@ impl Endpoint {
             ]))),
             Security::None => None,
         };
-        let stateless = config.stateless_replies_per_second.max(1);
         let mut ids = ConnIdGen::new(rng_seed, shard_index);
         let mut table_key = [0u8; 32];
         for chunk in table_key.chunks_mut(8) {
@@ -198,8 +197,16 @@ impl Endpoint {
                 config.handshakes_per_second,
                 now,
             ),
-            cookie_rate: TokenBucket::new(stateless, stateless, now),
-            reset_rate: TokenBucket::new(stateless, stateless, now),
+            cookie_rate: TokenBucket::new(
+                config.cookie_replies_per_second.max(1),
+                config.cookie_replies_per_second.max(1),
+                now,
+            ),
+            reset_rate: TokenBucket::new(
+                config.resets_per_second.max(1),
+                config.resets_per_second.max(1),
+                now,
+            ),
             scratch: vec![0u8; config.max_datagram()],
             control: ControlQueue::new(config.control_queue_capacity),
             cfg: config,

@@ -40,7 +40,7 @@ pub fn plain_cfg() -> EndpointConfig {
     let mut c = EndpointConfig::plaintext(KEY);
     c.unix_time_at_origin = UNIX_AT_ZERO;
     // Tests open thousands of sessions at one instant; the cookie rate limit has its own test.
-    c.stateless_replies_per_second = 1_000_000;
+    c.cookie_replies_per_second = 1_000_000;
     c
 }
 

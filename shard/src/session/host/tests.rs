@@ -19,7 +19,7 @@ impl SessionApp for Quiet {
 fn config() -> EndpointConfig {
     let mut c = EndpointConfig::plaintext([3; 32]);
     // Thousands of clients open at one instant here; the cookie rate limit is not under test.
-    c.stateless_replies_per_second = 1_000_000;
+    c.cookie_replies_per_second = 1_000_000;
     c
 }
 
