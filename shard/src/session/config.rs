@@ -120,9 +120,10 @@ pub struct EndpointConfig {
     /// How long a responder remembers an initiator's last timestamp after its session ended,
     /// and how far from its own clock it accepts Initiation timestamps. Default 180 s.
     pub initiation_replay_window: Duration,
-    /// Entries of the initiation replay table at most (live sessions' entries included); when
-    /// full, new handshakes are refused (`ReplayTableFull`) rather than live entries forgotten.
-    /// Default 2 × `max_sessions`.
+    /// Entries of the initiation replay table at most (live sessions' entries included, so at
+    /// least `max_sessions` is used); when full, new handshakes are refused
+    /// (`ReplayTableFull`) rather than live entries forgotten. Default 131 072 (twice the
+    /// default `max_sessions`: room for the entries of sessions ended within the window).
     pub replay_table_capacity: usize,
     /// Rotate a session's sending key after this many datagrams under it. Default 2^30.
     pub rekey_after_messages: u64,

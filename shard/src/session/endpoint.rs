@@ -186,7 +186,8 @@ impl Endpoint {
             reset_key,
             handshakes: VecDeque::new(),
             initiations: InitiationTable::new(
-                config.replay_table_capacity,
+                // Every live session has an entry: never fewer slots than sessions.
+                config.replay_table_capacity.max(config.max_sessions),
                 nanos(config.initiation_replay_window),
                 nanos(config.unix_time_at_origin),
                 table_key,

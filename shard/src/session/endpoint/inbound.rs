@@ -256,6 +256,11 @@ impl Endpoint {
         if confirmed {
             s.phase = Phase::Established;
             s.last_ping_sent = now;
+            // Data relayed for it before confirmation may wait in its queue.
+            if !s.queue.is_empty() && !s.in_ready {
+                s.in_ready = true;
+                self.ready.push_back(cid);
+            }
             self.unconfirmed -= 1;
             self.stats.sessions_accepted += 1;
             self.push_event(Event::Connected { conn: cid, peer });
