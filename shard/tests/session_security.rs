@@ -181,6 +181,14 @@ fn under_load_a_tampered_mac2_gets_a_cookie_not_a_session() {
         (reply.len(), reply[0][0], reply[0].len()),
         (1, 0x23, wire::COOKIE_REPLY_LEN)
     );
+    // Any byte of the CookieReply changed: dropped, and the client sends nothing.
+    for i in 0..reply[0].len() {
+        let mut b = reply[0].clone();
+        b[i] ^= 0x01;
+        let h = client.handle_datagram(Timestamp::ZERO, addr(2, 2000), &b);
+        assert!(matches!(h, Handled::Dropped(_)), "byte {i}: {h:?}");
+        assert!(turn(&mut client, Timestamp::ZERO).is_empty(), "byte {i}");
+    }
     assert_eq!(
         client.handle_datagram(Timestamp::ZERO, addr(2, 2000), &reply[0]),
         Handled::Consumed
@@ -416,28 +424,59 @@ fn rekey_under_loss_loses_no_datagram_that_arrives() {
 fn restart_is_not_silent_the_client_learns_at_once() {
     let (mut sim, cc, _sc) = established(7, cfg_id(3), cfg_id(2));
     let (c, s) = (0, 1);
-    sim.set_capture(true);
-    // Restart: a fresh endpoint with the same configuration.
+    let (client_addr, server_addr) = (sim.addr(c), sim.addr(s));
+    // Restart: a fresh endpoint with the same configuration (same identity).
     let restarted =
         Endpoint::new(cfg_id(2), 0, 1, ConnIdGen::seed_from_u64(99), sim.now()).unwrap();
     *sim.endpoint_mut(s, 0) = restarted;
-    let _ = sim.send(c, cc, b"anyone there?");
-    sim.run_for(Duration::from_millis(50));
+    let now = sim.now();
+    let mut buf = vec![0u8; 2048];
+    assert_eq!(
+        sim.endpoint_mut(c, 0).send(now, cc, b"anyone there?"),
+        SendOutcome::Queued
+    );
+    let t = sim.endpoint_mut(c, 0).poll_transmit(now, &mut buf).unwrap();
+    let data = buf[..t.len].to_vec();
+    let h = sim
+        .endpoint_mut(s, 0)
+        .handle_datagram(now, client_addr, &data);
+    assert_eq!(h, Handled::Dropped(DropReason::UnknownConnection));
+    let t = sim.endpoint_mut(s, 0).poll_transmit(now, &mut buf).unwrap();
+    assert_eq!((t.dst, t.conn), (client_addr, None));
+    let reset = buf[..t.len].to_vec();
+    assert_eq!(reset[0], 0x28);
+    assert!(reset.len() < data.len(), "no larger than its trigger");
+    assert_eq!(sim.endpoint(s, 0).stats().resets_sent, 1);
+    // Every byte of the Reset changed: ignored, the session stays.
+    for i in 0..reset.len() {
+        let mut b = reset.clone();
+        b[i] ^= 0x01;
+        let h = sim.endpoint_mut(c, 0).handle_datagram(now, server_addr, &b);
+        assert!(matches!(h, Handled::Dropped(_)), "byte {i}: {h:?}");
+    }
+    assert!(sim.endpoint(c, 0).session_stats(cc).is_some(), "still open");
+    // The genuine one ends it at once.
+    assert_eq!(
+        sim.endpoint_mut(c, 0)
+            .handle_datagram(now, server_addr, &reset),
+        Handled::Consumed
+    );
+    sim.flush();
     let d = disconnects(&sim, c);
     assert_eq!(d.len(), 1);
     assert_eq!(
         (d[0].1, d[0].2, d[0].3),
         (cc, CloseReason::Reset, Closer::Peer)
     );
-    let trigger = of_type(sim.captured(), 4, sim.addr(s))[0].bytes.len();
-    let reset = sim
-        .captured()
-        .iter()
-        .find(|x| x.bytes[0] == 0x28)
-        .unwrap()
-        .clone();
-    assert!(reset.bytes.len() < trigger);
-    assert_eq!(sim.endpoint(s, 0).stats().resets_sent, 1);
+
+    // Through the network: the same, end to end.
+    let (mut sim, cc, _sc) = established(17, cfg_id(3), cfg_id(2));
+    let restarted =
+        Endpoint::new(cfg_id(2), 0, 1, ConnIdGen::seed_from_u64(98), sim.now()).unwrap();
+    *sim.endpoint_mut(s, 0) = restarted;
+    let _ = sim.send(c, cc, b"anyone there?");
+    sim.run_for(Duration::from_millis(50));
+    assert_eq!(disconnects(&sim, c)[0].2, CloseReason::Reset);
 
     // A forged Reset (wrong token) for a live session is ignored.
     let (mut sim, cc, sc) = established(8, cfg_id(3), cfg_id(2));
