@@ -620,3 +620,31 @@ fn noise_config_debug_never_prints_keys() {
         "{s}"
     );
 }
+
+/// A multi-shard client places sessions to a server on `connect_shard(server, N)`; a Reset
+/// from that server arrives wherever byte 4 (the server's shard) steers it and is handed to
+/// that shard.
+#[test]
+fn a_reset_reaches_the_client_shard_that_holds_the_session() {
+    use ringwire_shard::session::connect_shard;
+    let server_addr = (2000..)
+        .map(|p| addr(2, p))
+        .find(|a| connect_shard(*a, 4) != 0)
+        .unwrap();
+    let mut sim = Sim::new(21, FaultConfig::default());
+    let c = sim.add_node(addr(1, 1000), 4, cfg_id(3));
+    let s = sim.add_node(server_addr, 1, cfg_id(2));
+    let cc = sim.connect(c, server_addr).unwrap();
+    assert_ne!(cc.shard(), 0);
+    sim.run_for(Duration::from_millis(100));
+    *sim.endpoint_mut(s, 0) =
+        Endpoint::new(cfg_id(2), 0, 1, ConnIdGen::seed_from_u64(5), sim.now()).unwrap();
+    let _ = sim.send(c, cc, b"hello?");
+    sim.run_for(Duration::from_millis(50));
+    assert_eq!(disconnects(&sim, c)[0].2, CloseReason::Reset);
+    assert_eq!(
+        sim.endpoint(c, 0).stats().forwarded,
+        1,
+        "steered to shard 0, handed over"
+    );
+}
