@@ -2,10 +2,12 @@
 //! endpoint takes, and back.
 //!
 //! A timestamp is nanoseconds since an origin. Every shard of one server must use the *same*
-//! origin: a cookie carries its issue time, and a cookie issued on one shard is checked on
-//! another (`docs/PROTOCOL.md` §7). So the origin is not a hidden global: whoever builds the
-//! server (the engine's caller, the `ringwire` binary) starts one [`SessionClock`] and gives a
-//! copy to every shard's [`SessionHost`](super::SessionHost).
+//! origin: cookie secrets rotate by epochs of that clock, and a cookie issued on one shard is
+//! checked on another (`docs/PROTOCOL.md` §5). So the origin is not a hidden global: whoever
+//! builds the server (the engine's caller, the `ringwire` binary) starts one [`SessionClock`]
+//! and gives a copy to every shard's [`SessionHost`](super::SessionHost). The clock also
+//! records the wall-clock time of its origin, once: Initiation timestamps are wall-clock
+//! (TAI64N), everything else monotonic.
 #![forbid(unsafe_code)]
 
 use std::time::{Duration, Instant, SystemTime};
