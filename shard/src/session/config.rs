@@ -63,7 +63,7 @@ impl std::fmt::Debug for NoiseConfig {
 /// There is deliberately no `Default`: a default key would be a key every deployment shares.
 /// Build one with [`EndpointConfig::new`] (Noise, with a keypair) or, by explicit choice,
 /// [`EndpointConfig::plaintext`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct EndpointConfig {
     /// Master key for cookie secrets (32 bytes from the OS RNG, shared by all shards).
     pub cookie_key: [u8; 32],
@@ -229,5 +229,25 @@ impl EndpointConfig {
         } else {
             super::wire::MAX_CONTROL_LEN
         }
+    }
+}
+
+impl std::fmt::Debug for EndpointConfig {
+    /// Never prints key material (the cookie key; the identity shows its public key only).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointConfig")
+            .field("security", &self.security)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("keepalive_interval", &self.keepalive_interval)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("data_queue_capacity", &self.data_queue_capacity)
+            .field("max_sessions", &self.max_sessions)
+            .field("max_payload", &self.max_payload)
+            .field("timer_batch", &self.timer_batch)
+            .field("handshakes_per_second", &self.handshakes_per_second)
+            .field("handshakes_per_turn", &self.handshakes_per_turn)
+            .field("rekey_after_messages", &self.rekey_after_messages)
+            .field("rekey_after", &self.rekey_after)
+            .finish_non_exhaustive()
     }
 }
