@@ -163,6 +163,13 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
         )
         .into());
     }
+    if args.mode != Mode::Echo && args.server_key.is_none() {
+        return Err(format!(
+            "{} mode needs --server-key (the server's session public key; `ringwire serve` prints it)",
+            args.mode.name()
+        )
+        .into());
+    }
     let payload_len = args.payload as usize;
     if args.mode != Mode::Echo && payload_len > max_session_payload(args.mode) {
         return Err(format!(

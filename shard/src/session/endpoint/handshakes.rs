@@ -40,6 +40,7 @@ impl Endpoint {
         from: SocketAddr,
         bytes: &[u8],
         route: u64,
+        attempt: u64,
         initiator_conn_id: u64,
         noise: bool,
         mac1: [u8; MAC_LEN],
@@ -65,9 +66,6 @@ impl Endpoint {
             self.stats.forwarded += 1;
             return Handled::OtherShard(owner);
         }
-        let mut pn = [0u8; 8];
-        pn.copy_from_slice(&bytes[field::PACKET_NUMBER]);
-        let attempt = u64::from_be_bytes(pn);
         // Plaintext mode proves nothing but the address, so it always asks for it (mac2).
         let under_load = !noise
             || self.handshakes.len() > self.cfg.handshake_queue_capacity / 2

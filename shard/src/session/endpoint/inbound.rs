@@ -53,6 +53,7 @@ impl Endpoint {
                     from,
                     bytes,
                     d.dst_conn_id,
+                    pn,
                     initiator_conn_id,
                     noise.is_some(),
                     mac1,
