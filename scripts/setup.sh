@@ -19,6 +19,6 @@ if [[ ${#need[@]} -gt 0 ]]; then
     fi
 fi
 # The session interop test's Python venv (noiseprotocol); scripts/test.sh makes it too.
-if ! scripts_dir=$(dirname "$0") || ! "$scripts_dir/interop-venv.sh" >/dev/null; then
+if ! "$(dirname "$0")/interop-venv.sh" >/dev/null; then
     echo "setup: could not make the interop venv (python3 -m venv, pip install noiseprotocol); the interop test will skip"
 fi
