@@ -71,7 +71,10 @@ pub struct EndpointConfig {
     pub security: Security,
     /// The Unix time of `Timestamp::ZERO`: Initiation timestamps are wall-clock (TAI64N),
     /// and a responder refuses ones more than `initiation_replay_window` from its own clock.
-    /// The host sets it from its [`SessionClock`](super::SessionClock); tests fix it.
+    /// `SessionHost` and `ClientPool` set it from a [`SessionClock`](super::SessionClock);
+    /// tests fix it. Whoever drives an `Endpoint` directly must set it too (the sans-IO core
+    /// reads no clock): with the default, zero, its Initiations say 1970 and a responder on
+    /// real time refuses them (`StaleTimestamp`).
     pub unix_time_at_origin: Duration,
     /// A session that receives nothing for this long is closed (`IdleTimeout`), plus a
     /// per-session jitter of up to 1/16 of it. Default 30 s.
