@@ -44,6 +44,15 @@ impl NoiseConfig {
     }
 }
 
+impl Drop for NoiseConfig {
+    /// The pre-shared key is wiped with the configuration (the identity's private key wipes
+    /// itself).
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        self.psk.zeroize();
+    }
+}
+
 impl std::fmt::Debug for NoiseConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NoiseConfig")

@@ -87,6 +87,16 @@ impl std::fmt::Debug for CookieJar {
     }
 }
 
+impl Drop for CookieJar {
+    /// The cookie key and secrets are wiped with the jar.
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        self.key.zeroize();
+        self.current.zeroize();
+        self.previous.zeroize();
+    }
+}
+
 impl CookieJar {
     /// A jar for `key`, rotating the secret every `rotation` (at least 1 ms).
     #[must_use]

@@ -74,6 +74,13 @@ impl std::fmt::Debug for InitiationTable {
     }
 }
 
+impl Drop for InitiationTable {
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        self.hash_key.zeroize();
+    }
+}
+
 impl InitiationTable {
     pub fn new(
         capacity: usize,
