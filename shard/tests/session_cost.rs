@@ -1,7 +1,8 @@
 //! Raw cost of the cryptography, per core: responder handshakes per second, full handshakes
 //! (both sides) per second, and transport datagrams sealed and opened per second. A
 //! measurement, not a test of speed: it prints figures and asserts only that the work was
-//! done. Run it optimised:
+//! done. Rates are per second of this thread's CPU time (`/proc/thread-self/schedstat`), so a
+//! busy machine slows the run but not the figures. Run it optimised:
 //!
 //! ```text
 //! cargo test --release -p ringwire-shard --test session_cost -- --ignored --nocapture
@@ -10,12 +11,25 @@
 
 mod common;
 
-use std::time::Instant;
+use std::time::Duration as D;
 
 use common::*;
 use ringwire_shard::session::crypto::Key;
 
 const N: usize = 2000;
+
+/// This thread's CPU time so far (nanosecond resolution), as `Instant`-like marks.
+struct Cpu(u64);
+
+impl Cpu {
+    fn now() -> Self {
+        let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+        Cpu(s.split_whitespace().next().unwrap().parse().unwrap())
+    }
+    fn elapsed(&self) -> D {
+        D::from_nanos(Cpu::now().0 - self.0)
+    }
+}
 
 fn endpoint(config: EndpointConfig, seed: u64) -> Endpoint {
     Endpoint::new(
@@ -48,7 +62,7 @@ fn handshake_and_transport_cost() {
     let now = Timestamp::ZERO;
 
     // Initiator: write N Initiations (3 X25519 operations each).
-    let t0 = Instant::now();
+    let t0 = Cpu::now();
     for _ in 0..N {
         let _ = client.connect(now, s_addr, key).unwrap();
     }
@@ -60,7 +74,7 @@ fn handshake_and_transport_cost() {
     assert_eq!(inits.len(), N);
 
     // Responder: mac1, queue, read, Response (5 X25519 operations each).
-    let t0 = Instant::now();
+    let t0 = Cpu::now();
     for b in &inits {
         assert_eq!(server.handle_datagram(now, c_addr, b), Handled::Consumed);
     }
@@ -74,7 +88,7 @@ fn handshake_and_transport_cost() {
     assert_eq!(server.stats().handshakes_completed, N as u64);
 
     // Initiator: read N Responses (2 X25519 operations each).
-    let t0 = Instant::now();
+    let t0 = Cpu::now();
     for b in &responses {
         assert_eq!(client.handle_datagram(now, s_addr, b), Handled::Consumed);
     }
@@ -85,14 +99,14 @@ fn handshake_and_transport_cost() {
     let header = [0u8; 20];
     let mut data = vec![0u8; 1200 + 16];
     const M: u64 = 100_000;
-    let t0 = Instant::now();
+    let t0 = Cpu::now();
     for pn in 0..M {
         let n = k.seal(pn, &header, &mut data, 1200).unwrap();
         assert_eq!(k.open(pn, &header, &mut data[..n]), Some(1200));
     }
     let transport = t0.elapsed();
 
-    let per_sec = |n: usize, d: std::time::Duration| n as f64 / d.as_secs_f64();
+    let per_sec = |n: usize, d: D| n as f64 / d.as_secs_f64();
     let full = N as f64 / (write_init + respond + read_resp).as_secs_f64();
     println!(
         "write Initiation: {:>8.0} /s per core",
