@@ -20,7 +20,7 @@ pub struct HandshakeStats {
     /// Sessions that failed (timed out) or could not be opened, or were
     /// still pending at the give-up time.
     pub failed: usize,
-    /// Time from the first Hello to the last session ready or failed.
+    /// Time from the first Initiation to the last session ready or failed.
     pub elapsed: Duration,
 }
 

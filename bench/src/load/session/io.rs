@@ -100,7 +100,7 @@ impl SessionIo {
         Timestamp(u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
     }
 
-    /// Starts peer `peer`'s handshake (queues its Hello; [`SessionIo::flush`]
+    /// Starts peer `peer`'s handshake (queues its Initiation; [`SessionIo::flush`]
     /// sends it).
     pub fn connect(&mut self, peer: usize) -> Result<(), ConnectError> {
         let conn = self.ep.connect(self.now(), self.target, self.server_key)?;
