@@ -109,10 +109,14 @@ for N in $SIZES; do
         sleep 0.05
     done
     [[ -n $addr ]] || { echo "server did not start:" >&2; cat "$log" >&2; exit 1; }
+    # Sessions are Noise-authenticated: the client needs the server's static public key,
+    # which the binary prints at start.
+    key=$(grep -o 'session public key [^ ]*' "$log" | awk '{print $4}' || true)
+    [[ -n $key ]] || { echo "server printed no session public key:" >&2; cat "$log" >&2; exit 1; }
     rss_empty=$(rss_kib "$SERVER_PID")
 
     err="$OUT/load.$N.stderr"
-    "$LOAD" load --mode session --target "$addr" --peers "$N" --cores "$LOAD_CORE" \
+    "$LOAD" load --mode session --target "$addr" --server-key "$key" --peers "$N" --cores "$LOAD_CORE" \
         --rate "$RATE" --duration "$DURATION" --warmup "$WARMUP" --poll block \
         --timeout-ms 1000 --json "$OUT/load.$N.json" >"$OUT/load.$N.txt" 2>"$err" &
     load_pid=$!

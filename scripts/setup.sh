@@ -1,29 +1,31 @@
 #!/usr/bin/env bash
-# Installs the tools ringwire's scripts use beyond the Rust toolchain, from Debian's packages,
-# and nothing else:
-#   sockperf  a third-party UDP latency client/server (scripts/bench.sh --sockperf, README)
-#   valgrind  callgrind, instructions per request (scripts/bench.sh --callgrind)
-# Idempotent: a tool already on PATH is not installed again. Needs root and apt-get; without
-# them it says what it would install and exits 0 (only the steps that use a tool need it).
+# Installs what ringwire's scripts use beyond the Rust toolchain, and nothing else:
+#   sockperf  a third-party UDP latency client/server (scripts/bench.sh --sockperf, README), Debian
+#   valgrind  callgrind, instructions per request (scripts/bench.sh --callgrind), Debian
+#   interop   Python's `noiseprotocol` (an independent Noise implementation) in a venv under
+#             target/, for the session interop test (scripts/interop-venv.sh; test.sh makes it too)
+# Idempotent: what is already there is not installed again. apt-get needs root; without it the
+# script says what it would install and exits 0 (only the steps that use a tool need it).
 set -euo pipefail
 
 usage() {
     cat <<'USAGE'
 usage: scripts/setup.sh [--dry-run] [--only TOOL[,TOOL...]] [--help]
 
-Installs the tools ringwire's scripts use, from Debian's packages:
-  sockperf   scripts/bench.sh --sockperf (a third-party latency client and server)
-  valgrind   scripts/bench.sh --callgrind (instructions per request)
+Installs the tools ringwire's scripts use:
+  sockperf   scripts/bench.sh --sockperf (a third-party latency client and server; Debian)
+  valgrind   scripts/bench.sh --callgrind (instructions per request; Debian)
+  interop    the session interop test's Python venv with noiseprotocol (PyPI, under target/)
 
   --dry-run        say what would be installed, install nothing
   --only LIST      install only these tools (comma-separated names from the list above)
   --help           this text; installs nothing
 
-Exit status: 0 done (or nothing to do); 2 a bad argument; 1 apt-get failed.
+Exit status: 0 done (or nothing to do); 2 a bad argument; 1 an install failed.
 USAGE
 }
 
-known=(sockperf valgrind)
+known=(sockperf valgrind interop)
 wanted=("${known[@]}")
 dry_run=0
 while [[ $# -gt 0 ]]; do
@@ -45,21 +47,30 @@ while [[ $# -gt 0 ]]; do
 done
 
 need=()
+interop=0
 for tool in "${wanted[@]}"; do
-    command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
+    case "$tool" in
+        interop) interop=1 ;;
+        *) command -v "$tool" >/dev/null 2>&1 || need+=("$tool") ;;
+    esac
 done
-if [[ ${#need[@]} -eq 0 ]]; then
-    echo "setup: nothing to install (${wanted[*]} already present)"
-    exit 0
+if [[ ${#need[@]} -gt 0 ]]; then
+    if [[ $dry_run -eq 1 ]]; then
+        echo "setup: would install ${need[*]}"
+    elif [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "setup: not root or no apt-get; not installing ${need[*]} (only the sockperf comparison and callgrind need them)"
+    else
+        echo "setup: installing ${need[*]}"
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    fi
 fi
-if [[ $dry_run -eq 1 ]]; then
-    echo "setup: would install ${need[*]}"
-    exit 0
+if [[ $interop -eq 1 ]]; then
+    if [[ $dry_run -eq 1 ]]; then
+        echo "setup: would make the interop venv (scripts/interop-venv.sh)"
+    elif ! "$(dirname "$0")/interop-venv.sh" >/dev/null; then
+        echo "setup: could not make the interop venv (python3 -m venv, pip install noiseprotocol); the interop test will skip" >&2
+        exit 1
+    fi
 fi
-if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "setup: not root or no apt-get; not installing ${need[*]} (only the sockperf comparison and callgrind need them)"
-    exit 0
-fi
-echo "setup: installing ${need[*]}"
-apt-get update -qq >/dev/null
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+[[ ${#need[@]} -gt 0 || $interop -eq 1 ]] || echo "setup: nothing to install (${wanted[*]} already present)"

@@ -6,6 +6,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 required() { [[ -n "${RINGWIRE_REQUIRE_IO_URING:-}" && "$RINGWIRE_REQUIRE_IO_URING" != 0 ]]; }
+# The session interop test's second Noise implementation (Python `noiseprotocol`), in a venv
+# under target/. Without it the test skips, unless RINGWIRE_REQUIRE_INTEROP=1 (.ci/run sets it).
+if interop_python=$(scripts/interop-venv.sh); then
+    export RINGWIRE_INTEROP_PYTHON="$interop_python"
+elif [[ -n "${RINGWIRE_REQUIRE_INTEROP:-}" && "$RINGWIRE_REQUIRE_INTEROP" != 0 ]]; then
+    echo "RINGWIRE_REQUIRE_INTEROP is set and the interop venv could not be made" >&2
+    exit 1
+else
+    echo "skipping: the Noise interop test (scripts/interop-venv.sh failed)" >&2
+fi
 # Every example builds, including ones added later.
 cargo build --workspace --examples
 # Unit, integration and binary tests of every package (examples and benches are built too).

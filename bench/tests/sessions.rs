@@ -13,6 +13,11 @@ use ringwire_shard::driver::available_or_explain;
 use ringwire_shard::session::EndpointConfig;
 use ringwire_shard::session::{Placement, SessionApp, SessionClock, SessionHost};
 
+/// The engine's static identity; the load generator is given its public key.
+fn server_identity() -> ringwire_shard::session::Keypair {
+    ringwire_shard::session::Keypair::from_seed_bytes([0x42; 32])
+}
+
 fn engine<A>(shards: usize, app: fn() -> A) -> EngineHandle
 where
     A: SessionApp + Send + 'static,
@@ -26,7 +31,7 @@ where
     Engine::try_start(&config, move |info| {
         let place = Placement::new(clock, info.index, info.shards, max_datagram);
         SessionHost::new(
-            EndpointConfig::new(key),
+            EndpointConfig::new(key, server_identity()),
             place,
             [info.index as u8 + 1; 32],
             app(),
@@ -78,6 +83,7 @@ where
     let engine = engine(shards, app);
     let mut args = common::closed_loop(engine.local_addr(), peers, 16);
     args.mode = mode;
+    args.server_key = Some(server_identity().public);
     args.cores = None;
     let report = run_with_json(args, &format!("{mode:?}"));
     // The deadline is a liveness guard only.

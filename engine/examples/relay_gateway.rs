@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use ringwire::session::client::ClientPool;
 use ringwire::session::{
-    CloseReason, Closer, ConnId, EndpointConfig, Placement, SendOutcome, SessionApp, SessionClock,
-    SessionHost, SessionSend, Sessions, random_key,
+    CloseReason, Closer, ConnId, EndpointConfig, Keypair, Placement, SendOutcome, SessionApp,
+    SessionClock, SessionHost, SessionSend, Sessions, random_key,
 };
 use ringwire::{Engine, EngineConfig};
 
@@ -107,6 +107,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Every shard shares the cookie key and the clock (a cookie issued by one shard is checked
     // by another); each gets its own connection-ID seed.
     let cookie_key = random_key()?;
+    // The gateway's static identity; clients are configured with its public key.
+    let identity = Keypair::generate()?;
+    let server_key = identity.public;
     let mut config = EngineConfig::unpinned("127.0.0.1:0".parse()?, 2);
     config.steering = true; // the kernel delivers each session's datagrams to its shard
     // One clock for every shard: a cookie issued on one is checked on another.
@@ -116,7 +119,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let place = Placement::new(clock, shard.index, shard.shards, max_datagram);
         let seed = random_key()?;
         SessionHost::new(
-            EndpointConfig::new(cookie_key),
+            EndpointConfig::new(cookie_key, identity.clone()),
             place,
             seed,
             Gateway::default(),
@@ -126,12 +129,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = engine.local_addr();
     println!("gateway: listening on {server}");
 
-    let mut pool = ClientPool::new(EndpointConfig::new(random_key()?), 7)?;
+    let mut pool = ClientPool::new(EndpointConfig::new(random_key()?, Keypair::generate()?), 7)?;
     let names = ["alice", "bob", "carol", "mallory"];
     let local: SocketAddr = "127.0.0.1:0".parse()?;
     let conns: Vec<ConnId> = names
         .iter()
-        .map(|_| pool.connect(local, server))
+        .map(|_| pool.connect(local, server, Some(server_key)))
         .collect::<Result<_, _>>()?;
     let mut inbox = Inbox::default();
 

@@ -85,8 +85,8 @@
 //! ```no_run
 //! use std::time::Duration;
 //! use ringwire::session::{
-//!     ConnId, EndpointConfig, Placement, SessionApp, SessionClock, SessionHost, Sessions,
-//!     random_key,
+//!     ConnId, EndpointConfig, Keypair, Placement, SessionApp, SessionClock, SessionHost,
+//!     Sessions, random_key,
 //! };
 //! use ringwire::{Engine, EngineConfig};
 //!
@@ -102,12 +102,14 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // Shared by every shard: a cookie issued by one is checked by another.
 //! let (cookie_key, clock) = (random_key()?, SessionClock::start());
+//! // One static identity for every shard (a real server loads it from its key file).
+//! let identity = Keypair::generate()?;
 //! let mut config = EngineConfig::unpinned("127.0.0.1:0".parse()?, 2);
 //! config.steering = true; // each session's datagrams go to the shard that owns it
 //! let max_datagram = config.shard.max_datagram;
 //! let engine = Engine::try_start(&config, move |shard| {
 //!     let place = Placement::new(clock, shard.index, shard.shards, max_datagram);
-//!     SessionHost::new(EndpointConfig::new(cookie_key), place, random_key()?, Shout)
+//!     SessionHost::new(EndpointConfig::new(cookie_key, identity.clone()), place, random_key()?, Shout)
 //!         .map_err(std::io::Error::other)
 //! })?;
 //! # engine.shutdown(Duration::from_secs(1))?;
@@ -155,16 +157,18 @@ pub mod mesh {
 }
 
 pub mod session {
-    //! Sessions on top of the shards: a stateless-cookie handshake, keepalive, idle timeout, a
-    //! replay window, control frames that never wait behind data, and a flight recorder per
+    //! Sessions on top of the shards: Noise-authenticated and encrypted by default (protocol
+    //! version 2: mac1/mac2 cookies, replay protection, rekeying, stateless resets), keepalive,
+    //! idle timeout, control frames that never wait behind data, and a flight recorder per
     //! session. Implement [`SessionApp`] and run it with [`SessionHost`] as the engine's handler.
     //! The wire format is in `docs/PROTOCOL.md`.
     #[doc(inline)]
     pub use ringwire_shard::session::{
         CloseReason, Closer, ConnId, ConnectError, Connecting, DropCounters, DropReason,
-        EndpointConfig, EndpointError, EndpointStats, Event, HostError, HostStats, Placement,
-        SendOutcome, SessionApp, SessionClock, SessionHost, SessionMsg, SessionSend, SessionState,
-        SessionStats, Sessions, Snapshot, random_key, shard_of,
+        EndpointConfig, EndpointError, EndpointStats, Event, HostError, HostStats, KeyError,
+        Keypair, NoiseConfig, Placement, PrivateKey, PublicKey, Security, SendOutcome, SessionApp,
+        SessionClock, SessionHost, SessionMsg, SessionSend, SessionState, SessionStats, Sessions,
+        Snapshot, random_key, shard_of,
     };
 
     pub mod client {

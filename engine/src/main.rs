@@ -30,7 +30,7 @@ use ringwire::Rank;
 use ringwire::apps::{AppKind, Echo, Relay, SessionEcho, SockperfServer};
 use ringwire::config::{Config, Cores, Resolved, Shards, Steering};
 use ringwire::session::{
-    EndpointConfig, Placement, SessionApp, SessionClock, SessionHost, random_key,
+    EndpointConfig, Keypair, Placement, SessionApp, SessionClock, SessionHost, random_key,
 };
 
 use cli::logging::Logging;
@@ -281,6 +281,16 @@ where
             return Outcome::Failed;
         }
     };
+    // One static identity for every shard. Until key files exist (`[security]`, `ringwire
+    // keygen`), a fresh one per process, announced so that clients can be given it.
+    let identity = match Keypair::generate() {
+        Ok(k) => k,
+        Err(e) => {
+            note!("ringwire: cannot get random bytes for the session identity: {e}");
+            return Outcome::Failed;
+        }
+    };
+    note!("ringwire: session public key {}", identity.public);
     // One clock for every shard: a cookie issued on one is checked on another.
     let clock = SessionClock::start();
     let max_datagram = resolved.shard.max_datagram;
@@ -293,7 +303,7 @@ where
             let seed = random_key()?;
             let place = Placement::new(clock, info.index, info.shards, max_datagram);
             Ok(SessionHost::new(
-                EndpointConfig::new(key),
+                EndpointConfig::new(key, identity.clone()),
                 place,
                 seed,
                 app(),

@@ -421,8 +421,8 @@ fn sighup_reloads_sigusr2_prints_and_sigquit_stops_with_counters() {
 /// its owner; no Close was lost to a full control queue.
 #[test]
 fn sigterm_under_load_closes_every_session_and_drains() {
-    use ringwire_shard::session::client::ClientPool;
-    use ringwire_shard::session::{CloseReason, Closer, EndpointConfig, Event};
+    use ringwire::session::client::ClientPool;
+    use ringwire::session::{CloseReason, Closer, EndpointConfig, Event, Keypair, PublicKey};
     use std::collections::HashMap;
     use std::time::Instant;
 
@@ -433,8 +433,15 @@ fn sigterm_under_load_closes_every_session_and_drains() {
     // Messages in flight at most: no socket buffer on either side can overflow on them.
     const WINDOW: usize = 100;
     let cfg = config_file("drain.toml", "drain_timeout_ms = 60000\n");
-    let server = Server::start(&["--shards", "2", "--app", "session-echo", "--config", &cfg]);
-    let mut client = EndpointConfig::new([5; 32]);
+    let mut server = Server::start(&["--shards", "2", "--app", "session-echo", "--config", &cfg]);
+    let server_key: PublicKey = server
+        .await_stderr("session public key ")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut client = EndpointConfig::new([5; 32], Keypair::generate().unwrap());
     client.keepalive_interval = None;
     let mut pool = ClientPool::new(client, 21).unwrap();
     let mut events = Vec::new();
@@ -447,8 +454,12 @@ fn sigterm_under_load_closes_every_session_and_drains() {
     let mut conns = Vec::new();
     for i in 0..SESSIONS {
         conns.push(
-            pool.connect("127.0.0.1:0".parse().unwrap(), server.addr)
-                .unwrap(),
+            pool.connect(
+                "127.0.0.1:0".parse().unwrap(),
+                server.addr,
+                Some(server_key),
+            )
+            .unwrap(),
         );
         if i % 100 == 99 {
             pool.poll(&mut events).unwrap();

@@ -9,8 +9,8 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use common::{HANG, os};
+use ringwire::kernel::available_or_explain;
 use ringwire::{Ctx, Engine, Handler};
-use ringwire_shard::driver::available_or_explain;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;

@@ -17,7 +17,7 @@ use ringwire::apps::SessionEcho;
 use ringwire::engine::thread_name;
 use ringwire::kernel::available_or_explain;
 use ringwire::session::client::ClientPool;
-use ringwire::session::{EndpointConfig, Event, Placement, SessionClock, SessionHost};
+use ringwire::session::{EndpointConfig, Event, Keypair, Placement, SessionClock, SessionHost};
 use ringwire::{
     Ctx, Engine, EngineConfig, EngineError, EngineEvent, Handler, ReportError, ReportPage,
     ReportRequest, ShardConfig,
@@ -232,7 +232,7 @@ fn session_echo_host() -> SessionHost<SessionEcho> {
         ShardConfig::default().max_datagram,
     );
     SessionHost::new(
-        EndpointConfig::new([9u8; 32]),
+        EndpointConfig::new([9u8; 32], Keypair::from_seed_bytes([0x51; 32])),
         place,
         [1u8; 32],
         SessionEcho::default(),
@@ -249,10 +249,18 @@ fn session_reports_come_in_bounded_pages_that_cover_every_session_once() {
     const PAGE: usize = 16;
     let config = EngineConfig::unpinned("127.0.0.1:0".parse().unwrap(), 1);
     let mut engine = Engine::start(&config, |_| session_echo_host()).unwrap();
-    let mut pool = ClientPool::new(EndpointConfig::new([9u8; 32]), 3).unwrap();
+    let mut pool = ClientPool::new(
+        EndpointConfig::new([9u8; 32], Keypair::from_seed_bytes([0x52; 32])),
+        3,
+    )
+    .unwrap();
     for _ in 0..SESSIONS {
-        pool.connect("127.0.0.1:0".parse().unwrap(), engine.local_addr())
-            .unwrap();
+        pool.connect(
+            "127.0.0.1:0".parse().unwrap(),
+            engine.local_addr(),
+            Some(Keypair::from_seed_bytes([0x51; 32]).public),
+        )
+        .unwrap();
     }
     let mut events = Vec::new();
     let guard = Instant::now() + GUARD;

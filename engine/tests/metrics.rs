@@ -10,8 +10,8 @@ use std::net::UdpSocket;
 use common::{HANG, os};
 use ringwire::Engine;
 use ringwire::apps::Echo;
+use ringwire::kernel::available_or_explain;
 use ringwire::metrics::MetricsServer;
-use ringwire_shard::driver::available_or_explain;
 
 fn get(url: &str) -> String {
     let agent: ureq::Agent = ureq::Agent::config_builder()

@@ -1,6 +1,6 @@
 //! Property tests: no input, random or a mutation of a valid datagram, makes an endpoint
-//! panic, answer a Hello with more bytes than it sent, or allocate a session without a valid
-//! cookie.
+//! panic, answer with more bytes than it received, or allocate a session without a complete
+//! Noise handshake.
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -24,7 +24,12 @@ fn proptest_config(cases: u32) -> ProptestConfig {
 }
 
 fn cfg() -> EndpointConfig {
-    EndpointConfig::new([0x33; 32])
+    let mut c = EndpointConfig::new(
+        [0x33; 32],
+        ringwire_shard::session::Keypair::from_seed_bytes([0x44; 32]),
+    );
+    c.unix_time_at_origin = Duration::from_secs(1_700_000_000);
+    c
 }
 
 fn addr(last: u8, port: u16) -> SocketAddr {
@@ -109,13 +114,15 @@ fn apply(bytes: &mut Vec<u8>, m: &Mutation) {
 
 /// Feeds `bytes` and checks the endpoint's promises on whatever it queues in reply.
 fn feed(ep: &mut Endpoint, now: Timestamp, from: SocketAddr, bytes: &[u8]) {
+    ep.handle_timeout(now);
     let sessions_before = ep.session_count();
     let h = ep.handle_datagram(now, from, bytes);
+    ep.handle_timeout(now);
     let mut buf = vec![0u8; ep.config().max_datagram()];
     while let Some(t) = ep.poll_transmit(now, &mut buf) {
         assert!(t.len <= buf.len());
         if t.conn.is_none() {
-            // Stateless replies only answer Hellos and never exceed them.
+            // Stateless replies (CookieReply, Reset) never exceed their trigger.
             assert!(
                 t.len <= bytes.len(),
                 "stateless reply {} to {} bytes",
@@ -126,11 +133,10 @@ fn feed(ep: &mut Endpoint, now: Timestamp, from: SocketAddr, bytes: &[u8]) {
     }
     while ep.poll_event().is_some() {}
     if ep.session_count() > sessions_before {
-        // Only a Hello with a cookie the server really issued can allocate.
+        // Only an Initiation that completes a Noise handshake can allocate.
         assert_eq!(h, Handled::Consumed);
-        assert_eq!(bytes.len(), wire::HELLO_LEN);
+        assert_eq!(bytes.len(), wire::INITIATION_LEN);
     }
-    ep.handle_timeout(now);
 }
 
 proptest! {

@@ -69,7 +69,7 @@ impl Mode {
 /// Largest `--payload` in session modes (the endpoint's default
 /// `max_payload`, less the relay header in relay mode).
 fn max_session_payload(mode: Mode) -> usize {
-    let max = ringwire_shard::session::EndpointConfig::new([0; 32]).max_payload;
+    let max = ringwire_shard::session::EndpointConfig::DEFAULT_MAX_PAYLOAD;
     match mode {
         Mode::Relay => max - ringwire::apps::relay::msg::RELAY_HEADER_LEN,
         _ => max,
@@ -88,6 +88,10 @@ pub struct LoadArgs {
     /// Traffic kind.
     #[arg(long, value_enum, default_value = "echo")]
     pub mode: Mode,
+    /// The server's static public key (base64), required by the session modes: the
+    /// `ringwire` binary prints it at start (`session public key ...`).
+    #[arg(long)]
+    pub server_key: Option<ringwire_shard::session::PublicKey>,
     /// Simulated peers: one UDP socket and source port each, split over the
     /// threads. RLIMIT_NOFILE is raised in-process as needed.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
@@ -159,6 +163,13 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
         )
         .into());
     }
+    if args.mode != Mode::Echo && args.server_key.is_none() {
+        return Err(format!(
+            "{} mode needs --server-key (the server's session public key; `ringwire serve` prints it)",
+            args.mode.name()
+        )
+        .into());
+    }
     let payload_len = args.payload as usize;
     if args.mode != Mode::Echo && payload_len > max_session_payload(args.mode) {
         return Err(format!(
@@ -219,6 +230,7 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
             core: affinity::core_for(args.cores.as_deref(), index),
             mode: args.mode,
             target: args.target,
+            server_key: args.server_key,
             payload_len,
             timing,
             poll: args.poll,
@@ -286,6 +298,7 @@ struct Plan {
     core: usize,
     mode: Mode,
     target: SocketAddr,
+    server_key: Option<ringwire_shard::session::PublicKey>,
     payload_len: usize,
     timing: Window,
     poll: PollMode,
@@ -310,12 +323,19 @@ impl Plan {
             }
             Some(flavor) => {
                 let seed = 0x5E55_0000 + self.index as u64;
-                let setup = SessionIo::new(set, self.target, flavor, self.payload_len, seed)
-                    .map_err(std::io::Error::other)
-                    .and_then(|mut io| {
-                        let hs = session::handshake::run(&mut io, HANDSHAKE_GIVE_UP)?;
-                        Ok((io, hs))
-                    });
+                let setup = SessionIo::new(
+                    set,
+                    self.target,
+                    self.server_key,
+                    flavor,
+                    self.payload_len,
+                    seed,
+                )
+                .map_err(std::io::Error::other)
+                .and_then(|mut io| {
+                    let hs = session::handshake::run(&mut io, HANDSHAKE_GIVE_UP)?;
+                    Ok((io, hs))
+                });
                 // Reach the start line even on error, or the others wait forever.
                 self.start_line.wait();
                 let (io, hs) = setup?;

@@ -61,6 +61,7 @@ pub fn closed_loop(target: SocketAddr, peers: u32, window: u32) -> LoadArgs {
     LoadArgs {
         target,
         mode: Mode::Echo,
+        server_key: None,
         peers,
         threads: 1,
         cores: Some(vec![1]),

@@ -9,8 +9,8 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Instant;
 
 use crate::session::{
-    ConnId, ConnIdGen, ConnectError, Endpoint, EndpointConfig, EndpointError, Event, SendOutcome,
-    Timestamp,
+    CloseOutcome, CloseReason, ConnId, ConnIdGen, ConnectError, Endpoint, EndpointConfig,
+    EndpointError, Event, PublicKey, SendOutcome, Timestamp,
 };
 
 /// Why the client could not do what was asked.
@@ -39,10 +39,13 @@ pub struct ClientPool {
 }
 
 impl ClientPool {
-    /// An empty pool. `seed` makes connection IDs reproducible. The pool only connects: it
-    /// answers no Hellos, whatever `config.accept_incoming` says.
+    /// An empty pool. `seed` makes connection IDs and handshake randomness reproducible (tests
+    /// and tools only). The pool only connects: it answers no Initiations, whatever
+    /// `config.accept_incoming` says.
     pub fn new(mut config: EndpointConfig, seed: u64) -> Result<Self, ClientError> {
         config.accept_incoming = false;
+        let clock = crate::session::SessionClock::start();
+        config.unix_time_at_origin = clock.unix_time_at_origin();
         let buf = vec![0u8; config.max_datagram()];
         let ep = Endpoint::new(
             config,
@@ -55,7 +58,7 @@ impl ClientPool {
             ep,
             sockets: Vec::new(),
             by_conn: HashMap::new(),
-            origin: Instant::now(),
+            origin: clock.origin(),
             buf,
             rx: vec![0u8; 65536],
             unroutable: 0,
@@ -67,14 +70,16 @@ impl ClientPool {
     }
 
     /// Opens a session to `server` from a new socket bound to `local` (port 0: any).
+    /// `server_key`: the server's static public key (required in Noise mode).
     pub fn connect(
         &mut self,
         local: SocketAddr,
         server: SocketAddr,
+        server_key: Option<PublicKey>,
     ) -> Result<ConnId, ClientError> {
         let socket = UdpSocket::bind(local)?;
         socket.set_nonblocking(true)?;
-        let conn = self.ep.connect(self.now(), server)?;
+        let conn = self.ep.connect(self.now(), server, server_key)?;
         self.by_conn.insert(conn, self.sockets.len());
         self.sockets.push(socket);
         self.flush()?;
@@ -84,6 +89,17 @@ impl ClientPool {
     /// Queues `bytes` on `conn` and sends what can be sent.
     pub fn send(&mut self, conn: ConnId, bytes: &[u8]) -> Result<SendOutcome, ClientError> {
         let outcome = self.ep.send(self.now(), conn, bytes);
+        self.flush()?;
+        Ok(outcome)
+    }
+
+    /// Closes `conn` (a Close goes to the server) and sends it.
+    pub fn close(
+        &mut self,
+        conn: ConnId,
+        reason: CloseReason,
+    ) -> Result<CloseOutcome, ClientError> {
+        let outcome = self.ep.close(self.now(), conn, reason);
         self.flush()?;
         Ok(outcome)
     }

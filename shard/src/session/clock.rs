@@ -2,13 +2,15 @@
 //! endpoint takes, and back.
 //!
 //! A timestamp is nanoseconds since an origin. Every shard of one server must use the *same*
-//! origin: a cookie carries its issue time, and a cookie issued on one shard is checked on
-//! another (`docs/PROTOCOL.md` §7). So the origin is not a hidden global: whoever builds the
-//! server (the engine's caller, the `ringwire` binary) starts one [`SessionClock`] and gives a
-//! copy to every shard's [`SessionHost`](super::SessionHost).
+//! origin: cookie secrets rotate by epochs of that clock, and a cookie issued on one shard is
+//! checked on another (`docs/PROTOCOL.md` §5). So the origin is not a hidden global: whoever
+//! builds the server (the engine's caller, the `ringwire` binary) starts one [`SessionClock`]
+//! and gives a copy to every shard's [`SessionHost`](super::SessionHost). The clock also
+//! records the wall-clock time of its origin, once: Initiation timestamps are wall-clock
+//! (TAI64N), everything else monotonic.
 #![forbid(unsafe_code)]
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::time::Timestamp;
 
@@ -17,6 +19,9 @@ use super::time::Timestamp;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionClock {
     origin: Instant,
+    /// Wall-clock time (since the Unix epoch) at `origin`, read once: Initiation timestamps
+    /// are wall-clock, everything else uses the monotonic origin.
+    unix_at_origin: Duration,
 }
 
 impl SessionClock {
@@ -29,7 +34,21 @@ impl SessionClock {
     /// A clock with this origin.
     #[must_use]
     pub fn with_origin(origin: Instant) -> Self {
-        SessionClock { origin }
+        let since_epoch = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let unix_at_origin = since_epoch.saturating_sub(origin.elapsed());
+        SessionClock {
+            origin,
+            unix_at_origin,
+        }
+    }
+
+    /// Wall-clock time since the Unix epoch at the origin (for
+    /// `EndpointConfig::unix_time_at_origin`).
+    #[must_use]
+    pub fn unix_time_at_origin(&self) -> Duration {
+        self.unix_at_origin
     }
 
     /// The origin.

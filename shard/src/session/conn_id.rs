@@ -106,6 +106,14 @@ impl fmt::Debug for ConnIdGen {
     }
 }
 
+impl Drop for ConnIdGen {
+    /// The seed keys handshake randomness too: wiped with the generator.
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        self.key.zeroize();
+    }
+}
+
 impl ConnIdGen {
     /// A generator for `shard` (must be `< MAX_SHARDS`; larger values are masked).
     #[must_use]

@@ -1,18 +1,19 @@
-//! The control queue: handshake replies, Accept, Ping, Pong and Close.
+//! The control queue: handshake messages, CookieReply, Reset, Ping, Pong and Close.
 //!
-//! Control frames are encoded when queued (they are at most [`MAX_CONTROL_LEN`] bytes, stored
-//! inline: no allocation per frame) and always leave before any Data. Data never takes their
-//! room: the queue is separate, and only stateless Cookie replies are capped (at half the
-//! capacity) so that a Hello flood cannot crowd out the frames of live sessions. Timers stop
-//! short of three quarters: their frames (Ping, Close, Hello retransmission) wait in the timer
-//! heap instead, never dropped, until the queue drains.
+//! Control frames are encoded (and encrypted) when queued (they are at most
+//! [`MAX_CONTROL_LEN`] bytes, stored inline: no allocation per frame) and always leave before
+//! any Data. Data never takes their room: the queue is separate, and only stateless replies
+//! (CookieReply, Reset) are capped (at half the capacity) so that a flood cannot crowd out the
+//! frames of live sessions. Timers stop short of three quarters: their frames (Ping, Close,
+//! Initiation retransmission) wait in the timer heap instead, never dropped, until the queue
+//! drains.
 #![forbid(unsafe_code)]
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use super::conn_id::ConnId;
-use super::wire::{self, MAX_CONTROL_LEN, Message};
+use super::wire::MAX_CONTROL_LEN;
 
 /// One encoded control datagram.
 #[derive(Clone, Debug)]
@@ -28,7 +29,7 @@ pub(crate) struct ControlFrame {
 pub(crate) enum Priority {
     /// A frame of a live session.
     Session,
-    /// A stateless reply (Cookie).
+    /// A stateless reply (CookieReply, Reset).
     Stateless,
 }
 
@@ -46,30 +47,31 @@ impl ControlQueue {
         }
     }
 
-    /// Encodes and queues a frame; `false` (nothing queued) if its share of the queue is full.
+    /// Whether a frame of `priority` would fit now.
+    pub fn has_room_for(&self, priority: Priority) -> bool {
+        let limit = match priority {
+            Priority::Session => self.capacity,
+            Priority::Stateless => self.capacity / 2,
+        };
+        self.frames.len() < limit
+    }
+
+    /// Queues an encoded frame; `false` (nothing queued) if its share of the queue is full or
+    /// the frame is longer than [`MAX_CONTROL_LEN`].
     #[must_use]
     pub fn push(
         &mut self,
         priority: Priority,
         dst: SocketAddr,
         conn: Option<ConnId>,
-        dst_conn_id: u64,
-        pn: u64,
-        msg: &Message<'_>,
+        frame: &[u8],
     ) -> bool {
-        let limit = match priority {
-            Priority::Session => self.capacity,
-            Priority::Stateless => self.capacity / 2,
-        };
-        if self.frames.len() >= limit {
+        if !self.has_room_for(priority) || frame.len() > MAX_CONTROL_LEN {
             return false;
         }
         let mut bytes = [0u8; MAX_CONTROL_LEN];
-        let Some(len) = wire::encode(dst_conn_id, pn, msg, &mut bytes) else {
-            // Only control messages come here, and all fit MAX_CONTROL_LEN.
-            return false;
-        };
-        let Ok(len) = u8::try_from(len) else {
+        bytes[..frame.len()].copy_from_slice(frame);
+        let Ok(len) = u8::try_from(frame.len()) else {
             return false;
         };
         self.frames.push_back(ControlFrame {
@@ -96,7 +98,7 @@ impl ControlQueue {
 
     /// Whether a timer may queue its frame: timers can wait for the queue to drain without
     /// losing anything, so they fill at most three quarters of it and leave the rest to the
-    /// replies a received datagram asks for (Pong, Accept, Cookie), which cannot wait.
+    /// replies a received datagram asks for (Pong, Response, CookieReply), which cannot wait.
     pub fn has_room_for_timers(&self) -> bool {
         self.frames.len() < self.capacity - self.capacity / 4
     }

@@ -1,41 +1,78 @@
-//! Stateless handshake cookies: a MAC over a rotating secret, the client's address, the
-//! client's connection ID and a timestamp.
+//! mac1, mac2 and cookies: what an Initiation must prove before a responder spends a
+//! Diffie-Hellman operation on it (WireGuard's scheme, `docs/PROTOCOL.md` §6).
 //!
 //! ```text
-//! secret(e) = BLAKE3-derive_key("ringwire v1 cookie secret", cookie_key || e as u64 BE)
-//!      e    = time_ms / rotation_ms                      (the secret's epoch)
-//! mac       = first 16 bytes of BLAKE3-keyed(secret(e),
-//!                 ip as 16 bytes (IPv4 mapped) || port BE || client conn ID BE || time_ms BE)
+//! mac1      = MAC(HASH("ringwire v2 mac1" || receiver's static public key), msg[..mac1])
+//! mac2      = MAC(cookie, msg[..mac2])                        (zero: no fresh cookie)
+//! cookie    = MAC(secret(epoch), ip (16, IPv4 mapped) || port (u16 BE))
+//! secret(e) = HASH("ringwire v2 cookie secret" || cookie_key || e as u64 BE),  e = now / rotation
+//! CookieReply body = nonce (24) || XChaCha20-Poly1305(
+//!                        HASH("ringwire v2 cookie" || responder's static public key),
+//!                        nonce, cookie, AD = the Initiation's mac1)
 //! ```
 //!
-//! Why derived rather than drawn at random: a client's second Hello may be steered to another
-//! shard than its first (handshake datagrams are hashed by 4-tuple, and the socket set may
-//! change). Every shard of a server is given the same `cookie_key` and the same clock origin,
-//! so each computes the same secrets alone, with no shared state and no locks. Knowing the
-//! secret of epoch `e` says nothing about `e + 1` without the key.
+//! mac1 proves the sender knows the receiver's public key (a stranger scanning addresses does
+//! not); it costs one BLAKE2s and is checked before anything else. mac2 proves the sender can
+//! receive at its source address: a responder under load demands it, so a spoofed flood costs
+//! it one MAC per datagram and no Diffie-Hellman.
 //!
-//! A cookie is accepted while (a) its epoch is the current or the previous one, (b) it is at
-//! most `cookie_lifetime` old, and (c) it is at most [`MAX_CLOCK_SKEW_MS`] in the future (shards
-//! read the clock at slightly different moments). The MAC comparison is constant-time.
+//! Cookie secrets are derived from `cookie_key` (shared by a server's shards, never sent) and
+//! the epoch, so any shard can check a cookie any other issued with no shared state. A cookie
+//! is accepted under the current and the previous epoch's secret.
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::drop_reason::DropReason;
+use super::crypto::{self, MAC_LEN};
 use super::time::Timestamp;
-use super::wire::CookieToken;
 
-/// How far in the future a cookie's timestamp may be (clock skew between shards).
-pub const MAX_CLOCK_SKEW_MS: u64 = 1_000;
-const CONTEXT: &str = "ringwire v1 cookie secret";
+/// Label of the mac1 key derivation.
+pub const LABEL_MAC1: &[u8] = b"ringwire v2 mac1";
+/// Label of the cookie-sealing key derivation.
+pub const LABEL_COOKIE: &[u8] = b"ringwire v2 cookie";
+const LABEL_SECRET: &[u8] = b"ringwire v2 cookie secret";
 
-/// Issues and checks cookies. One per endpoint; cheap to keep (two cached secrets).
+/// `HASH("ringwire v2 mac1" || public)`: the key of mac1 for messages to `public`'s owner.
+#[must_use]
+pub fn mac1_key(public: &[u8; 32]) -> [u8; 32] {
+    crypto::hash(&[LABEL_MAC1, public])
+}
+
+/// `HASH("ringwire v2 cookie" || public)`: the key that seals cookies from `public`'s owner.
+#[must_use]
+pub fn cookie_seal_key(public: &[u8; 32]) -> [u8; 32] {
+    crypto::hash(&[LABEL_COOKIE, public])
+}
+
+/// mac1 over `msg` (the bytes before the mac1 field).
+#[must_use]
+pub fn mac1(key: &[u8; 32], msg: &[u8]) -> [u8; MAC_LEN] {
+    crypto::mac(key, &[msg])
+}
+
+/// mac2 over `msg` (the bytes before the mac2 field) with `cookie`.
+#[must_use]
+pub fn mac2(cookie: &[u8; MAC_LEN], msg: &[u8]) -> [u8; MAC_LEN] {
+    crypto::mac(cookie, &[msg])
+}
+
+fn addr_bytes(addr: SocketAddr) -> [u8; 18] {
+    let ip = match addr {
+        SocketAddr::V4(a) => a.ip().to_ipv6_mapped().octets(),
+        SocketAddr::V6(a) => a.ip().octets(),
+    };
+    let mut out = [0u8; 18];
+    out[..16].copy_from_slice(&ip);
+    out[16..].copy_from_slice(&addr.port().to_be_bytes());
+    out
+}
+
+/// The responder's side: issues cookies and checks mac2. One per endpoint.
 #[derive(Clone)]
 pub struct CookieJar {
     key: [u8; 32],
     rotation_ms: u64,
-    lifetime_ms: u64,
     epoch: u64,
     current: [u8; 32],
     previous: [u8; 32],
@@ -50,116 +87,76 @@ impl std::fmt::Debug for CookieJar {
     }
 }
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+impl Drop for CookieJar {
+    /// The cookie key and secrets are wiped with the jar.
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        self.key.zeroize();
+        self.current.zeroize();
+        self.previous.zeroize();
+    }
 }
 
 impl CookieJar {
-    /// A jar for `key`, rotating the secret every `rotation` (at least 1 ms) and accepting
-    /// cookies up to `lifetime` old.
+    /// A jar for `key`, rotating the secret every `rotation` (at least 1 ms).
     #[must_use]
-    pub fn new(key: [u8; 32], rotation: Duration, lifetime: Duration, now: Timestamp) -> Self {
-        let rotation_ms = millis(rotation).max(1);
+    pub fn new(key: [u8; 32], rotation: Duration, now: Timestamp) -> Self {
+        let rotation_ms = u64::try_from(rotation.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         let epoch = now.as_millis() / rotation_ms;
         CookieJar {
             key,
             rotation_ms,
-            lifetime_ms: millis(lifetime),
             epoch,
-            current: derive(&key, epoch),
-            previous: derive(&key, epoch.wrapping_sub(1)),
+            current: secret(&key, epoch),
+            previous: secret(&key, epoch.wrapping_sub(1)),
         }
     }
 
-    /// Moves to the epoch of `now` if it changed (the rotation).
-    fn rotate(&mut self, now_ms: u64) {
-        let epoch = now_ms / self.rotation_ms;
+    fn rotate(&mut self, now: Timestamp) {
+        let epoch = now.as_millis() / self.rotation_ms;
         if epoch == self.epoch {
             return;
         }
-        self.previous = if epoch == self.epoch + 1 {
+        self.previous = if epoch == self.epoch.wrapping_add(1) {
             self.current
         } else {
-            derive(&self.key, epoch.wrapping_sub(1))
+            secret(&self.key, epoch.wrapping_sub(1))
         };
-        self.current = derive(&self.key, epoch);
+        self.current = secret(&self.key, epoch);
         self.epoch = epoch;
     }
 
-    /// A fresh cookie for a client at `addr` with connection ID `client_conn_id`.
-    pub fn issue(&mut self, now: Timestamp, addr: SocketAddr, client_conn_id: u64) -> CookieToken {
-        let time_ms = now.as_millis();
-        self.rotate(time_ms);
-        CookieToken {
-            time_ms,
-            mac: mac(&self.current, addr, client_conn_id, time_ms),
-        }
+    /// The cookie for `addr` now.
+    pub fn cookie(&mut self, now: Timestamp, addr: SocketAddr) -> [u8; MAC_LEN] {
+        self.rotate(now);
+        crypto::mac(&self.current, &[&addr_bytes(addr)])
     }
 
-    /// Checks a cookie presented by `addr` for `client_conn_id`.
-    pub fn verify(
+    /// Whether `mac2` over `msg` is valid for a cookie issued to `addr` under the current or
+    /// the previous secret (two MACs at most; constant-time comparisons).
+    pub fn mac2_valid(
         &mut self,
         now: Timestamp,
         addr: SocketAddr,
-        client_conn_id: u64,
-        token: &CookieToken,
-    ) -> Result<(), DropReason> {
-        let now_ms = now.as_millis();
-        self.rotate(now_ms);
-        let t = token.time_ms;
-        if t > now_ms.saturating_add(MAX_CLOCK_SKEW_MS)
-            || now_ms.saturating_sub(t) > self.lifetime_ms
-        {
-            return Err(DropReason::StaleCookie);
+        msg: &[u8],
+        mac2: &[u8; MAC_LEN],
+    ) -> bool {
+        if *mac2 == [0; MAC_LEN] {
+            return false;
         }
-        let epoch = t / self.rotation_ms;
-        let future;
-        let secret = if epoch == self.epoch {
-            &self.current
-        } else if epoch.wrapping_add(1) == self.epoch {
-            &self.previous
-        } else if epoch == self.epoch.wrapping_add(1) {
-            // Issued by a shard whose clock already crossed into the next epoch.
-            future = derive(&self.key, epoch);
-            &future
-        } else {
-            return Err(DropReason::StaleCookie);
-        };
-        let expected = mac(secret, addr, client_conn_id, t);
-        if constant_time_eq(&expected, &token.mac) {
-            Ok(())
-        } else {
-            Err(DropReason::BadMac)
-        }
+        self.rotate(now);
+        let a = addr_bytes(addr);
+        [&self.current, &self.previous].into_iter().any(|secret| {
+            let cookie = crypto::mac(secret, &[&a]);
+            crypto::ct_eq(&self::mac2(&cookie, msg), mac2)
+        })
     }
 }
 
-fn derive(key: &[u8; 32], epoch: u64) -> [u8; 32] {
-    let mut material = [0u8; 40];
-    material[..32].copy_from_slice(key);
-    material[32..].copy_from_slice(&epoch.to_be_bytes());
-    blake3::derive_key(CONTEXT, &material)
-}
-
-fn mac(secret: &[u8; 32], addr: SocketAddr, client_conn_id: u64, time_ms: u64) -> [u8; 16] {
-    let ip = match addr {
-        SocketAddr::V4(a) => a.ip().to_ipv6_mapped().octets(),
-        SocketAddr::V6(a) => a.ip().octets(),
-    };
-    let mut input = [0u8; 34];
-    input[..16].copy_from_slice(&ip);
-    input[16..18].copy_from_slice(&addr.port().to_be_bytes());
-    input[18..26].copy_from_slice(&client_conn_id.to_be_bytes());
-    input[26..34].copy_from_slice(&time_ms.to_be_bytes());
-    let full = blake3::keyed_hash(secret, &input);
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&full.as_bytes()[..16]);
-    out
-}
-
-fn constant_time_eq(a: &[u8; 16], b: &[u8; 16]) -> bool {
-    use subtle::ConstantTimeEq;
-    a.ct_eq(b).into()
+fn secret(key: &[u8; 32], epoch: u64) -> [u8; 32] {
+    crypto::hash(&[LABEL_SECRET, key, &epoch.to_be_bytes()])
 }
 
 #[cfg(test)]
@@ -167,73 +164,42 @@ fn constant_time_eq(a: &[u8; 16], b: &[u8; 16]) -> bool {
 mod tests {
     use super::*;
 
-    const ROT: Duration = Duration::from_secs(120);
-    const LIFE: Duration = Duration::from_secs(30);
-
-    fn jar(now: Timestamp) -> CookieJar {
-        CookieJar::new([7; 32], ROT, LIFE, now)
-    }
-
-    /// The test vector in `docs/PROTOCOL.md`: a client implementer checks their reading of
-    /// the spec against it, and this test keeps the spec honest.
     #[test]
-    fn known_answer() {
-        let a: SocketAddr = "192.0.2.7:4433".parse().unwrap();
-        let mut j = CookieJar::new([0x5a; 32], ROT, LIFE, Timestamp::from_secs(1000));
-        let c = j.issue(Timestamp::from_millis(1_000_123), a, 0x0102_0304_0506_0708);
-        assert_eq!(c.time_ms, 1_000_123);
-        let expected = [
-            0xd4, 0xb1, 0xe7, 0x03, 0xa6, 0xd3, 0x3e, 0xb3, 0x70, 0x76, 0x7c, 0x50, 0xf3, 0xef,
-            0x69, 0x1a,
-        ];
-        assert_eq!(c.mac, expected);
-    }
-
-    #[test]
-    fn verifies_own_cookie_and_binds_address_and_id() {
+    fn mac2_binds_address_secret_and_message() {
         let a: SocketAddr = "10.0.0.1:5000".parse().unwrap();
         let b: SocketAddr = "10.0.0.1:5001".parse().unwrap();
-        let now = Timestamp::from_secs(1000);
-        let mut j = jar(now);
-        let c = j.issue(now, a, 42);
-        assert_eq!(j.verify(now, a, 42, &c), Ok(()));
-        assert_eq!(j.verify(now, b, 42, &c), Err(DropReason::BadMac));
-        assert_eq!(j.verify(now, a, 43, &c), Err(DropReason::BadMac));
-        let mut forged = c;
-        forged.mac[0] ^= 1;
-        assert_eq!(j.verify(now, a, 42, &forged), Err(DropReason::BadMac));
-        let mut other_key = CookieJar::new([8; 32], ROT, LIFE, now);
-        assert_eq!(other_key.verify(now, a, 42, &c), Err(DropReason::BadMac));
+        let rot = Duration::from_secs(120);
+        let t0 = Timestamp::from_secs(119);
+        let mut jar = CookieJar::new([7; 32], rot, t0);
+        let c = jar.cookie(t0, a);
+        let m = mac2(&c, b"message");
+        assert!(jar.mac2_valid(t0, a, b"message", &m));
+        assert!(!jar.mac2_valid(t0, b, b"message", &m));
+        assert!(!jar.mac2_valid(t0, a, b"messagE", &m));
+        assert!(!jar.mac2_valid(t0, a, b"message", &[0; 16]));
+        // Another shard with the same key checks it; one with another key does not.
+        let mut other = CookieJar::new([7; 32], rot, t0);
+        assert!(other.mac2_valid(t0, a, b"message", &m));
+        let mut wrong = CookieJar::new([8; 32], rot, t0);
+        assert!(!wrong.mac2_valid(t0, a, b"message", &m));
+        // Previous epoch accepted; two rotations later, retired.
+        assert!(jar.mac2_valid(Timestamp::from_secs(121), a, b"message", &m));
+        assert!(!jar.mac2_valid(Timestamp::from_secs(241), a, b"message", &m));
     }
 
     #[test]
-    fn previous_secret_accepted_then_stale() {
-        let a: SocketAddr = "[2001:db8::1]:9".parse().unwrap();
-        // Issued 1 s before a rotation, checked 1 s after it: previous secret, still fresh.
-        let issued = Timestamp::from_secs(119);
-        let mut j = jar(issued);
-        let c = j.issue(issued, a, 1);
-        assert_eq!(j.verify(Timestamp::from_secs(121), a, 1, &c), Ok(()));
-        // Older than the lifetime.
+    fn sealed_cookie_needs_the_right_key_and_mac1() {
+        let key = cookie_seal_key(&[3; 32]);
+        let sealed = crypto::seal_cookie(&key, &[1; 24], &[9; 16], &[5; 16]);
         assert_eq!(
-            j.verify(Timestamp::from_secs(150), a, 1, &c),
-            Err(DropReason::StaleCookie)
+            crypto::open_cookie(&key, &[1; 24], &[9; 16], &sealed),
+            Some([5; 16])
         );
-        // A shard checking it with a jar that never saw epoch 0.
-        let mut late = jar(Timestamp::from_secs(125));
-        assert_eq!(late.verify(Timestamp::from_secs(125), a, 1, &c), Ok(()));
-        // Two epochs later: retired secret, stale even with a huge lifetime.
-        let mut long = CookieJar::new([7; 32], ROT, Duration::from_secs(10_000), issued);
+        assert_eq!(crypto::open_cookie(&key, &[1; 24], &[8; 16], &sealed), None);
+        let other = cookie_seal_key(&[4; 32]);
         assert_eq!(
-            long.verify(Timestamp::from_secs(241), a, 1, &c),
-            Err(DropReason::StaleCookie)
+            crypto::open_cookie(&other, &[1; 24], &[9; 16], &sealed),
+            None
         );
-        // From the future.
-        let mut f = jar(issued);
-        let fut = CookieToken {
-            time_ms: 119_000 + MAX_CLOCK_SKEW_MS + 1,
-            mac: c.mac,
-        };
-        assert_eq!(f.verify(issued, a, 1, &fut), Err(DropReason::StaleCookie));
     }
 }

@@ -10,6 +10,7 @@ use std::ops::Index;
 /// Why an inbound datagram (or an event it would have produced) was dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
+#[non_exhaustive]
 pub enum DropReason {
     /// Shorter than the common header, or than its message type requires.
     Truncated = 0,
@@ -21,11 +22,10 @@ pub enum DropReason {
     /// The type nibble names no message of this version.
     UnknownType,
     /// No session has the destination connection ID (or the ID names a shard that does not
-    /// exist).
+    /// exist). In Noise mode it may draw a rate-limited stateless Reset.
     UnknownConnection,
-    /// A Hello's cookie was issued too long ago, in the future, or under a retired secret.
-    StaleCookie,
-    /// A Hello's cookie MAC does not verify.
+    /// mac1 of an Initiation or Response, a CookieReply's seal, or a Reset's token does not
+    /// verify.
     BadMac,
     /// The packet number was already received (inside the replay window).
     Duplicate,
@@ -34,19 +34,46 @@ pub enum DropReason {
     /// The datagram names a live session but comes from another address than its peer's.
     AddressMismatch,
     /// A well-formed message that the session's state does not expect (e.g. Data during the
-    /// handshake, an Accept when established, a Cookie echoing an old Hello).
+    /// handshake, a Response for an older attempt, an Initiation for a confirmed session).
     UnexpectedMessage,
-    /// A valid Hello with cookie, but the endpoint holds `max_sessions` sessions already.
+    /// A valid Initiation, but the endpoint holds `max_sessions` sessions already.
     SessionLimit,
     /// The control queue had no room for the reply this datagram asks for.
     ControlQueueFull,
     /// A Data message was valid but the application's event queue is full.
     EventQueueFull,
+    /// An authenticated Data payload longer than `max_payload`.
+    TooLarge,
+    /// A transport message that does not decrypt under the session's keys (forged, tampered,
+    /// reflected, or under a key already retired).
+    DecryptFailed,
+    /// A Noise handshake message that does not decrypt (wrong responder key, wrong psk,
+    /// tampered).
+    HandshakeFailed,
+    /// An Initiation whose timestamp is not newer than the last one accepted from that
+    /// initiator key and connection ID.
+    ReplayedInitiation,
+    /// An Initiation whose timestamp is further than `initiation_replay_window` from this
+    /// endpoint's clock.
+    StaleTimestamp,
+    /// An authenticated initiator refused by `allowed_peers` or the application.
+    NotAdmitted,
+    /// An Initiation whose route byte is not its static key's tag.
+    UnknownKeyTag,
+    /// The queue of Initiations waiting for Diffie-Hellman work, or the unconfirmed-session
+    /// cap, is full.
+    HandshakeQueueFull,
+    /// The initiation replay table is full of entries it may not forget yet.
+    ReplayTableFull,
+    /// A handshake message of the other security mode (plaintext vs Noise).
+    SecurityMismatch,
+    /// A reply (CookieReply) was due but its rate limit was reached.
+    RateLimited,
 }
 
 impl DropReason {
     /// Number of reasons (the length of a [`DropCounters`] array).
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 24;
     /// Every reason, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Truncated,
@@ -54,7 +81,6 @@ impl DropReason {
         DropReason::UnknownVersion,
         DropReason::UnknownType,
         DropReason::UnknownConnection,
-        DropReason::StaleCookie,
         DropReason::BadMac,
         DropReason::Duplicate,
         DropReason::TooOld,
@@ -63,6 +89,17 @@ impl DropReason {
         DropReason::SessionLimit,
         DropReason::ControlQueueFull,
         DropReason::EventQueueFull,
+        DropReason::TooLarge,
+        DropReason::DecryptFailed,
+        DropReason::HandshakeFailed,
+        DropReason::ReplayedInitiation,
+        DropReason::StaleTimestamp,
+        DropReason::NotAdmitted,
+        DropReason::UnknownKeyTag,
+        DropReason::HandshakeQueueFull,
+        DropReason::ReplayTableFull,
+        DropReason::SecurityMismatch,
+        DropReason::RateLimited,
     ];
 
     /// This reason's index in a counter array.
@@ -80,7 +117,6 @@ impl DropReason {
             DropReason::UnknownVersion => "unknown_version",
             DropReason::UnknownType => "unknown_type",
             DropReason::UnknownConnection => "unknown_connection",
-            DropReason::StaleCookie => "stale_cookie",
             DropReason::BadMac => "bad_mac",
             DropReason::Duplicate => "duplicate",
             DropReason::TooOld => "too_old",
@@ -89,7 +125,62 @@ impl DropReason {
             DropReason::SessionLimit => "session_limit",
             DropReason::ControlQueueFull => "control_queue_full",
             DropReason::EventQueueFull => "event_queue_full",
+            DropReason::TooLarge => "too_large",
+            DropReason::DecryptFailed => "decrypt_failed",
+            DropReason::HandshakeFailed => "handshake_failed",
+            DropReason::ReplayedInitiation => "replayed_initiation",
+            DropReason::StaleTimestamp => "stale_timestamp",
+            DropReason::NotAdmitted => "not_admitted",
+            DropReason::UnknownKeyTag => "unknown_key_tag",
+            DropReason::HandshakeQueueFull => "handshake_queue_full",
+            DropReason::ReplayTableFull => "replay_table_full",
+            DropReason::SecurityMismatch => "security_mismatch",
+            DropReason::RateLimited => "rate_limited",
         }
+    }
+
+    /// The slot of a reason that can be charged to a session (its flight recorder keeps only
+    /// these, to stay small); `None` for reasons no session owns.
+    #[must_use]
+    pub const fn session_slot(self) -> Option<usize> {
+        Some(match self {
+            DropReason::Malformed => 0,
+            DropReason::Duplicate => 1,
+            DropReason::TooOld => 2,
+            DropReason::AddressMismatch => 3,
+            DropReason::UnexpectedMessage => 4,
+            DropReason::ControlQueueFull => 5,
+            DropReason::EventQueueFull => 6,
+            DropReason::TooLarge => 7,
+            DropReason::DecryptFailed => 8,
+            DropReason::BadMac => 9,
+            _ => return None,
+        })
+    }
+}
+
+/// A session's own drop counters: one `u32` per reason that [`DropReason::session_slot`]
+/// maps (the rest are never charged to a session).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SessionDrops([u32; 10]);
+
+impl SessionDrops {
+    /// Counts one drop of a session-chargeable reason (others are ignored).
+    pub fn bump(&mut self, reason: DropReason) {
+        if let Some(i) = reason.session_slot() {
+            self.0[i] = self.0[i].saturating_add(1);
+        }
+    }
+
+    /// As a full counter array.
+    pub fn expand(&self) -> DropCounters<u32> {
+        let mut out = DropCounters::<u32>::default();
+        for r in DropReason::ALL {
+            if let Some(i) = r.session_slot() {
+                out.0[r.index()] = self.0[i];
+            }
+        }
+        out
     }
 }
 

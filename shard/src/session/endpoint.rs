@@ -3,7 +3,8 @@
 //! ```text
 //!            driver (io_uring, another branch)
 //!   recv ──► handle_datagram(now, from, bytes) ──► Handled::{Consumed, OtherShard(k), Dropped(r)}
-//!   timer ─► handle_timeout(now)                     poll_timeout() ──► next deadline
+//!   timer ─► handle_timeout(now)  (timers, then at most `handshakes_per_turn` queued
+//!            Initiations' Diffie-Hellman work)       poll_timeout() ──► next deadline
 //!   app ───► connect / send / close                  poll_event()   ──► Connected / Message / Disconnected
 //!   send ◄── poll_transmit(now, buf)  (control frames first, then Data round-robin)
 //!   cqe ───► on_send_completed(conn, ok)
@@ -18,28 +19,55 @@
 //!   it may queue; what it leaves stays due in the heap for the next call.
 //! - A session is in `ready` at most once (`Session::in_ready`), and only while established
 //!   with Data queued; entries for freed sessions are skipped.
-//! - `by_peer` maps `(peer, peer conn ID)` to exactly the server-role sessions.
+//! - `by_peer` maps `(peer, peer conn ID)` to every established initiator session and every
+//!   plaintext-mode responder session; Noise responder sessions are found through the
+//!   initiation replay table (by initiator key and connection ID) instead.
+//! - `unconfirmed` counts the sessions in `Phase::Unconfirmed`.
+//! - No Diffie-Hellman operation happens for a datagram without a valid mac1, and none inside
+//!   `handle_datagram` on the responder side: Initiations wait in `handshakes` for
+//!   `handle_timeout`, which takes at most `handshakes_per_turn` of them.
 //! - Every session ends with exactly one `Event::Disconnected`, and is then forgotten.
 //! - Behaviour never depends on `HashMap` iteration order, so a seed fixes the event trace.
 #![forbid(unsafe_code)]
 
+mod handshakes;
 mod inbound;
 mod timers;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use super::config::EndpointConfig;
+use super::bucket::TokenBucket;
+use super::config::{EndpointConfig, Security};
 use super::conn_id::{ConnId, ConnIdGen, MAX_SHARDS};
 use super::control::{ControlQueue, Priority};
-use super::cookie::CookieJar;
+use super::cookie::{self, CookieJar};
+use super::crypto::{self, Key, MAC_LEN};
 use super::drop_reason::DropReason;
 use super::event::{CloseReason, Closer, ConnectError, Event, SendOutcome, Transmit};
+use super::handshake::{self, InitiationParams, dh_cost};
+use super::identity::PublicKey;
+use super::initiations::InitiationTable;
 use super::state::{Handshake, Phase, Role, Session};
 use super::stats::{EndpointStats, SessionStats};
 use super::time::{Timestamp, nanos};
-use super::wire::{self, Message};
+use super::wire::{self, INITIATION_LEN, Message, field};
+
+/// Label of the reset-token key derivation.
+pub const LABEL_RESET: &[u8] = b"ringwire v2 reset";
+
+/// An Initiation with a valid mac1, waiting for its Diffie-Hellman work.
+#[derive(Debug)]
+struct QueuedInitiation {
+    from: SocketAddr,
+    at: Timestamp,
+    bytes: Box<[u8; INITIATION_LEN]>,
+}
+
+/// The application's say on an authenticated initiator: `true` admits it.
+pub type Admit<'a> = dyn FnMut(&PublicKey, SocketAddr) -> bool + 'a;
 
 /// Why `Endpoint::new` refused its arguments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -84,10 +112,30 @@ pub struct Endpoint {
     n_shards: u16,
     ids: ConnIdGen,
     cookies: CookieJar,
+    /// mac1 key of messages addressed to us (`HASH(label || our public key)`; all-zero key
+    /// in plaintext mode).
+    mac1_key: [u8; 32],
+    /// Key that seals our CookieReplies.
+    cookie_seal_key: [u8; 32],
+    /// Key of our reset tokens (`HASH("ringwire v2 reset" || private key)`), Noise only.
+    reset_key: Option<Key>,
+    /// Initiations with a valid mac1 waiting for Diffie-Hellman work (bounded).
+    handshakes: VecDeque<QueuedInitiation>,
+    initiations: InitiationTable,
+    /// Sessions in `Phase::Unconfirmed`.
+    unconfirmed: usize,
+    handshake_rate: TokenBucket,
+    cookie_rate: TokenBucket,
+    reset_rate: TokenBucket,
+    /// Decryption scratch (one datagram).
+    scratch: Vec<u8>,
     /// Boxed: a table slot is 16 bytes instead of the session's size, so the table's slack
     /// (up to half its slots after a resize) costs little and a resize moves no sessions.
     sessions: HashMap<ConnId, Box<Session>>,
     by_peer: HashMap<(SocketAddr, u64), ConnId>,
+    /// Initiator sessions (Noise): the reset token of the responder's connection ID, from
+    /// the Response. Here rather than in the session, so responder sessions do not carry it.
+    reset_tokens: HashMap<ConnId, [u8; MAC_LEN]>,
     control: ControlQueue,
     ready: VecDeque<ConnId>,
     events: VecDeque<Event>,
@@ -98,9 +146,10 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// An endpoint for shard `shard_index` of `n_shards`. `rng_seed` keys the connection-ID
-    /// generator: 32 bytes from the OS RNG in production (IDs must be hard to guess), or
-    /// [`ConnIdGen::seed_from_u64`] in tests. `now` starts the cookie secret epochs.
+    /// An endpoint for shard `shard_index` of `n_shards`. `rng_seed` keys the endpoint's
+    /// generator (connection IDs, handshake ephemeral keys, cookie nonces): 32 bytes from the
+    /// OS RNG in production, or [`ConnIdGen::seed_from_u64`] in tests. `now` starts the cookie
+    /// secret epochs and the rate limits.
     pub fn new(
         config: EndpointConfig,
         shard_index: u16,
@@ -117,20 +166,57 @@ impl Endpoint {
                 n_shards,
             });
         }
+        let public = config.public_key().map_or([0; 32], |k| *k.as_bytes());
+        let reset_key = match &config.security {
+            Security::Noise(n) => Some(Key(crypto::hash(&[
+                LABEL_RESET,
+                n.identity.private.as_bytes(),
+            ]))),
+            Security::None => None,
+        };
+        let mut ids = ConnIdGen::new(rng_seed, shard_index);
+        let mut table_key = [0u8; 32];
+        for chunk in table_key.chunks_mut(8) {
+            chunk.copy_from_slice(&ids.next_u64().to_be_bytes());
+        }
         Ok(Endpoint {
-            cookies: CookieJar::new(
-                config.cookie_key,
-                config.cookie_rotation,
-                config.cookie_lifetime,
+            cookies: CookieJar::new(config.cookie_key, config.cookie_rotation, now),
+            mac1_key: cookie::mac1_key(&public),
+            cookie_seal_key: cookie::cookie_seal_key(&public),
+            reset_key,
+            handshakes: VecDeque::new(),
+            initiations: InitiationTable::new(
+                // Every live session has an entry: never fewer slots than sessions.
+                config.replay_table_capacity.max(config.max_sessions),
+                nanos(config.initiation_replay_window),
+                nanos(config.unix_time_at_origin),
+                table_key,
+            ),
+            unconfirmed: 0,
+            handshake_rate: TokenBucket::new(
+                config.handshakes_per_second,
+                config.handshakes_per_second,
                 now,
             ),
+            cookie_rate: TokenBucket::new(
+                config.cookie_replies_per_second.max(1),
+                config.cookie_replies_per_second.max(1),
+                now,
+            ),
+            reset_rate: TokenBucket::new(
+                config.resets_per_second.max(1),
+                config.resets_per_second.max(1),
+                now,
+            ),
+            scratch: vec![0u8; config.max_datagram()],
             control: ControlQueue::new(config.control_queue_capacity),
             cfg: config,
             shard: shard_index,
             n_shards,
-            ids: ConnIdGen::new(rng_seed, shard_index),
+            ids,
             sessions: HashMap::new(),
             by_peer: HashMap::new(),
+            reset_tokens: HashMap::new(),
             ready: VecDeque::new(),
             events: VecDeque::new(),
             pending_messages: 0,
@@ -157,16 +243,28 @@ impl Endpoint {
         self.sessions.len()
     }
 
-    /// Opens a session to `addr`: queues a Hello and starts the handshake timers. The session
-    /// is owned by this shard (its ID encodes [`Endpoint::shard`]); `Event::Connected` follows
-    /// on Accept, or `Event::Disconnected` with `HandshakeTimeout`.
-    pub fn connect(&mut self, now: Timestamp, addr: SocketAddr) -> Result<ConnId, ConnectError> {
+    /// Opens a session to `addr`: queues an Initiation and starts the handshake timers. In
+    /// Noise mode `server_key` (the responder's static public key) is required; in plaintext
+    /// mode it is ignored. The session is owned by this shard (its ID encodes
+    /// [`Endpoint::shard`]); `Event::Connected` follows on the Response, or
+    /// `Event::Disconnected` with `HandshakeTimeout`.
+    pub fn connect(
+        &mut self,
+        now: Timestamp,
+        addr: SocketAddr,
+        server_key: Option<PublicKey>,
+    ) -> Result<ConnId, ConnectError> {
         if self.sessions.len() >= self.cfg.max_sessions {
             return Err(ConnectError::SessionLimit);
         }
         if !self.control.has_room() {
             return Err(ConnectError::ControlQueueFull);
         }
+        let remote = match (&self.cfg.security, server_key) {
+            (Security::Noise(_), None) => return Err(ConnectError::NoServerKey),
+            (Security::Noise(_), key) => key,
+            (Security::None, _) => None,
+        };
         let cid = self.fresh_conn_id();
         let jitter = self.draw_jitter();
         let rto = nanos(self.cfg.handshake_initial_rto).max(1);
@@ -174,8 +272,11 @@ impl Endpoint {
             started: now,
             rto_nanos: rto,
             next_retransmit: Timestamp(now.0.saturating_add(rto)),
+            attempt: 0,
+            remote,
+            noise: None,
+            last_mac1: [0; MAC_LEN],
             cookie: None,
-            cookie_for_pn: None,
         };
         self.sessions.insert(
             cid,
@@ -188,7 +289,10 @@ impl Endpoint {
                 jitter,
             )),
         );
-        self.send_hello(cid);
+        if !self.send_initiation(now, cid, true) {
+            self.sessions.remove(&cid);
+            return Err(ConnectError::Handshake);
+        }
         self.reschedule(cid);
         Ok(cid)
     }
@@ -215,9 +319,9 @@ impl Endpoint {
 
     /// Closes a session: queues a Close to the peer (if established), frees the session at
     /// once and emits `Event::Disconnected { by: Closer::Local }`. Queued Data is discarded.
-    pub fn close(&mut self, _now: Timestamp, conn: ConnId, reason: CloseReason) -> CloseOutcome {
+    pub fn close(&mut self, now: Timestamp, conn: ConnId, reason: CloseReason) -> CloseOutcome {
         if self.sessions.contains_key(&conn) {
-            self.end_session(conn, reason, Closer::Local, true);
+            self.end_session(now, conn, reason, Closer::Local, true);
             CloseOutcome::Closed
         } else {
             CloseOutcome::UnknownConnection
@@ -226,11 +330,11 @@ impl Endpoint {
 
     /// Closes every session (for shutdown): each queues a Close with `reason` if established
     /// and emits its `Disconnected`. In connection-ID order, so traces stay deterministic.
-    pub fn close_all(&mut self, _now: Timestamp, reason: CloseReason) {
+    pub fn close_all(&mut self, now: Timestamp, reason: CloseReason) {
         let mut conns: Vec<ConnId> = self.sessions.keys().copied().collect();
         conns.sort_unstable();
         for c in conns {
-            self.end_session(c, reason, Closer::Local, true);
+            self.end_session(now, c, reason, Closer::Local, true);
         }
     }
 
@@ -238,7 +342,7 @@ impl Endpoint {
     /// [`EndpointConfig::max_datagram`] bytes; a smaller buffer gets `None` for Data that does
     /// not fit, and that Data waits). Control frames first, then one Data datagram from the
     /// next session in round-robin order.
-    pub fn poll_transmit(&mut self, _now: Timestamp, buf: &mut [u8]) -> Option<Transmit> {
+    pub fn poll_transmit(&mut self, now: Timestamp, buf: &mut [u8]) -> Option<Transmit> {
         if let Some(f) = self.control.pop() {
             let len = usize::from(f.len);
             // A buffer too small even for control frames is a driver bug; the frame is lost
@@ -267,14 +371,20 @@ impl Endpoint {
             let Some(front) = s.queue.front() else {
                 continue;
             };
-            if buf.len() < wire::HEADER_LEN + front.len() {
+            if buf.len() < wire::transport_len(front.len(), s.keys.is_some()) {
                 s.in_ready = true;
                 self.ready.push_front(cid);
                 return None;
             }
             let payload = s.dequeue()?;
-            let pn = s.take_pn();
-            let len = wire::encode(s.peer_conn_id, pn, &Message::Data(&payload), buf)?;
+            let len = seal_transport(
+                s,
+                &self.cfg,
+                &mut self.stats,
+                now,
+                &Message::Data(&payload),
+                buf,
+            )?;
             s.rec.datagrams_out += 1;
             s.rec.bytes_out += len as u64;
             if !s.queue.is_empty() {
@@ -325,6 +435,9 @@ impl Endpoint {
             sessions: self.sessions.len(),
             control_queue_depth: self.control.len(),
             event_queue_depth: self.events.len(),
+            handshake_queue_depth: self.handshakes.len(),
+            unconfirmed: self.unconfirmed,
+            replay_entries: self.initiations.len(),
             ..self.stats
         }
     }
@@ -372,39 +485,105 @@ impl Endpoint {
         super::event::Handled::Dropped(reason)
     }
 
-    /// Queues a control message of session `cid` with a fresh packet number. Returns false if
-    /// the control queue is full (counted in `control_dropped`).
-    fn push_session_control(&mut self, cid: ConnId, msg: &Message<'_>) -> bool {
+    /// 32 bytes from the seeded generator (handshake randomness, cookie nonces).
+    fn draw_seed(&mut self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        for chunk in out.chunks_mut(8) {
+            chunk.copy_from_slice(&self.ids.next_u64().to_be_bytes());
+        }
+        out
+    }
+
+    /// Wall-clock time (since the Unix epoch) at endpoint time `now`.
+    fn wall(&self, now: Timestamp) -> Duration {
+        self.cfg
+            .unix_time_at_origin
+            .saturating_add(Duration::from_nanos(now.0))
+    }
+
+    /// Queues a transport control message (Ping, Pong, Close) of session `cid`, encrypted
+    /// under its keys with a fresh packet number. Returns false if the control queue is full
+    /// (counted in `control_dropped`).
+    fn push_session_control(&mut self, now: Timestamp, cid: ConnId, msg: &Message<'_>) -> bool {
         let Some(s) = self.sessions.get_mut(&cid) else {
             return false;
         };
-        let pn = s.take_pn();
-        let (peer, dst) = (s.peer, s.peer_conn_id);
+        let mut frame = [0u8; wire::MAX_CONTROL_LEN];
+        let Some(len) = seal_transport(s, &self.cfg, &mut self.stats, now, msg, &mut frame) else {
+            return false;
+        };
+        let peer = s.peer;
         let ok = self
             .control
-            .push(Priority::Session, peer, Some(cid), dst, pn, msg);
+            .push(Priority::Session, peer, Some(cid), &frame[..len]);
         if !ok {
             self.stats.control_dropped += 1;
         }
         ok
     }
 
-    /// Queues the client's (re)transmitted Hello, with the cookie if it has one.
-    fn send_hello(&mut self, cid: ConnId) {
-        let Some(s) = self.sessions.get(&cid) else {
-            return;
+    /// Queues the initiator's next Initiation (a new attempt: new ephemeral key, new
+    /// timestamp, the cookie if a fresh one is held). False if it could not be built.
+    fn send_initiation(&mut self, now: Timestamp, cid: ConnId, first: bool) -> bool {
+        let rng_seed = self.draw_seed();
+        let wall = self.wall(now);
+        let rotation = self.cfg.cookie_rotation;
+        let Some(s) = self.sessions.get_mut(&cid) else {
+            return false;
         };
-        let Phase::Handshaking(h) = &s.phase else {
-            return;
+        let peer = s.peer;
+        let Phase::Handshaking(h) = &mut s.phase else {
+            return false;
         };
-        let cookie = h.cookie;
-        self.push_session_control(
-            cid,
-            &Message::Hello {
-                src_conn_id: cid.0,
-                cookie,
-            },
-        );
+        let attempt = if first {
+            0
+        } else {
+            h.attempt.saturating_add(1)
+        };
+        let cookie = h
+            .cookie
+            .filter(|(_, at)| now < at.saturating_add(rotation))
+            .map(|(c, _)| c);
+        let mut buf = [0u8; INITIATION_LEN];
+        let len = match &self.cfg.security {
+            Security::Noise(n) => {
+                let Some(remote) = h.remote.as_ref() else {
+                    return false;
+                };
+                let p = InitiationParams {
+                    local: &n.identity,
+                    remote,
+                    psk: &n.psk,
+                    initiator_conn_id: cid.0,
+                    attempt,
+                    timestamp: handshake::tai64n(wall),
+                    cookie,
+                    rng_seed,
+                    fixed_ephemeral: None,
+                };
+                match handshake::write_initiation(&p, &mut buf) {
+                    Ok(state) => h.noise = Some(state),
+                    Err(_) => return false,
+                }
+                self.stats.dh_operations += dh_cost::WRITE_INITIATION;
+                h.last_mac1.copy_from_slice(&buf[field::INIT_MAC1]);
+                INITIATION_LEN
+            }
+            Security::None => {
+                let len = handshake::write_plain_initiation(cid.0, attempt, cookie, &mut buf);
+                h.last_mac1.copy_from_slice(&buf[field::INIT_PLAIN_MAC1]);
+                len
+            }
+        };
+        h.attempt = attempt;
+        self.stats.initiations_sent += 1;
+        let ok = self
+            .control
+            .push(Priority::Session, peer, Some(cid), &buf[..len]);
+        if !ok {
+            self.stats.control_dropped += 1;
+        }
+        true
     }
 
     fn push_event(&mut self, e: Event) {
@@ -414,24 +593,91 @@ impl Endpoint {
         self.events.push_back(e);
     }
 
-    /// Frees a session and emits its one `Disconnected`. `notify` queues a Close to the peer
-    /// when the session was established.
-    fn end_session(&mut self, cid: ConnId, reason: CloseReason, by: Closer, notify: bool) {
+    /// Frees a session and emits its one `Disconnected` (if the application knew it).
+    /// `notify` queues a Close to the peer when the session was established.
+    fn end_session(
+        &mut self,
+        now: Timestamp,
+        cid: ConnId,
+        reason: CloseReason,
+        by: Closer,
+        notify: bool,
+    ) {
         let Some(s) = self.sessions.get(&cid) else {
             return;
         };
         if notify && s.is_established() {
-            self.push_session_control(cid, &Message::Close(reason));
+            self.push_session_control(now, cid, &Message::Close(reason));
         }
-        if let Some(s) = self.sessions.remove(&cid)
-            && s.role == Role::Server
+        let Some(s) = self.sessions.remove(&cid) else {
+            return;
+        };
+        let key = (s.peer, s.peer_conn_id);
+        if self.by_peer.get(&key) == Some(&cid) {
+            self.by_peer.remove(&key);
+        }
+        self.reset_tokens.remove(&cid);
+        if matches!(s.phase, Phase::Unconfirmed) {
+            self.unconfirmed -= 1;
+        }
+        if s.role == Role::Server
+            && let Some(k) = &s.keys
         {
-            self.by_peer.remove(&(s.peer, s.peer_conn_id));
+            self.initiations.session_ended(&k.peer_key, s.peer_conn_id);
         }
-        self.push_event(Event::Disconnected {
-            conn: cid,
-            reason,
-            by,
-        });
+        if s.announced() {
+            self.push_event(Event::Disconnected {
+                conn: cid,
+                reason,
+                by,
+            });
+        }
     }
+
+    /// The reset token of our connection ID `cid` (Noise mode).
+    fn reset_token(&self, cid: u64) -> Option<[u8; MAC_LEN]> {
+        let k = self.reset_key.as_ref()?;
+        Some(crypto::mac(&k.0, &[&cid.to_be_bytes()]))
+    }
+}
+
+/// Writes transport message `msg` of session `s` into `out` (header, then the body encrypted
+/// under the session's sending key with the header as associated data; plaintext mode: the
+/// body in clear), rotating the sending key first when it is due. Returns the length, or
+/// `None` if `out` is too small (no packet number consumed then).
+fn seal_transport(
+    s: &mut Session,
+    cfg: &EndpointConfig,
+    stats: &mut EndpointStats,
+    now: Timestamp,
+    msg: &Message<'_>,
+    out: &mut [u8],
+) -> Option<usize> {
+    let body_len = msg.body_len();
+    let total = wire::transport_len(body_len, s.keys.is_some());
+    let out = out.get_mut(..total)?;
+    let mut flags = 0;
+    if let Some(k) = s.keys.as_mut() {
+        let limit = u32::try_from(cfg.rekey_after_messages).unwrap_or(u32::MAX);
+        if k.sent_under_key >= limit || now >= k.send_since.saturating_add(cfg.rekey_after) {
+            // The old key is dropped here, and so wiped.
+            k.send = k.send.rekey();
+            k.send_phase = !k.send_phase;
+            k.sent_under_key = 0;
+            k.send_since = now;
+            stats.key_updates += 1;
+        }
+        k.sent_under_key += 1;
+        if k.send_phase {
+            flags = wire::FLAG_KEY_PHASE;
+        }
+    }
+    let pn = s.take_pn();
+    wire::write_header(out, msg.msg_type(), flags, s.peer_conn_id, pn);
+    msg.write_body(&mut out[wire::HEADER_LEN..])?;
+    if let Some(k) = &s.keys {
+        let (header, body) = out.split_at_mut(wire::HEADER_LEN);
+        k.send.seal(pn, header, body, body_len)?;
+    }
+    Some(total)
 }

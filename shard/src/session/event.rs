@@ -8,6 +8,7 @@ use super::drop_reason::DropReason;
 
 /// Why a session ended. Carried on the wire by Close (see `docs/PROTOCOL.md` for the codes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum CloseReason {
     /// Orderly close by the application. Code 0.
     Normal,
@@ -21,6 +22,11 @@ pub enum CloseReason {
     HandshakeTimeout,
     /// The endpoint is shutting down. Code 5.
     ShuttingDown,
+    /// The connection manager closed the session to make room (reserved for it). Code 6.
+    Trimmed,
+    /// The peer answered with an authenticated stateless Reset: it has no such session (it
+    /// restarted, or freed it). Local only: never sent. Code 7.
+    Reset,
 }
 
 impl CloseReason {
@@ -34,6 +40,8 @@ impl CloseReason {
             CloseReason::Application(c) => (3, c),
             CloseReason::HandshakeTimeout => (4, 0),
             CloseReason::ShuttingDown => (5, 0),
+            CloseReason::Trimmed => (6, 0),
+            CloseReason::Reset => (7, 0),
         }
     }
 
@@ -47,6 +55,8 @@ impl CloseReason {
             (3, c) => CloseReason::Application(c),
             (4, 0) => CloseReason::HandshakeTimeout,
             (5, 0) => CloseReason::ShuttingDown,
+            (6, 0) => CloseReason::Trimmed,
+            (7, 0) => CloseReason::Reset,
             _ => return None,
         })
     }
@@ -64,7 +74,8 @@ pub enum Closer {
 /// Something the application should learn. Drained with `Endpoint::poll_event`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Event {
-    /// A session finished its handshake (either side).
+    /// A session finished its handshake: on the initiator when the Response arrives, on the
+    /// responder when the first authenticated datagram from the initiator confirms it.
     Connected {
         /// The local connection ID.
         conn: ConnId,
@@ -123,9 +134,15 @@ pub enum ConnectError {
     /// The endpoint holds `max_sessions` sessions.
     #[error("session table full")]
     SessionLimit,
-    /// The control queue has no room for the Hello.
+    /// The control queue has no room for the Initiation.
     #[error("control queue full")]
     ControlQueueFull,
+    /// A Noise endpoint needs the server's static public key to connect.
+    #[error("no server public key given")]
+    NoServerKey,
+    /// The handshake could not be built (snow refused the keys).
+    #[error("handshake setup failed")]
+    Handshake,
 }
 
 /// One datagram to send, written by `Endpoint::poll_transmit` at the start of the caller's

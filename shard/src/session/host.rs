@@ -22,8 +22,8 @@ use crate::handler::{Lane, MeshSendError};
 use crate::report::{ReportPage, ReportRequest};
 use crate::session::{
     CloseOutcome, CloseReason, Closer, ConnId, ConnectError, Endpoint, EndpointConfig,
-    EndpointError, Event, Handled, SendOutcome, SessionClock, Snapshot, Timestamp, connect_shard,
-    shard_of,
+    EndpointError, Event, Handled, PublicKey, SendOutcome, SessionClock, Snapshot, Timestamp,
+    connect_shard, shard_of,
 };
 use crate::timer::TimerId;
 
@@ -55,6 +55,8 @@ pub enum SessionMsg {
     Connect {
         /// The peer.
         addr: SocketAddr,
+        /// The peer's static public key (Noise mode).
+        server_key: Option<PublicKey>,
     },
 }
 
@@ -94,12 +96,22 @@ pub enum Connecting {
     ShardFull(usize),
     /// Shard `k` has stopped.
     ShardClosed(usize),
-    /// This shard refused: session table or control queue full.
+    /// This shard refused: session table or control queue full, or no server key in Noise
+    /// mode.
     Refused(ConnectError),
 }
 
 /// Application logic on top of sessions, one instance per shard.
 pub trait SessionApp {
+    /// An initiator proved its static key `peer` (Noise mode) and passed `allowed_peers`:
+    /// admit it? Called before any session state exists, during the shard's bounded
+    /// handshake work; `false` drops the Initiation (`NotAdmitted`) with no reply.
+    /// Default: admit.
+    fn admit(&mut self, peer: &PublicKey, addr: SocketAddr) -> bool {
+        let _ = (peer, addr);
+        true
+    }
+
     /// A session completed its handshake (either direction).
     fn on_connected(&mut self, conn: ConnId, peer: SocketAddr, s: &mut Sessions<'_, '_>) {
         let _ = (conn, peer, s);
@@ -107,6 +119,14 @@ pub trait SessionApp {
 
     /// Application bytes arrived on a session.
     fn on_message(&mut self, conn: ConnId, bytes: &[u8], s: &mut Sessions<'_, '_>);
+
+    /// Bytes another shard's [`Sessions::send`] handed to this shard for session `conn` found
+    /// no such session here (closed, or never existed): they were not delivered (counted as
+    /// `relayed_unknown`). The sender only learned `HandedToShard`; this is where the
+    /// application can answer it (the relay sends `Unreachable`). Default: nothing.
+    fn on_undeliverable(&mut self, conn: ConnId, bytes: &[u8], s: &mut Sessions<'_, '_>) {
+        let _ = (conn, bytes, s);
+    }
 
     /// A session ended; `by` says which side closed it.
     fn on_disconnected(
@@ -345,20 +365,30 @@ impl Sessions<'_, '_> {
             .is_ok()
     }
 
+    /// The static public key of `conn`'s peer, for a session on this shard (Noise mode).
+    pub fn peer_key(&self, conn: ConnId) -> Option<PublicKey> {
+        self.ep.session_stats(conn).and_then(|s| s.peer_key)
+    }
+
     /// Opens a session to `addr` on the shard `connect_shard(addr, shards)` names.
-    pub fn connect(&mut self, addr: SocketAddr) -> Connecting {
+    /// `server_key` is the server's static public key (required in Noise mode).
+    pub fn connect(&mut self, addr: SocketAddr, server_key: Option<PublicKey>) -> Connecting {
         let shards = self.ctx.shards();
         let owner = usize::from(connect_shard(
             addr,
             shards.min(usize::from(u16::MAX)) as u16,
         ));
         if owner == self.ctx.shard_index() {
-            return match self.ep.connect(self.now, addr) {
+            return match self.ep.connect(self.now, addr, server_key) {
                 Ok(conn) => Connecting::Started(conn),
                 Err(e) => Connecting::Refused(e),
             };
         }
-        match self.relay(owner, Lane::Control, SessionMsg::Connect { addr }) {
+        match self.relay(
+            owner,
+            Lane::Control,
+            SessionMsg::Connect { addr, server_key },
+        ) {
             Ok(()) => Connecting::HandedToShard(owner),
             Err(MeshSendError::Full(_)) => Connecting::ShardFull(owner),
             Err(_) => Connecting::ShardClosed(owner),
@@ -395,12 +425,12 @@ impl Sessions<'_, '_> {
 
 impl<A: SessionApp> SessionHost<A> {
     /// A host for the shard `place` names. All shards of a server must get the same
-    /// `config.cookie_key` and `place.clock`; `seed` should differ per shard (see
-    /// [`random_key`]). Refuses a shard whose `max_datagram` is below
+    /// `config.cookie_key`, security (identity) and `place.clock`; `seed` should differ per
+    /// shard (see [`random_key`]). `config.unix_time_at_origin` is set from the clock. Refuses a shard whose `max_datagram` is below
     /// [`EndpointConfig::max_datagram`]: the session layer would silently lose its largest
     /// datagrams.
     pub fn new(
-        config: EndpointConfig,
+        mut config: EndpointConfig,
         place: Placement,
         seed: [u8; 32],
         app: A,
@@ -413,6 +443,7 @@ impl<A: SessionApp> SessionHost<A> {
             });
         }
         let to16 = |v: usize| u16::try_from(v).unwrap_or(u16::MAX);
+        config.unix_time_at_origin = place.clock.unix_time_at_origin();
         let buf = vec![0u8; needed];
         let ep = Endpoint::new(
             config,
@@ -446,6 +477,14 @@ impl<A: SessionApp> SessionHost<A> {
     /// The application.
     pub fn app(&self) -> &A {
         &self.app
+    }
+
+    /// The endpoint's timers and its bounded handshake work, with the application deciding
+    /// admission.
+    fn run_timeout(&mut self, now: Timestamp) {
+        let app = &mut self.app;
+        self.ep
+            .handle_timeout_with(now, &mut |key, addr| app.admit(key, addr));
     }
 
     /// Delivers pending events to the application, sends what the endpoint has to send, and
@@ -574,14 +613,24 @@ impl<A: SessionApp> Handler for SessionHost<A> {
                 SendOutcome::Queued => {}
                 SendOutcome::Full => self.stats.relayed_send_full += 1,
                 SendOutcome::TooLarge => self.stats.relayed_send_too_large += 1,
-                SendOutcome::UnknownConnection => self.stats.relayed_unknown += 1,
+                SendOutcome::UnknownConnection => {
+                    self.stats.relayed_unknown += 1;
+                    let mut s = Sessions {
+                        ep: &mut self.ep,
+                        ctx,
+                        buf: &mut self.buf,
+                        stats: &mut self.stats,
+                        now,
+                    };
+                    self.app.on_undeliverable(conn, &bytes, &mut s);
+                }
             },
             SessionMsg::Close { conn, reason } => match self.ep.close(now, conn, reason) {
                 CloseOutcome::Closed => {}
                 CloseOutcome::UnknownConnection => self.stats.relayed_unknown += 1,
             },
-            SessionMsg::Connect { addr } => {
-                if self.ep.connect(now, addr).is_err() {
+            SessionMsg::Connect { addr, server_key } => {
+                if self.ep.connect(now, addr, server_key).is_err() {
                     self.stats.relayed_connect_refused += 1;
                 }
             }
@@ -591,7 +640,7 @@ impl<A: SessionApp> Handler for SessionHost<A> {
 
     fn on_timer(&mut self, _token: u64, ctx: &mut Ctx<'_, SessionMsg>) {
         self.timer = None;
-        self.ep.handle_timeout(self.clock.stamp(ctx.now()));
+        self.run_timeout(self.clock.stamp(ctx.now()));
         self.pump(ctx);
     }
 
@@ -613,7 +662,7 @@ impl<A: SessionApp> Handler for SessionHost<A> {
         // Timers that are due and can run: ones a bounded call left, ones that waited for the
         // control queue to drain (it may just have), or a deadline the shard refused a timer.
         if self.ep.poll_timeout().is_some_and(|d| d <= now) && self.ep.can_run_timers() {
-            self.ep.handle_timeout(now);
+            self.run_timeout(now);
             self.pump(ctx);
         } else {
             // Cheap when nothing changed; retries a refused timer.
@@ -674,6 +723,13 @@ impl<A: SessionApp> Handler for SessionHost<A> {
             ("sessions", e.sessions as u64),
             ("sessions_accepted", e.sessions_accepted),
             ("session_cookies_sent", e.cookies_sent),
+            ("session_handshakes_completed", e.handshakes_completed),
+            ("session_initiations_sent", e.initiations_sent),
+            ("session_dh_operations", e.dh_operations),
+            ("session_resets_sent", e.resets_sent),
+            ("session_resets_suppressed", e.resets_suppressed),
+            ("session_key_updates", e.key_updates),
+            ("session_key_updates_received", e.key_updates_received),
             ("session_drops", e.drops.total()),
             ("session_control_dropped", e.control_dropped),
             ("session_timers_deferred", e.timers_deferred),

@@ -10,10 +10,17 @@
 //!        └──── steer (the BPF rule) ◄── handle_datagram ◄────────────────┘ to the next event
 //! ```
 //!
-//! Steering models the kernel's reuseport BPF program: a Hello (or anything too short to carry
-//! an ID) goes to the shard picked by hashing the source address; anything else to the shard
-//! in byte 4 if it exists. A datagram the receiving shard reports as `OtherShard(k)` is
-//! forwarded to shard `k`, as the driver would.
+//! Steering models the driver's reuseport BPF program as it is (`driver::steering_program`):
+//! an Initiation (type nibble 1, like v1's Hello) or anything too short to carry byte 4 is
+//! placed by hashing the source address; anything else goes to the shard in byte 4 if it
+//! exists. Protocol version 2 is correct under this program and under the uniform one
+//! `docs/PROTOCOL.md` §2 specifies (`byte[4] mod N` for everything of at least 12 bytes):
+//! the endpoint hands an Initiation to the shard its route byte names and a Reset to the shard
+//! that holds sessions to its sender (`Handled::OtherShard`), which the simulator forwards as
+//! the driver would.
+//!
+//! [`Sim::connect`] finds the server's static public key by its address among the nodes, as
+//! a real client is configured with it.
 //!
 //! Faults are a layer ([`FaultConfig`]) applied to each datagram as it leaves, drawing from
 //! the simulator's own `SplitMix64` stream (independent of the endpoints' keyed generators).
@@ -28,6 +35,7 @@ use super::config::EndpointConfig;
 use super::conn_id::{ConnId, ConnIdGen, connect_shard};
 use super::endpoint::{CloseOutcome, Endpoint};
 use super::event::{CloseReason, ConnectError, Event, Handled, SendOutcome};
+use super::identity::PublicKey;
 use super::time::Timestamp;
 use super::wire::MsgType;
 
@@ -139,6 +147,7 @@ struct InFlight {
 #[derive(Debug)]
 struct Node {
     addr: SocketAddr,
+    public: Option<PublicKey>,
     shards: Vec<Endpoint>,
 }
 
@@ -154,6 +163,7 @@ pub struct Sim {
     trace: Vec<TraceEntry>,
     capture: Option<Vec<Captured>>,
     buf: Vec<u8>,
+    uniform_steering: bool,
     /// Datagrams the fault layer dropped.
     pub lost: u64,
     /// Datagrams delivered to some endpoint (duplicates included).
@@ -174,6 +184,7 @@ impl Sim {
             trace: Vec::new(),
             capture: None,
             buf: Vec::new(),
+            uniform_steering: false,
             lost: 0,
             delivered: 0,
         }
@@ -193,7 +204,12 @@ impl Sim {
             .collect();
         self.buf
             .resize(self.buf.len().max(config.max_datagram()), 0);
-        self.nodes.push(Node { addr, shards });
+        let public = config.public_key();
+        self.nodes.push(Node {
+            addr,
+            public,
+            shards,
+        });
         self.nodes.len() - 1
     }
 
@@ -201,6 +217,11 @@ impl Sim {
     #[must_use]
     pub fn now(&self) -> Timestamp {
         self.now
+    }
+
+    /// Steers with [`steer_uniform`] (the v2 program) instead of [`steer`] (today's).
+    pub fn set_uniform_steering(&mut self, on: bool) {
+        self.uniform_steering = on;
     }
 
     /// Changes the fault layer from now on.
@@ -252,12 +273,28 @@ impl Sim {
             .sum()
     }
 
-    /// Connects from `node` to `to`, on the shard [`connect_shard`] picks.
+    /// Connects from `node` to `to`, on the shard [`connect_shard`] picks, with the static
+    /// public key of the node at `to` (if any node is there).
     pub fn connect(&mut self, node: usize, to: SocketAddr) -> Result<ConnId, ConnectError> {
+        let key = self
+            .nodes
+            .iter()
+            .find(|n| n.addr == to)
+            .and_then(|n| n.public);
+        self.connect_with_key(node, to, key)
+    }
+
+    /// Connects from `node` to `to` with the server key `key` (e.g. a wrong one).
+    pub fn connect_with_key(
+        &mut self,
+        node: usize,
+        to: SocketAddr,
+        key: Option<PublicKey>,
+    ) -> Result<ConnId, ConnectError> {
         let n = u16::try_from(self.nodes[node].shards.len()).unwrap_or(1);
         let shard = connect_shard(to, n);
         let now = self.now;
-        let r = self.endpoint_mut(node, shard).connect(now, to);
+        let r = self.endpoint_mut(node, shard).connect(now, to, key);
         self.flush();
         r
     }
@@ -355,7 +392,11 @@ impl Sim {
         let now = self.now;
         let node = &mut self.nodes[ni];
         let n = u16::try_from(node.shards.len()).unwrap_or(1);
-        let mut shard = steer(&f.bytes, f.from, n);
+        let mut shard = if self.uniform_steering {
+            steer_uniform(&f.bytes, f.from, n)
+        } else {
+            steer(&f.bytes, f.from, n)
+        };
         // At most one forward: the owner never answers OtherShard for its own IDs.
         for _ in 0..2 {
             match node.shards[usize::from(shard)].handle_datagram(now, f.from, &f.bytes) {
@@ -451,17 +492,29 @@ impl Sim {
 
 /// The reuseport steering rule, as the driver's classic-BPF program
 /// (`driver::steering_program`) implements it: datagrams shorter than 12 bytes (type and CID)
-/// and Hellos by source-address hash (standing in for the kernel's 4-tuple hash), everything
+/// and Initiations by source-address hash (standing in for the kernel's 4-tuple hash), everything
 /// else by byte 4 (the owner's shard index) when it names an existing shard, by hash when it
 /// does not.
 #[must_use]
 pub fn steer(bytes: &[u8], from: SocketAddr, n_shards: u16) -> u16 {
     match bytes {
         [version_type, _, _, _, owner, _, _, _, _, _, _, _, ..]
-            if version_type & 0x0f != MsgType::Hello as u8 && u16::from(*owner) < n_shards =>
+            if version_type & 0x0f != MsgType::Initiation as u8 && u16::from(*owner) < n_shards =>
         {
             u16::from(*owner)
         }
         _ => connect_shard(from, n_shards),
     }
+}
+
+/// The uniform steering rule of protocol version 2 (`docs/PROTOCOL.md` §2) that the BPF
+/// program is to adopt: datagrams under 12 bytes by source-address hash, everything else to
+/// shard `byte[4] mod N`. [`Sim::set_uniform_steering`] switches the simulator to it.
+#[must_use]
+pub fn steer_uniform(bytes: &[u8], from: SocketAddr, n_shards: u16) -> u16 {
+    let n = n_shards.max(1);
+    if bytes.len() < 12 {
+        return connect_shard(from, n);
+    }
+    u16::from(bytes[4]) % n
 }

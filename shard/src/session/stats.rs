@@ -8,14 +8,18 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::drop_reason::DropCounters;
+use super::drop_reason::{DropCounters, SessionDrops};
+use super::identity::PublicKey;
 use super::time::Timestamp;
 
 /// Where a session is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum SessionState {
-    /// Client side: Hello sent, waiting for Cookie / Accept.
+    /// Initiator: Initiation sent, waiting for the Response (or a CookieReply).
     Handshaking,
+    /// Responder: Response sent, waiting for the initiator's first authenticated datagram.
+    Unconfirmed,
     /// Handshake done; Data flows.
     Established,
 }
@@ -31,7 +35,7 @@ pub(crate) struct Recorder {
     pub sends_failed: u32,
     pub queue_high_water: u32,
     pub unanswered_pings: u32,
-    pub drops: DropCounters<u32>,
+    pub drops: SessionDrops,
 }
 
 /// A copy of one session's flight recorder.
@@ -41,6 +45,8 @@ pub struct SessionStats {
     pub state: SessionState,
     /// The peer's address.
     pub peer: SocketAddr,
+    /// The peer's static public key (Noise mode, once the handshake has authenticated it).
+    pub peer_key: Option<PublicKey>,
     /// Datagrams accepted from the peer.
     pub datagrams_in: u64,
     /// Bytes of those datagrams.
@@ -78,13 +84,35 @@ pub struct EndpointStats {
     pub datagrams_in: u64,
     /// Datagrams returned by `poll_transmit`.
     pub datagrams_out: u64,
-    /// Cookie replies queued.
+    /// CookieReplies queued (Initiations answered "under load" without Diffie-Hellman work).
     pub cookies_sent: u64,
-    /// Sessions created by accepting a Hello with a valid cookie.
+    /// Responder sessions confirmed by the initiator's first authenticated datagram.
     pub sessions_accepted: u64,
+    /// Responses sent (new sessions and answers to retransmitted Initiations).
+    pub handshakes_completed: u64,
+    /// Initiations sent (first attempts and retransmissions).
+    pub initiations_sent: u64,
+    /// X25519 operations performed (key generation and Diffie-Hellman), counted per
+    /// handshake step as `handshake::dh_cost` lists them. Zero for anything without mac1.
+    pub dh_operations: u64,
+    /// Stateless Resets queued for datagrams naming no session.
+    pub resets_sent: u64,
+    /// Resets not sent because of their rate limit (the datagram is still counted as
+    /// `UnknownConnection`).
+    pub resets_suppressed: u64,
+    /// Sending-key rotations (rekeys) performed.
+    pub key_updates: u64,
+    /// Receiving-key rotations followed (the peer's rekeys).
+    pub key_updates_received: u64,
+    /// Initiations waiting for their Diffie-Hellman work now.
+    pub handshake_queue_depth: usize,
+    /// Responder sessions not yet confirmed, now.
+    pub unconfirmed: usize,
+    /// Initiation replay-table entries, now.
+    pub replay_entries: usize,
     /// Datagrams this shard said belonged to another shard.
     pub forwarded: u64,
-    /// Session control frames (Pong, Ping, Close, Accept, Hello) lost to a full control queue.
+    /// Session control frames (Pong, Ping, Close, Response, Initiation) lost to a full control queue.
     pub control_dropped: u64,
     /// Times `handle_timeout` returned with timers still due (its per-call bound reached, or
     /// the control queue at the timers' share); they ran on a later call, none was dropped.

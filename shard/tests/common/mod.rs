@@ -11,13 +11,37 @@ pub use ringwire_shard::session::sim::{FaultConfig, Sim};
 pub use ringwire_shard::session::wire::{self, Message};
 pub use ringwire_shard::session::{
     CloseOutcome, CloseReason, Closer, ConnId, ConnIdGen, DropReason, Endpoint, EndpointConfig,
-    Event, Handled, SESSION_STATE_SIZE, SendOutcome, SessionState, Timestamp,
+    Event, Handled, Keypair, PublicKey, SESSION_STATE_SIZE, SendOutcome, SessionState, Timestamp,
 };
 
 pub const KEY: [u8; 32] = [0x5a; 32];
+/// The Unix time at the simulator's time zero (Initiation timestamps are wall-clock).
+pub const UNIX_AT_ZERO: Duration = Duration::from_secs(1_700_000_000);
 
+/// A fixed identity: keypair number `n`.
+pub fn keypair(n: u8) -> Keypair {
+    Keypair::from_seed_bytes([n; 32])
+}
+
+/// Noise mode with identity `n`.
+pub fn cfg_id(n: u8) -> EndpointConfig {
+    let mut c = EndpointConfig::new(KEY, keypair(n));
+    c.unix_time_at_origin = UNIX_AT_ZERO;
+    c
+}
+
+/// Noise mode, identity 1 (tests where every node may share it).
 pub fn cfg() -> EndpointConfig {
-    EndpointConfig::new(KEY)
+    cfg_id(1)
+}
+
+/// Plaintext mode.
+pub fn plain_cfg() -> EndpointConfig {
+    let mut c = EndpointConfig::plaintext(KEY);
+    c.unix_time_at_origin = UNIX_AT_ZERO;
+    // Tests open thousands of sessions at one instant; the cookie rate limit has its own test.
+    c.cookie_replies_per_second = 1_000_000;
+    c
 }
 
 pub fn addr(last: u8, port: u16) -> SocketAddr {
@@ -77,37 +101,61 @@ pub fn messages(sim: &Sim, node: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-pub fn hello(src_conn_id: u64, cookie: Option<wire::CookieToken>) -> Vec<u8> {
-    let mut b = vec![0u8; wire::HELLO_LEN];
-    let n = wire::encode(
-        0,
-        0,
-        &Message::Hello {
-            src_conn_id,
-            cookie,
-        },
-        &mut b,
-    )
-    .unwrap();
-    assert_eq!(n, wire::HELLO_LEN);
-    b
+/// Plaintext mode: opens a session on `ep` from a client at `from` with connection ID `cid`,
+/// as a client would (Initiation, CookieReply, Initiation with mac2, Response, then a Ping
+/// that confirms it), draining every reply. Returns the server's connection ID.
+pub fn open_plain(ep: &mut Endpoint, now: Timestamp, from: SocketAddr, cid: u64) -> ConnId {
+    use ringwire_shard::session::{cookie, crypto, handshake};
+    let mut buf = vec![0u8; ep.config().max_datagram()];
+    let mut init = [0u8; wire::INITIATION_LEN];
+    let n = handshake::write_plain_initiation(cid, 0, None, &mut init);
+    assert_eq!(ep.handle_datagram(now, from, &init[..n]), Handled::Consumed);
+    let t = ep.poll_transmit(now, &mut buf).unwrap();
+    let d = wire::parse(&buf[..t.len]).unwrap();
+    let wire::Body::CookieReply { nonce, sealed } = d.body else {
+        panic!("expected a CookieReply: {d:?}")
+    };
+    let mut mac1 = [0u8; 16];
+    mac1.copy_from_slice(&init[wire::field::INIT_PLAIN_MAC1]);
+    let c =
+        crypto::open_cookie(&cookie::cookie_seal_key(&[0; 32]), &nonce, &mac1, &sealed).unwrap();
+    let n = handshake::write_plain_initiation(cid, 1, Some(c), &mut init);
+    assert_eq!(ep.handle_datagram(now, from, &init[..n]), Handled::Consumed);
+    let t = ep.poll_transmit(now, &mut buf).unwrap();
+    let d = wire::parse(&buf[..t.len]).unwrap();
+    let wire::Body::Response { plain_conn_id, .. } = d.body else {
+        panic!("expected a Response: {d:?}")
+    };
+    assert_eq!(d.dst_conn_id, cid);
+    let mut ping = vec![0u8; wire::transport_len(wire::PING_BODY, false)];
+    wire::write_header(&mut ping, wire::MsgType::Ping, 0, plain_conn_id, 0);
+    assert_eq!(ep.handle_datagram(now, from, &ping), Handled::Consumed);
+    let _pong = ep.poll_transmit(now, &mut buf).unwrap();
+    assert_eq!(buf[0] & 0x0f, wire::MsgType::Pong as u8);
+    ConnId(plain_conn_id)
 }
 
-/// Client Hello attempts before the handshake gives up: sent at 0, 0.5, 1.5, 3.5, 5.5, 7.5 and
+/// A plaintext transport message's body, as received (no decryption in plaintext mode).
+pub fn plain_message(bytes: &[u8]) -> (u64, Message<'_>) {
+    let d = wire::parse(bytes).unwrap();
+    let wire::Body::Transport { ty, body, .. } = d.body else {
+        panic!("not a transport message: {d:?}")
+    };
+    (d.dst_conn_id, wire::parse_plain(ty, body).unwrap())
+}
+
+/// Initiation attempts before the handshake gives up: sent at 0, 0.5, 1.5, 3.5, 5.5, 7.5 and
 /// 9.5 s, timeout at 10 s (`handshake_retransmits_with_backoff_then_times_out_once` pins them).
-pub const HELLO_ATTEMPTS: i32 = 7;
+pub const INITIATION_ATTEMPTS: i32 = 7;
 
 /// An upper bound on the probability that a handshake fails when every datagram is lost with
-/// probability `loss`, from the protocol rather than from runs: each Hello attempt is a round
-/// trip (20 ms here, far inside the gaps between attempts) that survives with
-/// `q = (1 - loss)^2`, and a handshake needs two that survive (Hello -> Cookie, then Hello with
-/// cookie -> Accept; a lost Accept is answered again on the next attempt). The client also sends
-/// its Hello with cookie as soon as a Cookie arrives, a chance this model leaves out, so the
-/// real rate is at most `P(Binomial(7, q) <= 1)`.
+/// probability `loss`, from the protocol rather than from runs: not under load, each attempt
+/// is one round trip (Initiation -> Response; 20 ms here, far inside the gaps between
+/// attempts) that survives with `q = (1 - loss)^2`, and one surviving attempt completes the
+/// handshake. So the rate is at most `P(Binomial(7, q) = 0) = (1 - q)^7`.
 pub fn handshake_failure_bound(loss: f64) -> f64 {
     let q = (1.0 - loss).powi(2);
-    let n = HELLO_ATTEMPTS;
-    (1.0 - q).powi(n) + f64::from(n) * q * (1.0 - q).powi(n - 1)
+    (1.0 - q).powi(INITIATION_ATTEMPTS)
 }
 
 /// The most failures out of `runs` independent tries, each failing with probability at most
@@ -124,4 +172,12 @@ pub fn max_failures(runs: u32, p: f64) -> u32 {
     (0..=runs)
         .find(|&k| (k + 1..=runs).map(pmf).sum::<f64>() < 1e-6)
         .unwrap_or(runs)
+}
+
+/// A plaintext-mode transport message, as a peer would send it.
+pub fn plain_frame(dst: u64, pn: u64, msg: &Message<'_>) -> Vec<u8> {
+    let mut b = vec![0u8; wire::transport_len(msg.body_len(), false)];
+    wire::write_header(&mut b, msg.msg_type(), 0, dst, pn);
+    let _ = msg.write_body(&mut b[wire::HEADER_LEN..]).unwrap();
+    b
 }

@@ -20,7 +20,7 @@ pub struct HandshakeStats {
     /// Sessions that failed (timed out) or could not be opened, or were
     /// still pending at the give-up time.
     pub failed: usize,
-    /// Time from the first Hello to the last session ready or failed.
+    /// Time from the first Initiation to the last session ready or failed.
     pub elapsed: Duration,
 }
 
@@ -38,7 +38,11 @@ pub fn run(io: &mut SessionIo, give_up: Duration) -> io::Result<HandshakeStats> 
             match io.connect(next) {
                 Ok(()) => next += 1,
                 Err(ConnectError::ControlQueueFull) => break,
-                Err(ConnectError::SessionLimit) => {
+                Err(
+                    ConnectError::SessionLimit
+                    | ConnectError::NoServerKey
+                    | ConnectError::Handshake,
+                ) => {
                     refused += 1;
                     next += 1;
                 }

@@ -13,8 +13,8 @@ use crate::load::transport::{Sink, Transport, ns_since};
 use crate::load::worker::{BATCH, Reply};
 use crate::sys::mmsg::MmsgBatch;
 use ringwire_shard::session::{
-    ConnId, ConnIdGen, ConnectError, Endpoint, EndpointConfig, EndpointError, Event, SendOutcome,
-    Timestamp,
+    ConnId, ConnIdGen, ConnectError, Endpoint, EndpointConfig, EndpointError, Event, Keypair,
+    PublicKey, SendOutcome, SessionClock, Timestamp,
 };
 use std::collections::HashMap;
 use std::io;
@@ -25,6 +25,7 @@ use std::time::Instant;
 pub struct SessionIo {
     peers: PeerSet,
     target: SocketAddr,
+    server_key: Option<PublicKey>,
     flavor: Flavor,
     ep: Endpoint,
     origin: Instant,
@@ -45,17 +46,22 @@ pub struct SessionIo {
 }
 
 impl SessionIo {
-    /// Sessions over `peers` to `target`, for `payload_len`-byte probes;
-    /// `seed` makes connection IDs reproducible. Call on the worker thread.
+    /// Sessions over `peers` to `target` (whose static public key is `server_key`), for
+    /// `payload_len`-byte probes; `seed` makes connection IDs reproducible. The client's own
+    /// identity is a fresh keypair. Call on the worker thread.
     pub fn new(
         peers: PeerSet,
         target: SocketAddr,
+        server_key: Option<PublicKey>,
         flavor: Flavor,
         payload_len: usize,
         seed: u64,
     ) -> Result<Self, EndpointError> {
-        let mut config = EndpointConfig::new(ConnIdGen::seed_from_u64(!seed));
+        let identity = Keypair::from_seed_bytes(ConnIdGen::seed_from_u64(seed ^ 0x1d));
+        let mut config = EndpointConfig::new(ConnIdGen::seed_from_u64(!seed), identity);
         config.accept_incoming = false;
+        let clock = SessionClock::start();
+        config.unix_time_at_origin = clock.unix_time_at_origin();
         config.max_sessions = config.max_sessions.max(peers.len());
         let max_datagram = config.max_datagram();
         let ep = Endpoint::new(
@@ -69,9 +75,10 @@ impl SessionIo {
         Ok(Self {
             peers,
             target,
+            server_key,
             flavor,
             ep,
-            origin: Instant::now(),
+            origin: clock.origin(),
             conns: vec![None; n],
             by_conn: HashMap::with_capacity(n),
             relay_ids: vec![None; n],
@@ -93,10 +100,10 @@ impl SessionIo {
         Timestamp(u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
     }
 
-    /// Starts peer `peer`'s handshake (queues its Hello; [`SessionIo::flush`]
+    /// Starts peer `peer`'s handshake (queues its Initiation; [`SessionIo::flush`]
     /// sends it).
     pub fn connect(&mut self, peer: usize) -> Result<(), ConnectError> {
-        let conn = self.ep.connect(self.now(), self.target)?;
+        let conn = self.ep.connect(self.now(), self.target, self.server_key)?;
         self.conns[peer] = Some(conn);
         self.by_conn.insert(conn, peer);
         Ok(())

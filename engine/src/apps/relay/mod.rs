@@ -21,7 +21,8 @@ pub struct RelayStats {
     pub forwarded_local: u64,
     /// Messages handed to another shard for its session.
     pub forwarded_remote: u64,
-    /// Forwards to a destination that does not exist (answered with `Unreachable`).
+    /// Forwards to a destination that does not exist, on this shard or on the one its ID names
+    /// (answered with `Unreachable`).
     pub unreachable: u64,
     /// Forwards dropped because the destination's queue or shard lane was full.
     pub dropped_full: u64,
@@ -45,11 +46,12 @@ impl Relay {
         self.stats
     }
 
-    /// Sends a notice to `conn` (a session of this shard: it just connected or just wrote to
-    /// us), counting a refusal.
+    /// Sends a notice to `conn` (a session that just connected or just wrote to us, on this
+    /// shard or, for an `Unreachable` found on another shard, on the sender's), counting a
+    /// refusal.
     fn notify(&mut self, conn: ConnId, notice: &[u8], s: &mut Sessions<'_, '_>) {
         match s.send(conn, notice) {
-            SessionSend::SentNow | SessionSend::Queued => {}
+            SessionSend::SentNow | SessionSend::Queued | SessionSend::HandedToShard(_) => {}
             _ => self.stats.notices_dropped += 1,
         }
     }
@@ -85,6 +87,21 @@ impl SessionApp for Relay {
             SessionSend::Full | SessionSend::ShardFull(_) | SessionSend::TooLarge => {
                 self.stats.dropped_full += 1;
             }
+        }
+    }
+
+    /// A Delivered handed to another shard found its destination gone there: tell the sender
+    /// (whose ID the Delivered carries) that the destination is unreachable, as for a local
+    /// one. Anything else undeliverable (an `Unreachable` to a sender that left meanwhile) is
+    /// only counted by the session layer.
+    fn on_undeliverable(&mut self, conn: ConnId, bytes: &[u8], s: &mut Sessions<'_, '_>) {
+        if let Ok(RelayMsg::Delivered { src_conn_id, .. }) = RelayMsg::decode(bytes) {
+            self.stats.unreachable += 1;
+            let notice = RelayMsg::Unreachable {
+                dst_conn_id: conn.0,
+            }
+            .to_vec();
+            self.notify(ConnId(src_conn_id), &notice, s);
         }
     }
 

@@ -1,4 +1,6 @@
-//! Timers: handshake retransmission and timeout, keepalive Pings, idle timeout.
+//! Timers: handshake retransmission and timeout, unconfirmed sessions' expiry, the
+//! initiator's confirming Ping, keepalive Pings, idle timeout, retiring previous keys; then
+//! the turn's bounded handshake work.
 //!
 //! One min-heap of `(deadline, conn)` per endpoint. A session pushes an entry only when its
 //! next deadline moves *earlier* than the one it already has in the heap (`scheduled`); when
@@ -18,19 +20,28 @@ use super::super::conn_id::ConnId;
 use super::super::event::{CloseReason, Closer};
 use super::super::state::Phase;
 use super::super::time::Timestamp;
-use super::super::wire::Message;
-use super::Endpoint;
+use super::{Admit, Endpoint};
 
 impl Endpoint {
     /// The earliest time `handle_timeout` has work to do (it may find none: deadlines move
     /// later without the heap being told). `None`: no session has a timer.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.timers.peek().map(|Reverse((t, _))| *t)
+        let timer = self.timers.peek().map(|Reverse((t, _))| *t);
+        // Queued Initiations are due from their arrival.
+        let handshake = self.handshakes.front().map(|q| q.at);
+        match (timer, handshake) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Runs the timers due at `now`: retransmits Hellos, abandons handshakes, sends keepalive
-    /// Pings, closes idle sessions. Results appear through `poll_transmit` and `poll_event`.
+    /// Runs the timers due at `now` (retransmits Initiations, abandons handshakes, frees
+    /// unconfirmed sessions, sends keepalive Pings, closes idle sessions), then the
+    /// Diffie-Hellman work of at most `handshakes_per_turn` queued Initiations, admitting
+    /// every authenticated initiator that `allowed_peers` admits. Results appear through
+    /// `poll_transmit` and `poll_event`. See [`Endpoint::handle_timeout_with`] for an
+    /// application admission callback.
     ///
     /// Bounded: it takes at most `timer_batch` heap entries, and runs a session's timer only
     /// while the control queue has room for timers (each queues at most one frame). Timers it
@@ -38,6 +49,21 @@ impl Endpoint {
     /// `now`, and the next call (after `poll_transmit` has drained the queue, if that was the
     /// limit: see [`Endpoint::can_run_timers`]) continues. No timer's action is dropped.
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.handle_timeout_with(now, &mut |_, _| true);
+    }
+
+    /// [`Endpoint::handle_timeout`] with the application's admission callback: called with
+    /// each authenticated initiator's static key and address (after `allowed_peers`); `false`
+    /// refuses it (`NotAdmitted`).
+    pub fn handle_timeout_with(&mut self, now: Timestamp, admit: &mut Admit<'_>) {
+        self.run_timers(now);
+        // Established sessions' datagrams of this turn came first; now the bounded DH work.
+        let max = self.cfg.handshakes_per_turn.max(1);
+        self.process_handshakes(now, max, admit);
+        self.initiations.purge(now, self.cfg.timer_batch.max(1));
+    }
+
+    fn run_timers(&mut self, now: Timestamp) {
         let mut budget = self.cfg.timer_batch.max(1);
         while let Some(&Reverse((t, cid))) = self.timers.peek() {
             if t > now {
@@ -93,29 +119,47 @@ impl Endpoint {
         match &mut s.phase {
             Phase::Handshaking(h) => {
                 if now >= h.started.saturating_add(self.cfg.handshake_timeout) {
-                    self.end_session(cid, CloseReason::HandshakeTimeout, Closer::Local, false);
+                    self.end_session(
+                        now,
+                        cid,
+                        CloseReason::HandshakeTimeout,
+                        Closer::Local,
+                        false,
+                    );
                 } else if now >= h.next_retransmit {
                     let max = super::super::time::nanos(self.cfg.handshake_max_rto).max(1);
                     h.rto_nanos = h.rto_nanos.saturating_mul(2).min(max);
                     h.next_retransmit = Timestamp(now.0.saturating_add(h.rto_nanos));
-                    self.send_hello(cid);
+                    self.send_initiation(now, cid, false);
+                }
+            }
+            Phase::Unconfirmed => {
+                // Never announced to the application: freed without an event.
+                if now >= s.last_recv.saturating_add(self.cfg.handshake_timeout) {
+                    self.end_session(
+                        now,
+                        cid,
+                        CloseReason::HandshakeTimeout,
+                        Closer::Local,
+                        false,
+                    );
                 }
             }
             Phase::Established => {
                 if now >= s.idle_due(&self.cfg) {
-                    self.end_session(cid, CloseReason::IdleTimeout, Closer::Local, true);
+                    self.end_session(now, cid, CloseReason::IdleTimeout, Closer::Local, true);
                     return;
                 }
                 s.release_idle_queue();
-                if s.keepalive_due(&self.cfg).is_some_and(|due| now >= due) {
-                    let pn = s.next_pn;
-                    s.last_ping_sent = now;
-                    if self.push_session_control(cid, &Message::Ping)
-                        && let Some(s) = self.sessions.get_mut(&cid)
-                    {
-                        s.outstanding_ping = Some((pn, now));
-                        s.rec.unanswered_pings = s.rec.unanswered_pings.saturating_add(1);
-                    }
+                if let Some(k) = s.keys.as_mut()
+                    && k.prev.as_ref().is_some_and(|p| now >= p.until)
+                {
+                    k.prev = None; // the previous receiving key is wiped on drop
+                }
+                let confirm = s.confirm_ping_due(&self.cfg).is_some_and(|due| now >= due);
+                let keepalive = s.keepalive_due(&self.cfg).is_some_and(|due| now >= due);
+                if confirm || keepalive {
+                    self.send_ping(now, cid);
                 }
             }
         }

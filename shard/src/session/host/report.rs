@@ -19,11 +19,14 @@ impl<A: SessionApp> SessionHost<A> {
         let e = self.ep.stats();
         let _ = write!(
             page.summary,
-            "sessions={} accepted={} cookies_sent={} drops={} control_dropped={} handed_off={} \
-             handoffs_received={} refused_draining={}",
+            "sessions={} accepted={} handshakes={} dh_ops={} cookies_sent={} resets_sent={} \
+             drops={} control_dropped={} handed_off={} handoffs_received={} refused_draining={}",
             e.sessions,
             e.sessions_accepted,
+            e.handshakes_completed,
+            e.dh_operations,
             e.cookies_sent,
+            e.resets_sent,
             e.drops.total(),
             e.control_dropped,
             self.stats.handed_off,

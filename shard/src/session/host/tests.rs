@@ -14,8 +14,13 @@ impl SessionApp for Quiet {
     fn on_message(&mut self, _conn: ConnId, _bytes: &[u8], _s: &mut Sessions<'_, '_>) {}
 }
 
+/// Plaintext mode: these tests are about the loop, not the cryptography (the sans-IO tests
+/// cover that), and 4000 Noise handshakes would dominate their time.
 fn config() -> EndpointConfig {
-    EndpointConfig::new([3; 32])
+    let mut c = EndpointConfig::plaintext([3; 32]);
+    // Thousands of clients open at one instant here; the cookie rate limit is not under test.
+    c.cookie_replies_per_second = 1_000_000;
+    c
 }
 
 #[test]
@@ -221,7 +226,7 @@ fn close_and_connect_take_the_control_lane_and_every_relay_outcome_is_counted() 
 
     // A connect to an address shard 1 owns goes on the control lane too.
     let addr = (1..).map(peer).find(|a| connect_shard(*a, 2) == 1).unwrap();
-    let outcome = with_sessions(&mut h0, &mut rig.ctx(0), |s| s.connect(addr));
+    let outcome = with_sessions(&mut h0, &mut rig.ctx(0), |s| s.connect(addr, None));
     assert_eq!(outcome, Connecting::HandedToShard(1));
     let got = rig.inbound(1);
     assert!(matches!(
@@ -248,7 +253,7 @@ fn a_refused_timer_is_counted_and_its_deadline_still_runs() {
         .unwrap();
     rig.now = clock.origin();
     let mut h = host(clock, 0, 1);
-    let started = with_sessions(&mut h, &mut rig.ctx(0), |s| s.connect(peer(4433)));
+    let started = with_sessions(&mut h, &mut rig.ctx(0), |s| s.connect(peer(4433), None));
     assert!(matches!(started, Connecting::Started(_)));
     assert_eq!(h.stats().timer_refused, 1);
     let hellos = rig.complete_sends(&mut h);
@@ -261,18 +266,42 @@ fn a_refused_timer_is_counted_and_its_deadline_still_runs() {
     let again = rig.complete_sends(&mut h);
     assert_eq!(again.len(), 1, "the retransmission happened");
     assert_eq!(again[0].0, peer(4433));
-    assert_eq!(again[0].1[0] & 0x0f, 1, "a Hello");
+    assert_eq!(again[0].1[0] & 0x0f, 1, "an Initiation");
     assert!(h.stats().timer_refused >= 2, "each refusal is counted");
 }
 
-fn hello_bytes(src_conn_id: u64, cookie: Option<crate::session::wire::CookieToken>) -> Vec<u8> {
-    let mut b = vec![0u8; crate::session::wire::HELLO_LEN];
-    let msg = crate::session::wire::Message::Hello {
-        src_conn_id,
-        cookie,
+/// Opens a plaintext session through the host as a client at `from` would: Initiation,
+/// CookieReply, Initiation with mac2, Response, and a confirming Ping (its Pong drained).
+fn open_through_host<A: SessionApp>(
+    h: &mut SessionHost<A>,
+    rig: &mut Rig,
+    from: SocketAddr,
+    cid: u64,
+) {
+    use crate::session::{cookie, crypto, handshake, wire};
+    let mut init = [0u8; wire::INITIATION_LEN];
+    let n = handshake::write_plain_initiation(cid, 0, None, &mut init);
+    h.on_datagram(from, &init[..n], &mut rig.ctx(0));
+    let reply = rig.complete_sends(h);
+    let Ok(wire::Body::CookieReply { nonce, sealed }) = wire::parse(&reply[0].1).map(|d| d.body)
+    else {
+        panic!("expected a CookieReply");
     };
-    crate::session::wire::encode(0, 0, &msg, &mut b).unwrap();
-    b
+    let mut mac1 = [0u8; 16];
+    mac1.copy_from_slice(&init[wire::field::INIT_PLAIN_MAC1]);
+    let c =
+        crypto::open_cookie(&cookie::cookie_seal_key(&[0; 32]), &nonce, &mac1, &sealed).unwrap();
+    let n = handshake::write_plain_initiation(cid, 1, Some(c), &mut init);
+    h.on_datagram(from, &init[..n], &mut rig.ctx(0));
+    let resp = rig.complete_sends(h);
+    let Ok(wire::Body::Response { plain_conn_id, .. }) = wire::parse(&resp[0].1).map(|d| d.body)
+    else {
+        panic!("expected a Response");
+    };
+    let mut ping = vec![0u8; wire::transport_len(wire::PING_BODY, false)];
+    wire::write_header(&mut ping, wire::MsgType::Ping, 0, plain_conn_id, 0);
+    h.on_datagram(from, &ping, &mut rig.ctx(0));
+    assert_eq!(rig.complete_sends(h).len(), 1, "a Pong");
 }
 
 /// Thousands of sessions whose timers come due in one wake, through the host and a loop
@@ -288,18 +317,7 @@ fn coinciding_timers_are_worked_off_across_turns_without_stalling_or_spinning() 
     let mut h = host(clock, 0, 1);
     for i in 0..SESSIONS {
         let from = SocketAddr::from(([10, 1, (i >> 8) as u8, i as u8], 5000));
-        let cid = i as u64 + 1;
-        h.on_datagram(from, &hello_bytes(cid, None), &mut rig.ctx(0));
-        let cookie = rig.complete_sends(&mut h);
-        let Ok(crate::session::wire::Datagram {
-            message: crate::session::wire::Message::Cookie(token),
-            ..
-        }) = crate::session::wire::parse(&cookie[0].1)
-        else {
-            panic!("expected a Cookie");
-        };
-        h.on_datagram(from, &hello_bytes(cid, Some(token)), &mut rig.ctx(0));
-        assert_eq!(rig.complete_sends(&mut h).len(), 1, "an Accept");
+        open_through_host(&mut h, &mut rig, from, i as u64 + 1);
     }
     assert_eq!(h.ep.session_count(), SESSIONS);
 
@@ -315,9 +333,14 @@ fn coinciding_timers_are_worked_off_across_turns_without_stalling_or_spinning() 
         at_instant += sent.len();
         busiest = busiest.max(at_instant);
         for (_, bytes) in &sent {
-            match crate::session::wire::parse(bytes).unwrap().message {
-                crate::session::wire::Message::Ping => pings += 1,
-                crate::session::wire::Message::Close(CloseReason::IdleTimeout) => closes += 1,
+            use crate::session::wire;
+            let Ok(wire::Body::Transport { ty, body, .. }) = wire::parse(bytes).map(|d| d.body)
+            else {
+                panic!("not a transport message");
+            };
+            match wire::parse_plain(ty, body).unwrap() {
+                wire::Message::Ping => pings += 1,
+                wire::Message::Close(CloseReason::IdleTimeout) => closes += 1,
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -375,39 +398,13 @@ impl SessionApp for Seen {
     }
 }
 
-/// Accepts a session from `from` (Hello, Cookie, Hello with the cookie, Accept).
-fn accept(
-    h: &mut SessionHost<Seen>,
-    rig: &mut Rig,
-    from: SocketAddr,
-    cid: u64,
-) -> Vec<(SocketAddr, Vec<u8>)> {
-    use crate::session::wire::{Datagram, Message, parse};
-    h.on_datagram(from, &hello_bytes(cid, None), &mut rig.ctx(0));
-    let mut sent = rig.complete_sends(h);
-    let token = sent
-        .iter()
-        .find_map(|(to, b)| match parse(b) {
-            Ok(Datagram {
-                message: Message::Cookie(token),
-                ..
-            }) if *to == from => Some(token),
-            _ => None,
-        })
-        .expect("a Cookie");
-    sent.retain(|(to, _)| *to != from);
-    h.on_datagram(from, &hello_bytes(cid, Some(token)), &mut rig.ctx(0));
-    sent.extend(rig.complete_sends(h));
-    sent
-}
-
 /// Draining thousands of sessions, more than the control queue holds, through few send slots:
 /// every session gets exactly one Close(ShuttingDown), none is lost to a full control queue,
 /// the host says it is drained only once every Close has left, and a session accepted during
 /// the drain is closed at once without the application ever seeing it.
 #[test]
 fn a_drain_closes_every_session_once_across_turns_and_admits_none() {
-    use crate::session::wire::{Message, parse};
+    use crate::session::{cookie, crypto, handshake, wire};
     const SESSIONS: usize = 4000;
     let clock = SessionClock::start();
     let mut rig = Rig::new(1, 32, 16, MeshConfig::default());
@@ -416,7 +413,7 @@ fn a_drain_closes_every_session_once_across_turns_and_admits_none() {
     let mut h = SessionHost::new(config(), place, [1; 32], Seen::default()).unwrap();
     let peer_of = |i: usize| SocketAddr::from(([10, 2, (i >> 8) as u8, i as u8], 6000));
     for i in 0..SESSIONS {
-        assert_eq!(accept(&mut h, &mut rig, peer_of(i), i as u64 + 1).len(), 1);
+        open_through_host(&mut h, &mut rig, peer_of(i), i as u64 + 1);
     }
     assert_eq!(h.app().connected, SESSIONS);
     assert!(SESSIONS > config().control_queue_capacity);
@@ -425,27 +422,45 @@ fn a_drain_closes_every_session_once_across_turns_and_admits_none() {
     assert!(h.app().said_goodbye);
     let mut closes = std::collections::HashMap::new();
     let mut turns = 0;
-    // A client that connects during the drain: Hello, Cookie, Hello with it, Accept.
+    // A client that connects during the drain: Initiation, CookieReply, Initiation with the
+    // cookie, Response, and its confirming Ping (only then is the session shown to the app,
+    // which the drain refuses).
     let late = SocketAddr::from(([10, 9, 9, 9], 7000));
     let late_cid = 999_999;
+    let mut init = [0u8; wire::INITIATION_LEN];
+    let first = handshake::write_plain_initiation(late_cid, 0, None, &mut init);
     let mut accepted = false;
     let mut sends = Vec::new();
     loop {
         turns += 1;
         assert!(turns < 10 * SESSIONS, "the drain makes no progress");
         if turns == 5 {
-            h.on_datagram(late, &hello_bytes(late_cid, None), &mut rig.ctx(0));
+            h.on_datagram(late, &init[..first], &mut rig.ctx(0));
         }
         sends.extend(rig.complete_sends(&mut h));
         for (to, bytes) in sends.drain(..) {
-            match parse(&bytes).unwrap().message {
-                Message::Close(CloseReason::ShuttingDown) => {
-                    *closes.entry(to).or_insert(0) += 1;
+            match wire::parse(&bytes).unwrap().body {
+                wire::Body::Transport { ty, body, .. } => match wire::parse_plain(ty, body) {
+                    Ok(wire::Message::Close(CloseReason::ShuttingDown)) => {
+                        *closes.entry(to).or_insert(0) += 1;
+                    }
+                    Ok(wire::Message::Pong { .. }) if to == late => {}
+                    other => panic!("unexpected {other:?} to {to}"),
+                },
+                wire::Body::CookieReply { nonce, sealed } if to == late => {
+                    let mut mac1 = [0u8; 16];
+                    mac1.copy_from_slice(&init[wire::field::INIT_PLAIN_MAC1]);
+                    let seal = cookie::cookie_seal_key(&[0; 32]);
+                    let c = crypto::open_cookie(&seal, &nonce, &mac1, &sealed).unwrap();
+                    let n = handshake::write_plain_initiation(late_cid, 1, Some(c), &mut init);
+                    h.on_datagram(late, &init[..n], &mut rig.ctx(0));
                 }
-                Message::Cookie(token) if to == late => {
-                    h.on_datagram(late, &hello_bytes(late_cid, Some(token)), &mut rig.ctx(0));
+                wire::Body::Response { plain_conn_id, .. } if to == late => {
+                    accepted = true;
+                    let mut ping = vec![0u8; wire::transport_len(wire::PING_BODY, false)];
+                    wire::write_header(&mut ping, wire::MsgType::Ping, 0, plain_conn_id, 0);
+                    h.on_datagram(late, &ping, &mut rig.ctx(0));
                 }
-                Message::Accept { .. } if to == late => accepted = true,
                 other => panic!("unexpected {other:?} to {to}"),
             }
         }
@@ -454,7 +469,7 @@ fn a_drain_closes_every_session_once_across_turns_and_admits_none() {
         }
         rig.turn(&mut h, 0);
     }
-    assert!(accepted, "the late Hello was accepted");
+    assert!(accepted, "the late Initiation was answered");
     assert_eq!(closes.get(&late), Some(&1), "the late session was closed");
     assert_eq!(closes.len(), SESSIONS + 1);
     assert!(closes.values().all(|n| *n == 1), "one Close each");
