@@ -50,8 +50,13 @@ pub(crate) struct RecvControl {
 }
 
 /// Reads the drop count and the GRO segment size from `control`, skipping other messages.
+#[inline]
 pub(crate) fn parse(control: &[u8]) -> RecvControl {
     let mut out = RecvControl::default();
+    // The common case: the kernel attached nothing (no drops yet, not coalesced).
+    if control.is_empty() {
+        return out;
+    }
     let mut rest = control;
     while let Some((level, kind, data, next)) = next_message(rest) {
         match (level, kind) {

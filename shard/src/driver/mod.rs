@@ -924,7 +924,9 @@ impl Shard {
         let res = cqe.result();
         let tag = match self.slots.complete_send(cqe.user_data() & !KIND_MASK) {
             Ok(Sent::One { tag }) => tag,
-            Ok(Sent::Group) => return self.on_group_sent(res, app),
+            Ok(Sent::Group { datagrams, tagged }) => {
+                return self.on_group_sent(res, u64::from(datagrams), tagged, app);
+            }
             Err(_) => {
                 self.counters.send_unknown_completions += 1;
                 return;
@@ -949,10 +951,7 @@ impl Shard {
     /// errno): counted per datagram, and each tagged datagram reported to the handler with its
     /// own length or the errno. A socket that refuses GSO sends every datagram alone from now
     /// on.
-    #[cold]
-    fn on_group_sent<H: Handler>(&mut self, res: i32, app: &mut App<'_, H>) {
-        let datagrams = self.slots.group_done();
-        let n = datagrams.len() as u64;
+    fn on_group_sent<H: Handler>(&mut self, res: i32, n: u64, tagged: bool, app: &mut App<'_, H>) {
         self.counters.send_coalesced += 1;
         if res < 0 {
             self.counters.send_errors_n(-res, n);
@@ -968,8 +967,8 @@ impl Shard {
             self.counters.datagrams_out += n;
             self.counters.bytes_out += res as u64;
         }
-        if let Some((handler, _)) = app {
-            for &(tag, len) in datagrams.iter().filter(|(tag, _)| *tag != 0) {
+        if tagged && let Some((handler, _)) = app {
+            for &(tag, len) in self.slots.group_done().iter().filter(|(tag, _)| *tag != 0) {
                 let result = if res < 0 {
                     Err(io::Error::from_raw_os_error(-res))
                 } else {

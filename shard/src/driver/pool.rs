@@ -353,9 +353,15 @@ pub(crate) enum Sent {
         /// The tag it was staged with (0: none).
         tag: u64,
     },
-    /// A GSO send: its datagrams' tags and lengths, in send order, are in
-    /// [`SendSlots::group_done`] until the next completion.
-    Group,
+    /// A GSO send of `datagrams` datagrams. When any of them was tagged, every datagram's
+    /// tag and length, in send order, are in [`SendSlots::group_done`] until the next
+    /// completion.
+    Group {
+        /// Datagrams the send carried.
+        datagrams: u32,
+        /// Whether any was tagged.
+        tagged: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -382,10 +388,11 @@ struct Slot {
     /// earlier use of the slot is recognised.
     generation: u32,
     tag: u64,
-    /// Payload length.
+    /// Payload length (kept with GSO only: a lead's length is its group's segment size).
     len: u32,
-    /// Destination, compared when a datagram asks to join the group this slot leads.
-    dest: Option<SocketAddr>,
+    /// Destination (kept with GSO only), compared when a datagram asks to join the group
+    /// this slot leads.
+    dest: SocketAddr,
     /// The group this slot leads ([`NONE`]: sent alone).
     group: u32,
     /// The next datagram of the group this slot leads or joined ([`NONE`]: the last).
@@ -406,6 +413,8 @@ struct Group {
     tail: u32,
     /// A datagram shorter than the segment size came last: nothing may follow it.
     closed: bool,
+    /// Some datagram of the group has a tag (its completion is reported per datagram).
+    tagged: bool,
 }
 
 /// Fixed pool of send slots for one shard: each slot is a `msghdr`, an `iovec`, a destination
@@ -430,7 +439,8 @@ pub(crate) struct SendSlots {
     /// Datagrams to one destination may join a staged send (GSO); off for good once the
     /// socket refuses it ([`SendSlots::stop_gso`]).
     gso: bool,
-    /// The datagrams (tag, length) of the group the last completion freed.
+    /// The datagrams (tag, length) of the group the last completion freed, if any was
+    /// tagged.
     done: Vec<(u64, usize)>,
 }
 
@@ -466,7 +476,7 @@ impl SendSlots {
             generation: 0,
             tag: 0,
             len: 0,
-            dest: None,
+            dest: SocketAddr::from(([0, 0, 0, 0], 0)),
             group: NONE,
             next: NONE,
         };
@@ -551,8 +561,10 @@ impl SendSlots {
         let s = &mut self.slots[i];
         s.state = SlotState::Staged;
         s.tag = tag;
-        s.len = len;
-        s.dest = Some(peer);
+        if self.gso {
+            s.len = len;
+            s.dest = peer;
+        }
         self.staged.push(slot);
         Ok(())
     }
@@ -562,21 +574,20 @@ impl SendSlots {
     #[inline]
     fn may_join(&self, lead: u32, peer: SocketAddr, len: usize) -> bool {
         let l = &self.slots[lead as usize];
-        if len == 0 || l.dest != Some(peer) {
+        // The lead's length is the segment size: no datagram of a send may be longer.
+        if len == 0 || len > l.len as usize || !same_destination(&l.dest, &peer) {
             return false;
         }
         match self.groups.get(l.group as usize) {
-            // A lone datagram becomes a group of two: its length is the segment size.
+            // A lone datagram becomes a group of two.
             None => {
-                len <= l.len as usize
-                    && l.len as usize + len <= MAX_GSO_BYTES
+                l.len as usize + len <= MAX_GSO_BYTES
                     && l.len <= u32::from(u16::MAX)
                     && !self.free_groups.is_empty()
             }
             Some(g) => {
                 !g.closed
                     && usize::from(g.datagrams) < MAX_SEGMENTS
-                    && len <= usize::from(g.segment)
                     && g.bytes as usize + len <= MAX_GSO_BYTES
             }
         }
@@ -584,21 +595,23 @@ impl SendSlots {
 
     /// Adds `slot` (its payload written, `len` bytes) to the send `lead` leads, making that
     /// send a group first if it is a lone datagram. `may_join` said yes.
+    #[inline(always)]
     fn join(&mut self, lead: u32, slot: u32, len: u32, tag: u64) {
         let li = lead as usize;
-        let mut g = self.slots[li].group;
+        let l = &self.slots[li];
+        let (mut g, lead_len, lead_tag) = (l.group, l.len, l.tag);
         if g == NONE {
             let Some(free) = self.free_groups.pop() else {
                 return debug_assert!(false, "may_join checked for a free group");
             };
             g = free;
-            let lead_len = self.slots[li].len;
             self.groups[g as usize] = Group {
                 segment: lead_len as u16,
                 datagrams: 1,
                 bytes: lead_len,
                 tail: lead,
                 closed: false,
+                tagged: lead_tag != 0,
             };
             let gather = g as usize * MAX_SEGMENTS;
             let control = cmsg::segment_message(lead_len as u16);
@@ -627,12 +640,15 @@ impl SendSlots {
         group.bytes += len;
         group.tail = slot;
         group.closed = len < u32::from(group.segment);
+        group.tagged |= tag != 0;
         let si = slot as usize;
+        // Entry k of group g's gather list (checked: `may_join` keeps k below MAX_SEGMENTS,
+        // and a broken promise must panic rather than write past the group's list).
+        assert!(k < MAX_SEGMENTS, "datagram {k} of a GSO send");
+        let v = self.gathers.at(g as usize * MAX_SEGMENTS + k);
         // SAFETY: as above, the lead is staged and the group is its own, so the kernel reads
-        // neither; `k < MAX_SEGMENTS` (`may_join`), so entry k of group g's gather list is
-        // inside the region, and `si < count`.
+        // neither; `v` is inside the gather region (checked above) and `si < count`.
         unsafe {
-            let v = self.gathers.at_unchecked(g as usize * MAX_SEGMENTS + k);
             (*v).iov_base = self.payloads.at_unchecked(si * self.max).cast();
             (*v).iov_len = len as usize;
             (*self.hdrs.at_unchecked(li)).msg_iovlen = k + 1;
@@ -770,17 +786,28 @@ impl SendSlots {
             self.free.push(slot as u32);
             return Ok(Sent::One { tag });
         }
-        self.free_group(slot, group);
-        Ok(Sent::Group)
+        let Group {
+            datagrams, tagged, ..
+        } = self.groups[group as usize];
+        self.free_group(slot, group, tagged);
+        Ok(Sent::Group {
+            datagrams: u32::from(datagrams),
+            tagged,
+        })
     }
 
-    /// Frees the slots of group `g`, led by `lead` (already marked free), into `done`.
-    fn free_group(&mut self, lead: usize, g: u32) {
+    /// Frees the slots of group `g`, led by `lead` (already marked free); with `tagged`, lists
+    /// their tags and lengths in `done`.
+    fn free_group(&mut self, lead: usize, g: u32, tagged: bool) {
         self.done.clear();
         let mut at = lead as u32;
+        let mut freed = 0;
         while at != NONE {
             let s = &mut self.slots[at as usize];
-            self.done.push((s.tag, s.len as usize));
+            if tagged {
+                self.done.push((s.tag, s.len as usize));
+            }
+            freed += 1;
             if at as usize != lead {
                 debug_assert_eq!(s.state, SlotState::Joined, "slot {at}");
                 s.state = SlotState::Free;
@@ -791,7 +818,7 @@ impl SendSlots {
             self.free.push(at);
             at = next;
         }
-        self.in_flight -= self.done.len();
+        self.in_flight -= freed;
         self.slots[lead].group = NONE;
         self.free_groups.push(g);
         // SAFETY: the completion of the lead's SQE came back, so the kernel is done with the
@@ -800,8 +827,8 @@ impl SendSlots {
         unsafe { point_at_own(&self.hdrs, &self.iovs, &self.names, lead) };
     }
 
-    /// The datagrams of the group the last [`Sent::Group`] completion freed: (tag, length),
-    /// in send order.
+    /// The datagrams of the group the last [`Sent::Group`] completion freed, if any was
+    /// tagged: (tag, length), in send order (empty otherwise).
     pub(crate) fn group_done(&self) -> &[(u64, usize)] {
         &self.done
     }
@@ -812,7 +839,7 @@ impl SendSlots {
     pub(crate) fn complete(&mut self, token: u64) -> Result<u64, UnknownSend> {
         match self.complete_send(token)? {
             Sent::One { tag } => Ok(tag),
-            Sent::Group => Ok(self.done.first().map_or(0, |d| d.0)),
+            Sent::Group { .. } => Ok(self.done.first().map_or(0, |d| d.0)),
         }
     }
 
@@ -824,6 +851,17 @@ impl SendSlots {
         self.payloads.leak();
         self.gathers.leak();
         self.controls.leak();
+    }
+}
+
+/// Whether two destinations are the same socket address (a cheaper test than `==` on the
+/// enum for the common IPv4 case; IPv6 compares every field, as `==` does).
+#[inline]
+fn same_destination(a: &SocketAddr, b: &SocketAddr) -> bool {
+    match (a, b) {
+        (SocketAddr::V4(a), SocketAddr::V4(b)) => a.port() == b.port() && a.ip() == b.ip(),
+        (SocketAddr::V6(a), SocketAddr::V6(b)) => a == b,
+        _ => false,
     }
 }
 
@@ -961,11 +999,19 @@ mod tests {
         let tokens: Vec<u64> = (0..4).map(|n| slots.staged(n).unwrap().1).collect();
         slots.mark_submitted(4);
         assert_eq!(slots.in_flight(), 7, "every datagram's slot is in flight");
-        assert_eq!(slots.complete_send(tokens[0]), Ok(Sent::Group));
+        let three = Sent::Group {
+            datagrams: 3,
+            tagged: true,
+        };
+        assert_eq!(slots.complete_send(tokens[0]), Ok(three));
         assert_eq!(slots.group_done(), [(1, 50), (2, 50), (3, 50)]);
         assert_eq!(slots.in_flight(), 4);
         assert_eq!(slots.complete_send(tokens[1]), Ok(Sent::One { tag: 4 }));
-        assert_eq!(slots.complete_send(tokens[2]), Ok(Sent::Group));
+        let two = Sent::Group {
+            datagrams: 2,
+            tagged: true,
+        };
+        assert_eq!(slots.complete_send(tokens[2]), Ok(two));
         assert_eq!(slots.group_done(), [(5, 60), (6, 10)]);
         assert_eq!(slots.complete_send(tokens[3]), Ok(Sent::One { tag: 7 }));
         assert_eq!(
@@ -1038,7 +1084,12 @@ mod tests {
         slots.mark_submitted(1);
         slots.stage(a, b"ef", 0).unwrap();
         assert_eq!(lens(&slots.staged_datagrams(0).1), [2], "a new send");
-        assert_eq!(slots.complete_send(token), Ok(Sent::Group));
+        let untagged = Sent::Group {
+            datagrams: 2,
+            tagged: false,
+        };
+        assert_eq!(slots.complete_send(token), Ok(untagged));
+        assert!(slots.group_done().is_empty(), "no tags to report");
         assert_eq!(slots.in_flight(), 0);
     }
 
