@@ -150,7 +150,7 @@ const ADDR_LEN: libc::socklen_t = mem::size_of::<libc::sockaddr_storage>() as li
 
 impl GroBatch {
     /// `count` buffers. `with_addrs`: record each buffer's source, so that
-    /// [`GroBatch::reflect`] can send it back (unconnected sockets).
+    /// [`GroBatch::prepare_reflect`] can send it back (unconnected sockets).
     #[must_use]
     pub fn new(count: usize, with_addrs: bool) -> Self {
         let count = count.max(1);
