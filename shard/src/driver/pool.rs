@@ -388,11 +388,8 @@ struct Slot {
     /// earlier use of the slot is recognised.
     generation: u32,
     tag: u64,
-    /// Payload length (kept with GSO only: a lead's length is its group's segment size).
+    /// Payload length (a lead's length is its group's segment size).
     len: u32,
-    /// Destination (kept with GSO only), compared when a datagram asks to join the group
-    /// this slot leads.
-    dest: SocketAddr,
     /// The group this slot leads ([`NONE`]: sent alone).
     group: u32,
     /// The next datagram of the group this slot leads or joined ([`NONE`]: the last).
@@ -476,7 +473,6 @@ impl SendSlots {
             generation: 0,
             tag: 0,
             len: 0,
-            dest: SocketAddr::from(([0, 0, 0, 0], 0)),
             group: NONE,
             next: NONE,
         };
@@ -528,56 +524,54 @@ impl SendSlots {
         }
         // SAFETY: slot i is free (checked above): no SQE names it, so the kernel reads none of
         // its memory, and nothing else refers to it. `i < count` (`self.slots[i]` exists), so
-        // the pointer is slot i's payload; `payload.len() <= max` (checked above); the
-        // handler's bytes never lie inside these regions, which nothing outside this type can
-        // reach.
-        unsafe {
+        // each pointer is slot i's element of its region; `payload.len() <= max` (checked
+        // above); the handler's bytes never lie inside these regions, which nothing outside
+        // this type can reach. The name is written in place through a reference to exactly the
+        // slot's name bytes.
+        let namelen = unsafe {
             ptr::copy_nonoverlapping(
                 payload.as_ptr(),
                 self.payloads.at_unchecked(i * self.max),
                 payload.len(),
             );
-        }
-        let len = payload.len() as u32;
-        if self.gso
-            && let Some(&lead) = self.staged.last()
-            && self.may_join(lead, peer, payload.len())
-        {
-            self.join(lead, slot, len, tag);
-            return Ok(());
-        }
-        // SAFETY: as above, slot i is free and in range. The name is written in place through
-        // a reference to exactly the slot's name bytes; header and vector fields through raw
-        // pointers.
-        unsafe {
             let name = &mut *self
                 .names
                 .at_unchecked(i * SOCKADDR_MAX_LEN)
                 .cast::<[u8; SOCKADDR_MAX_LEN]>();
-            let namelen = sockaddr::encode(peer, name);
+            sockaddr::encode(peer, name)
+        };
+        let len = payload.len() as u32;
+        if self.gso
+            && let Some(&lead) = self.staged.last()
+            && self.may_join(lead, slot, len)
+        {
+            self.join(lead, slot, len, tag);
+            return Ok(());
+        }
+        // SAFETY: as above, slot i is free and in range; header and vector fields are written
+        // through raw pointers.
+        unsafe {
             (*self.iovs.at_unchecked(i)).iov_len = payload.len();
             (*self.hdrs.at_unchecked(i)).msg_namelen = namelen;
         }
         let s = &mut self.slots[i];
         s.state = SlotState::Staged;
         s.tag = tag;
-        if self.gso {
-            s.len = len;
-            s.dest = peer;
-        }
+        s.len = len;
         self.staged.push(slot);
         Ok(())
     }
 
-    /// Whether a datagram of `len` bytes for `peer` may join the send `lead` (staged) leads
-    /// or would lead.
+    /// Whether the datagram of `len` bytes in `slot` (free, its payload and name written) may
+    /// join the send `lead` (staged) leads or would lead.
     #[inline]
-    fn may_join(&self, lead: u32, peer: SocketAddr, len: usize) -> bool {
+    fn may_join(&self, lead: u32, slot: u32, len: u32) -> bool {
         let l = &self.slots[lead as usize];
         // The lead's length is the segment size: no datagram of a send may be longer.
-        if len == 0 || len > l.len as usize || !same_destination(&l.dest, &peer) {
+        if len == 0 || len > l.len || !self.same_name(lead, slot) {
             return false;
         }
+        let len = len as usize;
         match self.groups.get(l.group as usize) {
             // A lone datagram becomes a group of two.
             None => {
@@ -591,6 +585,31 @@ impl SendSlots {
                     && g.bytes as usize + len <= MAX_GSO_BYTES
             }
         }
+    }
+
+    /// Whether `slot`'s destination (written, not yet in its header) is the staged `lead`'s:
+    /// the same encoded socket address, byte for byte.
+    #[inline]
+    fn same_name(&self, lead: u32, slot: u32) -> bool {
+        let (lead, slot) = (lead as usize, slot as usize);
+        // SAFETY: `lead` is staged and `slot` free (the callers' states): no SQE names either,
+        // so the kernel touches neither name nor the lead's header, and both indices are below
+        // the slot count (`self.slots[..]` held them). Each read copies exactly one slot's name
+        // bytes (initialised: the region was zeroed, then `encode` wrote it).
+        let (namelen, a, b) = unsafe {
+            let name = |i: usize| {
+                self.names
+                    .at_unchecked(i * SOCKADDR_MAX_LEN)
+                    .cast::<[u8; SOCKADDR_MAX_LEN]>()
+                    .read()
+            };
+            let namelen = (*self.hdrs.at_unchecked(lead)).msg_namelen;
+            (namelen, name(lead), name(slot))
+        };
+        // Both start with the family, so equal bytes up to the lead's length are the same
+        // address of the same length (16 bytes for IPv4, all 28 for IPv6).
+        let v4 = sockaddr::SOCKADDR_IN_LEN as usize;
+        a[..v4] == b[..v4] && (namelen == sockaddr::SOCKADDR_IN_LEN || a == b)
     }
 
     /// Adds `slot` (its payload written, `len` bytes) to the send `lead` leads, making that
@@ -755,9 +774,10 @@ impl SendSlots {
             // An SQE names the slot now, whatever it was: it is in flight.
             if s.state != SlotState::InFlight {
                 s.state = SlotState::InFlight;
-                self.in_flight += match self.groups.get(s.group as usize) {
-                    Some(g) => usize::from(g.datagrams),
-                    None => 1,
+                self.in_flight += if s.group == NONE {
+                    1
+                } else {
+                    usize::from(self.groups[s.group as usize].datagrams)
                 };
             }
         }
@@ -851,17 +871,6 @@ impl SendSlots {
         self.payloads.leak();
         self.gathers.leak();
         self.controls.leak();
-    }
-}
-
-/// Whether two destinations are the same socket address (a cheaper test than `==` on the
-/// enum for the common IPv4 case; IPv6 compares every field, as `==` does).
-#[inline]
-fn same_destination(a: &SocketAddr, b: &SocketAddr) -> bool {
-    match (a, b) {
-        (SocketAddr::V4(a), SocketAddr::V4(b)) => a.port() == b.port() && a.ip() == b.ip(),
-        (SocketAddr::V6(a), SocketAddr::V6(b)) => a == b,
-        _ => false,
     }
 }
 
@@ -1030,6 +1039,37 @@ mod tests {
             let (_, d) = slots.staged_datagrams(n);
             assert_eq!(d, vec![vec![n as u8; 3]]);
         }
+    }
+
+    #[test]
+    fn only_the_same_address_byte_for_byte_joins() {
+        let v6: SocketAddr = "[::1]:9".parse().unwrap();
+        let other_scope = SocketAddr::V6(std::net::SocketAddrV6::new(
+            std::net::Ipv6Addr::LOCALHOST,
+            9,
+            0,
+            3,
+        ));
+        let v4: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut slots = SendSlots::with_gso(16, 100, true);
+        for to in [v6, v6, other_scope, v4, v4, v6] {
+            slots.stage(to, b"abc", 0).unwrap();
+        }
+        let sends: Vec<(Option<SocketAddr>, usize)> = (0..4)
+            .map(|n| {
+                let (to, d) = slots.staged_datagrams(n);
+                (to, d.len())
+            })
+            .collect();
+        assert_eq!(
+            sends,
+            [
+                (Some(v6), 2),
+                (Some(other_scope), 1),
+                (Some(v4), 2),
+                (Some(v6), 1)
+            ]
+        );
     }
 
     #[test]
