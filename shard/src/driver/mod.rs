@@ -5,12 +5,14 @@
 //!
 //! 1. **Stop check** and **mesh**: hand waiting messages from other shards to the handler,
 //!    control lanes first.
-//! 2. **Stage**: turn every send the handler queued into a `sendmsg` SQE; wake the shards this
+//! 2. **Stage**: turn every send the handler queued into a `sendmsg` SQE (with GSO, a run of
+//!    datagrams of one size to one destination is one send, `pool.rs`); wake the shards this
 //!    shard messaged, if they are parked.
 //! 3. **Park and enter**: one `io_uring_enter` submits the SQEs and waits for a completion or
 //!    the next timer deadline. With nothing to do the thread sleeps here and uses no CPU.
-//! 4. **Complete**: receives go to the handler and their buffers back to the buffer ring;
-//!    sends free their slot and count success or errno; wake-ups drain the eventfd. A receive
+//! 4. **Complete**: receives go to the handler (a buffer the kernel coalesced with GRO one
+//!    datagram at a time, `offload.rs`) and their buffers back to the buffer ring; sends free
+//!    their slots and count success or errno per datagram; wake-ups drain the eventfd. A receive
 //!    that an empty datagram ended is re-armed and submitted at once, within this pass.
 //! 5. **Refill**: publish recycled buffers in one store; re-arm the multishot receive if it
 //!    ended (ENOBUFS or error), counting the re-arm.

@@ -459,9 +459,10 @@ impl SendSlots {
         let names = Region::<u8>::zeroed(count * SOCKADDR_MAX_LEN);
         let payloads = Region::<u8>::zeroed(count * max);
         for i in 0..count {
-            // SAFETY: every pointer is element i of its region (checked by `at` / `chunk`);
-            // no SQE names any slot yet, so the kernel reads none of this. The writes go through
-            // raw pointers: no reference to a header or vector is ever made.
+            // SAFETY: `i < count`, so every pointer is element i of its region (`at` and
+            // `chunk` check it again); no SQE names any slot yet, so the kernel reads none of
+            // this. The writes go through raw pointers: no reference to a header or vector is
+            // ever made.
             unsafe {
                 (*iovs.at(i)).iov_base = payloads.chunk(i, max).cast();
                 point_at_own(&hdrs, &iovs, &names, i);
