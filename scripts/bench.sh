@@ -5,8 +5,9 @@
 #                    [--rounds N] [--out DIR] [--no-build] [--no-plot]
 #
 # Each server runs pinned to core $SERVER_CORE, the load generator pinned to
-# core $LOAD_CORE. Servers: mmsg (the floor), tokio, glommio (baselines in
-# ringwire-bench) and ringwire (`ringwire serve --app echo --shards 1`); with
+# core $LOAD_CORE. Servers: mmsg (the floor), mmsg-gso (the floor with GRO and
+# GSO), tokio, glommio (baselines in ringwire-bench) and ringwire (`ringwire
+# serve --app echo --shards 1`); with
 # RINGWIRE_BASELINE_BIN=/path/to/older/ringwire also `ringwire-base`, that
 # binary run exactly like ringwire (same phases, same CPU sampling), so the
 # report shows new / base from one run.
@@ -15,6 +16,15 @@
 #   lat     closed loop, window 8                (latency at light load)
 #   open25/open50/open75/open90  open loop at 25/50/75/90% of the mmsg
 #           floor's saturation rate (latency from intended send times)
+# then, each against a fresh server (its CPU in <server>.cpu-<phase>.json):
+#   bulk    the load generator's bulk mode (--bulk: $BULK_PEERS peers,
+#           $BULK_PAYLOAD B, window $BULK_WINDOW; GSO sends and GRO receives
+#           at the peers): mmsg, mmsg-gso and the engines
+#   relay-bulk  the same in relay mode against `serve --app relay`
+#           ($BULK_PAYLOAD - 9 B of probe: the relay header fills the rest):
+#           the engines only
+# `ringwire-no-offload` (the engine with shard.gso and shard.gro off) runs
+# the two bulk phases only, beside ringwire, to show what the offloads do.
 # The mmsg floor always runs first, since the open-loop rates derive from it.
 # JSON reports land in $OUT as <server>.<phase>.json + <server>.server.json
 # (served datagrams and CPU: the baselines measure their own thread; for the
@@ -76,7 +86,7 @@ while [[ $# -gt 0 ]]; do
         --no-build) BUILD=0 ;;
         --rounds) ROUNDS="$2"; shift ;;
         --out) OUT="$2"; shift ;;
-        -h|--help) sed -n '2,52p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,62p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -87,6 +97,9 @@ SERVER_CORE=${SERVER_CORE:-0}
 LOAD_CORE=${LOAD_CORE:-1}
 PEERS=${PEERS:-64}
 PAYLOAD=${PAYLOAD:-32}
+BULK_PEERS=${BULK_PEERS:-4}
+BULK_PAYLOAD=${BULK_PAYLOAD:-1200}
+BULK_WINDOW=${BULK_WINDOW:-256}
 BASE_PORT=${BASE_PORT:-21000}
 CG_RATE=${CG_RATE:-5000}
 CG_DURATION=${CG_DURATION:-2}
@@ -117,12 +130,13 @@ BENCH=target/release/ringwire-bench
     echo "kernel: $(uname -r)"
     echo "command: $0 $ARGS"
     echo "duration: $DURATION s, warmup: $WARMUP s, peers: $PEERS, payload: $PAYLOAD B, server core $SERVER_CORE, load core $LOAD_CORE"
+    echo "bulk: $BULK_PEERS peers, $BULK_PAYLOAD B, window $BULK_WINDOW, GSO/GRO peers"
 } >"$OUT/machine.txt"
 loadavg() { echo "loadavg $(cut -d' ' -f1-3 /proc/loadavg) $1" | tee -a "$OUT/machine.txt"; }
 
 # ---- server list -----------------------------------------------------------
 # Baselines built into ringwire-bench. mmsg must stay first (the floor).
-SERVERS=(mmsg tokio glommio)
+SERVERS=(mmsg mmsg-gso tokio glommio)
 
 # >>> RINGWIRE HOOK: the engine, built above (or $RINGWIRE_BIN), runs the echo
 # app on one shard pinned like the baselines; its command line is in
@@ -146,21 +160,37 @@ if [[ -n $BASE_BIN ]]; then
         exit 1
     fi
 fi
+# The engine without its UDP offloads, for the bulk phases only.
+SERVERS+=(ringwire-no-offload)
+printf '[shard]\ngso = "off"\ngro = "off"\n' >"$OUT/no-offload.toml"
 # <<< RINGWIRE HOOK
 
 # is_engine NAME: a ringwire binary (CPU from /proc, report from its log).
-is_engine() { [[ $1 == ringwire || $1 == ringwire-base ]]; }
+is_engine() { [[ $1 == ringwire || $1 == ringwire-base || $1 == ringwire-no-offload ]]; }
 
-# server_cmd NAME PORT JSON: the command line that serves echo on PORT.
+# phases_of NAME: the phases NAME runs (the echo phases, then the bulk ones).
+phases_of() {
+    case "$1" in
+        ringwire-no-offload) echo "bulk relay-bulk" ;;
+        mmsg|mmsg-gso) echo "sat lat open25 open50 open75 open90 bulk" ;;
+        ringwire|ringwire-base) echo "sat lat open25 open50 open75 open90 bulk relay-bulk" ;;
+        *) echo "sat lat open25 open50 open75 open90" ;;
+    esac
+}
+
+# server_cmd NAME PORT JSON [APP]: the command line that serves APP (echo, or
+# relay for an engine) on PORT.
 server_cmd() {
-    local name=$1 port=$2 json=$3
+    local name=$1 port=$2 json=$3 app=${4:-echo}
     case "$name" in
-        mmsg|tokio|glommio)
+        mmsg|mmsg-gso|tokio|glommio)
             echo "$BENCH server --kind $name --bind 127.0.0.1:$port --threads 1 --cores $SERVER_CORE --json $json" ;;
         ringwire)
-            echo "$RINGWIRE_BIN serve --bind 127.0.0.1:$port --app echo --shards 1 --cores $SERVER_CORE" ;;
+            echo "$RINGWIRE_BIN serve --bind 127.0.0.1:$port --app $app --shards 1 --cores $SERVER_CORE" ;;
+        ringwire-no-offload)
+            echo "$RINGWIRE_BIN serve --config $OUT/no-offload.toml --bind 127.0.0.1:$port --app $app --shards 1 --cores $SERVER_CORE" ;;
         ringwire-base)
-            echo "$BASE_BIN serve --bind 127.0.0.1:$port --app echo --shards 1 --cores $SERVER_CORE" ;;
+            echo "$BASE_BIN serve --bind 127.0.0.1:$port --app $app --shards 1 --cores $SERVER_CORE" ;;
         *) echo "unknown server $name" >&2; return 1 ;;
     esac
 }
@@ -206,6 +236,17 @@ stop_server() {
     fi
 }
 
+# cpu_sample PID OUT: the engine's shard thread CPU; retried for up to 5 s, as
+# the port listens a moment before the shard threads exist.
+cpu_sample() {
+    local i
+    for i in $(seq 1 50); do
+        "$BENCH" cpu-sample --pid "$1" --out "$2" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    "$BENCH" cpu-sample --pid "$1" --out "$2"
+}
+
 FAILED=0
 load() { # load DIR NAME PHASE PORT ARGS...
     local dir=$1 name=$2 phase=$3 port=$4; shift 4
@@ -218,14 +259,58 @@ load() { # load DIR NAME PHASE PORT ARGS...
     fi
 }
 
-# One round: every server in turn, all phases, reports into DIR. The open-loop
+# bulk_phase DIR NAME PHASE PORT: a fresh server (relay for relay-bulk) for one
+# bulk phase; its CPU in DIR/NAME.cpu-PHASE.json.
+bulk_phase() {
+    local dir=$1 name=$2 phase=$3 port=$4 app=echo cmd log json
+    local extra=(--payload "$BULK_PAYLOAD")
+    if [[ $phase == relay-bulk ]]; then
+        app=relay
+        extra=(--mode relay --payload $((BULK_PAYLOAD - 9)))
+    fi
+    json=$dir/$name.cpu-$phase.json
+    cmd=$(server_cmd "$name" "$port" "$json" "$app")
+    log=$dir/$name.$phase.server.log
+    echo "## $name $phase: $cmd"
+    # shellcheck disable=SC2086 # the command line is split on purpose
+    start_server "$name" "$port" "$log" 10 $cmd || { FAILED=1; return; }
+    if is_engine "$name"; then
+        cpu_sample "$SERVER_PID" "$dir/$name.$phase.cpu-before.sample" || FAILED=1
+    fi
+    echo "== $name $phase"
+    if ! "$BENCH" load --target "127.0.0.1:$port" --bulk --peers "$BULK_PEERS" --threads 1 \
+        --cores "$LOAD_CORE" --window "$BULK_WINDOW" --duration "$DURATION" \
+        --warmup "$WARMUP" --json "$dir/$name.$phase.json" "${extra[@]}"; then
+        echo "FAILED: $name $phase" >&2
+        FAILED=1
+    fi
+    if is_engine "$name"; then
+        cpu_sample "$SERVER_PID" "$dir/$name.$phase.cpu-after.sample" || FAILED=1
+    fi
+    stop_server "$name" "$log" || FAILED=1
+    if is_engine "$name" && ! "$BENCH" engine-report --log "$log" --kind "$name" \
+        --before "$dir/$name.$phase.cpu-before.sample" --after "$dir/$name.$phase.cpu-after.sample" \
+        --json "$json"; then
+        echo "FAILED: no server report for $name $phase" >&2
+        FAILED=1
+    fi
+}
+
+# One round: every server in turn, all its phases, reports into DIR. The open-loop
 # rates come from the first round's floor, so every round offers the same load.
 FLOOR_RATE=""
 run_round() {
-    local dir=$1 i=0 name port cmd pct log
+    local dir=$1 i=0 name port cmd pct log phase
     mkdir -p "$dir"
     for name in "${SERVERS[@]}"; do
         port=$((BASE_PORT + i)); i=$((i + 1))
+        if [[ " $(phases_of "$name") " != *" sat "* ]]; then
+            loadavg "before $name ($dir)"
+            for phase in $(phases_of "$name"); do
+                bulk_phase "$dir" "$name" "$phase" "$((port + 30))"
+            done
+            continue
+        fi
         cmd=$(server_cmd "$name" "$port" "$dir/$name.server.json")
         log=$dir/$name.server.log
         echo "## $name: $cmd"
@@ -233,7 +318,7 @@ run_round() {
         # shellcheck disable=SC2086 # the command line is split on purpose
         start_server "$name" "$port" "$log" 10 $cmd || { FAILED=1; continue; }
         if is_engine "$name"; then
-            "$BENCH" cpu-sample --pid "$SERVER_PID" --out "$dir/$name.cpu-before.sample" || FAILED=1
+            cpu_sample "$SERVER_PID" "$dir/$name.cpu-before.sample" || FAILED=1
         fi
         load "$dir" "$name" sat "$port" --window 256
         load "$dir" "$name" lat "$port" --window 8
@@ -247,7 +332,7 @@ run_round() {
             done
         fi
         if is_engine "$name"; then
-            "$BENCH" cpu-sample --pid "$SERVER_PID" --out "$dir/$name.cpu-after.sample" || FAILED=1
+            cpu_sample "$SERVER_PID" "$dir/$name.cpu-after.sample" || FAILED=1
         fi
         stop_server "$name" "$log" || FAILED=1
         cat "$log"
@@ -257,6 +342,9 @@ run_round() {
             echo "FAILED: no server report for $name" >&2
             FAILED=1
         fi
+        for phase in $(phases_of "$name"); do
+            [[ $phase == *bulk ]] && bulk_phase "$dir" "$name" "$phase" "$((port + 30))"
+        done
     done
 }
 
@@ -447,9 +535,15 @@ fi
 if [[ $QUICK == 1 ]]; then
     for dir in "${DIRS[@]}"; do
         for name in "${SERVERS[@]}"; do
-            for phase in sat lat open25 open50 open75 open90 server; do
+            for phase in $(phases_of "$name"); do
                 [[ -s $dir/$name.$phase.json ]] || { echo "FAILED: missing $dir/$name.$phase.json" >&2; FAILED=1; }
+                if [[ $phase == *bulk ]]; then
+                    [[ -s $dir/$name.cpu-$phase.json ]] || { echo "FAILED: missing $dir/$name.cpu-$phase.json" >&2; FAILED=1; }
+                fi
             done
+            if [[ " $(phases_of "$name") " == *" sat "* ]]; then
+                [[ -s $dir/$name.server.json ]] || { echo "FAILED: missing $dir/$name.server.json" >&2; FAILED=1; }
+            fi
         done
     done
 fi

@@ -4,7 +4,10 @@
 //! File names: `<server>.<phase>.json` for load reports, phases `sat`
 //! (closed loop, big window), `lat` (closed loop, small window), `open25`,
 //! `open50`, `open75`, `open90` (open loop at that share of the floor's
-//! saturation rate); `<server>.server.json` for a server's own report.
+//! saturation rate), `bulk` and `relay-bulk` (the load generator's bulk mode
+//! against a fresh echo or relay server); `<server>.server.json` for a
+//! server's own report over the echo phases, `<server>.cpu-<phase>.json` for
+//! the fresh server of a bulk phase.
 //! Every file must parse, or the command fails: that is what `--quick`
 //! checks.
 //!
@@ -39,7 +42,27 @@ pub struct CompareArgs {
 }
 
 /// Load phases, in table order (and the order `scripts/bench.sh` runs them).
-pub const PHASES: [&str; 6] = ["sat", "lat", "open25", "open50", "open75", "open90"];
+pub const PHASES: [&str; 8] = [
+    "sat",
+    "lat",
+    "open25",
+    "open50",
+    "open75",
+    "open90",
+    "bulk",
+    "relay-bulk",
+];
+
+/// The phases of the main table (32-byte echo); the others are in the bulk table.
+pub const ECHO_PHASES: [&str; 6] = ["sat", "lat", "open25", "open50", "open75", "open90"];
+
+/// The bulk phases, each against a fresh server whose report is `<server>.cpu-<phase>.json`:
+/// `bulk` (echo, the load generator's `--bulk`: few peers, 1200-byte datagrams, GSO/GRO at
+/// the peers) and `relay-bulk` (the same through `ringwire serve --app relay`).
+pub const BULK_PHASES: [&str; 2] = ["bulk", "relay-bulk"];
+
+/// The GSO/GRO floor, the second reference of the bulk table.
+pub const GSO_FLOOR: &str = "mmsg-gso";
 
 /// The open-loop phases and their share of the floor's saturation rate, %.
 pub const OPEN_PHASES: [(&str, u32); 4] = [
@@ -116,8 +139,10 @@ impl Cell {
 pub struct ServerRuns {
     /// Load cells by phase.
     pub loads: BTreeMap<String, Cell>,
-    /// The server's own report (served, CPU).
+    /// The server's own report (served, CPU) over the echo phases.
     pub server: Option<ServerReport>,
+    /// The reports of the fresh servers of the bulk phases, by phase.
+    pub phase_servers: BTreeMap<String, ServerReport>,
 }
 
 impl ServerRuns {
@@ -140,6 +165,30 @@ impl ServerRuns {
     pub fn saturation_rps(&self) -> Option<f64> {
         self.cell("sat").map(|c| c.report.achieved_rps)
     }
+
+    /// Throughput of a closed-loop `phase`, responses/s.
+    #[must_use]
+    pub fn rps(&self, phase: &str) -> Option<f64> {
+        self.cell(phase).map(|c| c.report.achieved_rps)
+    }
+
+    /// Server CPU seconds per million datagrams in a bulk `phase` (its fresh server's).
+    #[must_use]
+    pub fn phase_cpu(&self, phase: &str) -> Option<f64> {
+        self.phase_servers.get(phase)?.cpu_s_per_million
+    }
+
+    /// Whether any echo-phase (main table) cell ran.
+    #[must_use]
+    pub fn has_echo_phases(&self) -> bool {
+        ECHO_PHASES.iter().any(|p| self.loads.contains_key(*p))
+    }
+
+    /// Whether any bulk-phase cell ran.
+    #[must_use]
+    pub fn has_bulk_phases(&self) -> bool {
+        BULK_PHASES.iter().any(|p| self.loads.contains_key(*p))
+    }
 }
 
 /// The error every reader here returns.
@@ -150,6 +199,8 @@ struct Round {
     order: Vec<String>,
     loads: BTreeMap<String, BTreeMap<String, LoadReport>>,
     servers: BTreeMap<String, ServerReport>,
+    /// (server, phase) -> the fresh server of a bulk phase.
+    phase_servers: BTreeMap<(String, String), ServerReport>,
 }
 
 fn read_dir(dir: &Path) -> Result<Round, Error> {
@@ -157,6 +208,7 @@ fn read_dir(dir: &Path) -> Result<Round, Error> {
         order: Vec::new(),
         loads: BTreeMap::new(),
         servers: BTreeMap::new(),
+        phase_servers: BTreeMap::new(),
     };
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| format!("reading {}: {e}", dir.display()))?
@@ -182,6 +234,12 @@ fn read_dir(dir: &Path) -> Result<Round, Error> {
             let r: ServerReport = serde_json::from_str(&text)
                 .map_err(|e| format!("{} does not parse: {e}", path.display()))?;
             round.servers.insert(server.to_string(), r);
+        } else if let Some(of) = phase.strip_prefix("cpu-") {
+            let r: ServerReport = serde_json::from_str(&text)
+                .map_err(|e| format!("{} does not parse: {e}", path.display()))?;
+            round
+                .phase_servers
+                .insert((server.to_string(), of.to_string()), r);
         } else {
             let r: LoadReport = serde_json::from_str(&text)
                 .map_err(|e| format!("{} does not parse: {e}", path.display()))?;
@@ -299,6 +357,14 @@ fn median_report(reports: &[&LoadReport]) -> Option<LoadReport> {
     Some(m)
 }
 
+/// The first round's server report with the median CPU per million datagrams.
+fn median_server(servers: &[&ServerReport]) -> Option<ServerReport> {
+    let mut s = (*servers.first()?).clone();
+    let cpu: Vec<f64> = servers.iter().filter_map(|s| s.cpu_s_per_million).collect();
+    s.cpu_s_per_million = (!cpu.is_empty()).then(|| median(cpu));
+    Some(s)
+}
+
 /// Server names in run order, and their cells.
 pub type Runs = (Vec<String>, BTreeMap<String, ServerRuns>);
 
@@ -335,11 +401,16 @@ fn merge_rounds(rounds: Vec<Round>) -> Runs {
         }
         let servers: Vec<&ServerReport> =
             rounds.iter().filter_map(|r| r.servers.get(name)).collect();
-        if let Some(first) = servers.first() {
-            let mut s = (*first).clone();
-            let cpu: Vec<f64> = servers.iter().filter_map(|s| s.cpu_s_per_million).collect();
-            s.cpu_s_per_million = (!cpu.is_empty()).then(|| median(cpu));
-            runs.server = Some(s);
+        runs.server = median_server(&servers);
+        for phase in BULK_PHASES {
+            let key = (name.clone(), phase.to_string());
+            let servers: Vec<&ServerReport> = rounds
+                .iter()
+                .filter_map(|r| r.phase_servers.get(&key))
+                .collect();
+            if let Some(s) = median_server(&servers) {
+                runs.phase_servers.insert(phase.to_string(), s);
+            }
         }
         merged.insert(name.clone(), runs);
     }
@@ -397,6 +468,9 @@ pub fn table(dirs: &[PathBuf], floor: &str) -> Result<String, Error> {
     writeln!(out, "|---|---|---|---|---|---|---|---|---|")?;
     for name in &order {
         let r = &runs[name];
+        if !r.has_echo_phases() {
+            continue;
+        }
         let sat = r.cell("sat").map(|c| &c.report);
         let ratio = match (sat, floor_rps) {
             (Some(s), Some(f)) if f > 0.0 => format!("{:.2}", s.achieved_rps / f),
@@ -418,7 +492,8 @@ pub fn table(dirs: &[PathBuf], floor: &str) -> Result<String, Error> {
             latency_cell(r.cell("open90"), false),
         )?;
     }
-    let n = open_cells(&(order, runs));
+    let runs = (order, runs);
+    let n = open_cells(&runs);
     writeln!(
         out,
         "\nopen-loop cells: {} valid, {} invalid (client over {} late at p99), {} of unknown lateness",
@@ -427,7 +502,52 @@ pub fn table(dirs: &[PathBuf], floor: &str) -> Result<String, Error> {
         validity::duration_us(validity::MAX_CLIENT_LAG_P99_US),
         n.unknown
     )?;
+    if runs.1.values().any(ServerRuns::has_bulk_phases) {
+        writeln!(out)?;
+        out.push_str(&bulk_table(&runs, floor));
+    }
     Ok(out)
+}
+
+/// The bulk table: throughput of the bulk phases, as ratios to the plain floor (`floor`) and
+/// the GSO/GRO floor ([`GSO_FLOOR`]) in the same run, latency and server CPU; one row per
+/// server with a bulk cell.
+#[must_use]
+pub fn bulk_table(runs: &Runs, floor: &str) -> String {
+    let (order, runs) = runs;
+    let rps = |name: &str, phase: &str| runs.get(name).and_then(|r| r.rps(phase));
+    let ratio = |v: Option<f64>, base: Option<f64>| match (v, base) {
+        (Some(v), Some(b)) if b > 0.0 => format!("{:.2}", v / b),
+        _ => "-".to_string(),
+    };
+    let cpu = |v: Option<f64>| v.map_or("-".to_string(), |c| format!("{c:.2}"));
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| server | bulk resp/s | vs {floor} | vs {GSO_FLOOR} | bulk p50 / p99 us | bulk server CPU s per 1M | relay bulk resp/s | relay bulk p50 / p99 us | relay bulk server CPU s per 1M |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    for name in order {
+        let r = &runs[name];
+        if !r.has_bulk_phases() {
+            continue;
+        }
+        let bulk = r.cell("bulk").map(|c| &c.report);
+        let relay = r.cell("relay-bulk").map(|c| &c.report);
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            bulk.map_or("-".to_string(), saturation_cell),
+            ratio(rps(name, "bulk"), rps(floor, "bulk")),
+            ratio(rps(name, "bulk"), rps(GSO_FLOOR, "bulk")),
+            latency_cell(r.cell("bulk"), false),
+            cpu(r.phase_cpu("bulk")),
+            relay.map_or("-".to_string(), saturation_cell),
+            latency_cell(r.cell("relay-bulk"), false),
+            cpu(r.phase_cpu("relay-bulk")),
+        );
+    }
+    out
 }
 
 /// "achieved resp/s" plus any loss.

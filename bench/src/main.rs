@@ -33,7 +33,8 @@ macro_rules! subcommands {
 subcommands! {
     /// Drive a UDP echo server with many peer sockets and report latency.
     Load(load::LoadArgs) => load::run,
-    /// Run a baseline UDP echo server (tokio, glommio or recvmmsg/sendmmsg).
+    /// Run a baseline UDP echo server (tokio, glommio, recvmmsg/sendmmsg, or the same with
+    /// GSO and GRO).
     Server(server::ServerArgs) => server::run,
     /// Summarise a directory of JSON reports from scripts/bench.sh as a table.
     Compare(compare::CompareArgs) => compare::run,

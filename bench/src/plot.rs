@@ -60,7 +60,7 @@ pub fn series(runs: &Runs) -> Vec<Series> {
     runs.0
         .iter()
         .filter_map(|name| {
-            let r = runs.1.get(name)?;
+            let r = runs.1.get(name).filter(|r| r.has_echo_phases())?;
             let mut segments: Vec<Vec<Point>> = Vec::new();
             let mut current: Vec<Point> = Vec::new();
             let mut lag = Vec::new();

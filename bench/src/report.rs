@@ -17,7 +17,10 @@
 //! is shown as invalid, never as figures, and no ratio is taken from it.
 
 use crate::callgrind::CallgrindReport;
-use crate::compare::{self, Cell, Error, OPEN_PHASES, PHASES, Runs, latency_cell, saturation_cell};
+use crate::compare::{
+    self, Cell, Error, GSO_FLOOR, OPEN_PHASES, PHASES, Runs, ServerRuns, latency_cell,
+    saturation_cell,
+};
 use crate::load::report::LoadReport;
 use crate::sockperf::{self, SockperfSummary};
 use crate::sys::loadavg::{self, LoadAvg};
@@ -357,6 +360,10 @@ impl BenchRun {
         self.runs.1.get(name)?.saturation_rps()
     }
 
+    fn bulk(&self, name: &str) -> Option<f64> {
+        self.runs.1.get(name)?.rps("bulk")
+    }
+
     fn late(&self, name: &str, phase: &str) -> bool {
         self.runs
             .1
@@ -403,6 +410,7 @@ pub fn markdown(run: &BenchRun, args: &ReportArgs) -> Result<String, Error> {
     cells_table(&mut md, run)?;
     ratio_table(&mut md, run, args)?;
     ahead_and_behind(&mut md, run, args)?;
+    bulk_section(&mut md, run, args)?;
     callgrind_table(&mut md, run)?;
     sockperf_table(&mut md, run)?;
     writeln!(md, "## Latency against load\n")?;
@@ -466,6 +474,9 @@ fn absolute_table(md: &mut String, run: &BenchRun) -> Result<(), Error> {
     writeln!(md, "|---|---|---|---|---|---|---|---|")?;
     for name in &run.runs.0 {
         let r = &run.runs.1[name];
+        if !r.has_echo_phases() {
+            continue;
+        }
         let opens: Vec<String> = OPEN_PHASES
             .iter()
             .map(|(p, _)| latency_cell(r.cell(p), true))
@@ -612,12 +623,66 @@ fn ratio_table(md: &mut String, run: &BenchRun, args: &ReportArgs) -> Result<(),
         e = args.engine
     )?;
     writeln!(md, "|---|---|---|---|---|---|---|---|")?;
-    for name in run.runs.0.iter().filter(|n| **n != args.engine) {
+    for name in echo_baselines(run, &args.engine) {
         let cells: Vec<String> = ratios(run, &args.engine, name)
             .into_iter()
             .map(|(_, v, invalid, _)| ratio_cell(v, invalid))
             .collect();
         writeln!(md, "| {} / {name} | {} |", args.engine, cells.join(" | "))?;
+    }
+    writeln!(md)?;
+    Ok(())
+}
+
+/// The servers other than `engine` that ran the echo phases, in run order.
+fn echo_baselines<'a>(run: &'a BenchRun, engine: &'a str) -> impl Iterator<Item = &'a String> {
+    run.runs
+        .0
+        .iter()
+        .filter(move |n| *n != engine && run.runs.1[*n].has_echo_phases())
+}
+
+/// The bulk section: the bulk table, the aims against the two floors, and what the phases are.
+fn bulk_section(md: &mut String, run: &BenchRun, args: &ReportArgs) -> Result<(), Error> {
+    if !run.runs.1.values().any(ServerRuns::has_bulk_phases) {
+        return Ok(());
+    }
+    writeln!(
+        md,
+        "## Bulk: GSO and GRO
+"
+    )?;
+    writeln!(
+        md,
+        "{}
+",
+        run.servers_caption()
+    )?;
+    writeln!(
+        md,
+        "`bulk`: the load generator's bulk mode (`--bulk`: a few peers send streams of \
+         back-to-back datagrams of one size as `UDP_SEGMENT` sends, which reach a GRO socket \
+         coalesced as a NIC's GRO would hand them over, and read with `UDP_GRO`) against a fresh \
+         echo server; `relay-bulk`: the same through `ringwire serve --app relay` (peers paired, \
+         each datagram a relayed session message). `{GSO_FLOOR}` is the `{floor}` floor with \
+         GRO and GSO (each coalesced buffer sent back whole with its segment size: no user-space \
+         work per datagram); `ringwire-no-offload` is this engine with `shard.gso` and \
+         `shard.gro` off. Server CPU is the fresh server's, over the phase. Aims for {e}: bulk \
+         at least 1.3x `{floor}` and at least 1.0x `{GSO_FLOOR}` in the same run.\n",
+        floor = args.floor,
+        e = args.engine,
+    )?;
+    md.push_str(&compare::bulk_table(&run.runs, &args.floor));
+    let ratio = |base: &str| ratio(run.bulk(&args.engine), run.bulk(base));
+    if let (Some(plain), Some(gso)) = (ratio(&args.floor), ratio(GSO_FLOOR)) {
+        writeln!(
+            md,
+            "\n{e} bulk: {plain:.2}x `{floor}` (aim 1.3: {}), {gso:.2}x `{GSO_FLOOR}` (aim 1.0: {}).",
+            if plain >= 1.3 { "met" } else { "not met" },
+            if gso >= 1.0 { "met" } else { "not met" },
+            e = args.engine,
+            floor = args.floor,
+        )?;
     }
     writeln!(md)?;
     Ok(())
@@ -638,7 +703,7 @@ fn ahead_and_behind(md: &mut String, run: &BenchRun, args: &ReportArgs) -> Resul
         md,
         "From the table above (ratios within 2% of 1 count as even). Quote both lists.\n"
     )?;
-    for name in run.runs.0.iter().filter(|n| **n != args.engine) {
+    for name in echo_baselines(run, &args.engine) {
         let (mut ahead, mut behind, mut even, mut none) = (vec![], vec![], vec![], vec![]);
         for (label, v, invalid, higher_better) in ratios(run, &args.engine, name) {
             match v {

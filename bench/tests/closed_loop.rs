@@ -66,6 +66,40 @@ fn mmsg_server_echoes_everything() {
 }
 
 #[test]
+fn mmsg_gso_server_echoes_everything() {
+    if common::offloads_or_skip() {
+        run_against(Kind::MmsgGso);
+    }
+}
+
+/// Bulk mode (GSO sends and GRO receives at 4 peers, 1200-byte datagrams) against both floors:
+/// nothing lost, and the report says it was bulk. Against `mmsg` the server's socket cuts each
+/// GSO send into datagrams (no GRO there); against `mmsg-gso` each stays one buffer.
+#[test]
+fn bulk_mode_loses_nothing_against_either_floor() {
+    if !common::offloads_or_skip() {
+        return;
+    }
+    for kind in [Kind::Mmsg, Kind::MmsgGso] {
+        let server = common::start_server(kind);
+        let args = common::bulk(server.local_addr(), 4, 1200, 128);
+        let report = ringwire_bench::load::execute(&args).expect("load runs");
+        let served = server.stop_and_join().expect("server stops");
+        assert!(report.bulk, "{report}");
+        assert!(report.sent > 0, "{report}");
+        assert_eq!((report.received, report.lost), (report.sent, 0), "{report}");
+        assert_eq!(
+            report.timeouts + report.misrouted + report.errors,
+            0,
+            "{report}"
+        );
+        assert_eq!(report.peers_responded, 4, "{report}");
+        // Served counts datagrams, not coalesced buffers.
+        assert!(served.served >= report.received, "{served}");
+    }
+}
+
+#[test]
 fn tokio_server_echoes_everything() {
     run_against(Kind::Tokio);
 }

@@ -329,3 +329,81 @@ fn callgrind_totals_and_per_request() {
         None
     );
 }
+
+/// The bulk phases: each server's `bulk` / `relay-bulk` cells and the CPU of their fresh
+/// servers (`<server>.cpu-<phase>.json`) make the bulk table, with ratios to both floors and
+/// the aims stated; a server with bulk phases only (`ringwire-no-offload`) is in no echo table.
+#[test]
+fn bulk_table_has_both_floors_and_only_bulk_servers_stay_out_of_the_echo_tables() {
+    let dir = temp_dir("report-bulk");
+    fixture(&dir);
+    let bulk = |rps: f64| {
+        let mut r = load_report(rps, 0);
+        r.bulk = true;
+        r.payload_bytes = 1200;
+        r
+    };
+    let cpu = |name: &str, served: u64| {
+        let thread = ThreadReport {
+            core: Some(0),
+            served,
+            cpu: CpuTime {
+                user_s: 0.5,
+                sys_s: 1.5,
+            },
+        };
+        ServerReport::new(
+            name,
+            "127.0.0.1:1".parse().expect("literal"),
+            10.0,
+            vec![thread],
+        )
+    };
+    for (name, rps) in [
+        ("mmsg", 100_000.0),
+        ("mmsg-gso", 400_000.0),
+        ("ringwire", 420_000.0),
+        ("ringwire-no-offload", 90_000.0),
+    ] {
+        write(&dir, &format!("{name}.bulk.json"), &bulk(rps));
+        write(
+            &dir,
+            &format!("{name}.cpu-bulk.json"),
+            &cpu(name, 2_000_000),
+        );
+    }
+    for (name, rps) in [("ringwire", 300_000.0), ("ringwire-no-offload", 80_000.0)] {
+        let mut r = bulk(rps);
+        r.mode = "relay".into();
+        write(&dir, &format!("{name}.relay-bulk.json"), &r);
+    }
+    let run = read(&dir).expect("reads");
+    let md = markdown(&run, &args(&dir)).expect("markdown");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(md.contains("## Bulk: GSO and GRO"), "{md}");
+    let ringwire = row(&md, "| ringwire | 420000 |");
+    assert!(ringwire.contains("| 4.20 | 1.05 |"), "{ringwire}");
+    assert!(
+        ringwire.contains("| 1.00 |"),
+        "CPU per 1M of the bulk server: {ringwire}"
+    );
+    assert!(ringwire.contains("| 300000 |"), "{ringwire}");
+    let off = row(&md, "| ringwire-no-offload | 90000 |");
+    assert!(off.contains("| 80000 |"), "{off}");
+    assert!(
+        md.contains("4.20x `mmsg` (aim 1.3: met), 1.05x `mmsg-gso` (aim 1.0: met)"),
+        "{md}"
+    );
+    // Bulk-only servers are not rows of the echo tables or baselines of the ratios.
+    assert!(!md.contains("| ringwire / ringwire-no-offload |"), "{md}");
+    assert!(!md.contains("vs ringwire-no-offload"), "{md}");
+    // Its rows: its two cells in the per-cell client table, and its bulk row.
+    assert_eq!(
+        md.lines()
+            .filter(|l| l.starts_with("| ringwire-no-offload |"))
+            .count(),
+        3,
+        "{md}"
+    );
+    assert!(md.contains("| ringwire-no-offload | relay-bulk |"), "{md}");
+}

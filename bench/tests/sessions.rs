@@ -117,6 +117,25 @@ fn relay_mode_50_pairs_over_two_shards() {
     }
 }
 
+/// Relay bulk mode: two pairs of peers send 1191-byte probes (1200-byte relay messages) with
+/// GSO and read with GRO, through a relay shard with GSO and GRO on: every session opens,
+/// every request is delivered.
+#[test]
+fn relay_bulk_mode_two_pairs() {
+    if !available_or_explain() || !common::offloads_or_skip() {
+        return;
+    }
+    let engine = engine(1, Relay::default);
+    let mut args = common::bulk(engine.local_addr(), 4, 1191, 64);
+    args.mode = Mode::Relay;
+    args.server_key = Some(server_identity().public);
+    args.cores = None;
+    let report = run_with_json(args, "relay-bulk");
+    engine.shutdown(std::time::Duration::from_secs(60)).unwrap();
+    assert!(report.bulk, "{report}");
+    assert_all_delivered(&report, 4);
+}
+
 #[test]
 fn relay_mode_rejects_odd_peer_counts() {
     let mut args = common::closed_loop("127.0.0.1:9".parse().unwrap(), 3, 1);

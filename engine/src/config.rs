@@ -640,6 +640,12 @@ mod tests {
             wake.contains("wake = \"futex\"") && wake.contains("expected `eventfd` or `msg_ring`")
         );
         assert!(err("app = \"relay\"\nshards = 300\npin = false").contains("1 to 256"));
+        let gso = err("[shard]\ngso = \"yes\"");
+        assert!(
+            gso.contains("gso = \"yes\"") && gso.contains("`auto`, `on`, `off`"),
+            "{gso}"
+        );
+        assert!(err("[shard]\ngro_buffers = 100").contains("`shard.gro_buffers` = 100"));
     }
 
     #[test]

@@ -143,7 +143,7 @@ pub use ringwire_shard::driver::ReportError;
 pub use ringwire_shard::timer::{TimerError, TimerId};
 #[doc(inline)]
 pub use ringwire_shard::{
-    Ctx, Handler, Rank, ReportItem, ReportPage, ReportRequest, SendOutcome, ShardConfig,
+    Ctx, Handler, Offload, Rank, ReportItem, ReportPage, ReportRequest, SendOutcome, ShardConfig,
     ShardConfigError, ShardError, ShardExit, ShardReport, ShardStats, WakeMechanism,
 };
 

@@ -34,6 +34,50 @@ impl fmt::Display for WakeMechanism {
     }
 }
 
+/// Whether a shard uses a UDP offload of its socket: segmentation on send (`UDP_SEGMENT`, GSO)
+/// or receive coalescing (`UDP_GRO`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
+#[non_exhaustive]
+pub enum Offload {
+    /// Use it if the socket accepts it at start-up; go on without it otherwise (logged), and
+    /// stop using it if the kernel later refuses it on this socket (GSO only; counted).
+    #[default]
+    Auto,
+    /// As `auto`, but a shard whose socket refuses it at start-up does not start.
+    On,
+    /// Never use it.
+    Off,
+}
+
+impl fmt::Display for Offload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Offload::Auto => "auto",
+            Offload::On => "on",
+            Offload::Off => "off",
+        })
+    }
+}
+
+impl std::str::FromStr for Offload {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Offload::Auto),
+            "on" => Ok(Offload::On),
+            "off" => Ok(Offload::Off),
+            other => Err(format!(
+                "unknown offload setting {other:?}: allowed \"auto\", \"on\" or \"off\""
+            )),
+        }
+    }
+}
+
 /// How one shard sizes its rings, buffers and socket. Validated by [`ShardConfig::validate`].
 ///
 /// Start from [`ShardConfig::default`] and set the fields you need (the struct is
@@ -79,6 +123,17 @@ pub struct ShardConfig {
     /// Record every loop turn's duration in a histogram (about 30 KiB per shard, one clock
     /// read per turn), shipped with every report reply and exported by the metrics endpoint.
     pub turn_histogram: bool,
+    /// Send consecutive datagrams of one size to one destination, staged in one loop turn, as
+    /// one `UDP_SEGMENT` send (GSO): up to 64 datagrams and 65,507 bytes per send.
+    pub gso: Offload,
+    /// Receive with `UDP_GRO`: the kernel may hand over several datagrams of one sender in one
+    /// buffer, which the shard splits by their segment size. Receive buffers then hold a whole
+    /// coalesced buffer (64 KiB each, [`ShardConfig::gro_buffers`] of them, in place of
+    /// `recv_buffers`).
+    pub gro: Offload,
+    /// Receive buffers of 64 KiB when GRO is on (a power of two, 1..=32768); each holds up to
+    /// 64 coalesced datagrams, or one datagram that was not coalesced.
+    pub gro_buffers: u32,
 }
 
 impl Default for ShardConfig {
@@ -94,6 +149,9 @@ impl Default for ShardConfig {
             drain_timeout: Duration::from_millis(500),
             wake: WakeMechanism::Eventfd,
             turn_histogram: false,
+            gso: Offload::Auto,
+            gro: Offload::Auto,
+            gro_buffers: 512,
         }
     }
 }
@@ -165,6 +223,13 @@ impl ShardConfig {
         if self.max_timers == 0 {
             err("max_timers", &self.max_timers, "at least 1");
         }
+        if !(1..=32768).contains(&self.gro_buffers) || !self.gro_buffers.is_power_of_two() {
+            err(
+                "gro_buffers",
+                &self.gro_buffers,
+                "a power of two from 1 to 32768",
+            );
+        }
         errors
     }
 }
@@ -216,6 +281,10 @@ mod tests {
         });
         let keys: Vec<&str> = all.check().iter().map(|e| e.key).collect();
         assert_eq!(keys, ["recv_buffers", "send_slots", "max_timers"]);
+        let bad = with(|c| c.gro_buffers = 100);
+        assert_eq!(bad.validate().unwrap_err().key, "gro_buffers");
+        assert_eq!("off".parse::<Offload>(), Ok(Offload::Off));
+        assert!("yes".parse::<Offload>().unwrap_err().contains("\"auto\""));
         let bad = with(|c| c.sq_entries = 100);
         assert!(
             bad.validate()

@@ -25,7 +25,8 @@ macro_rules! counters {
             /// Which shard these counters belong to.
             pub shard: usize,
             $( $(#[$doc])* pub $name: u64, )*
-            /// Failed send completions by errno (`(errno, count)`, count > 0, ascending errno).
+            /// Datagrams whose send failed, by errno (`(errno, count)`, count > 0, ascending errno;
+            /// a failed GSO send counts each datagram it carried).
             pub send_errors: Vec<(i32, u64)>,
             /// Counters of this shard's outbound mesh lanes (two per other shard).
             pub lanes: Vec<LaneStats>,
@@ -175,7 +176,8 @@ counters! {
     datagrams_in,
     /// Payload bytes received and handed to the handler.
     bytes_in,
-    /// Datagrams whose send completed successfully.
+    /// Datagrams whose send completed successfully (a GSO send counts each datagram it
+    /// carried).
     datagrams_out,
     /// Payload bytes whose send completed successfully.
     bytes_out,
@@ -231,6 +233,21 @@ counters! {
     /// Datagrams the kernel dropped at this shard's socket before they could be read (a full
     /// receive buffer), from `SO_RXQ_OVFL`; seen when the next datagram is read.
     kernel_drops,
+    /// 1 when the shard started with GRO on its socket (`shard.gro`; summed over shards: how
+    /// many did).
+    gro_enabled,
+    /// Receive buffers in which the kernel had coalesced several datagrams (GRO); each of
+    /// their datagrams is also in `datagrams_in`.
+    recv_coalesced,
+    /// 1 when the shard started with GSO on its socket (`shard.gso`; summed over shards: how
+    /// many did).
+    gso_enabled,
+    /// Sends that carried several datagrams (GSO); each of their datagrams is also in
+    /// `datagrams_out`, or under its errno in `send_errors`.
+    send_coalesced,
+    /// 1 when the socket refused a GSO send (`EIO` or `EINVAL`) and the shard went on sending
+    /// every datagram alone; the datagrams of the refused sends are in `send_errors`.
+    gso_fallbacks,
 }
 
 /// The text of a `#[doc = "..."]` attribute list as `stringify!` renders it: the first line.
@@ -245,12 +262,17 @@ fn first_doc_line(attrs: &'static str) -> &'static str {
 impl Counters {
     /// Counts one failed send by its errno.
     pub(crate) fn send_error(&mut self, errno: i32) {
+        self.send_errors_n(errno, 1);
+    }
+
+    /// Counts `n` datagrams whose send failed with `errno` (a GSO send carries several).
+    pub(crate) fn send_errors_n(&mut self, errno: i32, n: u64) {
         let slot = usize::try_from(errno)
             .ok()
             .filter(|e| *e <= MAX_ERRNO)
             .unwrap_or(OTHER_ERRNO);
-        self.send_errors[slot] += 1;
-        self.send_errors_total += 1;
+        self.send_errors[slot] += n;
+        self.send_errors_total += n;
         self.send_errors_dirty = true;
     }
 }

@@ -19,7 +19,7 @@ pub mod ring;
 pub mod session;
 pub mod timer;
 
-pub use config::{ShardConfig, ShardConfigError, WakeMechanism};
+pub use config::{Offload, ShardConfig, ShardConfigError, WakeMechanism};
 pub use counters::ShardStats;
 pub use driver::{Shard, ShardControl, ShardError, ShardExit};
 pub use handler::{Ctx, Handler, SendOutcome};

@@ -121,6 +121,13 @@ pub struct LoadArgs {
     /// Milliseconds without an echo before a datagram counts as lost.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub timeout_ms: u64,
+    /// Bulk streams: each peer's batch of back-to-back datagrams goes out as
+    /// `UDP_SEGMENT` sends (GSO; on loopback they reach the server coalesced,
+    /// as a NIC's GRO would hand them over) and the peers read with `UDP_GRO`.
+    /// For few peers and large payloads (`scripts/bench.sh`: 4 peers, 1200 B,
+    /// window 256). Echo and session modes.
+    #[arg(long)]
+    pub bulk: bool,
     /// Waiting strategy: spin (busy-poll, default) or block.
     #[arg(long, value_enum, default_value = "spin")]
     pub poll: PollMode,
@@ -200,7 +207,7 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
     let mut opened = 0;
     for t in 0..threads {
         let count = unit * (units / threads + usize::from(t < units % threads));
-        let set = PeerSet::open(args.target, opened, count)?;
+        let set = PeerSet::open(args.target, opened, count, args.bulk)?;
         opened += count;
         sources.extend(set.local_addrs());
         sets.push(set);
@@ -236,6 +243,7 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
             poll: args.poll,
             rate: args.rate,
             window,
+            bulk: args.bulk,
             live: Arc::clone(&live[index]),
             start_line: Arc::clone(&start_line),
         };
@@ -285,6 +293,7 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
         warmup_s: args.warmup,
         timeout_ms: args.timeout_ms,
         handshake: session_mode.then(|| HandshakeSummary::merge(&handshakes)),
+        bulk: args.bulk,
         loadavg_before,
         loadavg_after,
     };
@@ -304,6 +313,7 @@ struct Plan {
     poll: PollMode,
     rate: Option<f64>,
     window: Option<usize>,
+    bulk: bool,
     live: Arc<LiveCounters>,
     start_line: Arc<Barrier>,
 }
@@ -317,7 +327,7 @@ impl Plan {
         }
         match self.mode.flavor() {
             None => {
-                let io = EchoIo::new(set, self.payload_len);
+                let io = EchoIo::new(set, self.payload_len, self.bulk);
                 self.start_line.wait();
                 Ok((self.drive(io)?, None))
             }
@@ -330,6 +340,7 @@ impl Plan {
                     flavor,
                     self.payload_len,
                     seed,
+                    self.bulk,
                 )
                 .map_err(std::io::Error::other)
                 .and_then(|mut io| {

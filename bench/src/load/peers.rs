@@ -7,6 +7,7 @@
 //! peers the file-descriptor limit allows gets a distinct (IP, port).
 
 use crate::sys::epoll::Epoll;
+use crate::sys::gso::{self, GroBatch};
 use crate::sys::mmsg::MmsgBatch;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
@@ -26,6 +27,37 @@ pub const PEERS_PER_LOOPBACK_IP: usize = 16_384;
 /// Receive buffer per peer socket; bursts of echoes must not overflow it.
 const PEER_RCVBUF: usize = 256 * 1024;
 
+/// Receive buffer per peer socket in bulk mode: a peer's share of the window in 1200-byte
+/// datagrams, sent back one by one by a server without GSO, must fit.
+const BULK_RCVBUF: usize = 4 << 20;
+
+/// A batch of receive buffers [`PeerSet::for_each_ready`] reads into: plain datagrams
+/// ([`MmsgBatch`]) or coalesced buffers ([`GroBatch`]).
+pub trait RecvBatch {
+    /// Buffers per call.
+    fn count(&self) -> usize;
+    /// Receives up to `max` into buffers `0..n`; returns `n`.
+    fn recv(&mut self, fd: RawFd, max: usize, flags: libc::c_int) -> io::Result<usize>;
+}
+
+impl RecvBatch for MmsgBatch {
+    fn count(&self) -> usize {
+        MmsgBatch::count(self)
+    }
+    fn recv(&mut self, fd: RawFd, max: usize, flags: libc::c_int) -> io::Result<usize> {
+        MmsgBatch::recv(self, fd, max, flags)
+    }
+}
+
+impl RecvBatch for GroBatch {
+    fn count(&self) -> usize {
+        GroBatch::count(self)
+    }
+    fn recv(&mut self, fd: RawFd, max: usize, flags: libc::c_int) -> io::Result<usize> {
+        GroBatch::recv(self, fd, max, flags)
+    }
+}
+
 /// The local address peer number `global_index` (over all workers) binds.
 fn source_ip(target: SocketAddr, global_index: usize) -> IpAddr {
     match target {
@@ -39,12 +71,22 @@ fn source_ip(target: SocketAddr, global_index: usize) -> IpAddr {
     }
 }
 
-fn open_peer(target: SocketAddr, global_index: usize) -> io::Result<UdpSocket> {
+fn open_peer(target: SocketAddr, global_index: usize, bulk: bool) -> io::Result<UdpSocket> {
     let domain = Domain::for_address(target);
     let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_nonblocking(true)?;
     // Best effort: the kernel caps it at net.core.rmem_max.
-    let _ = socket.set_recv_buffer_size(PEER_RCVBUF);
+    let _ = socket.set_recv_buffer_size(if bulk { BULK_RCVBUF } else { PEER_RCVBUF });
+    if bulk {
+        let offload = |what: &str, e: io::Error| {
+            io::Error::new(
+                e.kind(),
+                format!("bulk mode needs {what} on peer sockets: {e}"),
+            )
+        };
+        gso::enable_gro(socket.as_raw_fd()).map_err(|e| offload("UDP_GRO", e))?;
+        gso::probe_gso(socket.as_raw_fd()).map_err(|e| offload("UDP_SEGMENT", e))?;
+    }
     let local = source_ip(target, global_index);
     socket.bind(&SocketAddr::new(local, 0).into()).map_err(|e| {
         if e.kind() == io::ErrorKind::AddrInUse {
@@ -62,12 +104,18 @@ fn open_peer(target: SocketAddr, global_index: usize) -> io::Result<UdpSocket> {
 
 impl PeerSet {
     /// Opens `count` peer sockets connected to `target`; `first_index` is
-    /// the global number of the first (it picks the source address).
-    pub fn open(target: SocketAddr, first_index: usize, count: usize) -> io::Result<Self> {
+    /// the global number of the first (it picks the source address). `bulk`:
+    /// with `UDP_GRO` on and larger receive buffers (bulk mode).
+    pub fn open(
+        target: SocketAddr,
+        first_index: usize,
+        count: usize,
+        bulk: bool,
+    ) -> io::Result<Self> {
         let epoll = Epoll::new(256)?;
         let mut sockets = Vec::with_capacity(count);
         for i in 0..count {
-            let s = open_peer(target, first_index + i).map_err(|e| {
+            let s = open_peer(target, first_index + i, bulk).map_err(|e| {
                 if e.raw_os_error() == Some(libc::EMFILE) {
                     io::Error::new(
                         e.kind(),
@@ -119,11 +167,11 @@ impl PeerSet {
     /// one with `recvmmsg` into `rx` (non-blocking, as many batches as it
     /// holds) and calls `f(peer, rx, n)` per batch of `n` datagrams. Only the
     /// sockets epoll reports are read. Returns the receive errors seen.
-    pub fn for_each_ready(
+    pub fn for_each_ready<B: RecvBatch>(
         &mut self,
         timeout_ms: i32,
-        rx: &mut MmsgBatch,
-        mut f: impl FnMut(usize, &MmsgBatch, usize),
+        rx: &mut B,
+        mut f: impl FnMut(usize, &B, usize),
     ) -> io::Result<u64> {
         let mut errors = 0;
         let batch = rx.count();

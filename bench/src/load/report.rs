@@ -143,6 +143,10 @@ pub struct LoadReport {
     /// Session modes: wall time of the handshake phase (slowest worker), ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handshake_ms: Option<f64>,
+    /// Bulk mode (`--bulk`): GSO sends and GRO receives at the peers. False
+    /// in older reports.
+    #[serde(default)]
+    pub bulk: bool,
 }
 
 /// The handshake phase over all workers.
@@ -202,6 +206,8 @@ pub struct RunInfo {
     pub timeout_ms: u64,
     /// Session modes: the handshake phase.
     pub handshake: Option<HandshakeSummary>,
+    /// See [`LoadReport::bulk`].
+    pub bulk: bool,
     /// See [`LoadReport::loadavg_before`].
     pub loadavg_before: Option<LoadAvg>,
     /// See [`LoadReport::loadavg_after`].
@@ -270,6 +276,7 @@ impl LoadReport {
             sessions_established: info.handshake.map(|h| h.established),
             handshake_failures: info.handshake.map(|h| h.failed),
             handshake_ms: info.handshake.map(|h| h.ms),
+            bulk: info.bulk,
         }
     }
 }
@@ -283,8 +290,13 @@ impl fmt::Display for LoadReport {
         };
         writeln!(
             f,
-            "{} -> {}: {shape}, {} peers ({} source ports), {} threads, {} B payload, {} s (+{} s warm-up)",
+            "{}{} -> {}: {shape}, {} peers ({} source ports), {} threads, {} B payload, {} s (+{} s warm-up)",
             self.mode,
+            if self.bulk {
+                " (bulk: GSO/GRO peers)"
+            } else {
+                ""
+            },
             self.target,
             self.peers,
             self.distinct_source_ports,

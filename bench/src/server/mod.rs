@@ -9,6 +9,7 @@
 
 pub mod glommio_echo;
 pub mod mmsg_echo;
+pub mod mmsg_gso_echo;
 pub mod ready;
 pub mod report;
 pub mod socket;
@@ -31,6 +32,10 @@ pub enum Kind {
     Glommio,
     /// Blocking `recvmmsg`/`sendmmsg` loop, batch 64: the kernel floor.
     Mmsg,
+    /// The same with `UDP_GRO` and `UDP_SEGMENT` (64 buffers of 64 KiB, each coalesced
+    /// buffer sent back whole with its segment size): the GSO/GRO floor.
+    #[value(name = "mmsg-gso")]
+    MmsgGso,
 }
 
 impl Kind {
@@ -41,6 +46,7 @@ impl Kind {
             Kind::Tokio => "tokio",
             Kind::Glommio => "glommio",
             Kind::Mmsg => "mmsg",
+            Kind::MmsgGso => "mmsg-gso",
         }
     }
 }
@@ -143,6 +149,9 @@ pub fn start(args: &ServerArgs) -> Result<RunningServer, Box<dyn std::error::Err
             Kind::Mmsg => std::thread::Builder::new()
                 .name(name)
                 .spawn(move || mmsg_echo::serve(sock, core, max_datagram, &stop, ready))?,
+            Kind::MmsgGso => std::thread::Builder::new()
+                .name(name)
+                .spawn(move || mmsg_gso_echo::serve(sock, core, &stop, ready))?,
             Kind::Tokio => std::thread::Builder::new()
                 .name(name)
                 .spawn(move || tokio_echo::serve(sock, core, max_datagram, &stop, ready))?,

@@ -116,6 +116,19 @@ impl MmsgBatch {
         &mut self.bufs[i * self.cap..(i + 1) * self.cap]
     }
 
+    /// Slots `0..n` as one run of bytes: the datagrams to send when every one of them fills
+    /// its slot (`cap` bytes), as a GSO send takes them.
+    #[must_use]
+    pub fn filled(&self, n: usize) -> &[u8] {
+        &self.bufs[..n.min(self.count()) * self.cap]
+    }
+
+    /// The bytes slot `i`'s next send transmits (its length as last set).
+    #[must_use]
+    pub fn staged(&self, i: usize) -> &[u8] {
+        &self.bufs[i * self.cap..i * self.cap + self.iovecs[i].iov_len.min(self.cap)]
+    }
+
     /// Sets how many bytes of slot `i` the next send transmits.
     pub fn set_len(&mut self, i: usize, len: usize) {
         self.iovecs[i].iov_len = len.min(self.cap);

@@ -74,9 +74,36 @@ pub fn closed_loop(target: SocketAddr, peers: u32, window: u32) -> LoadArgs {
         // most W datagrams are in flight, which no loopback socket buffer overflows on, so
         // nothing is lost and the run ends as soon as the last echo is back.
         timeout_ms: 60_000,
+        bulk: false,
         poll: PollMode::Block,
         json: None,
     }
+}
+
+/// Whether this kernel takes `UDP_GRO` and `UDP_SEGMENT` (bulk mode and the `mmsg-gso` floor
+/// need both); prints why not and returns false otherwise.
+pub fn offloads_or_skip() -> bool {
+    use std::os::fd::AsRawFd;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let fd = socket.as_raw_fd();
+    match ringwire_bench::sys::gso::enable_gro(fd)
+        .and_then(|()| ringwire_bench::sys::gso::probe_gso(fd))
+    {
+        Ok(()) => true,
+        Err(e) => {
+            println!("skipping: this kernel refuses UDP_GRO or UDP_SEGMENT ({e})");
+            false
+        }
+    }
+}
+
+/// Bulk-mode load arguments: `peers` peers sending `payload`-byte datagrams with GSO and
+/// reading with GRO, window `window`, 1 s measured.
+pub fn bulk(target: SocketAddr, peers: u32, payload: u32, window: u32) -> LoadArgs {
+    let mut args = closed_loop(target, peers, window);
+    args.bulk = true;
+    args.payload = payload;
+    args
 }
 
 /// A fresh path under the temp dir for a JSON report.
@@ -140,6 +167,7 @@ pub fn load_report(rps: f64, lost: u64) -> LoadReport {
         sessions_established: None,
         handshake_failures: None,
         handshake_ms: None,
+        bulk: false,
     }
 }
 

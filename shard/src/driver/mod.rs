@@ -5,12 +5,14 @@
 //!
 //! 1. **Stop check** and **mesh**: hand waiting messages from other shards to the handler,
 //!    control lanes first.
-//! 2. **Stage**: turn every send the handler queued into a `sendmsg` SQE; wake the shards this
+//! 2. **Stage**: turn every send the handler queued into a `sendmsg` SQE (with GSO, a run of
+//!    datagrams of one size to one destination is one send, `pool.rs`); wake the shards this
 //!    shard messaged, if they are parked.
 //! 3. **Park and enter**: one `io_uring_enter` submits the SQEs and waits for a completion or
 //!    the next timer deadline. With nothing to do the thread sleeps here and uses no CPU.
-//! 4. **Complete**: receives go to the handler and their buffers back to the buffer ring;
-//!    sends free their slot and count success or errno; wake-ups drain the eventfd. A receive
+//! 4. **Complete**: receives go to the handler (a buffer the kernel coalesced with GRO one
+//!    datagram at a time, `offload.rs`) and their buffers back to the buffer ring; sends free
+//!    their slots and count success or errno per datagram; wake-ups drain the eventfd. A receive
 //!    that an empty datagram ended is re-armed and submitted at once, within this pass.
 //! 5. **Refill**: publish recycled buffers in one store; re-arm the multishot receive if it
 //!    ended (ENOBUFS or error), counting the re-arm.
@@ -23,13 +25,16 @@
 #![allow(unsafe_code)]
 
 mod bufring;
+mod cmsg;
 mod control;
 mod droplog;
 mod kernel_drops;
+mod offload;
 mod pool;
 mod probe;
 mod sockaddr;
 mod socket;
+mod sockopt;
 mod steer;
 #[cfg(test)]
 mod tests;
@@ -56,7 +61,7 @@ pub use steer::{attach_steering, detach_steering, steering_program};
 
 use self::droplog::DropLog;
 use self::kernel_drops::KernelDrops;
-use self::pool::RecvPool;
+use self::pool::{RecvPool, Sent};
 pub(crate) use self::pool::{Refused, SendSlots};
 use self::turns::TurnClock;
 use crate::config::{ShardConfig, ShardConfigError};
@@ -277,6 +282,9 @@ pub struct Shard {
     error_log: LogLimiter,
     /// The socket's drop count, from the receive path's `SO_RXQ_OVFL` control messages.
     kernel_drops: KernelDrops,
+    /// The largest datagram handed to the handler (`ShardConfig::max_datagram`); a GRO receive
+    /// buffer has room for more.
+    max_datagram: usize,
     drop_log: DropLog,
     /// Turn durations, when `ShardConfig::turn_histogram` asks for them.
     turns: Option<TurnClock>,
@@ -297,7 +305,7 @@ impl Shard {
     ) -> Result<Self, ShardError> {
         config.validate()?;
         control.tid.store(current_tid(), Ordering::Relaxed);
-        let cq_entries = (config.recv_buffers as usize + config.send_slots)
+        let cq_entries = (config.recv_buffers.max(config.gro_buffers) as usize + config.send_slots)
             .max(2 * config.sq_entries as usize)
             .next_power_of_two()
             .min(1 << 16) as u32;
@@ -313,19 +321,44 @@ impl Shard {
                 "SO_RXQ_OVFL not available ({e}); kernel drops will read 0"
             );
         }
+        let refused = |option, key| {
+            let kernel = report.kernel.clone();
+            move |source| SetupError::Offload {
+                option,
+                key,
+                source,
+                kernel,
+            }
+        };
+        let gro = offload::decide(config.gro, || offload::enable_gro(&socket))
+            .map_err(refused("UDP_GRO", "gro"))?;
+        let gso = offload::decide(config.gso, || offload::probe_gso(&socket))
+            .map_err(refused("UDP_SEGMENT", "gso"))?;
+        for (key, setting, on) in [("gro", config.gro, gro), ("gso", config.gso, gso)] {
+            if setting == crate::config::Offload::Auto && !on {
+                tracing::info!(
+                    shard = control.index,
+                    "shard.{key} = \"auto\": the socket refused it; going on without"
+                );
+            }
+        }
         let setup = |source| SetupError::BufRing {
             source,
             kernel: report.kernel.clone(),
         };
-        let mut recv = RecvPool::new(
-            config.recv_buffers,
-            namelen,
-            kernel_drops::CONTROL_LEN,
-            config.max_datagram,
-            BGID,
-        )
-        .map_err(setup)?;
+        // A coalesced buffer holds up to 64 KiB: with GRO every buffer must (the kernel picks
+        // the next one whatever arrives), so there are fewer of them.
+        let (buffers, room) = if gro {
+            (config.gro_buffers, offload::GRO_ROOM)
+        } else {
+            (config.recv_buffers, config.max_datagram)
+        };
+        let mut recv =
+            RecvPool::new(buffers, namelen, cmsg::RECV_CONTROL_LEN, room, BGID).map_err(setup)?;
         recv.register(&ring).map_err(setup)?;
+        let mut counters = Counters::default();
+        counters.gro_enabled = u64::from(gro);
+        counters.gso_enabled = u64::from(gso);
         let fd = socket.as_raw_fd();
         // Registered files exist since 5.1; without them every SQE names the fd itself.
         let fixed_fd = ring.submitter().register_files(&[fd]).is_ok();
@@ -334,7 +367,7 @@ impl Shard {
         Ok(Self {
             ring,
             recv,
-            slots: SendSlots::new(config.send_slots, config.max_datagram),
+            slots: SendSlots::with_gso(config.send_slots, config.max_datagram, gso),
             _socket: socket,
             fd,
             fixed_fd,
@@ -344,7 +377,7 @@ impl Shard {
             report_inbox: control.take_report_inbox(),
             control,
             timers: Timers::new(config.max_timers),
-            counters: Counters::default(),
+            counters,
             cqes: Vec::with_capacity(cq_entries as usize),
             next_cqe: 0,
             fired: Vec::new(),
@@ -357,6 +390,7 @@ impl Shard {
             drained: false,
             error_log: LogLimiter::default(),
             kernel_drops: KernelDrops::default(),
+            max_datagram: config.max_datagram,
             drop_log: DropLog::default(),
             turns: if config.turn_histogram {
                 TurnClock::new()
@@ -835,33 +869,71 @@ impl Shard {
         };
         match self.recv.datagram(&held, res as usize) {
             Err(()) => self.counters.recv_errors += 1,
-            Ok(msg) if msg.is_payload_truncated() => {
-                self.counters.kernel_drops = self.kernel_drops.update(msg.control_data());
-                self.counters.recv_truncated += 1;
-            }
-            Ok(msg) => match (sockaddr::parse(msg.name_data()), app) {
-                (None, _) => self.counters.recv_bad_address += 1,
-                (Some(peer), Some((handler, mesh))) => {
-                    self.counters.kernel_drops = self.kernel_drops.update(msg.control_data());
-                    let payload = msg.payload_data();
-                    self.counters.datagrams_in += 1;
-                    self.counters.bytes_in += payload.len() as u64;
-                    self.counters.recv_empty += u64::from(payload.is_empty());
-                    let mut ctx = ctx!(self, now, mesh);
-                    handler.on_datagram(peer, payload, &mut ctx);
+            Ok(msg) => {
+                let control = cmsg::parse(msg.control_data());
+                self.counters.kernel_drops = self.kernel_drops.update(control.drops);
+                let payload = msg.payload_data();
+                if msg.is_payload_truncated() {
+                    // Every datagram the buffer would have held.
+                    let n = offload::count(msg.incoming_payload_len() as usize, control.segment);
+                    self.counters.recv_truncated += n as u64;
+                } else if let Some(segment) =
+                    control.segment.filter(|s| usize::from(*s) < payload.len())
+                {
+                    // The kernel coalesced several datagrams of one sender (GRO): each
+                    // `segment` bytes (the last may be shorter) is one, counted and handed to
+                    // the handler as if it had come alone.
+                    let n = offload::count(payload.len(), Some(segment)) as u64;
+                    self.counters.recv_coalesced += 1;
+                    match (sockaddr::parse(msg.name_data()), app) {
+                        (None, _) => self.counters.recv_bad_address += n,
+                        (Some(_), _) if usize::from(segment) > self.max_datagram => {
+                            self.counters.recv_truncated += n;
+                        }
+                        (Some(peer), Some((handler, mesh))) => {
+                            self.counters.datagrams_in += n;
+                            self.counters.bytes_in += payload.len() as u64;
+                            let mut ctx = ctx!(self, now, mesh);
+                            for datagram in offload::datagrams(payload, Some(segment)) {
+                                handler.on_datagram(peer, datagram, &mut ctx);
+                            }
+                        }
+                        (Some(_), None) => self.counters.recv_discarded += n,
+                    }
+                } else {
+                    match (sockaddr::parse(msg.name_data()), app) {
+                        (None, _) => self.counters.recv_bad_address += 1,
+                        // With GRO's larger buffers, the configured limit is checked here.
+                        (Some(_), _) if payload.len() > self.max_datagram => {
+                            self.counters.recv_truncated += 1;
+                        }
+                        (Some(peer), Some((handler, mesh))) => {
+                            self.counters.datagrams_in += 1;
+                            self.counters.bytes_in += payload.len() as u64;
+                            self.counters.recv_empty += u64::from(payload.is_empty());
+                            let mut ctx = ctx!(self, now, mesh);
+                            handler.on_datagram(peer, payload, &mut ctx);
+                        }
+                        (Some(_), None) => self.counters.recv_discarded += 1,
+                    }
                 }
-                (Some(_), None) => self.counters.recv_discarded += 1,
-            },
+            }
         }
         self.recv.give_back(held);
     }
 
     fn on_send<H: Handler>(&mut self, cqe: &cqueue::Entry, app: &mut App<'_, H>) {
-        let Ok(tag) = self.slots.complete(cqe.user_data() & !KIND_MASK) else {
-            self.counters.send_unknown_completions += 1;
-            return;
-        };
         let res = cqe.result();
+        let tag = match self.slots.complete_send(cqe.user_data() & !KIND_MASK) {
+            Ok(Sent::One { tag }) => tag,
+            Ok(Sent::Group { datagrams, tagged }) => {
+                return self.on_group_sent(res, u64::from(datagrams), tagged, app);
+            }
+            Err(_) => {
+                self.counters.send_unknown_completions += 1;
+                return;
+            }
+        };
         let result = if res < 0 {
             self.counters.send_error(-res);
             Err(io::Error::from_raw_os_error(-res))
@@ -874,6 +946,41 @@ impl Shard {
             && let Some((handler, _)) = app
         {
             handler.on_send_complete(tag, result);
+        }
+    }
+
+    /// The completion of a GSO send (`res`: the bytes of every datagram it carried, or the
+    /// errno): counted per datagram, and each tagged datagram reported to the handler with its
+    /// own length or the errno. A socket that refuses GSO sends every datagram alone from now
+    /// on.
+    fn on_group_sent<H: Handler>(&mut self, res: i32, n: u64, tagged: bool, app: &mut App<'_, H>) {
+        self.counters.send_coalesced += 1;
+        if res < 0 {
+            self.counters.send_errors_n(-res, n);
+            if offload::refuses_gso(-res) && self.slots.gso() {
+                self.counters.gso_fallbacks += 1;
+                tracing::warn!(
+                    shard = self.control.index,
+                    "the socket refused a GSO send ({}); sending every datagram alone from now on",
+                    io::Error::from_raw_os_error(-res)
+                );
+            }
+        } else {
+            self.counters.datagrams_out += n;
+            self.counters.bytes_out += res as u64;
+        }
+        if tagged && let Some((handler, _)) = app {
+            for &(tag, len) in self.slots.group_done().iter().filter(|(tag, _)| *tag != 0) {
+                let result = if res < 0 {
+                    Err(io::Error::from_raw_os_error(-res))
+                } else {
+                    Ok(len)
+                };
+                handler.on_send_complete(tag, result);
+            }
+        }
+        if res < 0 && offload::refuses_gso(-res) {
+            self.slots.stop_gso();
         }
     }
 

@@ -5,11 +5,12 @@
 //! buffer in hand.
 //!
 //! ```text
-//!  receive pool: one allocation of recv_buffers x buf_len bytes,
-//!                buf_len = 16 + namelen (16 or 28) + controllen + max_datagram
+//!  receive pool: one allocation of count x buf_len bytes, buf_len a multiple of 64 of at least
+//!                16 + namelen (16 or 28) + controllen (48) + room; count and room are
+//!                recv_buffers and max_datagram, or with GRO gro_buffers and 65,535
 //!  +--------------------------------------------------+--------------------------+----
 //!  | buffer 0                                         | buffer 1                 | ...
-//!  | recvmsg_out 16 B | name 16/28 B | payload ...    | recvmsg_out | name | ... |
+//!  | recvmsg_out 16 B | name 16/28 B | control | payload ... | recvmsg_out | ... |
 //!  +--------------------------------------------------+--------------------------+----
 //!    the kernel owns a buffer while the buffer ring lists it; the shard owns it from the
 //!    completion that names it (a `Held` token) until `give_back` lists it again
@@ -24,15 +25,26 @@
 //!  the pointers are written once, at start; staging writes only the name, the payload,
 //!  `iov_len` and `msg_namelen` of a free slot
 //!
+//!  with GSO, per group g (a send that carries several slots' datagrams; count / 2 groups):
+//!  gathers   [iovec g.0 .. iovec g.63]    -> the payloads of the lead and each joined slot
+//!  controls  [24 B cmsg UDP_SEGMENT = the lead's length]
+//!  the lead's header: msg_iov -> gathers[g], msg_iovlen = datagrams, msg_control -> controls[g];
+//!  pointed back at its own vector, without control, when the group's completion frees it
+//!
 //!  slot state (Rust side only):  Free --stage--> Staged --SQE pushed--> InFlight
-//!                                  ^                                       |
-//!                                  +------ completion, same generation ----+  (generation + 1)
+//!                                  ^   \                                   |
+//!                                  |    +--stage, joins the last staged--> Joined (its lead's)
+//!                                  +------ completion, same generation ----+  (generation + 1;
+//!                                          a lead's frees its group's Joined slots with it)
 //! ```
 //!
 //! **Rules.** Each region is one raw allocation reached only through raw pointers: no Rust
 //! reference ever spans a region, so the kernel may read or write one element while the shard
 //! works on another. A slice is built only over a receive buffer the kernel handed over (held)
 //! or a send slot that is free, never over a header or slot the kernel may be reading.
+//! A datagram joins a group only while the group's lead is staged (this turn, no SQE yet), and
+//! only the last staged send: so a group is a run of consecutive datagrams, and the order of
+//! datagrams as staged is the order of sends.
 //! Every send completion carries its slot's index and generation in `user_data`; a completion
 //! that names no in-flight slot of that generation (a duplicate, a stale or foreign one) frees
 //! nothing. A pool never frees memory the kernel may still use: dropping a receive pool that is
@@ -50,6 +62,8 @@ use io_uring::IoUring;
 use io_uring::types::RecvMsgOut;
 
 use super::bufring::BufRing;
+use super::cmsg::{self, SEGMENT_CONTROL_LEN};
+use super::offload::{MAX_GSO_BYTES, MAX_SEGMENTS};
 use super::sockaddr::{self, SOCKADDR_MAX_LEN};
 
 /// Room in each receive buffer for `io_uring_recvmsg_out` ahead of the name and payload.
@@ -182,19 +196,19 @@ pub(crate) struct RecvPool {
 }
 
 impl RecvPool {
-    /// `count` buffers (a power of two, at most 32768) for datagrams of up to `max_datagram`
-    /// bytes from addresses of `namelen` bytes with up to `controllen` bytes of control
-    /// messages, every one listed in a fresh buffer ring with group id `bgid` (register it with
-    /// [`RecvPool::register`]).
+    /// `count` buffers (a power of two, at most 32768) for payloads of up to `room` bytes from
+    /// addresses of `namelen` bytes with up to `controllen` bytes of control messages, every
+    /// one listed in a fresh buffer ring with group id `bgid` (register it with
+    /// [`RecvPool::register`]). Buffers start on 64-byte boundaries.
     pub(crate) fn new(
         count: u32,
         namelen: u32,
         controllen: usize,
-        max_datagram: usize,
+        room: usize,
         bgid: u16,
     ) -> io::Result<Self> {
         let mut ring = BufRing::new(count, bgid)?;
-        let buf_len = RECVMSG_OUT_LEN + namelen as usize + controllen + max_datagram;
+        let buf_len = (RECVMSG_OUT_LEN + namelen as usize + controllen + room).next_multiple_of(64);
         let len = u32::try_from(buf_len).map_err(io::Error::other)?;
         let count = count as usize;
         let bufs = Region::<u8>::zeroed(count * buf_len);
@@ -331,6 +345,25 @@ pub(crate) enum Refused {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct UnknownSend;
 
+/// What a send completion freed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sent {
+    /// One slot sent alone, and its tag.
+    One {
+        /// The tag it was staged with (0: none).
+        tag: u64,
+    },
+    /// A GSO send of `datagrams` datagrams. When any of them was tagged, every datagram's
+    /// tag and length, in send order, are in [`SendSlots::group_done`] until the next
+    /// completion.
+    Group {
+        /// Datagrams the send carried.
+        datagrams: u32,
+        /// Whether any was tagged.
+        tagged: bool,
+    },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SlotState {
     /// Nothing refers to the slot; [`SendSlots::stage`] may fill it.
@@ -340,7 +373,13 @@ enum SlotState {
     /// An SQE names it: the kernel may read its header, name and payload until the
     /// completion.
     InFlight,
+    /// A datagram of a group another slot leads: the kernel reads its payload (through the
+    /// group's gather list) from when the lead's SQE is pushed until the lead's completion.
+    Joined,
 }
+
+/// No group / no next member.
+const NONE: u32 = u32::MAX;
 
 #[derive(Debug, Clone, Copy)]
 struct Slot {
@@ -349,46 +388,94 @@ struct Slot {
     /// earlier use of the slot is recognised.
     generation: u32,
     tag: u64,
+    /// Payload length (a lead's length is its group's segment size).
+    len: u32,
+    /// The group this slot leads ([`NONE`]: sent alone).
+    group: u32,
+    /// The next datagram of the group this slot leads or joined ([`NONE`]: the last).
+    next: u32,
+}
+
+/// A GSO send being built or in flight: its lead slot's header names the group's gather list
+/// and `UDP_SEGMENT` control message.
+#[derive(Debug, Clone, Copy, Default)]
+struct Group {
+    /// Segment size: the lead's length.
+    segment: u16,
+    /// Datagrams carried, the lead's included.
+    datagrams: u16,
+    /// Payload bytes carried.
+    bytes: u32,
+    /// The last datagram's slot (where the next one is linked).
+    tail: u32,
+    /// A datagram shorter than the segment size came last: nothing may follow it.
+    closed: bool,
+    /// Some datagram of the group has a tag (its completion is reported per datagram).
+    tagged: bool,
 }
 
 /// Fixed pool of send slots for one shard: each slot is a `msghdr`, an `iovec`, a destination
-/// and `max` bytes of payload, at addresses fixed for the pool's life.
+/// and `max` bytes of payload, at addresses fixed for the pool's life; with GSO, also gather
+/// lists and control messages for sends that carry several slots' datagrams.
 pub(crate) struct SendSlots {
     max: usize,
     hdrs: Region<libc::msghdr>,
     iovs: Region<libc::iovec>,
     names: Region<u8>,
     payloads: Region<u8>,
+    /// Per group: [`MAX_SEGMENTS`] vectors, one per datagram, in send order.
+    gathers: Region<libc::iovec>,
+    /// Per group: its `UDP_SEGMENT` control message.
+    controls: Region<u8>,
     slots: Vec<Slot>,
+    groups: Vec<Group>,
     free: Vec<u32>,
+    free_groups: Vec<u32>,
     staged: Vec<u32>,
     in_flight: usize,
+    /// Datagrams to one destination may join a staged send (GSO); off for good once the
+    /// socket refuses it ([`SendSlots::stop_gso`]).
+    gso: bool,
+    /// The datagrams (tag, length) of the group the last completion freed, if any was
+    /// tagged.
+    done: Vec<(u64, usize)>,
 }
 
 impl SendSlots {
-    /// `count` slots of `max` bytes each.
+    /// `count` slots of `max` bytes each, every datagram sent alone (test support).
+    #[cfg(test)]
     pub(crate) fn new(count: usize, max: usize) -> Self {
+        Self::with_gso(count, max, false)
+    }
+
+    /// `count` slots of `max` bytes each; with `gso`, consecutive datagrams of one size to one
+    /// destination share one send (a group), up to [`MAX_SEGMENTS`] datagrams and
+    /// [`MAX_GSO_BYTES`] bytes. Groups need at least two slots each, so `count / 2` gather
+    /// lists are never short: 1 KiB of vectors and 24 bytes of control message each.
+    pub(crate) fn with_gso(count: usize, max: usize, gso: bool) -> Self {
+        let groups = if gso { (count / 2).max(1) } else { 0 };
         let hdrs = Region::<libc::msghdr>::zeroed(count);
         let iovs = Region::<libc::iovec>::zeroed(count);
         let names = Region::<u8>::zeroed(count * SOCKADDR_MAX_LEN);
         let payloads = Region::<u8>::zeroed(count * max);
         for i in 0..count {
-            let iov = iovs.at(i);
-            // SAFETY: every pointer is element i of its region (checked by `at` / `chunk`);
-            // no SQE names any slot yet, so the kernel reads none of this. The writes go through
-            // raw pointers: no reference to a header or vector is ever made.
+            // SAFETY: `i < count`, so every pointer is element i of its region (`at` and
+            // `chunk` check it again); no SQE names any slot yet, so the kernel reads none of
+            // this. The writes go through raw pointers: no reference to a header or vector is
+            // ever made.
             unsafe {
-                (*iov).iov_base = payloads.chunk(i, max).cast();
-                let hdr = hdrs.at(i);
-                (*hdr).msg_name = names.chunk(i, SOCKADDR_MAX_LEN).cast();
-                (*hdr).msg_iov = iov;
-                (*hdr).msg_iovlen = 1;
+                (*iovs.at(i)).iov_base = payloads.chunk(i, max).cast();
+                point_at_own(&hdrs, &iovs, &names, i);
             }
         }
+        let controls = Region::<u8>::zeroed(groups * SEGMENT_CONTROL_LEN);
         let slot = Slot {
             state: SlotState::Free,
             generation: 0,
             tag: 0,
+            len: 0,
+            group: NONE,
+            next: NONE,
         };
         Self {
             max,
@@ -396,15 +483,22 @@ impl SendSlots {
             iovs,
             names,
             payloads,
+            gathers: Region::<libc::iovec>::zeroed(groups * MAX_SEGMENTS),
+            controls,
             slots: vec![slot; count],
+            groups: vec![Group::default(); groups],
             free: (0..count as u32).rev().collect(),
+            free_groups: (0..groups as u32).rev().collect(),
             staged: Vec::with_capacity(count),
             in_flight: 0,
+            gso,
+            done: Vec::with_capacity(MAX_SEGMENTS),
         }
     }
 
     /// Copies `payload` for `peer` into a free slot, which becomes staged; `tag` (0: none)
-    /// comes back with the completion.
+    /// comes back with the completion. With GSO, a datagram for the destination of the last
+    /// staged send, no longer than its segment size, joins that send instead.
     #[inline]
     pub(crate) fn stage(
         &mut self,
@@ -433,9 +527,9 @@ impl SendSlots {
         // its memory, and nothing else refers to it. `i < count` (`self.slots[i]` exists), so
         // each pointer is slot i's element of its region; `payload.len() <= max` (checked
         // above); the handler's bytes never lie inside these regions, which nothing outside
-        // this type can reach. The name is written in place through a reference to exactly
-        // the slot's name bytes; header and vector fields through raw pointers.
-        unsafe {
+        // this type can reach. The name is written in place through a reference to exactly the
+        // slot's name bytes.
+        let namelen = unsafe {
             ptr::copy_nonoverlapping(
                 payload.as_ptr(),
                 self.payloads.at_unchecked(i * self.max),
@@ -445,15 +539,146 @@ impl SendSlots {
                 .names
                 .at_unchecked(i * SOCKADDR_MAX_LEN)
                 .cast::<[u8; SOCKADDR_MAX_LEN]>();
-            let namelen = sockaddr::encode(peer, name);
+            sockaddr::encode(peer, name)
+        };
+        let len = payload.len() as u32;
+        if self.gso
+            && let Some(&lead) = self.staged.last()
+            && self.may_join(lead, slot, len)
+        {
+            self.join(lead, slot, len, tag);
+            return Ok(());
+        }
+        // SAFETY: as above, slot i is free and in range; header and vector fields are written
+        // through raw pointers.
+        unsafe {
             (*self.iovs.at_unchecked(i)).iov_len = payload.len();
             (*self.hdrs.at_unchecked(i)).msg_namelen = namelen;
         }
         let s = &mut self.slots[i];
         s.state = SlotState::Staged;
         s.tag = tag;
+        s.len = len;
         self.staged.push(slot);
         Ok(())
+    }
+
+    /// Whether the datagram of `len` bytes in `slot` (free, its payload and name written) may
+    /// join the send `lead` (staged) leads or would lead.
+    #[inline]
+    fn may_join(&self, lead: u32, slot: u32, len: u32) -> bool {
+        let l = &self.slots[lead as usize];
+        // The lead's length is the segment size: no datagram of a send may be longer.
+        if len == 0 || len > l.len || !self.same_name(lead, slot) {
+            return false;
+        }
+        let len = len as usize;
+        match self.groups.get(l.group as usize) {
+            // A lone datagram becomes a group of two.
+            None => {
+                l.len as usize + len <= MAX_GSO_BYTES
+                    && l.len <= u32::from(u16::MAX)
+                    && !self.free_groups.is_empty()
+            }
+            Some(g) => {
+                !g.closed
+                    && usize::from(g.datagrams) < MAX_SEGMENTS
+                    && g.bytes as usize + len <= MAX_GSO_BYTES
+            }
+        }
+    }
+
+    /// Whether `slot`'s destination (written, not yet in its header) is the staged `lead`'s:
+    /// the same encoded socket address, byte for byte.
+    #[inline]
+    fn same_name(&self, lead: u32, slot: u32) -> bool {
+        let (lead, slot) = (lead as usize, slot as usize);
+        // SAFETY: `lead` is staged and `slot` free (the callers' states): no SQE names either,
+        // so the kernel touches neither name nor the lead's header, and both indices are below
+        // the slot count (`self.slots[..]` held them). Each read copies exactly one slot's name
+        // bytes (initialised: the region was zeroed, then `encode` wrote it).
+        let (namelen, a, b) = unsafe {
+            let name = |i: usize| {
+                self.names
+                    .at_unchecked(i * SOCKADDR_MAX_LEN)
+                    .cast::<[u8; SOCKADDR_MAX_LEN]>()
+                    .read()
+            };
+            let namelen = (*self.hdrs.at_unchecked(lead)).msg_namelen;
+            (namelen, name(lead), name(slot))
+        };
+        // Both start with the family, so equal bytes up to the lead's length are the same
+        // address of the same length (16 bytes for IPv4, all 28 for IPv6).
+        let v4 = sockaddr::SOCKADDR_IN_LEN as usize;
+        a[..v4] == b[..v4] && (namelen == sockaddr::SOCKADDR_IN_LEN || a == b)
+    }
+
+    /// Adds `slot` (its payload written, `len` bytes) to the send `lead` leads, making that
+    /// send a group first if it is a lone datagram. `may_join` said yes.
+    #[inline(always)]
+    fn join(&mut self, lead: u32, slot: u32, len: u32, tag: u64) {
+        let li = lead as usize;
+        let l = &self.slots[li];
+        let (mut g, lead_len, lead_tag) = (l.group, l.len, l.tag);
+        if g == NONE {
+            let Some(free) = self.free_groups.pop() else {
+                return debug_assert!(false, "may_join checked for a free group");
+            };
+            g = free;
+            self.groups[g as usize] = Group {
+                segment: lead_len as u16,
+                datagrams: 1,
+                bytes: lead_len,
+                tail: lead,
+                closed: false,
+                tagged: lead_tag != 0,
+            };
+            let gather = g as usize * MAX_SEGMENTS;
+            let control = cmsg::segment_message(lead_len as u16);
+            // SAFETY: the lead is staged (it is in `staged`, whose slots no SQE names yet) and
+            // group g was free, so the kernel reads none of the lead's header, its gather list
+            // or its control message. `g < groups` (a free group index) and `li < count`, so
+            // every pointer is inside its region: gather entry 0 of group g, group g's control
+            // bytes, the lead's payload and header. Writes go through raw pointers.
+            unsafe {
+                let v = self.gathers.at_unchecked(gather);
+                (*v).iov_base = self.payloads.at_unchecked(li * self.max).cast();
+                (*v).iov_len = lead_len as usize;
+                let c = self.controls.at_unchecked(g as usize * SEGMENT_CONTROL_LEN);
+                ptr::copy_nonoverlapping(control.as_ptr(), c, SEGMENT_CONTROL_LEN);
+                let hdr = self.hdrs.at_unchecked(li);
+                (*hdr).msg_iov = v;
+                (*hdr).msg_control = c.cast();
+                (*hdr).msg_controllen = SEGMENT_CONTROL_LEN;
+            }
+            self.slots[li].group = g;
+        }
+        let group = &mut self.groups[g as usize];
+        let k = usize::from(group.datagrams);
+        let tail = group.tail as usize;
+        group.datagrams += 1;
+        group.bytes += len;
+        group.tail = slot;
+        group.closed = len < u32::from(group.segment);
+        group.tagged |= tag != 0;
+        let si = slot as usize;
+        // Entry k of group g's gather list (checked: `may_join` keeps k below MAX_SEGMENTS,
+        // and a broken promise must panic rather than write past the group's list).
+        assert!(k < MAX_SEGMENTS, "datagram {k} of a GSO send");
+        let v = self.gathers.at(g as usize * MAX_SEGMENTS + k);
+        // SAFETY: as above, the lead is staged and the group is its own, so the kernel reads
+        // neither; `v` is inside the gather region (checked above) and `si < count`.
+        unsafe {
+            (*v).iov_base = self.payloads.at_unchecked(si * self.max).cast();
+            (*v).iov_len = len as usize;
+            (*self.hdrs.at_unchecked(li)).msg_iovlen = k + 1;
+        }
+        self.slots[tail].next = slot;
+        let s = &mut self.slots[si];
+        s.state = SlotState::Joined;
+        s.tag = tag;
+        s.len = len;
+        s.next = NONE;
     }
 
     /// Free slots.
@@ -461,12 +686,24 @@ impl SendSlots {
         self.free.len()
     }
 
-    /// Slots an SQE names whose completion has not come back.
+    /// Slots an SQE names (directly or through their group's lead) whose completion has not
+    /// come back.
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight
     }
 
-    /// The `nth` staged slot, oldest first: the header its `sendmsg` SQE names and the token
+    /// Whether datagrams may still share sends (GSO).
+    pub(crate) fn gso(&self) -> bool {
+        self.gso
+    }
+
+    /// The socket refused a GSO send: send every datagram alone from now on (groups already
+    /// staged or in flight go as they are).
+    pub(crate) fn stop_gso(&mut self) {
+        self.gso = false;
+    }
+
+    /// The `nth` staged send, oldest first: the header its `sendmsg` SQE names and the token
     /// (slot and generation, the low 56 bits of `user_data`) its completion will carry.
     #[inline]
     pub(crate) fn staged(&self, nth: usize) -> Option<(*const libc::msghdr, u64)> {
@@ -478,27 +715,58 @@ impl SendSlots {
         Some((hdr, token))
     }
 
-    /// Test support: what the kernel would read for the `nth` staged slot's `sendmsg`
-    /// (destination, payload), following the header's pointers as the kernel does.
+    /// Test support: what the kernel would send for the `nth` staged send (destination,
+    /// datagrams), following the header's pointers and control message as the kernel does.
     #[cfg(test)]
-    pub(crate) fn staged_datagram(&self, nth: usize) -> (Option<SocketAddr>, Vec<u8>) {
+    pub(crate) fn staged_datagrams(&self, nth: usize) -> (Option<SocketAddr>, Vec<Vec<u8>>) {
         let Some((hdr, _)) = self.staged(nth) else {
             return (None, Vec::new());
         };
-        // SAFETY: test only; the slot is staged, so no SQE names it and the kernel reads none
-        // of it. The header's pointers were set by `SendSlots::new` into the pool's own
-        // regions, and its lengths by `stage` to what was written there.
+        // SAFETY: test only; the send is staged, so no SQE names it and the kernel reads none
+        // of it. The header's pointers were set by this type into its own regions, and its
+        // lengths to what was written there.
         unsafe {
             let name =
                 std::slice::from_raw_parts((*hdr).msg_name.cast::<u8>(), (*hdr).msg_namelen as _);
-            let iov = *(*hdr).msg_iov;
-            let payload = std::slice::from_raw_parts(iov.iov_base.cast::<u8>(), iov.iov_len);
-            assert_eq!((*hdr).msg_iovlen, 1);
-            (sockaddr::parse(name), payload.to_vec())
+            let mut payload = Vec::new();
+            for k in 0..(*hdr).msg_iovlen {
+                let iov = *(*hdr).msg_iov.add(k);
+                payload.extend_from_slice(std::slice::from_raw_parts(
+                    iov.iov_base.cast::<u8>(),
+                    iov.iov_len,
+                ));
+            }
+            let control: &[u8] = if (*hdr).msg_controllen == 0 {
+                &[]
+            } else {
+                std::slice::from_raw_parts(
+                    (*hdr).msg_control.cast::<u8>().cast_const(),
+                    (*hdr).msg_controllen,
+                )
+            };
+            let segment = match control {
+                [] => payload.len().max(1),
+                c => usize::from(u16::from_ne_bytes([c[16], c[17]])),
+            };
+            let datagrams = if payload.is_empty() {
+                vec![Vec::new()]
+            } else {
+                payload.chunks(segment).map(<[u8]>::to_vec).collect()
+            };
+            (sockaddr::parse(name), datagrams)
         }
     }
 
-    /// The first `n` staged slots now have SQEs: they are in flight.
+    /// Test support: the `nth` staged send, which must carry one datagram.
+    #[cfg(test)]
+    pub(crate) fn staged_datagram(&self, nth: usize) -> (Option<SocketAddr>, Vec<u8>) {
+        let (to, mut datagrams) = self.staged_datagrams(nth);
+        assert!(datagrams.len() <= 1, "a GSO send of {}", datagrams.len());
+        (to, datagrams.pop().unwrap_or_default())
+    }
+
+    /// The first `n` staged sends now have SQEs: they (and their groups' datagrams) are in
+    /// flight.
     #[inline]
     pub(crate) fn mark_submitted(&mut self, n: usize) {
         for &slot in &self.staged[..n] {
@@ -507,7 +775,11 @@ impl SendSlots {
             // An SQE names the slot now, whatever it was: it is in flight.
             if s.state != SlotState::InFlight {
                 s.state = SlotState::InFlight;
-                self.in_flight += 1;
+                self.in_flight += if s.group == NONE {
+                    1
+                } else {
+                    usize::from(self.groups[s.group as usize].datagrams)
+                };
             }
         }
         if n == self.staged.len() {
@@ -517,10 +789,10 @@ impl SendSlots {
         }
     }
 
-    /// A completion carrying `token`: frees its slot and returns the slot's tag, if the token
-    /// names an in-flight slot of the current generation.
+    /// A completion carrying `token`: frees its slot (and its group's slots) if the token
+    /// names an in-flight slot of the current generation, and says what was sent.
     #[inline]
-    pub(crate) fn complete(&mut self, token: u64) -> Result<u64, UnknownSend> {
+    pub(crate) fn complete_send(&mut self, token: u64) -> Result<Sent, UnknownSend> {
         let slot = (token & 0xffff_ffff) as usize;
         let generation = (token >> 32) as u32 & GENERATION_MASK;
         let s = self.slots.get_mut(slot).ok_or(UnknownSend)?;
@@ -529,9 +801,67 @@ impl SendSlots {
         }
         s.state = SlotState::Free;
         s.generation = (s.generation + 1) & GENERATION_MASK;
-        self.in_flight -= 1;
-        self.free.push(slot as u32);
-        Ok(s.tag)
+        let (tag, group) = (s.tag, s.group);
+        if group == NONE {
+            self.in_flight -= 1;
+            self.free.push(slot as u32);
+            return Ok(Sent::One { tag });
+        }
+        let Group {
+            datagrams, tagged, ..
+        } = self.groups[group as usize];
+        self.free_group(slot, group, tagged);
+        Ok(Sent::Group {
+            datagrams: u32::from(datagrams),
+            tagged,
+        })
+    }
+
+    /// Frees the slots of group `g`, led by `lead` (already marked free); with `tagged`, lists
+    /// their tags and lengths in `done`.
+    fn free_group(&mut self, lead: usize, g: u32, tagged: bool) {
+        self.done.clear();
+        let mut at = lead as u32;
+        let mut freed = 0;
+        while at != NONE {
+            let s = &mut self.slots[at as usize];
+            if tagged {
+                self.done.push((s.tag, s.len as usize));
+            }
+            freed += 1;
+            if at as usize != lead {
+                debug_assert_eq!(s.state, SlotState::Joined, "slot {at}");
+                s.state = SlotState::Free;
+                s.generation = (s.generation + 1) & GENERATION_MASK;
+            }
+            let next = s.next;
+            s.next = NONE;
+            self.free.push(at);
+            at = next;
+        }
+        self.in_flight -= freed;
+        self.slots[lead].group = NONE;
+        self.free_groups.push(g);
+        // SAFETY: the completion of the lead's SQE came back, so the kernel is done with the
+        // lead's header; `lead < count`. The header is pointed back at the slot's own vector,
+        // without a control message, as `with_gso` set it up.
+        unsafe { point_at_own(&self.hdrs, &self.iovs, &self.names, lead) };
+    }
+
+    /// The datagrams of the group the last [`Sent::Group`] completion freed, if any was
+    /// tagged: (tag, length), in send order (empty otherwise).
+    pub(crate) fn group_done(&self) -> &[(u64, usize)] {
+        &self.done
+    }
+
+    /// Test support: completes `token` as [`SendSlots::complete_send`] and returns the tag of
+    /// a lone datagram (of a group: its first datagram's).
+    #[cfg(test)]
+    pub(crate) fn complete(&mut self, token: u64) -> Result<u64, UnknownSend> {
+        match self.complete_send(token)? {
+            Sent::One { tag } => Ok(tag),
+            Sent::Group { .. } => Ok(self.done.first().map_or(0, |d| d.0)),
+        }
     }
 
     /// Never free the slots' memory: the kernel may still read it.
@@ -540,6 +870,32 @@ impl SendSlots {
         self.iovs.leak();
         self.names.leak();
         self.payloads.leak();
+        self.gathers.leak();
+        self.controls.leak();
+    }
+}
+
+/// Points slot `i`'s header at its own name and vector, one datagram, no control message.
+///
+/// # Safety
+///
+/// `i` must be below the regions' slot count, and no SQE may name slot `i` (the kernel must
+/// not be reading its header).
+unsafe fn point_at_own(
+    hdrs: &Region<libc::msghdr>,
+    iovs: &Region<libc::iovec>,
+    names: &Region<u8>,
+    i: usize,
+) {
+    // SAFETY: the caller guarantees i is in range for every region (one header, one vector and
+    // SOCKADDR_MAX_LEN name bytes per slot) and that the kernel is not reading the header.
+    unsafe {
+        let hdr = hdrs.at_unchecked(i);
+        (*hdr).msg_name = names.at_unchecked(i * SOCKADDR_MAX_LEN).cast();
+        (*hdr).msg_iov = iovs.at_unchecked(i);
+        (*hdr).msg_iovlen = 1;
+        (*hdr).msg_control = ptr::null_mut();
+        (*hdr).msg_controllen = 0;
     }
 }
 
@@ -620,6 +976,162 @@ mod tests {
         slots.mark_submitted(1);
         assert_eq!(slots.complete(token), Ok(0));
         assert_eq!(slots.slots[0].generation, 0);
+    }
+
+    fn lens(datagrams: &[Vec<u8>]) -> Vec<usize> {
+        datagrams.iter().map(Vec::len).collect()
+    }
+
+    #[test]
+    fn consecutive_datagrams_of_one_size_to_one_destination_share_a_send() {
+        let a: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:10".parse().unwrap();
+        let mut slots = SendSlots::with_gso(16, 100, true);
+        for (i, tag) in [1, 2, 3].into_iter().enumerate() {
+            slots.stage(a, &[i as u8; 50], tag).unwrap();
+        }
+        // Another destination, then a larger datagram: new sends.
+        slots.stage(b, &[7; 50], 4).unwrap();
+        slots.stage(b, &[8; 60], 5).unwrap();
+        // A shorter one ends b's group of one 60 ...
+        slots.stage(b, &[9; 10], 6).unwrap();
+        // ... so an equal one after it starts a new send.
+        slots.stage(b, &[9; 10], 7).unwrap();
+        assert_eq!(slots.free(), 16 - 7);
+        let (to, first) = slots.staged_datagrams(0);
+        assert_eq!(to, Some(a));
+        assert_eq!(first, vec![vec![0; 50], vec![1; 50], vec![2; 50]]);
+        assert_eq!(slots.staged_datagrams(1), (Some(b), vec![vec![7; 50]]));
+        let (_, third) = slots.staged_datagrams(2);
+        assert_eq!(lens(&third), [60, 10]);
+        assert_eq!(lens(&slots.staged_datagrams(3).1), [10]);
+        assert!(slots.staged(4).is_none());
+        let tokens: Vec<u64> = (0..4).map(|n| slots.staged(n).unwrap().1).collect();
+        slots.mark_submitted(4);
+        assert_eq!(slots.in_flight(), 7, "every datagram's slot is in flight");
+        let three = Sent::Group {
+            datagrams: 3,
+            tagged: true,
+        };
+        assert_eq!(slots.complete_send(tokens[0]), Ok(three));
+        assert_eq!(slots.group_done(), [(1, 50), (2, 50), (3, 50)]);
+        assert_eq!(slots.in_flight(), 4);
+        assert_eq!(slots.complete_send(tokens[1]), Ok(Sent::One { tag: 4 }));
+        let two = Sent::Group {
+            datagrams: 2,
+            tagged: true,
+        };
+        assert_eq!(slots.complete_send(tokens[2]), Ok(two));
+        assert_eq!(slots.group_done(), [(5, 60), (6, 10)]);
+        assert_eq!(slots.complete_send(tokens[3]), Ok(Sent::One { tag: 7 }));
+        assert_eq!(
+            slots.complete_send(tokens[0]),
+            Err(UnknownSend),
+            "a duplicate"
+        );
+        assert_eq!((slots.in_flight(), slots.free()), (0, 16));
+        // A former lead sends alone again: its header no longer names the gather list.
+        for n in 0..16 {
+            slots
+                .stage(if n % 2 == 0 { a } else { b }, &[n as u8; 3], 0)
+                .unwrap();
+        }
+        for n in 0..16 {
+            let (_, d) = slots.staged_datagrams(n);
+            assert_eq!(d, vec![vec![n as u8; 3]]);
+        }
+    }
+
+    #[test]
+    fn only_the_same_address_byte_for_byte_joins() {
+        let v6: SocketAddr = "[::1]:9".parse().unwrap();
+        let other_scope = SocketAddr::V6(std::net::SocketAddrV6::new(
+            std::net::Ipv6Addr::LOCALHOST,
+            9,
+            0,
+            3,
+        ));
+        let v4: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut slots = SendSlots::with_gso(16, 100, true);
+        for to in [v6, v6, other_scope, v4, v4, v6] {
+            slots.stage(to, b"abc", 0).unwrap();
+        }
+        let sends: Vec<(Option<SocketAddr>, usize)> = (0..4)
+            .map(|n| {
+                let (to, d) = slots.staged_datagrams(n);
+                (to, d.len())
+            })
+            .collect();
+        assert_eq!(
+            sends,
+            [
+                (Some(v6), 2),
+                (Some(other_scope), 1),
+                (Some(v4), 2),
+                (Some(v6), 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_send_carries_at_most_64_datagrams_and_65507_bytes() {
+        let a: SocketAddr = "[::1]:9".parse().unwrap();
+        let mut slots = SendSlots::with_gso(256, 2048, true);
+        for _ in 0..MAX_SEGMENTS + 1 {
+            slots.stage(a, &[1; 10], 0).unwrap();
+        }
+        assert_eq!(slots.staged_datagrams(0).1.len(), MAX_SEGMENTS);
+        assert_eq!(slots.staged_datagrams(1).1.len(), 1);
+        let mut slots = SendSlots::with_gso(256, 2048, true);
+        for _ in 0..60 {
+            slots.stage(a, &[1; 1200], 0).unwrap();
+        }
+        let per_send = MAX_GSO_BYTES / 1200;
+        assert_eq!(slots.staged_datagrams(0).1.len(), per_send);
+        assert_eq!(slots.staged_datagrams(1).1.len(), 60 - per_send);
+    }
+
+    #[test]
+    fn empty_datagrams_and_stopped_gso_send_alone() {
+        let a: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut slots = SendSlots::with_gso(8, 100, true);
+        slots.stage(a, b"", 0).unwrap();
+        slots.stage(a, b"", 0).unwrap();
+        assert!(
+            slots.staged(1).is_some(),
+            "empty datagrams never share a send"
+        );
+        slots.mark_submitted(2);
+        let mut slots = SendSlots::with_gso(8, 100, true);
+        slots.stage(a, b"xy", 0).unwrap();
+        slots.stop_gso();
+        slots.stage(a, b"xy", 0).unwrap();
+        assert!(!slots.gso());
+        assert!(slots.staged(1).is_some());
+        // Without GSO from the start, nothing is ever grouped.
+        let mut slots = SendSlots::new(8, 100);
+        slots.stage(a, b"xy", 0).unwrap();
+        slots.stage(a, b"xy", 0).unwrap();
+        assert!(slots.staged(1).is_some());
+    }
+
+    #[test]
+    fn a_group_is_never_joined_once_submitted() {
+        let a: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut slots = SendSlots::with_gso(8, 100, true);
+        slots.stage(a, b"ab", 0).unwrap();
+        slots.stage(a, b"cd", 0).unwrap();
+        let (_, token) = slots.staged(0).unwrap();
+        slots.mark_submitted(1);
+        slots.stage(a, b"ef", 0).unwrap();
+        assert_eq!(lens(&slots.staged_datagrams(0).1), [2], "a new send");
+        let untagged = Sent::Group {
+            datagrams: 2,
+            tagged: false,
+        };
+        assert_eq!(slots.complete_send(token), Ok(untagged));
+        assert!(slots.group_done().is_empty(), "no tags to report");
+        assert_eq!(slots.in_flight(), 0);
     }
 
     #[test]

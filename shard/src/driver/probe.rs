@@ -93,6 +93,21 @@ pub enum SetupError {
     /// The shard's eventfd could not be created.
     #[error("cannot create the shard's eventfd: {0}")]
     EventFd(#[source] io::Error),
+    /// The socket refused a UDP offload that the config demands (`"on"`, not `"auto"`).
+    #[error(
+        "the socket refused {option} ({source}), which shard.{key} = \"on\" demands (GSO needs \
+         Linux 4.18, GRO 5.0; \"auto\" goes on without it); kernel {kernel}"
+    )]
+    Offload {
+        /// The socket option: `UDP_SEGMENT` or `UDP_GRO`.
+        option: &'static str,
+        /// The setting: `gso` or `gro`.
+        key: &'static str,
+        /// What the kernel said.
+        source: io::Error,
+        /// The running kernel's release.
+        kernel: String,
+    },
 }
 
 /// Which task-running mode the ring was created with (best first).

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,9 +11,10 @@ use io_uring::{IoUring, opcode, types};
 
 use super::bind_reuseport_group;
 use super::{SEND, Shard, ShardControl, ShardExit, SocketOptions, available_or_explain};
+use super::{cmsg, sockopt};
 use crate::mesh::MeshEnd;
 use crate::ring::Wake;
-use crate::{Ctx, Handler, ShardConfig};
+use crate::{Ctx, Handler, ShardConfig, ShardStats};
 
 struct Echo;
 
@@ -28,6 +30,21 @@ fn start() -> (
     Arc<ShardControl>,
     std::thread::JoinHandle<ShardExit>,
 ) {
+    let (addr, control, thread) = start_with(|_| {}, Echo);
+    let thread = std::thread::spawn(move || thread.join().unwrap().0);
+    (addr, control, thread)
+}
+
+/// A shard running `handler` on a loopback socket that `prepare` may change first; the thread
+/// returns the exit and the handler.
+fn start_with<H: Handler<Message = ()> + Send + 'static>(
+    prepare: impl FnOnce(&UdpSocket),
+    mut handler: H,
+) -> (
+    SocketAddr,
+    Arc<ShardControl>,
+    std::thread::JoinHandle<(ShardExit, H)>,
+) {
     let opts = SocketOptions {
         recv_buffer: 0,
         send_buffer: 0,
@@ -35,16 +52,194 @@ fn start() -> (
     let socket = bind_reuseport_group("127.0.0.1:0".parse().unwrap(), 1, opts)
         .unwrap()
         .remove(0);
+    prepare(&socket);
     let addr = socket.local_addr().unwrap();
     let control = Arc::new(ShardControl::new(0, 1).unwrap());
     let c = Arc::clone(&control);
     let thread = std::thread::spawn(move || {
-        Shard::new(c, socket, &ShardConfig::default())
+        let exit = Shard::new(c, socket, &ShardConfig::default())
             .unwrap()
-            .run(&mut Echo, MeshEnd::solo(0))
-            .unwrap()
+            .run(&mut handler, MeshEnd::solo(0))
+            .unwrap();
+        (exit, handler)
     });
     (addr, control, thread)
+}
+
+/// Sends `payload` to `to` as one `UDP_SEGMENT` send cut every `segment` bytes, as a GSO
+/// sender does (on loopback the datagrams then reach a GRO socket as one buffer).
+fn send_segmented(socket: &UdpSocket, to: SocketAddr, payload: &[u8], segment: u16) {
+    let SocketAddr::V4(v4) = to else {
+        panic!("IPv4 only")
+    };
+    let name = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: v4.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(v4.ip().octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    let mut control = cmsg::segment_message(segment);
+    let mut iov = libc::iovec {
+        iov_base: payload.as_ptr().cast_mut().cast(),
+        iov_len: payload.len(),
+    };
+    // SAFETY: msghdr is plain data; all-zero is an empty header.
+    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+    hdr.msg_name = (&raw const name).cast_mut().cast();
+    hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+    hdr.msg_iov = &raw mut iov;
+    hdr.msg_iovlen = 1;
+    hdr.msg_control = control.as_mut_ptr().cast();
+    hdr.msg_controllen = control.len();
+    // SAFETY: every pointer in `hdr` names a live local (name, vector over `payload`, control
+    // message) for the duration of the call, which only reads them.
+    let sent = unsafe { libc::sendmsg(socket.as_raw_fd(), &raw const hdr, 0) };
+    assert_eq!(
+        sent,
+        payload.len() as isize,
+        "{}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Echoes every datagram tagged with its arrival number, and records each send's outcome.
+#[derive(Default)]
+struct TaggedEcho {
+    received: u64,
+    completed: Vec<(u64, Result<usize, i32>)>,
+}
+
+impl Handler for TaggedEcho {
+    type Message = ();
+    fn on_datagram(&mut self, peer: SocketAddr, payload: &[u8], ctx: &mut Ctx<'_, ()>) {
+        self.received += 1;
+        let _counted = ctx.send_to_tagged(peer, payload, self.received);
+    }
+    fn on_send_complete(&mut self, tag: u64, result: std::io::Result<usize>) {
+        let result = result.map_err(|e| e.raw_os_error().unwrap_or(0));
+        self.completed.push((tag, result));
+    }
+}
+
+/// Polls the shard's counters until `done` holds (a liveness bound, not a timing claim).
+fn wait_for(control: &ShardControl, what: &str, done: impl Fn(&ShardStats) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = control.stats();
+        if done(&s) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "waiting for {what}: {s}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Reads `n` datagrams (a liveness bound of 5 s each).
+fn read_n(client: &UdpSocket, n: usize) -> Vec<Vec<u8>> {
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    (0..n)
+        .map(|_| {
+            let (len, _) = client.recv_from(&mut buf).unwrap();
+            buf[..len].to_vec()
+        })
+        .collect()
+}
+
+/// Five 100-byte datagrams and a 37-byte one, each byte its datagram's number.
+fn six_datagrams(base: u8) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let datagrams: Vec<Vec<u8>> = (0..6u8)
+        .map(|i| vec![base + i; if i == 5 { 37 } else { 100 }])
+        .collect();
+    (datagrams.concat(), datagrams)
+}
+
+/// One GSO send from a client reaches the shard as one coalesced buffer (GRO), which the shard
+/// splits at the segment size, the short last datagram included; the six echoes, staged in one
+/// turn for one destination, leave as one GSO send, arrive as six datagrams, and each tag is
+/// reported with its own length.
+#[test]
+fn a_coalesced_buffer_is_split_and_its_echoes_leave_as_one_gso_send() {
+    if !available_or_explain() {
+        return;
+    }
+    let (addr, control, thread) = start_with(|_| {}, TaggedEcho::default());
+    let started = control.stats();
+    if started.gro_enabled == 0 || started.gso_enabled == 0 {
+        println!("skipping: this kernel refused UDP_GRO or UDP_SEGMENT: {started}");
+        control.request_stop().unwrap();
+        thread.join().unwrap();
+        return;
+    }
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (payload, datagrams) = six_datagrams(1);
+    send_segmented(&client, addr, &payload, 100);
+    assert_eq!(read_n(&client, 6), datagrams);
+    control.request_stop().unwrap();
+    let (exit, handler) = thread.join().unwrap();
+    let s = &exit.stats;
+    assert_eq!(
+        (s.recv_coalesced, s.datagrams_in, s.bytes_in),
+        (1, 6, 537),
+        "{s}"
+    );
+    assert_eq!(
+        (s.send_coalesced, s.datagrams_out, s.bytes_out),
+        (1, 6, 537),
+        "{s}"
+    );
+    let want: Vec<(u64, Result<usize, i32>)> = (1..=6)
+        .map(|t| (t, Ok(if t == 6 { 37 } else { 100 })))
+        .collect();
+    assert_eq!(handler.completed, want);
+    assert!(exit.drained, "{s}");
+}
+
+/// A socket that refuses GSO sends (here one with UDP checksums off, `SO_NO_CHECK`, which the
+/// kernel answers with `EINVAL`): the refused send's datagrams are counted under the errno and
+/// their tags told so, and the shard goes on sending every datagram alone.
+#[test]
+fn a_socket_that_refuses_gso_falls_back_to_plain_sends() {
+    if !available_or_explain() {
+        return;
+    }
+    let no_check =
+        |s: &UdpSocket| sockopt::set_int(s, libc::SOL_SOCKET, libc::SO_NO_CHECK, 1).unwrap();
+    let (addr, control, thread) = start_with(no_check, TaggedEcho::default());
+    let started = control.stats();
+    if started.gro_enabled == 0 || started.gso_enabled == 0 {
+        println!("skipping: this kernel refused UDP_GRO or UDP_SEGMENT: {started}");
+        control.request_stop().unwrap();
+        thread.join().unwrap();
+        return;
+    }
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (first, _) = six_datagrams(1);
+    send_segmented(&client, addr, &first, 100);
+    wait_for(&control, "the refused GSO send", |s| s.gso_fallbacks == 1);
+    let (second, datagrams) = six_datagrams(11);
+    send_segmented(&client, addr, &second, 100);
+    // Only the second burst comes back: the first one's send was refused.
+    assert_eq!(read_n(&client, 6), datagrams);
+    control.request_stop().unwrap();
+    let (exit, mut handler) = thread.join().unwrap();
+    let s = &exit.stats;
+    assert_eq!((s.recv_coalesced, s.datagrams_in), (2, 12), "{s}");
+    assert_eq!((s.send_coalesced, s.gso_fallbacks), (1, 1), "{s}");
+    assert_eq!(s.send_errors, vec![(libc::EINVAL, 6)], "{s}");
+    assert_eq!((s.datagrams_out, s.bytes_out), (6, 537), "{s}");
+    let refused: Vec<(u64, Result<usize, i32>)> = (1..=6).map(|t| (t, Err(libc::EINVAL))).collect();
+    let sent: Vec<(u64, Result<usize, i32>)> = (7..=12)
+        .map(|t| (t, Ok(if t == 12 { 37 } else { 100 })))
+        .collect();
+    // Lone sends may complete in any order.
+    handler.completed.sort_by_key(|(tag, _)| *tag);
+    assert_eq!(handler.completed, [refused, sent].concat());
+    assert!(exit.drained, "{s}");
 }
 
 /// A completion that claims to be a send but names no in-flight slot (here posted into the

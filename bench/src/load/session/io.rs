@@ -5,12 +5,18 @@
 //! endpoint's transmits are written straight into a `sendmmsg` batch, and
 //! runs of consecutive transmits of the same session go out in one call.
 //! `Transmit.conn` picks the socket (each session has its own).
+//!
+//! Bulk mode (`--bulk`): the peers read with `UDP_GRO` and split each buffer
+//! into its datagrams; a run of one session's transmits of one size (the last
+//! may be shorter) goes out as `UDP_SEGMENT` sends (GSO) instead of a
+//! `sendmmsg`.
 
 use super::codec::{self, Flavor, Incoming};
 use crate::load::payload::Probe;
 use crate::load::peers::PeerSet;
 use crate::load::transport::{Sink, Transport, ns_since};
 use crate::load::worker::{BATCH, Reply};
+use crate::sys::gso::{self, GroBatch};
 use crate::sys::mmsg::MmsgBatch;
 use ringwire_shard::session::{
     ConnId, ConnIdGen, ConnectError, Endpoint, EndpointConfig, EndpointError, Event, Keypair,
@@ -36,6 +42,10 @@ pub struct SessionIo {
     ready_count: usize,
     failed: usize,
     rx: MmsgBatch,
+    /// Bulk mode: coalesced buffers are read here instead of `rx`.
+    gro: Option<GroBatch>,
+    /// Bulk mode: a run of transmits copied back to back for one GSO send.
+    run: Vec<u8>,
     tx: MmsgBatch,
     tx_conn: Vec<Option<ConnId>>,
     payload_len: usize,
@@ -47,8 +57,9 @@ pub struct SessionIo {
 
 impl SessionIo {
     /// Sessions over `peers` to `target` (whose static public key is `server_key`), for
-    /// `payload_len`-byte probes; `seed` makes connection IDs reproducible. The client's own
-    /// identity is a fresh keypair. Call on the worker thread.
+    /// `payload_len`-byte probes; `seed` makes connection IDs reproducible; `bulk`: bulk mode
+    /// (the peers opened for it). The client's own identity is a fresh keypair. Call on the
+    /// worker thread.
     pub fn new(
         peers: PeerSet,
         target: SocketAddr,
@@ -56,6 +67,7 @@ impl SessionIo {
         flavor: Flavor,
         payload_len: usize,
         seed: u64,
+        bulk: bool,
     ) -> Result<Self, EndpointError> {
         let identity = Keypair::from_seed_bytes(ConnIdGen::seed_from_u64(seed ^ 0x1d));
         let mut config = EndpointConfig::new(ConnIdGen::seed_from_u64(!seed), identity);
@@ -86,6 +98,8 @@ impl SessionIo {
             ready_count: 0,
             failed: 0,
             rx: MmsgBatch::new(BATCH, max_datagram, false),
+            gro: bulk.then(|| GroBatch::new(8, false)),
+            run: Vec::with_capacity(if bulk { gso::MAX_GSO_BYTES } else { 0 }),
             tx: MmsgBatch::new(BATCH, max_datagram, false),
             tx_conn: vec![None; BATCH],
             payload_len,
@@ -149,9 +163,15 @@ impl SessionIo {
         }
     }
 
-    /// Sends batch slots `start..end`, all of `peer`'s session, in one call.
+    /// Sends batch slots `start..end`, all of `peer`'s session, in one call
+    /// (bulk mode: as GSO sends when they are of one size).
     fn send_run(&mut self, peer: usize, start: usize, end: usize) {
-        let sent = match self.tx.send(self.peers.fd(peer), start, end, 0) {
+        let fd = self.peers.fd(peer);
+        let sent = match self.segmented(start, end) {
+            Some(segment) => gso::send_segmented(fd, &self.run, segment),
+            None => self.tx.send(fd, start, end, 0),
+        };
+        let sent = match sent {
             Ok(m) => m,
             Err(_) => {
                 self.send_errors += 1;
@@ -163,6 +183,25 @@ impl SessionIo {
                 self.ep.on_send_completed(conn, i < start + sent);
             }
         }
+    }
+
+    /// Bulk mode: when slots `start..end` hold two or more datagrams of one
+    /// size (the last may be shorter), copies them back to back into `run`
+    /// and returns the size.
+    fn segmented(&mut self, start: usize, end: usize) -> Option<usize> {
+        self.gro.as_ref()?;
+        let segment = self.tx.staged(start).len();
+        let last = end.checked_sub(1).filter(|l| *l > start)?;
+        let fits = (start..last).all(|i| self.tx.staged(i).len() == segment)
+            && (1..=segment).contains(&self.tx.staged(last).len());
+        if !fits {
+            return None;
+        }
+        self.run.clear();
+        for i in start..end {
+            self.run.extend_from_slice(self.tx.staged(i));
+        }
+        Some(segment)
     }
 
     fn mark_ready(&mut self, peer: usize) {
@@ -264,14 +303,23 @@ impl Transport for SessionIo {
     fn poll(&mut self, timeout_ms: i32, sink: &mut Sink<'_>) -> io::Result<()> {
         let now = self.now();
         let (ep, target) = (&mut self.ep, self.target);
-        let errors = self
-            .peers
-            .for_each_ready(timeout_ms, &mut self.rx, |_, rx, n| {
+        // Drops are counted by the endpoint; nothing else to do with its verdicts.
+        let errors = match &mut self.gro {
+            None => self
+                .peers
+                .for_each_ready(timeout_ms, &mut self.rx, |_, rx, n| {
+                    for i in 0..n {
+                        let _ = ep.handle_datagram(now, target, rx.received(i));
+                    }
+                })?,
+            Some(gro) => self.peers.for_each_ready(timeout_ms, gro, |_, rx, n| {
                 for i in 0..n {
-                    // Drops are counted by the endpoint; nothing else to do.
-                    let _ = ep.handle_datagram(now, target, rx.received(i));
+                    for datagram in rx.datagrams(i) {
+                        let _ = ep.handle_datagram(now, target, datagram);
+                    }
                 }
-            })?;
+            })?,
+        };
         sink.stats.errors += errors + std::mem::take(&mut self.send_errors);
         let now = self.now();
         if self.ep.poll_timeout().is_some_and(|t| t <= now) {
