@@ -84,6 +84,7 @@ impl Endpoint {
             Body::CookieReply { nonce, sealed } => {
                 self.on_cookie_reply(now, cid, pn, &nonce, &sealed)
             }
+            Body::Refused { mac1, .. } => self.on_refused(now, cid, pn, &mac1),
             Body::Transport {
                 ty,
                 key_phase,
@@ -264,6 +265,7 @@ impl Endpoint {
             }
             self.unconfirmed -= 1;
             self.stats.sessions_accepted += 1;
+            self.session_connected(now, cid, Role::Server);
             self.push_event(Event::Connected { conn: cid, peer });
         }
         self.accept_pn(now, cid, pn, len);
@@ -373,6 +375,7 @@ impl Endpoint {
             self.ready.push_back(cid);
         }
         self.by_peer.insert((peer, peer_conn_id), cid);
+        self.session_connected(now, cid, Role::Client);
         self.push_event(Event::Connected { conn: cid, peer });
         if !has_data {
             self.send_ping(now, cid);
@@ -425,6 +428,35 @@ impl Endpoint {
         s.rec.datagrams_in += 1;
         s.rec.bytes_in += wire::COOKIE_REPLY_LEN as u64;
         self.send_initiation(now, cid, false);
+        Handled::Consumed
+    }
+
+    /// Initiator: the responder's admission refused our latest attempt. Authentic only if it
+    /// echoes that attempt and its mac1 (which only whoever saw the Initiation knows): the
+    /// handshake ends at once (`CloseReason::Refused`) instead of retransmitting into a
+    /// refusal for `handshake_timeout`.
+    fn on_refused(
+        &mut self,
+        now: Timestamp,
+        cid: ConnId,
+        echo: u64,
+        mac1: &[u8; MAC_LEN],
+    ) -> Handled {
+        let Some(s) = self.sessions.get_mut(&cid) else {
+            return Handled::Consumed;
+        };
+        let Phase::Handshaking(h) = &s.phase else {
+            return self.dropped(DropReason::UnexpectedMessage, Some(cid));
+        };
+        if echo != h.attempt {
+            return self.dropped(DropReason::UnexpectedMessage, Some(cid));
+        }
+        if !crypto::ct_eq(&h.last_mac1, mac1) {
+            return self.dropped(DropReason::BadMac, Some(cid));
+        }
+        s.rec.datagrams_in += 1;
+        s.rec.bytes_in += wire::REFUSED_LEN as u64;
+        self.end_session(now, cid, CloseReason::Refused, Closer::Peer, false);
         Handled::Consumed
     }
 
