@@ -28,8 +28,9 @@ pub enum CloseReason {
     /// The peer answered with an authenticated stateless Reset: it has no such session (it
     /// restarted, or freed it). Local only: never sent. Code 7.
     Reset,
-    /// The responder's admission control refused the handshake (an authentic `Refused`
-    /// answered our latest Initiation). Local only: never sent. Code 8.
+    /// The responder's admission control refused the handshake for good (an authentic
+    /// `Refused` answered our latest Initiation: the responder's memory, shard, node or
+    /// source-prefix cap is reached). Local only: never sent. Code 8.
     Refused,
 }
 

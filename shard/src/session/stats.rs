@@ -124,6 +124,9 @@ pub struct EndpointStats {
     /// `Refused` replies queued to Initiations admission refused (at most one per refused
     /// Initiation, rate-limited).
     pub refused_sent: u64,
+    /// Authentic `Refused` replies received (initiator): a refusal time cures (pending
+    /// handshakes, the source's rate) leaves the handshake retransmitting; others end it.
+    pub refused_received: u64,
     /// Data messages dropped from queues the memory budget shed (largest queues first).
     pub shed_messages: u64,
     /// Load reports of the count exchange dropped because the host did not take them in time

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 
+use super::super::admission::RefusalReason;
 use super::super::conn_id::{ConnId, connect_shard};
 use super::super::cookie;
 use super::super::crypto::{self, MAC_LEN};
@@ -84,7 +85,7 @@ impl Endpoint {
             Body::CookieReply { nonce, sealed } => {
                 self.on_cookie_reply(now, cid, pn, &nonce, &sealed)
             }
-            Body::Refused { mac1, .. } => self.on_refused(now, cid, pn, &mac1),
+            Body::Refused { reason, mac1 } => self.on_refused(now, cid, pn, reason, &mac1),
             Body::Transport {
                 ty,
                 key_phase,
@@ -432,14 +433,16 @@ impl Endpoint {
     }
 
     /// Initiator: the responder's admission refused our latest attempt. Authentic only if it
-    /// echoes that attempt and its mac1 (which only whoever saw the Initiation knows): the
-    /// handshake ends at once (`CloseReason::Refused`) instead of retransmitting into a
-    /// refusal for `handshake_timeout`.
+    /// echoes that attempt and its mac1 (which only whoever saw the Initiation knows). A
+    /// refusal that time cures (too many handshakes at once, the source's rate) leaves the
+    /// handshake to its retransmissions; any other (the responder is full) ends it at once
+    /// (`CloseReason::Refused`) instead of retransmitting into it for `handshake_timeout`.
     fn on_refused(
         &mut self,
         now: Timestamp,
         cid: ConnId,
         echo: u64,
+        reason: u16,
         mac1: &[u8; MAC_LEN],
     ) -> Handled {
         let Some(s) = self.sessions.get_mut(&cid) else {
@@ -456,7 +459,13 @@ impl Endpoint {
         }
         s.rec.datagrams_in += 1;
         s.rec.bytes_in += wire::REFUSED_LEN as u64;
-        self.end_session(now, cid, CloseReason::Refused, Closer::Peer, false);
+        self.stats.refused_received += 1;
+        let transient = [RefusalReason::PendingFull, RefusalReason::PrefixRate]
+            .iter()
+            .any(|r| usize::from(reason) == r.index());
+        if !transient {
+            self.end_session(now, cid, CloseReason::Refused, Closer::Peer, false);
+        }
         Handled::Consumed
     }
 
