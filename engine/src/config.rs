@@ -763,6 +763,28 @@ mod tests {
     }
 
     #[test]
+    fn session_tables_report_every_error_at_once() {
+        let text = "[sessions.admission]\nmax_sessions_shard = 0\nmax_sesions_node = 1\n\
+                    memory_limit = \"big\"\n[sessions.manager]\nlow_watermark = 300000\n\
+                    high_watermark = 300000\n";
+        let errors: Vec<String> = Config::check_toml(text)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let all = errors.join("\n");
+        for want in [
+            "unknown field `max_sesions_node`",
+            "`sessions`",
+            "`sessions.admission.max_sessions_shard` = 0",
+            "`sessions.manager.high_watermark` = 300000",
+        ] {
+            assert!(all.contains(want), "{want} missing from:\n{all}");
+        }
+        assert_eq!(errors.len(), 4, "{all}");
+    }
+
+    #[test]
     fn the_example_is_the_default() {
         let text = include_str!("../../ringwire.example.toml");
         assert_eq!(Config::from_toml(text).unwrap(), Config::default());
