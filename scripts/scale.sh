@@ -5,7 +5,7 @@
 #
 # For each session count N (default 1, 1000, 10000 and the most the file
 # descriptor limit allows; --quick: 1, 100, 1000) a fresh
-#   target/release/ringwire serve --app session-echo --shards 1 --cores $SERVER_CORE
+#   target/release/ringwire serve --config $OUT/loopback.toml --app session-echo --shards 1 --cores $SERVER_CORE
 # is started and driven by
 #   ringwire-bench load --mode session --peers N --cores $LOAD_CORE --rate $RATE
 # (one session per peer socket; open loop at a fixed, moderate rate so the
@@ -98,9 +98,19 @@ trap cleanup EXIT
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
+# Every load-generator session comes from 127.0.0.1: the per-address admission limits (1024
+# sessions, 20 new per second) would refuse nearly all of them, so they are raised here; the
+# shard, node and memory limits stay at their defaults (docs/CONFIG.md).
+cat >"$OUT/loopback.toml" <<'TOML'
+[sessions.admission]
+max_sessions_per_prefix = 1000000
+new_sessions_per_prefix_per_second = 1000000
+new_sessions_per_prefix_burst = 1000000
+TOML
+
 for N in $SIZES; do
     log="$OUT/server.$N.log"
-    "$SERVER" serve --app session-echo --shards 1 --cores "$SERVER_CORE" --bind 127.0.0.1:0 >"$log" 2>&1 &
+    "$SERVER" serve --config "$OUT/loopback.toml" --app session-echo --shards 1 --cores "$SERVER_CORE" --bind 127.0.0.1:0 >"$log" 2>&1 &
     SERVER_PID=$!
     addr=""
     for _ in $(seq 100); do

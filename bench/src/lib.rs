@@ -15,12 +15,15 @@
 //! - [`validity`]: which cells may be reported (the client kept its
 //!   schedule) and when a run is quiet; [`quiet`] waits for a quiet machine.
 //! - [`scale`]: the session-scale page from `scripts/scale.sh`'s output.
+//! - [`connmgr`]: trim turns of the connection manager and a session flood from many
+//!   addresses (`docs/BENCHMARKS.md`, "Connection manager").
 //! - [`sys`]: the few Linux calls both need (rlimits, per-thread CPU time,
 //!   batched socket I/O, epoll, pinning, stop signals).
 
 pub mod args;
 pub mod callgrind;
 pub mod compare;
+pub mod connmgr;
 pub mod engine;
 pub mod load;
 pub mod plot;

@@ -8,7 +8,7 @@
 
 use clap::{Parser, Subcommand};
 use ringwire_bench::{
-    CmdResult, callgrind, compare, engine, load, plot, quiet, report, rings, scale, server,
+    CmdResult, callgrind, compare, connmgr, engine, load, plot, quiet, report, rings, scale, server,
 };
 
 /// Declares the `Command` enum and its dispatch from one list, so adding a
@@ -55,6 +55,12 @@ subcommands! {
     ScaleReport(scale::ScaleArgs) => scale::run,
     /// Wait (bounded) until the 1-minute load average is below the quiet limit.
     WaitQuiet(quiet::WaitQuietArgs) => quiet::run,
+    /// The session layer's work per loop turn while the connection manager trims 1k, 10k and
+    /// 100k sessions (sans-IO).
+    TrimTurns(connmgr::TrimArgs) => connmgr::trim,
+    /// A session flood from many loopback addresses against a running `ringwire serve`,
+    /// sampling its RSS.
+    Flood(connmgr::FloodArgs) => connmgr::flood,
 }
 
 /// ringwire's load generator and baseline servers.

@@ -907,6 +907,10 @@ fn how_to_read(md: &mut String) -> Result<(), Error> {
          1 to the most sessions the file-descriptor limit allows): \
          [BENCHMARKS-scale.md](BENCHMARKS-scale.md)."
             .to_string(),
+        "- Connection manager (`scripts/connmgr-bench.sh`: trim cost and the longest loop turn \
+         at 1k, 10k and 100k sessions per shard; RSS under a session flood from many \
+         addresses against the memory budget): [BENCHMARKS-connmgr.md](BENCHMARKS-connmgr.md)."
+            .to_string(),
     ] {
         writeln!(md, "{line}")?;
     }

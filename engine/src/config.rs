@@ -15,6 +15,10 @@ use std::time::Duration;
 use ringwire_shard::ShardConfig;
 use ringwire_shard::session::EndpointConfig;
 
+mod sessions;
+
+pub use sessions::{AdmissionTable, ManagerTable, SessionsConfig, SessionsSettings};
+
 use crate::apps::AppKind;
 pub use crate::cores::Cores;
 use crate::cores::{self, CoreError};
@@ -115,6 +119,9 @@ pub struct Config {
     pub log: String,
     /// Per-shard tuning: the `[shard]` table.
     pub shard: ShardConfig,
+    /// Admission control and the connection manager of a session app: the
+    /// `[sessions.admission]` and `[sessions.manager]` tables.
+    pub sessions: SessionsConfig,
 }
 
 impl Default for Config {
@@ -132,6 +139,7 @@ impl Default for Config {
             metrics_addr: None,
             log: "warn".to_string(),
             shard: ShardConfig::default(),
+            sessions: SessionsConfig::default(),
         }
     }
 }
@@ -236,6 +244,8 @@ pub struct Resolved {
     pub log: String,
     /// Per-shard tuning.
     pub shard: ShardConfig,
+    /// Admission control and the connection manager (session apps).
+    pub sessions: SessionsSettings,
     /// Things that work but are probably not what was meant (a core listed twice...).
     pub warnings: Vec<String>,
 }
@@ -315,14 +325,7 @@ impl Config {
         let mut good = toml::Table::new();
         for (key, value) in table {
             let tables = match (key.as_str(), value) {
-                ("shard", toml::Value::Table(shard)) => shard
-                    .into_iter()
-                    .map(|(k, v)| {
-                        let mut t = toml::Table::new();
-                        t.insert(k, v);
-                        toml::Value::Table(t)
-                    })
-                    .collect(),
+                ("shard" | "sessions", toml::Value::Table(table)) => leaves(table),
                 (_, value) => vec![value],
             };
             for value in tables {
@@ -506,7 +509,16 @@ impl Config {
                 ),
             ));
         }
-        let (Some(bind), Some(shards), true) = (bind, shards, errors.is_empty()) else {
+        let sessions = match self.sessions.resolve() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                errors.extend(e);
+                None
+            }
+        };
+        let (Some(bind), Some(shards), Some(sessions), true) =
+            (bind, shards, sessions, errors.is_empty())
+        else {
             return Err(errors);
         };
         let cores = (0..shards)
@@ -528,22 +540,43 @@ impl Config {
             metrics_addr,
             log: self.log.clone(),
             shard,
+            sessions,
             warnings,
         })
     }
 }
 
-/// Adds `one`'s key to `into`, merging `[shard]` tables key by key.
+/// Adds `one`'s keys to `into`, merging tables (`[shard]`, `[sessions.admission]`...) key by
+/// key.
 #[cfg(feature = "cli")]
 fn merge(into: &mut toml::Table, one: toml::Table) {
     for (key, value) in one {
         match (into.get_mut(&key), value) {
-            (Some(toml::Value::Table(have)), toml::Value::Table(more)) => have.extend(more),
+            (Some(toml::Value::Table(have)), toml::Value::Table(more)) => merge(have, more),
             (_, value) => {
                 into.insert(key, value);
             }
         }
     }
+}
+
+/// Each leaf key of `table` alone, in its nesting (`{admission = {x = 1}}`), so that each is
+/// parsed, and its error reported, on its own.
+#[cfg(feature = "cli")]
+fn leaves(table: toml::Table) -> Vec<toml::Value> {
+    let mut out = Vec::new();
+    for (k, v) in table {
+        let inner = match v {
+            toml::Value::Table(t) => leaves(t),
+            v => vec![v],
+        };
+        for v in inner {
+            let mut t = toml::Table::new();
+            t.insert(k.clone(), v);
+            out.push(toml::Value::Table(t));
+        }
+    }
+    out
 }
 
 #[cfg(feature = "serde")]
@@ -727,6 +760,28 @@ mod tests {
         assert_eq!(errors.len(), 6, "{all}");
         assert!(Config::check_toml("").is_ok());
         assert!(Config::check_toml("this is not toml").unwrap_err().len() == 1);
+    }
+
+    #[test]
+    fn session_tables_report_every_error_at_once() {
+        let text = "[sessions.admission]\nmax_sessions_shard = 0\nmax_sesions_node = 1\n\
+                    memory_limit = \"big\"\n[sessions.manager]\nlow_watermark = 300000\n\
+                    high_watermark = 300000\n";
+        let errors: Vec<String> = Config::check_toml(text)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let all = errors.join("\n");
+        for want in [
+            "unknown field `max_sesions_node`",
+            "`sessions`",
+            "`sessions.admission.max_sessions_shard` = 0",
+            "`sessions.manager.high_watermark` = 300000",
+        ] {
+            assert!(all.contains(want), "{want} missing from:\n{all}");
+        }
+        assert_eq!(errors.len(), 4, "{all}");
     }
 
     #[test]

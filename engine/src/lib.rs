@@ -164,12 +164,27 @@ pub mod session {
     //! The wire format is in `docs/PROTOCOL.md`.
     #[doc(inline)]
     pub use ringwire_shard::session::{
-        CloseReason, Closer, ConnId, ConnectError, Connecting, DropCounters, DropReason,
-        EndpointConfig, EndpointError, EndpointStats, Event, HostError, HostStats, KeyError,
-        Keypair, NoiseConfig, Placement, PrivateKey, PublicKey, Security, SendOutcome, SessionApp,
-        SessionClock, SessionHost, SessionMsg, SessionSend, SessionState, SessionStats, Sessions,
-        Snapshot, random_key, shard_of,
+        CloseReason, Closer, ConnId, ConnIdGen, ConnectError, Connecting, DropCounters, DropReason,
+        Endpoint, EndpointConfig, EndpointError, EndpointStats, Event, HostError, HostStats,
+        KeyError, Keypair, NoiseConfig, Placement, PrivateKey, PublicKey, Security, SendOutcome,
+        SessionApp, SessionClock, SessionHost, SessionMsg, SessionSend, SessionState, SessionStats,
+        Sessions, Snapshot, Timestamp, random_key, shard_of,
     };
+
+    pub mod admission {
+        //! Admission control, decided before a session exists: caps per shard and node, per
+        //! source prefix (sessions and a token bucket), pending handshakes, the memory budget
+        //! (`EndpointConfig::admission`; `docs/CONFIG.md`).
+        #[doc(inline)]
+        pub use ringwire_shard::session::admission::*;
+    }
+
+    pub mod manager {
+        //! The connection manager: tags, decaying tags, protection, trimming to the node's
+        //! watermarks (`EndpointConfig::manager`; the calls are on [`super::Sessions`]).
+        #[doc(inline)]
+        pub use ringwire_shard::session::manager::*;
+    }
 
     pub mod client {
         //! A plain-socket session client pool (many sessions, one socket each) for tests and

@@ -294,6 +294,7 @@ where
     // One clock for every shard: a cookie issued on one is checked on another.
     let clock = SessionClock::start();
     let max_datagram = resolved.shard.max_datagram;
+    let sessions = resolved.sessions.clone();
     run(
         resolved,
         reloader,
@@ -302,12 +303,10 @@ where
         move |info| -> Result<_, FactoryError> {
             let seed = random_key()?;
             let place = Placement::new(clock, info.index, info.shards, max_datagram);
-            Ok(SessionHost::new(
-                EndpointConfig::new(key, identity.clone()),
-                place,
-                seed,
-                app(),
-            )?)
+            let mut config = EndpointConfig::new(key, identity.clone());
+            config.admission = Some(sessions.admission.clone());
+            config.manager = Some(sessions.manager.clone());
+            Ok(SessionHost::new(config, place, seed, app())?)
         },
     )
 }

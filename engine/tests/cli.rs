@@ -432,7 +432,12 @@ fn sigterm_under_load_closes_every_session_and_drains() {
     const SESSIONS: usize = 1000;
     // Messages in flight at most: no socket buffer on either side can overflow on them.
     const WINDOW: usize = 100;
-    let cfg = config_file("drain.toml", "drain_timeout_ms = 60000\n");
+    // Every client is on 127.0.0.1: the per-address limits would refuse most of them.
+    let cfg = config_file(
+        "drain.toml",
+        "drain_timeout_ms = 60000\n[sessions.admission]\nmax_sessions_per_prefix = 100000\n\
+         new_sessions_per_prefix_per_second = 1000000\nnew_sessions_per_prefix_burst = 100000\n",
+    );
     let mut server = Server::start(&["--shards", "2", "--app", "session-echo", "--config", &cfg]);
     let server_key: PublicKey = server
         .await_stderr("session public key ")

@@ -14,6 +14,7 @@ use prometheus_client::registry::Registry;
 use ringwire_shard::ShardStats;
 use ringwire_shard::counters::errno_name;
 use ringwire_shard::session::DropReason;
+use ringwire_shard::session::host::{REFUSALS_PREFIX, TRIMS_PREFIX};
 
 use super::snapshot::{Snapshot, drops_by_reason, is_drop_counter};
 
@@ -198,21 +199,31 @@ fn lanes(e: &mut DescriptorEncoder<'_>, stats: &[&ShardStats]) -> Result<(), std
     )
 }
 
-/// The handlers' named counters: session drop reasons as one family by reason, every other
-/// name as its own gauge (some are levels, such as `sessions`), so counters an application or
-/// the session layer adds later appear without changes here.
+/// The handlers' named counters: session drop reasons, admission refusals and trims as one
+/// family each by reason, every other name as its own gauge (some are levels, such as
+/// `sessions`), so counters an application or the session layer adds later appear without
+/// changes here.
 fn app_counters(e: &mut DescriptorEncoder<'_>, snap: &Snapshot) -> Result<(), std::fmt::Error> {
     let is_session_drop = |name: &str| DropReason::ALL.iter().any(|r| r.name() == name);
     let mut by_name: HashMap<&'static str, Vec<(Labels, ConstGauge)>> = HashMap::new();
     let mut session_drops = Vec::new();
+    let mut refusals = Vec::new();
+    let mut trims = Vec::new();
     for s in &snap.shards {
         let Some(app) = &s.app else { continue };
         for (name, value) in app {
             let v = i64::try_from(*value).unwrap_or(i64::MAX);
-            if is_session_drop(name) {
+            let labelled = |reason: &str| {
                 let mut l = shard_label(&s.stats);
-                l.push(("reason", (*name).to_string()));
-                session_drops.push((l, ConstCounter::new(*value)));
+                l.push(("reason", reason.to_string()));
+                (l, ConstCounter::new(*value))
+            };
+            if is_session_drop(name) {
+                session_drops.push(labelled(name));
+            } else if let Some(reason) = name.strip_prefix(REFUSALS_PREFIX) {
+                refusals.push(labelled(reason));
+            } else if let Some(reason) = name.strip_prefix(TRIMS_PREFIX) {
+                trims.push(labelled(reason));
             } else {
                 by_name
                     .entry(name)
@@ -228,6 +239,26 @@ fn app_counters(e: &mut DescriptorEncoder<'_>, snap: &Snapshot) -> Result<(), st
             "Datagrams the session layer dropped, by reason (a reason shows once it happened).",
             MetricType::Counter,
             session_drops,
+        )?;
+    }
+    if !refusals.is_empty() {
+        family(
+            e,
+            "session_refusals",
+            "New sessions admission control refused, by reason (memory, shard_full, node_full, \
+             pending_full, prefix_full, prefix_rate, prefix_table_full).",
+            MetricType::Counter,
+            refusals,
+        )?;
+    }
+    if !trims.is_empty() {
+        family(
+            e,
+            "session_trims",
+            "Sessions the connection manager closed with Close(Trimmed), by reason (watermark, \
+             forced).",
+            MetricType::Counter,
+            trims,
         )?;
     }
     let mut names: Vec<_> = by_name.into_iter().collect();

@@ -153,6 +153,18 @@ pub struct EndpointConfig {
     /// `resets_suppressed`). A Reset only hastens what the idle timeout does anyway.
     /// Default 1000.
     pub resets_per_second: u32,
+    /// Admission control (caps, per-prefix limits, the memory budget, the node-wide count
+    /// exchange), decided before any session state exists. `None` (the library's default):
+    /// only `max_sessions` and `max_unconfirmed` bound the table. The `ringwire` binary
+    /// always sets it (`[sessions.admission]`). When set, `max_sessions` and
+    /// `max_unconfirmed` are raised to at least its `max_sessions_shard` and
+    /// `max_pending_handshakes`, so that it alone decides.
+    pub admission: Option<crate::session::admission::AdmissionConfig>,
+    /// The connection manager (tags, protection, trimming to the node's watermarks). `None`
+    /// (the library's default): sessions are never trimmed and tag calls answer
+    /// `TagError::UnknownSession`. The `ringwire` binary always sets it
+    /// (`[sessions.manager]`).
+    pub manager: Option<crate::session::manager::ManagerConfig>,
 }
 
 impl EndpointConfig {
@@ -207,6 +219,8 @@ impl EndpointConfig {
             previous_key_lifetime: Duration::from_secs(1),
             cookie_replies_per_second: 50_000,
             resets_per_second: 1000,
+            admission: None,
+            manager: None,
         }
     }
 

@@ -100,6 +100,11 @@ impl ControlQueue {
     /// losing anything, so they fill at most three quarters of it and leave the rest to the
     /// replies a received datagram asks for (Pong, Response, CookieReply), which cannot wait.
     pub fn has_room_for_timers(&self) -> bool {
-        self.frames.len() < self.capacity - self.capacity / 4
+        self.room_for_timers() > 0
+    }
+
+    /// How many frames timers may still queue (see [`ControlQueue::has_room_for_timers`]).
+    pub fn room_for_timers(&self) -> usize {
+        (self.capacity - self.capacity / 4).saturating_sub(self.frames.len())
     }
 }

@@ -69,11 +69,14 @@ pub enum DropReason {
     SecurityMismatch,
     /// A reply (CookieReply) was due but its rate limit was reached.
     RateLimited,
+    /// Admission control refused a new session (the admission counters say why; at most one
+    /// rate-limited Refused answers it).
+    Refused,
 }
 
 impl DropReason {
     /// Number of reasons (the length of a [`DropCounters`] array).
-    pub const COUNT: usize = 24;
+    pub const COUNT: usize = 25;
     /// Every reason, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Truncated,
@@ -100,6 +103,7 @@ impl DropReason {
         DropReason::ReplayTableFull,
         DropReason::SecurityMismatch,
         DropReason::RateLimited,
+        DropReason::Refused,
     ];
 
     /// This reason's index in a counter array.
@@ -136,6 +140,7 @@ impl DropReason {
             DropReason::ReplayTableFull => "replay_table_full",
             DropReason::SecurityMismatch => "security_mismatch",
             DropReason::RateLimited => "rate_limited",
+            DropReason::Refused => "refused",
         }
     }
 

@@ -30,6 +30,7 @@
 //! - Behaviour never depends on `HashMap` iteration order, so a seed fixes the event trace.
 #![forbid(unsafe_code)]
 
+mod connmgr;
 mod handshakes;
 mod inbound;
 mod timers;
@@ -39,6 +40,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::admission::{AdmissionController, AdmissionError, LoadReport};
 use super::bucket::TokenBucket;
 use super::config::{EndpointConfig, Security};
 use super::conn_id::{ConnId, ConnIdGen, MAX_SHARDS};
@@ -50,6 +52,7 @@ use super::event::{CloseReason, Closer, ConnectError, Event, SendOutcome, Transm
 use super::handshake::{self, InitiationParams, dh_cost};
 use super::identity::PublicKey;
 use super::initiations::InitiationTable;
+use super::manager::{ConnManager, ManagerConfigError};
 use super::state::{Handshake, Phase, Role, Session};
 use super::stats::{EndpointStats, SessionStats};
 use super::time::{Timestamp, nanos};
@@ -70,7 +73,8 @@ struct QueuedInitiation {
 pub type Admit<'a> = dyn FnMut(&PublicKey, SocketAddr) -> bool + 'a;
 
 /// Why `Endpoint::new` refused its arguments.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EndpointError {
     /// `n_shards` must be in `1..=256` (the shard index is one byte of the connection ID).
     #[error("n_shards {0} not in 1..=256")]
@@ -83,6 +87,12 @@ pub enum EndpointError {
         /// The shard count given.
         n_shards: u16,
     },
+    /// The admission settings are out of range.
+    #[error(transparent)]
+    Admission(#[from] AdmissionError),
+    /// The connection-manager settings are out of range.
+    #[error(transparent)]
+    Manager(#[from] ManagerConfigError),
 }
 
 /// What `Endpoint::close` did.
@@ -142,6 +152,12 @@ pub struct Endpoint {
     /// `Event::Message`s in `events` (only they count against `event_queue_capacity`).
     pending_messages: usize,
     timers: BinaryHeap<Reverse<(Timestamp, ConnId)>>,
+    /// Admission control (`EndpointConfig::admission`).
+    admission: Option<AdmissionController>,
+    /// The connection manager (`EndpointConfig::manager`).
+    manager: Option<ConnManager>,
+    /// Load reports of the count exchange waiting for the host (`poll_load_report`).
+    reports_out: VecDeque<LoadReport>,
     stats: EndpointStats,
 }
 
@@ -151,7 +167,7 @@ impl Endpoint {
     /// OS RNG in production, or [`ConnIdGen::seed_from_u64`] in tests. `now` starts the cookie
     /// secret epochs and the rate limits.
     pub fn new(
-        config: EndpointConfig,
+        mut config: EndpointConfig,
         shard_index: u16,
         n_shards: u16,
         rng_seed: [u8; 32],
@@ -166,6 +182,19 @@ impl Endpoint {
                 n_shards,
             });
         }
+        let admission = match config.admission.clone() {
+            Some(a) => {
+                // Admission alone decides how many sessions and pending handshakes there are.
+                config.max_sessions = a.max_sessions_shard;
+                config.max_unconfirmed = config.max_unconfirmed.max(a.max_pending_handshakes);
+                Some(AdmissionController::new(a, shard_index, n_shards, now)?)
+            }
+            None => None,
+        };
+        let manager = match config.manager.clone() {
+            Some(m) => Some(ConnManager::new(m, config.max_sessions)?),
+            None => None,
+        };
         let public = config.public_key().map_or([0; 32], |k| *k.as_bytes());
         let reset_key = match &config.security {
             Security::Noise(n) => Some(Key(crypto::hash(&[
@@ -221,6 +250,9 @@ impl Endpoint {
             events: VecDeque::new(),
             pending_messages: 0,
             timers: BinaryHeap::new(),
+            admission,
+            manager,
+            reports_out: VecDeque::new(),
             stats: EndpointStats::default(),
         })
     }
@@ -265,6 +297,7 @@ impl Endpoint {
             (Security::Noise(_), key) => key,
             (Security::None, _) => None,
         };
+        self.admit_outbound(now)?;
         let cid = self.fresh_conn_id();
         let jitter = self.draw_jitter();
         let rto = nanos(self.cfg.handshake_initial_rto).max(1);
@@ -290,7 +323,9 @@ impl Endpoint {
             )),
         );
         if !self.send_initiation(now, cid, true) {
-            self.sessions.remove(&cid);
+            if let Some(s) = self.sessions.remove(&cid) {
+                self.session_freed(now, cid, &s);
+            }
             return Err(ConnectError::Handshake);
         }
         self.reschedule(cid);
@@ -309,6 +344,13 @@ impl Endpoint {
         if s.queue.len() >= self.cfg.data_queue_capacity {
             return SendOutcome::Full;
         }
+        if !self.charge_queue(conn, bytes.len()) {
+            // Over the shard's memory budget (counted there as `queue_refused`).
+            return SendOutcome::Full;
+        }
+        let Some(s) = self.sessions.get_mut(&conn) else {
+            return SendOutcome::UnknownConnection;
+        };
         s.enqueue(bytes.to_vec());
         if s.is_established() && !s.in_ready {
             s.in_ready = true;
@@ -377,6 +419,9 @@ impl Endpoint {
                 return None;
             }
             let payload = s.dequeue()?;
+            if let Some(adm) = self.admission.as_mut() {
+                adm.budget_mut().dequeued(cid, payload.len());
+            }
             let len = seal_transport(
                 s,
                 &self.cfg,
@@ -612,6 +657,7 @@ impl Endpoint {
         let Some(s) = self.sessions.remove(&cid) else {
             return;
         };
+        self.session_freed(now, cid, &s);
         let key = (s.peer, s.peer_conn_id);
         if self.by_peer.get(&key) == Some(&cid) {
             self.by_peer.remove(&key);

@@ -22,11 +22,16 @@ pub enum CloseReason {
     HandshakeTimeout,
     /// The endpoint is shutting down. Code 5.
     ShuttingDown,
-    /// The connection manager closed the session to make room (reserved for it). Code 6.
+    /// The connection manager closed the session to make room (its share of the node's
+    /// high watermark was exceeded, or the application forced a trim). Code 6.
     Trimmed,
     /// The peer answered with an authenticated stateless Reset: it has no such session (it
     /// restarted, or freed it). Local only: never sent. Code 7.
     Reset,
+    /// The responder's admission control refused the handshake for good (an authentic
+    /// `Refused` answered our latest Initiation: the responder's memory, shard, node or
+    /// source-prefix cap is reached). Local only: never sent. Code 8.
+    Refused,
 }
 
 impl CloseReason {
@@ -42,6 +47,7 @@ impl CloseReason {
             CloseReason::ShuttingDown => (5, 0),
             CloseReason::Trimmed => (6, 0),
             CloseReason::Reset => (7, 0),
+            CloseReason::Refused => (8, 0),
         }
     }
 
@@ -57,6 +63,7 @@ impl CloseReason {
             (5, 0) => CloseReason::ShuttingDown,
             (6, 0) => CloseReason::Trimmed,
             (7, 0) => CloseReason::Reset,
+            (8, 0) => CloseReason::Refused,
             _ => return None,
         })
     }
@@ -130,6 +137,7 @@ pub enum SendOutcome {
 
 /// Why `Endpoint::connect` failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConnectError {
     /// The endpoint holds `max_sessions` sessions.
     #[error("session table full")]
@@ -143,6 +151,9 @@ pub enum ConnectError {
     /// The handshake could not be built (snow refused the keys).
     #[error("handshake setup failed")]
     Handshake,
+    /// Admission control refused the session (memory budget, shard or node cap).
+    #[error("admission refused: {0}")]
+    Refused(crate::session::admission::RefusalReason),
 }
 
 /// One datagram to send, written by `Endpoint::poll_transmit` at the start of the caller's

@@ -20,6 +20,8 @@ use std::time::Instant;
 use crate::handler::{Ctx, Handler, SendOutcome as SlotOutcome};
 use crate::handler::{Lane, MeshSendError};
 use crate::report::{ReportPage, ReportRequest};
+use crate::session::admission::LoadReport;
+use crate::session::manager::{Bump, Decay, DecayingTag, TagError, TagName};
 use crate::session::{
     CloseOutcome, CloseReason, Closer, ConnId, ConnectError, Endpoint, EndpointConfig,
     EndpointError, Event, Handled, PublicKey, SendOutcome, SessionClock, Snapshot, Timestamp,
@@ -58,6 +60,9 @@ pub enum SessionMsg {
         /// The peer's static public key (Noise mode).
         server_key: Option<PublicKey>,
     },
+    /// The sending shard's session count for one round of the count exchange (admission's
+    /// node-wide cap, the connection manager's watermarks), on the control lane.
+    Load(LoadReport),
 }
 
 /// What happened to [`Sessions::send`]; every case is named.
@@ -203,6 +208,16 @@ pub struct HostStats {
     pub refused_draining: u64,
     /// Messages that arrived on such sessions before their close (consumed, not delivered).
     pub draining_discarded: u64,
+    /// Load reports sent to other shards (one per peer per exchange round).
+    pub load_reports_sent: u64,
+    /// Load reports not sent because the peer's control lane was full or it had stopped (the
+    /// peer then counts this shard at its cap for that round: fail-closed).
+    pub load_reports_lost: u64,
+    /// Load reports received from other shards.
+    pub load_reports_received: u64,
+    /// Bytes of handoff buffers reserved in the memory budget: the other shards' data lanes
+    /// into this one, full of the largest session datagrams.
+    pub handoff_reserved: u64,
 }
 
 /// Where a [`SessionHost`] runs: its shard among the server's, the server's session clock,
@@ -235,7 +250,7 @@ impl Placement {
 }
 
 /// Why [`SessionHost::new`] refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum HostError {
     /// The endpoint refused its shard index or count.
@@ -262,6 +277,10 @@ pub fn random_key() -> std::io::Result<[u8; 32]> {
     getrandom::fill(&mut key).map_err(std::io::Error::from)?;
     Ok(key)
 }
+
+/// Messages one mesh data lane holds (the mesh's default `data_capacity`): the handoff
+/// buffers a shard may have to free, per other shard.
+const HANDOFF_LANE_CAPACITY: usize = 1024;
 
 /// The [`Handler`] that runs sessions for a [`SessionApp`] on one shard.
 pub struct SessionHost<A> {
@@ -400,6 +419,91 @@ impl Sessions<'_, '_> {
         self.ep.session_count()
     }
 
+    // ---- the connection manager (sessions on this shard; `TagError::UnknownSession` for
+    // ---- another shard's session, or when the manager is off) ----
+
+    /// Sets tag `name` of `conn` to `weight` (go-libp2p's `TagPeer`): a higher score keeps a
+    /// session longer when the node trims.
+    pub fn tag(&mut self, conn: ConnId, name: TagName, weight: i32) -> Result<(), TagError> {
+        self.manager()?.tag(conn, name, weight)
+    }
+
+    /// Removes tag `name` from `conn`; `false` if it was not set.
+    pub fn untag(&mut self, conn: ConnId, name: TagName) -> bool {
+        self.manager().is_ok_and(|m| m.untag(conn, name))
+    }
+
+    /// Sets tag `name` of `conn` to `f(current)` (`current` is 0 when unset); returns the
+    /// new weight.
+    pub fn upsert_tag(
+        &mut self,
+        conn: ConnId,
+        name: TagName,
+        f: impl FnOnce(i32) -> i32,
+    ) -> Result<i32, TagError> {
+        self.manager()?.upsert_tag(conn, name, f)
+    }
+
+    /// Registers a decaying tag on this shard (go-libp2p's `RegisterDecayingTag`): values
+    /// decay every `interval` by `decay` and combine bumps by `bump`. Register it on every
+    /// shard whose sessions it tags (from each shard's `on_connected`, say).
+    pub fn register_decaying_tag(
+        &mut self,
+        name: TagName,
+        interval: std::time::Duration,
+        decay: Decay,
+        bump: Bump,
+    ) -> Result<DecayingTag, TagError> {
+        let now = self.now;
+        self.manager()?
+            .register_decaying_tag(now, name, interval, decay, bump)
+    }
+
+    /// Bumps `conn`'s value of decaying tag `tag` by `delta`; returns the new value.
+    pub fn bump(&mut self, tag: DecayingTag, conn: ConnId, delta: i32) -> Result<i32, TagError> {
+        let now = self.now;
+        self.manager()?.bump(now, tag, conn, delta)
+    }
+
+    /// Protects `conn` from trimming under `name` (go-libp2p's `Protect`).
+    pub fn protect(&mut self, conn: ConnId, name: TagName) -> Result<(), TagError> {
+        self.manager()?.protect(conn, name)
+    }
+
+    /// Removes protection `name` from `conn`; returns whether another protection remains.
+    pub fn unprotect(&mut self, conn: ConnId, name: TagName) -> bool {
+        self.manager().is_ok_and(|m| m.unprotect(conn, name))
+    }
+
+    /// Whether `conn` is protected from trimming (by any name).
+    pub fn is_protected(&self, conn: ConnId) -> bool {
+        self.ep.manager().is_some_and(|m| m.is_protected(conn))
+    }
+
+    /// `conn`'s score now (tags, decaying tags, less pressure; `docs/DECISIONS.md` D25).
+    pub fn score(&self, conn: ConnId) -> Option<i64> {
+        self.ep.manager()?.score(self.now, conn)
+    }
+
+    /// Asks this shard for a trim round now, whatever the node's count and the silence
+    /// period: down to its share of the low watermark, lowest score first, sparing protected
+    /// and in-grace sessions. It runs incrementally from the next loop turn; each trimmed
+    /// session is closed with `Close(Trimmed)` and reported by `on_disconnected`. `false`:
+    /// the manager is off.
+    pub fn force_trim(&mut self) -> bool {
+        match self.ep.manager_mut() {
+            Some(m) => {
+                m.force_trim();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn manager(&mut self) -> Result<&mut crate::session::manager::ConnManager, TagError> {
+        self.ep.manager_mut().ok_or(TagError::UnknownSession)
+    }
+
     /// Hands `msg` to shard `owner`: Send on the data lane, Close and Connect on the control
     /// lane (control never waits behind data). Counts the outcome.
     fn relay(
@@ -445,13 +549,26 @@ impl<A: SessionApp> SessionHost<A> {
         let to16 = |v: usize| u16::try_from(v).unwrap_or(u16::MAX);
         config.unix_time_at_origin = place.clock.unix_time_at_origin();
         let buf = vec![0u8; needed];
-        let ep = Endpoint::new(
+        let mut ep = Endpoint::new(
             config,
             to16(place.shard),
             to16(place.shards),
             seed,
             place.clock.stamp(Instant::now()),
         )?;
+        let mut stats = HostStats::default();
+        if let Some(budget) = ep.budget_mut() {
+            // Handoff buffers: what the other shards' data lanes into this shard hold at
+            // most (each message boxes one datagram), reserved once for good.
+            let reserve = place
+                .shards
+                .saturating_sub(1)
+                .saturating_mul(HANDOFF_LANE_CAPACITY)
+                .saturating_mul(needed);
+            if budget.try_handoff(reserve) {
+                stats.handoff_reserved = reserve as u64;
+            }
+        }
         Ok(Self {
             ep,
             clock: place.clock,
@@ -459,7 +576,7 @@ impl<A: SessionApp> SessionHost<A> {
             buf,
             timer: None,
             backlog: false,
-            stats: HostStats::default(),
+            stats,
             drain: None,
         })
     }
@@ -523,8 +640,22 @@ impl<A: SessionApp> SessionHost<A> {
                 }
             }
         }
+        self.send_load_reports(ctx);
         self.flush(ctx, now);
         self.rearm(ctx);
+    }
+
+    /// Sends the count exchange's reports to every other shard, on the control lane.
+    fn send_load_reports(&mut self, ctx: &mut Ctx<'_, SessionMsg>) {
+        while let Some(r) = self.ep.poll_load_report() {
+            let me = ctx.shard_index();
+            for k in (0..ctx.shards()).filter(|&k| k != me) {
+                match ctx.send_control_to_shard(k, SessionMsg::Load(r)) {
+                    Ok(()) => self.stats.load_reports_sent += 1,
+                    Err(_) => self.stats.load_reports_lost += 1,
+                }
+            }
+        }
     }
 
     fn flush(&mut self, ctx: &mut Ctx<'_, SessionMsg>, now: Timestamp) {
@@ -599,7 +730,7 @@ impl<A: SessionApp> Handler for SessionHost<A> {
         ctx: &mut Ctx<'_, SessionMsg>,
     ) {
         let now = self.clock.stamp(ctx.now());
-        if !matches!(msg, SessionMsg::Handoff { .. }) {
+        if !matches!(msg, SessionMsg::Handoff { .. } | SessionMsg::Load(_)) {
             self.stats.relayed_received += 1;
         }
         match msg {
@@ -633,6 +764,10 @@ impl<A: SessionApp> Handler for SessionHost<A> {
                 if self.ep.connect(now, addr, server_key).is_err() {
                     self.stats.relayed_connect_refused += 1;
                 }
+            }
+            SessionMsg::Load(report) => {
+                self.stats.load_reports_received += 1;
+                self.ep.on_load_report(report);
             }
         }
         self.pump(ctx);
@@ -736,7 +871,16 @@ impl<A: SessionApp> Handler for SessionHost<A> {
             ("session_endpoint_datagrams", e.datagrams_in),
             ("session_refused_draining", s.refused_draining),
             ("session_draining_discarded", s.draining_discarded),
+            ("session_refused_sent", e.refused_sent),
+            ("session_shed_messages", e.shed_messages),
+            ("session_load_reports_sent", s.load_reports_sent),
+            (
+                "session_load_reports_lost",
+                s.load_reports_lost + e.load_reports_lost,
+            ),
+            ("session_load_reports_received", s.load_reports_received),
         ]);
+        self.conn_control_counters(out);
         for reason in crate::session::DropReason::ALL {
             let n = e.drops[reason];
             if n > 0 {
@@ -747,9 +891,11 @@ impl<A: SessionApp> Handler for SessionHost<A> {
     }
 }
 
+mod conn_counters;
 mod drain;
 mod report;
 #[cfg(test)]
 mod tests;
 
+pub use conn_counters::{REFUSALS_PREFIX, TRIMS_PREFIX, refusal_counter, trim_counter};
 use drain::Drain;

@@ -406,11 +406,23 @@ impl Sim {
         }
     }
 
-    /// Drains every endpoint's transmits (through the fault layer) and events (into the trace).
+    /// Drains every endpoint's transmits (through the fault layer) and events (into the trace),
+    /// and hands each load report of the count exchange to the other shards of its node at
+    /// once (a host does so over the mesh's control lane).
     pub fn flush(&mut self) {
         let now = self.now;
         for ni in 0..self.nodes.len() {
             let from = self.nodes[ni].addr;
+            let shards = &mut self.nodes[ni].shards;
+            for si in 0..shards.len() {
+                while let Some(r) = shards[si].poll_load_report() {
+                    for (sj, ep) in shards.iter_mut().enumerate() {
+                        if sj != si {
+                            ep.on_load_report(r);
+                        }
+                    }
+                }
+            }
             for si in 0..self.nodes[ni].shards.len() {
                 while let Some(t) = self.nodes[ni].shards[si].poll_transmit(now, &mut self.buf) {
                     let bytes = self.buf[..t.len].to_vec();

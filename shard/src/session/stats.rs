@@ -121,4 +121,15 @@ pub struct EndpointStats {
     pub control_queue_depth: usize,
     /// Events pending now.
     pub event_queue_depth: usize,
+    /// `Refused` replies queued to Initiations admission refused (at most one per refused
+    /// Initiation, rate-limited).
+    pub refused_sent: u64,
+    /// Authentic `Refused` replies received (initiator): a refusal time cures (pending
+    /// handshakes, the source's rate) leaves the handshake retransmitting; others end it.
+    pub refused_received: u64,
+    /// Data messages dropped from queues the memory budget shed (largest queues first).
+    pub shed_messages: u64,
+    /// Load reports of the count exchange dropped because the host did not take them in time
+    /// (the peers then count this shard at its cap for a round: fail-closed).
+    pub load_reports_lost: u64,
 }

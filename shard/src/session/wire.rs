@@ -83,6 +83,12 @@ pub mod field {
     pub const RESET_CONN_ID: Field = 4..12;
     /// Reset: the token.
     pub const RESET_TOKEN: Field = 12..28;
+    /// Refused: the reason (u16 BE, the admission refusal's code).
+    pub const REFUSED_REASON: Field = 20..22;
+    /// Refused: reserved, zero.
+    pub const REFUSED_RESERVED: Field = 22..24;
+    /// Refused: the refused Initiation's mac1, echoed.
+    pub const REFUSED_MAC1: Field = 24..40;
 }
 
 /// Length of the common header (the associated data of a transport message).
@@ -101,6 +107,8 @@ pub const RESPONSE_LEN: usize = field::RESP_MAC1.end;
 pub const RESPONSE_PLAIN_LEN: usize = field::RESP_PLAIN_MAC1.end;
 /// Exact length of a CookieReply.
 pub const COOKIE_REPLY_LEN: usize = field::COOKIE_SEALED.end;
+/// Exact length of a Refused.
+pub const REFUSED_LEN: usize = field::REFUSED_MAC1.end;
 /// Exact length of a Reset.
 pub const RESET_LEN: usize = field::RESET_TOKEN.end;
 /// The smallest datagram that may be answered with a Reset (strictly larger than a Reset).
@@ -133,6 +141,7 @@ const _: () = assert!(
         && COOKIE_REPLY_LEN <= INITIATION_LEN
         && RESPONSE_PLAIN_LEN <= INITIATION_PLAIN_LEN
         && COOKIE_REPLY_LEN <= INITIATION_PLAIN_LEN
+        && REFUSED_LEN <= INITIATION_PLAIN_LEN
         && PONG_BODY <= PING_BODY
         && RESET_LEN < RESET_TRIGGER_MIN
         && NOISE1_LEN == 32 + 48 + TIMESTAMP_LEN + TAG_LEN
@@ -159,6 +168,8 @@ pub enum MsgType {
     Close = 7,
     /// Stateless reset: "no session has this connection ID here".
     Reset = 8,
+    /// Responder → initiator: admission refused the Initiation (rate-limited, stateless).
+    Refused = 9,
 }
 
 impl MsgType {
@@ -174,6 +185,7 @@ impl MsgType {
             6 => MsgType::Pong,
             7 => MsgType::Close,
             8 => MsgType::Reset,
+            9 => MsgType::Refused,
             _ => return None,
         })
     }
@@ -217,6 +229,13 @@ pub enum Body<'a> {
         nonce: [u8; 24],
         /// Sealed cookie.
         sealed: [u8; 32],
+    },
+    /// Refused: admission refused the Initiation whose mac1 this echoes.
+    Refused {
+        /// The refusal's code (`RefusalReason` index).
+        reason: u16,
+        /// The refused Initiation's mac1.
+        mac1: [u8; 16],
     },
     /// A transport message: its (encrypted, or plaintext-mode) body.
     Transport {
@@ -435,6 +454,16 @@ pub fn parse(b: &[u8]) -> Result<Datagram<'_>, DropReason> {
                     plain_conn_id: 0,
                     mac1: get_arr(b, field::RESP_MAC1).ok_or(Truncated)?,
                 }
+            }
+        }
+        MsgType::Refused => {
+            exact(REFUSED_LEN)?;
+            if get_u16(b, field::REFUSED_RESERVED) != Some(0) {
+                return Err(Malformed);
+            }
+            Body::Refused {
+                reason: get_u16(b, field::REFUSED_REASON).ok_or(Truncated)?,
+                mac1: get_arr(b, field::REFUSED_MAC1).ok_or(Truncated)?,
             }
         }
         MsgType::CookieReply => {

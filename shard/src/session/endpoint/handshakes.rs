@@ -8,7 +8,9 @@
 //!                  │yes
 //!              under load? ─yes─► mac2 valid? ─no─► CookieReply (rate-limited), no DH
 //!                  │no                │yes
-//!                  └──────────────────┴─► queue (bounded) ─► process_handshakes, ≤ K per turn:
+//!                  └──────────────────┴─► admission ─no─► Refused (rate-limited), no DH
+//!                                            │yes
+//!                                         queue (bounded) ─► process_handshakes, ≤ K per turn:
 //!                         read (2 DH) ─► key tag ─► timestamp / replay ─► admission
 //!                         ─► Response (3 DH), session Unconfirmed
 //! ```
@@ -78,7 +80,7 @@ impl Endpoint {
             self.handshake_rate.try_take(now);
         }
         if !noise {
-            return self.accept_plain_initiation(now, from, attempt, initiator_conn_id);
+            return self.accept_plain_initiation(now, from, attempt, initiator_conn_id, &mac1);
         }
         if self.handshakes.len() >= self.cfg.handshake_queue_capacity {
             return self.dropped(DropReason::HandshakeQueueFull, None);
@@ -86,6 +88,11 @@ impl Endpoint {
         let Ok(b) = <[u8; INITIATION_LEN]>::try_from(bytes) else {
             return self.dropped(DropReason::Malformed, None);
         };
+        // Admission, before any Diffie-Hellman work or state: released when the queued
+        // Initiation is dropped or answers an existing session, else when its session ends.
+        if let Err(refused) = self.admit_initiation(now, from, initiator_conn_id, attempt, &mac1) {
+            return refused;
+        }
         self.handshakes.push_back(QueuedInitiation {
             from,
             at: now,
@@ -147,24 +154,33 @@ impl Endpoint {
                 break;
             };
             done += 1;
-            if let Err(reason) = self.respond(now, q, admit) {
-                let _counted = self.dropped(reason, None);
+            let from = q.from;
+            match self.respond(now, q, admit) {
+                Ok(true) => {}
+                Ok(false) => self.initiation_released(now, from),
+                Err(reason) => {
+                    self.initiation_released(now, from);
+                    let _counted = self.dropped(reason, None);
+                }
             }
         }
         done
     }
 
+    /// One queued Initiation's Diffie-Hellman work. `Ok(true)`: its admission is accounted
+    /// for (a new session holds it, or it replaced an unconfirmed session's, which released
+    /// one); `Ok(false)` or `Err`: the caller releases it.
     fn respond(
         &mut self,
         now: Timestamp,
         q: QueuedInitiation,
         admit: &mut Admit<'_>,
-    ) -> Result<(), DropReason> {
+    ) -> Result<bool, DropReason> {
         let seed = self.draw_seed();
         let wall = nanos(self.wall(now));
         let jitter = self.draw_jitter();
         let Security::Noise(n) = &self.cfg.security else {
-            return Ok(());
+            return Ok(false);
         };
         self.stats.dh_operations += dh_cost::READ_INITIATION;
         let read = match handshake::read_initiation(&n.identity, &n.psk, &q.bytes, seed, None) {
@@ -234,7 +250,7 @@ impl Endpoint {
         }
         let cid = existing.unwrap_or_else(|| self.fresh_conn_id());
         let Some(token) = self.reset_token(cid.0) else {
-            return Ok(());
+            return Ok(false);
         };
         let mut resp = [0u8; RESPONSE_LEN];
         self.stats.dh_operations += dh_cost::WRITE_RESPONSE;
@@ -254,13 +270,24 @@ impl Endpoint {
             recv_phase: false,
             peer_key: key,
         };
-        if let Some(s) = existing.and_then(|c| self.sessions.get_mut(&c)) {
+        let created = if let Some(s) = existing.and_then(|c| self.sessions.get_mut(&c)) {
             // A retransmitted Initiation: the initiator holds only its latest attempt's keys.
             // The old ones are dropped here, and so wiped.
             s.keys = Some(keys);
-            s.peer = q.from;
+            // The session's admission is held for its address: if the initiator moved, the
+            // old address's is released and this attempt's kept; else this attempt's is.
+            if s.peer != q.from {
+                let old = std::mem::replace(&mut s.peer, q.from);
+                self.initiation_released(now, old);
+            } else {
+                self.initiation_released(now, q.from);
+            }
+            let Some(s) = existing.and_then(|c| self.sessions.get_mut(&c)) else {
+                return Ok(false);
+            };
             s.last_recv = now;
             s.replay = ReplayWindow::default();
+            true
         } else {
             let mut s = Session::new(
                 q.from,
@@ -273,7 +300,8 @@ impl Endpoint {
             s.keys = Some(keys);
             self.sessions.insert(cid, Box::new(s));
             self.unconfirmed += 1;
-        }
+            true
+        };
         self.initiations.record(&key, initiator_conn_id, ts, cid);
         if !self
             .control
@@ -284,7 +312,7 @@ impl Endpoint {
         }
         self.stats.handshakes_completed += 1;
         self.reschedule(cid);
-        Ok(())
+        Ok(created)
     }
 
     /// Plaintext mode, after mac2 proved the address: the session (new, or the existing one
@@ -295,6 +323,7 @@ impl Endpoint {
         from: SocketAddr,
         attempt: u64,
         initiator_conn_id: u64,
+        mac1: &[u8; MAC_LEN],
     ) -> Handled {
         let cid = if let Some(&cid) = self.by_peer.get(&(from, initiator_conn_id)) {
             if !matches!(
@@ -313,6 +342,10 @@ impl Endpoint {
             }
             if self.unconfirmed >= self.cfg.max_unconfirmed {
                 return self.dropped(DropReason::HandshakeQueueFull, None);
+            }
+            if let Err(refused) = self.admit_initiation(now, from, initiator_conn_id, attempt, mac1)
+            {
+                return refused;
             }
             let cid = self.fresh_conn_id();
             let jitter = self.draw_jitter();

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 
+use super::super::admission::RefusalReason;
 use super::super::conn_id::{ConnId, connect_shard};
 use super::super::cookie;
 use super::super::crypto::{self, MAC_LEN};
@@ -84,6 +85,7 @@ impl Endpoint {
             Body::CookieReply { nonce, sealed } => {
                 self.on_cookie_reply(now, cid, pn, &nonce, &sealed)
             }
+            Body::Refused { reason, mac1 } => self.on_refused(now, cid, pn, reason, &mac1),
             Body::Transport {
                 ty,
                 key_phase,
@@ -264,6 +266,7 @@ impl Endpoint {
             }
             self.unconfirmed -= 1;
             self.stats.sessions_accepted += 1;
+            self.session_connected(now, cid, Role::Server);
             self.push_event(Event::Connected { conn: cid, peer });
         }
         self.accept_pn(now, cid, pn, len);
@@ -373,6 +376,7 @@ impl Endpoint {
             self.ready.push_back(cid);
         }
         self.by_peer.insert((peer, peer_conn_id), cid);
+        self.session_connected(now, cid, Role::Client);
         self.push_event(Event::Connected { conn: cid, peer });
         if !has_data {
             self.send_ping(now, cid);
@@ -425,6 +429,43 @@ impl Endpoint {
         s.rec.datagrams_in += 1;
         s.rec.bytes_in += wire::COOKIE_REPLY_LEN as u64;
         self.send_initiation(now, cid, false);
+        Handled::Consumed
+    }
+
+    /// Initiator: the responder's admission refused our latest attempt. Authentic only if it
+    /// echoes that attempt and its mac1 (which only whoever saw the Initiation knows). A
+    /// refusal that time cures (too many handshakes at once, the source's rate) leaves the
+    /// handshake to its retransmissions; any other (the responder is full) ends it at once
+    /// (`CloseReason::Refused`) instead of retransmitting into it for `handshake_timeout`.
+    fn on_refused(
+        &mut self,
+        now: Timestamp,
+        cid: ConnId,
+        echo: u64,
+        reason: u16,
+        mac1: &[u8; MAC_LEN],
+    ) -> Handled {
+        let Some(s) = self.sessions.get_mut(&cid) else {
+            return Handled::Consumed;
+        };
+        let Phase::Handshaking(h) = &s.phase else {
+            return self.dropped(DropReason::UnexpectedMessage, Some(cid));
+        };
+        if echo != h.attempt {
+            return self.dropped(DropReason::UnexpectedMessage, Some(cid));
+        }
+        if !crypto::ct_eq(&h.last_mac1, mac1) {
+            return self.dropped(DropReason::BadMac, Some(cid));
+        }
+        s.rec.datagrams_in += 1;
+        s.rec.bytes_in += wire::REFUSED_LEN as u64;
+        self.stats.refused_received += 1;
+        let transient = [RefusalReason::PendingFull, RefusalReason::PrefixRate]
+            .iter()
+            .any(|r| usize::from(reason) == r.index());
+        if !transient {
+            self.end_session(now, cid, CloseReason::Refused, Closer::Peer, false);
+        }
         Handled::Consumed
     }
 

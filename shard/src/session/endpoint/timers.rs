@@ -30,10 +30,10 @@ impl Endpoint {
         let timer = self.timers.peek().map(|Reverse((t, _))| *t);
         // Queued Initiations are due from their arrival.
         let handshake = self.handshakes.front().map(|q| q.at);
-        match (timer, handshake) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [timer, handshake, self.conn_control_due()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Runs the timers due at `now` (retransmits Initiations, abandons handshakes, frees
@@ -61,6 +61,8 @@ impl Endpoint {
         let max = self.cfg.handshakes_per_turn.max(1);
         self.process_handshakes(now, max, admit);
         self.initiations.purge(now, self.cfg.timer_batch.max(1));
+        // Admission's count exchange, shedding over the memory budget, one trim step.
+        self.run_conn_control(now);
     }
 
     fn run_timers(&mut self, now: Timestamp) {
@@ -151,6 +153,10 @@ impl Endpoint {
                     return;
                 }
                 s.release_idle_queue();
+                self.note_pressure(cid);
+                let Some(s) = self.sessions.get_mut(&cid) else {
+                    return;
+                };
                 if let Some(k) = s.keys.as_mut()
                     && k.prev.as_ref().is_some_and(|p| now >= p.until)
                 {

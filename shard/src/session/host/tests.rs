@@ -200,6 +200,7 @@ fn close_and_connect_take_the_control_lane_and_every_relay_outcome_is_counted() 
                 SessionMsg::Close { .. } => "close",
                 SessionMsg::Connect { .. } => "connect",
                 SessionMsg::Handoff { .. } => "handoff",
+                SessionMsg::Load(_) => "load",
             };
             (*lane, kind)
         })
@@ -483,4 +484,50 @@ fn a_drain_closes_every_session_once_across_turns_and_admits_none() {
     );
     assert_eq!(h.app().disconnected, SESSIONS);
     assert!(turns > 1, "the drain took several turns");
+}
+
+#[test]
+fn shards_exchange_their_counts_on_the_control_lane() {
+    use crate::session::admission::AdmissionConfig;
+    use crate::session::manager::ManagerConfig;
+    let clock = SessionClock::start();
+    let mut rig = Rig::new(2, 64, 16, MeshConfig::default());
+    let managed = |shard: usize| {
+        let mut c = config();
+        c.admission = Some(AdmissionConfig::default());
+        c.manager = Some(ManagerConfig::default());
+        let place = Placement::new(clock, shard, 2, config().max_datagram());
+        SessionHost::new(c, place, [shard as u8 + 1; 32], Quiet).unwrap()
+    };
+    let (mut h0, mut h1) = (managed(0), managed(1));
+    rig.turn(&mut h0, 0);
+    let got = rig.inbound(1);
+    assert!(
+        got.iter().any(|(from, lane, m)| *from == 0
+            && *lane == Lane::Control
+            && matches!(m, SessionMsg::Load(r) if r.shard == 0)),
+        "{got:?}"
+    );
+    for (from, lane, msg) in got {
+        h1.on_message(from, lane, msg, &mut rig.ctx(1));
+    }
+    let st = h1.stats();
+    assert_eq!(st.load_reports_received, 1);
+    assert_eq!(st.relayed_received, 0, "a report is not a relayed request");
+    assert_eq!(h0.stats().load_reports_sent, 1);
+    assert_eq!(
+        h0.stats().handoff_reserved,
+        (HANDOFF_LANE_CAPACITY * config().max_datagram()) as u64,
+        "one other shard's data lane of the largest datagrams"
+    );
+    let mut counters = Vec::new();
+    h1.counters(&mut counters);
+    for name in [
+        "session_refusals_prefix_rate",
+        "session_trims_watermark",
+        "session_memory_limit",
+        "session_load_reports_received",
+    ] {
+        assert!(counters.iter().any(|(n, _)| *n == name), "{name}");
+    }
 }
