@@ -180,6 +180,9 @@ pub struct FloodArgs {
     /// Give up on attempts still unresolved after this many seconds.
     #[arg(long, default_value_t = 30)]
     pub max_s: u64,
+    /// Each client handshake's timeout, in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub handshake_timeout_s: u64,
 }
 
 /// Runs `flood`: prints the outcome of every attempt and the server's RSS before, at its
@@ -196,6 +199,9 @@ pub fn flood(args: FloodArgs) -> crate::CmdResult {
         cfg.accept_incoming = false;
         cfg.keepalive_interval = None;
         cfg.idle_timeout = Duration::from_secs(3600);
+        // A starved client (a busy machine) must not give up on handshakes the server is
+        // still working through.
+        cfg.handshake_timeout = Duration::from_secs(args.handshake_timeout_s);
         cfg.max_sessions = args.sessions + 1;
         cfg.replay_table_capacity = 64;
         cfg.unix_time_at_origin = clock.unix_time_at_origin();

@@ -319,3 +319,41 @@ fn sanitize(name: &str) -> String {
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::metrics::snapshot::ShardSnapshot;
+
+    #[test]
+    fn refusals_and_trims_are_families_by_reason() {
+        let app = vec![
+            ("sessions", 7),
+            ("session_refusals_prefix_full", 3),
+            ("session_refusals_memory", 0),
+            ("session_trims_forced", 2),
+        ];
+        let snap = Snapshot {
+            at: SystemTime::now(),
+            shards: vec![ShardSnapshot {
+                stats: ShardStats::default(),
+                app: Some(app),
+                turn_nanos: None,
+            }],
+            replies_dropped: 0,
+        };
+        let text = prometheus_text(&snap);
+        for want in [
+            "# TYPE ringwire_session_refusals_total counter",
+            "ringwire_session_refusals_total{shard=\"0\",reason=\"prefix_full\"} 3",
+            "ringwire_session_refusals_total{shard=\"0\",reason=\"memory\"} 0",
+            "ringwire_session_trims_total{shard=\"0\",reason=\"forced\"} 2",
+            "ringwire_app_sessions{shard=\"0\"} 7",
+        ] {
+            assert!(text.contains(want), "{want} missing from:\n{text}");
+        }
+        assert!(!text.contains("app_session_refusals"), "{text}");
+    }
+}

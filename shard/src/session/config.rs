@@ -156,8 +156,8 @@ pub struct EndpointConfig {
     /// Admission control (caps, per-prefix limits, the memory budget, the node-wide count
     /// exchange), decided before any session state exists. `None` (the library's default):
     /// only `max_sessions` and `max_unconfirmed` bound the table. The `ringwire` binary
-    /// always sets it (`[sessions.admission]`). When set, `max_sessions` and
-    /// `max_unconfirmed` are raised to at least its `max_sessions_shard` and
+    /// always sets it (`[sessions.admission]`). When set, `max_sessions` becomes its
+    /// `max_sessions_shard` and `max_unconfirmed` is raised to at least its
     /// `max_pending_handshakes`, so that it alone decides.
     pub admission: Option<crate::session::admission::AdmissionConfig>,
     /// The connection manager (tags, protection, trimming to the node's watermarks). `None`
