@@ -8,7 +8,7 @@
 
 use clap::{Parser, Subcommand};
 use ringwire_bench::{
-    CmdResult, callgrind, compare, engine, load, plot, quiet, report, rings, scale, server,
+    CmdResult, callgrind, compare, engine, flood, load, plot, quiet, report, rings, scale, server,
 };
 
 /// Declares the `Command` enum and its dispatch from one list, so adding a
@@ -55,6 +55,8 @@ subcommands! {
     ScaleReport(scale::ScaleArgs) => scale::run,
     /// Wait (bounded) until the 1-minute load average is below the quiet limit.
     WaitQuiet(quiet::WaitQuietArgs) => quiet::run,
+    /// Flood a session server with Initiation-shaped datagrams that lack a valid mac1.
+    Flood(flood::FloodArgs) => flood::run,
 }
 
 /// ringwire's load generator and baseline servers.

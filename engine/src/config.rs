@@ -18,6 +18,7 @@ use ringwire_shard::session::EndpointConfig;
 use crate::apps::AppKind;
 pub use crate::cores::Cores;
 use crate::cores::{self, CoreError};
+pub use crate::security::{ResolvedSecurity, SecurityConfig, SecurityMode};
 
 /// How many shards to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -115,6 +116,8 @@ pub struct Config {
     pub log: String,
     /// Per-shard tuning: the `[shard]` table.
     pub shard: ShardConfig,
+    /// How session apps protect their sessions: the `[security]` table.
+    pub security: SecurityConfig,
 }
 
 impl Default for Config {
@@ -132,6 +135,7 @@ impl Default for Config {
             metrics_addr: None,
             log: "warn".to_string(),
             shard: ShardConfig::default(),
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -170,7 +174,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn invalid(key: &str, value: impl fmt::Display, allowed: impl Into<String>) -> Self {
+    pub(crate) fn invalid(key: &str, value: impl fmt::Display, allowed: impl Into<String>) -> Self {
         ConfigError::Invalid {
             key: key.to_string(),
             value: value.to_string(),
@@ -236,6 +240,8 @@ pub struct Resolved {
     pub log: String,
     /// Per-shard tuning.
     pub shard: ShardConfig,
+    /// Session protection (key files named, not read: [`ResolvedSecurity::load`]).
+    pub security: ResolvedSecurity,
     /// Things that work but are probably not what was meant (a core listed twice...).
     pub warnings: Vec<String>,
 }
@@ -315,7 +321,7 @@ impl Config {
         let mut good = toml::Table::new();
         for (key, value) in table {
             let tables = match (key.as_str(), value) {
-                ("shard", toml::Value::Table(shard)) => shard
+                ("shard" | "security", toml::Value::Table(shard)) => shard
                     .into_iter()
                     .map(|(k, v)| {
                         let mut t = toml::Table::new();
@@ -506,7 +512,10 @@ impl Config {
                 ),
             ));
         }
-        let (Some(bind), Some(shards), true) = (bind, shards, errors.is_empty()) else {
+        let security = self.security.resolve(&mut errors, &mut warnings);
+        let (Some(bind), Some(shards), Some(security), true) =
+            (bind, shards, security, errors.is_empty())
+        else {
             return Err(errors);
         };
         let cores = (0..shards)
@@ -528,12 +537,13 @@ impl Config {
             metrics_addr,
             log: self.log.clone(),
             shard,
+            security,
             warnings,
         })
     }
 }
 
-/// Adds `one`'s key to `into`, merging `[shard]` tables key by key.
+/// Adds `one`'s key to `into`, merging `[shard]` and `[security]` tables key by key.
 #[cfg(feature = "cli")]
 fn merge(into: &mut toml::Table, one: toml::Table) {
     for (key, value) in one {

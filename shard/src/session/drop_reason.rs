@@ -56,7 +56,8 @@ pub enum DropReason {
     /// An Initiation whose timestamp is further than `initiation_replay_window` from this
     /// endpoint's clock.
     StaleTimestamp,
-    /// An authenticated initiator refused by `allowed_peers` or the application.
+    /// An authenticated initiator refused by the application (`SessionApp::admit`, or the
+    /// callback of `handle_timeout_with`).
     NotAdmitted,
     /// An Initiation whose route byte is not its static key's tag.
     UnknownKeyTag,
@@ -69,11 +70,14 @@ pub enum DropReason {
     SecurityMismatch,
     /// A reply (CookieReply) was due but its rate limit was reached.
     RateLimited,
+    /// An authenticated initiator whose static key is not in `allowed_peers` (checked before
+    /// the application is asked).
+    NotAllowed,
 }
 
 impl DropReason {
     /// Number of reasons (the length of a [`DropCounters`] array).
-    pub const COUNT: usize = 24;
+    pub const COUNT: usize = 25;
     /// Every reason, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Truncated,
@@ -100,6 +104,7 @@ impl DropReason {
         DropReason::ReplayTableFull,
         DropReason::SecurityMismatch,
         DropReason::RateLimited,
+        DropReason::NotAllowed,
     ];
 
     /// This reason's index in a counter array.
@@ -136,6 +141,7 @@ impl DropReason {
             DropReason::ReplayTableFull => "replay_table_full",
             DropReason::SecurityMismatch => "security_mismatch",
             DropReason::RateLimited => "rate_limited",
+            DropReason::NotAllowed => "not_allowed",
         }
     }
 

@@ -58,19 +58,26 @@ pub struct SessionIo {
 impl SessionIo {
     /// Sessions over `peers` to `target` (whose static public key is `server_key`), for
     /// `payload_len`-byte probes; `seed` makes connection IDs reproducible; `bulk`: bulk mode
-    /// (the peers opened for it). The client's own identity is a fresh keypair. Call on the
-    /// worker thread.
+    /// (the peers opened for it); `plaintext`: sessions without Noise (`security = none`).
+    /// The client's own identity is a keypair derived from `seed`. Call on the worker thread.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         peers: PeerSet,
         target: SocketAddr,
         server_key: Option<PublicKey>,
+        plaintext: bool,
         flavor: Flavor,
         payload_len: usize,
         seed: u64,
         bulk: bool,
     ) -> Result<Self, EndpointError> {
         let identity = Keypair::from_seed_bytes(ConnIdGen::seed_from_u64(seed ^ 0x1d));
-        let mut config = EndpointConfig::new(ConnIdGen::seed_from_u64(!seed), identity);
+        let cookie_key = ConnIdGen::seed_from_u64(!seed);
+        let mut config = if plaintext {
+            EndpointConfig::plaintext(cookie_key)
+        } else {
+            EndpointConfig::new(cookie_key, identity)
+        };
         config.accept_incoming = false;
         let clock = SessionClock::start();
         config.unix_time_at_origin = clock.unix_time_at_origin();

@@ -9,7 +9,8 @@
 //!              under load? ─yes─► mac2 valid? ─no─► CookieReply (rate-limited), no DH
 //!                  │no                │yes
 //!                  └──────────────────┴─► queue (bounded) ─► process_handshakes, ≤ K per turn:
-//!                         read (2 DH) ─► key tag ─► timestamp / replay ─► admission
+//!                         read (2 DH) ─► key tag ─► allowed_peers ─► timestamp / replay
+//!                         ─► the application's admit
 //!                         ─► Response (3 DH), session Unconfirmed
 //! ```
 #![forbid(unsafe_code)]
@@ -184,7 +185,7 @@ impl Endpoint {
             .as_ref()
             .is_some_and(|allowed| !allowed.contains(&key))
         {
-            return Err(DropReason::NotAdmitted);
+            return Err(DropReason::NotAllowed);
         }
         let Some(ts) = handshake::from_tai64n(&read.timestamp) else {
             return Err(DropReason::StaleTimestamp);
