@@ -2,7 +2,7 @@
 """The "Secure sessions" section of docs/BENCHMARKS.md from a scripts/bench-secure.sh
 output directory (its own helper; see that script for the phases).
 
-    bench-secure-report.py OUT CLK_TCK ROUNDS "IDLE_SIZES"
+    bench-secure-report.py OUT CLK_TCK ROUNDS "IDLE_SIZES" "FLOOD_LEVELS"
 """
 import json
 import re
@@ -14,6 +14,7 @@ out = Path(sys.argv[1])
 tick = 1.0 / float(sys.argv[2])
 rounds = int(sys.argv[3])
 idle_sizes = [int(n) for n in sys.argv[4].split()]
+flood_levels = sys.argv[5].split()
 
 
 def load(name):
@@ -154,11 +155,17 @@ w(
 )
 w("| server | sessions | failed | handshakes/s (wall) | server CPU us/handshake | handshakes per server CPU-second |")
 w("|---|---|---|---|---|---|")
-for name, label in (
+def level_name(level):
+    return "as fast as one core sends" if level == "max" else f"{int(level):,}/s"
+
+
+for name, label in [
     ("hs-noise", "default (`handshakes_per_second` = 1000: cookie round trip above it)"),
     ("hs-noise-nolimit", "threshold out of reach (`handshakes_per_second` = 1000000)"),
-    ("flood-hs", "default, **under the flood** below"),
-):
+] + [
+    (f"flood-{level}-hs", f"default, **under a flood** of {level_name(level)} (below)")
+    for level in flood_levels
+]:
     c = hs_cell(name)
     w(
         f"| {label} | {c['n']} | {c['failed']} | {fmt(c['rate'])} | {fmt(c['cpu_us'], 1)} | "
@@ -168,28 +175,38 @@ w("")
 
 # ---- flood ----
 w("### Under a flood of Initiations without mac1\n")
-flood = json.loads((out / "flood.json").read_text())
-fcounters = counters("flood")
-rate = flood["sent"] / flood["seconds"] if flood["seconds"] else 0
 w(
-    f"`ringwire-bench flood` sent {flood['sent']:,} Initiation-shaped datagrams (168 B, "
-    f"pseudo-random mac1) in {flood['seconds']:.1f} s ({rate:,.0f}/s, as fast as one core "
-    "sends on loopback, sharing the load generator's core) while one server ran the echo and "
-    "handshake phases below. Server totals at the end: "
-    f"`bad_mac` = {fcounters.get('bad_mac', 0):,}, `session_dh_operations` = "
-    f"{fcounters.get('session_dh_operations', 0):,} (the handshakes of the legitimate "
-    f"sessions only: 5 per handshake), `session_cookies_sent` = "
-    f"{fcounters.get('session_cookies_sent', 0):,}, `kernel_drops` = "
-    f"{fcounters.get('kernel_drops', 0):,} (datagrams the kernel dropped at the full socket "
-    "buffer, flood and legitimate alike).\n"
+    "`ringwire-bench flood`: Initiation-shaped datagrams (168 B, pseudo-random mac1) from 64 "
+    "source ports, on the load generator's core. For each level, one server: 64 B echo of "
+    "64 established sessions without the flood, then with it (it starts once they are "
+    "ready), then the handshake phase above under it. `--poll block` for all three. The "
+    "server's totals at the end: `bad_mac` (flood datagrams it read and dropped after one "
+    "MAC), `session_dh_operations` (5 per legitimate handshake; the flood adds none), "
+    "`kernel_drops` (datagrams the kernel dropped at the full socket buffer, flood and "
+    "legitimate alike).\n"
 )
-quiet, flooded = echo_cell("flood-echo-quiet"), echo_cell("flood-echo")
-w("| 64 B echo, 64 sessions (`--poll block`) | throughput req/s | p99 us | server CPU us/request |")
-w("|---|---|---|---|")
-for label, c in (("no flood", quiet), ("under the flood", flooded)):
-    w(f"| {label} | {fmt(c['rps'])} | {fmt(c['p99'], 1)} | {fmt(c['cpu_us'], 2)} |")
-ratio = flooded["rps"] / quiet["rps"] if quiet["rps"] else None
-w(f"\nEstablished sessions under the flood: **{fmt(ratio, 2)}x** their throughput without it.\n")
+w(
+    "| flood | sent/s (achieved) | echo req/s without / with | ratio | echo p99 us without / with "
+    "| server CPU us/request without / with | bad_mac | dh_operations | kernel_drops |"
+)
+w("|---|---|---|---|---|---|---|---|---|")
+for level in flood_levels:
+    quiet, flooded = echo_cell(f"flood-{level}-quiet"), echo_cell(f"flood-{level}-echo")
+    fj = out / f"flood-{level}-echo.flood.json"
+    sent_rate = None
+    if fj.exists():
+        f = json.loads(fj.read_text())
+        sent_rate = f["sent"] / f["seconds"] if f["seconds"] else None
+    c = counters(f"flood-{level}")
+    ratio = flooded["rps"] / quiet["rps"] if quiet["rps"] else None
+    w(
+        f"| {level_name(level)} | {fmt(sent_rate)} | {fmt(quiet['rps'])} / {fmt(flooded['rps'])} "
+        f"| **{fmt(ratio, 2)}x** | {fmt(quiet['p99'], 1)} / {fmt(flooded['p99'], 1)} "
+        f"| {fmt(quiet['cpu_us'], 2)} / {fmt(flooded['cpu_us'], 2)} "
+        f"| {c.get('bad_mac', 0):,} | {c.get('session_dh_operations', 0):,} "
+        f"| {c.get('kernel_drops', 0):,} |"
+    )
+w("")
 
 # ---- idle ----
 w("### Bytes per idle session\n")

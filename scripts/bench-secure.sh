@@ -19,12 +19,15 @@
 #           default handshakes_per_second (1000: cookies above it) and with
 #           the threshold out of reach (the shard's raw capacity)
 #   flood   `ringwire-bench flood` (168-byte Initiations without a valid
-#           mac1, as fast as one core sends them, on $LOAD_CORE) against one
-#           server: handshakes per second and 64 B echo of established
-#           sessions under the flood, beside the same without it (--poll
-#           block for both: the flood shares the load generator's core)
+#           mac1, on $LOAD_CORE) at each of $FLOOD_LEVELS (datagrams per
+#           second, or "max": as fast as one core sends them), each against
+#           one server: 64 B echo of established sessions without the flood,
+#           then with it (it starts once the sessions are ready), then
+#           handshakes per second under it (--poll block throughout: the
+#           flood shares the load generator's core)
 #   idle    RSS of a server holding $IDLE_SIZES idle sessions: bytes per
-#           added session, encrypted and plaintext
+#           added session, encrypted (with the handshake threshold out of
+#           reach, to open them faster) and plaintext
 # Every figure carries the commit, kernel and load average before and after;
 # a run is labelled "busy machine" when the 1-minute load average was 0.3 or
 # more at its start (this script does not wait for a quiet machine: QUIET_WAIT
@@ -59,9 +62,11 @@ QUIET_WAIT=${QUIET_WAIT:-0}
 if [[ $QUICK == 1 ]]; then
     DURATION=${DURATION:-1}; WARMUP=${WARMUP:-0.2}
     HS_PEERS=${HS_PEERS:-200}; IDLE_SIZES=${IDLE_SIZES:-"100 1100"}
+    FLOOD_LEVELS=${FLOOD_LEVELS:-"20000"}
 else
     DURATION=${DURATION:-5}; WARMUP=${WARMUP:-1}
-    HS_PEERS=${HS_PEERS:-2000}; IDLE_SIZES=${IDLE_SIZES:-"1000 11000"}
+    HS_PEERS=${HS_PEERS:-2000}; IDLE_SIZES=${IDLE_SIZES:-"5000 15000"}
+    FLOOD_LEVELS=${FLOOD_LEVELS:-"50000 max"}
 fi
 OUT=${OUT:-bench-out/secure-$(date -u +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
@@ -125,9 +130,26 @@ stop_server() {
     SERVER_PID=""
 }
 
+# start_flood NAME [--rate R]: the flood against $ADDR, in the background.
+start_flood() {
+    local name=$1; shift
+    "$LOAD" flood --target "$ADDR" --core "$LOAD_CORE" --duration 3600 \
+        --json "$OUT/$name.flood.json" "$@" >"$OUT/$name.flood.txt" 2>&1 &
+    FLOOD_PID=$!
+}
+
+# stop_flood: SIGINT (it writes its report and exits).
+stop_flood() {
+    kill -INT "$FLOOD_PID" 2>/dev/null || true
+    wait "$FLOOD_PID" 2>/dev/null || true
+    FLOOD_PID=""
+}
+
 # run_load NAME SECURITY ARGS...: the load generator against $ADDR, sampling
 # the server's CPU ticks at its start, "sessions ready", "measuring" and
-# "done", and its RSS at "sessions ready", into $OUT/NAME.server.json.
+# "done", and its RSS at "sessions ready", into $OUT/NAME.server.json. With
+# FLOOD_AT_READY set, a flood (FLOOD_AT_READY's words are its arguments;
+# "-" for none) starts at "sessions ready" and stops with the load.
 run_load() {
     local name=$1 sec=$2; shift 2
     local key=(--server-key-file "$OUT/server.pub")
@@ -142,12 +164,20 @@ run_load() {
     while kill -0 "$pid" 2>/dev/null; do
         if [[ -z $c1 ]] && grep -q '^load: sessions ready' "$err"; then
             c1=$(cpu_ticks "$SERVER_PID"); rss=$(rss_kib "$SERVER_PID")
+            if [[ -n ${FLOOD_AT_READY:-} ]]; then
+                local fargs=()
+                [[ $FLOOD_AT_READY != - ]] && read -ra fargs <<<"$FLOOD_AT_READY"
+                start_flood "$name" "${fargs[@]}"
+            fi
         fi
         if [[ -z $c2 ]] && grep -q '^load: measuring' "$err"; then c2=$(cpu_ticks "$SERVER_PID"); fi
         if [[ -z $c3 ]] && grep -q '^load: done' "$err"; then c3=$(cpu_ticks "$SERVER_PID"); fi
         sleep 0.01
     done
-    if ! wait "$pid"; then
+    local status=0
+    wait "$pid" || status=$?
+    [[ -n ${FLOOD_AT_READY:-} && -n $FLOOD_PID ]] && stop_flood
+    if [[ $status != 0 ]]; then
         echo "load $name failed:" >&2; cat "$err" "$OUT/$name.txt" >&2; exit 1
     fi
     [[ -n $c3 ]] || c3=$(cpu_ticks "$SERVER_PID")
@@ -176,29 +206,30 @@ for cfg in noise noise-nolimit; do
 done
 
 # ---- flood: the same under a flood of Initiations without mac1 --------------
-start_server "$OUT/noise.toml" "flood"
-run_load "flood-echo-quiet" noise --peers "$PEERS" --window "$WINDOW" --payload 64 \
-    --duration "$DURATION" --warmup "$WARMUP" --poll block
-"$LOAD" flood --target "$ADDR" --core "$LOAD_CORE" --duration 3600 --json "$OUT/flood.json" \
-    >"$OUT/flood.txt" 2>&1 &
-FLOOD_PID=$!
-sleep 0.5
-fc0=$(cpu_ticks "$SERVER_PID")
-run_load "flood-echo" noise --peers "$PEERS" --window "$WINDOW" --payload 64 \
-    --duration "$DURATION" --warmup "$WARMUP" --poll block
-run_load "flood-hs" noise --peers "$HS_PEERS" --window 1 --duration 0.2 --warmup 0 \
-    --poll block --timeout-ms 1000
-fc1=$(cpu_ticks "$SERVER_PID")
-kill -INT "$FLOOD_PID" 2>/dev/null || true
-wait "$FLOOD_PID" 2>/dev/null || true
-FLOOD_PID=""
-echo "{\"ticks\": $(( fc1 - fc0 ))}" >"$OUT/flood.server.json"
-stop_server
+for level in $FLOOD_LEVELS; do
+    rate="-"
+    [[ $level != max ]] && rate="--rate $level"
+    start_server "$OUT/noise.toml" "flood-$level"
+    run_load "flood-$level-quiet" noise --peers "$PEERS" --window "$WINDOW" --payload 64 \
+        --duration "$DURATION" --warmup "$WARMUP" --poll block
+    FLOOD_AT_READY=$rate run_load "flood-$level-echo" noise --peers "$PEERS" --window "$WINDOW" \
+        --payload 64 --duration "$DURATION" --warmup "$WARMUP" --poll block
+    fargs=()
+    [[ $rate != - ]] && read -ra fargs <<<"$rate"
+    start_flood "flood-$level-hs" "${fargs[@]}"
+    sleep 0.3
+    run_load "flood-$level-hs" noise --peers "$HS_PEERS" --window 1 --duration 0.2 --warmup 0 \
+        --poll block --timeout-ms 1000
+    stop_flood
+    stop_server
+done
 
 # ---- idle: bytes per idle session -------------------------------------------
 for sec in noise none; do
+    cfg=$sec
+    [[ $sec == noise ]] && cfg=noise-nolimit
     for n in $IDLE_SIZES; do
-        start_server "$OUT/$sec.toml" "idle-$sec-$n"
+        start_server "$OUT/$cfg.toml" "idle-$sec-$n"
         run_load "idle-$sec-$n" "$sec" --peers "$n" --rate 100 --duration 0.5 --warmup 0 \
             --poll block --timeout-ms 1000
         stop_server
@@ -208,10 +239,11 @@ done
 cp /proc/loadavg "$OUT/loadavg.end"
 echo "loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.txt"
 
-python3 scripts/bench-secure-report.py "$OUT" "$(getconf CLK_TCK)" "$ROUNDS" "$IDLE_SIZES" >"$OUT/secure.md"
+python3 scripts/bench-secure-report.py "$OUT" "$(getconf CLK_TCK)" "$ROUNDS" "$IDLE_SIZES" "$FLOOD_LEVELS" >"$OUT/secure.md"
 cat "$OUT/secure.md"
 if [[ $QUICK == 1 ]]; then
-    for f in "$OUT"/echo-*.json; do
+    for f in "$OUT"/echo-*-r*.json; do
+        [[ $f == *.server.json ]] && continue
         grep -Eq '"received": [1-9]' "$f" || { echo "FAILED: $f received nothing" >&2; exit 1; }
     done
     echo "quick: every run exited 0 and every JSON parses; section in $OUT/secure.md"

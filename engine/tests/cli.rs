@@ -408,7 +408,7 @@ fn a_group_readable_key_file_is_refused_with_a_clear_error() {
     let (code, _, err) = ringwire(&["config", "check", &bad]);
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("`security.allowed_peers[0]`") && err.contains("`mode`"),
+        err.contains("`security.allowed_peers[0]`") && err.contains("unknown variant `plain`"),
         "{err}"
     );
 }

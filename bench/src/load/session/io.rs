@@ -55,9 +55,23 @@ pub struct SessionIo {
     send_errors: u64,
 }
 
+/// A value drawn once per process (std's per-process hash keys, from the OS).
+fn process_salt() -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    static SALT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SALT.get_or_init(|| {
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    })
+}
+
 impl SessionIo {
     /// Sessions over `peers` to `target` (whose static public key is `server_key`), for
-    /// `payload_len`-byte probes; `seed` makes connection IDs reproducible; `bulk`: bulk mode
+    /// `payload_len`-byte probes; `seed` picks the client's identity and, with a value drawn
+    /// once per process, its connection IDs (so that a second run against the same server,
+    /// whose sessions from the first are still alive, is not taken for a late retransmission
+    /// of the first's handshakes: same key and CID); `bulk`: bulk mode
     /// (the peers opened for it); `plaintext`: sessions without Noise (`security = none`).
     /// The client's own identity is a keypair derived from `seed`. Call on the worker thread.
     #[allow(clippy::too_many_arguments)]
@@ -87,7 +101,7 @@ impl SessionIo {
             config,
             0,
             1,
-            ConnIdGen::seed_from_u64(seed),
+            ConnIdGen::seed_from_u64(seed ^ process_salt()),
             Timestamp::ZERO,
         )?;
         let n = peers.len();
