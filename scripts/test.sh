@@ -30,11 +30,14 @@ if cargo run -q -p ringwire-shard --example probe; then
         cargo run -q -p ringwire --example "$example" >/dev/null
     done
     scripts/bench.sh --quick
+    # The secure-sessions benchmark's smoke run (the release build above): every phase
+    # (encrypted and plaintext echo, handshakes, a flood, idle sessions) for about a second.
+    scripts/bench-secure.sh --quick --no-build
 elif required; then
     echo "RINGWIRE_REQUIRE_IO_URING is set: the examples and the benchmark smoke run cannot be skipped" >&2
     exit 1
 else
-    echo "skipping: the examples and the benchmark smoke run (scripts/bench.sh --quick) need io_uring" >&2
+    echo "skipping: the examples and the benchmark smoke runs (scripts/bench.sh --quick, scripts/bench-secure.sh --quick) need io_uring" >&2
 fi
 # Doc tests (`--all-targets` does not run them).
 cargo test --workspace --doc

@@ -9,6 +9,7 @@
 //!   engine against: tokio, glommio and a `recvmmsg`/`sendmmsg` kernel floor.
 //! - [`compare`]: the table `scripts/bench.sh` prints from its JSON reports.
 //! - [`engine`]: the ringwire binary's server report (CPU from `/proc`).
+//! - [`flood`]: Initiation-shaped datagrams without mac1 (`scripts/bench-secure.sh`).
 //! - [`callgrind`]: instructions per request from callgrind runs.
 //! - [`sockperf`]: parsing the sockperf client's output.
 //! - [`report`] and [`plot`]: `docs/BENCHMARKS.md` and its latency SVG.
@@ -25,6 +26,7 @@ pub mod callgrind;
 pub mod compare;
 pub mod connmgr;
 pub mod engine;
+pub mod flood;
 pub mod load;
 pub mod plot;
 pub mod quiet;

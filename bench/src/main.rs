@@ -8,7 +8,8 @@
 
 use clap::{Parser, Subcommand};
 use ringwire_bench::{
-    CmdResult, callgrind, compare, connmgr, engine, load, plot, quiet, report, rings, scale, server,
+    CmdResult, callgrind, compare, connmgr, engine, flood, load, plot, quiet, report, rings, scale,
+    server,
 };
 
 /// Declares the `Command` enum and its dispatch from one list, so adding a
@@ -61,6 +62,9 @@ subcommands! {
     /// A session flood from many loopback addresses against a running `ringwire serve`,
     /// sampling its RSS.
     Flood(connmgr::FloodArgs) => connmgr::flood,
+    /// Spoofed handshakes: Initiation-shaped datagrams that lack a valid mac1, against a
+    /// session server.
+    SpoofFlood(flood::FloodArgs) => flood::run,
 }
 
 /// ringwire's load generator and baseline servers.

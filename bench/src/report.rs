@@ -917,13 +917,34 @@ fn how_to_read(md: &mut String) -> Result<(), Error> {
     Ok(())
 }
 
-/// Writes the markdown.
+/// The markers around the "Secure sessions" section, which `scripts/bench-secure.sh` writes
+/// into the page and a regenerated page keeps.
+pub const SECURE_BEGIN: &str = "<!-- secure-sessions:begin -->";
+/// See [`SECURE_BEGIN`].
+pub const SECURE_END: &str = "<!-- secure-sessions:end -->";
+
+/// The marked "Secure sessions" block of an existing page, markers included.
+#[must_use]
+pub fn secure_section(page: &str) -> Option<&str> {
+    let start = page.find(SECURE_BEGIN)?;
+    let end = page[start..].find(SECURE_END)? + start + SECURE_END.len();
+    Some(&page[start..end])
+}
+
+/// Writes the markdown, keeping the page's "Secure sessions" section
+/// (`scripts/bench-secure.sh`) if it has one.
 pub fn run(args: ReportArgs) -> crate::CmdResult {
     let bench = read(&args.dir)?;
-    let md = markdown(&bench, &args)?;
+    let mut md = markdown(&bench, &args)?;
     if args.markdown.as_os_str() == "-" {
         print!("{md}");
     } else {
+        let old = std::fs::read_to_string(&args.markdown).unwrap_or_default();
+        if let Some(section) = secure_section(&old) {
+            md.push('\n');
+            md.push_str(section);
+            md.push('\n');
+        }
         std::fs::write(&args.markdown, md)
             .map_err(|e| format!("writing {}: {e}", args.markdown.display()))?;
     }

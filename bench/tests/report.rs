@@ -407,3 +407,17 @@ fn bulk_table_has_both_floors_and_only_bulk_servers_stay_out_of_the_echo_tables(
     );
     assert!(md.contains("| ringwire-no-offload | relay-bulk |"), "{md}");
 }
+
+/// A regenerated page keeps the "Secure sessions" block `scripts/bench-secure.sh` wrote.
+#[test]
+fn the_secure_sessions_section_is_found_between_its_markers() {
+    use ringwire_bench::report::{SECURE_BEGIN, SECURE_END, secure_section};
+    let block = format!("{SECURE_BEGIN}\n## Secure sessions\n\nfigures\n{SECURE_END}");
+    let page = format!("# Benchmarks\n\ntables\n\n{block}\n\nafter\n");
+    assert_eq!(secure_section(&page), Some(block.as_str()));
+    assert_eq!(secure_section("# Benchmarks\n"), None);
+    assert_eq!(
+        secure_section(&format!("{SECURE_BEGIN} unterminated")),
+        None
+    );
+}

@@ -23,6 +23,15 @@ where
     A: SessionApp + Send + 'static,
     SessionHost<A>: Handler,
 {
+    engine_with(shards, app, false)
+}
+
+/// [`engine`], in plaintext mode (`security = none`) when `plaintext`.
+fn engine_with<A>(shards: usize, app: fn() -> A, plaintext: bool) -> EngineHandle
+where
+    A: SessionApp + Send + 'static,
+    SessionHost<A>: Handler,
+{
     let key = [42u8; 32];
     let mut config = EngineConfig::unpinned("127.0.0.1:0".parse().unwrap(), shards);
     config.shard.socket_recv_buffer = 8 << 20;
@@ -30,12 +39,12 @@ where
     let max_datagram = config.shard.max_datagram;
     Engine::try_start(&config, move |info| {
         let place = Placement::new(clock, info.index, info.shards, max_datagram);
-        SessionHost::new(
-            EndpointConfig::new(key, server_identity()),
-            place,
-            [info.index as u8 + 1; 32],
-            app(),
-        )
+        let config = if plaintext {
+            EndpointConfig::plaintext(key)
+        } else {
+            EndpointConfig::new(key, server_identity())
+        };
+        SessionHost::new(config, place, [info.index as u8 + 1; 32], app())
     })
     .unwrap()
 }
@@ -102,6 +111,35 @@ fn session_mode_200_peers_closed_loop() {
             "{report}"
         );
     }
+}
+
+/// `--mode session-echo` (the alias) with the key from `--server-key-file`, then `--plaintext`
+/// against a plaintext engine: both deliver everything.
+#[test]
+fn session_echo_with_a_key_file_and_plaintext() {
+    if !available_or_explain() {
+        return;
+    }
+    let key_file = common::temp_json("server-key").with_extension("pub");
+    std::fs::write(&key_file, format!("{}\n", server_identity().public)).unwrap();
+    let engine = engine(1, SessionEcho::default);
+    let mut args = common::closed_loop(engine.local_addr(), 20, 8);
+    args.mode = <Mode as clap::ValueEnum>::from_str("session-echo", false).unwrap();
+    args.server_key_file = Some(key_file.clone());
+    args.cores = None;
+    let report = run_with_json(args, "key-file");
+    engine.shutdown(std::time::Duration::from_secs(60)).unwrap();
+    let _ = std::fs::remove_file(&key_file);
+    assert_all_delivered(&report, 20);
+
+    let engine = engine_with(1, SessionEcho::default, true);
+    let mut args = common::closed_loop(engine.local_addr(), 20, 8);
+    args.mode = Mode::Session;
+    args.plaintext = true;
+    args.cores = None;
+    let report = run_with_json(args, "plaintext");
+    engine.shutdown(std::time::Duration::from_secs(60)).unwrap();
+    assert_all_delivered(&report, 20);
 }
 
 #[test]

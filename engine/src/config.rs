@@ -22,6 +22,7 @@ pub use sessions::{AdmissionTable, ManagerTable, SessionsConfig, SessionsSetting
 use crate::apps::AppKind;
 pub use crate::cores::Cores;
 use crate::cores::{self, CoreError};
+pub use crate::security::{ResolvedSecurity, SecurityConfig, SecurityMode};
 
 /// How many shards to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -122,6 +123,8 @@ pub struct Config {
     /// Admission control and the connection manager of a session app: the
     /// `[sessions.admission]` and `[sessions.manager]` tables.
     pub sessions: SessionsConfig,
+    /// How session apps protect their sessions: the `[security]` table.
+    pub security: SecurityConfig,
 }
 
 impl Default for Config {
@@ -140,6 +143,7 @@ impl Default for Config {
             log: "warn".to_string(),
             shard: ShardConfig::default(),
             sessions: SessionsConfig::default(),
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -178,7 +182,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn invalid(key: &str, value: impl fmt::Display, allowed: impl Into<String>) -> Self {
+    pub(crate) fn invalid(key: &str, value: impl fmt::Display, allowed: impl Into<String>) -> Self {
         ConfigError::Invalid {
             key: key.to_string(),
             value: value.to_string(),
@@ -246,6 +250,8 @@ pub struct Resolved {
     pub shard: ShardConfig,
     /// Admission control and the connection manager (session apps).
     pub sessions: SessionsSettings,
+    /// Session protection (key files named, not read: [`ResolvedSecurity::load`]).
+    pub security: ResolvedSecurity,
     /// Things that work but are probably not what was meant (a core listed twice...).
     pub warnings: Vec<String>,
 }
@@ -325,7 +331,7 @@ impl Config {
         let mut good = toml::Table::new();
         for (key, value) in table {
             let tables = match (key.as_str(), value) {
-                ("shard" | "sessions", toml::Value::Table(table)) => leaves(table),
+                ("shard" | "sessions" | "security", toml::Value::Table(table)) => leaves(table),
                 (_, value) => vec![value],
             };
             for value in tables {
@@ -516,8 +522,9 @@ impl Config {
                 None
             }
         };
-        let (Some(bind), Some(shards), Some(sessions), true) =
-            (bind, shards, sessions, errors.is_empty())
+        let security = self.security.resolve(&mut errors, &mut warnings);
+        let (Some(bind), Some(shards), Some(sessions), Some(security), true) =
+            (bind, shards, sessions, security, errors.is_empty())
         else {
             return Err(errors);
         };
@@ -541,13 +548,14 @@ impl Config {
             log: self.log.clone(),
             shard,
             sessions,
+            security,
             warnings,
         })
     }
 }
 
-/// Adds `one`'s keys to `into`, merging tables (`[shard]`, `[sessions.admission]`...) key by
-/// key.
+/// Adds `one`'s keys to `into`, merging tables (`[shard]`, `[security]`,
+/// `[sessions.admission]`...) key by key.
 #[cfg(feature = "cli")]
 fn merge(into: &mut toml::Table, one: toml::Table) {
     for (key, value) in one {

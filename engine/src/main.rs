@@ -5,16 +5,19 @@
 //!   at once), print the annotated default.
 //! - `ringwire stats --addr HOST:PORT [--top N] [--by drops|queue|rtt|age]`: the live view
 //!   from a running engine's metrics endpoint.
+//! - `ringwire keygen --out FILE [--force] [--psk]`: a new private key (public key printed) or
+//!   network pre-shared key, written mode 0600; `ringwire pubkey FILE`: a key file's public key.
 //!
 //! Exit status:
 //! - 0: `serve` stopped cleanly (drained on SIGTERM/SIGINT, or stopped on a second signal or
 //!   SIGQUIT) and printed its final counters; `config check` found no error; `stats` printed.
-//! - 1: the engine failed to start or to stop, or a shard stopped on its own (the binary hears
+//! - 1: the engine failed to start or to stop (or `keygen` wrote nothing), or a shard stopped on its own (the binary hears
 //!   of it at once, prints which shard and why, and stops the others: a dead shard's socket
 //!   leaves the `SO_REUSEPORT` group and the kernel would spread its peers, and steered
 //!   sessions, over the wrong shards); `stats` could not read the endpoint.
-//! - 2: a bad flag or config (every error is printed, naming the key and what is allowed), or
-//!   the port is already held by another process (without `--join-existing`).
+//! - 2: a bad flag or config (every error is printed, naming the key and what is allowed), a
+//!   key file that cannot be used (missing, readable by group or others, not a key), or the
+//!   port is already held by another process (without `--join-existing`).
 #![forbid(unsafe_code)]
 
 mod cli;
@@ -29,8 +32,9 @@ use ringwire::FactoryError;
 use ringwire::Rank;
 use ringwire::apps::{AppKind, Echo, Relay, SessionEcho, SockperfServer};
 use ringwire::config::{Config, Cores, Resolved, Shards, Steering};
+use ringwire::security::{Identity, LoadedSecurity, SecurityMode};
 use ringwire::session::{
-    EndpointConfig, Keypair, Placement, SessionApp, SessionClock, SessionHost, random_key,
+    EndpointConfig, Placement, SessionApp, SessionClock, SessionHost, random_key,
 };
 
 use cli::logging::Logging;
@@ -64,6 +68,25 @@ enum Command {
     /// Show a running engine's per-shard rates and worst sessions, from its metrics endpoint
     /// (`metrics_addr`).
     Stats(StatsCli),
+    /// Write a new static private key (for `security.key_file`) and print its public key; or,
+    /// with --psk, a network pre-shared key (for `security.psk_file`). The file is created
+    /// mode 0600.
+    Keygen {
+        /// Where to write the key.
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+        /// Write a network pre-shared key instead of a private key.
+        #[arg(long)]
+        psk: bool,
+    },
+    /// Print the public key of a private key file (to give to clients and `allowed_peers`).
+    Pubkey {
+        /// The private key file (`security.key_file`).
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -140,6 +163,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args, logging),
         Command::Config(ConfigCommand::Check { file }) => cli::config_cmd::check(&file),
         Command::Config(ConfigCommand::Default) => cli::config_cmd::default(),
+        Command::Keygen { out, force, psk } => cli::keygen::keygen(&out, force, psk),
+        Command::Pubkey { file } => cli::keygen::pubkey(&file),
         Command::Stats(s) => {
             if !(s.interval.is_finite() && s.interval > 0.0 && s.interval <= 3600.0) {
                 note!("ringwire stats: --interval must be between 0 and 3600 seconds");
@@ -281,16 +306,12 @@ where
             return Outcome::Failed;
         }
     };
-    // One static identity for every shard. Until key files exist (`[security]`, `ringwire
-    // keygen`), a fresh one per process, announced so that clients can be given it.
-    let identity = match Keypair::generate() {
-        Ok(k) => k,
-        Err(e) => {
-            note!("ringwire: cannot get random bytes for the session identity: {e}");
-            return Outcome::Failed;
-        }
+    // One static identity for every shard, from `security.key_file` (or generated).
+    let Some(loaded) = load_security(resolved) else {
+        return Outcome::Refused;
     };
-    note!("ringwire: session public key {}", identity.public);
+    let security = loaded.security;
+    let handshakes_per_second = resolved.security.handshakes_per_second;
     // One clock for every shard: a cookie issued on one is checked on another.
     let clock = SessionClock::start();
     let max_datagram = resolved.shard.max_datagram;
@@ -303,10 +324,57 @@ where
         move |info| -> Result<_, FactoryError> {
             let seed = random_key()?;
             let place = Placement::new(clock, info.index, info.shards, max_datagram);
-            let mut config = EndpointConfig::new(key, identity.clone());
+            let mut config = EndpointConfig::with_security(key, security.clone());
+            config.handshakes_per_second = handshakes_per_second;
             config.admission = Some(sessions.admission.clone());
             config.manager = Some(sessions.manager.clone());
             Ok(SessionHost::new(config, place, seed, app())?)
         },
     )
+}
+
+/// Reads the `[security]` key files and says, loudly, what protects the sessions: plaintext
+/// and a generated identity are warnings on standard error and in the log. `None` (after
+/// printing every problem) if a key file cannot be used.
+fn load_security(resolved: &Resolved) -> Option<LoadedSecurity> {
+    let loaded = match resolved.security.load() {
+        Ok(l) => l,
+        Err(errors) => {
+            for e in errors {
+                note!("ringwire: {e}");
+            }
+            return None;
+        }
+    };
+    match &loaded.identity {
+        Identity::None => {
+            let line = "security.mode = \"none\": sessions are NEITHER AUTHENTICATED NOR \
+                        ENCRYPTED; anyone on the path can read them and inject into them. Use it \
+                        only on a trusted path or to measure the cost of cryptography.";
+            note!("ringwire: WARNING: {line}");
+            tracing::warn!("{line}");
+        }
+        Identity::Generated => {
+            let line = "no security.key_file: this process made a throwaway identity, which \
+                        changes at every start (clients given it fail after a restart); write \
+                        one with `ringwire keygen --out FILE` and name it in [security] key_file";
+            note!("ringwire: WARNING: {line}");
+            tracing::warn!("{line}");
+        }
+        Identity::KeyFile(path) => {
+            tracing::info!(key_file = %path.display(), "session identity read");
+        }
+        _ => {}
+    }
+    debug_assert!(resolved.security.mode == SecurityMode::None || loaded.public.is_some());
+    if let Some(public) = loaded.public {
+        note!("ringwire: session public key {public}");
+    }
+    if let Some(allowed) = &resolved.security.allowed_peers {
+        note!(
+            "ringwire: sessions admitted only from the {} keys of security.allowed_peers",
+            allowed.len()
+        );
+    }
+    Some(loaded)
 }

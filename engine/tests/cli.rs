@@ -329,6 +329,127 @@ fn config_check_reports_every_error_at_once() {
     );
 }
 
+/// `ringwire keygen` writes a private key readable by its owner only and prints its public
+/// key (which `ringwire pubkey` derives again from the file); it refuses to overwrite a key
+/// unless `--force`. `--psk` writes a pre-shared key and prints nothing on stdout.
+#[test]
+fn keygen_writes_a_private_key_file_and_refuses_to_overwrite_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let path = config_file("keygen.key", "");
+    std::fs::remove_file(&path).unwrap();
+    let (code, public, err) = ringwire(&["keygen", "--out", &path]);
+    assert_eq!(code, 0, "{err}");
+    let public = public.trim().to_string();
+    assert!(
+        public.parse::<ringwire::session::PublicKey>().is_ok(),
+        "{public}"
+    );
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let (code, derived, err) = ringwire(&["pubkey", &path]);
+    assert_eq!((code, derived.trim()), (0, public.as_str()), "{err}");
+    let (code, out, err) = ringwire(&["keygen", "--out", &path]);
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains("exists") && err.contains("--force"), "{err}");
+    let (code, again, _) = ringwire(&["pubkey", &path]);
+    assert_eq!(
+        (code, again.trim()),
+        (0, public.as_str()),
+        "the key is untouched"
+    );
+    let (code, replaced, err) = ringwire(&["keygen", "--out", &path, "--force"]);
+    assert_eq!(code, 0, "{err}");
+    assert_ne!(replaced.trim(), public);
+    let psk = config_file("keygen.psk", "");
+    std::fs::remove_file(&psk).unwrap();
+    let (code, out, err) = ringwire(&["keygen", "--psk", "--out", &psk]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    let mode = std::fs::metadata(&psk).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+/// A key file that group or others may read is refused, naming the file and the fix, by
+/// `serve` (exit status 2, before anything starts), `config check` and `pubkey`; a bad
+/// `allowed_peers` entry is named by its index.
+#[test]
+fn a_group_readable_key_file_is_refused_with_a_clear_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let key = config_file("loose.key", "");
+    std::fs::remove_file(&key).unwrap();
+    let (code, _, err) = ringwire(&["keygen", "--out", &key]);
+    assert_eq!(code, 0, "{err}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let cfg = config_file(
+        "loose.toml",
+        &format!("app = \"session-echo\"\n[security]\nkey_file = \"{key}\"\n"),
+    );
+    let (code, err) = serve(&["--config", &cfg, "--bind", "127.0.0.1:0", "--no-pin"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "key file {key} is accessible by group or others (mode 0640)"
+        )) && err.contains(&format!("chmod 600 {key}")),
+        "{err}"
+    );
+    let (code, _, err) = ringwire(&["config", "check", &cfg]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("chmod 600"), "{err}");
+    let (code, _, err) = ringwire(&["pubkey", &key]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("chmod 600"), "{err}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, out, err) = ringwire(&["config", "check", &cfg]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("security=noise key="), "{out}");
+    let bad = config_file(
+        "bad-peers.toml",
+        "[security]\nallowed_peers = [\"AAAA\"]\nmode = \"plain\"\n",
+    );
+    let (code, _, err) = ringwire(&["config", "check", &bad]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("`security.allowed_peers[0]`") && err.contains("unknown variant `plain`"),
+        "{err}"
+    );
+}
+
+/// With a key file the binary announces that key's public half and no warning; with
+/// `security.mode = "none"` it says loudly that sessions are plaintext.
+#[test]
+fn serve_announces_its_key_and_warns_loudly_about_plaintext() {
+    if !available_or_explain() {
+        return;
+    }
+    let key = config_file("serve.key", "");
+    std::fs::remove_file(&key).unwrap();
+    let (code, public, err) = ringwire(&["keygen", "--out", &key]);
+    assert_eq!(code, 0, "{err}");
+    let cfg = config_file(
+        "serve-key.toml",
+        &format!("[security]\nkey_file = \"{key}\"\n"),
+    );
+    let mut server = Server::start(&["--shards", "1", "--app", "session-echo", "--config", &cfg]);
+    let line = server.await_stderr("session public key ");
+    assert!(line.ends_with(public.trim()), "{line}");
+    server.signal("TERM");
+    let (status, _, stderr) = server.wait();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("WARNING"), "{stderr}");
+
+    let cfg = config_file("serve-none.toml", "[security]\nmode = \"none\"\n");
+    let mut server = Server::start(&["--shards", "1", "--app", "relay", "--config", &cfg]);
+    let line = server.await_stderr("WARNING");
+    assert!(
+        line.contains("security.mode = \"none\"")
+            && line.contains("NEITHER AUTHENTICATED NOR ENCRYPTED"),
+        "{line}"
+    );
+    server.signal("TERM");
+    let (status, _, stderr) = server.wait();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("session public key"), "{stderr}");
+}
+
 /// A second instance on a port another process holds exits with status 2 and says so; with
 /// `--join-existing` it joins on purpose.
 #[test]

@@ -89,9 +89,14 @@ fn unknown_initiator_is_refused_by_the_allow_list_and_the_admission_callback() {
     sim.run_for(Duration::from_secs(11));
     let st = sim.endpoint(s, 0).stats();
     assert_eq!(
-        st.drops[DropReason::NotAdmitted],
+        st.drops[DropReason::NotAllowed],
         7,
-        "each attempt authenticated, then refused"
+        "each attempt authenticated, then refused by the allow list"
+    );
+    assert_eq!(
+        st.drops[DropReason::NotAdmitted],
+        0,
+        "not the application's refusal"
     );
     assert_eq!(connected(&sim, s).len(), 1, "only the allowed key");
     assert_eq!(connected(&sim, stranger), vec![]);
@@ -118,6 +123,7 @@ fn unknown_initiator_is_refused_by_the_allow_list_and_the_admission_callback() {
     });
     assert_eq!(seen, vec![(keypair(3).public, addr(1, 1000))]);
     assert_eq!(server.stats().drops[DropReason::NotAdmitted], 1);
+    assert_eq!(server.stats().drops[DropReason::NotAllowed], 0);
     assert_eq!(server.session_count(), 0);
     assert_eq!(
         turn(&mut server, Timestamp::ZERO),
@@ -527,6 +533,65 @@ fn oversized_data_is_dropped_and_counted() {
     let st = sim.endpoint(1, 0).session_stats(sc).unwrap();
     assert_eq!(st.drops[DropReason::TooLarge], 1);
     assert_eq!(messages(&sim, 1), vec![vec![7u8; 1200]]);
+}
+
+/// No violation draws a Close(ProtocolError) (PROTOCOL.md §8): oversized authenticated Data, a
+/// replayed and a tampered Data, a truncated datagram, unknown version and type, non-zero flag
+/// bits, all from the peer's own address on a live session, are each dropped and counted; the
+/// server sends nothing back, and the session lives on. (A reflected datagram names the
+/// peer's CID, not one of ours: `reflected_data_is_not_accepted`.)
+#[test]
+fn violations_draw_no_close_and_the_session_lives_on() {
+    let mut big = cfg_id(3);
+    big.max_payload = 1500;
+    let mut sim = Sim::new(19, FaultConfig::default());
+    sim.set_capture(true);
+    let c = sim.add_node(addr(1, 1000), 1, big);
+    let s = sim.add_node(addr(2, 2000), 1, cfg_id(2));
+    let cc = sim.connect(c, sim.addr(s)).unwrap();
+    sim.run_for(Duration::from_millis(100));
+    assert!(server_conn(&sim, s).is_some());
+    assert_eq!(sim.send(c, cc, &[7u8; 1500]), SendOutcome::Queued);
+    assert_eq!(sim.send(c, cc, b"fine"), SendOutcome::Queued);
+    sim.run_for(Duration::from_millis(50));
+    let (client, server) = (sim.addr(c), sim.addr(s));
+    let data = of_type(sim.captured(), 4, server).pop().unwrap().bytes;
+    let mut bad = vec![data.clone(), data[..10].to_vec()];
+    let mut tampered = data.clone();
+    *tampered.last_mut().unwrap() ^= 1;
+    bad.push(tampered);
+    for (at, value) in [(0, 0x34), (0, 0x29), (1, 0x02)] {
+        let mut d = data.clone();
+        d[at] = value;
+        bad.push(d);
+    }
+    let before = sim.captured().len();
+    let drops_before = sim.endpoint(s, 0).stats().drops.total();
+    for d in &bad {
+        sim.inject(client, server, d.clone());
+    }
+    sim.run_for(Duration::from_millis(50));
+    let st = sim.endpoint(s, 0).stats();
+    assert_eq!(st.drops.total() - drops_before, bad.len() as u64, "{st:?}");
+    assert_eq!(st.drops[DropReason::TooLarge], 1);
+    let sent_after: Vec<&Captured> = sim.captured()[before..]
+        .iter()
+        .filter(|d| d.from == server)
+        .collect();
+    assert!(
+        sent_after.is_empty(),
+        "no reply to any violation: {sent_after:?}"
+    );
+    assert!(
+        of_type(sim.captured(), 7, client).is_empty(),
+        "never a Close"
+    );
+    assert_eq!(sim.send(c, cc, b"still here"), SendOutcome::Queued);
+    sim.run_for(Duration::from_millis(50));
+    assert_eq!(
+        messages(&sim, s),
+        vec![b"fine".to_vec(), b"still here".to_vec()]
+    );
 }
 
 /// Diffie-Hellman work per turn is bounded: with `handshakes_per_turn` 2, ten queued

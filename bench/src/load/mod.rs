@@ -40,7 +40,8 @@ pub enum Mode {
     /// Raw UDP: each datagram is echoed back to its sender.
     Echo,
     /// One session per peer (`ringwire serve --app session-echo`): each
-    /// message comes back on its session.
+    /// message comes back on its session. Also spelled `session-echo`.
+    #[value(alias = "session-echo")]
     Session,
     /// One session per peer (`ringwire serve --app relay`), peers paired
     /// (2k, 2k+1): each request is a Forward to the partner, timed when the
@@ -88,10 +89,19 @@ pub struct LoadArgs {
     /// Traffic kind.
     #[arg(long, value_enum, default_value = "echo")]
     pub mode: Mode,
-    /// The server's static public key (base64), required by the session modes: the
-    /// `ringwire` binary prints it at start (`session public key ...`).
+    /// The server's static public key (base64), required by the session modes (or
+    /// --server-key-file, or --plaintext): the `ringwire` binary prints it at start
+    /// (`session public key ...`), `ringwire pubkey KEYFILE` prints it from the key file.
     #[arg(long)]
     pub server_key: Option<ringwire_shard::session::PublicKey>,
+    /// A file holding the server's static public key: one line of base64, as
+    /// `ringwire keygen` and `ringwire pubkey` print it (never the private key file).
+    #[arg(long, conflicts_with = "server_key")]
+    pub server_key_file: Option<std::path::PathBuf>,
+    /// Session modes: plaintext sessions, against a server run with
+    /// `security.mode = "none"` (to measure the cost of cryptography); no key needed.
+    #[arg(long, conflicts_with_all = ["server_key", "server_key_file"])]
+    pub plaintext: bool,
     /// Simulated peers: one UDP socket and source port each, split over the
     /// threads. RLIMIT_NOFILE is raised in-process as needed.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
@@ -170,9 +180,11 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
         )
         .into());
     }
-    if args.mode != Mode::Echo && args.server_key.is_none() {
+    let server_key = server_key(args)?;
+    if args.mode != Mode::Echo && server_key.is_none() && !args.plaintext {
         return Err(format!(
-            "{} mode needs --server-key (the server's session public key; `ringwire serve` prints it)",
+            "{} mode needs --server-key or --server-key-file (the server's session public key; \
+             `ringwire serve` prints it), or --plaintext against a server with security.mode = \"none\"",
             args.mode.name()
         )
         .into());
@@ -237,7 +249,8 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
             core: affinity::core_for(args.cores.as_deref(), index),
             mode: args.mode,
             target: args.target,
-            server_key: args.server_key,
+            server_key,
+            plaintext: args.plaintext,
             payload_len,
             timing,
             poll: args.poll,
@@ -300,6 +313,24 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
     Ok(LoadReport::new(info, &totals))
 }
 
+/// The server's public key from `--server-key` or `--server-key-file` (`None` if neither).
+fn server_key(
+    args: &LoadArgs,
+) -> Result<Option<ringwire_shard::session::PublicKey>, Box<dyn std::error::Error + Send + Sync>> {
+    let Some(path) = &args.server_key_file else {
+        return Ok(args.server_key);
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--server-key-file {}: {e}", path.display()))?;
+    let key = ringwire_shard::session::PublicKey::from_base64(&text).map_err(|e| {
+        format!(
+            "--server-key-file {}: not a public key (one line of base64, as `ringwire pubkey` prints): {e}",
+            path.display()
+        )
+    })?;
+    Ok(Some(key))
+}
+
 /// Everything one worker thread needs besides its peer sockets.
 struct Plan {
     index: usize,
@@ -308,6 +339,7 @@ struct Plan {
     mode: Mode,
     target: SocketAddr,
     server_key: Option<ringwire_shard::session::PublicKey>,
+    plaintext: bool,
     payload_len: usize,
     timing: Window,
     poll: PollMode,
@@ -337,6 +369,7 @@ impl Plan {
                     set,
                     self.target,
                     self.server_key,
+                    self.plaintext,
                     flavor,
                     self.payload_len,
                     seed,

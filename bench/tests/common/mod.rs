@@ -62,6 +62,8 @@ pub fn closed_loop(target: SocketAddr, peers: u32, window: u32) -> LoadArgs {
         target,
         mode: Mode::Echo,
         server_key: None,
+        server_key_file: None,
+        plaintext: false,
         peers,
         threads: 1,
         cores: Some(vec![1]),

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config_cmd;
+pub mod keygen;
 pub mod logging;
 pub mod output;
 pub mod reload;

@@ -69,6 +69,7 @@ impl Reloader {
         differs("metrics_addr", new.metrics_addr != running.metrics_addr);
         differs("[shard]", new.shard != running.shard);
         differs("[sessions]", new.sessions != running.sessions);
+        differs("[security]", new.security != running.security);
         if !restart.is_empty() {
             note!(
                 "ringwire: SIGHUP: {} changed; that takes a restart (the running values stay)",

@@ -56,7 +56,8 @@ pub enum DropReason {
     /// An Initiation whose timestamp is further than `initiation_replay_window` from this
     /// endpoint's clock.
     StaleTimestamp,
-    /// An authenticated initiator refused by `allowed_peers` or the application.
+    /// An authenticated initiator refused by the application (`SessionApp::admit`, or the
+    /// callback of `handle_timeout_with`).
     NotAdmitted,
     /// An Initiation whose route byte is not its static key's tag.
     UnknownKeyTag,
@@ -72,11 +73,14 @@ pub enum DropReason {
     /// Admission control refused a new session (the admission counters say why; at most one
     /// rate-limited Refused answers it).
     Refused,
+    /// An authenticated initiator whose static key is not in `allowed_peers` (checked before
+    /// the application is asked).
+    NotAllowed,
 }
 
 impl DropReason {
     /// Number of reasons (the length of a [`DropCounters`] array).
-    pub const COUNT: usize = 25;
+    pub const COUNT: usize = 26;
     /// Every reason, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Truncated,
@@ -104,6 +108,7 @@ impl DropReason {
         DropReason::SecurityMismatch,
         DropReason::RateLimited,
         DropReason::Refused,
+        DropReason::NotAllowed,
     ];
 
     /// This reason's index in a counter array.
@@ -141,6 +146,7 @@ impl DropReason {
             DropReason::SecurityMismatch => "security_mismatch",
             DropReason::RateLimited => "rate_limited",
             DropReason::Refused => "refused",
+            DropReason::NotAllowed => "not_allowed",
         }
     }
 

@@ -55,22 +55,43 @@ pub struct SessionIo {
     send_errors: u64,
 }
 
+/// A value drawn once per process (std's per-process hash keys, from the OS).
+fn process_salt() -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    static SALT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SALT.get_or_init(|| {
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    })
+}
+
 impl SessionIo {
     /// Sessions over `peers` to `target` (whose static public key is `server_key`), for
-    /// `payload_len`-byte probes; `seed` makes connection IDs reproducible; `bulk`: bulk mode
-    /// (the peers opened for it). The client's own identity is a fresh keypair. Call on the
-    /// worker thread.
+    /// `payload_len`-byte probes; `seed` picks the client's identity and, with a value drawn
+    /// once per process, its connection IDs (so that a second run against the same server,
+    /// whose sessions from the first are still alive, is not taken for a late retransmission
+    /// of the first's handshakes: same key and CID); `bulk`: bulk mode
+    /// (the peers opened for it); `plaintext`: sessions without Noise (`security = none`).
+    /// The client's own identity is a keypair derived from `seed`. Call on the worker thread.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         peers: PeerSet,
         target: SocketAddr,
         server_key: Option<PublicKey>,
+        plaintext: bool,
         flavor: Flavor,
         payload_len: usize,
         seed: u64,
         bulk: bool,
     ) -> Result<Self, EndpointError> {
         let identity = Keypair::from_seed_bytes(ConnIdGen::seed_from_u64(seed ^ 0x1d));
-        let mut config = EndpointConfig::new(ConnIdGen::seed_from_u64(!seed), identity);
+        let cookie_key = ConnIdGen::seed_from_u64(!seed);
+        let mut config = if plaintext {
+            EndpointConfig::plaintext(cookie_key)
+        } else {
+            EndpointConfig::new(cookie_key, identity)
+        };
         config.accept_incoming = false;
         let clock = SessionClock::start();
         config.unix_time_at_origin = clock.unix_time_at_origin();
@@ -80,7 +101,7 @@ impl SessionIo {
             config,
             0,
             1,
-            ConnIdGen::seed_from_u64(seed),
+            ConnIdGen::seed_from_u64(seed ^ process_salt()),
             Timestamp::ZERO,
         )?;
         let n = peers.len();

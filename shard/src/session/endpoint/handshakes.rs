@@ -11,7 +11,8 @@
 //!                  └──────────────────┴─► admission ─no─► Refused (rate-limited), no DH
 //!                                            │yes
 //!                                         queue (bounded) ─► process_handshakes, ≤ K per turn:
-//!                         read (2 DH) ─► key tag ─► timestamp / replay ─► admission
+//!                         read (2 DH) ─► key tag ─► allowed_peers ─► timestamp / replay
+//!                         ─► admission ─► the application's admit
 //!                         ─► Response (3 DH), session Unconfirmed
 //! ```
 #![forbid(unsafe_code)]
@@ -200,7 +201,7 @@ impl Endpoint {
             .as_ref()
             .is_some_and(|allowed| !allowed.contains(&key))
         {
-            return Err(DropReason::NotAdmitted);
+            return Err(DropReason::NotAllowed);
         }
         let Some(ts) = handshake::from_tai64n(&read.timestamp) else {
             return Err(DropReason::StaleTimestamp);
