@@ -1,6 +1,7 @@
-//! Admission control on a real engine over loopback: one address (one UDP socket, as in the
-//! attack of issue 10) tries 10,000 sessions and gets at most its per-prefix cap, while the
-//! shard's accounted memory stays within its budget.
+//! Admission control and the connection manager on a real engine over loopback: one address
+//! (one UDP socket, as in the attack of issue 10) tries 10,000 sessions and gets at most its
+//! per-prefix cap, while the shard's accounted memory stays within its budget; two shards
+//! bring the node back within its high watermark.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -165,5 +166,103 @@ fn one_address_trying_ten_thousand_sessions_gets_at_most_its_cap() {
     // Every attempt the server saw is admitted or refused by reason, once.
     let attempts = counter(&counters, "session_admitted");
     assert!(attempts >= connected as u64);
+    common::shutdown(engine);
+}
+
+/// Two shards, each trimming only its own sessions, bring the node back within its high
+/// watermark by exchanging counts on the mesh's control lane; every trimmed client is told
+/// with `Close(Trimmed)`.
+#[test]
+fn two_shards_bring_the_node_within_its_high_watermark() {
+    use ringwire::session::Closer;
+    use ringwire::session::client::ClientPool;
+
+    const CLIENTS: usize = 80;
+    const HIGH: usize = 40;
+    const LOW: usize = 30;
+    if !available_or_explain() {
+        return;
+    }
+    let mut config = common::config(2);
+    config.steering = true;
+    let clock = SessionClock::start();
+    let max_datagram = config.shard.max_datagram;
+    let mut engine = Engine::try_start(&config, move |info| {
+        let mut ep = EndpointConfig::new([9; 32], server_identity());
+        ep.keepalive_interval = None;
+        let mut admission = AdmissionConfig::default();
+        admission.new_sessions_per_prefix = RateLimit::per_second(1_000_000, 1_000_000);
+        let mut manager = ManagerConfig::default();
+        manager.high_watermark = HIGH;
+        manager.low_watermark = LOW;
+        manager.grace_period = Duration::ZERO;
+        manager.silence_period = Duration::from_millis(300);
+        ep.admission = Some(admission);
+        ep.manager = Some(manager);
+        let place = Placement::new(clock, info.index, info.shards, max_datagram);
+        SessionHost::new(
+            ep,
+            place,
+            [info.index as u8 + 5; 32],
+            SessionEcho::default(),
+        )
+    })
+    .unwrap();
+    let mut client = EndpointConfig::new([8; 32], Keypair::from_seed_bytes([0x54; 32]));
+    client.keepalive_interval = None;
+    let mut pool = ClientPool::new(client, 13).unwrap();
+    for _ in 0..CLIENTS {
+        pool.connect(
+            "127.0.0.1:0".parse().unwrap(),
+            engine.local_addr(),
+            Some(server_identity().public),
+        )
+        .unwrap();
+    }
+    let node = |engine: &mut ringwire::EngineHandle, name: &str| -> u64 {
+        engine
+            .app_counters(HANG)
+            .into_iter()
+            .map(|c| counter(&c.unwrap(), name))
+            .sum()
+    };
+    let (mut connected, mut trimmed) = (0, 0);
+    let mut events = Vec::new();
+    let deadline = Instant::now() + HANG;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "{connected} connected, {trimmed} trimmed"
+        );
+        if pool.poll(&mut events).unwrap() == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for e in events.drain(..) {
+            match e {
+                Event::Connected { .. } => connected += 1,
+                Event::Disconnected {
+                    reason: CloseReason::Trimmed,
+                    by: Closer::Peer,
+                    ..
+                } => trimmed += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        // Settled: every client connected, every trim the shards made reached its client,
+        // and the node is back within its high watermark.
+        if connected == CLIENTS {
+            let trims = node(&mut engine, "session_trims_watermark");
+            let sessions = node(&mut engine, "sessions") as usize;
+            if trims > 0 && trims == trimmed && sessions <= HIGH {
+                assert!(
+                    sessions + 2 >= LOW,
+                    "{sessions} sessions: trimmed below low"
+                );
+                assert_eq!(sessions, CLIENTS - trimmed as usize);
+                break;
+            }
+        }
+    }
+    assert!(node(&mut engine, "session_load_reports_received") > 0);
     common::shutdown(engine);
 }

@@ -62,13 +62,15 @@ fn view(args: &StatsArgs) -> Result<(), String> {
         shards.len()
     );
     out!(
-        "{:>5} {:>12} {:>12} {:>10} {:>14} {:>10} {:>12}",
+        "{:>5} {:>12} {:>12} {:>10} {:>14} {:>10} {:>10} {:>8} {:>12}",
         "shard",
         "in/s",
         "out/s",
         "drops/s",
         "kernel_drops/s",
         "sessions",
+        "refused/s",
+        "trims/s",
         "turn_p99_us"
     );
     for (i, now) in shards.iter().enumerate() {
@@ -89,17 +91,39 @@ fn view(args: &StatsArgs) -> Result<(), String> {
         let sessions = now["app"]["sessions"]
             .as_u64()
             .map_or("-".to_string(), |n| n.to_string());
+        // Admission refusals and trims, summed over their reasons (session apps only).
+        let by_prefix = |prefix: &str| {
+            let sum = |s: &Value| -> Option<u64> {
+                let app = s["app"].as_object()?;
+                Some(
+                    app.iter()
+                        .filter(|(k, _)| k.starts_with(prefix))
+                        .filter_map(|(_, v)| v.as_u64())
+                        .sum(),
+                )
+            };
+            match (sum(now), sum(before)) {
+                (Some(a), Some(b)) if now["app"]["sessions"].is_u64() => {
+                    format!("{:.0}", a.saturating_sub(b) as f64 / secs)
+                }
+                _ => "-".to_string(),
+            }
+        };
+        let refused = by_prefix("session_refusals_");
+        let trims = by_prefix("session_trims_");
         let p99 = now["turns"]["p99_ns"]
             .as_u64()
             .map_or("-".to_string(), |n| format!("{:.1}", n as f64 / 1000.0));
         out!(
-            "{:>5} {:>12.0} {:>12.0} {:>10.0} {:>14.0} {:>10} {:>12}",
+            "{:>5} {:>12.0} {:>12.0} {:>10.0} {:>14.0} {:>10} {:>10} {:>8} {:>12}",
             now["shard"],
             rate("datagrams_in"),
             rate("datagrams_out"),
             drops,
             rate("kernel_drops"),
             sessions,
+            refused,
+            trims,
             p99
         );
     }
