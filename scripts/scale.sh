@@ -197,11 +197,17 @@ note=()
 for d in sessions fanout; do
     cp "$OUT/loadavg.start" "$OUT/loadavg.end" "$OUT/$d/" 2>/dev/null || true
 done
-parts=()
-[[ -d $OUT/sessions ]] && parts+=("$OUT/sessions")
-[[ -d $OUT/fanout ]] && parts+=(--fanout "$OUT/fanout")
-"$LOAD" scale-report "${parts[@]}" --markdown "$PAGE" --json "$OUT/scale.json" "${note[@]}"
-sed -n '/^## Results/,/^## How to read/p' "$PAGE" | sed '$d'
+# The page needs the sessions phase; a fan-out-only run joins an earlier one with
+#   ringwire-bench scale-report EARLIER/sessions --fanout $OUT/fanout --markdown ...
+if [[ -d $OUT/sessions ]]; then
+    parts=("$OUT/sessions")
+    [[ -d $OUT/fanout ]] && parts+=(--fanout "$OUT/fanout")
+    "$LOAD" scale-report "${parts[@]}" --markdown "$PAGE" --json "$OUT/scale.json" "${note[@]}"
+    sed -n '/^## Results/,/^## How to read/p' "$PAGE" | sed '$d'
+else
+    for f in "$OUT"/fanout/load.*.txt; do cat "$f"; done
+    PAGE="(none: fan-out only; see above)"
+fi
 if [[ $QUICK == 1 ]]; then
     for f in "$OUT"/*/load.*.json; do
         grep -Eq '"sent": [1-9]' "$f" || { echo "FAILED: $f sent nothing" >&2; exit 1; }

@@ -84,7 +84,7 @@ pub struct ScaleRow {
     pub server_cpu_us_per_request: Option<f64>,
     /// RSS with N idle sessions, KiB.
     pub server_rss_idle_kib: Option<u64>,
-    /// (RSS_N - RSS_1) / (N - 1), bytes.
+    /// (RSS_N - RSS_1) / (established - 1), bytes.
     pub bytes_per_session: Option<f64>,
     /// (RSS_N - RSS_prev) / (N - N_prev) against the previous row, bytes.
     pub marginal_bytes_per_session: Option<f64>,
@@ -168,10 +168,13 @@ pub fn rows(run: &ScaleRun, ticks_per_s: f64) -> Vec<ScaleRow> {
         .iter()
         .map(|(load, server)| {
             let n = server.n;
+            // Memory is divided by the sessions that exist: those established (a session
+            // whose handshake failed holds nothing once the server expires it).
+            let live = load.sessions_established.unwrap_or(n);
             let cpu_s = server.cpu_ticks as f64 / ticks_per_s;
             let rss_n = rss(server);
             let per = |from: Option<(usize, f64)>| match (from, rss_n) {
-                (Some((n0, r0)), Some(r)) if n > n0 => Some((r - r0) / (n - n0) as f64),
+                (Some((n0, r0)), Some(r)) if live > n0 => Some((r - r0) / (live - n0) as f64),
                 _ => None,
             };
             let row = ScaleRow {
@@ -202,7 +205,7 @@ pub fn rows(run: &ScaleRun, ticks_per_s: f64) -> Vec<ScaleRow> {
                 verdict: validity::verdict(load).to_string(),
             };
             if let Some(r) = rss_n {
-                prev = Some((n, r));
+                prev = Some((live, r));
             }
             row
         })
@@ -380,7 +383,7 @@ pub fn markdown(
          ready`, divided by the sessions established (Initiations retransmitted by a client that \
          waited too long are answered again, with new Diffie-Hellman work, and counted in it).",
         "- *RSS idle*: `VmRSS` once all N sessions are established, before traffic. \
-         *bytes/session*: (RSS_N - RSS_1) / (N - 1), inflated at small N by the tables' first \
+         *bytes/session*: (RSS_N - RSS_1) / (established - 1), inflated at small N by the tables' first \
          growth steps; *marginal*: against the previous row, the cost of one more session at \
          that scale.",
         "- *Fan-out*: N subscribers and one publisher on one shard; each publish is a 1,200-byte \
