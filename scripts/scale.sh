@@ -1,35 +1,58 @@
 #!/usr/bin/env bash
-# How ringwire's session server scales with the number of sessions.
+# How ringwire's session server scales with the number of sessions, and how
+# its relay's fan-out scales with the number of subscribers.
 #
-#   scripts/scale.sh [--quick] [--out DIR] [--no-build]
+#   scripts/scale.sh [--quick] [--phase sessions|fanout|all] [--out DIR] [--no-build]
 #
-# For each session count N (default 1, 1000, 10000 and the most the file
-# descriptor limit allows; --quick: 1, 100, 1000) a fresh
-#   target/release/ringwire serve --config $OUT/loopback.toml --app session-echo --shards 1 --cores $SERVER_CORE
-# is started and driven by
-#   ringwire-bench load --mode session --peers N --cores $LOAD_CORE --rate $RATE
-# (one session per peer socket; open loop at a fixed, moderate rate so the
-# server's CPU per request is comparable across N). While the load runs, the
-# script watches its stderr markers and samples the server:
-#   load: sessions ready  -> VmRSS from /proc/PID/status (N sessions, idle)
-#   load: measuring       -> utime+stime from /proc/PID/stat
+# Sessions phase: for each session count N (default 1, 1000, 10000, 100000,
+# 1000000; --quick: 1, 100, 1000) a fresh single-shard
+#   ringwire-bench session-server --app echo --cores $SERVER_CORE
+#       --max-sessions (N + 10%) --keepalive-ms 0 --idle-timeout-ms 3600000
+#       --handshakes-per-second 1000000
+# (ringwire's session-echo app through the library, with the settings a
+# million idle sessions from one machine need: no keepalive traffic, no idle
+# timeout during the run, no cookie round trip for the benchmark's own
+# handshakes) is driven by
+#   ringwire-bench load --mode session --sessions N --peers min(N, $SOCKETS)
+#       --peers-per-ip $PEERS_PER_IP --keepalive-ms 0 --rate $RATE ...
+# (many sessions per socket: $SOCKETS sockets on $SOCKETS/$PEERS_PER_IP
+# loopback addresses, so at most N/($SOCKETS/$PEERS_PER_IP) sessions per source
+# address; open loop at a fixed, moderate rate so the server's CPU per request
+# is comparable across N). While the load runs, the script watches its stderr
+# markers and samples the server:
+#   load start            -> utime+stime (handshake CPU starts)
+#   load: sessions ready  -> VmRSS from /proc/PID/status (N sessions, idle), utime+stime
+#   load: measuring       -> utime+stime
 #   load: done            -> utime+stime again
 # and reports per N: server CPU us per request (CPU delta / requests received
-# in the measured window), RSS with N idle sessions, bytes per session
-# ((RSS_N - RSS_1) / (N - 1), and against the previous N), handshake phase,
-# latency p50/p99, the client's lag behind its schedule and the load average
-# before and after (`ringwire-bench scale-report`: a row whose client was
-# over 1 ms late at p99 keeps its CPU and memory but not its latency).
-# Before the first N it waits up to $QUIET_WAIT s (300; quick 0) for the
+# in the measured window), server CPU per handshake, RSS with N idle sessions,
+# bytes per session ((RSS_N - RSS_1) / (N - 1), and against the previous N),
+# handshake phase, latency p50/p99, the client's lag behind its schedule and
+# the load average before and after (`ringwire-bench scale-report`: a row
+# whose client was over 1 ms late at p99 keeps its CPU and memory but not its
+# latency).
+#
+# Fan-out phase: for each subscriber count N (default 10, 100, 1000, 10000;
+# --quick: 10, 100) a fresh `session-server --app relay` is driven by
+#   ringwire-bench load --mode fanout --sessions (N + 1) --rate $FANOUT_RATE
+#       --payload $FANOUT_PAYLOAD
+# (one publisher, N subscribers on one shard, 1191 B probes in 1200 B relay
+# messages): CPU per delivered message, delivery latency p50/p99 measured at
+# each subscriber from the publish's intended time.
+#
+# Before the first run it waits up to $QUIET_WAIT s (300; quick 0) for the
 # 1-minute load average to fall below 0.3 (`ringwire-bench wait-quiet`);
 # the page calls the run quiet only if it was.
-# Writes docs/BENCHMARKS-scale.md (--quick: $OUT/BENCHMARKS-scale.md) and
-# $OUT/scale.json, plus each run's load JSON and server log, and prints the
-# table. --quick: small N and short runs; asserts only that every run
-# exited 0, sent something and every JSON parses.
+# Writes docs/BENCHMARKS-scale.md (--quick: $OUT/BENCHMARKS-scale.md) from
+# $OUT/sessions and $OUT/fanout, and $OUT/scale.json, plus each run's load
+# JSON and server log, and prints the tables. --quick: small N and short
+# runs; asserts only that every run exited 0, sent something and every JSON
+# parses.
 #
 # Environment: SERVER_CORE (0), LOAD_CORE (1), RATE (20000; quick 5000),
-# DURATION (5; quick 1), WARMUP (1; quick 0.3), SIZES (space separated),
+# DURATION (5; quick 1), WARMUP (1; quick 0.3), SIZES, FANOUT_SIZES (space
+# separated), SOCKETS (4000), PEERS_PER_IP (4), HANDSHAKE_RATE (new sessions/s;
+# default unpaced), FANOUT_RATE (publishes/s, 5), FANOUT_PAYLOAD (1191),
 # QUIET_WAIT, NOTE (first paragraph of the page).
 set -euo pipefail
 
@@ -38,12 +61,14 @@ cd "$(dirname "$0")/.."
 QUICK=0
 BUILD=1
 OUT=""
+PHASE=all
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --quick) QUICK=1 ;;
         --no-build) BUILD=0 ;;
         --out) OUT="$2"; shift ;;
-        -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+        --phase) PHASE="$2"; shift ;;
+        -h|--help) sed -n '2,54p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -51,19 +76,21 @@ done
 
 SERVER_CORE=${SERVER_CORE:-0}
 LOAD_CORE=${LOAD_CORE:-1}
-# Each session is a peer socket of the load generator; it needs
-# peers + threads + 64 descriptors, and cannot go past the hard limit.
+SOCKETS=${SOCKETS:-4000}
+PEERS_PER_IP=${PEERS_PER_IP:-4}
+FANOUT_RATE=${FANOUT_RATE:-5}
+FANOUT_PAYLOAD=${FANOUT_PAYLOAD:-1191}
 HARD_NOFILE=$(ulimit -Hn)
-if [[ $HARD_NOFILE == unlimited ]]; then MAX_N=100000; else MAX_N=$(( (HARD_NOFILE - 100) / 500 * 500 )); fi
-(( MAX_N > 100000 )) && MAX_N=100000
 if [[ $QUICK == 1 ]]; then
     SIZES=${SIZES:-"1 100 1000"}
+    FANOUT_SIZES=${FANOUT_SIZES:-"10 100"}
     RATE=${RATE:-5000}
     DURATION=${DURATION:-1}
     WARMUP=${WARMUP:-0.3}
     QUIET_WAIT=${QUIET_WAIT:-0}
 else
-    SIZES=${SIZES:-"1 1000 10000 $MAX_N"}
+    SIZES=${SIZES:-"1 1000 10000 100000 1000000"}
+    FANOUT_SIZES=${FANOUT_SIZES:-"10 100 1000 10000"}
     RATE=${RATE:-20000}
     DURATION=${DURATION:-5}
     WARMUP=${WARMUP:-1}
@@ -84,8 +111,9 @@ LOAD=target/release/ringwire-bench
     echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- . ':!docs/BENCHMARKS*.md' ':!docs/bench-latency.svg' 2>/dev/null || echo ' (with uncommitted changes)')"
     echo "kernel: $(uname -r)"
     echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') x $(nproc)"
-    echo "nofile hard limit: $HARD_NOFILE (largest N: $MAX_N)"
-    echo "sizes: $SIZES  rate: $RATE/s  duration: ${DURATION}s  warmup: ${WARMUP}s"
+    echo "nofile hard limit: $HARD_NOFILE; sockets: at most $SOCKETS, $PEERS_PER_IP per loopback address"
+    echo "phase: $PHASE  sizes: $SIZES  rate: $RATE/s  duration: ${DURATION}s  warmup: ${WARMUP}s  handshake rate: ${HANDSHAKE_RATE:-unpaced}"
+    echo "fan-out sizes: $FANOUT_SIZES  publishes: $FANOUT_RATE/s of ${FANOUT_PAYLOAD} B"
 } | tee "$OUT/machine.txt"
 "$LOAD" wait-quiet --max-s "$QUIET_WAIT"
 cp /proc/loadavg "$OUT/loadavg.start"
@@ -98,21 +126,16 @@ trap cleanup EXIT
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
-# Every load-generator session comes from 127.0.0.1: the per-address admission limits (1024
-# sessions, 20 new per second) would refuse nearly all of them, so they are raised here; the
-# shard, node and memory limits stay at their defaults (docs/CONFIG.md).
-cat >"$OUT/loopback.toml" <<'TOML'
-[sessions.admission]
-max_sessions_per_prefix = 1000000
-new_sessions_per_prefix_per_second = 1000000
-new_sessions_per_prefix_burst = 1000000
-TOML
-
-for N in $SIZES; do
-    log="$OUT/server.$N.log"
-    "$SERVER" serve --config "$OUT/loopback.toml" --app session-echo --shards 1 --cores "$SERVER_CORE" --bind 127.0.0.1:0 >"$log" 2>&1 &
+# One run: a fresh server ($1: echo|relay) and the load ($2: session|fanout) with $3 sessions;
+# the samples go to $4/server.$5.json, the load's report to $4/load.$5.json.
+run_one() {
+    local app=$1 mode=$2 sessions=$3 dir=$4 n=$5
+    local log="$dir/server.$n.log" max=$(( sessions + sessions / 10 + 1024 ))
+    "$LOAD" session-server --app "$app" --cores "$SERVER_CORE" --max-sessions "$max" \
+        --keepalive-ms 0 --idle-timeout-ms 3600000 --handshakes-per-second 1000000 \
+        >"$log" 2>&1 &
     SERVER_PID=$!
-    addr=""
+    local addr="" key=""
     for _ in $(seq 100); do
         addr=$(grep -o 'listening on [^ ]*' "$log" | awk '{print $3}' || true)
         [[ -n $addr ]] && break
@@ -120,31 +143,50 @@ for N in $SIZES; do
     done
     [[ -n $addr ]] || { echo "server did not start:" >&2; cat "$log" >&2; exit 1; }
     # Sessions are Noise-authenticated: the client needs the server's static public key,
-    # which the binary prints at start.
+    # which the server prints at start.
     key=$(grep -o 'session public key [^ ]*' "$log" | awk '{print $4}' || true)
     [[ -n $key ]] || { echo "server printed no session public key:" >&2; cat "$log" >&2; exit 1; }
-    rss_empty=$(rss_kib "$SERVER_PID")
-
-    err="$OUT/load.$N.stderr"
-    "$LOAD" load --mode session --target "$addr" --server-key "$key" --peers "$N" --cores "$LOAD_CORE" \
-        --rate "$RATE" --duration "$DURATION" --warmup "$WARMUP" --poll block \
-        --timeout-ms 1000 --json "$OUT/load.$N.json" >"$OUT/load.$N.txt" 2>"$err" &
-    load_pid=$!
-    rss_idle="" cpu0="" cpu1=""
+    local rss_empty; rss_empty=$(rss_kib "$SERVER_PID")
+    local peers=$(( sessions < SOCKETS ? sessions : SOCKETS ))
+    local rate=$RATE payload=32 pace=()
+    if [[ $mode == fanout ]]; then rate=$FANOUT_RATE; payload=$FANOUT_PAYLOAD; fi
+    [[ -n ${HANDSHAKE_RATE:-} ]] && pace=(--handshake-rate "$HANDSHAKE_RATE")
+    local err="$dir/load.$n.stderr"
+    local hs0; hs0=$(cpu_ticks "$SERVER_PID")
+    "$LOAD" load --mode "$mode" --target "$addr" --server-key "$key" --sessions "$sessions" \
+        --peers "$peers" --peers-per-ip "$PEERS_PER_IP" --keepalive-ms 0 --idle-timeout-ms 3600000 \
+        "${pace[@]}" --cores "$LOAD_CORE" --rate "$rate" --payload "$payload" \
+        --duration "$DURATION" --warmup "$WARMUP" --poll block \
+        --timeout-ms 1000 --json "$dir/load.$n.json" >"$dir/load.$n.txt" 2>"$err" &
+    local load_pid=$!
+    local rss_idle="" hs1="" cpu0="" cpu1=""
     while kill -0 "$load_pid" 2>/dev/null; do
-        if [[ -z $rss_idle ]] && grep -q '^load: sessions ready' "$err"; then rss_idle=$(rss_kib "$SERVER_PID"); fi
+        if [[ -z $rss_idle ]] && grep -q '^load: sessions ready' "$err"; then
+            hs1=$(cpu_ticks "$SERVER_PID"); rss_idle=$(rss_kib "$SERVER_PID")
+        fi
         if [[ -z $cpu0 ]] && grep -q '^load: measuring' "$err"; then cpu0=$(cpu_ticks "$SERVER_PID"); fi
         if [[ -z $cpu1 ]] && grep -q '^load: done' "$err"; then cpu1=$(cpu_ticks "$SERVER_PID"); fi
         sleep 0.02
     done
     if ! wait "$load_pid"; then
-        echo "load with $N sessions failed:" >&2; cat "$err" "$OUT/load.$N.txt" >&2; exit 1
+        echo "load with $sessions sessions failed:" >&2; cat "$err" "$dir/load.$n.txt" >&2; exit 1
     fi
     [[ -n $cpu1 ]] || cpu1=$(cpu_ticks "$SERVER_PID")
-    cat "$OUT/load.$N.txt"
+    cat "$dir/load.$n.txt"
     kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
-    echo "{\"n\": $N, \"rss_empty_kib\": $rss_empty, \"rss_idle_kib\": ${rss_idle:-null}, \"cpu_ticks\": $(( ${cpu1:-0} - ${cpu0:-0} )), \"measured\": $([[ -n $cpu0 && -n $cpu1 ]] && echo true || echo false)}" >"$OUT/server.$N.json"
-done
+    echo "{\"n\": $n, \"rss_empty_kib\": $rss_empty, \"rss_idle_kib\": ${rss_idle:-null}, \"cpu_ticks\": $(( ${cpu1:-0} - ${cpu0:-0} )), \"measured\": $([[ -n $cpu0 && -n $cpu1 ]] && echo true || echo false), \"handshake_cpu_ticks\": $(( ${hs1:-$hs0} - hs0 ))}" >"$dir/server.$n.json"
+}
+
+if [[ $PHASE == all || $PHASE == sessions ]]; then
+    mkdir -p "$OUT/sessions"
+    cp "$OUT/machine.txt" "$OUT/sessions/"
+    for N in $SIZES; do run_one echo session "$N" "$OUT/sessions" "$N"; done
+fi
+if [[ $PHASE == all || $PHASE == fanout ]]; then
+    mkdir -p "$OUT/fanout"
+    cp "$OUT/machine.txt" "$OUT/fanout/"
+    for N in $FANOUT_SIZES; do run_one relay fanout $(( N + 1 )) "$OUT/fanout" "$N"; done
+fi
 
 cp /proc/loadavg "$OUT/loadavg.end"
 echo "loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.txt"
@@ -152,11 +194,23 @@ echo "loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.t
 if [[ $QUICK == 1 ]]; then PAGE=$OUT/BENCHMARKS-scale.md; else PAGE=docs/BENCHMARKS-scale.md; fi
 note=()
 [[ -n ${NOTE:-} ]] && note=(--note "$NOTE")
-"$LOAD" scale-report "$OUT" --markdown "$PAGE" --json "$OUT/scale.json" "${note[@]}"
-sed -n '/^## Results/,/^## How to read/p' "$PAGE" | sed '$d'
+for d in sessions fanout; do
+    cp "$OUT/loadavg.start" "$OUT/loadavg.end" "$OUT/$d/" 2>/dev/null || true
+done
+# The page needs the sessions phase; a fan-out-only run joins an earlier one with
+#   ringwire-bench scale-report EARLIER/sessions --fanout $OUT/fanout --markdown ...
+if [[ -d $OUT/sessions ]]; then
+    parts=("$OUT/sessions")
+    [[ -d $OUT/fanout ]] && parts+=(--fanout "$OUT/fanout")
+    "$LOAD" scale-report "${parts[@]}" --markdown "$PAGE" --json "$OUT/scale.json" "${note[@]}"
+    sed -n '/^## Results/,/^## How to read/p' "$PAGE" | sed '$d'
+else
+    for f in "$OUT"/fanout/load.*.txt; do cat "$f"; done
+    PAGE="(none: fan-out only; see above)"
+fi
 if [[ $QUICK == 1 ]]; then
-    for N in $SIZES; do
-        grep -Eq '"sent": [1-9]' "$OUT/load.$N.json" || { echo "FAILED: the run with $N sessions sent nothing" >&2; exit 1; }
+    for f in "$OUT"/*/load.*.json; do
+        grep -Eq '"sent": [1-9]' "$f" || { echo "FAILED: $f sent nothing" >&2; exit 1; }
     done
     echo "quick: every run exited 0 and every JSON parses"
 fi

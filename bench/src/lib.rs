@@ -7,6 +7,8 @@
 //!   open-loop, many peer sockets, latency into an HDR histogram.
 //! - [`server`]: baseline echo servers (`ringwire-bench server`) to compare the
 //!   engine against: tokio, glommio and a `recvmmsg`/`sendmmsg` kernel floor.
+//! - [`session_server`]: ringwire's session apps with benchmark settings
+//!   (`ringwire-bench session-server`).
 //! - [`compare`]: the table `scripts/bench.sh` prints from its JSON reports.
 //! - [`engine`]: the ringwire binary's server report (CPU from `/proc`).
 //! - [`flood`]: Initiation-shaped datagrams without mac1 (`scripts/bench-secure.sh`).
@@ -34,6 +36,7 @@ pub mod report;
 pub mod rings;
 pub mod scale;
 pub mod server;
+pub mod session_server;
 pub mod sockperf;
 pub mod sys;
 pub mod validity;

@@ -9,7 +9,7 @@
 use clap::{Parser, Subcommand};
 use ringwire_bench::{
     CmdResult, callgrind, compare, connmgr, engine, flood, load, plot, quiet, report, rings, scale,
-    server,
+    server, session_server,
 };
 
 /// Declares the `Command` enum and its dispatch from one list, so adding a
@@ -37,6 +37,9 @@ subcommands! {
     /// Run a baseline UDP echo server (tokio, glommio, recvmmsg/sendmmsg, or the same with
     /// GSO and GRO).
     Server(server::ServerArgs) => server::run,
+    /// Run ringwire's session apps (echo, relay) with benchmark settings: session caps,
+    /// keepalive, idle timeout, handshake rate.
+    SessionServer(session_server::SessionServerArgs) => session_server::run,
     /// Summarise a directory of JSON reports from scripts/bench.sh as a table.
     Compare(compare::CompareArgs) => compare::run,
     /// Cross-core ring micro-benchmarks: ringwire's SPSC ring against rtrb, ArrayQueue and

@@ -1,6 +1,7 @@
-//! `ringwire-bench scale-report DIR --markdown FILE`: the session-scale
-//! page (`docs/BENCHMARKS-scale.md`) from a `scripts/scale.sh` output
-//! directory.
+//! `ringwire-bench scale-report DIR [--fanout DIR2] --markdown FILE`: the
+//! session-scale page (`docs/BENCHMARKS-scale.md`) from `scripts/scale.sh`'s
+//! output directories (its sessions phase, and its fan-out phase, where N is
+//! the number of subscribers and a request is one delivered message).
 //!
 //! DIR holds, per session count N, `load.N.json` (the load generator's
 //! report: session mode, open loop) and `server.N.json` (what the script
@@ -24,8 +25,11 @@ use std::path::{Path, PathBuf};
 /// Arguments of `ringwire-bench scale-report`.
 #[derive(Debug, Clone, Args)]
 pub struct ScaleArgs {
-    /// A `scripts/scale.sh --out` directory.
+    /// The sessions phase's directory (`scripts/scale.sh --out DIR`: DIR/sessions).
     pub dir: PathBuf,
+    /// The fan-out phase's directory (DIR/fanout).
+    #[arg(long)]
+    pub fanout: Option<PathBuf>,
     /// Write the page here (`-`: stdout).
     #[arg(long)]
     pub markdown: PathBuf,
@@ -50,6 +54,10 @@ pub struct ServerSample {
     pub cpu_ticks: i64,
     /// Whether both CPU samples were taken at those markers.
     pub measured: bool,
+    /// utime + stime ticks from the load's start to `load: sessions ready` (absent in older
+    /// samples).
+    #[serde(default)]
+    pub handshake_cpu_ticks: Option<i64>,
 }
 
 /// One row of the page (and of `--json`).
@@ -61,6 +69,9 @@ pub struct ScaleRow {
     pub sessions_established: Option<usize>,
     /// Handshake phase, ms.
     pub handshake_ms: Option<f64>,
+    /// Server CPU over the handshake phase per session established, ms (retransmitted
+    /// Initiations' work included).
+    pub server_cpu_ms_per_handshake: Option<f64>,
     /// Offered rate, requests/s.
     pub rate: Option<f64>,
     /// Requests sent in the measured window.
@@ -73,7 +84,7 @@ pub struct ScaleRow {
     pub server_cpu_us_per_request: Option<f64>,
     /// RSS with N idle sessions, KiB.
     pub server_rss_idle_kib: Option<u64>,
-    /// (RSS_N - RSS_1) / (N - 1), bytes.
+    /// (RSS_N - RSS_1) / (established - 1), bytes.
     pub bytes_per_session: Option<f64>,
     /// (RSS_N - RSS_prev) / (N - N_prev) against the previous row, bytes.
     pub marginal_bytes_per_session: Option<f64>,
@@ -157,16 +168,26 @@ pub fn rows(run: &ScaleRun, ticks_per_s: f64) -> Vec<ScaleRow> {
         .iter()
         .map(|(load, server)| {
             let n = server.n;
+            // Memory is divided by the sessions that exist: those established (a session
+            // whose handshake failed holds nothing once the server expires it).
+            let live = load.sessions_established.unwrap_or(n);
             let cpu_s = server.cpu_ticks as f64 / ticks_per_s;
             let rss_n = rss(server);
             let per = |from: Option<(usize, f64)>| match (from, rss_n) {
-                (Some((n0, r0)), Some(r)) if n > n0 => Some((r - r0) / (n - n0) as f64),
+                (Some((n0, r0)), Some(r)) if live > n0 => Some((r - r0) / (live - n0) as f64),
                 _ => None,
             };
             let row = ScaleRow {
                 sessions: n,
                 sessions_established: load.sessions_established,
                 handshake_ms: load.handshake_ms,
+                server_cpu_ms_per_handshake: match (
+                    server.handshake_cpu_ticks,
+                    load.sessions_established,
+                ) {
+                    (Some(t), Some(e)) if e > 0 => Some(t as f64 / ticks_per_s * 1e3 / e as f64),
+                    _ => None,
+                },
                 rate: load.rate,
                 sent: load.sent,
                 lost: load.lost,
@@ -184,7 +205,7 @@ pub fn rows(run: &ScaleRun, ticks_per_s: f64) -> Vec<ScaleRow> {
                 verdict: validity::verdict(load).to_string(),
             };
             if let Some(r) = rss_n {
-                prev = Some((n, r));
+                prev = Some((live, r));
             }
             row
         })
@@ -195,30 +216,65 @@ fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("-".to_string(), |v| format!("{v:.digits$}"))
 }
 
-/// The page.
-pub fn markdown(run: &ScaleRun, ticks_per_s: f64, note: Option<&str>) -> Result<String, Error> {
-    let rows = rows(run, ticks_per_s);
-    let cells: Vec<Cell> = run
-        .runs
+fn cells(run: &ScaleRun) -> Vec<Cell> {
+    run.runs
         .iter()
         .map(|(l, _)| Cell {
             report: l.clone(),
             rounds: vec![l.clone()],
             verdict: validity::verdict(l),
         })
-        .collect();
+        .collect()
+}
+
+fn one(l: Option<LoadAvg>) -> String {
+    l.map_or("-".to_string(), |l| format!("{:.2}", l.one))
+}
+
+/// p50 and p99 as reported, or `invalid` when the client was late, and the verdict.
+fn latency(row: &ScaleRow, cell: &Cell) -> (String, String, String) {
+    match cell.verdict {
+        Verdict::Late { .. } => (
+            "invalid".to_string(),
+            "invalid".to_string(),
+            format!("**{}**", row.verdict),
+        ),
+        _ => (
+            format!("{:.1}", row.p50_us),
+            format!("{:.1}", row.p99_us),
+            row.verdict.clone(),
+        ),
+    }
+}
+
+/// The page: the sessions table, and the fan-out table when `fanout` is given.
+pub fn markdown(
+    run: &ScaleRun,
+    fanout: Option<&ScaleRun>,
+    ticks_per_s: f64,
+    note: Option<&str>,
+) -> Result<String, Error> {
+    let rows = rows(run, ticks_per_s);
+    let cells = cells(run);
+    let mut all: Vec<Cell> = cells.clone();
+    if let Some(f) = fanout {
+        all.extend(self::cells(f));
+    }
     let mut md = String::new();
     writeln!(
         md,
-        "# Session scale: server CPU, memory and latency against the number of sessions\n"
+        "# Session scale: server CPU, memory and latency against the number of sessions and subscribers\n"
     )?;
     writeln!(
         md,
         "Generated by `scripts/scale.sh` (`ringwire-bench scale-report`); do not edit by hand. \
-         A fresh single-shard `ringwire serve --app session-echo` per session count N, driven by \
-         `ringwire-bench load --mode session` (one session per peer socket, each its own source \
-         address and port), open loop at one fixed rate, so the server's CPU per request is \
-         comparable across N.\n"
+         Sessions: a fresh single-shard `ringwire-bench session-server --app echo` (ringwire's \
+         session-echo app, keepalive off, idle timeout 1 h, handshake rate unlimited, session \
+         cap above N) per session count N, driven by `ringwire-bench load --mode session` (many \
+         sessions per socket: at most 4,000 sockets on 1,000 loopback addresses), open loop at \
+         one fixed rate, so the server's CPU per request is comparable across N. Fan-out: a \
+         fresh `session-server --app relay` per subscriber count N, one publisher at a fixed \
+         rate (`load --mode fanout`).\n"
     )?;
     if let Some(note) = note {
         writeln!(md, "> **{note}**\n")?;
@@ -232,12 +288,12 @@ pub fn markdown(run: &ScaleRun, ticks_per_s: f64, note: Option<&str>) -> Result<
             "  Other processes competed for the cores; re-run on a quiet machine before quoting."
         )?;
     }
-    let valid = cells.iter().filter(|c| c.verdict.is_valid()).count();
+    let valid = all.iter().filter(|c| c.verdict.is_valid()).count();
     writeln!(
         md,
         "- **Rows with the client on time: {valid} of {}.** A row whose client sent more than {} \
          behind its schedule at p99 keeps its CPU and memory columns but not its latency.\n",
-        cells.len(),
+        all.len(),
         validity::duration_us(validity::MAX_CLIENT_LAG_P99_US)
     )?;
     writeln!(md, "## Command and machine\n\n```")?;
@@ -253,29 +309,23 @@ pub fn markdown(run: &ScaleRun, ticks_per_s: f64, note: Option<&str>) -> Result<
     writeln!(md, "{caption}\n")?;
     writeln!(
         md,
-        "| sessions | established | handshake ms | offered /s | sent | lost | server CPU us/req | RSS idle MiB | bytes/session | bytes/session (marginal) | p50 us | p99 us | client lag p99 us | load average before → after | verdict |"
+        "| sessions | sockets | established | handshake s | server CPU ms/handshake | offered /s | sent | lost | server CPU us/req | RSS idle MiB | bytes/session | bytes/session (marginal) | p50 us | p99 us | client lag p99 us | load average before → after | verdict |"
     )?;
     writeln!(
         md,
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
     )?;
-    for (row, cell) in rows.iter().zip(&cells) {
-        let (p50, p99) = match cell.verdict {
-            Verdict::Late { .. } => ("invalid".to_string(), "invalid".to_string()),
-            _ => (format!("{:.1}", row.p50_us), format!("{:.1}", row.p99_us)),
-        };
-        let one = |l: Option<LoadAvg>| l.map_or("-".to_string(), |l| format!("{:.2}", l.one));
-        let verdict = match cell.verdict {
-            Verdict::Late { .. } => format!("**{}**", row.verdict),
-            _ => row.verdict.clone(),
-        };
+    for ((row, cell), (load, _)) in rows.iter().zip(&cells).zip(&run.runs) {
+        let (p50, p99, verdict) = latency(row, cell);
         writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {p50} | {p99} | {} | {} → {} | {verdict} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {p50} | {p99} | {} | {} → {} | {verdict} |",
             row.sessions,
+            load.peers,
             row.sessions_established
                 .map_or("-".to_string(), |v| v.to_string()),
-            opt(row.handshake_ms, 0),
+            opt(row.handshake_ms.map(|ms| ms / 1e3), 1),
+            opt(row.server_cpu_ms_per_handshake, 2),
             opt(row.rate, 0),
             row.sent,
             row.lost,
@@ -289,24 +339,63 @@ pub fn markdown(run: &ScaleRun, ticks_per_s: f64, note: Option<&str>) -> Result<
         )?;
     }
     writeln!(md)?;
+    if let Some(f) = fanout {
+        let frows = self::rows(f, ticks_per_s);
+        let fcells = self::cells(f);
+        writeln!(md, "### Fan-out\n")?;
+        let caption = Caption {
+            header: f.header.clone(),
+            start: f.loadavg.0,
+            end: f.loadavg.1,
+            lateness: lateness_sentence(fcells.iter()),
+        };
+        writeln!(md, "{caption}\n")?;
+        writeln!(
+            md,
+            "| subscribers | publishes /s | payload B | deliveries expected | lost | server CPU us/delivery | p50 us | p99 us | client lag p99 us | load average before → after | verdict |"
+        )?;
+        writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")?;
+        for ((row, cell), (load, _)) in frows.iter().zip(&fcells).zip(&f.runs) {
+            let (p50, p99, verdict) = latency(row, cell);
+            writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {p50} | {p99} | {} | {} → {} | {verdict} |",
+                row.sessions,
+                opt(row.rate, 0),
+                load.payload_bytes,
+                row.sent,
+                row.lost,
+                opt(row.server_cpu_us_per_request, 2),
+                opt(row.client_lag_p99_us, 1),
+                one(row.loadavg_before),
+                one(row.loadavg_after),
+            )?;
+        }
+        writeln!(md)?;
+    }
     writeln!(md, "## How to read this\n")?;
     for line in [
         "- *server CPU us/req*: the server process's utime + stime (`/proc/PID/stat`, clock \
          ticks, so a few % resolution) from `load: measuring` to `load: done`, divided by the \
-         requests received in the measured window (it includes the short drain after the window \
-         and the idle sessions' keepalives). Part of the CPU is per wake-up, not per request: \
-         compare rows taken at one rate only.",
+         requests received in the measured window (it includes the short drain after the window). \
+         Part of the CPU is per wake-up, not per request: compare rows taken at one rate only.",
+        "- *server CPU ms/handshake*: the server's CPU from the load's start to `load: sessions \
+         ready`, divided by the sessions established (Initiations retransmitted by a client that \
+         waited too long are answered again, with new Diffie-Hellman work, and counted in it).",
         "- *RSS idle*: `VmRSS` once all N sessions are established, before traffic. \
-         *bytes/session*: (RSS_N - RSS_1) / (N - 1), inflated at small N by the tables' first \
+         *bytes/session*: (RSS_N - RSS_1) / (established - 1), inflated at small N by the tables' first \
          growth steps; *marginal*: against the previous row, the cost of one more session at \
          that scale.",
+        "- *Fan-out*: N subscribers and one publisher on one shard; each publish is a 1,200-byte \
+         relay message the relay copies to every subscriber in the turn it arrives. *deliveries \
+         expected* = publishes in the window × N; latency is per delivery, from the publish's \
+         intended send time to the subscriber's receipt, so the copies of one publish queue \
+         behind each other: the last of N leaves about N × the per-copy cost after the first.",
         "- *client lag p99*: how far behind its intended send time the load generator sent, at \
          p99; latency counts from the intended time, so this lag is inside p50/p99. Over 1 ms the \
          row's latency is not reported.",
         "- *load average*: 1-minute figure before → after the row. The machine counts as quiet \
          only if it was below 0.3 before the first row.",
-        "- N stops where the load generator's open-file limit does (one socket per session), not \
-         at a limit of ringwire's.",
     ] {
         writeln!(md, "{line}")?;
     }
@@ -320,7 +409,8 @@ pub fn run(args: ScaleArgs) -> crate::CmdResult {
         return Err(format!("no load.N.json in {}", args.dir.display()).into());
     }
     let ticks = clock_ticks_per_s();
-    let md = markdown(&run, ticks, args.note.as_deref())?;
+    let fanout = args.fanout.as_deref().map(read).transpose()?;
+    let md = markdown(&run, fanout.as_ref(), ticks, args.note.as_deref())?;
     if args.markdown.as_os_str() == "-" {
         print!("{md}");
     } else {
@@ -328,7 +418,11 @@ pub fn run(args: ScaleArgs) -> crate::CmdResult {
             .map_err(|e| format!("writing {}: {e}", args.markdown.display()))?;
     }
     if let Some(path) = &args.json {
-        crate::engine::write_json(path, &rows(&run, ticks))?;
+        let mut all = rows(&run, ticks);
+        if let Some(f) = &fanout {
+            all.extend(rows(f, ticks));
+        }
+        crate::engine::write_json(path, &all)?;
     }
     Ok(())
 }

@@ -54,6 +54,7 @@ fn scale_page_has_the_caption_and_hides_late_latency() {
             rss_idle_kib: Some(rss_mib * 1024),
             cpu_ticks: 160,
             measured: true,
+            handshake_cpu_ticks: None,
         };
         write(&dir, &format!("server.{n}.json"), &server);
     }
@@ -71,7 +72,7 @@ fn scale_page_has_the_caption_and_hides_late_latency() {
     assert_eq!(r[2].marginal_bytes_per_session, Some(524.288));
     assert_eq!(r[0].bytes_per_session, None);
 
-    let md = markdown(&run, 100.0, None).expect("page");
+    let md = markdown(&run, None, 100.0, None).expect("page");
     let caption = md
         .lines()
         .find(|l| l.starts_with("_Commit"))

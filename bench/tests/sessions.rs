@@ -64,7 +64,11 @@ fn run_with_json(mut args: LoadArgs, name: &str) -> LoadReport {
 }
 
 fn assert_all_delivered(report: &LoadReport, peers: usize) {
-    assert_eq!(report.sessions_established, Some(peers), "{report}");
+    assert_all_delivered_over(report, peers, peers);
+}
+
+fn assert_all_delivered_over(report: &LoadReport, sessions: usize, peers: usize) {
+    assert_eq!(report.sessions_established, Some(sessions), "{report}");
     assert_eq!(report.handshake_failures, Some(0), "{report}");
     assert!(report.handshake_ms.is_some_and(|ms| ms >= 0.0), "{report}");
     assert!(report.sent > 0, "{report}");
@@ -172,6 +176,61 @@ fn relay_bulk_mode_two_pairs() {
     engine.shutdown(std::time::Duration::from_secs(60)).unwrap();
     assert!(report.bulk, "{report}");
     assert_all_delivered(&report, 4);
+}
+
+/// 60 sessions over 7 peer sockets on 4 source addresses (2 sockets each): the server tells
+/// the sessions of one socket apart by connection ID, and every request comes back on its own
+/// session.
+#[test]
+fn many_sessions_share_a_socket() {
+    if !available_or_explain() {
+        return;
+    }
+    let engine = engine(1, SessionEcho::default);
+    let mut args = common::closed_loop(engine.local_addr(), 7, 16);
+    args.mode = Mode::Session;
+    args.sessions = Some(60);
+    args.peers_per_ip = 2;
+    args.server_key = Some(server_identity().public);
+    args.cores = None;
+    let report = run_with_json(args, "shared-sockets");
+    engine.shutdown(std::time::Duration::from_secs(60)).unwrap();
+    assert_eq!(report.sessions, Some(60), "{report}");
+    assert_all_delivered_over(&report, 60, 7);
+}
+
+/// Fan-out through the relay: one publisher and 20 subscribers over 5 sockets, open loop;
+/// every published probe reaches every subscriber (sent counts deliveries).
+#[test]
+fn fanout_mode_reaches_every_subscriber() {
+    if !available_or_explain() {
+        return;
+    }
+    let engine = engine(1, Relay::default);
+    let mut args = common::closed_loop(engine.local_addr(), 5, 1);
+    args.mode = Mode::Fanout;
+    args.sessions = Some(21);
+    args.window = None;
+    args.rate = Some(200.0);
+    args.duration = 0.5;
+    args.server_key = Some(server_identity().public);
+    args.cores = None;
+    let report = run_with_json(args, "fanout");
+    engine.shutdown(std::time::Duration::from_secs(60)).unwrap();
+    assert_eq!(report.mode, "fanout");
+    assert!(
+        report.sent > 0 && report.sent.is_multiple_of(20),
+        "{report}"
+    );
+    assert_all_delivered_over(&report, 21, 5);
+}
+
+#[test]
+fn fanout_mode_needs_an_open_loop() {
+    let mut args = common::closed_loop("127.0.0.1:9".parse().unwrap(), 3, 1);
+    args.mode = Mode::Fanout;
+    let err = ringwire_bench::load::execute(&args).unwrap_err();
+    assert!(err.to_string().contains("--rate"), "{err}");
 }
 
 #[test]

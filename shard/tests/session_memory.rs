@@ -52,9 +52,10 @@ fn bytes_per_idle_session() {
         (v1 - 541.0).abs() < 1.0,
         "the model's calibration point moved: {v1}"
     );
-    // The budget: at most 640 bytes per idle encrypted session, by the calibrated model.
+    // The budget: at most 560 bytes per idle encrypted session, by the calibrated model (it
+    // was 624 before the layout of D46; the secure issue's bound was 640).
     assert!(
-        noise * 1.04 <= 640.0,
+        noise * 1.04 <= 560.0,
         "{noise:.0} bytes (calibrated {:.0})",
         noise * 1.04
     );

@@ -47,6 +47,10 @@ pub enum Mode {
     /// (2k, 2k+1): each request is a Forward to the partner, timed when the
     /// partner gets the Delivered.
     Relay,
+    /// Fan-out through the relay (`--app relay`): session 0 publishes at
+    /// `--rate`, every other session subscribes to it; each delivery is timed
+    /// at its subscriber. One thread, open loop only.
+    Fanout,
 }
 
 impl Mode {
@@ -55,6 +59,7 @@ impl Mode {
             Mode::Echo => "echo",
             Mode::Session => "session",
             Mode::Relay => "relay",
+            Mode::Fanout => "fanout",
         }
     }
 
@@ -63,6 +68,7 @@ impl Mode {
             Mode::Echo => None,
             Mode::Session => Some(session::Flavor::Echo),
             Mode::Relay => Some(session::Flavor::Relay),
+            Mode::Fanout => Some(session::Flavor::Fanout),
         }
     }
 }
@@ -72,13 +78,13 @@ impl Mode {
 fn max_session_payload(mode: Mode) -> usize {
     let max = ringwire_shard::session::EndpointConfig::DEFAULT_MAX_PAYLOAD;
     match mode {
-        Mode::Relay => max - ringwire::apps::relay::msg::RELAY_HEADER_LEN,
+        Mode::Relay | Mode::Fanout => max - ringwire::apps::relay::msg::RELAY_HEADER_LEN,
         _ => max,
     }
 }
 
-/// How long the handshake phase waits for the last sessions.
-const HANDSHAKE_GIVE_UP: Duration = Duration::from_secs(15);
+/// How long the handshake phase waits without any session becoming ready or failing.
+const HANDSHAKE_STALL: Duration = Duration::from_secs(15);
 
 /// Arguments of `ringwire-bench load`.
 #[derive(Debug, Clone, Args)]
@@ -106,6 +112,27 @@ pub struct LoadArgs {
     /// threads. RLIMIT_NOFILE is raised in-process as needed.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub peers: u32,
+    /// Sessions (session modes): at least --peers; session i sends from peer socket
+    /// i mod peers, so one socket carries many sessions (default: one per peer).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub sessions: Option<u32>,
+    /// Peer sockets per loopback source address (127.0.0.1, 127.0.0.2, ...), at most
+    /// 16,384. Fewer spreads the sessions over more sources, e.g. to stay under a
+    /// per-source session cap.
+    #[arg(long, default_value_t = peers::PEERS_PER_LOOPBACK_IP as u32,
+          value_parser = clap::value_parser!(u32).range(1..=peers::PEERS_PER_LOOPBACK_IP as i64))]
+    pub peers_per_ip: u32,
+    /// New sessions per second at most during the handshake phase, all threads together
+    /// (default: unpaced, at most 256 handshakes in flight per thread).
+    #[arg(long, value_parser = parse_rate)]
+    pub handshake_rate: Option<f64>,
+    /// Session modes: the client sessions' keepalive interval in ms (0: off; default: the
+    /// endpoint's, 10 s). Idle sessions at scale: turn it off here and on the server.
+    #[arg(long)]
+    pub keepalive_ms: Option<u64>,
+    /// Session modes: the client sessions' idle timeout in ms (default: the endpoint's, 30 s).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_ms: Option<u64>,
     /// Worker threads, each pinned to a core.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: u32,
@@ -171,14 +198,27 @@ pub fn run(args: LoadArgs) -> crate::CmdResult {
 pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error + Send + Sync>> {
     let threads = args.threads as usize;
     let peers = args.peers as usize;
+    let sessions = args.sessions.map_or(peers, |s| s as usize);
     if peers < threads {
         return Err(format!("--peers ({peers}) must be at least --threads ({threads})").into());
     }
-    if args.mode == Mode::Relay && (!peers.is_multiple_of(2) || peers < 2 * threads) {
+    if args.mode == Mode::Echo && sessions != peers {
+        return Err("--sessions applies to the session modes only".into());
+    }
+    if sessions < peers {
+        return Err(format!("--sessions ({sessions}) must be at least --peers ({peers})").into());
+    }
+    if args.mode == Mode::Relay && (!sessions.is_multiple_of(2) || peers < 2 * threads) {
         return Err(format!(
-            "relay mode pairs peers within a thread: --peers ({peers}) must be even and at least 2 x --threads ({threads})"
+            "relay mode pairs sessions within a thread: --sessions ({sessions}) must be even and --peers ({peers}) at least 2 x --threads ({threads})"
         )
         .into());
+    }
+    if args.mode == Mode::Fanout && (threads != 1 || args.rate.is_none() || sessions < 2) {
+        return Err(
+            "fanout mode needs --threads 1, --rate (publishes/s) and at least 2 sessions (one publisher)"
+                .into(),
+        );
     }
     let server_key = server_key(args)?;
     if args.mode != Mode::Echo && server_key.is_none() && !args.plaintext {
@@ -211,18 +251,20 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
         Err(e) => return Err(format!("cannot open {peers} peer sockets: {e}").into()),
     }
 
-    // Relay pairs never straddle two workers: split pairs, not peers.
+    // Relay pairs never straddle two workers: split pairs, not sessions.
     let unit = if args.mode == Mode::Relay { 2 } else { 1 };
-    let units = peers / unit;
+    let units = sessions / unit;
     let mut sets = Vec::with_capacity(threads);
     let mut sources = Vec::with_capacity(peers);
     let mut opened = 0;
     for t in 0..threads {
-        let count = unit * (units / threads + usize::from(t < units % threads));
-        let set = PeerSet::open(args.target, opened, count, args.bulk)?;
+        let count = peers / threads + usize::from(t < peers % threads);
+        let own = unit * (units / threads + usize::from(t < units % threads));
+        let per_ip = args.peers_per_ip as usize;
+        let set = PeerSet::open(args.target, opened, count, per_ip, args.bulk)?;
         opened += count;
         sources.extend(set.local_addrs());
-        sets.push(set);
+        sets.push((set, own));
     }
     sources.sort_unstable();
     sources.dedup();
@@ -242,8 +284,18 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
     let loadavg_before = loadavg::now();
 
     let mut handles = Vec::with_capacity(threads);
-    for (index, set) in sets.into_iter().enumerate() {
+    let tuning = session::ClientTuning {
+        keepalive: args
+            .keepalive_ms
+            .map(|ms| (ms > 0).then(|| Duration::from_millis(ms))),
+        idle_timeout: args.idle_timeout_ms.map(Duration::from_millis),
+    };
+    let handshake_rate = args.handshake_rate.map(|r| r / threads as f64);
+    for (index, (set, own)) in sets.into_iter().enumerate() {
         let plan = Plan {
+            sessions: own,
+            tuning,
+            handshake_rate,
             index,
             threads,
             core: affinity::core_for(args.cores.as_deref(), index),
@@ -297,6 +349,7 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
         mode: args.mode.name().to_string(),
         target: args.target.to_string(),
         peers,
+        sessions: (args.mode != Mode::Echo).then_some(sessions),
         distinct_source_ports: sources.len(),
         threads,
         payload_bytes: payload_len,
@@ -333,6 +386,11 @@ fn server_key(
 
 /// Everything one worker thread needs besides its peer sockets.
 struct Plan {
+    /// Sessions this worker opens over its sockets (session modes).
+    sessions: usize,
+    tuning: session::ClientTuning,
+    /// New sessions per second at most, this worker.
+    handshake_rate: Option<f64>,
     index: usize,
     threads: usize,
     core: usize,
@@ -367,6 +425,8 @@ impl Plan {
                 let seed = 0x5E55_0000 + self.index as u64;
                 let setup = SessionIo::new(
                     set,
+                    self.sessions,
+                    self.tuning,
                     self.target,
                     self.server_key,
                     self.plaintext,
@@ -377,7 +437,15 @@ impl Plan {
                 )
                 .map_err(std::io::Error::other)
                 .and_then(|mut io| {
-                    let hs = session::handshake::run(&mut io, HANDSHAKE_GIVE_UP)?;
+                    let pace = session::handshake::Pace {
+                        stall: HANDSHAKE_STALL,
+                        rate: self.handshake_rate,
+                        progress: self.index == 0,
+                    };
+                    let hs = session::handshake::run(&mut io, pace)?;
+                    if flavor == session::Flavor::Fanout {
+                        io.subscribe_all();
+                    }
                     Ok((io, hs))
                 });
                 // Reach the start line even on error, or the others wait forever.

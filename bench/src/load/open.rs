@@ -135,7 +135,7 @@ fn send_due<T: Transport>(w: &mut Worker<T>, schedule: &Schedule, mut next: u64)
             }
         }
         next += sent as u64;
-        sent_total += sent as u64;
+        sent_total += sent as u64 * w.io.copies();
         if sent < n {
             return (sent_total, next);
         }

@@ -58,11 +58,12 @@ impl RecvBatch for GroBatch {
     }
 }
 
-/// The local address peer number `global_index` (over all workers) binds.
-fn source_ip(target: SocketAddr, global_index: usize) -> IpAddr {
+/// The local address peer number `global_index` (over all workers) binds, `per_ip` peers to
+/// each loopback address.
+fn source_ip(target: SocketAddr, global_index: usize, per_ip: usize) -> IpAddr {
     match target {
         SocketAddr::V4(t) if t.ip().is_loopback() => {
-            let block = u32::try_from(global_index / PEERS_PER_LOOPBACK_IP).unwrap_or(0);
+            let block = u32::try_from(global_index / per_ip.max(1)).unwrap_or(0);
             // 127.0.0.1 + block, staying inside 127.0.0.0/8.
             Ipv4Addr::from(u32::from(Ipv4Addr::LOCALHOST) + (block % 0x00FF_FFFE)).into()
         }
@@ -71,7 +72,12 @@ fn source_ip(target: SocketAddr, global_index: usize) -> IpAddr {
     }
 }
 
-fn open_peer(target: SocketAddr, global_index: usize, bulk: bool) -> io::Result<UdpSocket> {
+fn open_peer(
+    target: SocketAddr,
+    global_index: usize,
+    per_ip: usize,
+    bulk: bool,
+) -> io::Result<UdpSocket> {
     let domain = Domain::for_address(target);
     let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_nonblocking(true)?;
@@ -87,7 +93,7 @@ fn open_peer(target: SocketAddr, global_index: usize, bulk: bool) -> io::Result<
         gso::enable_gro(socket.as_raw_fd()).map_err(|e| offload("UDP_GRO", e))?;
         gso::probe_gso(socket.as_raw_fd()).map_err(|e| offload("UDP_SEGMENT", e))?;
     }
-    let local = source_ip(target, global_index);
+    let local = source_ip(target, global_index, per_ip);
     socket.bind(&SocketAddr::new(local, 0).into()).map_err(|e| {
         if e.kind() == io::ErrorKind::AddrInUse {
             io::Error::new(
@@ -104,18 +110,20 @@ fn open_peer(target: SocketAddr, global_index: usize, bulk: bool) -> io::Result<
 
 impl PeerSet {
     /// Opens `count` peer sockets connected to `target`; `first_index` is
-    /// the global number of the first (it picks the source address). `bulk`:
+    /// the global number of the first (it picks the source address, `per_ip`
+    /// peers to each loopback address; at most [`PEERS_PER_LOOPBACK_IP`]). `bulk`:
     /// with `UDP_GRO` on and larger receive buffers (bulk mode).
     pub fn open(
         target: SocketAddr,
         first_index: usize,
         count: usize,
+        per_ip: usize,
         bulk: bool,
     ) -> io::Result<Self> {
         let epoll = Epoll::new(256)?;
         let mut sockets = Vec::with_capacity(count);
         for i in 0..count {
-            let s = open_peer(target, first_index + i, bulk).map_err(|e| {
+            let s = open_peer(target, first_index + i, per_ip, bulk).map_err(|e| {
                 if e.raw_os_error() == Some(libc::EMFILE) {
                     io::Error::new(
                         e.kind(),

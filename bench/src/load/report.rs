@@ -68,6 +68,9 @@ pub struct LoadReport {
     pub target: String,
     /// Peer sockets opened.
     pub peers: usize,
+    /// Session modes: sessions opened over those sockets (absent: one per peer, or echo).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<usize>,
     /// Distinct source addresses (IP and port) among them.
     pub distinct_source_ports: usize,
     /// Peers that got at least one echo back in the measured window.
@@ -188,6 +191,8 @@ pub struct RunInfo {
     pub target: String,
     /// See [`LoadReport::peers`].
     pub peers: usize,
+    /// See [`LoadReport::sessions`].
+    pub sessions: Option<usize>,
     /// See [`LoadReport::distinct_source_ports`].
     pub distinct_source_ports: usize,
     /// See [`LoadReport::threads`].
@@ -238,6 +243,7 @@ impl LoadReport {
             .to_string(),
             target: info.target,
             peers: info.peers,
+            sessions: info.sessions,
             distinct_source_ports: info.distinct_source_ports,
             peers_responded: totals.peers_responded,
             threads: info.threads,
@@ -290,7 +296,7 @@ impl fmt::Display for LoadReport {
         };
         writeln!(
             f,
-            "{}{} -> {}: {shape}, {} peers ({} source ports), {} threads, {} B payload, {} s (+{} s warm-up)",
+            "{}{} -> {}: {shape}, {}{} peers ({} source ports), {} threads, {} B payload, {} s (+{} s warm-up)",
             self.mode,
             if self.bulk {
                 " (bulk: GSO/GRO peers)"
@@ -298,6 +304,8 @@ impl fmt::Display for LoadReport {
                 ""
             },
             self.target,
+            self.sessions
+                .map_or(String::new(), |s| format!("{s} sessions over ")),
             self.peers,
             self.distinct_source_ports,
             self.threads,

@@ -24,6 +24,12 @@ pub trait Transport {
     /// short count means "try again later"). Would-block is `Ok(0)`.
     fn send(&mut self, peer: usize, n: usize) -> io::Result<usize>;
 
+    /// Replies each sent probe brings back: 1, except in fan-out, where every subscriber
+    /// receives each published probe.
+    fn copies(&self) -> u64 {
+        1
+    }
+
     /// Waits up to `timeout_ms` (0: poll) for readable peers and hands
     /// every probe that came back to `sink`.
     fn poll(&mut self, timeout_ms: i32, sink: &mut Sink<'_>) -> io::Result<()>;

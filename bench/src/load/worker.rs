@@ -131,7 +131,7 @@ impl<T: Transport> Worker<T> {
     pub fn send_batch(&mut self, peer: usize, n: usize, first_measured: usize) -> usize {
         match self.io.send(peer, n) {
             Ok(k) => {
-                let measured = k.saturating_sub(first_measured) as u64;
+                let measured = k.saturating_sub(first_measured) as u64 * self.io.copies();
                 self.stats.sent += measured;
                 self.live.sent.fetch_add(measured, Ordering::Relaxed);
                 k

@@ -462,7 +462,7 @@ impl Endpoint {
             if ok {
                 s.rec.sends_confirmed += 1;
             } else {
-                s.rec.sends_failed = s.rec.sends_failed.saturating_add(1);
+                s.rec.count_send_failed();
             }
         }
     }
@@ -525,7 +525,7 @@ impl Endpoint {
     fn dropped(&mut self, reason: DropReason, conn: Option<ConnId>) -> super::event::Handled {
         self.stats.drops.bump(reason);
         if let Some(s) = conn.and_then(|c| self.sessions.get_mut(&c)) {
-            s.rec.drops.bump(reason);
+            s.rec.bump_drop(reason);
         }
         super::event::Handled::Dropped(reason)
     }

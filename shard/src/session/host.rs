@@ -384,6 +384,11 @@ impl Sessions<'_, '_> {
             .is_ok()
     }
 
+    /// Whether `conn` is a live session of this shard (handshaking ones included).
+    pub fn is_open(&self, conn: ConnId) -> bool {
+        self.ep.session_stats(conn).is_some()
+    }
+
     /// The static public key of `conn`'s peer, for a session on this shard (Noise mode).
     pub fn peer_key(&self, conn: ConnId) -> Option<PublicKey> {
         self.ep.session_stats(conn).and_then(|s| s.peer_key)

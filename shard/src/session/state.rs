@@ -3,8 +3,11 @@
 //! The struct is kept small because an endpoint holds many idle sessions: the data queue is a
 //! `VecDeque` that allocates on first use and is released again once drained, the replay
 //! window is a fixed 128-byte bitmap, the keys are 32 bytes per direction (no boxed cipher),
-//! the previous receiving key is boxed (it exists only briefly after a peer's rekey), and
-//! counters are `u32` where they cannot wrap in practice. `tests/session_memory.rs` reports
+//! the previous receiving key is boxed (it exists only briefly after a peer's rekey), the
+//! flight recorder's drop and failure counters are boxed on first use, the RTT is kept in
+//! microseconds and the pending Ping's number without an `Option` tag, and counters are `u32`
+//! where they cannot wrap in practice (440 bytes, so a boxed session is one 448-byte malloc
+//! chunk: `docs/DECISIONS.md` D46). `tests/session_memory.rs` reports
 //! and bounds the bytes per idle session.
 #![forbid(unsafe_code)]
 
@@ -132,16 +135,17 @@ impl DataQueue {
     }
 }
 
-/// Smoothed RTT (RFC 6298 weights), in nanoseconds; zero means "no sample yet".
+/// Smoothed RTT (RFC 6298 weights), in microseconds (`u32`: up to 71 minutes, saturating);
+/// zero means "no sample yet". Microseconds rather than nanoseconds keep it 8 bytes per session.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Rtt {
-    pub srtt: u64,
-    pub rttvar: u64,
+    srtt: u32,
+    rttvar: u32,
 }
 
 impl Rtt {
     pub fn sample(&mut self, r: Duration) {
-        let r = nanos(r).max(1);
+        let r = u32::try_from(r.as_micros()).unwrap_or(u32::MAX).max(1);
         if self.srtt == 0 {
             self.srtt = r;
             self.rttvar = r / 2;
@@ -150,6 +154,30 @@ impl Rtt {
             self.rttvar = self.rttvar - self.rttvar / 4 + diff / 4;
             self.srtt = self.srtt - self.srtt / 8 + r / 8;
         }
+    }
+
+    /// The smoothed RTT (`None`: no sample yet).
+    pub fn srtt(&self) -> Option<Duration> {
+        (self.srtt > 0).then(|| Duration::from_micros(u64::from(self.srtt)))
+    }
+}
+
+/// The packet number of the keepalive Ping awaiting its Pong, if any: 8 bytes where an
+/// `Option<u64>` takes 16 (a packet number never reaches `u64::MAX`: they start at 0 and
+/// count datagrams).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PendingPing(u64);
+
+impl PendingPing {
+    pub const NONE: PendingPing = PendingPing(u64::MAX);
+
+    pub fn new(pn: u64) -> Self {
+        PendingPing(pn)
+    }
+
+    /// Whether `echo` answers the pending Ping.
+    pub fn answered_by(self, echo: u64) -> bool {
+        self != Self::NONE && self.0 == echo
     }
 }
 
@@ -179,7 +207,7 @@ pub(crate) struct Session {
     pub last_recv: Timestamp,
     pub last_ping_sent: Timestamp,
     /// The packet number of the Ping awaiting its Pong (sent at `last_ping_sent`).
-    pub outstanding_ping: Option<u64>,
+    pub outstanding_ping: PendingPing,
     /// This session's timer jitter, a fraction of 2^16 drawn from the endpoint's seeded
     /// generator when the session is created: sessions opened together spread their keepalives
     /// and idle timeouts instead of firing in one turn, and a seed fixes every deadline.
@@ -211,7 +239,7 @@ impl Session {
             scheduled: Timestamp::NEVER,
             last_recv: now,
             last_ping_sent: now,
-            outstanding_ping: None,
+            outstanding_ping: PendingPing::NONE,
             jitter,
             rtt: Rtt::default(),
             rec: Recorder::default(),
@@ -331,12 +359,12 @@ impl Session {
             bytes_out: self.rec.bytes_out,
             queue_depth: u32::try_from(self.queue.len()).unwrap_or(u32::MAX),
             queue_high_water: self.rec.queue_high_water,
-            drops: self.rec.drops.expand(),
+            drops: self.rec.drops(),
             last_recv: (self.rec.datagrams_in > 0).then_some(self.last_recv),
-            unanswered_pings: self.rec.unanswered_pings,
-            srtt: (self.rtt.srtt > 0).then(|| Duration::from_nanos(self.rtt.srtt)),
+            unanswered_pings: u32::from(self.rec.unanswered_pings),
+            srtt: self.rtt.srtt(),
             sends_confirmed: self.rec.sends_confirmed,
-            sends_failed: self.rec.sends_failed,
+            sends_failed: self.rec.sends_failed(),
         }
     }
 }
@@ -360,5 +388,29 @@ mod tests {
         q.release_if_empty();
         assert!(q.0.is_none());
         assert_eq!(std::mem::size_of::<DataQueue>(), 8);
+    }
+
+    /// Only the pending Ping's own number answers it, and nothing answers none.
+    #[test]
+    fn pending_ping_matches_its_number_only() {
+        assert!(!PendingPing::NONE.answered_by(u64::MAX));
+        assert!(!PendingPing::NONE.answered_by(0));
+        let p = PendingPing::new(7);
+        assert!(p.answered_by(7));
+        assert!(!p.answered_by(8));
+        assert_eq!(std::mem::size_of::<PendingPing>(), 8);
+    }
+
+    /// RTT samples are kept in microseconds: the first sets it, later ones move it by 1/8.
+    #[test]
+    fn rtt_in_microseconds() {
+        let mut r = Rtt::default();
+        assert_eq!(r.srtt(), None);
+        r.sample(Duration::from_micros(800));
+        assert_eq!(r.srtt(), Some(Duration::from_micros(800)));
+        r.sample(Duration::from_micros(1600));
+        assert_eq!(r.srtt(), Some(Duration::from_micros(900)));
+        r.sample(Duration::from_nanos(10));
+        assert!(r.srtt().is_some_and(|d| d > Duration::ZERO));
     }
 }

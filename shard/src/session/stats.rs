@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::drop_reason::{DropCounters, SessionDrops};
+use super::drop_reason::{DropCounters, DropReason, SessionDrops};
 use super::identity::PublicKey;
 use super::time::Timestamp;
 
@@ -24,18 +24,59 @@ pub enum SessionState {
     Established,
 }
 
-/// Counters kept inside each session (part of its idle footprint, so kept compact).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Counters kept inside each session (part of its idle footprint, so kept compact: what
+/// most sessions never count, drops and failed sends, is boxed on first use).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Recorder {
     pub datagrams_in: u64,
     pub bytes_in: u64,
     pub datagrams_out: u64,
     pub bytes_out: u64,
     pub sends_confirmed: u64,
-    pub sends_failed: u32,
     pub queue_high_water: u32,
-    pub unanswered_pings: u32,
-    pub drops: SessionDrops,
+    /// `u16`, saturating (a Ping every 10 s for 7 days).
+    pub unanswered_pings: u16,
+    rare: Option<Box<Rare>>,
+}
+
+/// The counters of things that go wrong, allocated with the first of them: an idle healthy
+/// session carries 8 bytes for them instead of 44.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Rare {
+    drops: SessionDrops,
+    sends_failed: u32,
+}
+
+impl Recorder {
+    /// Counts a datagram of this session dropped for `reason` (reasons no session owns are
+    /// ignored).
+    pub fn bump_drop(&mut self, reason: DropReason) {
+        if reason.session_slot().is_some() {
+            self.rare
+                .get_or_insert_with(Box::default)
+                .drops
+                .bump(reason);
+        }
+    }
+
+    /// Counts a send whose completion reported an error.
+    pub fn count_send_failed(&mut self) {
+        let rare = self.rare.get_or_insert_with(Box::default);
+        rare.sends_failed = rare.sends_failed.saturating_add(1);
+    }
+
+    /// The drop counters, by reason.
+    pub fn drops(&self) -> DropCounters<u32> {
+        self.rare
+            .as_ref()
+            .map(|r| r.drops.expand())
+            .unwrap_or_default()
+    }
+
+    /// Sends whose completion reported an error.
+    pub fn sends_failed(&self) -> u32 {
+        self.rare.as_ref().map_or(0, |r| r.sends_failed)
+    }
 }
 
 /// A copy of one session's flight recorder.

@@ -11,6 +11,9 @@ pub enum Flavor {
     Echo,
     /// `--app relay`: peers `2k` and `2k + 1` send each other `Forward`s.
     Relay,
+    /// `--app relay`, fan-out: session 0 publishes, every other session subscribed to it
+    /// and receives each Publish as a `Delivered`.
+    Fanout,
 }
 
 /// The peer whose probes `peer` receives (and sends its own to).
@@ -19,6 +22,7 @@ pub fn partner(flavor: Flavor, peer: usize) -> usize {
     match flavor {
         Flavor::Echo => peer,
         Flavor::Relay => peer ^ 1,
+        Flavor::Fanout => 0,
     }
 }
 
@@ -38,14 +42,24 @@ pub enum Incoming<'a> {
     Other,
 }
 
-/// The message that carries `probe` to the server: the probe itself, or a
-/// `Forward` to relay ID `dst` written into `scratch`.
+/// The message that carries `probe` to the server: the probe itself, a
+/// `Forward` to relay ID `dst`, or (fan-out) a `Publish` on the sender's own relay ID
+/// `dst`, written into `scratch`.
 pub fn wrap<'a>(flavor: Flavor, dst: u64, probe: &'a [u8], scratch: &'a mut Vec<u8>) -> &'a [u8] {
     match flavor {
         Flavor::Echo => probe,
         Flavor::Relay => {
             let msg = RelayMsg::Forward {
                 dst_conn_id: dst,
+                bytes: probe,
+            };
+            scratch.resize(msg.encoded_len(), 0);
+            let n = msg.encode(scratch).unwrap_or(0);
+            &scratch[..n]
+        }
+        Flavor::Fanout => {
+            let msg = RelayMsg::Publish {
+                publisher_conn_id: dst,
                 bytes: probe,
             };
             scratch.resize(msg.encoded_len(), 0);
@@ -63,7 +77,7 @@ pub fn unwrap(flavor: Flavor, msg: &[u8]) -> Incoming<'_> {
             src: None,
             bytes: msg,
         },
-        Flavor::Relay => match RelayMsg::decode(msg) {
+        Flavor::Relay | Flavor::Fanout => match RelayMsg::decode(msg) {
             Ok(RelayMsg::Welcome { conn_id }) => Incoming::Welcome(conn_id),
             Ok(RelayMsg::Delivered { src_conn_id, bytes }) => Incoming::Probe {
                 src: Some(src_conn_id),
@@ -108,6 +122,15 @@ mod tests {
         assert_eq!(partner(Flavor::Relay, 4), 5);
         assert_eq!(partner(Flavor::Relay, 5), 4);
         assert_eq!(partner(Flavor::Echo, 5), 5);
+        assert_eq!(partner(Flavor::Fanout, 5), 0);
+        let publish = wrap(Flavor::Fanout, 42, b"news", &mut scratch).to_vec();
+        assert_eq!(
+            RelayMsg::decode(&publish),
+            Ok(RelayMsg::Publish {
+                publisher_conn_id: 42,
+                bytes: b"news"
+            })
+        );
     }
 
     #[test]

@@ -1,10 +1,14 @@
-//! [`SessionIo`]: one client [`Endpoint`] driving a session per peer socket.
+//! [`SessionIo`]: one client [`Endpoint`] driving sessions over peer sockets.
+//!
+//! Session `i` sends from socket `i % sockets`: a socket (one source address and port) may
+//! carry many sessions, which the server tells apart by connection ID, so a few thousand
+//! sockets carry a million sessions. The [`Transport`]'s "peers" are the sessions.
 //!
 //! Receive: only the sockets epoll reports ready are read, with `recvmmsg`,
 //! and every datagram goes to `Endpoint::handle_datagram`. Send: the
 //! endpoint's transmits are written straight into a `sendmmsg` batch, and
 //! runs of consecutive transmits of the same session go out in one call.
-//! `Transmit.conn` picks the socket (each session has its own).
+//! `Transmit.conn` picks the session, and so its socket.
 //!
 //! Bulk mode (`--bulk`): the peers read with `UDP_GRO` and split each buffer
 //! into its datagrams; a run of one session's transmits of one size (the last
@@ -27,7 +31,16 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-/// A worker's sessions, one per peer socket, all on one client endpoint.
+/// Client endpoint settings the load generator may change from the library's defaults.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientTuning {
+    /// Keepalive interval: `Some(None)` turns keepalives off, `None` keeps the default.
+    pub keepalive: Option<Option<std::time::Duration>>,
+    /// Idle timeout (`None`: the default).
+    pub idle_timeout: Option<std::time::Duration>,
+}
+
+/// A worker's sessions over its peer sockets, all on one client endpoint.
 pub struct SessionIo {
     peers: PeerSet,
     target: SocketAddr,
@@ -42,6 +55,8 @@ pub struct SessionIo {
     ready_count: usize,
     failed: usize,
     rx: MmsgBatch,
+    /// Sessions (the transport's peers); session `i` uses socket `i % peers.len()`.
+    sessions: usize,
     /// Bulk mode: coalesced buffers are read here instead of `rx`.
     gro: Option<GroBatch>,
     /// Bulk mode: a run of transmits copied back to back for one GSO send.
@@ -67,16 +82,18 @@ fn process_salt() -> u64 {
 }
 
 impl SessionIo {
-    /// Sessions over `peers` to `target` (whose static public key is `server_key`), for
-    /// `payload_len`-byte probes; `seed` picks the client's identity and, with a value drawn
-    /// once per process, its connection IDs (so that a second run against the same server,
-    /// whose sessions from the first are still alive, is not taken for a late retransmission
-    /// of the first's handshakes: same key and CID); `bulk`: bulk mode
-    /// (the peers opened for it); `plaintext`: sessions without Noise (`security = none`).
-    /// The client's own identity is a keypair derived from `seed`. Call on the worker thread.
+    /// `sessions` sessions over `peers` to `target` (whose static public key is `server_key`),
+    /// for `payload_len`-byte probes; `seed` picks the client's identity and, with a value
+    /// drawn once per process, its connection IDs (so that a second run against the same
+    /// server, whose sessions from the first are still alive, is not taken for a late
+    /// retransmission of the first's handshakes: same key and CID); `bulk`: bulk mode (the
+    /// peers opened for it); `plaintext`: sessions without Noise (`security = none`). The
+    /// client's own identity is a keypair derived from `seed`. Call on the worker thread.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         peers: PeerSet,
+        sessions: usize,
+        tuning: ClientTuning,
         target: SocketAddr,
         server_key: Option<PublicKey>,
         plaintext: bool,
@@ -95,7 +112,13 @@ impl SessionIo {
         config.accept_incoming = false;
         let clock = SessionClock::start();
         config.unix_time_at_origin = clock.unix_time_at_origin();
-        config.max_sessions = config.max_sessions.max(peers.len());
+        config.max_sessions = config.max_sessions.max(sessions);
+        if let Some(k) = tuning.keepalive {
+            config.keepalive_interval = k;
+        }
+        if let Some(t) = tuning.idle_timeout {
+            config.idle_timeout = t;
+        }
         let max_datagram = config.max_datagram();
         let ep = Endpoint::new(
             config,
@@ -104,9 +127,10 @@ impl SessionIo {
             ConnIdGen::seed_from_u64(seed ^ process_salt()),
             Timestamp::ZERO,
         )?;
-        let n = peers.len();
+        let n = sessions;
         Ok(Self {
             peers,
+            sessions,
             target,
             server_key,
             flavor,
@@ -133,6 +157,35 @@ impl SessionIo {
 
     fn now(&self) -> Timestamp {
         Timestamp(u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    /// The socket session `session` sends from.
+    fn socket_of(&self, session: usize) -> usize {
+        session % self.peers.len().max(1)
+    }
+
+    /// Fan-out: every session but the publisher (session 0) subscribes to it. Call once all
+    /// are ready; the Subscribes leave at once.
+    pub fn subscribe_all(&mut self) {
+        let Some(publisher) = self.relay_ids[0] else {
+            return;
+        };
+        let msg = ringwire::apps::relay::RelayMsg::Subscribe {
+            publisher_conn_id: publisher,
+        }
+        .to_vec();
+        let now = self.now();
+        for i in 1..self.sessions {
+            if let Some(c) = self.conns[i]
+                && self.ready[i]
+            {
+                let _ = self.ep.send(now, c, &msg);
+            }
+            if i % 256 == 0 {
+                self.flush();
+            }
+        }
+        self.flush();
     }
 
     /// Starts peer `peer`'s handshake (queues its Initiation; [`SessionIo::flush`]
@@ -186,8 +239,8 @@ impl SessionIo {
 
     /// Sends batch slots `start..end`, all of `peer`'s session, in one call
     /// (bulk mode: as GSO sends when they are of one size).
-    fn send_run(&mut self, peer: usize, start: usize, end: usize) {
-        let fd = self.peers.fd(peer);
+    fn send_run(&mut self, session: usize, start: usize, end: usize) {
+        let fd = self.peers.fd(self.socket_of(session));
         let sent = match self.segmented(start, end) {
             Some(segment) => gso::send_segmented(fd, &self.run, segment),
             None => self.tx.send(fd, start, end, 0),
@@ -259,8 +312,14 @@ impl SessionIo {
                             let probe = Probe::decode(bytes);
                             match probe {
                                 Some(probe) if src.is_none() || src == self.relay_ids[from] => {
+                                    // Fan-out: the probe names the peer the loop sent it
+                                    // as, whichever subscriber received it.
+                                    let peer = match self.flavor {
+                                        Flavor::Fanout => probe.peer as usize,
+                                        _ => from,
+                                    };
                                     sink.out.push(Reply {
-                                        peer: from,
+                                        peer,
                                         probe,
                                         recv_ns,
                                     });
@@ -287,7 +346,14 @@ impl SessionIo {
 
 impl Transport for SessionIo {
     fn peer_count(&self) -> usize {
-        self.peers.len()
+        self.sessions
+    }
+
+    fn copies(&self) -> u64 {
+        match self.flavor {
+            Flavor::Fanout => self.ready_count.saturating_sub(1) as u64,
+            _ => 1,
+        }
     }
 
     fn slot_mut(&mut self, j: usize) -> &mut [u8] {
@@ -300,6 +366,12 @@ impl Transport for SessionIo {
     }
 
     fn send(&mut self, peer: usize, n: usize) -> io::Result<usize> {
+        // Fan-out: the publisher sends every probe, whichever peer the loop picked.
+        let peer = if self.flavor == Flavor::Fanout {
+            0
+        } else {
+            peer
+        };
         let to = codec::partner(self.flavor, peer);
         let conn = match self.conns[peer] {
             Some(c) if self.ready[peer] && self.ready[to] => c,

@@ -10,4 +10,4 @@ pub mod io;
 
 pub use codec::Flavor;
 pub use handshake::HandshakeStats;
-pub use io::SessionIo;
+pub use io::{ClientTuning, SessionIo};

@@ -10,7 +10,13 @@
 //! Forward      | kind = 2 | dst_conn_id (8)      | bytes ...       (9 + n bytes)
 //! Delivered    | kind = 3 | src_conn_id (8)      | bytes ...       (9 + n bytes)
 //! Unreachable  | kind = 4 | dst_conn_id (8)      |                 (9 bytes)
+//! Subscribe    | kind = 5 | publisher_conn_id (8) |                (9 bytes)
+//! Publish      | kind = 6 | publisher_conn_id (8) | bytes ...      (9 + n bytes)
 //! ```
+//!
+//! Fan-out: a client that sends `Subscribe { publisher }` gets every later
+//! `Publish` of that client as a `Delivered { src_conn_id: publisher, bytes }`; a client
+//! publishes only on its own ID (the one its `Welcome` gave).
 //!
 //! Decoding is total (no panics, every length checked) and strict: fixed-size messages with
 //! trailing bytes are rejected. The payload borrows from the input: no copy.
@@ -24,6 +30,10 @@ pub const KIND_FORWARD: u8 = 2;
 pub const KIND_DELIVERED: u8 = 3;
 /// Kind byte of [`RelayMsg::Unreachable`].
 pub const KIND_UNREACHABLE: u8 = 4;
+/// Kind byte of [`RelayMsg::Subscribe`].
+pub const KIND_SUBSCRIBE: u8 = 5;
+/// Kind byte of [`RelayMsg::Publish`].
+pub const KIND_PUBLISH: u8 = 6;
 /// Bytes before the payload in every relay message: kind + a connection ID.
 pub const RELAY_HEADER_LEN: usize = 9;
 
@@ -49,10 +59,25 @@ pub enum RelayMsg<'a> {
         /// The payload.
         bytes: &'a [u8],
     },
-    /// Relay → client: no client has ID `dst_conn_id` (a Forward was not delivered).
+    /// Relay → client: no client has ID `dst_conn_id` (a Forward or Subscribe found no such
+    /// client on the relay's shard).
     Unreachable {
         /// The ID that was not found.
         dst_conn_id: u64,
+    },
+    /// Client → relay: deliver every later `Publish` of the client whose ID is
+    /// `publisher_conn_id` to me (replacing any earlier subscription of mine).
+    Subscribe {
+        /// The publishing client's ID at the relay.
+        publisher_conn_id: u64,
+    },
+    /// Client → relay: deliver `bytes` to every subscriber of mine. `publisher_conn_id` must
+    /// be the sender's own ID.
+    Publish {
+        /// The sender's own ID at the relay.
+        publisher_conn_id: u64,
+        /// The payload.
+        bytes: &'a [u8],
     },
 }
 
@@ -63,7 +88,7 @@ pub enum RelayError {
     /// The input was empty.
     #[error("empty relay message")]
     Empty,
-    /// The kind byte is not one of the four.
+    /// The kind byte is not one of the six.
     #[error("unknown relay message kind {0}")]
     UnknownKind(u8),
     /// Shorter than the kind requires.
@@ -92,6 +117,11 @@ impl<'a> RelayMsg<'a> {
             RelayMsg::Forward { dst_conn_id, bytes } => (KIND_FORWARD, dst_conn_id, bytes),
             RelayMsg::Delivered { src_conn_id, bytes } => (KIND_DELIVERED, src_conn_id, bytes),
             RelayMsg::Unreachable { dst_conn_id } => (KIND_UNREACHABLE, dst_conn_id, &[]),
+            RelayMsg::Subscribe { publisher_conn_id } => (KIND_SUBSCRIBE, publisher_conn_id, &[]),
+            RelayMsg::Publish {
+                publisher_conn_id,
+                bytes,
+            } => (KIND_PUBLISH, publisher_conn_id, bytes),
         }
     }
 
@@ -128,7 +158,7 @@ impl<'a> RelayMsg<'a> {
     /// Parses one message; the payload borrows from `b`.
     pub fn decode(b: &'a [u8]) -> Result<Self, RelayError> {
         let &kind = b.first().ok_or(RelayError::Empty)?;
-        if !(KIND_WELCOME..=KIND_UNREACHABLE).contains(&kind) {
+        if !(KIND_WELCOME..=KIND_PUBLISH).contains(&kind) {
             return Err(RelayError::UnknownKind(kind));
         }
         let id = b
@@ -152,6 +182,13 @@ impl<'a> RelayMsg<'a> {
             }),
             KIND_DELIVERED => Ok(RelayMsg::Delivered {
                 src_conn_id: id,
+                bytes: rest,
+            }),
+            KIND_SUBSCRIBE => fixed(RelayMsg::Subscribe {
+                publisher_conn_id: id,
+            }),
+            KIND_PUBLISH => Ok(RelayMsg::Publish {
+                publisher_conn_id: id,
                 bytes: rest,
             }),
             _ => fixed(RelayMsg::Unreachable { dst_conn_id: id }),
@@ -183,6 +220,13 @@ mod tests {
                 bytes: &[0, 1, 2],
             },
             RelayMsg::Unreachable { dst_conn_id: 77 },
+            RelayMsg::Subscribe {
+                publisher_conn_id: 5,
+            },
+            RelayMsg::Publish {
+                publisher_conn_id: 5,
+                bytes: b"news",
+            },
         ];
         for m in msgs {
             let v = m.to_vec();
@@ -211,7 +255,11 @@ mod tests {
     fn rejects_bad_input() {
         assert_eq!(RelayMsg::decode(&[]), Err(RelayError::Empty));
         assert_eq!(RelayMsg::decode(&[0]), Err(RelayError::UnknownKind(0)));
-        assert_eq!(RelayMsg::decode(&[5, 0]), Err(RelayError::UnknownKind(5)));
+        assert_eq!(RelayMsg::decode(&[7, 0]), Err(RelayError::UnknownKind(7)));
+        assert_eq!(
+            RelayMsg::decode(&[5; 10]),
+            Err(RelayError::TrailingBytes(5))
+        );
         assert_eq!(
             RelayMsg::decode(&[2, 0, 0]),
             Err(RelayError::Truncated { kind: 2, len: 3 })

@@ -155,9 +155,9 @@ impl Endpoint {
         m.set_pressure(
             cid,
             Pressure {
-                drops: s.rec.drops.expand().0.iter().map(|&n| u64::from(n)).sum(),
+                drops: s.rec.drops().0.iter().map(|&n| u64::from(n)).sum(),
                 queue_high_water: s.rec.queue_high_water,
-                unanswered_pings: s.rec.unanswered_pings,
+                unanswered_pings: u32::from(s.rec.unanswered_pings),
             },
         );
     }

@@ -12,7 +12,7 @@
 //!                                            │yes
 //!                                         queue (bounded) ─► process_handshakes, ≤ K per turn:
 //!                         read (2 DH) ─► key tag ─► allowed_peers ─► timestamp / replay
-//!                         ─► admission ─► the application's admit
+//!                         ─► the application's admit
 //!                         ─► Response (3 DH), session Unconfirmed
 //! ```
 #![forbid(unsafe_code)]

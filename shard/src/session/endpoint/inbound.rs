@@ -11,7 +11,7 @@ use super::super::crypto::{self, MAC_LEN};
 use super::super::drop_reason::DropReason;
 use super::super::event::{CloseReason, Closer, Event, Handled};
 use super::super::handshake::{self, dh_cost};
-use super::super::state::{Keys, Phase, PreviousKey, Role};
+use super::super::state::{Keys, PendingPing, Phase, PreviousKey, Role};
 use super::super::time::Timestamp;
 use super::super::wire::{self, Body, Message, MsgType, field};
 use super::Endpoint;
@@ -239,9 +239,7 @@ impl Endpoint {
             let keep = self
                 .cfg
                 .previous_key_lifetime
-                .max(std::time::Duration::from_nanos(
-                    s.rtt.srtt.saturating_mul(3),
-                ));
+                .max(s.rtt.srtt().unwrap_or_default().saturating_mul(3));
             let old = std::mem::replace(&mut k.recv, next);
             k.prev = Some(Box::new(PreviousKey {
                 key: old,
@@ -394,7 +392,7 @@ impl Endpoint {
         if self.push_session_control(now, cid, &Message::Ping)
             && let Some(s) = self.sessions.get_mut(&cid)
         {
-            s.outstanding_ping = Some(pn);
+            s.outstanding_ping = PendingPing::new(pn);
             s.rec.unanswered_pings = s.rec.unanswered_pings.saturating_add(1);
         }
     }
@@ -478,9 +476,9 @@ impl Endpoint {
             return self.dropped(DropReason::UnexpectedMessage, Some(cid));
         }
         s.rec.unanswered_pings = 0;
-        if s.outstanding_ping == Some(echo) {
+        if s.outstanding_ping.answered_by(echo) {
             s.rtt.sample(now.saturating_since(s.last_ping_sent));
-            s.outstanding_ping = None;
+            s.outstanding_ping = PendingPing::NONE;
         }
         Handled::Consumed
     }
