@@ -313,10 +313,11 @@ fn throughput_ringwire_batched(cores: Cores, capacity: usize, items: u64, batch:
             let mut pending = VecDeque::with_capacity(batch);
             let mut next = 0;
             while next < items || !pending.is_empty() {
-                while pending.len() < batch && next < items {
-                    pending.push_back(next);
-                    next += 1;
-                }
+                // Top the deque up from the range in one `extend` (a reserve and a copy), as
+                // rtrb's side fills its slice.
+                let end = (next + (batch - pending.len()) as u64).min(items);
+                pending.extend(next..end);
+                next = end;
                 match tx.send_batch(&mut pending) {
                     Ok(0) => std::hint::spin_loop(),
                     Ok(_) => {}
