@@ -23,6 +23,10 @@ pub enum WakeMechanism {
     /// `IORING_OP_MSG_RING` from the sender's own ring, riding on its next `io_uring_enter`
     /// (Linux 5.18+; falls back to the eventfd where the kernel lacks it or a wake fails).
     MsgRing,
+    /// A parked shard sleeps on an `IORING_OP_FUTEX_WAIT` armed on its parked word (Linux
+    /// 6.7+), and a peer that claims the wake sends one `FUTEX_WAKE`. Where the kernel lacks
+    /// the opcode the shard sleeps as with `eventfd`, and peers wake it through its eventfd.
+    Futex,
 }
 
 impl fmt::Display for WakeMechanism {
@@ -30,6 +34,7 @@ impl fmt::Display for WakeMechanism {
         f.write_str(match self {
             WakeMechanism::Eventfd => "eventfd",
             WakeMechanism::MsgRing => "msg_ring",
+            WakeMechanism::Futex => "futex",
         })
     }
 }
