@@ -5,7 +5,8 @@
 //! Producer and consumer are pinned to two different cores (`--cores A,B`). Throughput and
 //! ping-pong loops busy-poll (that is what is being measured: the cost of the ring, not of a
 //! sleep); the wake measurements sleep for real, in `poll(2)` on an eventfd or in
-//! `io_uring_enter` waiting for an `IORING_OP_MSG_RING` completion.
+//! `io_uring_enter` waiting for an eventfd poll, an `IORING_OP_MSG_RING` or an
+//! `IORING_OP_FUTEX_WAIT` completion, and also report the CPU time both sides spend per wake.
 //!
 //! Every figure is the median of `--runs` runs. Throughput ratios are ringwire / other
 //! (above 1: ringwire moves more); cost and latency ratios are ringwire / other too (below 1:
@@ -1280,8 +1281,10 @@ pub fn page(report: &RingsReport, machine: &str, command: &str) -> String {
         "- Every figure is the median of the runs; runs interleave the implementations (run 1 \
          of each, then run 2 of each, ...), so load drifts over all of them alike.",
         "- Wake latency sleeps for real (`poll(2)` on an eventfd, or `io_uring_enter` waiting \
-         for an `IORING_OP_MSG_RING` completion): it includes the scheduler's wake-up, which a \
-         busy machine stretches most.",
+         for an eventfd poll, an `IORING_OP_MSG_RING` or an `IORING_OP_FUTEX_WAIT` \
+         completion): it includes the scheduler's wake-up, which a busy machine stretches \
+         most. CPU per wake is thread CPU time: the waker's inside `notify`, the sleeper's per \
+         wake.",
     ] {
         let _ = writeln!(md, "{line}");
     }
