@@ -5,13 +5,15 @@
 //! Producer and consumer are pinned to two different cores (`--cores A,B`). Throughput and
 //! ping-pong loops busy-poll (that is what is being measured: the cost of the ring, not of a
 //! sleep); the wake measurements sleep for real, in `poll(2)` on an eventfd or in
-//! `io_uring_enter` waiting for an `IORING_OP_MSG_RING` completion.
+//! `io_uring_enter` waiting for an eventfd poll, an `IORING_OP_MSG_RING` or an
+//! `IORING_OP_FUTEX_WAIT` completion, and also report the CPU time both sides spend per wake.
 //!
 //! Every figure is the median of `--runs` runs. Throughput ratios are ringwire / other
 //! (above 1: ringwire moves more); cost and latency ratios are ringwire / other too (below 1:
 //! ringwire is cheaper).
 
 use crate::report::{Caption, RunHeader};
+use crate::sys::cpu_time;
 use crate::sys::loadavg::{self, LoadAvg};
 use crate::validity::{self, Machine};
 use std::collections::VecDeque;
@@ -53,6 +55,10 @@ pub struct RingsArgs {
     /// Only the sections whose name contains this (e.g. `full`), to run one under `strace`.
     #[arg(long)]
     pub only: Option<String>,
+    /// Only these implementations (names as in the table, comma-separated, e.g.
+    /// `ringwire,rtrb`), to keep a run on a busy machine short; default: all.
+    #[arg(long, value_delimiter = ',')]
+    pub rings: Vec<String>,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -313,10 +319,11 @@ fn throughput_ringwire_batched(cores: Cores, capacity: usize, items: u64, batch:
             let mut pending = VecDeque::with_capacity(batch);
             let mut next = 0;
             while next < items || !pending.is_empty() {
-                while pending.len() < batch && next < items {
-                    pending.push_back(next);
-                    next += 1;
-                }
+                // Top the deque up from the range in one `extend` (a reserve and a copy), as
+                // rtrb's side fills its slice.
+                let end = (next + (batch - pending.len()) as u64).min(items);
+                pending.extend(next..end);
+                next = end;
                 match tx.send_batch(&mut pending) {
                     Ok(0) => std::hint::spin_loop(),
                     Ok(_) => {}
@@ -549,22 +556,41 @@ fn same_thread_pair<R: Ring>(cores: Cores, capacity: usize, pairs: u64) -> f64 {
     })
 }
 
+/// One wake-latency run: latency percentiles and CPU per wake.
+#[derive(Clone, Copy)]
+struct WakeRun {
+    p50: f64,
+    p99: f64,
+    /// CPU time (ns) the producer spent in `notify` (the wake itself), per wake.
+    waker_cpu: f64,
+    /// CPU time (ns) of the consumer thread, per wake: parking, the re-check, going to sleep,
+    /// waking, taking the item. It does nothing else.
+    sleeper_cpu: f64,
+}
+
 /// Wake latency (ns, median and 99th percentile) from the producer's `try_send` + `notify`
-/// to the consumer holding the item, the consumer having been asleep each time.
+/// to the consumer holding the item, the consumer having been asleep each time, and the CPU
+/// both sides spent per wake.
 ///
-/// `make_waker` runs on the producer thread; `sleep` is the consumer's blocking wait.
-fn wake_latency<W, M, S>(cores: Cores, wakes: u64, make_waker: M, sleep: S) -> (f64, f64)
+/// `make_waker` runs on the producer thread; `sleep` is the consumer's blocking wait. With
+/// `futex`, the consumer sleeps on its parked word ([`Parker::sleep_on_futex`]) and the
+/// producer's `notify` wakes it with `FUTEX_WAKE`.
+fn wake_latency<W, M, S>(cores: Cores, wakes: u64, futex: bool, make_waker: M, sleep: S) -> WakeRun
 where
     W: rw::Wake,
     M: FnOnce() -> W + Send,
-    S: FnMut() + Send,
+    S: FnMut(&Parker) + Send,
 {
     let (tx, mut rx) = rw::channel::<u64>(16);
     let parker = Parker::new();
+    parker.sleep_on_futex(futex);
     let base = Instant::now();
     let mut samples = Vec::with_capacity(wakes as usize);
     let mut sleep = sleep;
     let parker_ref = &parker;
+    let mut waker_ns = 0u64;
+    let mut sleeper_ns = 0u64;
+    let (waker_ref, sleeper_ref) = (&mut waker_ns, &mut sleeper_ns);
     run_pair(
         cores,
         move || {
@@ -579,13 +605,17 @@ where
                 if tx.try_send(t0).is_err() {
                     return;
                 }
-                if let Err(e) = tx.notify() {
+                let cpu0 = cpu_time::current_thread_ns();
+                let woken = tx.notify();
+                *waker_ref += cpu_time::current_thread_ns().saturating_sub(cpu0);
+                if let Err(e) = woken {
                     eprintln!("wake failed: {e}");
                     return;
                 }
             }
         },
         || {
+            let cpu0 = cpu_time::current_thread_ns();
             for _ in 0..wakes {
                 let t0 = loop {
                     match rx.try_recv() {
@@ -594,18 +624,109 @@ where
                         Err(rw::TryRecvError::Empty) => {}
                     }
                     if parker_ref.park(|| rx.has_work()) == ParkDecision::Sleep {
-                        sleep();
+                        sleep(parker_ref);
                         parker_ref.unparked();
                     }
                 };
                 samples.push(base.elapsed().as_nanos() as u64 - t0);
             }
+            *sleeper_ref = cpu_time::current_thread_ns().saturating_sub(cpu0);
             Instant::now()
         },
     );
     samples.sort_unstable();
     let pct = |p: f64| samples[((samples.len() - 1) as f64 * p) as usize] as f64;
-    (pct(0.5), pct(0.99))
+    WakeRun {
+        p50: pct(0.5),
+        p99: pct(0.99),
+        waker_cpu: waker_ns as f64 / wakes as f64,
+        sleeper_cpu: sleeper_ns as f64 / wakes as f64,
+    }
+}
+
+/// The consumer's sleep in `io_uring_enter` with one wait armed on its ring: an
+/// `IORING_OP_FUTEX_WAIT` on the parked word, or an `IORING_OP_POLL_ADD` on an eventfd (then
+/// drained with `read(2)`, as a shard does). Re-armed after its completion.
+mod uring_sleep {
+    #![allow(unsafe_code)]
+
+    use std::io;
+    use std::os::fd::AsRawFd;
+
+    use io_uring::{IoUring, opcode, types};
+    use ringwire_shard::ring::{EventFd, Parker, futex};
+
+    /// A consumer ring and whether its wait is armed.
+    pub struct Sleeper {
+        ring: IoUring,
+        armed: bool,
+    }
+
+    impl Sleeper {
+        pub fn new() -> io::Result<Self> {
+            Ok(Self {
+                ring: IoUring::new(8)?,
+                armed: false,
+            })
+        }
+
+        /// Whether the kernel has `IORING_OP_FUTEX_WAIT` (6.7+).
+        pub fn has_futex_wait(&self) -> bool {
+            let mut probe = io_uring::Probe::new();
+            self.ring.submitter().register_probe(&mut probe).is_ok()
+                && probe.is_supported(opcode::FutexWait::CODE)
+        }
+
+        /// Sleeps on the parked word until a futex wake (or at once if it is no longer
+        /// parked).
+        pub fn futex(&mut self, parker: &Parker) {
+            if !self.armed {
+                let word = parker.futex_word().as_ptr().cast_const();
+                let sqe = opcode::FutexWait::new(
+                    word,
+                    u64::from(Parker::FUTEX_PARKED),
+                    futex::FUTEX_BITSET_MATCH_ANY,
+                    futex::FUTEX2_SIZE_U32 | futex::FUTEX2_PRIVATE,
+                )
+                .build();
+                // SAFETY: the word is the parker's, which outlives this sleeper's use of it
+                // (the run joins the consumer before dropping the parker); the kernel only
+                // reads it.
+                unsafe { self.ring.submission().push(&sqe) }.expect("consumer SQ full");
+                self.armed = true;
+            }
+            self.enter();
+        }
+
+        /// Sleeps until `efd` is readable, then drains it.
+        pub fn eventfd(&mut self, efd: &EventFd) {
+            if !self.armed {
+                let sqe =
+                    opcode::PollAdd::new(types::Fd(efd.as_raw_fd()), libc::POLLIN as u32).build();
+                // SAFETY: a poll SQE carries no pointer; the eventfd stays open for the run.
+                unsafe { self.ring.submission().push(&sqe) }.expect("consumer SQ full");
+                self.armed = true;
+            }
+            self.enter();
+            if !self.armed {
+                efd.try_drain().expect("eventfd read");
+            }
+        }
+
+        fn enter(&mut self) {
+            loop {
+                match self.ring.submit_and_wait(1) {
+                    Ok(_) => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => panic!("io_uring_enter: {e}"),
+                }
+            }
+            // The one armed wait is the only operation: any completion is it.
+            if self.ring.completion().count() > 0 {
+                self.armed = false;
+            }
+        }
+    }
 }
 
 /// `IORING_OP_MSG_RING` as a [`rw::Wake`]: the producer's own ring posts a CQE into the
@@ -666,6 +787,117 @@ mod msg_ring {
     }
 }
 
+/// A wake row: its section, its unit, and the figure it takes from a run.
+type WakeSection = (&'static str, &'static str, fn(&WakeRun) -> f64);
+
+/// The wake mechanisms, interleaved run by run, each a [`WakeRun`]: eventfd with the
+/// consumer in `poll(2)`; eventfd, `MSG_RING` and futex with the consumer in `io_uring_enter`
+/// (the futex one only where the kernel has `IORING_OP_FUTEX_WAIT`). Rows: latency p50 and
+/// p99, and CPU per wake of the waker and of the sleeper.
+fn measure_wakes(cores: Cores, wakes: u64, runs: usize, rows: &mut Vec<Row>) {
+    let mut names: Vec<&'static str> = vec!["eventfd (poll)"];
+    let uring = uring_sleep::Sleeper::new();
+    let futex = match &uring {
+        Ok(s) => s.has_futex_wait(),
+        Err(e) => {
+            eprintln!("io_uring wakes skipped: io_uring unavailable: {e}");
+            false
+        }
+    };
+    if uring.is_ok() {
+        names.extend(["eventfd (uring)", "MSG_RING"]);
+    }
+    if futex {
+        names.push("futex");
+    } else if uring.is_ok() {
+        eprintln!("futex skipped: the kernel has no IORING_OP_FUTEX_WAIT (6.7+)");
+    }
+    let mut results: Vec<Vec<WakeRun>> = vec![Vec::new(); names.len()];
+    let eventfd = || Arc::new(EventFd::new().unwrap_or_else(|e| panic!("eventfd: {e}")));
+    for _ in 0..runs {
+        for (i, name) in names.iter().enumerate() {
+            let run = match *name {
+                "eventfd (poll)" => {
+                    let efd = eventfd();
+                    let waker = Arc::clone(&efd);
+                    wake_latency(
+                        cores,
+                        wakes,
+                        false,
+                        move || waker,
+                        |_: &Parker| {
+                            efd.wait().unwrap_or_else(|e| panic!("eventfd wait: {e}"));
+                        },
+                    )
+                }
+                "eventfd (uring)" => {
+                    let efd = eventfd();
+                    let waker = Arc::clone(&efd);
+                    let mut sleeper = uring_sleep::Sleeper::new()
+                        .unwrap_or_else(|e| panic!("consumer io_uring: {e}"));
+                    wake_latency(
+                        cores,
+                        wakes,
+                        false,
+                        move || waker,
+                        move |_: &Parker| {
+                            sleeper.eventfd(&efd);
+                        },
+                    )
+                }
+                "MSG_RING" => {
+                    let mut ring = io_uring::IoUring::new(8)
+                        .unwrap_or_else(|e| panic!("consumer io_uring: {e}"));
+                    let target = std::os::fd::AsRawFd::as_raw_fd(&ring);
+                    let make = move || {
+                        msg_ring::MsgRingWaker::new(target)
+                            .unwrap_or_else(|e| panic!("producer io_uring: {e}"))
+                    };
+                    wake_latency(cores, wakes, false, make, |_: &Parker| {
+                        msg_ring::sleep(&mut ring);
+                    })
+                }
+                _ => {
+                    let mut sleeper = uring_sleep::Sleeper::new()
+                        .unwrap_or_else(|e| panic!("consumer io_uring: {e}"));
+                    // The futex wake needs no waker of its own: `notify` wakes the word.
+                    let unused = eventfd();
+                    wake_latency(
+                        cores,
+                        wakes,
+                        true,
+                        move || unused,
+                        move |p: &Parker| {
+                            sleeper.futex(p);
+                        },
+                    )
+                }
+            };
+            results[i].push(run);
+        }
+    }
+    let sections: [WakeSection; 4] = [
+        ("wake latency p50", "ns", |r| r.p50),
+        ("wake latency p99", "ns", |r| r.p99),
+        ("wake CPU per wake, waker", "ns", |r| r.waker_cpu),
+        ("wake CPU per wake, sleeper", "ns", |r| r.sleeper_cpu),
+    ];
+    for (section, unit, get) in sections {
+        for (name, runs) in names.iter().zip(&results) {
+            let figures: Vec<f64> = runs.iter().map(get).collect();
+            let value = median(figures.clone());
+            eprintln!("{section:<32} {name:<16} {value:>14.1} {unit}");
+            rows.push(Row {
+                section,
+                ring: name,
+                value,
+                unit,
+                runs: figures,
+            });
+        }
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -706,13 +938,19 @@ pub fn run(args: RingsArgs) -> Result<RingsReport, RingsError> {
     // ...) so load from other processes drifts across all of them alike.
     let runs = args.runs.max(1);
     let mut measure = |section: &'static str, unit, rings: &mut [Measured<'_>]| {
+        let chosen = |ring: &str| args.rings.is_empty() || args.rings.iter().any(|r| r == ring);
         let mut figures = vec![Vec::with_capacity(runs); rings.len()];
         for _ in 0..runs {
-            for (i, (_, f)) in rings.iter_mut().enumerate() {
-                figures[i].push(f());
+            for (i, (ring, f)) in rings.iter_mut().enumerate() {
+                if chosen(ring) {
+                    figures[i].push(f());
+                }
             }
         }
         for ((ring, _), runs) in rings.iter().zip(figures) {
+            if runs.is_empty() {
+                continue;
+            }
             let value = median(runs.clone());
             eprintln!("{section:<32} {ring:<12} {value:>14.1} {unit}");
             rows.push(Row {
@@ -826,54 +1064,7 @@ pub fn run(args: RingsArgs) -> Result<RingsReport, RingsError> {
         );
     }
     if wants("wake") {
-        let mut eventfd_p99 = Vec::new();
-        let mut msg_ring_p99 = Vec::new();
-        let mut eventfd = || {
-            let efd = Arc::new(EventFd::new().unwrap_or_else(|e| panic!("eventfd: {e}")));
-            let waker = Arc::clone(&efd);
-            let sleep = || {
-                efd.wait().unwrap_or_else(|e| panic!("eventfd wait: {e}"));
-            };
-            let (p50, p99) = wake_latency(cores, args.wakes, move || waker, sleep);
-            eventfd_p99.push(p99);
-            p50
-        };
-        // The consumer's ring exists before the measurement so a missing io_uring skips it.
-        match io_uring::IoUring::new(8) {
-            Err(e) => {
-                eprintln!("MSG_RING skipped: io_uring unavailable: {e}");
-                measure("wake latency p50", "ns", &mut [("eventfd", &mut eventfd)]);
-            }
-            Ok(mut ring) => {
-                let target = std::os::fd::AsRawFd::as_raw_fd(&ring);
-                let mut msg_ring = || {
-                    let make = move || {
-                        msg_ring::MsgRingWaker::new(target)
-                            .unwrap_or_else(|e| panic!("producer io_uring: {e}"))
-                    };
-                    let (p50, p99) =
-                        wake_latency(cores, args.wakes, make, || msg_ring::sleep(&mut ring));
-                    msg_ring_p99.push(p99);
-                    p50
-                };
-                measure(
-                    "wake latency p50",
-                    "ns",
-                    &mut [("eventfd", &mut eventfd), ("MSG_RING", &mut msg_ring)],
-                );
-            }
-        }
-        for (ring, runs) in [("eventfd", eventfd_p99), ("MSG_RING", msg_ring_p99)] {
-            if !runs.is_empty() {
-                rows.push(Row {
-                    section: "wake latency p99",
-                    ring,
-                    value: median(runs.clone()),
-                    unit: "ns",
-                    runs,
-                });
-            }
-        }
+        measure_wakes(cores, args.wakes, runs, &mut rows);
     }
 
     let report = RingsReport {
@@ -942,12 +1133,18 @@ pub fn table(report: &RingsReport) -> String {
                 .map(|r| r.value)
         };
         if section.starts_with("wake") {
-            let unit = "ns";
+            let wakes: Vec<&Row> = report
+                .rows
+                .iter()
+                .filter(|r| r.section == section)
+                .collect();
+            let names: Vec<&str> = wakes.iter().map(|r| r.ring).collect();
+            let values: Vec<String> = wakes.iter().map(|r| fmt(Some(r.value))).collect();
             let _ = writeln!(
                 out,
-                "| {section}: eventfd / MSG_RING | {unit} | {} / {} | | | | | | |",
-                fmt(get("eventfd")),
-                fmt(get("MSG_RING"))
+                "| {section}: {} | ns | {} | | | | | | |",
+                names.join(" / "),
+                values.join(" / ")
             );
             continue;
         }
@@ -999,7 +1196,7 @@ pub fn table(report: &RingsReport) -> String {
 fn rings_command(args: &RingsArgs) -> String {
     format!(
         "target/release/ringwire-bench rings --items {} --cores {} --capacity {} --batch {} \
-         --round-trips {} --wakes {} --runs {}",
+         --round-trips {} --wakes {} --runs {}{}",
         args.items,
         args.cores
             .iter()
@@ -1010,7 +1207,12 @@ fn rings_command(args: &RingsArgs) -> String {
         args.batch,
         args.round_trips,
         args.wakes,
-        args.runs
+        args.runs,
+        if args.rings.is_empty() {
+            String::new()
+        } else {
+            format!(" --rings {}", args.rings.join(","))
+        }
     )
 }
 
@@ -1079,8 +1281,10 @@ pub fn page(report: &RingsReport, machine: &str, command: &str) -> String {
         "- Every figure is the median of the runs; runs interleave the implementations (run 1 \
          of each, then run 2 of each, ...), so load drifts over all of them alike.",
         "- Wake latency sleeps for real (`poll(2)` on an eventfd, or `io_uring_enter` waiting \
-         for an `IORING_OP_MSG_RING` completion): it includes the scheduler's wake-up, which a \
-         busy machine stretches most.",
+         for an eventfd poll, an `IORING_OP_MSG_RING` or an `IORING_OP_FUTEX_WAIT` \
+         completion): it includes the scheduler's wake-up, which a busy machine stretches \
+         most. CPU per wake is thread CPU time: the waker's inside `notify`, the sleeper's per \
+         wake.",
     ] {
         let _ = writeln!(md, "{line}");
     }

@@ -676,9 +676,11 @@ mod tests {
         assert!(
             steering.contains("steering = \"yes\"") && steering.contains("`auto`, `on`, `off`")
         );
-        let wake = err("[shard]\nwake = \"futex\"");
+        let wake = err("[shard]\nwake = \"condvar\"");
         assert!(
-            wake.contains("wake = \"futex\"") && wake.contains("expected `eventfd` or `msg_ring`")
+            wake.contains("wake = \"condvar\"")
+                && wake.contains("expected one of `eventfd`, `msg_ring`, `futex`"),
+            "{wake}"
         );
         assert!(err("app = \"relay\"\nshards = 300\npin = false").contains("1 to 256"));
         let gso = err("[shard]\ngso = \"yes\"");

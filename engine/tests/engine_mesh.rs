@@ -101,24 +101,25 @@ impl Handler for Flood {
 
 #[test]
 fn full_data_lane_does_not_delay_control_and_messages_arrive_in_order() {
-    flood(false);
+    flood(WakeMechanism::Eventfd);
 }
 
 #[test]
 fn the_same_with_msg_ring_wakes() {
-    flood(true);
+    flood(WakeMechanism::MsgRing);
 }
 
-fn flood(msg_ring_wake: bool) {
+#[test]
+fn the_same_with_futex_wakes() {
+    flood(WakeMechanism::Futex);
+}
+
+fn flood(wake: WakeMechanism) {
     if !available_or_explain() {
         return;
     }
     let mut config = common::config(2);
-    config.shard.wake = if msg_ring_wake {
-        WakeMechanism::MsgRing
-    } else {
-        WakeMechanism::Eventfd
-    };
+    config.shard.wake = wake;
     config.mesh.control_capacity = 8;
     config.mesh.data_capacity = 512;
     config.mesh.data_batch = 32;
@@ -127,6 +128,7 @@ fn flood(msg_ring_wake: bool) {
         ..Flood::default()
     })
     .unwrap();
+    let futex_kernel = engine.probe_report().futex_wait;
     // Both shards parked first, so the flood's first message must wake the receiver.
     common::wait_all_parked(&engine);
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -161,9 +163,17 @@ fn flood(msg_ring_wake: bool) {
     let total = report.total();
     assert_eq!(total.mesh_received, sent + 2);
     assert_eq!(total.msg_ring_fallbacks, 0);
-    if msg_ring_wake {
+    if wake == WakeMechanism::MsgRing {
         assert!(total.ring_wakes >= 1, "woken through MSG_RING: {total}");
     } else {
         assert_eq!(total.ring_wakes, 0);
+    }
+    // Where the kernel has IORING_OP_FUTEX_WAIT (6.7+), the parked receiver slept on its
+    // futex and was woken there; elsewhere it fell back to the eventfd.
+    let futex = wake == WakeMechanism::Futex && futex_kernel;
+    if futex {
+        assert!(total.futex_wakes >= 1, "woken through the futex: {total}");
+    } else {
+        assert_eq!(total.futex_wakes, 0);
     }
 }

@@ -11,9 +11,10 @@ fn main() -> ExitCode {
     match ringwire_shard::driver::probe() {
         Ok(report) => {
             println!(
-                "io_uring: usable, mode {}, MSG_RING {}, kernel {}",
+                "io_uring: usable, mode {}, MSG_RING {}, FUTEX_WAIT {}, kernel {}",
                 report.mode,
                 if report.msg_ring { "yes" } else { "no" },
+                if report.futex_wait { "yes" } else { "no" },
                 report.kernel
             );
             ExitCode::SUCCESS

@@ -18,11 +18,16 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum WakeMechanism {
     /// A write to the peer's eventfd, which the peer's ring polls.
-    #[default]
     Eventfd,
     /// `IORING_OP_MSG_RING` from the sender's own ring, riding on its next `io_uring_enter`
     /// (Linux 5.18+; falls back to the eventfd where the kernel lacks it or a wake fails).
+    /// The default: the lowest wake latency in `ringwire-bench rings` (DECISIONS D41).
+    #[default]
     MsgRing,
+    /// A parked shard sleeps on an `IORING_OP_FUTEX_WAIT` armed on its parked word (Linux
+    /// 6.7+), and a peer that claims the wake sends one `FUTEX_WAKE`. Where the kernel lacks
+    /// the opcode the shard sleeps as with `eventfd`, and peers wake it through its eventfd.
+    Futex,
 }
 
 impl fmt::Display for WakeMechanism {
@@ -30,6 +35,7 @@ impl fmt::Display for WakeMechanism {
         f.write_str(match self {
             WakeMechanism::Eventfd => "eventfd",
             WakeMechanism::MsgRing => "msg_ring",
+            WakeMechanism::Futex => "futex",
         })
     }
 }
@@ -147,7 +153,7 @@ impl Default for ShardConfig {
             socket_send_buffer: 4 << 20,
             max_timers: 1 << 20,
             drain_timeout: Duration::from_millis(500),
-            wake: WakeMechanism::Eventfd,
+            wake: WakeMechanism::MsgRing,
             turn_histogram: false,
             gso: Offload::Auto,
             gro: Offload::Auto,

@@ -220,6 +220,9 @@ counters! {
     ring_wakes,
     /// `MSG_RING` wakes that failed in the kernel and were sent through the eventfd instead.
     msg_ring_fallbacks,
+    /// Futex waits on the parked word that completed (`shard.wake = "futex"`): woken by a
+    /// peer, or the word had changed before the wait was armed.
+    futex_wakes,
     /// Mesh messages delivered to the handler.
     mesh_received,
     /// Datagrams the handler rejected as malformed ([`Ctx::reject`](crate::Ctx::reject)).

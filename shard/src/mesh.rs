@@ -289,8 +289,10 @@ impl<T: Send> MeshEnd<T> {
                 continue;
             }
             let waker = link.notifier.waker();
-            let delivered = waker.ring_fd().is_some_and(|fd| via_ring(link.to, fd))
-                || match waker.wake() {
+            // A target sleeping on its parked word is woken there; its eventfd poll would
+            // also end the sleep, at the cost of a read to drain it.
+            let delivered = if link.notifier.consumer_sleeps_on_futex() {
+                match link.notifier.wake_futex() {
                     Ok(()) => true,
                     Err(e) => {
                         if let Some(suppressed) = self.wake_log.allow(std::time::Instant::now()) {
@@ -298,7 +300,20 @@ impl<T: Send> MeshEnd<T> {
                         }
                         false
                     }
-                };
+                }
+            } else {
+                waker.ring_fd().is_some_and(|fd| via_ring(link.to, fd))
+                    || match waker.wake() {
+                        Ok(()) => true,
+                        Err(e) => {
+                            if let Some(suppressed) = self.wake_log.allow(std::time::Instant::now())
+                            {
+                                tracing::warn!(to = link.to, suppressed, "cannot wake shard: {e}");
+                            }
+                            false
+                        }
+                    }
+            };
             if delivered {
                 link.stats[1].wakes += 1;
                 woken += 1;
@@ -371,6 +386,17 @@ impl<T: Send> MeshEnd<T> {
     /// Call after every sleep returns.
     pub fn unparked(&self) {
         let _ = self.parker.unparked();
+    }
+
+    /// Tells peers whether this shard sleeps on its parked word with a futex wait (see
+    /// [`Parker::sleep_on_futex`]).
+    pub fn sleep_on_futex(&self, on: bool) {
+        self.parker.sleep_on_futex(on);
+    }
+
+    /// The parked word's address, for `IORING_OP_FUTEX_WAIT` ([`Parker::futex_addr`]).
+    pub fn futex_addr(&self) -> *const u32 {
+        self.parker.futex_addr()
     }
 
     /// Whether this end has any peer (only then is parking protocol needed).

@@ -369,3 +369,82 @@ fn park_wake_two_producers() {
         drop((a, b, rings));
     });
 }
+
+/// A model of the kernel's futex on the parked word. `wait` checks "still parked" and goes to
+/// sleep under one lock (the kernel's hash-bucket lock), so a wake that comes after the check
+/// finds the sleeper; `wake` wakes a sleeper if there is one and is otherwise lost: unlike an
+/// eventfd count or a `thread::park` token, a futex keeps no wake for later. That is what
+/// makes the futex park need its compare: a wake claimed before the wait is armed must turn
+/// the word to `RUNNING`, so the wait does not sleep at all.
+#[derive(Default)]
+struct Futex {
+    sleeping: loom::sync::Mutex<bool>,
+    woken: loom::sync::Condvar,
+}
+
+impl Futex {
+    /// `FUTEX_WAIT(word, PARKED)`.
+    fn wait(&self, parker: &Parker) {
+        let mut sleeping = self.sleeping.lock().unwrap();
+        if !parker.is_parked() {
+            return;
+        }
+        *sleeping = true;
+        while *sleeping {
+            sleeping = self.woken.wait(sleeping).unwrap();
+        }
+    }
+}
+
+/// The producer's side: `FUTEX_WAKE(word, 1)` on the consumer's futex.
+struct FutexWake(Arc<Futex>);
+
+impl Wake for FutexWake {
+    fn wake(&self) -> io::Result<()> {
+        let futex = &self.0;
+        let mut sleeping = futex.sleeping.lock().unwrap();
+        if *sleeping {
+            *sleeping = false;
+            futex.woken.notify_one();
+        }
+        Ok(())
+    }
+}
+
+/// The futex park: the consumer sleeps on its parked word only while it still reads
+/// `PARKED`, the producer's claim turns it `RUNNING` and then wakes the word. One item then
+/// the producer's drop; no lost wake-up (loom reports a deadlock if the consumer sleeps for
+/// ever), nothing lost.
+#[test]
+fn futex_park_on_push_and_close() {
+    bounded(5).check(|| {
+        let (tx, mut rx) = channel::<usize>(2);
+        let parker = Arc::new(Parker::new());
+        let futex = Arc::new(Futex::default());
+        let consumer_parker = Arc::clone(&parker);
+        let consumer_futex = Arc::clone(&futex);
+        let consumer = thread::spawn(move || {
+            let mut got = Vec::new();
+            loop {
+                match rx.try_recv() {
+                    Ok(v) => got.push(v),
+                    Err(TryRecvError::Closed) => return got,
+                    Err(TryRecvError::Empty) => {
+                        if consumer_parker.park(|| rx.has_work()) == ParkDecision::Sleep {
+                            consumer_futex.wait(&consumer_parker);
+                            consumer_parker.unparked();
+                        }
+                    }
+                }
+            }
+        });
+        let notifier = parker.notifier(FutexWake(futex));
+        let producer = thread::spawn(move || {
+            let mut tx = WakingProducer::new(tx, notifier);
+            tx.try_send(1).unwrap();
+            tx.notify().unwrap();
+        });
+        producer.join().unwrap();
+        assert_eq!(consume_result(consumer), [1]);
+    });
+}

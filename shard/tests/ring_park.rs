@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 mod common;
 
 use ringwire_shard::ring::{
-    EventFd, ParkDecision, Parker, TryRecvError, TrySendError, WakingProducer, channel,
-    recv_blocking,
+    EventFd, ParkDecision, Parker, TryRecvError, TrySendError, WakingProducer, channel, futex,
+    recv_blocking, recv_blocking_with,
 };
 
 /// Liveness guard only (not a speed bound): a lost wake-up would otherwise hang the test run.
@@ -315,4 +315,71 @@ fn two_threads_batches_lose_and_duplicate_nothing() {
     }
     drop(tx);
     assert_eq!(consumer.join().unwrap(), total);
+}
+
+/// How a stress consumer sleeps, and how its producer's wakes reach it.
+#[derive(Clone, Copy, Debug)]
+enum Mechanism {
+    /// `poll(2)` on an eventfd; the producer writes it.
+    Eventfd,
+    /// `FUTEX_WAIT` on the parked word; the producer's claimed wake is a `FUTEX_WAKE`.
+    Futex,
+}
+
+/// Park / wake stress: the producer sends items one at a time, each followed by a wake check,
+/// in bursts with a pause between (so the consumer parks and is woken over and over, and
+/// sometimes races the producer's next push); the consumer sleeps whenever its ring is empty.
+/// Every item arrives once, in order; no wake is lost (the consumer would hang) and there is
+/// at most one wake per item.
+fn park_wake_stress(mechanism: Mechanism) {
+    const ITEMS: u64 = 20_000;
+    let (tx, mut rx) = channel::<u64>(8);
+    let parker = Arc::new(Parker::new());
+    parker.sleep_on_futex(matches!(mechanism, Mechanism::Futex));
+    let efd = Arc::new(EventFd::new().unwrap());
+    let mut tx = WakingProducer::new(tx, parker.notifier(Arc::clone(&efd)));
+    let (done_tx, done_rx) = mpsc::channel();
+    let consumer = thread::spawn(move || {
+        let sleep = || match mechanism {
+            Mechanism::Eventfd => efd.wait().map(drop),
+            Mechanism::Futex => futex::wait(parker.futex_word(), Parker::FUTEX_PARKED),
+        };
+        let mut expected = 0;
+        while let Some(v) = recv_blocking_with(&mut rx, &parker, sleep).unwrap() {
+            assert_eq!(v, expected, "out of order or duplicated");
+            expected += 1;
+        }
+        done_tx.send(expected).unwrap();
+    });
+    for i in 0..ITEMS {
+        loop {
+            match tx.try_send(i) {
+                Ok(()) => break,
+                // The consumer is running (a full ring means it has work): yield the core to
+                // it rather than spin.
+                Err(TrySendError::Full(_)) => thread::yield_now(),
+                Err(TrySendError::Closed(_)) => panic!("consumer gone"),
+            }
+        }
+        tx.notify().unwrap();
+        if i % 64 == 63 {
+            // Let the consumer drain and park.
+            thread::sleep(Duration::from_micros(50));
+        }
+    }
+    let wakes = tx.wakes();
+    drop(tx);
+    assert_eq!(done_rx.recv_timeout(HANG), Ok(ITEMS), "lost wake-up");
+    consumer.join().unwrap();
+    assert!(wakes <= ITEMS, "{wakes} wakes for {ITEMS} items");
+}
+
+#[test]
+fn park_wake_stress_eventfd() {
+    park_wake_stress(Mechanism::Eventfd);
+}
+
+#[test]
+fn park_wake_stress_futex() {
+    park_wake_stress(Mechanism::Futex);
 }

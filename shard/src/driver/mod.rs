@@ -69,6 +69,7 @@ use crate::counters::{Counters, ShardStats};
 use crate::handler::{Ctx, Handler};
 use crate::mesh::{Lane, MeshEnd};
 use crate::ratelimit::LogLimiter;
+use crate::ring::futex;
 use crate::timer::Timers;
 
 /// A handler context over the shard's fields (a macro, not a method, so that it borrows only
@@ -96,6 +97,8 @@ const MSG_WAKE: u64 = 5 << KIND_SHIFT;
 /// The sender's side of a `MSG_RING` wake; posted only on failure (`SKIP_SUCCESS`). Low bits:
 /// the target shard.
 const MSG_SENT: u64 = 6 << KIND_SHIFT;
+/// The `IORING_OP_FUTEX_WAIT` on the parked word (`shard.wake = "futex"`).
+const FUTEX: u64 = 7 << KIND_SHIFT;
 const KIND_MASK: u64 = 0xff << KIND_SHIFT;
 const BGID: u16 = 0;
 /// Most receives one completion pass re-arms and submits at once after an empty datagram
@@ -163,7 +166,7 @@ impl Drop for Shard {
         if self.pools_released {
             return;
         }
-        if self.recv.armed() || self.poll_armed || self.slots.in_flight() > 0 {
+        if self.recv.armed() || self.poll_armed || self.futex_armed || self.slots.in_flight() > 0 {
             let mut app: App<'_, Discard> = None;
             let limit = self.drain_timeout;
             if let Err(e) = self.drain(&mut app, limit) {
@@ -256,6 +259,11 @@ pub struct Shard {
     msg_ring_wake: bool,
     /// Targets whose `MSG_RING` wake failed this turn (woken through the eventfd instead).
     failed_wakes: Vec<usize>,
+    /// Sleep on the parked word with `IORING_OP_FUTEX_WAIT` (`shard.wake = "futex"` on a
+    /// kernel that has it).
+    futex_wait: bool,
+    /// The futex wait is in the kernel (armed when parking, until its completion).
+    futex_armed: bool,
     drain_timeout: Duration,
     control: Arc<ShardControl>,
     /// This shard's report requests, taken from `control` at set-up (read without a lock).
@@ -364,6 +372,14 @@ impl Shard {
         let fixed_fd = ring.submitter().register_files(&[fd]).is_ok();
         publish_ring_fd(&control, &ring);
         let msg_ring_wake = config.wake == crate::config::WakeMechanism::MsgRing && report.msg_ring;
+        let futex_wait = config.wake == crate::config::WakeMechanism::Futex && report.futex_wait;
+        if config.wake == crate::config::WakeMechanism::Futex && !futex_wait {
+            tracing::info!(
+                shard = control.index,
+                "shard.wake = \"futex\": no IORING_OP_FUTEX_WAIT on kernel {}; peers wake this shard through its eventfd",
+                report.kernel
+            );
+        }
         Ok(Self {
             ring,
             recv,
@@ -373,6 +389,8 @@ impl Shard {
             fixed_fd,
             msg_ring_wake,
             failed_wakes: Vec::new(),
+            futex_wait,
+            futex_armed: false,
             drain_timeout: config.drain_timeout,
             report_inbox: control.take_report_inbox(),
             control,
@@ -429,6 +447,9 @@ impl Shard {
     ) -> Result<(), ShardError> {
         self.arm_recv()?;
         self.arm_poll()?;
+        // Peers deliver claimed wakes as futex wakes from now on; the eventfd stays armed for
+        // stop and report requests.
+        mesh.sleep_on_futex(self.futex_wait);
         let mut ctx = ctx!(self, Instant::now(), mesh);
         handler.on_start(&mut ctx);
         let mut first = true;
@@ -457,6 +478,9 @@ impl Shard {
                     timeout = Some(Duration::ZERO);
                 } else {
                     parked = true;
+                    if self.futex_wait && !self.futex_armed {
+                        self.arm_futex(mesh.futex_addr())?;
+                    }
                 }
             }
             self.enter(1, timeout)?;
@@ -566,8 +590,16 @@ impl Shard {
         }
         self.push(opcode::AsyncCancel::new(RECV).build().user_data(CANCEL))?;
         self.push(opcode::AsyncCancel::new(WAKE).build().user_data(CANCEL))?;
+        if let Some((_, mesh)) = app {
+            // Peers wake a stopping shard through its eventfd.
+            mesh.sleep_on_futex(false);
+        }
+        if self.futex_armed {
+            self.push(opcode::AsyncCancel::new(FUTEX).build().user_data(CANCEL))?;
+        }
         let deadline = Instant::now() + limit;
-        while self.recv.armed() || self.poll_armed || self.slots.in_flight() > 0 {
+        while self.recv.armed() || self.poll_armed || self.futex_armed || self.slots.in_flight() > 0
+        {
             let now = Instant::now();
             if now >= deadline {
                 tracing::warn!(
@@ -704,6 +736,27 @@ impl Shard {
         self.push(sqe).is_ok()
     }
 
+    /// Arms `IORING_OP_FUTEX_WAIT` on the parked word, expecting "parked": it completes when
+    /// a peer claims the wake and sends `FUTEX_WAKE`, or at once if a peer claimed it before
+    /// the kernel read the word. Armed once and left armed across sleeps that end otherwise
+    /// (a datagram, a timer), so a park costs no SQE unless a futex wake ended the last one.
+    fn arm_futex(&mut self, word: *const u32) -> Result<(), ShardError> {
+        let sqe = opcode::FutexWait::new(
+            word,
+            u64::from(crate::ring::Parker::FUTEX_PARKED),
+            futex::FUTEX_BITSET_MATCH_ANY,
+            futex::FUTEX2_SIZE_U32 | futex::FUTEX2_PRIVATE,
+        )
+        .build()
+        .user_data(FUTEX);
+        // The kernel reads the word (an `AtomicU32`, never written by the kernel) when it arms
+        // the wait and then only uses its address as the wait's key; the word lives in the
+        // mesh end's parker, and the drain cancels the wait before the loop returns.
+        self.push(sqe)?;
+        self.futex_armed = true;
+        Ok(())
+    }
+
     fn arm_poll(&mut self) -> Result<(), ShardError> {
         let sqe = opcode::PollAdd::new(Fd(self.control.waker.as_raw_fd()), libc::POLLIN as u32)
             .multi(true)
@@ -809,6 +862,15 @@ impl Shard {
                 SEND => self.on_send(&cqe, app),
                 WAKE => self.on_wake(&cqe),
                 MSG_WAKE => self.counters.ring_wakes += 1,
+                FUTEX => {
+                    self.futex_armed = false;
+                    // 0: a peer's FUTEX_WAKE; EAGAIN: the word was no longer "parked" when
+                    // the kernel armed the wait (a peer's claim came first). Either is a wake;
+                    // a cancel (draining) is not.
+                    if cqe.result() == 0 || cqe.result() == -libc::EAGAIN {
+                        self.counters.futex_wakes += 1;
+                    }
+                }
                 MSG_SENT if cqe.result() < 0 => {
                     self.counters.msg_ring_fallbacks += 1;
                     self.failed_wakes.push((data & 0xffff_ffff) as usize);

@@ -145,6 +145,9 @@ pub struct ProbeReport {
     pub mode: RingMode,
     /// Whether `IORING_OP_MSG_RING` is available (Linux 5.18+), for waking other shards.
     pub msg_ring: bool,
+    /// Whether `IORING_OP_FUTEX_WAIT` is available (Linux 6.7+), for sleeping on the parked
+    /// word (`shard.wake = "futex"`).
+    pub futex_wait: bool,
 }
 
 /// The running kernel's release string.
@@ -325,6 +328,7 @@ fn check(ring: &IoUring, mode: RingMode, kernel: String) -> Result<ProbeReport, 
         kernel,
         mode,
         msg_ring: probe.is_supported(opcode::MsgRingData::CODE),
+        futex_wait: probe.is_supported(opcode::FutexWait::CODE),
     })
 }
 

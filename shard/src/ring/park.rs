@@ -62,7 +62,7 @@ use std::io;
 
 use crossbeam_utils::CachePadded;
 
-use super::sync::{Arc, AtomicBool, Ordering, fence};
+use super::sync::{Arc, AtomicBool, AtomicU32, Ordering, fence};
 
 /// How a producer wakes a parked consumer: an eventfd write ([`super::EventFd`]), an
 /// `IORING_OP_MSG_RING` from the producer's own ring, or a test double.
@@ -98,9 +98,20 @@ impl<W: Wake + ?Sized> Wake for std::sync::Arc<W> {
     }
 }
 
-/// The flag a consumer shard shares with every producer that may wake it.
+/// `parked` while the consumer runs.
+const RUNNING: u32 = 0;
+/// `parked` between `prepare_park` and the wake claim / cancel / `unparked`.
+const PARKED: u32 = 1;
+
+/// The word a consumer shard shares with every producer that may wake it.
 struct ParkState {
-    parked: CachePadded<AtomicBool>,
+    /// [`RUNNING`] or [`PARKED`]. A `u32` so that the consumer can sleep on it as a futex
+    /// word: "sleep while it is still `PARKED`" is exactly what `FUTEX_WAIT` checks, atomically
+    /// with going to sleep.
+    parked: CachePadded<AtomicU32>,
+    /// Set while the consumer sleeps on `parked` with a futex wait (see
+    /// [`Parker::sleep_on_futex`]): a claimed wake is then a futex wake on the word.
+    futex: AtomicBool,
 }
 
 /// The consumer side of the park / wake protocol: one per consumer shard, owned by it.
@@ -130,7 +141,8 @@ impl Parker {
     pub fn new() -> Self {
         Self {
             state: Arc::new(ParkState {
-                parked: CachePadded::new(AtomicBool::new(false)),
+                parked: CachePadded::new(AtomicU32::new(RUNNING)),
+                futex: AtomicBool::new(false),
             }),
         }
     }
@@ -149,7 +161,7 @@ impl Parker {
     /// call [`cancel_park`](Self::cancel_park).
     pub fn prepare_park(&self) {
         // A swap, not a store: see "Why `prepare_park` swaps" in the module docs.
-        let _ = self.state.parked.swap(true, Ordering::Relaxed);
+        let _ = self.state.parked.swap(PARKED, Ordering::Relaxed);
         // SeqCst fence between our `parked` store and the caller's re-check loads: the
         // consumer half of the Dekker pair (module docs).
         fence(Ordering::SeqCst);
@@ -158,7 +170,7 @@ impl Parker {
     /// Withdraws a [`prepare_park`](Self::prepare_park) because work arrived. Returns `true`
     /// if a producer had already claimed the wake, which is then in flight.
     pub fn cancel_park(&self) -> bool {
-        !self.state.parked.swap(false, Ordering::Relaxed)
+        self.state.parked.swap(RUNNING, Ordering::Relaxed) == RUNNING
     }
 
     /// `prepare_park`, then `has_work()` as the re-check, then sleep or cancel.
@@ -177,12 +189,43 @@ impl Parker {
     /// `true` if a producer claimed the wake (as opposed to the sleep ending for another
     /// reason, such as a datagram).
     pub fn unparked(&self) -> bool {
-        !self.state.parked.swap(false, Ordering::Relaxed)
+        self.state.parked.swap(RUNNING, Ordering::Relaxed) == RUNNING
     }
 
     /// `true` between `prepare_park` and the wake claim / cancel / `unparked`.
     pub fn is_parked(&self) -> bool {
-        self.state.parked.load(Ordering::Relaxed)
+        self.state.parked.load(Ordering::Relaxed) == PARKED
+    }
+
+    /// Tells producers whether this consumer sleeps on its parked word with a futex wait
+    /// (`IORING_OP_FUTEX_WAIT` armed on [`Parker::futex_word`] expecting
+    /// [`Parker::FUTEX_PARKED`], or [`super::futex::wait`]). While set, a producer that claims
+    /// a wake delivers it with a futex wake on the word instead of its [`Wake`]. Set it before
+    /// the first sleep on the word; clear it before giving the futex wait up for good.
+    pub fn sleep_on_futex(&self, on: bool) {
+        self.state.futex.store(on, Ordering::Relaxed);
+    }
+
+    /// The value of the parked word while parked: what a futex wait on
+    /// [`Parker::futex_word`] expects.
+    pub const FUTEX_PARKED: u32 = PARKED;
+
+    /// The parked word, for a futex wait (`IORING_OP_FUTEX_WAIT` takes its address). The
+    /// kernel only reads it (atomically, when the wait is armed) and uses the address as the
+    /// wait's key: no Rust reference is aliased by a kernel write. It lives as long as this
+    /// parker or any of its notifiers.
+    #[cfg(not(loom))]
+    pub fn futex_word(&self) -> &std::sync::atomic::AtomicU32 {
+        &self.state.parked
+    }
+
+    /// The parked word's address, for an `IORING_OP_FUTEX_WAIT` SQE (see
+    /// [`Parker::futex_word`]). Null under loom, which has no futexes.
+    pub fn futex_addr(&self) -> *const u32 {
+        #[cfg(not(loom))]
+        return self.state.parked.as_ptr().cast_const();
+        #[cfg(loom)]
+        return std::ptr::null();
     }
 }
 
@@ -217,8 +260,26 @@ impl<W: Wake> Notifier<W> {
         // SeqCst fence between the caller's `tail` (or `closed`) store and our `parked` load:
         // the producer half of the Dekker pair (module docs).
         fence(Ordering::SeqCst);
-        self.state.parked.load(Ordering::Relaxed)
-            && self.state.parked.swap(false, Ordering::Relaxed)
+        self.state.parked.load(Ordering::Relaxed) == PARKED
+            && self.state.parked.swap(RUNNING, Ordering::Relaxed) == PARKED
+    }
+
+    /// `true` if the consumer sleeps on its parked word with a futex wait
+    /// ([`Parker::sleep_on_futex`]): a claimed wake must then be delivered with
+    /// [`Notifier::wake_futex`].
+    pub fn consumer_sleeps_on_futex(&self) -> bool {
+        self.state.futex.load(Ordering::Relaxed)
+    }
+
+    /// Delivers a claimed wake with a futex wake on the consumer's parked word (one
+    /// `futex(2)` system call): the consumer's futex wait, armed while the word read
+    /// `PARKED`, returns; one armed after the claim finds the word `RUNNING` and returns at
+    /// once. Call only after [`Notifier::should_wake`] returned `true`.
+    pub fn wake_futex(&self) -> io::Result<()> {
+        #[cfg(not(loom))]
+        return super::futex::wake(&self.state.parked).map(drop);
+        #[cfg(loom)]
+        return Err(io::ErrorKind::Unsupported.into());
     }
 
     /// Call after pushing one or more items: wakes the consumer if it is parked. Returns
@@ -230,13 +291,18 @@ impl<W: Wake> Notifier<W> {
         if !self.should_wake() {
             return Ok(false);
         }
-        match self.waker.wake() {
+        let woken = if self.consumer_sleeps_on_futex() {
+            self.wake_futex()
+        } else {
+            self.waker.wake()
+        };
+        match woken {
             Ok(()) => {
                 self.wakes += 1;
                 Ok(true)
             }
             Err(e) => {
-                let _ = self.state.parked.swap(true, Ordering::Relaxed);
+                let _ = self.state.parked.swap(PARKED, Ordering::Relaxed);
                 Err(e)
             }
         }
@@ -245,14 +311,14 @@ impl<W: Wake> Notifier<W> {
     /// `true` if the consumer has published "about to sleep" and no one has claimed the wake
     /// yet. A snapshot for tests and statistics; use [`notify`](Self::notify) to act on it.
     pub fn consumer_parked(&self) -> bool {
-        self.state.parked.load(Ordering::Relaxed)
+        self.state.parked.load(Ordering::Relaxed) == PARKED
     }
 
     /// Gives back a wake claimed with [`Notifier::should_wake`] that could not be delivered:
     /// the consumer counts as parked again, so the next claim retries. At worst one spurious
     /// wake follows.
     pub fn give_back(&self) {
-        self.state.parked.store(true, Ordering::Relaxed);
+        self.state.parked.store(PARKED, Ordering::Relaxed);
     }
 
     /// Wakes sent by this notifier so far.
@@ -269,7 +335,10 @@ impl<W: Wake> Notifier<W> {
 impl<W> std::fmt::Debug for Notifier<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Notifier")
-            .field("parked", &self.state.parked.load(Ordering::Relaxed))
+            .field(
+                "parked",
+                &(self.state.parked.load(Ordering::Relaxed) == PARKED),
+            )
             .field("wakes", &self.wakes)
             .finish()
     }

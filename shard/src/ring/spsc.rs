@@ -5,49 +5,63 @@
 //! ```text
 //!  Producer<T> (producer core)          Consumer<T> (consumer core)
 //!  +----------------------+             +----------------------+
-//!  | tail        (owned)  |             | head        (owned)  |
+//!  | tail, tail_slot      |             | head, head_slot      |
 //!  | head_cache  (stale)  |             | tail_cache  (stale)  |
+//!  | slots ptr, capacity  |             | slots ptr, capacity  |
 //!  +----------+-----------+             +-----------+----------+
 //!             |        Arc<Shared<T>>               |
 //!             v                                     v
 //!  +------------------------------------------------------------------+
-//!  | head: CachePadded<AtomicUsize>   written by consumer only         |  cache line A
+//!  | head: CachePadded<AtomicU64>     written by consumer only         |  cache line A
 //!  +------------------------------------------------------------------+
-//!  | tail: CachePadded<AtomicUsize>   written by producer only         |  cache line B
+//!  | tail: CachePadded<AtomicU64>     written by producer only         |  cache line B
 //!  +------------------------------------------------------------------+
-//!  | closed: AtomicBool | capacity | slots ptr   (read-mostly)         |  cache line C
+//!  | closed: AtomicBool | capacity | slots          (read-mostly)      |  cache line C
 //!  +------------------------------------------------------------------+
 //!  slots: [UnsafeCell<MaybeUninit<T>>; capacity]
 //!         +-----+-----+-----+-----+-----+
 //!         |     |  x  |  x  |  x  |     |     x = initialised item
 //!         +-----+-----+-----+-----+-----+
 //!                  ^                 ^
-//!                head              tail       (positions taken modulo capacity)
+//!              head_slot         tail_slot
 //! ```
 //!
-//! `head` and `tail` are *positions* in `0 .. 2 * capacity`; the slot of a position is the
-//! position modulo `capacity` (one compare and subtract, never a division). Counting to
-//! `2 * capacity` rather than `capacity` tells a full ring (`tail - head == capacity`) from an
-//! empty one (`tail == head`) without wasting a slot, so the capacity is exactly the one asked
-//! for, whatever it is (rtrb does the same).
+//! `head` and `tail` are free-running `u64` *positions*: they only ever grow (by wrapping
+//! addition), and the number of items in the ring is `tail - head` (wrapping subtraction),
+//! which tells a full ring (`capacity`) from an empty one (`0`) without wasting a slot, so the
+//! capacity is exactly the one asked for. A `u64` position wraps after 2^64 items, more than
+//! five centuries at a billion items a second, so `position mod capacity` is the slot of a
+//! position for the life of any ring. Each end keeps the slot of its own position
+//! (`tail_slot`, `head_slot`) and advances it with a compare and subtract, never a division.
 //!
-//! Each side keeps a private copy of the other side's index (`head_cache`, `tail_cache`) and
-//! reloads the shared one only when the copy says it cannot proceed (producer: "full";
-//! consumer: "empty"). In steady state the producer writes line B and the consumer writes line
-//! A, and neither reads the other's line on every operation: that is the rigtorp / rtrb
-//! technique, worth more than an order of magnitude on a cross-core ring.
+//! Each end also keeps a private copy of the other end's position (`head_cache`,
+//! `tail_cache`) and reloads the shared one only when the copy says it cannot proceed
+//! (producer: "full"; consumer: "empty"), and a private copy of the slot pointer and the
+//! capacity, so an operation whose cached position suffices reads no shared line at all but
+//! the read-mostly `closed` flag (producer only). In steady state the producer writes line B
+//! and the consumer writes line A, and neither reads the other's line on every operation:
+//! that is the rigtorp / rtrb technique, worth more than an order of magnitude on a cross-core
+//! ring. The `Arc` is touched only when an end is created or dropped.
+//!
+//! Batch operations on buffers ([`Producer::send_batch`], [`Consumer::recv_batch`]) move items
+//! with block copies: the slots of positions `p .. p + n` are at most two runs (up to the end
+//! of the array, then from its start), so a batch is at most two `memcpy`s per contiguous run
+//! of the caller's buffer. The items are moved, not cloned: the copy in the ring owns them and
+//! the caller's buffer forgets them.
 //!
 //! # Invariants
 //!
 //! 1. Only the producer stores `tail`; only the consumer stores `head`.
-//! 2. `0 <= tail - head (mod 2 * capacity) <= capacity`; the slots of positions
-//!    `head .. tail` hold initialised items and every other slot is uninitialised.
-//! 3. The producer touches only slots in `tail .. head + capacity` (free), the consumer only
-//!    slots in `head .. tail` (full); a cached index is never ahead of the real one, so a stale
-//!    cache can only make a side see *less* room or *fewer* items, never more.
-//! 4. `closed` goes from `false` to `true` once, when either end is dropped, after that end's
-//!    last index store.
-//! 5. Items still in the ring when both ends are gone are dropped by `Shared::drop`, which
+//! 2. `0 <= tail - head <= capacity`; the slots of positions `head .. tail` hold initialised
+//!    items and every other slot is uninitialised.
+//! 3. The producer touches only slots of positions in `tail .. head + capacity` (free), the
+//!    consumer only those in `head .. tail` (full); a cached position is never ahead of the
+//!    real one, so a stale cache can only make an end see *less* room or *fewer* items, never
+//!    more.
+//! 4. `tail_slot == tail mod capacity` and `head_slot == head mod capacity`.
+//! 5. `closed` goes from `false` to `true` once, when either end is dropped, after that end's
+//!    last position store.
+//! 6. Items still in the ring when both ends are gone are dropped by `Shared::drop`, which
 //!    runs exactly once (when the last `Arc` goes); items are moved out by `try_recv` /
 //!    `recv_batch` and then owned by the caller. So every item is dropped exactly once.
 //!
@@ -56,21 +70,22 @@
 //! * Producer: write slot(s), then `tail.store(Release)`. Consumer: `tail.load(Acquire)`, then
 //!   read slot(s). The Release/Acquire pair makes the slot writes happen-before the reads of
 //!   every position the consumer observes as filled. Nothing stronger is needed: there is one
-//!   writer per index, so no read-modify-write and no total order are involved.
+//!   writer per position, so no read-modify-write and no total order are involved.
 //! * Consumer: read (move out of) slot(s), then `head.store(Release)`. Producer:
 //!   `head.load(Acquire)`, then overwrite slot(s). This pair makes the consumer's reads
 //!   happen-before the producer's reuse of the slot, so a slot is never overwritten while it
 //!   is being read.
-//! * Close: an end's drop does `closed.store(true, Release)` after its last index store. The
-//!   consumer, seeing the ring empty, loads `closed` with Acquire and, if set, reloads `tail`:
-//!   the Acquire synchronises with the producer's Release, so that reload sees the producer's
-//!   final `tail` and no item pushed before the drop is reported as `Closed`. The producer
-//!   reads `closed` Relaxed: it only decides whether to hand the item back, and a producer that
-//!   races a consumer's drop has its item dropped with the ring, like any channel.
-//! * Each operation costs at most one Acquire load of the other side's index (only when the
-//!   cached copy is exhausted), one Release store of its own index, and one load of `closed`,
-//!   a line that is never written in steady state. On x86 the Acquire and Release are plain
-//!   `mov`s. Batch operations move any number of items for the same cost.
+//! * Close: an end's drop does `closed.store(true, Release)` after its last position store.
+//!   The consumer, seeing the ring empty, loads `closed` with Acquire and, if set, reloads
+//!   `tail`: the Acquire synchronises with the producer's Release, so that reload sees the
+//!   producer's final `tail` and no item pushed before the drop is reported as `Closed`. The
+//!   producer reads `closed` Relaxed: it only decides whether to hand the item back, and a
+//!   producer that races a consumer's drop has its item dropped with the ring, like any
+//!   channel.
+//! * Each operation costs at most one Acquire load of the other end's position (only when the
+//!   cached copy is exhausted), one Release store of its own position, and (producer) one load
+//!   of `closed`, a line that is never written in steady state. On x86 the Acquire and Release
+//!   are plain `mov`s. Batch operations move any number of items for the same cost.
 //!
 //! Nothing here blocks, spins, yields or enters the kernel: a full ring returns
 //! [`TrySendError::Full`] at once (compare the freenet node hung in crossbeam's unbounded
@@ -84,83 +99,120 @@ use std::mem::MaybeUninit;
 
 use crossbeam_utils::CachePadded;
 
-use super::sync::{Arc, AtomicBool, AtomicUsize, Ordering, UnsafeCell};
+use super::sync::{Arc, AtomicBool, AtomicU64, Ordering, UnsafeCell};
+
+/// One slot of the ring. `UnsafeCell` and `MaybeUninit` are both `repr(transparent)`, so an
+/// array of slots has the layout of an array of `T` (the block copies rely on it).
+type Slot<T> = UnsafeCell<MaybeUninit<T>>;
 
 /// The state both ends share. See the module documentation for the layout and invariants.
 struct Shared<T> {
     /// Next position the consumer reads. Stored only by the consumer.
-    head: CachePadded<AtomicUsize>,
+    head: CachePadded<AtomicU64>,
     /// Next position the producer writes. Stored only by the producer.
-    tail: CachePadded<AtomicUsize>,
+    tail: CachePadded<AtomicU64>,
     /// Set once, when either end is dropped.
     closed: AtomicBool,
     capacity: usize,
-    slots: Box<[UnsafeCell<MaybeUninit<T>>]>,
+    slots: Box<[Slot<T>]>,
 }
 
-/// Number of items between `head` and `tail`.
+/// Number of items between positions `head` and `tail` (at most the capacity, a `usize`).
 #[inline(always)]
-fn distance(capacity: usize, head: usize, tail: usize) -> usize {
-    if tail >= head {
-        tail - head
-    } else {
-        tail + 2 * capacity - head
-    }
+fn distance(head: u64, tail: u64) -> usize {
+    tail.wrapping_sub(head) as usize
 }
 
-/// `pos + n`, wrapped into `0 .. 2 * capacity`. Requires `n <= capacity`.
+/// The slot `n` places after slot `slot`. Requires `slot < capacity` and `n <= capacity`.
 #[inline(always)]
-fn advance(capacity: usize, pos: usize, n: usize) -> usize {
-    debug_assert!(n <= capacity && pos < 2 * capacity);
-    let next = pos + n;
-    if next >= 2 * capacity {
-        next - 2 * capacity
+fn slot_after(capacity: usize, slot: usize, n: usize) -> usize {
+    debug_assert!(slot < capacity && n <= capacity);
+    let next = slot + n;
+    if next >= capacity {
+        next - capacity
     } else {
         next
     }
 }
 
-/// Slot index of position `pos`.
+/// Writes `item` into slot `slot` of the array at `slots`.
+///
+/// # Safety
+///
+/// `slot` is in bounds of a live slot array, the slot is free (uninitialised) and only the
+/// producer, which is the caller, touches it (invariant 3).
 #[inline(always)]
-fn slot(capacity: usize, pos: usize) -> usize {
-    // Positions are always below `2 * capacity` (`advance` wraps them), so the result is
-    // below `capacity`.
-    debug_assert!(pos < 2 * capacity);
-    if pos >= capacity { pos - capacity } else { pos }
+unsafe fn write_slot<T>(slots: *const Slot<T>, slot: usize, item: T) {
+    // SAFETY: in bounds and live by the caller's contract.
+    let cell = unsafe { &*slots.add(slot) };
+    cell.with_mut(|ptr| {
+        // SAFETY: the caller guarantees exclusive access to this free slot, so writing
+        // cannot race a read and overwrites no live item.
+        unsafe { ptr.write(MaybeUninit::new(item)) }
+    });
 }
 
-impl<T> Shared<T> {
-    /// Moves `item` into the slot of position `pos`.
-    ///
-    /// # Safety
-    ///
-    /// Only the producer may call this, and only for a position in its free range
-    /// (`tail .. head + capacity` by an Acquire-loaded or cached `head`): the slot must be
-    /// uninitialised and not concurrently accessed.
-    #[inline(always)]
-    unsafe fn write(&self, pos: usize, item: T) {
-        self.slots[slot(self.capacity, pos)].with_mut(|ptr| {
-            // SAFETY: the caller guarantees exclusive access to this free slot (invariant 3),
-            // so writing cannot race a read and overwrites no live item.
-            unsafe { ptr.write(MaybeUninit::new(item)) }
-        });
-    }
+/// Moves the item out of slot `slot` of the array at `slots`.
+///
+/// # Safety
+///
+/// `slot` is in bounds of a live slot array and holds an initialised item published to the
+/// caller (the consumer, or `Shared::drop` with both ends gone), which reads it at most once
+/// per filling.
+#[inline(always)]
+unsafe fn read_slot<T>(slots: *const Slot<T>, slot: usize) -> T {
+    // SAFETY: in bounds and live by the caller's contract.
+    let cell = unsafe { &*slots.add(slot) };
+    cell.with(|ptr| {
+        // SAFETY: initialised and published by the caller's contract; no one writes it
+        // until `head` moves past it.
+        unsafe { ptr.read().assume_init() }
+    })
+}
 
-    /// Moves the item out of the slot of position `pos`.
-    ///
-    /// # Safety
-    ///
-    /// Only the consumer may call this, only for a position in `head .. tail` with `tail`
-    /// Acquire-loaded (or cached from such a load), and at most once per filling: the slot must
-    /// be initialised, and the caller must advance `head` past it before reading it again.
-    #[inline(always)]
-    unsafe fn read(&self, pos: usize) -> T {
-        self.slots[slot(self.capacity, pos)].with(|ptr| {
-            // SAFETY: the caller guarantees the slot holds an initialised item published by
-            // the producer's Release store of `tail`, which the caller has Acquire-loaded;
-            // the producer does not touch it until `head` moves past it.
-            unsafe { ptr.read().assume_init() }
-        })
+/// Moves `count` items from `src` into slots `at .. at + count` (one run, no wrap): a
+/// `memcpy`, or (under loom) one tracked write per slot.
+///
+/// # Safety
+///
+/// As [`write_slot`] for every slot of the run; `src` is valid for reading `count` items,
+/// which the caller then treats as moved (never drops or reads again).
+#[inline(always)]
+unsafe fn copy_to_slots<T>(slots: *const Slot<T>, at: usize, src: *const T, count: usize) {
+    #[cfg(not(loom))]
+    if count > 0 {
+        // SAFETY: the slots are in bounds, free and the producer's alone (caller); `Slot<T>`
+        // has `T`'s layout; `src` is valid for `count` reads and cannot overlap the ring's
+        // array. Writing through the pointer is allowed: every byte is inside an `UnsafeCell`.
+        unsafe { std::ptr::copy_nonoverlapping(src, slots.add(at).cast::<T>().cast_mut(), count) };
+    }
+    #[cfg(loom)]
+    for i in 0..count {
+        // SAFETY: as above, slot by slot, so that loom sees each access.
+        unsafe { write_slot(slots, at + i, src.add(i).read()) };
+    }
+}
+
+/// Moves `count` items out of slots `at .. at + count` (one run, no wrap) to `dst`: a
+/// `memcpy`, or (under loom) one tracked read per slot.
+///
+/// # Safety
+///
+/// As [`read_slot`] for every slot of the run; `dst` is valid for writing `count` items and
+/// does not overlap the ring's array.
+#[inline(always)]
+unsafe fn copy_from_slots<T>(slots: *const Slot<T>, at: usize, dst: *mut T, count: usize) {
+    #[cfg(not(loom))]
+    if count > 0 {
+        // SAFETY: the slots are in bounds, initialised and published to the consumer
+        // (caller); `Slot<T>` has `T`'s layout; `dst` is valid for `count` writes and does not
+        // overlap.
+        unsafe { std::ptr::copy_nonoverlapping(slots.add(at).cast::<T>(), dst, count) };
+    }
+    #[cfg(loom)]
+    for i in 0..count {
+        // SAFETY: as above, slot by slot, so that loom sees each access.
+        unsafe { dst.add(i).write(read_slot(slots, at + i)) };
     }
 }
 
@@ -169,16 +221,18 @@ impl<T> Drop for Shared<T> {
         if !std::mem::needs_drop::<T>() {
             return;
         }
-        // The last `Arc` is going: both ends are gone and `Arc`'s drop made their index
+        // The last `Arc` is going: both ends are gone and `Arc`'s drop made their position
         // stores visible, so Relaxed loads read the final positions.
         let head = self.head.load(Ordering::Relaxed);
         let tail = self.tail.load(Ordering::Relaxed);
-        let mut pos = head;
-        for _ in 0..distance(self.capacity, head, tail) {
-            // SAFETY: no end exists any more, so this thread has exclusive access; positions
-            // `head .. tail` are initialised (invariant 2) and each is read exactly once here.
-            drop(unsafe { self.read(pos) });
-            pos = advance(self.capacity, pos, 1);
+        // Invariant 4; the one division in the module.
+        let mut slot = (head % self.capacity as u64) as usize;
+        for _ in 0..distance(head, tail) {
+            // SAFETY: no end exists any more, so this thread has exclusive access; the slots
+            // of positions `head .. tail` are initialised (invariant 2) and each is read
+            // exactly once here.
+            drop(unsafe { read_slot(self.slots.as_ptr(), slot) });
+            slot = slot_after(self.capacity, slot, 1);
         }
     }
 }
@@ -216,23 +270,29 @@ pub fn channel<T>(capacity: usize) -> (Producer<T>, Consumer<T>) {
         .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
         .collect::<Box<[_]>>();
     let shared = Arc::new(Shared {
-        head: CachePadded::new(AtomicUsize::new(0)),
-        tail: CachePadded::new(AtomicUsize::new(0)),
+        head: CachePadded::new(AtomicU64::new(0)),
+        tail: CachePadded::new(AtomicU64::new(0)),
         closed: AtomicBool::new(false),
         capacity,
         slots,
     });
+    // The array never moves: it is boxed inside the `Arc`, which both ends keep alive.
+    let slots = shared.slots.as_ptr();
     let producer = Producer {
         shared: Arc::clone(&shared),
-        tail: 0,
-        head_cache: 0,
+        slots,
         capacity,
+        tail: 0,
+        tail_slot: 0,
+        head_cache: 0,
     };
     let consumer = Consumer {
         shared,
-        head: 0,
-        tail_cache: 0,
+        slots,
         capacity,
+        head: 0,
+        head_slot: 0,
+        tail_cache: 0,
     };
     (producer, consumer)
 }
@@ -241,33 +301,63 @@ pub fn channel<T>(capacity: usize) -> (Producer<T>, Consumer<T>) {
 /// items already in it, then [`TryRecvError::Closed`].
 pub struct Producer<T> {
     shared: Arc<Shared<T>>,
-    /// Mirror of `shared.tail`; this end is its only writer.
-    tail: usize,
-    /// Last `shared.head` seen; never ahead of the real one.
-    head_cache: usize,
+    /// `shared.slots`' array, valid as long as `shared` is.
+    slots: *const Slot<T>,
     capacity: usize,
+    /// Mirror of `shared.tail`; this end is its only writer.
+    tail: u64,
+    /// `tail mod capacity`.
+    tail_slot: usize,
+    /// Last `shared.head` seen; never ahead of the real one.
+    head_cache: u64,
 }
 
 /// The receiving end of a ring. Dropping it closes the ring: further sends return
 /// [`TrySendError::Closed`] with the item.
 pub struct Consumer<T> {
     shared: Arc<Shared<T>>,
-    /// Mirror of `shared.head`; this end is its only writer.
-    head: usize,
-    /// Last `shared.tail` seen; never ahead of the real one.
-    tail_cache: usize,
+    /// `shared.slots`' array, valid as long as `shared` is.
+    slots: *const Slot<T>,
     capacity: usize,
+    /// Mirror of `shared.head`; this end is its only writer.
+    head: u64,
+    /// `head mod capacity`.
+    head_slot: usize,
+    /// Last `shared.tail` seen; never ahead of the real one.
+    tail_cache: u64,
 }
 
 // SAFETY: a `Producer` moves `T`s into the ring and nothing else can reach them through it
 // (the consumer only takes them out), so sending the producer to another thread is sound
-// when `T: Send`. The shared indexes are atomics. It is not `Sync`: its methods take `&mut`.
+// when `T: Send`. The shared positions are atomics; the slot pointer points into the array
+// its `Arc` keeps alive. It is not `Sync`: its methods take `&mut`.
 unsafe impl<T: Send> Send for Producer<T> {}
 
 // SAFETY: as for `Producer`: the consumer only moves `T`s out, one owner at a time.
 unsafe impl<T: Send> Send for Consumer<T> {}
 
 impl<T> Producer<T> {
+    /// Free slots by the cached `head`; reloads `head` (Acquire: the consumer's reads of the
+    /// slots it frees happen-before we reuse them) when fewer than `wanted` are free.
+    #[inline(always)]
+    fn free(&mut self, wanted: usize) -> usize {
+        let free = self.capacity - distance(self.head_cache, self.tail);
+        if free >= wanted {
+            return free;
+        }
+        self.head_cache = self.shared.head.load(Ordering::Acquire);
+        self.capacity - distance(self.head_cache, self.tail)
+    }
+
+    /// Publishes `n` slots just written (Release: the slot writes happen-before the
+    /// consumer's Acquire load of `tail`).
+    #[inline(always)]
+    fn publish(&mut self, n: usize) {
+        self.tail = self.tail.wrapping_add(n as u64);
+        self.tail_slot = slot_after(self.capacity, self.tail_slot, n);
+        self.shared.tail.store(self.tail, Ordering::Release);
+    }
+
     /// Moves `item` into the ring, or hands it back at once.
     ///
     /// Returns [`TrySendError::Closed`] if the consumer is gone (checked first: a closed ring
@@ -278,24 +368,19 @@ impl<T> Producer<T> {
         if self.shared.closed.load(Ordering::Relaxed) {
             return Err(TrySendError::Closed(item));
         }
-        if distance(self.capacity, self.head_cache, self.tail) == self.capacity {
-            // Acquire: the consumer's reads of the slots it frees happen-before we reuse them.
-            self.head_cache = self.shared.head.load(Ordering::Acquire);
-            if distance(self.capacity, self.head_cache, self.tail) == self.capacity {
-                return Err(TrySendError::Full(item));
-            }
+        if self.free(1) == 0 {
+            return Err(TrySendError::Full(item));
         }
         // SAFETY: the ring is not full by a `head` no newer than the real one, so the slot of
-        // `tail` is free, and this is the producer.
-        unsafe { self.shared.write(self.tail, item) };
-        self.tail = advance(self.capacity, self.tail, 1);
-        // Release: publishes the slot write to the consumer's Acquire load of `tail`.
-        self.shared.tail.store(self.tail, Ordering::Release);
+        // `tail` is free (invariants 3 and 4), and this is the producer.
+        unsafe { write_slot(self.slots, self.tail_slot, item) };
+        self.publish(1);
         Ok(())
     }
 
     /// Moves as many items as fit from the front of `items` into the ring, in order, with one
-    /// index store (and at most one load of the consumer's index).
+    /// position store (and at most one load of the consumer's position): at most four block
+    /// copies (the deque's two halves, each into at most two runs of slots).
     ///
     /// Returns how many were moved; the rest stay in `items`, so nothing is lost. `Ok(0)`
     /// with `items` non-empty means the ring is full. If the consumer is gone, returns
@@ -308,44 +393,36 @@ impl<T> Producer<T> {
         if wanted == 0 {
             return Ok(0);
         }
-        let mut free = self.capacity - distance(self.capacity, self.head_cache, self.tail);
-        if free < wanted {
-            // Acquire: as in `try_send`.
-            self.head_cache = self.shared.head.load(Ordering::Acquire);
-            free = self.capacity - distance(self.capacity, self.head_cache, self.tail);
-        }
-        let n = free.min(wanted);
+        let n = self.free(wanted).min(wanted);
         if n == 0 {
             return Ok(0);
         }
-        // The free positions `tail .. tail + n` are at most two runs of slots: up to the end
-        // of the array, then from its start.
-        let start = slot(self.capacity, self.tail);
-        let first = n.min(self.capacity - start);
-        let mut drained = items.drain(..n);
-        for run in [
-            &self.shared.slots[start..start + first],
-            &self.shared.slots[..n - first],
-        ] {
-            for (cell, item) in run.iter().zip(&mut drained) {
-                cell.with_mut(|ptr| {
-                    // SAFETY: the cells walked are those of positions `tail .. tail + n` with
-                    // `n <= free`, so each is free (invariant 3) and only the producer
-                    // touches it.
-                    unsafe { ptr.write(MaybeUninit::new(item)) }
-                });
+        let (front, back) = items.as_slices();
+        let from_front = n.min(front.len());
+        let mut slot = self.tail_slot;
+        for part in [&front[..from_front], &back[..n - from_front]] {
+            // The free slots from `slot` are at most two runs: up to the end of the array,
+            // then from its start.
+            let first = part.len().min(self.capacity - slot);
+            // SAFETY: the slots of positions `tail .. tail + n` are free (invariant 3:
+            // `n <= free`) and the producer's alone; `part` is `items`' memory, outside the
+            // ring, and its items are forgotten by `items` right below without being read.
+            unsafe {
+                copy_to_slots(self.slots, slot, part.as_ptr(), first);
+                copy_to_slots(self.slots, 0, part.as_ptr().add(first), part.len() - first);
             }
+            slot = slot_after(self.capacity, slot, part.len());
         }
-        drop(drained);
-        self.tail = advance(self.capacity, self.tail, n);
-        // Release: publishes all `n` slot writes at once.
-        self.shared.tail.store(self.tail, Ordering::Release);
+        // The ring's copies own the items now: take them off the deque without dropping
+        // them. For a `T` without drop glue this is only the deque's index arithmetic.
+        items.drain(..n).for_each(std::mem::forget);
+        self.publish(n);
         Ok(n)
     }
 
-    /// Moves items pulled from `items` into the ring, in order, with one index store (and at
-    /// most one load of the consumer's index). Pulls an item only once it has a free slot for
-    /// it, so the items not sent are still in the iterator: nothing is lost.
+    /// Moves items pulled from `items` into the ring, in order, with one position store (and
+    /// at most one load of the consumer's position). Pulls an item only once it has a free
+    /// slot for it, so the items not sent are still in the iterator: nothing is lost.
     ///
     /// Returns how many were moved (`Ok(0)`: the ring is full or `items` was empty), or
     /// [`ClosedError`] without pulling anything if the consumer is gone. If `items` panics,
@@ -358,35 +435,23 @@ impl<T> Producer<T> {
         if self.shared.closed.load(Ordering::Relaxed) {
             return Err(ClosedError);
         }
-        let mut free = self.capacity - distance(self.capacity, self.head_cache, self.tail);
-        if free < items.size_hint().0.max(1) {
-            // Acquire: as in `try_send`.
-            self.head_cache = self.shared.head.load(Ordering::Acquire);
-            free = self.capacity - distance(self.capacity, self.head_cache, self.tail);
-        }
-        let start = slot(self.capacity, self.tail);
+        let free = self.free(items.size_hint().0.max(1));
+        let start = self.tail_slot;
         let first = free.min(self.capacity - start);
         let mut n = 0;
-        'fill: for run in [
-            &self.shared.slots[start..start + first],
-            &self.shared.slots[..free - first],
-        ] {
-            for cell in run {
+        'fill: for (from, len) in [(start, first), (0, free - first)] {
+            for slot in from..from + len {
                 let Some(item) = items.next() else {
                     break 'fill;
                 };
-                cell.with_mut(|ptr| {
-                    // SAFETY: the cells walked are those of positions `tail .. tail + free`,
-                    // each free (invariant 3) and touched only by the producer.
-                    unsafe { ptr.write(MaybeUninit::new(item)) }
-                });
+                // SAFETY: the slots walked are those of positions `tail .. tail + free`, each
+                // free (invariant 3) and touched only by the producer.
+                unsafe { write_slot(self.slots, slot, item) };
                 n += 1;
             }
         }
         if n > 0 {
-            self.tail = advance(self.capacity, self.tail, n);
-            // Release: publishes all `n` slot writes at once.
-            self.shared.tail.store(self.tail, Ordering::Release);
+            self.publish(n);
         }
         Ok(n)
     }
@@ -398,11 +463,7 @@ impl<T> Producer<T> {
 
     /// Items in the ring now (the consumer may be taking some concurrently).
     pub fn len(&self) -> usize {
-        distance(
-            self.capacity,
-            self.shared.head.load(Ordering::Acquire),
-            self.tail,
-        )
+        distance(self.shared.head.load(Ordering::Acquire), self.tail)
     }
 
     /// `true` if the ring holds no item now.
@@ -435,6 +496,27 @@ impl<T> Drop for Producer<T> {
 }
 
 impl<T> Consumer<T> {
+    /// Items available by the cached `tail`; reloads it when fewer than `wanted` are cached.
+    /// Errs if the ring is then empty: `Closed` if the producer is gone.
+    #[inline(always)]
+    fn available(&mut self, wanted: usize) -> Result<usize, TryRecvError> {
+        let cached = distance(self.head, self.tail_cache);
+        if cached >= wanted {
+            return Ok(cached);
+        }
+        self.refresh_tail()?;
+        Ok(distance(self.head, self.tail_cache))
+    }
+
+    /// Frees `n` slots just read (Release: our reads of them happen-before the producer
+    /// reuses them).
+    #[inline(always)]
+    fn release(&mut self, n: usize) {
+        self.head = self.head.wrapping_add(n as u64);
+        self.head_slot = slot_after(self.capacity, self.head_slot, n);
+        self.shared.head.store(self.head, Ordering::Release);
+    }
+
     /// Takes the oldest item out of the ring.
     ///
     /// Returns [`TryRecvError::Empty`] if there is none and the producer is alive,
@@ -446,17 +528,16 @@ impl<T> Consumer<T> {
             self.refresh_tail()?;
         }
         // SAFETY: `head != tail_cache`, `tail_cache` came from an Acquire load and is no newer
-        // than the real `tail`, so the slot is initialised; this is the consumer and it
-        // advances `head` right after.
-        let item = unsafe { self.shared.read(self.head) };
-        self.head = advance(self.capacity, self.head, 1);
-        // Release: our read of the slot happens-before the producer reuses it.
-        self.shared.head.store(self.head, Ordering::Release);
+        // than the real `tail`, so the slot of `head` is initialised (invariants 2 and 4);
+        // this is the consumer and it advances `head` right after.
+        let item = unsafe { read_slot(self.slots, self.head_slot) };
+        self.release(1);
         Ok(item)
     }
 
-    /// Moves up to `max` items, oldest first, onto the end of `out` with one index store (and
-    /// at most one load of the producer's index). Returns how many were moved, at least one.
+    /// Moves up to `max` items, oldest first, onto the end of `out` with one position store
+    /// (and at most one load of the producer's position): at most two block copies. Returns
+    /// how many were moved, at least one.
     ///
     /// Returns `Ok(0)` only when `max` is 0; otherwise [`TryRecvError::Empty`] or
     /// [`TryRecvError::Closed`] as [`try_recv`](Self::try_recv) does. `out` is grown before
@@ -465,39 +546,29 @@ impl<T> Consumer<T> {
         if max == 0 {
             return Ok(0);
         }
-        if distance(self.capacity, self.head, self.tail_cache) < max {
-            self.refresh_tail()?;
-        }
-        let n = distance(self.capacity, self.head, self.tail_cache).min(max);
+        let n = self.available(max)?.min(max);
         out.reserve(n);
-        // Positions `head .. head + n`: at most two runs of slots, as in `send_batch`.
-        let start = slot(self.capacity, self.head);
+        let start = self.head_slot;
         let first = n.min(self.capacity - start);
-        for run in [
-            &self.shared.slots[start..start + first],
-            &self.shared.slots[..n - first],
-        ] {
-            out.extend(run.iter().map(|cell| {
-                cell.with(|ptr| {
-                    // SAFETY: the cells walked are those of positions `head .. head + n` within
-                    // `head .. tail_cache`, initialised and published (see `try_recv`); each
-                    // is read once, and `head` moves past them below. `out` has room for all
-                    // `n` already, so nothing between the reads can panic and leave `head`
-                    // behind.
-                    unsafe { ptr.read().assume_init() }
-                })
-            }));
+        let len = out.len();
+        // SAFETY: the slots of positions `head .. head + n` lie within `head .. tail_cache`,
+        // initialised and published (see `try_recv`), in at most two runs; each is read once
+        // and `head` moves past them below. `out` has room for `n` more items after its
+        // `len`, and is not the ring's memory; they are initialised before `set_len`.
+        unsafe {
+            let dst = out.as_mut_ptr().add(len);
+            copy_from_slots(self.slots, start, dst, first);
+            copy_from_slots(self.slots, 0, dst.add(first), n - first);
+            out.set_len(len + n);
         }
-        self.head = advance(self.capacity, self.head, n);
-        // Release: as in `try_recv`, for all `n` slots at once.
-        self.shared.head.store(self.head, Ordering::Release);
+        self.release(n);
         Ok(n)
     }
 
-    /// Hands up to `max` items, oldest first, to `f`, then frees their slots with one index
-    /// store (and at most one load of the producer's index). Returns how many, at least one;
-    /// errors as [`recv_batch`](Self::recv_batch) does. No buffer in between: the items go
-    /// from the ring straight to `f`.
+    /// Hands up to `max` items, oldest first, to `f`, then frees their slots with one position
+    /// store (and at most one load of the producer's position). Returns how many, at least
+    /// one; errors as [`recv_batch`](Self::recv_batch) does. No buffer in between: the items
+    /// go from the ring straight to `f`.
     ///
     /// If `f` panics, the items it was given (including the one it panicked on) are gone from
     /// the ring and the others stay, in order.
@@ -505,30 +576,20 @@ impl<T> Consumer<T> {
         if max == 0 {
             return Ok(0);
         }
-        if distance(self.capacity, self.head, self.tail_cache) < max {
-            self.refresh_tail()?;
-        }
-        let n = distance(self.capacity, self.head, self.tail_cache).min(max);
-        let start = slot(self.capacity, self.head);
+        let n = self.available(max)?.min(max);
+        let start = self.head_slot;
         let first = n.min(self.capacity - start);
-        let shared = &*self.shared;
+        let slots = self.slots;
         let mut done = ReleaseHead {
-            head: &mut self.head,
-            shared: &shared.head,
-            capacity: self.capacity,
+            consumer: self,
             taken: 0,
         };
-        for run in [
-            &shared.slots[start..start + first],
-            &shared.slots[..n - first],
-        ] {
-            for cell in run {
-                let item = cell.with(|ptr| {
-                    // SAFETY: the cells walked are those of positions `head .. head + n` within
-                    // `head .. tail_cache`, initialised and published (see `try_recv`); each
-                    // is read once, and `done` moves `head` past it even if `f` panics.
-                    unsafe { ptr.read().assume_init() }
-                });
+        for (from, len) in [(start, first), (0, n - first)] {
+            for slot in from..from + len {
+                // SAFETY: the slots walked are those of positions `head .. head + n` within
+                // `head .. tail_cache`, initialised and published (see `try_recv`); each is
+                // read once, and `done` moves `head` past it even if `f` panics.
+                let item = unsafe { read_slot(slots, slot) };
                 done.taken += 1;
                 f(item);
             }
@@ -564,15 +625,11 @@ impl<T> Consumer<T> {
 
     /// Items in the ring now (the producer may be adding some concurrently).
     pub fn len(&self) -> usize {
-        distance(
-            self.capacity,
-            self.head,
-            self.shared.tail.load(Ordering::Acquire),
-        )
+        distance(self.head, self.shared.tail.load(Ordering::Acquire))
     }
 
-    /// `true` if the ring holds no item now. Reads the producer's index afresh, so it is the
-    /// check to make after [`Parker::prepare_park`](super::Parker::prepare_park).
+    /// `true` if the ring holds no item now. Reads the producer's position afresh, so it is
+    /// the check to make after [`Parker::prepare_park`](super::Parker::prepare_park).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -591,19 +648,15 @@ impl<T> Consumer<T> {
 }
 
 /// Moves the consumer's `head` past the items taken by `recv_with`, on return or unwind.
-struct ReleaseHead<'a> {
-    head: &'a mut usize,
-    shared: &'a AtomicUsize,
-    capacity: usize,
+struct ReleaseHead<'a, T> {
+    consumer: &'a mut Consumer<T>,
     taken: usize,
 }
 
-impl Drop for ReleaseHead<'_> {
+impl<T> Drop for ReleaseHead<'_, T> {
     fn drop(&mut self) {
         if self.taken > 0 {
-            *self.head = advance(self.capacity, *self.head, self.taken);
-            // Release: our reads of the slots happen-before the producer reuses them.
-            self.shared.store(*self.head, Ordering::Release);
+            self.consumer.release(self.taken);
         }
     }
 }

@@ -107,6 +107,18 @@ pub fn recv_blocking<T>(
     parker: &Parker,
     eventfd: &EventFd,
 ) -> io::Result<Option<T>> {
+    recv_blocking_with(consumer, parker, || eventfd.wait().map(drop))
+}
+
+/// [`recv_blocking`] with any sleep: `sleep` must return once a wake the producer's
+/// [`Notifier`] delivers has arrived (or earlier: a spurious return costs one more loop). For
+/// a futex sleep, call [`Parker::sleep_on_futex`] first and pass
+/// `|| futex::wait(parker.futex_word(), Parker::FUTEX_PARKED)`.
+pub fn recv_blocking_with<T>(
+    consumer: &mut Consumer<T>,
+    parker: &Parker,
+    mut sleep: impl FnMut() -> io::Result<()>,
+) -> io::Result<Option<T>> {
     loop {
         match consumer.try_recv() {
             Ok(item) => return Ok(Some(item)),
@@ -115,10 +127,10 @@ pub fn recv_blocking<T>(
         }
         match parker.park(|| consumer.has_work()) {
             ParkDecision::Sleep => {
-                eventfd.wait()?;
+                sleep()?;
                 parker.unparked();
             }
-            // A wake in flight makes a later `wait` return at once: one extra loop, no harm.
+            // A wake in flight makes a later sleep return at once: one extra loop, no harm.
             ParkDecision::Cancelled { .. } => {}
         }
     }
