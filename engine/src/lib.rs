@@ -179,6 +179,21 @@ pub mod session {
     }
 }
 
+pub mod quic {
+    //! QUIC on the shards: one `quinn_proto::Endpoint` per shard ([`QuicHost`], a handler),
+    //! connection IDs that name their shard, kernel steering by connection ID
+    //! ([`EngineConfig::steering_program`](crate::EngineConfig::steering_program) =
+    //! [`SteeringProgram::Quic`]), and an application API of connection, stream and DATAGRAM
+    //! events ([`QuicApp`]). Standard QUIC v1: any QUIC client talks to it.
+    #[doc(inline)]
+    pub use ringwire_shard::driver::SteeringProgram;
+    #[doc(inline)]
+    pub use ringwire_shard::quic::{
+        CID_LEN, QuicApp, QuicConfigError, QuicConn, QuicConnId, QuicHost, QuicMsg, QuicOptions,
+        QuicStats, QuicTls, ShardCidGenerator, StreamRead, owner_shard, proto,
+    };
+}
+
 pub mod kernel {
     //! What the kernel offers: the start-up probe of io_uring opcodes and features, and thread
     //! CPU time for measurements.

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod echo;
+pub mod quic_echo;
 pub mod relay;
 pub mod session_echo;
 pub mod sockperf;
@@ -10,6 +11,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use echo::Echo;
+pub use quic_echo::QuicEcho;
 pub use relay::Relay;
 pub use session_echo::SessionEcho;
 pub use sockperf::SockperfServer;

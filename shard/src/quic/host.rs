@@ -222,6 +222,7 @@ impl<A: QuicApp> QuicHost<A> {
             }
             Err(e) => {
                 self.stats.accept_failed += 1;
+                tracing::debug!(shard = self.shard, cause = %e.cause, "QUIC connection not accepted");
                 if let Some(t) = e.response {
                     self.stats.stateless_out += 1;
                     send(ctx, &t, &self.buf, &mut self.stats);
