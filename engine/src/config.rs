@@ -18,6 +18,7 @@ use ringwire_shard::session::EndpointConfig;
 use crate::apps::AppKind;
 pub use crate::cores::Cores;
 use crate::cores::{self, CoreError};
+use crate::quic_settings::QuicSettings;
 
 /// How many shards to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -115,6 +116,8 @@ pub struct Config {
     pub log: String,
     /// Per-shard tuning: the `[shard]` table.
     pub shard: ShardConfig,
+    /// The QUIC apps' settings: the `[quic]` table.
+    pub quic: QuicSettings,
 }
 
 impl Default for Config {
@@ -132,6 +135,7 @@ impl Default for Config {
             metrics_addr: None,
             log: "warn".to_string(),
             shard: ShardConfig::default(),
+            quic: QuicSettings::default(),
         }
     }
 }
@@ -236,9 +240,15 @@ pub struct Resolved {
     pub log: String,
     /// Per-shard tuning.
     pub shard: ShardConfig,
+    /// The QUIC apps' settings.
+    pub quic: QuicSettings,
     /// Things that work but are probably not what was meant (a core listed twice...).
     pub warnings: Vec<String>,
 }
+
+/// The largest UDP payload a QUIC app's endpoint accepts (quinn's default
+/// `max_udp_payload_size`, announced to peers): the shard must receive datagrams that large.
+pub const QUIC_DATAGRAM: usize = 1472;
 
 /// Most shards one engine runs.
 pub const MAX_SHARDS: usize = 1024;
@@ -442,8 +452,32 @@ impl Config {
                 "1 to 256 with a session app (a connection ID names its shard in one byte)",
             ));
         }
+        if app.uses_quic() {
+            if let Some(n) = shards
+                && n > 256
+            {
+                errors.push(ConfigError::invalid(
+                    "shards",
+                    n,
+                    "1 to 256 with a QUIC app (a connection ID names its shard in one byte)",
+                ));
+            }
+            for (key, value, allowed) in self.quic.check() {
+                errors.push(ConfigError::invalid(&format!("quic.{key}"), value, allowed));
+            }
+            if self.shard.max_datagram < QUIC_DATAGRAM {
+                errors.push(ConfigError::invalid(
+                    "shard.max_datagram",
+                    self.shard.max_datagram,
+                    format!(
+                        "at least {QUIC_DATAGRAM} with a QUIC app (the largest UDP payload the \
+                         server's QUIC endpoint accepts), up to 65507"
+                    ),
+                ));
+            }
+        }
         let steering = match self.steering {
-            Steering::Auto => app.uses_sessions(),
+            Steering::Auto => app.uses_sessions() || app.uses_quic(),
             Steering::On => true,
             Steering::Off => false,
         };
@@ -528,6 +562,7 @@ impl Config {
             metrics_addr,
             log: self.log.clone(),
             shard,
+            quic: self.quic.clone(),
             warnings,
         })
     }

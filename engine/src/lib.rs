@@ -131,6 +131,7 @@ pub mod cores;
 pub mod engine;
 #[cfg(feature = "metrics")]
 pub mod metrics;
+pub mod quic_settings;
 
 pub use engine::{
     Engine, EngineConfig, EngineError, EngineEvent, EngineHandle, EngineNotifier, EngineObserver,

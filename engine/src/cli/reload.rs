@@ -68,6 +68,7 @@ impl Reloader {
         differs("steering", new.steering != running.steering);
         differs("metrics_addr", new.metrics_addr != running.metrics_addr);
         differs("[shard]", new.shard != running.shard);
+        differs("[quic]", new.quic != running.quic);
         if !restart.is_empty() {
             note!(
                 "ringwire: SIGHUP: {} changed; that takes a restart (the running values stay)",
