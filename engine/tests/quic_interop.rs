@@ -294,3 +294,89 @@ fn wrong_alpn_and_untrusted_certificate_fail_clearly() {
     assert_eq!(counter(&mut engine, "quic_echo_connected"), 0);
     common::shutdown(engine);
 }
+
+#[test]
+fn a_thousand_connections_stay_each_on_one_shard() {
+    if !available_or_explain() {
+        return;
+    }
+    const CONNS: usize = 1000;
+    let (mut engine, cert) = server(true, QuicOptions::default());
+    let addr = engine.local_addr();
+    block_on(async {
+        // One client endpoint (one socket, one port) per connection, so that the kernel's
+        // hash spreads their Initials over both shards.
+        // 50 at a time, each connecting and echoing its number on a stream.
+        let mut clients = Vec::with_capacity(CONNS);
+        for batch in 0..CONNS / 50 {
+            let mut tasks = tokio::task::JoinSet::new();
+            for i in 0..50 {
+                let cert = cert.clone();
+                tasks.spawn(async move {
+                    let (endpoint, conn) = connect(addr, &cert).await;
+                    let msg = ((batch * 50 + i) as u32).to_be_bytes();
+                    assert_eq!(echo_stream(&conn, &msg).await, msg);
+                    (endpoint, conn)
+                });
+            }
+            clients.extend(tasks.join_all().await);
+        }
+        // Close all, then wait: the endpoints drain (three PTOs each) side by side.
+        for (_, conn) in &clients {
+            conn.close(0u32.into(), b"");
+        }
+        for (endpoint, _) in &clients {
+            endpoint.wait_idle().await;
+        }
+    });
+    let per_shard: Vec<u64> = engine
+        .app_counters(HANG)
+        .into_iter()
+        .map(|c| {
+            let c = c.unwrap();
+            c.iter()
+                .find(|(n, _)| *n == "quic_accepted")
+                .map(|(_, v)| *v)
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(per_shard.iter().sum::<u64>(), CONNS as u64);
+    assert!(
+        per_shard.iter().all(|&n| n > 0),
+        "one shard got all: {per_shard:?}"
+    );
+    // Every datagram was either steered to the shard its CID names or hashed (Initials): none
+    // had to cross to another shard.
+    let datagrams = counter(&mut engine, "quic_datagrams");
+    assert_eq!(counter(&mut engine, "quic_handed_off"), 0);
+    assert_eq!(
+        counter(&mut engine, "quic_owned_here") + counter(&mut engine, "quic_hashed"),
+        datagrams
+    );
+    common::shutdown(engine);
+}
+
+#[test]
+fn draining_closes_connections_with_code_zero() {
+    if !available_or_explain() {
+        return;
+    }
+    let (engine, cert) = server(true, QuicOptions::default());
+    let addr = engine.local_addr();
+    let shutdown = engine.shutdown_handle();
+    block_on(async {
+        let (endpoint, conn) = connect(addr, &cert).await;
+        assert_eq!(echo_stream(&conn, b"hi").await, b"hi");
+        shutdown.drain(std::time::Instant::now() + HANG);
+        match conn.closed().await {
+            quinn::ConnectionError::ApplicationClosed(close) => {
+                assert_eq!(close.error_code, 0u32.into());
+                assert_eq!(&close.reason[..], b"shutting down");
+            }
+            other => panic!("closed by {other}"),
+        }
+        endpoint.wait_idle().await;
+    });
+    let report = engine.drain(HANG).unwrap();
+    assert!(report.drained_gracefully());
+}
