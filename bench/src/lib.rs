@@ -15,6 +15,7 @@
 //! - [`validity`]: which cells may be reported (the client kept its
 //!   schedule) and when a run is quiet; [`quiet`] waits for a quiet machine.
 //! - [`scale`]: the session-scale page from `scripts/scale.sh`'s output.
+//! - [`quic`]: the QUIC load generator (on the `quinn` client) and quinn baseline servers.
 //! - [`sys`]: the few Linux calls both need (rlimits, per-thread CPU time,
 //!   batched socket I/O, epoll, pinning, stop signals).
 
@@ -24,6 +25,7 @@ pub mod compare;
 pub mod engine;
 pub mod load;
 pub mod plot;
+pub mod quic;
 pub mod quiet;
 pub mod report;
 pub mod rings;
