@@ -169,6 +169,15 @@ fn quinn_client_handshake_stream_datagrams_close() {
     assert_eq!(counter(&mut engine, "quic_echo_datagrams_refused"), 0);
     // With steering, no packet needed another shard.
     assert_eq!(counter(&mut engine, "quic_handed_off"), 0);
+    // The live view's summary (SIGUSR1, the metrics endpoint) names the QUIC figures.
+    for page in engine.reports(ringwire::ReportRequest::first(0), HANG) {
+        let page = page.unwrap();
+        assert!(
+            page.summary.starts_with("quic connections="),
+            "{}",
+            page.summary
+        );
+    }
     let report = common::shutdown(engine);
     let total = report.total();
     assert_eq!(total.send_queue_full + total.send_too_large, 0);

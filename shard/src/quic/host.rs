@@ -33,6 +33,7 @@ use super::cid::{ShardCidGenerator, owner_shard};
 use super::config::{QuicConfigError, QuicOptions};
 use super::stats::QuicStats;
 use crate::handler::{Ctx, Handler, Lane, MeshSendError, SendOutcome};
+use crate::report::{ReportPage, ReportRequest};
 use crate::timer::TimerId;
 
 /// Most datagrams one `poll_transmit` may return: the driver's largest GSO send.
@@ -433,6 +434,26 @@ impl<A: QuicApp> Handler for QuicHost<A> {
         self.stats.append(out);
         out.push(("quic_connections", self.live as u64));
         self.app.counters(out);
+    }
+
+    /// A one-line summary (connections, accepted, closed, refused, handoffs); no items yet.
+    fn report(&self, _request: &ReportRequest, page: &mut ReportPage) -> Option<u64> {
+        use std::fmt::Write;
+        let s = &self.stats;
+        let _ = write!(
+            page.summary,
+            "quic connections={} accepted={} closed={} refused={} retries={} handed_off={} \
+             handoffs_received={} backlogged={}",
+            self.live,
+            s.accepted,
+            s.closed,
+            s.refused_full + s.refused_by_app + s.refused_draining,
+            s.retries,
+            s.handed_off,
+            s.handoffs_received,
+            s.backlogged,
+        );
+        None
     }
 
     fn on_shutdown(&mut self, ctx: &mut Ctx<'_, QuicMsg>) {
