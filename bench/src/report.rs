@@ -907,6 +907,10 @@ fn how_to_read(md: &mut String) -> Result<(), Error> {
          1 to the most sessions the file-descriptor limit allows): \
          [BENCHMARKS-scale.md](BENCHMARKS-scale.md)."
             .to_string(),
+        "- QUIC (`scripts/quic-bench.sh`: `quic-echo` against quinn on tokio, DATAGRAM, stream \
+         and handshake echo, and clients that rebind their ports): \
+         [BENCHMARKS-quic.md](BENCHMARKS-quic.md)."
+            .to_string(),
     ] {
         writeln!(md, "{line}")?;
     }
