@@ -26,7 +26,7 @@ cargo test --workspace --all-targets
 # The engine's examples are self-tests too (each starts an engine, drives it, checks the
 # answers and stops it); they need io_uring like the smoke run.
 if cargo run -q -p ringwire-shard --example probe; then
-    for example in echo relay_gateway custom_protocol; do
+    for example in echo relay_gateway custom_protocol quic_echo; do
         cargo run -q -p ringwire --example "$example" >/dev/null
     done
     scripts/bench.sh --quick

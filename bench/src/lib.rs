@@ -20,6 +20,7 @@
 //! - [`scale`]: the session-scale page from `scripts/scale.sh`'s output.
 //! - [`connmgr`]: trim turns of the connection manager and a session flood from many
 //!   addresses (`docs/BENCHMARKS.md`, "Connection manager").
+//! - [`quic`]: the QUIC load generator (on the `quinn` client) and quinn baseline servers.
 //! - [`sys`]: the few Linux calls both need (rlimits, per-thread CPU time,
 //!   batched socket I/O, epoll, pinning, stop signals).
 
@@ -31,6 +32,7 @@ pub mod engine;
 pub mod flood;
 pub mod load;
 pub mod plot;
+pub mod quic;
 pub mod quiet;
 pub mod report;
 pub mod rings;

@@ -8,8 +8,8 @@
 
 use clap::{Parser, Subcommand};
 use ringwire_bench::{
-    CmdResult, callgrind, compare, connmgr, engine, flood, load, plot, quiet, report, rings, scale,
-    server, session_server,
+    CmdResult, callgrind, compare, connmgr, engine, flood, load, plot, quic, quiet, report, rings,
+    scale, server, session_server,
 };
 
 /// Declares the `Command` enum and its dispatch from one list, so adding a
@@ -57,6 +57,12 @@ subcommands! {
     Plot(plot::PlotArgs) => plot::run,
     /// docs/BENCHMARKS-scale.md from a scripts/scale.sh output directory.
     ScaleReport(scale::ScaleArgs) => scale::run,
+    /// QUIC load generator on the quinn client: DATAGRAM, stream or handshake echo, closed
+    /// loop, optionally rebinding every client's port.
+    QuicLoad(quic::QuicLoadArgs) => quic::load,
+    /// QUIC baseline: quinn on tokio echoing streams and DATAGRAM frames (one endpoint, or one
+    /// per thread on SO_REUSEPORT without steering).
+    QuicServer(quic::QuicServerArgs) => quic::serve,
     /// Wait (bounded) until the 1-minute load average is below the quiet limit.
     WaitQuiet(quiet::WaitQuietArgs) => quiet::run,
     /// The session layer's work per loop turn while the connection manager trims 1k, 10k and

@@ -911,6 +911,10 @@ fn how_to_read(md: &mut String) -> Result<(), Error> {
          at 1k, 10k and 100k sessions per shard; RSS under a session flood from many \
          addresses against the memory budget): [BENCHMARKS-connmgr.md](BENCHMARKS-connmgr.md)."
             .to_string(),
+        "- QUIC (`scripts/quic-bench.sh`: `quic-echo` against quinn on tokio, DATAGRAM, stream \
+         and handshake echo, and clients that rebind their ports): \
+         [BENCHMARKS-quic.md](BENCHMARKS-quic.md)."
+            .to_string(),
     ] {
         writeln!(md, "{line}")?;
     }

@@ -22,6 +22,7 @@ pub use sessions::{AdmissionTable, ManagerTable, SessionsConfig, SessionsSetting
 use crate::apps::AppKind;
 pub use crate::cores::Cores;
 use crate::cores::{self, CoreError};
+use crate::quic_settings::QuicSettings;
 pub use crate::security::{ResolvedSecurity, SecurityConfig, SecurityMode};
 
 /// How many shards to run.
@@ -125,6 +126,8 @@ pub struct Config {
     pub sessions: SessionsConfig,
     /// How session apps protect their sessions: the `[security]` table.
     pub security: SecurityConfig,
+    /// The QUIC apps' settings: the `[quic]` table.
+    pub quic: QuicSettings,
 }
 
 impl Default for Config {
@@ -144,6 +147,7 @@ impl Default for Config {
             shard: ShardConfig::default(),
             sessions: SessionsConfig::default(),
             security: SecurityConfig::default(),
+            quic: QuicSettings::default(),
         }
     }
 }
@@ -252,9 +256,15 @@ pub struct Resolved {
     pub sessions: SessionsSettings,
     /// Session protection (key files named, not read: [`ResolvedSecurity::load`]).
     pub security: ResolvedSecurity,
+    /// The QUIC apps' settings.
+    pub quic: QuicSettings,
     /// Things that work but are probably not what was meant (a core listed twice...).
     pub warnings: Vec<String>,
 }
+
+/// The largest UDP payload a QUIC app's endpoint accepts (quinn's default
+/// `max_udp_payload_size`, announced to peers): the shard must receive datagrams that large.
+pub const QUIC_DATAGRAM: usize = 1472;
 
 /// Most shards one engine runs.
 pub const MAX_SHARDS: usize = 1024;
@@ -451,8 +461,32 @@ impl Config {
                 "1 to 256 with a session app (a connection ID names its shard in one byte)",
             ));
         }
+        if app.uses_quic() {
+            if let Some(n) = shards
+                && n > 256
+            {
+                errors.push(ConfigError::invalid(
+                    "shards",
+                    n,
+                    "1 to 256 with a QUIC app (a connection ID names its shard in one byte)",
+                ));
+            }
+            for (key, value, allowed) in self.quic.check() {
+                errors.push(ConfigError::invalid(&format!("quic.{key}"), value, allowed));
+            }
+            if self.shard.max_datagram < QUIC_DATAGRAM {
+                errors.push(ConfigError::invalid(
+                    "shard.max_datagram",
+                    self.shard.max_datagram,
+                    format!(
+                        "at least {QUIC_DATAGRAM} with a QUIC app (the largest UDP payload the \
+                         server's QUIC endpoint accepts), up to 65507"
+                    ),
+                ));
+            }
+        }
         let steering = match self.steering {
-            Steering::Auto => app.uses_sessions(),
+            Steering::Auto => app.uses_sessions() || app.uses_quic(),
             Steering::On => true,
             Steering::Off => false,
         };
@@ -549,6 +583,7 @@ impl Config {
             shard,
             sessions,
             security,
+            quic: self.quic.clone(),
             warnings,
         })
     }

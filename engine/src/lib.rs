@@ -131,6 +131,7 @@ pub mod cores;
 pub mod engine;
 #[cfg(feature = "metrics")]
 pub mod metrics;
+pub mod quic_settings;
 pub mod security;
 
 pub use engine::{
@@ -193,6 +194,21 @@ pub mod session {
         #[doc(inline)]
         pub use ringwire_shard::session::client::{ClientError, ClientPool};
     }
+}
+
+pub mod quic {
+    //! QUIC on the shards: one `quinn_proto::Endpoint` per shard ([`QuicHost`], a handler),
+    //! connection IDs that name their shard, kernel steering by connection ID
+    //! ([`EngineConfig::steering_program`](crate::EngineConfig::steering_program) =
+    //! [`SteeringProgram::Quic`]), and an application API of connection, stream and DATAGRAM
+    //! events ([`QuicApp`]). Standard QUIC v1: any QUIC client talks to it.
+    #[doc(inline)]
+    pub use ringwire_shard::driver::SteeringProgram;
+    #[doc(inline)]
+    pub use ringwire_shard::quic::{
+        CID_LEN, QuicApp, QuicConfigError, QuicConn, QuicConnId, QuicHost, QuicMsg, QuicOptions,
+        QuicStats, QuicTls, ShardCidGenerator, StreamRead, owner_shard, proto,
+    };
 }
 
 pub mod kernel {

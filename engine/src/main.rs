@@ -30,8 +30,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use ringwire::FactoryError;
 use ringwire::Rank;
-use ringwire::apps::{AppKind, Echo, Relay, SessionEcho, SockperfServer};
+use ringwire::apps::{AppKind, Echo, QuicEcho, Relay, SessionEcho, SockperfServer};
 use ringwire::config::{Config, Cores, Resolved, Shards, Steering};
+use ringwire::quic::QuicHost;
 use ringwire::security::{Identity, LoadedSecurity, SecurityMode};
 use ringwire::session::{
     EndpointConfig, Placement, SessionApp, SessionClock, SessionHost, random_key,
@@ -275,6 +276,7 @@ fn serve(args: ServeArgs, logging: Logging) -> ExitCode {
         AppKind::SessionEcho => {
             run_sessions(&resolved, &reloader, join, &hooks, SessionEcho::default)
         }
+        AppKind::QuicEcho => run_quic(&resolved, &reloader, join, &hooks),
         other => {
             note!("ringwire: app {other} is not built into this binary");
             return ExitCode::from(2);
@@ -285,6 +287,47 @@ fn serve(args: ServeArgs, logging: Logging) -> ExitCode {
         Outcome::Refused => ExitCode::from(2),
         Outcome::Failed => ExitCode::from(1),
     }
+}
+
+/// Runs `quic-echo`: one server configuration (certificate, key, ALPN, limits) shared by every
+/// shard's QUIC endpoint.
+fn run_quic(
+    resolved: &Resolved,
+    reloader: &Reloader,
+    join_existing: bool,
+    hooks: &Hooks,
+) -> Outcome {
+    let tls = match resolved.quic.tls() {
+        Ok(tls) => tls,
+        Err(e) => {
+            note!("ringwire: {e}");
+            return Outcome::Refused;
+        }
+    };
+    if tls.is_self_signed() {
+        note!(
+            "ringwire: [quic] has no cert/key: serving a self-signed certificate for localhost \
+             and 127.0.0.1, generated now (clients must be told to trust it)"
+        );
+    }
+    let options = resolved.quic.options();
+    let server = match options.server_config(&tls) {
+        Ok(s) => s,
+        Err(e) => {
+            note!("ringwire: {e}");
+            return Outcome::Refused;
+        }
+    };
+    run(resolved, reloader, join_existing, hooks, move |info| {
+        QuicHost::new(
+            info.index,
+            info.shards,
+            server.clone(),
+            &options,
+            QuicEcho::default(),
+        )
+        .map_err(FactoryError::from)
+    })
 }
 
 /// Runs a session app: one cookie key for all shards, a connection-ID seed per shard.

@@ -13,6 +13,7 @@ pub mod counters;
 pub mod driver;
 pub mod handler;
 pub mod mesh;
+pub mod quic;
 pub mod ratelimit;
 pub mod report;
 pub mod ring;

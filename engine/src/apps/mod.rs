@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod echo;
+pub mod quic_echo;
 pub mod relay;
 pub mod session_echo;
 pub mod sockperf;
@@ -10,6 +11,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use echo::Echo;
+pub use quic_echo::QuicEcho;
 pub use relay::Relay;
 pub use session_echo::SessionEcho;
 pub use sockperf::SockperfServer;
@@ -32,6 +34,8 @@ pub enum AppKind {
     Relay,
     /// Sessions whose messages are echoed back.
     SessionEcho,
+    /// QUIC connections whose streams and DATAGRAM frames are echoed back.
+    QuicEcho,
 }
 
 impl AppKind {
@@ -39,11 +43,17 @@ impl AppKind {
     pub fn uses_sessions(self) -> bool {
         matches!(self, AppKind::Relay | AppKind::SessionEcho)
     }
+
+    /// Whether the app speaks QUIC (and so wants the QUIC steering program).
+    pub fn uses_quic(self) -> bool {
+        matches!(self, AppKind::QuicEcho)
+    }
 }
 
 impl AppKind {
     /// The accepted names, for error messages.
-    pub const ALLOWED: &'static str = "\"echo\", \"sockperf\", \"relay\" or \"session-echo\"";
+    pub const ALLOWED: &'static str =
+        "\"echo\", \"sockperf\", \"relay\", \"session-echo\" or \"quic-echo\"";
 }
 
 impl FromStr for AppKind {
@@ -54,6 +64,7 @@ impl FromStr for AppKind {
             "sockperf" => Ok(AppKind::Sockperf),
             "relay" => Ok(AppKind::Relay),
             "session-echo" => Ok(AppKind::SessionEcho),
+            "quic-echo" => Ok(AppKind::QuicEcho),
             other => Err(format!(
                 "unknown app {other:?}: allowed {}",
                 AppKind::ALLOWED
@@ -69,6 +80,7 @@ impl fmt::Display for AppKind {
             AppKind::Sockperf => "sockperf",
             AppKind::Relay => "relay",
             AppKind::SessionEcho => "session-echo",
+            AppKind::QuicEcho => "quic-echo",
         })
     }
 }

@@ -70,6 +70,7 @@ impl Reloader {
         differs("[shard]", new.shard != running.shard);
         differs("[sessions]", new.sessions != running.sessions);
         differs("[security]", new.security != running.security);
+        differs("[quic]", new.quic != running.quic);
         if !restart.is_empty() {
             note!(
                 "ringwire: SIGHUP: {} changed; that takes a restart (the running values stay)",

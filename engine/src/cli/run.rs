@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use ringwire::config::Resolved;
 use ringwire::metrics::MetricsServer;
+use ringwire::quic::SteeringProgram;
 use ringwire::{
     Engine, EngineConfig, EngineError, EngineEvent, EngineHandle, FactoryError, Handler, ShardInfo,
 };
@@ -75,6 +76,9 @@ where
     config.cores.clone_from(&resolved.cores);
     config.shard = resolved.shard.clone();
     config.steering = resolved.steering;
+    if resolved.app.uses_quic() {
+        config.steering_program = SteeringProgram::Quic;
+    }
     config.stop_timeout = resolved.shutdown_timeout;
     config.join_existing = join_existing;
     // Caught from here on: a signal during start-up waits for the signal thread.

@@ -32,7 +32,8 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use ringwire_shard::driver::{
-    SocketError, SocketOptions, attach_steering, bind_reuseport_group, probe,
+    SocketError, SocketOptions, SteeringProgram, attach_quic_steering, attach_steering,
+    bind_reuseport_group, probe,
 };
 use ringwire_shard::mesh::{MeshConfig, MeshEnd, SharedWake};
 use ringwire_shard::{Handler, ShardConfig, ShardControl};
@@ -77,6 +78,9 @@ pub struct EngineConfig {
     /// Attach the classic-BPF reuseport program that steers each session datagram to the shard
     /// named in its connection ID (`docs/PROTOCOL.md` §2). Only meaningful for session apps.
     pub steering: bool,
+    /// Which program `steering` attaches: the session protocol's (byte 4) or QUIC's (the
+    /// server-chosen destination connection ID's first byte).
+    pub steering_program: SteeringProgram,
     /// How long a shard may take to set up before `start` gives up.
     pub start_timeout: Duration,
     /// How long dropping a running [`EngineHandle`] (or a failed start) waits for the shards
@@ -98,6 +102,7 @@ impl EngineConfig {
             shard: ShardConfig::default(),
             mesh: MeshConfig::default(),
             steering: false,
+            steering_program: SteeringProgram::Sessions,
             start_timeout: Duration::from_secs(10),
             stop_timeout: Duration::from_secs(2),
             join_existing: false,
@@ -164,7 +169,11 @@ impl Engine {
             let n = u16::try_from(shards).map_err(|_| EngineError::Steering {
                 source: std::io::Error::other("more than 65535 shards"),
             })?;
-            attach_steering(&sockets[0], n).map_err(|source| EngineError::Steering { source })?;
+            match config.steering_program {
+                SteeringProgram::Quic => attach_quic_steering(&sockets[0], n),
+                _ => attach_steering(&sockets[0], n),
+            }
+            .map_err(|source| EngineError::Steering { source })?;
         }
         let local_addr = sockets[0].local_addr().map_err(|e| {
             EngineError::Socket(SocketError::Bind {

@@ -36,6 +36,7 @@ mod sockaddr;
 mod socket;
 mod sockopt;
 mod steer;
+mod steer_quic;
 #[cfg(test)]
 mod tests;
 mod turns;
@@ -58,6 +59,7 @@ pub use probe::{
 };
 pub use socket::{SocketError, SocketOptions, bind_reuseport_group};
 pub use steer::{attach_steering, detach_steering, steering_program};
+pub use steer_quic::{SteeringProgram, attach_quic_steering, quic_steering_program};
 
 use self::droplog::DropLog;
 use self::kernel_drops::KernelDrops;

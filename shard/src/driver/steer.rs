@@ -75,7 +75,7 @@ const TYPE_HELLO: u32 = 1;
 const USE_HASH: u32 = u32::MAX;
 
 /// One statement: `BPF_STMT` from `linux/filter.h`.
-const fn stmt(code: u32, k: u32) -> libc::sock_filter {
+pub(super) const fn stmt(code: u32, k: u32) -> libc::sock_filter {
     libc::sock_filter {
         code: code as u16,
         jt: 0,
@@ -86,7 +86,7 @@ const fn stmt(code: u32, k: u32) -> libc::sock_filter {
 
 /// One conditional jump: `BPF_JUMP` from `linux/filter.h`. `jt` and `jf` count instructions
 /// after the next one.
-const fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+pub(super) const fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
     libc::sock_filter {
         code: code as u16,
         jt,
@@ -135,9 +135,16 @@ pub fn steering_program(shards: u16) -> Vec<libc::sock_filter> {
 /// socket has no reuseport group, `EPERM`/`ENOPROTOOPT` where the kernel or a sandbox forbids
 /// it.
 pub fn attach_steering(socket: &UdpSocket, shards: u16) -> io::Result<()> {
-    let mut program = steering_program(shards);
+    attach_program(socket, steering_program(shards))
+}
+
+/// Attaches a classic-BPF reuseport program to `socket`'s group (replacing any other).
+pub(super) fn attach_program(
+    socket: &UdpSocket,
+    mut program: Vec<libc::sock_filter>,
+) -> io::Result<()> {
     let fprog = libc::sock_fprog {
-        // Nine instructions: always fits.
+        // The programs have a few dozen instructions at most: always fits.
         len: program.len() as libc::c_ushort,
         filter: program.as_mut_ptr(),
     };
