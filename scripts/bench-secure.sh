@@ -65,7 +65,7 @@ if [[ $QUICK == 1 ]]; then
     FLOOD_LEVELS=${FLOOD_LEVELS:-"20000"}
 else
     DURATION=${DURATION:-5}; WARMUP=${WARMUP:-1}
-    HS_PEERS=${HS_PEERS:-2000}; IDLE_SIZES=${IDLE_SIZES:-"5000 15000"}
+    HS_PEERS=${HS_PEERS:-2000}; IDLE_SIZES=${IDLE_SIZES:-"2000 6000"}
     FLOOD_LEVELS=${FLOOD_LEVELS:-"50000 max"}
 fi
 OUT=${OUT:-bench-out/secure-$(date -u +%Y%m%d-%H%M%S)}
@@ -155,6 +155,7 @@ run_load() {
     local key=(--server-key-file "$OUT/server.pub")
     [[ $sec == none ]] && key=(--plaintext)
     local err="$OUT/$name.stderr"
+    : >"$err"
     echo "loadavg $(cut -d' ' -f1-3 /proc/loadavg) before $name" >>"$OUT/machine.txt"
     local c0 c1="" c2="" c3="" rss=""
     c0=$(cpu_ticks "$SERVER_PID")
