@@ -176,7 +176,7 @@ w("")
 # ---- flood ----
 w("### Under a flood of Initiations without mac1\n")
 w(
-    "`ringwire-bench flood`: Initiation-shaped datagrams (168 B, pseudo-random mac1) from 64 "
+    "`ringwire-bench spoof-flood`: Initiation-shaped datagrams (168 B, pseudo-random mac1) from 64 "
     "source ports, on the load generator's core. For each level, one server: 64 B echo of "
     "64 established sessions without the flood, then with it (it starts once they are "
     "ready), then the handshake phase above under it. `--poll block` for all three. The "
