@@ -29,6 +29,7 @@ pub mod report;
 pub mod rings;
 pub mod scale;
 pub mod server;
+pub mod soak;
 pub mod sockperf;
 pub mod sys;
 pub mod validity;

@@ -8,7 +8,7 @@
 
 use clap::{Parser, Subcommand};
 use ringwire_bench::{
-    CmdResult, callgrind, compare, engine, load, plot, quiet, report, rings, scale, server,
+    CmdResult, callgrind, compare, engine, load, plot, quiet, report, rings, scale, server, soak,
 };
 
 /// Declares the `Command` enum and its dispatch from one list, so adding a
@@ -55,6 +55,9 @@ subcommands! {
     ScaleReport(scale::ScaleArgs) => scale::run,
     /// Wait (bounded) until the 1-minute load average is below the quiet limit.
     WaitQuiet(quiet::WaitQuietArgs) => quiet::run,
+    /// The client of scripts/soak.sh: session churn, loss and garbage against a session-echo
+    /// server, every echo checked.
+    Soak(soak::SoakArgs) => soak::run,
 }
 
 /// ringwire's load generator and baseline servers.
