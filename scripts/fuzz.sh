@@ -48,7 +48,7 @@ for t in "${targets[@]}"; do
     status=0
     "$bin" "$fuzz/work/$t" "$fuzz/corpus/$t" "${dict[@]}" -max_total_time="$seconds" \
         -print_final_stats=1 -artifact_prefix="$fuzz/artifacts/$t/" >"$log" 2>&1 || status=$?
-    done_line=$(grep -E '^#[0-9]+ +DONE' "$log" | tail -1 || true)
+    done_line=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -1 || true)
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     time_s=$(grep -oE 'Done [0-9]+ runs in [0-9]+ second' "$log" | tail -1 || true)
     echo "$t: status $status, ${time_s:-?}, executions ${execs:-?}, ${done_line:-no DONE line}"

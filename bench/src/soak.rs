@@ -100,7 +100,7 @@ pub fn run(args: SoakArgs) -> Result<(), ClientError> {
     let end = start + Duration::from_secs_f64(args.seconds);
     let mut s = Summary::default();
     let mut gens: Vec<Generation> = Vec::new();
-    let mut new_generation = |s: &mut Summary, rng: &mut Rng, age: Duration| {
+    let new_generation = |s: &mut Summary, rng: &mut Rng, age: Duration| {
         let key = Keypair::from_seed_bytes(
             rng.next()
                 .to_le_bytes()
@@ -163,13 +163,13 @@ pub fn run(args: SoakArgs) -> Result<(), ClientError> {
         // Messages, round-robin over ready sessions.
         while credit >= 1.0 {
             credit -= 1.0;
-            let g = rr % gens.len();
+            let n = gens.len();
+            let gen_ = &mut gens[rr % n];
             rr = rr.wrapping_add(1);
-            let gen_ = &mut gens[g];
             if gen_.ready.is_empty() {
                 continue;
             }
-            let conn = gen_.ready[(rr / gens.len()) % gen_.ready.len()];
+            let conn = gen_.ready[(rr / n) % gen_.ready.len()];
             let mut payload = next_id.to_be_bytes().to_vec();
             payload.resize(32, 0xa5);
             match gen_.pool.send(conn, &payload)? {
@@ -182,7 +182,7 @@ pub fn run(args: SoakArgs) -> Result<(), ClientError> {
             if (rng.next() as f64 / u64::MAX as f64) < args.garbage {
                 let len = 1 + (rng.next() % 200) as usize;
                 let mut b: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
-                if rng.next() % 2 == 0 {
+                if rng.next().is_multiple_of(2) {
                     // Shaped like a ringwire datagram: version 2, a known type.
                     b[0] = 0x20 | (1 + (rng.next() % 8) as u8);
                 }

@@ -50,6 +50,12 @@ pub fn run(data: &[u8]) {
     };
     let payload = input.rest();
     let r = fuzzing::receive(&control, &name, payload);
+    if payload.is_empty() {
+        // The driver hands an empty buffer over as one empty datagram itself (its
+        // not-coalesced branch); the splitter cuts nothing out of it. Counted as one.
+        assert_eq!((r.count, r.datagrams.len()), (1, 0));
+        return;
+    }
     assert_eq!(r.count, r.datagrams.len(), "counted as handed over");
     assert_eq!(r.datagrams.concat(), payload, "the payload, in order");
     if (shape >> 2) & 0x3 != 0 {
