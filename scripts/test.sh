@@ -39,6 +39,9 @@ elif required; then
 else
     echo "skipping: the examples and the benchmark smoke runs (scripts/bench.sh --quick, scripts/bench-secure.sh --quick) need io_uring" >&2
 fi
+# The fuzz targets, 10 s each on their committed corpora (the long runs: docs/TESTING.md). The
+# corpora are also replayed by `cargo test` above (tests/fuzz_corpus.rs), on stable.
+scripts/fuzz.sh --seconds 10
 # Doc tests (`--all-targets` does not run them).
 cargo test --workspace --doc
 # The loom models of the cross-core ring and the park/wake protocol (own target dir).

@@ -39,6 +39,7 @@ pub mod rings;
 pub mod scale;
 pub mod server;
 pub mod session_server;
+pub mod soak;
 pub mod sockperf;
 pub mod sys;
 pub mod validity;

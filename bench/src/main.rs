@@ -9,7 +9,7 @@
 use clap::{Parser, Subcommand};
 use ringwire_bench::{
     CmdResult, callgrind, compare, connmgr, engine, flood, load, plot, quic, quiet, report, rings,
-    scale, server, session_server,
+    scale, server, session_server, soak,
 };
 
 /// Declares the `Command` enum and its dispatch from one list, so adding a
@@ -74,6 +74,9 @@ subcommands! {
     /// Spoofed handshakes: Initiation-shaped datagrams that lack a valid mac1, against a
     /// session server.
     SpoofFlood(flood::FloodArgs) => flood::run,
+    /// The client of scripts/soak.sh: session churn, loss and garbage against a session-echo
+    /// server, every echo checked.
+    Soak(soak::SoakArgs) => soak::run,
 }
 
 /// ringwire's load generator and baseline servers.

@@ -28,6 +28,9 @@ mod bufring;
 mod cmsg;
 mod control;
 mod droplog;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod kernel_drops;
 mod offload;
 mod pool;

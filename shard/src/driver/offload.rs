@@ -75,13 +75,14 @@ pub(crate) fn count(len: usize, segment: Option<u16>) -> usize {
 }
 
 /// The datagrams of a receive buffer: `payload` cut every `segment` bytes (the last may be
-/// shorter), or the whole payload (even when empty) without a segment size.
+/// shorter), or the whole payload without a segment size. An empty payload yields none: the
+/// driver hands an empty buffer over as one empty datagram itself, in its not-coalesced branch
+/// (found by the `gro` fuzz target; [`count`] counts it as one).
 #[inline]
 pub(crate) fn datagrams(payload: &[u8], segment: Option<u16>) -> std::slice::Chunks<'_, u8> {
     let size = match segment {
         Some(s) if usize::from(s) < payload.len() => usize::from(s),
-        // One chunk: the whole payload (`max(1)`: `chunks` takes no 0, and an empty payload
-        // still yields one, empty, datagram below).
+        // One chunk: the whole payload (`max(1)`: `chunks` takes no 0).
         _ => payload.len().max(1),
     };
     payload.chunks(size)

@@ -36,6 +36,32 @@ pub struct ClientPool {
     buf: Vec<u8>,
     rx: Vec<u8>,
     unroutable: u64,
+    loss: Loss,
+}
+
+/// Simulated loss on the pool's own sockets (soak and chaos tools): each datagram sent or
+/// received is dropped with a probability, from a seeded SplitMix64 stream.
+#[derive(Debug, Default)]
+struct Loss {
+    /// Probability scaled to `u64::MAX`; 0: none.
+    threshold: u64,
+    state: u64,
+    lost: u64,
+}
+
+impl Loss {
+    fn drop_one(&mut self) -> bool {
+        if self.threshold == 0 {
+            return false;
+        }
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        let lose = (z ^ (z >> 31)) < self.threshold;
+        self.lost += u64::from(lose);
+        lose
+    }
 }
 
 impl ClientPool {
@@ -62,6 +88,7 @@ impl ClientPool {
             buf,
             rx: vec![0u8; 65536],
             unroutable: 0,
+            loss: Loss::default(),
         })
     }
 
@@ -111,6 +138,7 @@ impl ClientPool {
         for i in 0..self.sockets.len() {
             loop {
                 match self.sockets[i].recv_from(&mut self.rx) {
+                    Ok(_) if self.loss.drop_one() => {}
                     Ok((n, from)) => {
                         read += 1;
                         let now = self.now();
@@ -130,6 +158,19 @@ impl ClientPool {
             events.push(e);
         }
         Ok(read)
+    }
+
+    /// Loses each datagram the pool sends or receives with `probability` (clamped to 0..=1),
+    /// drawn from a stream seeded with `seed`: network loss for soak and chaos tools. Lost
+    /// datagrams are counted ([`ClientPool::lost`]) and never reach the socket or the endpoint.
+    pub fn set_loss(&mut self, probability: f64, seed: u64) {
+        self.loss.threshold = (probability.clamp(0.0, 1.0) * u64::MAX as f64) as u64;
+        self.loss.state = seed;
+    }
+
+    /// Datagrams lost on purpose ([`ClientPool::set_loss`]), both directions.
+    pub fn lost(&self) -> u64 {
+        self.loss.lost
     }
 
     /// Datagrams the endpoint emitted that no socket of the pool could send (dropped).
@@ -156,6 +197,13 @@ impl ClientPool {
                 self.unroutable += 1;
                 continue;
             };
+            if self.loss.drop_one() {
+                // Lost on the way: the kernel would have taken it.
+                if let Some(c) = t.conn {
+                    self.ep.on_send_completed(c, true);
+                }
+                continue;
+            }
             match self.sockets[i].send_to(&self.buf[..t.len], t.dst) {
                 Ok(_) => {
                     if let Some(c) = t.conn {

@@ -213,6 +213,21 @@ impl Sim {
         self.nodes.len() - 1
     }
 
+    /// Restarts `node`: its endpoints are replaced by fresh ones with the same configuration
+    /// (identity included) and new seeds, as a process that restarted and lost every session.
+    /// Pending events and transmits are flushed first; datagrams in flight still arrive.
+    pub fn restart_node(&mut self, node: usize) {
+        self.flush();
+        let n = u16::try_from(self.nodes[node].shards.len()).unwrap_or(1);
+        let config = self.nodes[node].shards[0].config().clone();
+        let now = self.now;
+        for i in 0..n {
+            let seed = ConnIdGen::seed_from_u64(self.rng.next_u64());
+            self.nodes[node].shards[usize::from(i)] =
+                Endpoint::new(config.clone(), i, n, seed, now).expect("valid shard count");
+        }
+    }
+
     /// The current virtual time.
     #[must_use]
     pub fn now(&self) -> Timestamp {
