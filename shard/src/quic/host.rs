@@ -469,6 +469,12 @@ impl<A: QuicApp> Handler for QuicHost<A> {
                 self.mark_dirty(ch);
             }
         }
+        // Hand the CONNECTION_CLOSE packets to send slots now: the loop may park before its
+        // next `on_turn`, and nothing else would wake it before a connection's timer.
+        let dirty = std::mem::take(&mut self.dirty);
+        for ch in dirty {
+            self.drive(ch, ctx);
+        }
     }
 
     fn drained(&self) -> bool {
