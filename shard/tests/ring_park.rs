@@ -339,6 +339,9 @@ fn park_wake_stress(mechanism: Mechanism) {
     let efd = Arc::new(EventFd::new().unwrap());
     let mut tx = WakingProducer::new(tx, parker.notifier(Arc::clone(&efd)));
     let (done_tx, done_rx) = mpsc::channel();
+    // "Room in the ring": one token at most, sent by the consumer after each item it takes, so
+    // a producer that finds the ring full blocks instead of spinning or yielding.
+    let (room_tx, room_rx) = mpsc::sync_channel::<()>(1);
     let consumer = thread::spawn(move || {
         let sleep = || match mechanism {
             Mechanism::Eventfd => efd.wait().map(drop),
@@ -348,6 +351,7 @@ fn park_wake_stress(mechanism: Mechanism) {
         while let Some(v) = recv_blocking_with(&mut rx, &parker, sleep).unwrap() {
             assert_eq!(v, expected, "out of order or duplicated");
             expected += 1;
+            let _ = room_tx.try_send(());
         }
         done_tx.send(expected).unwrap();
     });
@@ -355,9 +359,11 @@ fn park_wake_stress(mechanism: Mechanism) {
         loop {
             match tx.try_send(i) {
                 Ok(()) => break,
-                // The consumer is running (a full ring means it has work): yield the core to
-                // it rather than spin.
-                Err(TrySendError::Full(_)) => thread::yield_now(),
+                // The consumer has work (it was woken for every item): wait until it takes one.
+                // A stale token only costs one more try.
+                Err(TrySendError::Full(_)) => room_rx
+                    .recv_timeout(HANG)
+                    .expect("the consumer stopped taking items"),
                 Err(TrySendError::Closed(_)) => panic!("consumer gone"),
             }
         }
