@@ -14,7 +14,8 @@
 # timeout during the run, no cookie round trip for the benchmark's own
 # handshakes) is driven by
 #   ringwire-bench load --mode session --sessions N --peers min(N, $SOCKETS)
-#       --peers-per-ip $PEERS_PER_IP --keepalive-ms 0 --rate $RATE ...
+#       --peers-per-ip $PEERS_PER_IP --keepalive-ms 0 --handshake-rto-ms $HANDSHAKE_RTO_MS
+#       --rate $RATE ...
 # (many sessions per socket: $SOCKETS sockets on $SOCKETS/$PEERS_PER_IP
 # loopback addresses, so at most N/($SOCKETS/$PEERS_PER_IP) sessions per source
 # address; open loop at a fixed, moderate rate so the server's CPU per request
@@ -52,7 +53,10 @@
 # Environment: SERVER_CORE (0), LOAD_CORE (1), RATE (20000; quick 5000),
 # DURATION (5; quick 1), WARMUP (1; quick 0.3), SIZES, FANOUT_SIZES (space
 # separated), SOCKETS (4000), PEERS_PER_IP (4), HANDSHAKE_RATE (new sessions/s;
-# default unpaced), FANOUT_RATE (publishes/s, 5), FANOUT_PAYLOAD (1191),
+# default unpaced), HANDSHAKE_RTO_MS (the client's first Initiation retransmission delay,
+# 4000: 256 Initiations in flight wait behind the server's Diffie-Hellman work for longer
+# than the default 500 ms on a busy core, and each retransmission costs both sides a new
+# handshake), FANOUT_RATE (publishes/s, 5), FANOUT_PAYLOAD (1191),
 # QUIET_WAIT, NOTE (first paragraph of the page).
 set -euo pipefail
 
@@ -68,7 +72,7 @@ while [[ $# -gt 0 ]]; do
         --no-build) BUILD=0 ;;
         --out) OUT="$2"; shift ;;
         --phase) PHASE="$2"; shift ;;
-        -h|--help) sed -n '2,54p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,60p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -80,6 +84,7 @@ SOCKETS=${SOCKETS:-4000}
 PEERS_PER_IP=${PEERS_PER_IP:-4}
 FANOUT_RATE=${FANOUT_RATE:-5}
 FANOUT_PAYLOAD=${FANOUT_PAYLOAD:-1191}
+HANDSHAKE_RTO_MS=${HANDSHAKE_RTO_MS:-4000}
 HARD_NOFILE=$(ulimit -Hn)
 if [[ $QUICK == 1 ]]; then
     SIZES=${SIZES:-"1 100 1000"}
@@ -112,7 +117,7 @@ LOAD=target/release/ringwire-bench
     echo "kernel: $(uname -r)"
     echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') x $(nproc)"
     echo "nofile hard limit: $HARD_NOFILE; sockets: at most $SOCKETS, $PEERS_PER_IP per loopback address"
-    echo "phase: $PHASE  sizes: $SIZES  rate: $RATE/s  duration: ${DURATION}s  warmup: ${WARMUP}s  handshake rate: ${HANDSHAKE_RATE:-unpaced}"
+    echo "phase: $PHASE  sizes: $SIZES  rate: $RATE/s  duration: ${DURATION}s  warmup: ${WARMUP}s  handshake rate: ${HANDSHAKE_RATE:-unpaced}  client handshake RTO: ${HANDSHAKE_RTO_MS} ms"
     echo "fan-out sizes: $FANOUT_SIZES  publishes: $FANOUT_RATE/s of ${FANOUT_PAYLOAD} B"
 } | tee "$OUT/machine.txt"
 "$LOAD" wait-quiet --max-s "$QUIET_WAIT"
@@ -155,7 +160,7 @@ run_one() {
     local hs0; hs0=$(cpu_ticks "$SERVER_PID")
     "$LOAD" load --mode "$mode" --target "$addr" --server-key "$key" --sessions "$sessions" \
         --peers "$peers" --peers-per-ip "$PEERS_PER_IP" --keepalive-ms 0 --idle-timeout-ms 3600000 \
-        "${pace[@]}" --cores "$LOAD_CORE" --rate "$rate" --payload "$payload" \
+        --handshake-rto-ms "$HANDSHAKE_RTO_MS" "${pace[@]}" --cores "$LOAD_CORE" --rate "$rate" --payload "$payload" \
         --duration "$DURATION" --warmup "$WARMUP" --poll block \
         --timeout-ms 1000 --json "$dir/load.$n.json" >"$dir/load.$n.txt" 2>"$err" &
     local load_pid=$!

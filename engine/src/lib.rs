@@ -170,7 +170,7 @@ pub mod session {
         Endpoint, EndpointConfig, EndpointError, EndpointStats, Event, HostError, HostStats,
         KeyError, Keypair, NoiseConfig, Placement, PrivateKey, PublicKey, Security, SendOutcome,
         SessionApp, SessionClock, SessionHost, SessionMsg, SessionSend, SessionState, SessionStats,
-        Sessions, Snapshot, Timestamp, random_key, shard_of,
+        Sessions, ShardSend, Snapshot, Timestamp, random_key, shard_of,
     };
 
     pub mod admission {

@@ -388,6 +388,126 @@ fn forward_to_an_unknown_or_closed_id_on_another_shard_gets_unreachable() {
     assert!(app["relay_unreachable"] >= 2, "{app:?}");
 }
 
+/// Fan-out across shards on a real two-shard engine: every subscriber of a publisher, on the
+/// publisher's shard or the other one, receives its Publishes (the other shard's through one
+/// mesh message per Publish); a Subscribe to an ID of the other shard that is no session there
+/// is answered `Unreachable`, and when the publisher leaves, its subscribers on the other
+/// shard are told `Unreachable` too.
+#[test]
+fn fan_out_reaches_subscribers_on_the_other_shard() {
+    if !available_or_explain() {
+        return;
+    }
+    let engine = relay_engine(true);
+    let server = engine.local_addr();
+    let mut pool = ClientPool::new(EndpointConfig::new([9u8; 32], client_identity()), 5).unwrap();
+    let (conns, relay_id) = connect_all(&mut pool, server, 24);
+    let publisher = conns[0];
+    let p = relay_id[&publisher];
+    let subscribers = &conns[1..];
+    let remote: Vec<ConnId> = subscribers
+        .iter()
+        .copied()
+        .filter(|c| shard_of(relay_id[c]) != shard_of(p))
+        .collect();
+    assert!(!remote.is_empty(), "24 sessions use both shards");
+    let subscribe = RelayMsg::Subscribe {
+        publisher_conn_id: p,
+    }
+    .to_vec();
+    for &c in subscribers {
+        let _ = pool.send(c, &subscribe).unwrap();
+    }
+    // A Subscribe takes effect when the relay reads it (no acknowledgement), and the other
+    // shard's registration crosses the mesh after that: publish until every subscriber has
+    // a copy (loopback may also lose a datagram).
+    let mut events = Vec::new();
+    let mut got: HashMap<ConnId, u64> = HashMap::new();
+    let deadline = Instant::now() + HANG;
+    let mut round = 0u64;
+    while got.len() < subscribers.len() {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} subscribers got a copy",
+            got.len(),
+            subscribers.len()
+        );
+        round += 1;
+        let publish = RelayMsg::Publish {
+            publisher_conn_id: p,
+            bytes: &round.to_be_bytes(),
+        }
+        .to_vec();
+        let _ = pool.send(publisher, &publish).unwrap();
+        let until = Instant::now() + Duration::from_millis(50);
+        while Instant::now() < until {
+            if pool.poll(&mut events).unwrap() == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        for e in events.drain(..) {
+            if let Event::Message { conn, bytes } = e {
+                match RelayMsg::decode(&bytes).unwrap() {
+                    RelayMsg::Delivered { src_conn_id, bytes } => {
+                        assert_eq!(src_conn_id, p);
+                        assert_ne!(conn, publisher, "a publisher gets no copy of its own");
+                        let n = u64::from_be_bytes(bytes.try_into().unwrap());
+                        assert!(n <= round);
+                        got.insert(conn, n);
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+    }
+    // A Subscribe naming no session of the other shard.
+    let never = (u64::from(1 - shard_of(p)) << 56) | 0x00de_adbe_ef43;
+    let subscribe_never = RelayMsg::Subscribe {
+        publisher_conn_id: never,
+    }
+    .to_vec();
+    let local = subscribers
+        .iter()
+        .copied()
+        .find(|c| shard_of(relay_id[c]) == shard_of(p))
+        .expect("24 sessions use both shards");
+    let _ = pool.send(local, &subscribe_never).unwrap();
+    // The publisher leaves: its subscribers on the other shard hear Unreachable.
+    let _ = pool.close(publisher, ringwire::session::CloseReason::Normal);
+    let mut told: HashMap<ConnId, Vec<u64>> = HashMap::new();
+    let wanted = |told: &HashMap<ConnId, Vec<u64>>| {
+        remote
+            .iter()
+            .all(|c| told.get(c).is_some_and(|v| v.contains(&p)))
+            && told.values().flatten().any(|&d| d == never)
+    };
+    let deadline = Instant::now() + HANG;
+    while !wanted(&told) {
+        assert!(Instant::now() < deadline, "not told: {told:?}");
+        if pool.poll(&mut events).unwrap() == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for e in events.drain(..) {
+            if let Event::Message { conn, bytes } = e
+                && let Ok(RelayMsg::Unreachable { dst_conn_id }) = RelayMsg::decode(&bytes)
+            {
+                told.entry(conn).or_default().push(dst_conn_id);
+            }
+        }
+    }
+    let report = common::shutdown(engine);
+    let app = app_totals(&report);
+    assert!(app["relay_fanout_shard_sent"] > 0, "{app:?}");
+    assert!(
+        app["relay_fanout_shard_received"] > 0
+            && app["relay_fanout_shard_received"] <= app["relay_fanout_shard_sent"],
+        "{app:?}"
+    );
+    assert_eq!(app["relay_fanout_shard_full"], 0, "{app:?}");
+    assert_eq!(app["relay_fanout_dropped"], 0, "{app:?}");
+    assert_eq!(app["relay_subscribe_lost"], 0, "{app:?}");
+}
+
 /// A drain under load, as a library caller asks for it: every one of 1,000 sessions hears
 /// `Close(ShuttingDown)`, every shard ends gracefully, and every message a client sent is
 /// answered or counted: echoed, refused by the app, discarded on a session refused during the

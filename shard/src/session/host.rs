@@ -63,6 +63,25 @@ pub enum SessionMsg {
     /// The sending shard's session count for one round of the count exchange (admission's
     /// node-wide cap, the connection manager's watermarks), on the control lane.
     Load(LoadReport),
+    /// Bytes from another shard's application to this shard's ([`Sessions::send_to_shard`],
+    /// [`SessionApp::on_shard_message`]).
+    App {
+        /// The bytes, in the application's own format.
+        bytes: Box<[u8]>,
+    },
+}
+
+/// What happened to [`Sessions::send_to_shard`]; every case is named and counted.
+#[must_use = "a message to another shard can be refused"]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardSend {
+    /// In the shard's lane; its application sees it in a later loop turn.
+    Sent,
+    /// The lane is full: dropped (`app_lane_full`).
+    Full,
+    /// The shard has stopped, or there is no such shard (this one included): dropped
+    /// (`app_lane_closed`).
+    Closed,
 }
 
 /// What happened to [`Sessions::send`]; every case is named.
@@ -144,6 +163,18 @@ pub trait SessionApp {
         let _ = (conn, reason, by, s);
     }
 
+    /// Bytes shard `from`'s application sent this one with [`Sessions::send_to_shard`] on
+    /// `lane` (control-lane messages are handled before data-lane ones). Default: ignored.
+    fn on_shard_message(
+        &mut self,
+        from: usize,
+        lane: Lane,
+        bytes: &[u8],
+        s: &mut Sessions<'_, '_>,
+    ) {
+        let _ = (from, lane, bytes, s);
+    }
+
     /// Adds the application's own counters to the shard's final report.
     fn counters(&self, out: &mut Vec<(&'static str, u64)>) {
         let _ = out;
@@ -218,6 +249,14 @@ pub struct HostStats {
     /// Bytes of handoff buffers reserved in the memory budget: the other shards' data lanes
     /// into this one, full of the largest session datagrams.
     pub handoff_reserved: u64,
+    /// Application messages handed to another shard ([`Sessions::send_to_shard`]).
+    pub app_sent: u64,
+    /// Application messages not sent because the lane was full.
+    pub app_lane_full: u64,
+    /// Application messages not sent because the shard had stopped or does not exist.
+    pub app_lane_closed: u64,
+    /// Application messages received from other shards.
+    pub app_received: u64,
 }
 
 /// Where a [`SessionHost`] runs: its shard among the server's, the server's session clock,
@@ -417,6 +456,43 @@ impl Sessions<'_, '_> {
             Err(MeshSendError::Full(_)) => Connecting::ShardFull(owner),
             Err(_) => Connecting::ShardClosed(owner),
         }
+    }
+
+    /// Hands `bytes` to shard `shard`'s application ([`SessionApp::on_shard_message`]) on
+    /// `lane`: the control lane (64 messages per shard pair, drained first) for what must not
+    /// wait behind data, the data lane (1,024) for the rest. Never waits; a refusal is
+    /// returned and counted (`app_lane_full`, `app_lane_closed`).
+    pub fn send_to_shard(&mut self, shard: usize, lane: Lane, bytes: &[u8]) -> ShardSend {
+        let msg = SessionMsg::App {
+            bytes: bytes.into(),
+        };
+        let r = if shard == self.ctx.shard_index() {
+            Err(MeshSendError::NoSuchShard(msg))
+        } else {
+            match lane {
+                Lane::Control => self.ctx.send_control_to_shard(shard, msg),
+                Lane::Data => self.ctx.send_to_shard(shard, msg),
+            }
+        };
+        match r {
+            Ok(()) => {
+                self.stats.app_sent += 1;
+                ShardSend::Sent
+            }
+            Err(MeshSendError::Full(_)) => {
+                self.stats.app_lane_full += 1;
+                ShardSend::Full
+            }
+            Err(MeshSendError::Closed(_) | MeshSendError::NoSuchShard(_)) => {
+                self.stats.app_lane_closed += 1;
+                ShardSend::Closed
+            }
+        }
+    }
+
+    /// Shards in the server.
+    pub fn shards(&self) -> usize {
+        self.ctx.shards()
     }
 
     /// Sessions live on this shard.
@@ -729,13 +805,16 @@ impl<A: SessionApp> Handler for SessionHost<A> {
 
     fn on_message(
         &mut self,
-        _from: usize,
-        _lane: Lane,
+        from: usize,
+        lane: Lane,
         msg: SessionMsg,
         ctx: &mut Ctx<'_, SessionMsg>,
     ) {
         let now = self.clock.stamp(ctx.now());
-        if !matches!(msg, SessionMsg::Handoff { .. } | SessionMsg::Load(_)) {
+        if !matches!(
+            msg,
+            SessionMsg::Handoff { .. } | SessionMsg::Load(_) | SessionMsg::App { .. }
+        ) {
             self.stats.relayed_received += 1;
         }
         match msg {
@@ -773,6 +852,17 @@ impl<A: SessionApp> Handler for SessionHost<A> {
             SessionMsg::Load(report) => {
                 self.stats.load_reports_received += 1;
                 self.ep.on_load_report(report);
+            }
+            SessionMsg::App { bytes } => {
+                self.stats.app_received += 1;
+                let mut s = Sessions {
+                    ep: &mut self.ep,
+                    ctx,
+                    buf: &mut self.buf,
+                    stats: &mut self.stats,
+                    now,
+                };
+                self.app.on_shard_message(from, lane, &bytes, &mut s);
             }
         }
         self.pump(ctx);
@@ -884,6 +974,10 @@ impl<A: SessionApp> Handler for SessionHost<A> {
                 s.load_reports_lost + e.load_reports_lost,
             ),
             ("session_load_reports_received", s.load_reports_received),
+            ("session_app_sent", s.app_sent),
+            ("session_app_lane_full", s.app_lane_full),
+            ("session_app_lane_closed", s.app_lane_closed),
+            ("session_app_received", s.app_received),
         ]);
         self.conn_control_counters(out);
         for reason in crate::session::DropReason::ALL {

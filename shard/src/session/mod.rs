@@ -134,7 +134,7 @@ pub use endpoint::{Admit, CloseOutcome, Endpoint, EndpointError, Snapshot};
 pub use event::{CloseReason, Closer, ConnectError, Event, Handled, SendOutcome, Transmit};
 pub use host::{
     Connecting, HostError, HostStats, Placement, SessionApp, SessionHost, SessionMsg, SessionSend,
-    Sessions, random_key,
+    Sessions, ShardSend, random_key,
 };
 pub use identity::{KeyError, Keypair, PrivateKey, PublicKey};
 pub use stats::{EndpointStats, SessionState, SessionStats};

@@ -38,6 +38,11 @@ pub struct ClientTuning {
     pub keepalive: Option<Option<std::time::Duration>>,
     /// Idle timeout (`None`: the default).
     pub idle_timeout: Option<std::time::Duration>,
+    /// First Initiation retransmission delay (`None`: the default, 500 ms); the maximum
+    /// delay becomes 4 times it and the handshake timeout at least 8 times it. A million
+    /// handshakes queue behind the server's Diffie-Hellman work for longer than 500 ms, and
+    /// every retransmitted Initiation costs both sides a new handshake.
+    pub handshake_rto: Option<std::time::Duration>,
 }
 
 /// A worker's sessions over its peer sockets, all on one client endpoint.
@@ -118,6 +123,11 @@ impl SessionIo {
         }
         if let Some(t) = tuning.idle_timeout {
             config.idle_timeout = t;
+        }
+        if let Some(rto) = tuning.handshake_rto {
+            config.handshake_initial_rto = rto;
+            config.handshake_max_rto = config.handshake_max_rto.max(rto * 4);
+            config.handshake_timeout = config.handshake_timeout.max(rto * 8);
         }
         let max_datagram = config.max_datagram();
         let ep = Endpoint::new(

@@ -3,8 +3,10 @@
 //! `Delivered { src, bytes }`, across shards when `dst` lives on another one. A destination
 //! that does not exist gets the sender an `Unreachable { dst }`. Fan-out: a client that sent
 //! `Subscribe { publisher }` gets each later `Publish` of that client as a `Delivered`, one
-//! copy per subscriber, sent in the turn the Publish arrived (publisher and subscribers must
-//! share a shard: a Subscribe naming a client of another shard is answered `Unreachable`).
+//! copy per subscriber, sent in the turn the Publish arrived. Subscribers on another shard than
+//! the publisher's are reached over the mesh: their shard registers with the publisher's on
+//! the control lane, and each Publish crosses once per such shard on the data lane, to be copied
+//! there ([`shard_msg`]; `docs/DECISIONS.md` D57).
 //! Message format: `docs/PROTOCOL.md`, "Relay messages".
 #![forbid(unsafe_code)]
 
@@ -13,10 +15,13 @@ use std::net::SocketAddr;
 use crate::session::{ConnId, shard_of};
 pub mod fanout;
 pub mod msg;
+pub mod shard_msg;
 
-use crate::session::{SessionApp, SessionSend, Sessions};
+use crate::mesh::Lane;
+use crate::session::{SessionApp, SessionSend, Sessions, ShardSend};
 pub use fanout::Subscriptions;
 pub use msg::RelayMsg;
+use shard_msg::ShardMsg;
 
 /// Relay counters for one shard.
 #[derive(Debug, Default, Clone, Copy)]
@@ -44,6 +49,22 @@ pub struct RelayStats {
     pub fanned_out: u64,
     /// Copies a subscriber's session refused (its queue full, or too large): not delivered.
     pub fanout_dropped: u64,
+    /// Publishes handed to another shard that has subscribers of the publisher (one per
+    /// such shard per Publish).
+    pub fanout_shard_sent: u64,
+    /// Publishes not handed to such a shard because its data lane was full: none of that
+    /// shard's subscribers get it.
+    pub fanout_shard_full: u64,
+    /// Publishes not handed to such a shard because it had stopped.
+    pub fanout_shard_closed: u64,
+    /// Publishes received from other shards (each copied to this shard's subscribers).
+    pub fanout_shard_received: u64,
+    /// Of those, ones for a publisher with no subscriber here any more (the publisher's
+    /// shard is told again to stop sending).
+    pub fanout_shard_orphaned: u64,
+    /// Subscribes to a publisher of another shard not registered there because the control
+    /// lane was full or the shard had stopped (the subscriber is told `Unreachable`).
+    pub subscribe_lost: u64,
 }
 
 /// The relay application, one per shard.
@@ -51,6 +72,8 @@ pub struct RelayStats {
 pub struct Relay {
     stats: RelayStats,
     scratch: Vec<u8>,
+    /// A Publish being handed to other shards.
+    mesh_buf: Vec<u8>,
     subscriptions: Subscriptions,
 }
 
@@ -90,20 +113,55 @@ impl Relay {
         }
     }
 
-    /// `Subscribe`: `conn` follows `publisher`, a session of this shard.
+    /// `Subscribe`: `conn` follows `publisher`, a session of this shard or of another one
+    /// (whose shard is asked, on the control lane, to send this shard its Publishes).
     fn subscribe(&mut self, conn: ConnId, publisher: u64, s: &mut Sessions<'_, '_>) {
-        let local = usize::from(shard_of(publisher)) == s.shard_index();
-        if !local || !s.is_open(ConnId(publisher)) {
-            self.stats.unreachable += 1;
-            let notice = RelayMsg::Unreachable {
-                dst_conn_id: publisher,
-            };
-            self.notify(conn, &notice.to_vec(), s);
+        let owner = usize::from(shard_of(publisher));
+        let local = owner == s.shard_index();
+        if owner >= s.shards() || (local && !s.is_open(ConnId(publisher))) {
+            self.unreachable(conn, publisher, s);
             return;
         }
-        if self.subscriptions.subscribe(conn, ConnId(publisher)) {
-            self.stats.subscribed += 1;
+        let change = self.subscriptions.subscribe(conn, ConnId(publisher));
+        if let Some(left) = change.emptied {
+            self.left(left, s);
         }
+        if !change.added {
+            return;
+        }
+        if !local && change.first {
+            let mut msg = Vec::new();
+            ShardMsg::Subscribe { publisher }.encode(&mut msg);
+            if s.send_to_shard(owner, Lane::Control, &msg) != ShardSend::Sent {
+                self.stats.subscribe_lost += 1;
+                let _still_first = self.subscriptions.unsubscribe(conn);
+                self.unreachable(conn, publisher, s);
+                return;
+            }
+        }
+        self.stats.subscribed += 1;
+    }
+
+    /// `publisher` has no subscriber on this shard any more: if it lives on another shard,
+    /// that shard stops sending here (best effort: if the message is lost, the next Publish
+    /// that arrives finds no subscriber and says it again).
+    fn left(&mut self, publisher: ConnId, s: &mut Sessions<'_, '_>) {
+        let owner = usize::from(shard_of(publisher.0));
+        if owner != s.shard_index() {
+            let mut msg = Vec::new();
+            ShardMsg::Unsubscribe {
+                publisher: publisher.0,
+            }
+            .encode(&mut msg);
+            // Counted by the session layer (`app_lane_full`) if refused.
+            let _ = s.send_to_shard(owner, Lane::Control, &msg);
+        }
+    }
+
+    /// Tells `conn` that `dst` is unreachable (counted).
+    fn unreachable(&mut self, conn: ConnId, dst_conn_id: u64, s: &mut Sessions<'_, '_>) {
+        self.stats.unreachable += 1;
+        self.notify(conn, &RelayMsg::Unreachable { dst_conn_id }.to_vec(), s);
     }
 
     /// `Publish`: one `Delivered` from `conn` to each of its subscribers, queued now.
@@ -112,7 +170,29 @@ impl Relay {
         if !self.encode_delivered(conn, bytes) {
             return;
         }
-        for &sub in self.subscriptions.subscribers(conn) {
+        self.copy_to_subscribers(conn, s);
+        if self.subscriptions.followers(conn).is_empty() {
+            return;
+        }
+        let mut msg = std::mem::take(&mut self.mesh_buf);
+        ShardMsg::Publish {
+            publisher: conn.0,
+            delivered: &self.scratch,
+        }
+        .encode(&mut msg);
+        for &k in self.subscriptions.followers(conn) {
+            match s.send_to_shard(usize::from(k), Lane::Data, &msg) {
+                ShardSend::Sent => self.stats.fanout_shard_sent += 1,
+                ShardSend::Full => self.stats.fanout_shard_full += 1,
+                ShardSend::Closed => self.stats.fanout_shard_closed += 1,
+            }
+        }
+        self.mesh_buf = msg;
+    }
+
+    /// Queues the `Delivered` in `scratch` to each of `publisher`'s subscribers on this shard.
+    fn copy_to_subscribers(&mut self, publisher: ConnId, s: &mut Sessions<'_, '_>) {
+        for &sub in self.subscriptions.subscribers(publisher) {
             match s.send(sub, &self.scratch) {
                 SessionSend::SentNow | SessionSend::Queued => self.stats.fanned_out += 1,
                 _ => self.stats.fanout_dropped += 1,
@@ -162,9 +242,68 @@ impl SessionApp for Relay {
         conn: ConnId,
         _reason: crate::session::CloseReason,
         _by: crate::session::Closer,
-        _s: &mut Sessions<'_, '_>,
+        s: &mut Sessions<'_, '_>,
     ) {
-        self.subscriptions.session_ended(conn);
+        let (emptied, followers) = self.subscriptions.session_ended(conn);
+        if let Some(left) = emptied {
+            self.left(left, s);
+        }
+        if !followers.is_empty() {
+            let mut msg = Vec::new();
+            ShardMsg::Gone { publisher: conn.0 }.encode(&mut msg);
+            for k in followers {
+                // Counted by the session layer if refused; the other shard's subscribers then
+                // keep their entries and get nothing, as this shard's do.
+                let _ = s.send_to_shard(usize::from(k), Lane::Control, &msg);
+            }
+        }
+    }
+
+    /// Fan-out messages from other shards' relays (`shard_msg`).
+    fn on_shard_message(
+        &mut self,
+        from: usize,
+        _lane: Lane,
+        bytes: &[u8],
+        s: &mut Sessions<'_, '_>,
+    ) {
+        let Ok(from16) = u16::try_from(from) else {
+            return;
+        };
+        match ShardMsg::decode(bytes) {
+            Some(ShardMsg::Subscribe { publisher }) => {
+                if s.is_open(ConnId(publisher)) {
+                    self.subscriptions.follow(ConnId(publisher), from16);
+                } else {
+                    let mut msg = Vec::new();
+                    ShardMsg::Gone { publisher }.encode(&mut msg);
+                    let _ = s.send_to_shard(from, Lane::Control, &msg);
+                }
+            }
+            Some(ShardMsg::Unsubscribe { publisher }) => {
+                self.subscriptions.unfollow(ConnId(publisher), from16);
+            }
+            Some(ShardMsg::Gone { publisher }) => {
+                for sub in self.subscriptions.drop_publisher(ConnId(publisher)) {
+                    self.unreachable(sub, publisher, s);
+                }
+            }
+            Some(ShardMsg::Publish {
+                publisher,
+                delivered,
+            }) => {
+                self.stats.fanout_shard_received += 1;
+                if self.subscriptions.subscribers(ConnId(publisher)).is_empty() {
+                    self.stats.fanout_shard_orphaned += 1;
+                    self.left(ConnId(publisher), s);
+                    return;
+                }
+                self.scratch.clear();
+                self.scratch.extend_from_slice(delivered);
+                self.copy_to_subscribers(ConnId(publisher), s);
+            }
+            None => self.stats.malformed += 1,
+        }
     }
 
     /// A Delivered handed to another shard found its destination gone there: tell the sender
@@ -195,6 +334,12 @@ impl SessionApp for Relay {
             ("relay_published", s.published),
             ("relay_fanned_out", s.fanned_out),
             ("relay_fanout_dropped", s.fanout_dropped),
+            ("relay_fanout_shard_sent", s.fanout_shard_sent),
+            ("relay_fanout_shard_full", s.fanout_shard_full),
+            ("relay_fanout_shard_closed", s.fanout_shard_closed),
+            ("relay_fanout_shard_received", s.fanout_shard_received),
+            ("relay_fanout_shard_orphaned", s.fanout_shard_orphaned),
+            ("relay_subscribe_lost", s.subscribe_lost),
         ]);
     }
 }

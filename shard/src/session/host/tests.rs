@@ -200,6 +200,7 @@ fn close_and_connect_take_the_control_lane_and_every_relay_outcome_is_counted() 
                 SessionMsg::Close { .. } => "close",
                 SessionMsg::Connect { .. } => "connect",
                 SessionMsg::Handoff { .. } => "handoff",
+                SessionMsg::App { .. } => "app",
                 SessionMsg::Load(_) => "load",
             };
             (*lane, kind)
