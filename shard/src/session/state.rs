@@ -2,12 +2,13 @@
 //!
 //! The struct is kept small because an endpoint holds many idle sessions: the data queue is a
 //! `VecDeque` that allocates on first use and is released again once drained, the replay
-//! window is a fixed 128-byte bitmap, the keys are 32 bytes per direction (no boxed cipher),
-//! the previous receiving key is boxed (it exists only briefly after a peer's rekey), the
-//! flight recorder's drop and failure counters are boxed on first use, the RTT is kept in
-//! microseconds and the pending Ping's number without an `Option` tag, and counters are `u32`
-//! where they cannot wrap in practice (440 bytes, so a boxed session is one 448-byte malloc
-//! chunk: `docs/DECISIONS.md` D46). `tests/session_memory.rs` reports
+//! window keeps its two newest 64-bit blocks inline and boxes the whole 1,024-bit bitmap only
+//! while a packet number of its older blocks is missing, the keys are 32 bytes per direction
+//! (no boxed cipher), the previous receiving key is boxed (it exists only briefly after a
+//! peer's rekey), the flight recorder's drop and failure counters are boxed on first use, the
+//! RTT is kept in microseconds and the pending Ping's number without an `Option` tag, and
+//! counters are `u32` where they cannot wrap in practice (336 bytes, so a boxed session is one
+//! 352-byte malloc chunk: `docs/DECISIONS.md` D46, D56). `tests/session_memory.rs` reports
 //! and bounds the bytes per idle session.
 #![forbid(unsafe_code)]
 
