@@ -153,6 +153,57 @@ fn with_sessions<R>(
 }
 
 #[test]
+fn app_messages_take_the_lane_asked_for_and_every_outcome_is_counted() {
+    let clock = SessionClock::start();
+    let mesh = MeshConfig {
+        control_capacity: 1,
+        data_capacity: 2,
+        data_batch: 8,
+    };
+    let mut rig = Rig::new(2, 64, 16, mesh);
+    let mut h0 = host(clock, 0, 2);
+    let mut ctx = rig.ctx(0);
+    let got = with_sessions(&mut h0, &mut ctx, |s| {
+        [
+            s.send_to_shard(1, Lane::Control, b"c1"),
+            s.send_to_shard(1, Lane::Control, b"c2"),
+            s.send_to_shard(1, Lane::Data, b"d1"),
+            s.send_to_shard(1, Lane::Data, b"d2"),
+            s.send_to_shard(1, Lane::Data, b"d3"),
+            // Not to itself, nor to a shard that does not exist.
+            s.send_to_shard(0, Lane::Data, b"self"),
+            s.send_to_shard(7, Lane::Control, b"none"),
+        ]
+    });
+    use ShardSend::{Closed, Full, Sent};
+    assert_eq!(got, [Sent, Full, Sent, Sent, Full, Closed, Closed]);
+    let st = h0.stats();
+    assert_eq!(
+        (st.app_sent, st.app_lane_full, st.app_lane_closed),
+        (3, 2, 2)
+    );
+    let got: Vec<(Lane, Vec<u8>)> = rig
+        .inbound(1)
+        .into_iter()
+        .map(|(from, lane, m)| {
+            assert_eq!(from, 0);
+            match m {
+                SessionMsg::App { bytes } => (lane, bytes.to_vec()),
+                other => panic!("{other:?}"),
+            }
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Lane::Control, b"c1".to_vec()),
+            (Lane::Data, b"d1".to_vec()),
+            (Lane::Data, b"d2".to_vec()),
+        ]
+    );
+}
+
+#[test]
 fn close_and_connect_take_the_control_lane_and_every_relay_outcome_is_counted() {
     let clock = SessionClock::start();
     let mesh = MeshConfig {
