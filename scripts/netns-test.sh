@@ -10,21 +10,24 @@
 # own at its deadline with its totals.
 #
 # Checked end to end, every datagram delivered or counted under a reason on some node:
-# - the gateway namespace: every datagram that arrived was dropped by the loss rule, taken by
-#   UDP, or refused (no port while restarting, errors) (nft counters against /proc/net/snmp);
+# - the gateway namespace: every datagram that arrived was dropped by the loss rule, read by a
+#   gateway, refused by UDP (no port while restarting, errors) or, the rest and never negative,
+#   closed unread in a gateway's socket at its stop (nft counters against /proc/net/snmp, whose
+#   InDatagrams counts reads: equal to the gateways' own datagrams_in);
 # - each gateway run: every datagram it read reached its session layer, every handoff between
 #   its shards arrived or was counted (its final counters), and it drained gracefully;
 # - each client: sent = received + lost, nothing misrouted, every session it lost opened again,
 #   traffic through the restarted gateway; and over all clients, the probes lost are no more
-#   than the datagrams the nodes counted as dropped (loss rules both ways, the relays'
-#   Unreachable, UDP's refusals and what each gateway left unread at its stop).
+#   than the datagrams the nodes counted as dropped (loss rules both ways, UDP's refusals, what
+#   each gateway left unread at its stop, every drop reason of the gateways' session layer and
+#   relay, the clients' own endpoint drops and failed sends).
 #
 #   scripts/netns-test.sh [--clients N] [--loss PERCENT] [--seconds S]
 #
 # Needs root, network namespaces and io_uring; skips with `skipping: <reason>` where they are
 # not allowed (fails instead under RINGWIRE_REQUIRE_NETNS=1; without io_uring, also under
 # RINGWIRE_REQUIRE_IO_URING=1). Installs nftables with apt-get
-# if `nft` is missing. Cleans up (processes, namespaces) on any exit. About 30 s after the
+# if `nft` is missing. Cleans up (processes, namespaces) on any exit. About 15 s after the
 # release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +37,7 @@ while (($#)); do
         --clients) clients="$2"; shift 2 ;;
         --loss) loss="$2"; shift 2 ;;
         --seconds) seconds="$2"; shift 2 ;;
-        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done

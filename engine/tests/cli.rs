@@ -353,10 +353,7 @@ fn a_shard_that_panics_under_load_is_named_and_the_others_drain() {
     assert_eq!(status.code(), Some(1), "{stderr}");
     let failed: usize = stderr
         .split("ringwire: shard ")
-        .find_map(|rest| {
-            rest.strip_prefix(|c: char| c.is_ascii_digit())
-                .map(|_| rest)
-        })
+        .find(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
         .and_then(|rest| rest.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no failed shard named in {stderr}"));

@@ -318,7 +318,7 @@ impl SessionIo {
     }
 
     /// From now on (the traffic phase), a session that ends (closed by the server, timed
-    /// out) is counted in `sessions_lost` and opened again [`REOPEN_AFTER`] later, until it
+    /// out) is counted in `sessions_lost` and opened again 100 ms later, until it
     /// is ready (`sessions_reopened`); probes in flight on it are lost. Without this a
     /// restarted server would leave the run with no session to send on.
     pub fn reopen_lost_sessions(&mut self) {
