@@ -265,7 +265,7 @@ fn a_shard_that_panics_under_load_is_named_and_the_others_drain() {
     const WINDOW: usize = 50;
     let cfg = config_file(
         "panic.toml",
-        "drain_timeout_ms = 60000\n[sessions.admission]\nmax_sessions_per_prefix = 100000\n\
+        "drain_timeout_ms = 20000\n[sessions.admission]\nmax_sessions_per_prefix = 100000\n\
          new_sessions_per_prefix_per_second = 1000000\nnew_sessions_per_prefix_burst = 100000\n",
     );
     let mut server = Server::start(&[
@@ -368,24 +368,30 @@ fn a_shard_that_panics_under_load_is_named_and_the_others_drain() {
     );
     // Only the survivor reports; it accepted exactly the sessions that heard a Close.
     let survivor = 1 - failed;
-    let finals: Vec<&str> = stdout
+    for prefix in ["final shard", "app shard"] {
+        assert!(!stdout.contains(&format!("{prefix} {failed}:")), "{stdout}");
+        assert!(
+            stdout.contains(&format!("{prefix} {survivor}:")),
+            "{stdout}"
+        );
+    }
+    let fields: Vec<&str> = stdout
         .lines()
-        .filter(|l| l.starts_with("final shard "))
+        .filter(|l| {
+            l.starts_with(&format!("final shard {survivor}:"))
+                || l.starts_with(&format!("app shard {survivor}:"))
+        })
+        .flat_map(|l| l.split(' '))
         .collect();
-    assert_eq!(finals.len(), 1, "{stdout}");
-    let line = finals[0];
-    assert!(
-        line.starts_with(&format!("final shard {survivor}:")),
-        "{stdout}"
-    );
     let field = |k: &str| -> u64 {
-        line.split(' ')
+        fields
+            .iter()
             .find_map(|f| f.strip_prefix(k)?.strip_prefix('='))
             .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {k} in {line}"))
+            .unwrap_or_else(|| panic!("no {k} in {stdout}"))
     };
-    assert_eq!(field("sessions"), 0, "{line}");
-    let accepted = field("sessions_accepted") as usize;
+    assert_eq!(field("sessions"), 0, "{stdout}");
+    let accepted = usize::try_from(field("sessions_accepted")).unwrap();
     assert_eq!(closes.len(), accepted, "{stdout}");
     assert!(0 < accepted && accepted < SESSIONS, "{stdout}");
 }

@@ -216,12 +216,17 @@ impl EngineHandle {
                 deadline: timeout,
             });
         }
-        let shards = self
-            .shards
-            .iter_mut()
-            .filter_map(|s| s.exit.take())
-            .filter_map(Result::ok)
-            .collect();
+        let mut shards = Vec::with_capacity(self.shards.len());
+        for (i, slot) in self.shards.iter_mut().enumerate() {
+            match slot.exit.take() {
+                Some(Ok(exit)) => shards.push(exit),
+                // A second failure, during the drain: logged, as nobody was handed it.
+                Some(Err(e)) if !slot.seen => {
+                    tracing::error!(shard = i, "shard failed while the others drained: {e}");
+                }
+                _ => {}
+            }
+        }
         Ok(EngineReport { shards })
     }
 
