@@ -394,6 +394,10 @@ fn a_shard_that_panics_under_load_is_named_and_the_others_drain() {
     let accepted = usize::try_from(field("sessions_accepted")).unwrap();
     assert_eq!(closes.len(), accepted, "{stdout}");
     assert!(0 < accepted && accepted < SESSIONS, "{stdout}");
+    println!(
+        "shard {failed} panicked; shard {survivor} held {accepted} of {SESSIONS} sessions, \
+         each heard Close(ShuttingDown)"
+    );
 }
 
 /// A host that refuses io_uring: `io_uring_setup` fails with EPERM (a seccomp filter, as
@@ -439,6 +443,7 @@ fn a_host_that_refuses_io_uring_is_named_with_the_fix() {
             fixes.iter().any(|f| stderr.contains(f)),
             "{errno}: {stderr}"
         );
+        println!("{errno}: exit {code}: {}", stderr.trim());
     }
 }
 
