@@ -14,7 +14,9 @@
 # against quinn --endpoints 2 (SO_REUSEPORT, no steering), 16 connections whose clients move
 # to a new port every $REBIND_MS ms: connections lost.
 # Prints each quic-load line with the load average before and after; the machine is called
-# busy when the load average is 0.3 or more.
+# busy when the load average is 0.3 or more. ringwire serves with retry = "never" and the
+# per-source admission limits lifted (every client is 127.0.0.1), as quinn's server, which has
+# neither.
 #
 # Environment: SERVER_CORE (0), LOAD_CORE (1), DURATION (5), REBIND_MS (500).
 set -euo pipefail
@@ -31,6 +33,15 @@ REBIND_MS=${REBIND_MS:-500}
 RW=target/release/ringwire
 BENCH=target/release/ringwire-bench
 PORT=4433
+CONFIG=$(mktemp)
+cat >"$CONFIG" <<'TOML'
+[quic]
+retry = "never"
+[quic.admission]
+max_sessions_per_prefix = 1000000
+new_sessions_per_prefix_per_second = 1000000
+new_sessions_per_prefix_burst = 1000000
+TOML
 
 server_pid=""
 stop_server() {
@@ -40,14 +51,14 @@ stop_server() {
         server_pid=""
     fi
 }
-trap stop_server EXIT
+trap 'stop_server; rm -f "$CONFIG"' EXIT
 
 start_server() { # name threads
     local name=$1 threads=$2
     PORT=$((PORT + 1))
     case "$name/$threads" in
-        ringwire/1) $RW serve --app quic-echo --bind "127.0.0.1:$PORT" --shards 1 --cores "$SERVER_CORE" >/dev/null 2>&1 & ;;
-        ringwire/*) $RW serve --app quic-echo --bind "127.0.0.1:$PORT" --shards "$threads" --no-pin >/dev/null 2>&1 & ;;
+        ringwire/1) $RW serve --config "$CONFIG" --app quic-echo --bind "127.0.0.1:$PORT" --shards 1 --cores "$SERVER_CORE" >/dev/null 2>&1 & ;;
+        ringwire/*) $RW serve --config "$CONFIG" --app quic-echo --bind "127.0.0.1:$PORT" --shards "$threads" --no-pin >/dev/null 2>&1 & ;;
         quinn/1) $BENCH quic-server --bind "127.0.0.1:$PORT" --endpoints 1 --cores "$SERVER_CORE" >/dev/null 2>&1 & ;;
         quinn/*) $BENCH quic-server --bind "127.0.0.1:$PORT" --endpoints "$threads" >/dev/null 2>&1 & ;;
     esac

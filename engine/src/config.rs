@@ -341,7 +341,9 @@ impl Config {
         let mut good = toml::Table::new();
         for (key, value) in table {
             let tables = match (key.as_str(), value) {
-                ("shard" | "sessions" | "security", toml::Value::Table(table)) => leaves(table),
+                ("shard" | "sessions" | "security" | "quic", toml::Value::Table(table)) => {
+                    leaves(table)
+                }
                 (_, value) => vec![value],
             };
             for value in tables {
@@ -473,6 +475,9 @@ impl Config {
             }
             for (key, value, allowed) in self.quic.check() {
                 errors.push(ConfigError::invalid(&format!("quic.{key}"), value, allowed));
+            }
+            if let Err(es) = self.quic.conn_control() {
+                errors.extend(es);
             }
             if self.shard.max_datagram < QUIC_DATAGRAM {
                 errors.push(ConfigError::invalid(

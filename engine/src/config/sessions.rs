@@ -159,6 +159,15 @@ pub struct SessionsSettings {
 impl SessionsConfig {
     /// Checks every value; the settings, or every error (keys spelled as in the file).
     pub fn resolve(&self) -> Result<SessionsSettings, Vec<ConfigError>> {
+        self.resolve_in("sessions")
+    }
+
+    /// [`SessionsConfig::resolve`] for the same two tables under `table` (`quic` for
+    /// `[quic.admission]` and `[quic.manager]`), errors named there.
+    pub fn resolve_in(&self, table: &str) -> Result<SessionsSettings, Vec<ConfigError>> {
+        let invalid_admission = |key: &str, value: &dyn std::fmt::Display, allowed: &str| {
+            ConfigError::invalid(&format!("{table}.admission.{key}"), value, allowed)
+        };
         let mut errors = Vec::new();
         let a = &self.admission;
         let m = &self.manager;
@@ -191,7 +200,7 @@ impl SessionsConfig {
         ];
         for (key, v) in rates {
             if !(1..=1_000_000_000).contains(&v) {
-                errors.push(invalid_admission(key, v, "1 to 1000000000"));
+                errors.push(invalid_admission(key, &v, "1 to 1000000000"));
             }
         }
         if let Err(e) = admission.validate() {
@@ -204,7 +213,7 @@ impl SessionsConfig {
                 "exchange_interval" => ("exchange_interval_ms", "at least 1"),
                 key => (key, e.allowed),
             };
-            errors.push(invalid_admission(key, e.value, allowed));
+            errors.push(invalid_admission(key, &e.value, allowed));
         }
         let mut manager = ManagerConfig::default();
         manager.low_watermark = m.low_watermark;
@@ -227,7 +236,7 @@ impl SessionsConfig {
         ] {
             if !(0..=1_000_000).contains(&w) {
                 errors.push(ConfigError::invalid(
-                    &format!("sessions.manager.{key}"),
+                    &format!("{table}.manager.{key}"),
                     w,
                     "0 to 1000000",
                 ));
@@ -235,17 +244,17 @@ impl SessionsConfig {
         }
         if let Err(e) = manager.validate() {
             errors.push(ConfigError::invalid(
-                &format!("sessions.manager.{}", e.key),
+                &format!("{table}.manager.{}", e.key),
                 e.value,
                 e.allowed,
             ));
         }
         if m.high_watermark > a.max_sessions_node {
             errors.push(ConfigError::invalid(
-                "sessions.manager.high_watermark",
+                &format!("{table}.manager.high_watermark"),
                 m.high_watermark,
                 format!(
-                    "at most sessions.admission.max_sessions_node ({}): the node never holds more",
+                    "at most {table}.admission.max_sessions_node ({}): the node never holds more",
                     a.max_sessions_node
                 ),
             ));
@@ -269,10 +278,6 @@ fn budget(a: &AdmissionTable) -> BudgetConfig {
     b.shed_above = a.memory_shed_above;
     b.session_cost = a.session_cost;
     b
-}
-
-fn invalid_admission(key: &str, value: impl std::fmt::Display, allowed: &str) -> ConfigError {
-    ConfigError::invalid(&format!("sessions.admission.{key}"), value, allowed)
 }
 
 #[cfg(test)]

@@ -20,6 +20,9 @@ pub enum SocketError {
     /// Setting `SO_REUSEPORT` failed.
     #[error("cannot set SO_REUSEPORT: {0}")]
     ReusePort(#[source] io::Error),
+    /// Setting `IP_MTU_DISCOVER` (or `IPV6_MTU_DISCOVER`) to `*_PMTUDISC_PROBE` failed.
+    #[error("cannot set IP_MTU_DISCOVER to IP_PMTUDISC_PROBE: {0}")]
+    MtuProbe(#[source] io::Error),
     /// Binding failed (address in use without `SO_REUSEPORT`, not a local address, ...).
     #[error("cannot bind {addr}: {source}")]
     Bind {
@@ -38,6 +41,12 @@ pub struct SocketOptions {
     pub recv_buffer: usize,
     /// Requested `SO_SNDBUF` (0: system default).
     pub send_buffer: usize,
+    /// Send every datagram with Don't Fragment set and the kernel's path-MTU cache ignored
+    /// (`IP_MTU_DISCOVER` / `IPV6_MTU_DISCOVER` = `*_PMTUDISC_PROBE`): what a protocol that
+    /// discovers the path MTU itself with probes needs (QUIC, RFC 8899 and RFC 9000 §14.3): a
+    /// probe too large for the path is dropped, never fragmented into a false success. A
+    /// datagram larger than the interface's MTU fails to send (`EMSGSIZE`, counted).
+    pub mtu_probe: bool,
 }
 
 /// Creates `count` non-blocking UDP sockets bound to `addr` with `SO_REUSEPORT`, in shard order.
@@ -65,6 +74,9 @@ pub fn bind_reuseport_group(
             socket.set_only_v6(true).map_err(SocketError::Create)?;
         }
         set_buffer_sizes(&socket, opts);
+        if opts.mtu_probe {
+            set_mtu_probe(&socket, bind_to.is_ipv6()).map_err(SocketError::MtuProbe)?;
+        }
         socket
             .bind(&SockAddr::from(bind_to))
             .map_err(|source| SocketError::Bind {
@@ -82,6 +94,26 @@ pub fn bind_reuseport_group(
         sockets.push(UdpSocket::from(socket));
     }
     Ok(sockets)
+}
+
+/// Don't Fragment on every datagram, the path-MTU cache ignored (see
+/// [`SocketOptions::mtu_probe`]).
+fn set_mtu_probe(socket: &Socket, v6: bool) -> io::Result<()> {
+    if v6 {
+        super::sockopt::set_int(
+            socket,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_PROBE,
+        )
+    } else {
+        super::sockopt::set_int(
+            socket,
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_PROBE,
+        )
+    }
 }
 
 /// Sets the socket buffers (the kernel clamps them to `net.core.rmem_max` / `wmem_max`).
@@ -108,6 +140,7 @@ mod tests {
         let opts = SocketOptions {
             recv_buffer: 1 << 20,
             send_buffer: 1 << 20,
+            mtu_probe: true,
         };
         let group = bind_reuseport_group("127.0.0.1:0".parse().unwrap(), 3, opts).unwrap();
         let ports: Vec<u16> = group

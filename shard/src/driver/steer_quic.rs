@@ -233,6 +233,7 @@ mod tests {
         let opts = SocketOptions {
             recv_buffer: 0,
             send_buffer: 0,
+            mtu_probe: false,
         };
         let group =
             bind_reuseport_group("127.0.0.1:0".parse().unwrap(), SHARDS.into(), opts).unwrap();
