@@ -213,7 +213,10 @@ pub mod quic {
     /// Admission control and the connection manager's settings ([`QuicOptions::admission`],
     /// [`QuicOptions::manager`]): the session layer's, applied to QUIC connections.
     #[doc(inline)]
-    pub use ringwire_shard::session::{admission::AdmissionConfig, manager::ManagerConfig};
+    pub use ringwire_shard::session::{
+        admission::{AdmissionConfig, RateLimit},
+        manager::ManagerConfig,
+    };
 }
 
 pub mod kernel {

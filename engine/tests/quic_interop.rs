@@ -19,8 +19,8 @@ use quinn::crypto::rustls::QuicClientConfig;
 use ringwire::apps::QuicEcho;
 use ringwire::kernel::available_or_explain;
 use ringwire::quic::{
-    AdmissionConfig, CLOSE_TRIMMED, ManagerConfig, QuicHost, QuicOptions, QuicTls, RetryMode,
-    SteeringProgram,
+    AdmissionConfig, CLOSE_TRIMMED, ManagerConfig, QuicHost, QuicOptions, QuicTls, RateLimit,
+    RetryMode, SteeringProgram,
 };
 use ringwire::{Engine, EngineHandle};
 use rustls::pki_types::CertificateDer;
@@ -80,7 +80,7 @@ async fn connect(
         .connect_with(client_config(cert, ALPN), addr, "localhost")
         .unwrap()
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
     (endpoint, conn)
 }
 
@@ -501,7 +501,11 @@ fn the_manager_trims_connections_above_the_high_watermark() {
     manager.grace_period = std::time::Duration::ZERO;
     manager.silence_period = std::time::Duration::from_secs(600);
     options.manager = Some(manager);
-    options.admission = Some(AdmissionConfig::default());
+    // Admission on (its count exchange carries the counts the watermarks are judged by), its
+    // per-source limits lifted: every client is 127.0.0.1.
+    let mut admission = AdmissionConfig::default();
+    admission.new_sessions_per_prefix = RateLimit::per_second(1000, 1000);
+    options.admission = Some(admission);
     let (mut engine, cert) = server(true, options);
     let addr = engine.local_addr();
     block_on(async {
