@@ -32,7 +32,7 @@ use crate::session::admission::{
     AdmissionController, LoadReport, RateLimit, RefusalReason, TokenBucket,
 };
 use crate::session::conn_id::ConnId;
-use crate::session::manager::{ConnManager, TrimReason};
+use crate::session::manager::{ConnManager, Pressure, TrimReason};
 use crate::session::time::Timestamp;
 
 /// Load reports waiting to be sent at most (each exchange round yields one).
@@ -188,6 +188,26 @@ impl ConnControl {
         if let Some(m) = self.manager.as_mut() {
             m.insert(now, ConnId(id.0));
         }
+    }
+
+    /// Connection `id` has lost `lost_packets` packets so far (quinn's count): the manager's
+    /// pressure, which lowers its score (a lossy connection is trimmed first, as a session
+    /// whose flight recorder saw drops).
+    pub(super) fn note_losses(&mut self, id: QuicConnId, lost_packets: u64) {
+        if let Some(m) = self.manager.as_mut() {
+            m.set_pressure(
+                ConnId(id.0),
+                Pressure {
+                    drops: lost_packets,
+                    ..Pressure::default()
+                },
+            );
+        }
+    }
+
+    /// Whether the manager is on (pressure worth reading).
+    pub(super) fn manages(&self) -> bool {
+        self.manager.is_some()
     }
 
     /// Connection `id`, admitted from `peer`, was freed; `connected`: its handshake had
@@ -434,5 +454,26 @@ mod tests {
         }
         assert_eq!(c.manager().unwrap().len(), 1);
         assert_eq!(c.due(), None);
+    }
+
+    #[test]
+    fn lossy_connections_are_trimmed_first() {
+        let mut c = control(|o| {
+            o.manager = Some(ManagerConfig {
+                high_watermark: 3,
+                low_watermark: 2,
+                grace_period: Duration::ZERO,
+                ..ManagerConfig::default()
+            });
+        });
+        for i in 0..4u64 {
+            c.accepted(QuicConnId(i), i as usize);
+            c.connected(T, QuicConnId(i));
+        }
+        c.note_losses(QuicConnId(2), 1000);
+        let mut trimmed = Vec::new();
+        c.run(T, |slot, _| trimmed.push(slot));
+        assert_eq!(trimmed.len(), 2, "{trimmed:?}");
+        assert_eq!(trimmed[0], 2, "the lossy one first: {trimmed:?}");
     }
 }

@@ -563,10 +563,17 @@ impl<A: QuicApp> Handler for QuicHost<A> {
         }
         let ch = token as usize;
         let now = ctx.now();
+        let manages = self.control.manages();
         if let Some(e) = self.entry(ch) {
             e.timer = None;
             e.conn.handle_timeout(now);
+            // A connection's timers (loss detection, ACK delay, idle) are when its losses
+            // reach the manager's score.
+            let losses = manages.then(|| (e.id, e.conn.stats().path.lost_packets));
             self.mark_dirty(ch);
+            if let Some((id, lost)) = losses {
+                self.control.note_losses(id, lost);
+            }
         }
     }
 
