@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use ringwire_shard::quic::{QuicConfigError, QuicOptions, QuicTls, RetryMode};
 
+use ringwire_shard::session::admission::BudgetConfig;
+
 use crate::config::{AdmissionTable, ConfigError, ManagerTable, SessionsConfig};
 
 /// The `[quic]` table (used by `--app quic-echo`; ignored by the other apps).
@@ -101,7 +103,7 @@ impl Default for QuicSettings {
             max_streams: o.max_streams,
             datagram_buffer: o.datagram_buffer,
             mtu_discovery: true,
-            admission: admission_defaults(),
+            admission: AdmissionTable::default(),
             manager: ManagerTable::default(),
         }
     }
@@ -112,16 +114,18 @@ impl Default for QuicSettings {
 /// `scripts/quic-memory.sh`, docs/BENCHMARKS-quic.md) rounded up.
 pub const QUIC_CONNECTION_COST: usize = 32 << 10;
 
-/// `[quic.admission]`'s defaults: `[sessions.admission]`'s, except the memory budget, sized for
-/// QUIC connections: [`QUIC_CONNECTION_COST`] each, a limit of `max_sessions_shard` of them
-/// (2 GiB), refusals from 3/4 of it and shedding from 7/8 (the session table's ratios).
-fn admission_defaults() -> AdmissionTable {
-    let mut a = AdmissionTable::default();
-    a.session_cost = QUIC_CONNECTION_COST;
-    a.memory_limit = a.max_sessions_shard * QUIC_CONNECTION_COST;
-    a.memory_session_limit = a.memory_limit / 4 * 3;
-    a.memory_shed_above = a.memory_limit / 8 * 7;
-    a
+/// `[quic.admission]`'s memory budget where its keys are not set: sized for QUIC connections,
+/// [`QUIC_CONNECTION_COST`] each, a limit of the default `max_sessions_shard` of them (2 GiB),
+/// refusals from 3/4 of it and shedding from 7/8 (the session table's ratios). The other keys'
+/// defaults are `[sessions.admission]`'s.
+pub fn quic_memory_defaults() -> BudgetConfig {
+    let shard_cap = AdmissionTable::default().max_sessions_shard;
+    let mut b = BudgetConfig::default();
+    b.session_cost = QUIC_CONNECTION_COST;
+    b.limit = shard_cap * QUIC_CONNECTION_COST;
+    b.session_limit = b.limit / 4 * 3;
+    b.shed_above = b.limit / 8 * 7;
+    b
 }
 
 impl QuicSettings {
@@ -164,7 +168,7 @@ impl QuicSettings {
             admission: self.admission.clone(),
             manager: self.manager.clone(),
         }
-        .resolve_in("quic")
+        .resolve_in("quic", quic_memory_defaults())
     }
 
     /// The host's options (admission and the manager on, from their tables; off if those do
@@ -222,7 +226,12 @@ mod tests {
         let o = r.quic.options();
         assert_eq!(o.retry, RetryMode::Always);
         assert_eq!(o.alpn, vec![b"x".to_vec()]);
-        assert_eq!(o.admission.map(|a| a.max_sessions_shard), Some(10));
+        assert_eq!(o.admission.as_ref().map(|a| a.max_sessions_shard), Some(10));
+        // A table that sets other keys keeps the QUIC memory budget.
+        assert_eq!(
+            o.admission.map(|a| a.memory.session_cost),
+            Some(super::QUIC_CONNECTION_COST)
+        );
         assert!(o.manager.is_some());
         let text = "app = \"quic-echo\"\npin = false\n[quic]\nretry = \"never\"\n";
         let r = Config::from_toml(text).unwrap().resolve().unwrap();

@@ -57,20 +57,20 @@ pub struct AdmissionTable {
     pub refusal_replies_burst: u32,
     /// How often shards exchange their session counts, in milliseconds.
     pub exchange_interval_ms: u64,
-    /// Hard bound on one shard's accounted session memory, in bytes.
-    pub memory_limit: usize,
+    /// Hard bound on one shard's accounted session memory, in bytes (absent: the table's
+    /// default; for `[quic.admission]` the QUIC one).
+    pub memory_limit: Option<usize>,
     /// New sessions are refused above this, in bytes.
-    pub memory_session_limit: usize,
+    pub memory_session_limit: Option<usize>,
     /// Above this the largest queues are shed, in bytes.
-    pub memory_shed_above: usize,
+    pub memory_shed_above: Option<usize>,
     /// Bytes one session is charged for its state.
-    pub session_cost: usize,
+    pub session_cost: Option<usize>,
 }
 
 impl Default for AdmissionTable {
     fn default() -> Self {
         let a = AdmissionConfig::default();
-        let m = BudgetConfig::default();
         AdmissionTable {
             max_sessions_shard: a.max_sessions_shard,
             max_sessions_node: a.max_sessions_node,
@@ -85,10 +85,10 @@ impl Default for AdmissionTable {
             refusal_replies_burst: a.refusal_replies.burst(),
             exchange_interval_ms: u64::try_from(a.exchange_interval.as_millis())
                 .unwrap_or(u64::MAX),
-            memory_limit: m.limit,
-            memory_session_limit: m.session_limit,
-            memory_shed_above: m.shed_above,
-            session_cost: m.session_cost,
+            memory_limit: None,
+            memory_session_limit: None,
+            memory_shed_above: None,
+            session_cost: None,
         }
     }
 }
@@ -159,12 +159,17 @@ pub struct SessionsSettings {
 impl SessionsConfig {
     /// Checks every value; the settings, or every error (keys spelled as in the file).
     pub fn resolve(&self) -> Result<SessionsSettings, Vec<ConfigError>> {
-        self.resolve_in("sessions")
+        self.resolve_in("sessions", BudgetConfig::default())
     }
 
     /// [`SessionsConfig::resolve`] for the same two tables under `table` (`quic` for
-    /// `[quic.admission]` and `[quic.manager]`), errors named there.
-    pub fn resolve_in(&self, table: &str) -> Result<SessionsSettings, Vec<ConfigError>> {
+    /// `[quic.admission]` and `[quic.manager]`), errors named there, the memory-budget keys
+    /// not set taken from `memory`.
+    pub fn resolve_in(
+        &self,
+        table: &str,
+        memory: BudgetConfig,
+    ) -> Result<SessionsSettings, Vec<ConfigError>> {
         let invalid_admission = |key: &str, value: &dyn std::fmt::Display, allowed: &str| {
             ConfigError::invalid(&format!("{table}.admission.{key}"), value, allowed)
         };
@@ -185,7 +190,7 @@ impl SessionsConfig {
         admission.refusal_replies =
             RateLimit::per_second(a.refusal_replies_per_second, a.refusal_replies_burst);
         admission.exchange_interval = Duration::from_millis(a.exchange_interval_ms);
-        admission.memory = budget(a);
+        admission.memory = budget(a, memory);
         let rates = [
             (
                 "new_sessions_per_prefix_per_second",
@@ -271,12 +276,12 @@ fn prefix_lengths(v4: u8, v6: u8) -> PrefixLengths {
     PrefixLengths { v4, v6 }
 }
 
-fn budget(a: &AdmissionTable) -> BudgetConfig {
-    let mut b = BudgetConfig::default();
-    b.limit = a.memory_limit;
-    b.session_limit = a.memory_session_limit;
-    b.shed_above = a.memory_shed_above;
-    b.session_cost = a.session_cost;
+fn budget(a: &AdmissionTable, base: BudgetConfig) -> BudgetConfig {
+    let mut b = base;
+    b.limit = a.memory_limit.unwrap_or(base.limit);
+    b.session_limit = a.memory_session_limit.unwrap_or(base.session_limit);
+    b.shed_above = a.memory_shed_above.unwrap_or(base.shed_above);
+    b.session_cost = a.session_cost.unwrap_or(base.session_cost);
     b
 }
 

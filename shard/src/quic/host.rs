@@ -246,7 +246,7 @@ impl<A: QuicApp> QuicHost<A> {
                 if reply {
                     self.refuse(incoming, ctx);
                 } else {
-                    self.stats.refusals_unanswered += 1;
+                    self.stats.refusal_replies_suppressed += 1;
                     self.endpoint.ignore(incoming);
                 }
                 return;

@@ -44,7 +44,7 @@ pub struct QuicStats {
     pub retries_under_load: u64,
     /// Initials admission refused whose `CONNECTION_REFUSED` the reply bucket withheld
     /// (dropped instead; the refusal is counted by reason either way).
-    pub refusals_unanswered: u64,
+    pub refusal_replies_suppressed: u64,
     /// Incoming connections quinn could not accept (bad token, CID collision, ...).
     pub accept_failed: u64,
     /// Connections that ended (drained and freed).
@@ -81,7 +81,10 @@ impl QuicStats {
             ("quic_refused_draining", self.refused_draining),
             ("quic_retries", self.retries),
             ("quic_retries_under_load", self.retries_under_load),
-            ("quic_refusals_unanswered", self.refusals_unanswered),
+            (
+                "quic_refusal_replies_suppressed",
+                self.refusal_replies_suppressed,
+            ),
             ("quic_accept_failed", self.accept_failed),
             ("quic_closed", self.closed),
             ("quic_stateless_out", self.stateless_out),
