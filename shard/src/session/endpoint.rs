@@ -344,13 +344,12 @@ impl Endpoint {
         if s.queue.len() >= self.cfg.data_queue_capacity {
             return SendOutcome::Full;
         }
-        if !self.charge_queue(conn, bytes.len()) {
+        if let Some(adm) = self.admission.as_mut()
+            && !adm.budget_mut().try_queue(conn, bytes.len())
+        {
             // Over the shard's memory budget (counted there as `queue_refused`).
             return SendOutcome::Full;
         }
-        let Some(s) = self.sessions.get_mut(&conn) else {
-            return SendOutcome::UnknownConnection;
-        };
         s.enqueue(bytes.to_vec());
         if s.is_established() && !s.in_ready {
             s.in_ready = true;
@@ -471,6 +470,16 @@ impl Endpoint {
     #[must_use]
     pub fn session_stats(&self, conn: ConnId) -> Option<SessionStats> {
         self.sessions.get(&conn).map(|s| s.stats())
+    }
+
+    /// Whether `conn` is a session here (handshaking ones included): one lookup, no snapshot.
+    pub(crate) fn has_session(&self, conn: ConnId) -> bool {
+        self.sessions.contains_key(&conn)
+    }
+
+    /// The Data messages queued for `conn` (`None`: no such session): one lookup, no snapshot.
+    pub(crate) fn queue_depth(&self, conn: ConnId) -> Option<usize> {
+        self.sessions.get(&conn).map(|s| s.queue.len())
     }
 
     /// Endpoint-wide counters.

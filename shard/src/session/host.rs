@@ -346,8 +346,8 @@ impl Sessions<'_, '_> {
                     // Move it (and anything queued before it) into send slots now; it leaves
                     // with this loop turn's submit unless slots or the session's queue hold it.
                     flush(self.ep, self.ctx, self.buf, self.now);
-                    match self.ep.session_stats(conn) {
-                        Some(s) if s.queue_depth == 0 => SessionSend::SentNow,
+                    match self.ep.queue_depth(conn) {
+                        Some(0) => SessionSend::SentNow,
                         _ => SessionSend::Queued,
                     }
                 }
@@ -386,7 +386,7 @@ impl Sessions<'_, '_> {
 
     /// Whether `conn` is a live session of this shard (handshaking ones included).
     pub fn is_open(&self, conn: ConnId) -> bool {
-        self.ep.session_stats(conn).is_some()
+        self.ep.has_session(conn)
     }
 
     /// The static public key of `conn`'s peer, for a session on this shard (Noise mode).
