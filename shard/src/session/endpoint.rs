@@ -335,7 +335,19 @@ impl Endpoint {
     /// Queues one application datagram. It leaves on a later `poll_transmit`, after every
     /// pending control frame, in round-robin turn with other sessions.
     pub fn send(&mut self, _now: Timestamp, conn: ConnId, bytes: &[u8]) -> SendOutcome {
-        if bytes.len() > self.cfg.max_payload {
+        self.send_with(conn, bytes.len(), || bytes.to_vec())
+    }
+
+    /// [`Endpoint::send`] of a payload of `len` bytes that `payload` yields, called only once
+    /// the payload is queued: a host queues a payload it owns already (one relayed from another
+    /// shard) without copying it again, and keeps it when it is refused.
+    pub(crate) fn send_with(
+        &mut self,
+        conn: ConnId,
+        len: usize,
+        payload: impl FnOnce() -> Vec<u8>,
+    ) -> SendOutcome {
+        if len > self.cfg.max_payload {
             return SendOutcome::TooLarge;
         }
         let Some(s) = self.sessions.get_mut(&conn) else {
@@ -345,12 +357,12 @@ impl Endpoint {
             return SendOutcome::Full;
         }
         if let Some(adm) = self.admission.as_mut()
-            && !adm.budget_mut().try_queue(conn, bytes.len())
+            && !adm.budget_mut().try_queue(conn, len)
         {
             // Over the shard's memory budget (counted there as `queue_refused`).
             return SendOutcome::Full;
         }
-        s.enqueue(bytes.to_vec());
+        s.enqueue(payload());
         if s.is_established() && !s.in_ready {
             s.in_ready = true;
             self.ready.push_back(conn);

@@ -745,22 +745,29 @@ impl<A: SessionApp> Handler for SessionHost<A> {
                     self.stats.misrouted += 1;
                 }
             }
-            SessionMsg::Send { conn, bytes } => match self.ep.send(now, conn, &bytes) {
-                SendOutcome::Queued => {}
-                SendOutcome::Full => self.stats.relayed_send_full += 1,
-                SendOutcome::TooLarge => self.stats.relayed_send_too_large += 1,
-                SendOutcome::UnknownConnection => {
-                    self.stats.relayed_unknown += 1;
-                    let mut s = Sessions {
-                        ep: &mut self.ep,
-                        ctx,
-                        buf: &mut self.buf,
-                        stats: &mut self.stats,
-                        now,
-                    };
-                    self.app.on_undeliverable(conn, &bytes, &mut s);
+            SessionMsg::Send { conn, bytes } => {
+                // Queued as it came (no second copy of the payload); kept if refused.
+                let len = bytes.len();
+                let mut bytes = Some(bytes);
+                let take = || bytes.take().map(<[u8]>::into_vec).unwrap_or_default();
+                match self.ep.send_with(conn, len, take) {
+                    SendOutcome::Queued => {}
+                    SendOutcome::Full => self.stats.relayed_send_full += 1,
+                    SendOutcome::TooLarge => self.stats.relayed_send_too_large += 1,
+                    SendOutcome::UnknownConnection => {
+                        self.stats.relayed_unknown += 1;
+                        let mut s = Sessions {
+                            ep: &mut self.ep,
+                            ctx,
+                            buf: &mut self.buf,
+                            stats: &mut self.stats,
+                            now,
+                        };
+                        let bytes = bytes.unwrap_or_default();
+                        self.app.on_undeliverable(conn, &bytes, &mut s);
+                    }
                 }
-            },
+            }
             SessionMsg::Close { conn, reason } => match self.ep.close(now, conn, reason) {
                 CloseOutcome::Closed => {}
                 CloseOutcome::UnknownConnection => self.stats.relayed_unknown += 1,
