@@ -7,7 +7,7 @@ use std::time::Duration;
 use ringwire_shard::session::admission::{AdmissionConfig, BudgetConfig, PrefixLengths, RateLimit};
 use ringwire_shard::session::manager::{ManagerConfig, PressureWeights};
 
-use super::ConfigError;
+use super::{ConfigError, TableErrors};
 
 /// The `[sessions]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -160,6 +160,7 @@ impl SessionsConfig {
     /// Checks every value; the settings, or every error (keys spelled as in the file).
     pub fn resolve(&self) -> Result<SessionsSettings, Vec<ConfigError>> {
         let mut errors = Vec::new();
+        let mut table = TableErrors::new("sessions.admission", &mut errors);
         let a = &self.admission;
         let m = &self.manager;
         let mut admission = AdmissionConfig::default();
@@ -191,7 +192,7 @@ impl SessionsConfig {
         ];
         for (key, v) in rates {
             if !(1..=1_000_000_000).contains(&v) {
-                errors.push(invalid_admission(key, v, "1 to 1000000000"));
+                table.invalid(key, v, "1 to 1000000000");
             }
         }
         if let Err(e) = admission.validate() {
@@ -204,8 +205,9 @@ impl SessionsConfig {
                 "exchange_interval" => ("exchange_interval_ms", "at least 1"),
                 key => (key, e.allowed),
             };
-            errors.push(invalid_admission(key, e.value, allowed));
+            table.invalid(key, e.value, allowed);
         }
+        let mut table = TableErrors::new("sessions.manager", &mut errors);
         let mut manager = ManagerConfig::default();
         manager.low_watermark = m.low_watermark;
         manager.high_watermark = m.high_watermark;
@@ -226,29 +228,21 @@ impl SessionsConfig {
             ("pressure_unanswered_ping", m.pressure_unanswered_ping),
         ] {
             if !(0..=1_000_000).contains(&w) {
-                errors.push(ConfigError::invalid(
-                    &format!("sessions.manager.{key}"),
-                    w,
-                    "0 to 1000000",
-                ));
+                table.invalid(key, w, "0 to 1000000");
             }
         }
         if let Err(e) = manager.validate() {
-            errors.push(ConfigError::invalid(
-                &format!("sessions.manager.{}", e.key),
-                e.value,
-                e.allowed,
-            ));
+            table.invalid(e.key, e.value, e.allowed);
         }
         if m.high_watermark > a.max_sessions_node {
-            errors.push(ConfigError::invalid(
-                "sessions.manager.high_watermark",
+            table.invalid(
+                "high_watermark",
                 m.high_watermark,
                 format!(
                     "at most sessions.admission.max_sessions_node ({}): the node never holds more",
                     a.max_sessions_node
                 ),
-            ));
+            );
         }
         if errors.is_empty() {
             Ok(SessionsSettings { admission, manager })
@@ -269,10 +263,6 @@ fn budget(a: &AdmissionTable) -> BudgetConfig {
     b.shed_above = a.memory_shed_above;
     b.session_cost = a.session_cost;
     b
-}
-
-fn invalid_admission(key: &str, value: impl std::fmt::Display, allowed: &str) -> ConfigError {
-    ConfigError::invalid(&format!("sessions.admission.{key}"), value, allowed)
 }
 
 #[cfg(test)]
