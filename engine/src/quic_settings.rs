@@ -168,7 +168,7 @@ impl QuicSettings {
             admission: self.admission.clone(),
             manager: self.manager.clone(),
         }
-        .resolve_in("quic", quic_memory_defaults())
+        .resolve_in(["quic.admission", "quic.manager"], quic_memory_defaults())
     }
 
     /// The host's options (admission and the manager on, from their tables; off if those do

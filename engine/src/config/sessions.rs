@@ -7,7 +7,7 @@ use std::time::Duration;
 use ringwire_shard::session::admission::{AdmissionConfig, BudgetConfig, PrefixLengths, RateLimit};
 use ringwire_shard::session::manager::{ManagerConfig, PressureWeights};
 
-use super::ConfigError;
+use super::{ConfigError, TableErrors};
 
 /// The `[sessions]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -159,21 +159,22 @@ pub struct SessionsSettings {
 impl SessionsConfig {
     /// Checks every value; the settings, or every error (keys spelled as in the file).
     pub fn resolve(&self) -> Result<SessionsSettings, Vec<ConfigError>> {
-        self.resolve_in("sessions", BudgetConfig::default())
+        self.resolve_in(
+            ["sessions.admission", "sessions.manager"],
+            BudgetConfig::default(),
+        )
     }
 
-    /// [`SessionsConfig::resolve`] for the same two tables under `table` (`quic` for
-    /// `[quic.admission]` and `[quic.manager]`), errors named there, the memory-budget keys
-    /// not set taken from `memory`.
+    /// [`SessionsConfig::resolve`] for the same two tables under other names (`[quic.admission]`
+    /// and `[quic.manager]`), errors named there, the memory-budget keys not set taken from
+    /// `memory`.
     pub fn resolve_in(
         &self,
-        table: &str,
+        [admission_table, manager_table]: [&'static str; 2],
         memory: BudgetConfig,
     ) -> Result<SessionsSettings, Vec<ConfigError>> {
-        let invalid_admission = |key: &str, value: &dyn std::fmt::Display, allowed: &str| {
-            ConfigError::invalid(&format!("{table}.admission.{key}"), value, allowed)
-        };
         let mut errors = Vec::new();
+        let mut table = TableErrors::new(admission_table, &mut errors);
         let a = &self.admission;
         let m = &self.manager;
         let mut admission = AdmissionConfig::default();
@@ -205,7 +206,7 @@ impl SessionsConfig {
         ];
         for (key, v) in rates {
             if !(1..=1_000_000_000).contains(&v) {
-                errors.push(invalid_admission(key, &v, "1 to 1000000000"));
+                table.invalid(key, v, "1 to 1000000000");
             }
         }
         if let Err(e) = admission.validate() {
@@ -218,8 +219,9 @@ impl SessionsConfig {
                 "exchange_interval" => ("exchange_interval_ms", "at least 1"),
                 key => (key, e.allowed),
             };
-            errors.push(invalid_admission(key, &e.value, allowed));
+            table.invalid(key, e.value, allowed);
         }
+        let mut table = TableErrors::new(manager_table, &mut errors);
         let mut manager = ManagerConfig::default();
         manager.low_watermark = m.low_watermark;
         manager.high_watermark = m.high_watermark;
@@ -240,29 +242,21 @@ impl SessionsConfig {
             ("pressure_unanswered_ping", m.pressure_unanswered_ping),
         ] {
             if !(0..=1_000_000).contains(&w) {
-                errors.push(ConfigError::invalid(
-                    &format!("{table}.manager.{key}"),
-                    w,
-                    "0 to 1000000",
-                ));
+                table.invalid(key, w, "0 to 1000000");
             }
         }
         if let Err(e) = manager.validate() {
-            errors.push(ConfigError::invalid(
-                &format!("{table}.manager.{}", e.key),
-                e.value,
-                e.allowed,
-            ));
+            table.invalid(e.key, e.value, e.allowed);
         }
         if m.high_watermark > a.max_sessions_node {
-            errors.push(ConfigError::invalid(
-                &format!("{table}.manager.high_watermark"),
+            table.invalid(
+                "high_watermark",
                 m.high_watermark,
                 format!(
-                    "at most {table}.admission.max_sessions_node ({}): the node never holds more",
+                    "at most {admission_table}.max_sessions_node ({}): the node never holds more",
                     a.max_sessions_node
                 ),
-            ));
+            );
         }
         if errors.is_empty() {
             Ok(SessionsSettings { admission, manager })
