@@ -83,6 +83,7 @@ where
     config.steering = resolved.steering;
     if resolved.app.uses_quic() {
         config.steering_program = SteeringProgram::Quic;
+        config.mtu_probe = resolved.quic.mtu_discovery;
     }
     config.stop_timeout = resolved.shutdown_timeout;
     config.join_existing = join_existing;
