@@ -35,6 +35,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/server.sh
+source scripts/lib/server.sh
 
 ARGS="$*"
 QUICK=0
@@ -104,7 +106,7 @@ printf '%s\n[security]\nkey_file = "%s"\n' "$LOOPBACK" "$OUT/server.key" >"$OUT/
 printf '%s\n[security]\nmode = "none"\n' "$LOOPBACK" >"$OUT/none.toml"
 printf '%s\n[security]\nkey_file = "%s"\nhandshakes_per_second = 1000000\n' "$LOOPBACK" "$OUT/server.key" >"$OUT/noise-nolimit.toml"
 
-SERVER_PID="" FLOOD_PID="" ADDR=""
+FLOOD_PID="" ADDR=""
 cleanup() {
     [[ -n $FLOOD_PID ]] && kill "$FLOOD_PID" 2>/dev/null || true
     [[ -n $SERVER_PID ]] && kill "$SERVER_PID" 2>/dev/null || true
@@ -114,27 +116,18 @@ trap cleanup EXIT
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
-# start_server CONFIG NAME: a fresh session-echo server; sets SERVER_PID, ADDR.
+# start_server CONFIG NAME: a fresh session-echo server (scripts/lib/server.sh); sets
+# SERVER_PID, ADDR.
 start_server() {
     local log="$OUT/$2.server.log"
-    "$BIN" serve --config "$1" --app session-echo --shards 1 --cores "$SERVER_CORE" \
-        --bind 127.0.0.1:0 >"$log" 2>&1 &
-    SERVER_PID=$!
-    ADDR=""
-    for _ in $(seq 100); do
-        ADDR=$(grep -o 'listening on [^ ]*' "$log" | awk '{print $3}' || true)
-        [[ -n $ADDR ]] && break
-        sleep 0.05
-    done
-    [[ -n $ADDR ]] || { echo "server did not start:" >&2; cat "$log" >&2; exit 1; }
+    server_start "$2" "$log" 5 grep -q 'listening on' "$log" -- \
+        "$BIN" serve --config "$1" --app session-echo --shards 1 --cores "$SERVER_CORE" \
+        --bind 127.0.0.1:0 || exit 1
+    ADDR=$(grep -o 'listening on [^ ]*' "$log" | awk '{print $3}')
 }
 
 # stop_server: SIGTERM (drain; the final counters land in the server's log).
-stop_server() {
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
-}
+stop_server() { server_stop TERM; }
 
 # start_flood NAME [--rate R]: the flood against $ADDR, in the background.
 start_flood() {

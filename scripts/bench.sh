@@ -63,6 +63,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/server.sh
+source scripts/lib/server.sh
 
 ARGS="$*"
 QUICK=0
@@ -198,45 +200,12 @@ server_cmd() {
     esac
 }
 
-# wait_udp PORT [SECS]: until something listens on UDP PORT (10 s at most).
-wait_udp() {
-    local port=$1 tries=$((${2:-10} * 10)) i
-    for i in $(seq 1 "$tries"); do
-        if command -v ss >/dev/null; then
-            ss -Hlun "sport = :$port" | grep -q . && return 0
-        elif [[ $i -ge 10 ]]; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    return 1
-}
-
-# start_server NAME PORT LOG WAIT_S CMD...: runs CMD in the background (output
-# to LOG) and sets SERVER_PID; fails (and stops it) unless it listens on UDP
-# PORT within WAIT_S seconds.
-SERVER_PID=""
+# start_server NAME PORT LOG WAIT_S CMD...: CMD in the background until it listens on UDP PORT
+# (scripts/lib/server.sh; sets SERVER_PID). server_stop stops it (SIGINT).
 start_server() {
-    local name=$1 port=$2 log=$3 wait_s=$4; shift 4
-    "$@" >"$log" 2>&1 &
-    SERVER_PID=$!
-    if ! wait_udp "$port" "$wait_s" || ! kill -0 "$SERVER_PID" 2>/dev/null; then
-        echo "FAILED: $name did not start:" >&2
-        cat "$log" >&2
-        kill -INT "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-        return 1
-    fi
-}
-
-# stop_server NAME LOG: SIGINT, then wait; fails if it exited with an error.
-stop_server() {
-    kill -INT "$SERVER_PID" 2>/dev/null || true
-    if ! wait "$SERVER_PID"; then
-        echo "FAILED: $1 exited with an error:" >&2
-        cat "$2" >&2
-        return 1
-    fi
+    local name=$1 port=$2 log=$3 wait_s=$4
+    shift 4
+    server_start "$name" "$log" "$wait_s" udp_listening "$port" -- "$@"
 }
 
 # cpu_sample PID OUT: the engine's shard thread CPU; retried for up to 5 s, as
@@ -300,7 +269,7 @@ bulk_phase() {
     if is_engine "$name"; then
         cpu_sample "$SERVER_PID" "$dir/$name.$phase.cpu-after.sample" || FAILED=1
     fi
-    stop_server "$name" "$log" || FAILED=1
+    server_stop || FAILED=1
     if is_engine "$name" && ! "$BENCH" engine-report --log "$log" --kind "$name" \
         --before "$dir/$name.$phase.cpu-before.sample" --after "$dir/$name.$phase.cpu-after.sample" \
         --json "$json"; then
@@ -347,7 +316,7 @@ run_round() {
         if is_engine "$name"; then
             cpu_sample "$SERVER_PID" "$dir/$name.cpu-after.sample" || FAILED=1
         fi
-        stop_server "$name" "$log" || FAILED=1
+        server_stop || FAILED=1
         cat "$log"
         if is_engine "$name" && ! "$BENCH" engine-report --log "$log" --kind "$name" \
             --before "$dir/$name.cpu-before.sample" --after "$dir/$name.cpu-after.sample" \
@@ -418,7 +387,7 @@ if [[ $SOCKPERF == 1 ]]; then
                 fi
                 grep -E "Summary:|percentile (50|99|99\.9)00 " "$SP/$name.$test.txt" | sed "s/^/  $name $test: /" || true
             done
-            stop_server "$name" "$SP/$name.server.log" || FAILED=1
+            server_stop || FAILED=1
         done
         cp /proc/loadavg "$SP/loadavg.after"
     else

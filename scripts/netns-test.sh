@@ -1,34 +1,43 @@
 #!/usr/bin/env bash
 # Multi-node gateway test in network namespaces: a relay gateway (`ringwire serve --app relay`,
 # 2 shards) in one namespace and several client nodes in others, each joined to the gateway by
-# a veth pair, each running the load generator in relay mode (its peers' sessions forward
-# through the gateway to each other). nftables `numgen random` rules in the gateway's namespace
-# drop a share of the datagrams both ways (this kernel has no netem), with counters. The
-# clients run, the gateway restarts (a new process, a new identity), and the clients run again
-# against the new one. (Not yet: a restart while the load generator runs; its open loop waits
-# for ever to send on the sessions the restart ended. docs/TESTING.md.)
+# a veth pair, each running the load generator in relay mode (pairs of its sessions forward
+# probes to each other through the gateway, open loop). nftables `numgen random` rules in the
+# gateway's namespace drop a share of the datagrams both ways (this kernel has no netem), with
+# counters. A quarter into the clients' run, the gateway restarts (SIGTERM: it drains, closing every
+# session with ShuttingDown; a new process with the same key file): the clients count their
+# sessions lost, open them again against the new gateway and go on; each client ends on its
+# own at its deadline with its totals.
 #
-# Checked end to end: every datagram that reached the gateway's namespace was dropped by the
-# loss rule or handed to UDP (nft counters against the namespace's UDP counters); every
-# datagram a gateway read reached its session layer and every handoff between its shards
-# arrived or was counted (each run's final counters); what UDP took and no gateway read is
-# reported as left in the socket at a restart; each client's datagrams were received or
-# counted lost by it, none received twice or misrouted; the second run gets traffic through.
+# Checked end to end, every datagram delivered or counted under a reason on some node:
+# - the gateway namespace: every datagram that arrived was dropped by the loss rule, read by a
+#   gateway, refused by UDP (no port while restarting, errors) or, the rest and never negative,
+#   closed unread in a gateway's socket at its stop (nft counters against /proc/net/snmp, whose
+#   InDatagrams counts reads: equal to the gateways' own datagrams_in);
+# - each gateway run: every datagram it read reached its session layer, every handoff between
+#   its shards arrived or was counted (its final counters), and it drained gracefully;
+# - each client: sent = received + lost, nothing misrouted, every session it lost opened again,
+#   traffic through the restarted gateway; and over all clients, the probes lost are no more
+#   than the datagrams the nodes counted as dropped (loss rules both ways, UDP's refusals, what
+#   each gateway left unread at its stop, every drop reason of the gateways' session layer and
+#   relay, the clients' own endpoint drops and failed sends).
 #
 #   scripts/netns-test.sh [--clients N] [--loss PERCENT] [--seconds S]
 #
 # Needs root, network namespaces and io_uring; skips with `skipping: <reason>` where they are
-# not allowed (fails instead under RINGWIRE_REQUIRE_NETNS=1). Installs nftables with apt-get
-# if `nft` is missing. Cleans up (processes, namespaces) on any exit.
+# not allowed (fails instead under RINGWIRE_REQUIRE_NETNS=1; without io_uring, also under
+# RINGWIRE_REQUIRE_IO_URING=1). Installs nftables with apt-get
+# if `nft` is missing. Cleans up (processes, namespaces) on any exit. About 15 s after the
+# release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-clients=3 loss=2 seconds=6
+clients=3 loss=2 seconds=8
 while (($#)); do
     case "$1" in
         --clients) clients="$2"; shift 2 ;;
         --loss) loss="$2"; shift 2 ;;
         --seconds) seconds="$2"; shift 2 ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -50,7 +59,13 @@ if ! command -v nft >/dev/null; then
         skip "nftables is not installed and apt-get could not install it"
 fi
 cargo build -q --release -p ringwire -p ringwire-bench
-cargo run -q --release -p ringwire-shard --example probe >/dev/null 2>&1 || skip "io_uring is unavailable"
+if ! cargo run -q --release -p ringwire-shard --example probe >/dev/null 2>&1; then
+    if [[ -n "${RINGWIRE_REQUIRE_IO_URING:-}" && "$RINGWIRE_REQUIRE_IO_URING" != 0 ]]; then
+        echo "netns-test: io_uring is unavailable (RINGWIRE_REQUIRE_IO_URING is set)" >&2
+        exit 1
+    fi
+    skip "io_uring is unavailable"
+fi
 
 out=target/netns-test
 rm -rf "$out"
@@ -107,11 +122,32 @@ udp_snmp() {
     in_ns "$gw" awk '/^Udp: [0-9]/ { print $2, $3, $4 }' /proc/net/snmp
 }
 
+# One key file for both gateway runs, so the clients' sessions reopen against the second.
+# The per-prefix admission limits are lifted: each client node stands for many peers. GSO is
+# off: netfilter sees a GSO send as one packet, so the loss rule would drop (and count) up to
+# 64 datagrams as one.
+target/release/ringwire keygen --out "$out/gateway.key" >/dev/null
+cat >"$out/gateway.toml" <<TOML
+bind = "0.0.0.0:4500"
+shards = 2
+pin = false
+app = "relay"
+drain_timeout_ms = 3000
+[shard]
+gso = "off"
+[security]
+key_file = "$out/gateway.key"
+[sessions.admission]
+max_sessions_per_prefix = 1000000
+new_sessions_per_prefix_per_second = 1000000
+new_sessions_per_prefix_burst = 1000000
+TOML
+
 gateway_pid=""
 start_gateway() {
     local run=$1
-    ip netns exec "$gw" target/release/ringwire serve --bind 0.0.0.0:4500 --shards 2 \
-        --app relay >"$out/gateway$run.out" 2>"$out/gateway$run.err" &
+    ip netns exec "$gw" target/release/ringwire serve --config "$out/gateway.toml" \
+        >"$out/gateway$run.out" 2>"$out/gateway$run.err" &
     gateway_pid=$!
     pids+=("$gateway_pid")
     key=""
@@ -126,33 +162,53 @@ start_gateway() {
 }
 stop_gateway() {
     kill -TERM "$gateway_pid"
-    wait "$gateway_pid" || { echo "netns-test: gateway exited with status $?" >&2; return 1; }
+    local status=0
+    wait "$gateway_pid" || status=$?
+    ((status == 0)) || { echo "netns-test: gateway exited with status $status" >&2; return 1; }
 }
 client_pids=()
 start_clients() {
-    local run=$1
-    client_pids=()
     for i in $(seq 1 "$clients"); do
-        ip netns exec "rwnt-c$i-$$" target/release/ringwire-bench load --target "10.77.$i.1:4500" \
-            --mode relay --server-key "$key" --peers 16 --rate 2000 --duration "$seconds" \
-            --warmup 0.5 --poll block --json "$out/client$i.run$run.json" \
-            >"$out/client$i.run$run.out" 2>&1 &
+        # `timeout`: a client that failed to end on its own fails the test instead of hanging.
+        ip netns exec "rwnt-c$i-$$" timeout 120 target/release/ringwire-bench load \
+            --target "10.77.$i.1:4500" --mode relay --server-key "$key" --peers 16 \
+            --rate 1000 --duration "$seconds" --warmup 0.5 --timeout-ms 1000 \
+            --keepalive-ms 500 --idle-timeout-ms 3000 --poll block \
+            --json "$out/client$i.json" >"$out/client$i.out" 2>"$out/client$i.err" &
         client_pids+=($!)
         pids+=($!)
     done
 }
 wait_clients() {
-    for p in "${client_pids[@]}"; do wait "$p" || { echo "netns-test: a client failed" >&2; return 1; }; done
+    local status
+    for i in $(seq 1 "$clients"); do
+        status=0
+        wait "${client_pids[$((i - 1))]}" || status=$?
+        ((status == 0)) || { echo "netns-test: client $i exited with status $status" >&2; return 1; }
+    done
+}
+await_measuring() {
+    for i in $(seq 1 "$clients"); do
+        for _ in $(seq 1 600); do
+            grep -q 'load: measuring' "$out/client$i.err" 2>/dev/null && break
+            kill -0 "${client_pids[$((i - 1))]}" 2>/dev/null ||
+                { echo "netns-test: client $i ended early" >&2; cat "$out/client$i.err" >&2; return 1; }
+            sleep 0.1
+        done
+        grep -q 'load: measuring' "$out/client$i.err" ||
+            { echo "netns-test: client $i never started measuring" >&2; return 1; }
+    done
 }
 
 read -r in0 noports0 inerr0 <<<"$(udp_snmp)"
-# Run 1; the gateway restarts; run 2 against the new gateway.
+# The clients run; a quarter of the way in, the gateway restarts under their traffic.
 start_gateway 1
-start_clients 1
-wait_clients
+start_clients
+await_measuring
+sleep "$(python3 -c "print($seconds / 4)")"
+echo "netns-test: restarting the gateway under traffic" >&2
 stop_gateway
 start_gateway 2
-start_clients 2
 wait_clients
 stop_gateway
 
@@ -173,16 +229,30 @@ def final(path):
                 if v.isdigit():
                     t[k] = t.get(k, 0) + int(v)
     return t
-print(f"netns-test: gateway namespace: {arrived} arrived, {dropped_in} dropped by the loss rule, "
-      f"UDP took {in_dgrams} (+{noports} to no port while restarting, +{inerrors} errors); "
-      f"{sent} sent, {dropped_out} dropped on the way out")
-if arrived != dropped_in + in_dgrams + noports + inerrors:
-    fail.append(f"namespace ledger: {arrived} arrived != {dropped_in} + {in_dgrams} + {noports} + {inerrors}")
-read_total = 0
+# UDP counts InDatagrams when a socket reads one: what was queued to a gateway's socket and
+# never read (it closed at a stop) is the rest of the namespace's ledger.
+unread = arrived - dropped_in - in_dgrams - noports - inerrors
+print(f"netns-test: gateway namespace: {arrived} arrived = {dropped_in} dropped by the loss rule "
+      f"+ {in_dgrams} read by a gateway + {noports} to no port (restarting) + {inerrors} UDP "
+      f"errors + {unread} closed unread at a stop; {sent} sent, {dropped_out} dropped on the "
+      f"way out")
+if unread < 0:
+    fail.append(f"namespace ledger: {arrived} arrived < {dropped_in} + {in_dgrams} + {noports} + {inerrors}")
+read_total = kernel_drops = 0
+# What a gateway counted as dropped, under every reason its session layer and the relay have.
+GATEWAY_DROPS = ("session_drops", "session_control_dropped", "session_draining_discarded",
+                 "session_handoff_full", "session_handoff_closed", "session_misrouted",
+                 "session_relay_full", "session_relay_closed", "session_relayed_send_full",
+                 "session_relayed_send_too_large", "session_relayed_unknown",
+                 "session_shed_messages", "relay_unreachable", "relay_dropped_full",
+                 "relay_malformed", "relay_notices_dropped")
+gateway_drops = 0
 for run in (1, 2):
     t = final(f"{out}/gateway{run}.out")
     g = lambda k: t.get(k, 0)
-    read_total += g("datagrams_in") + g("kernel_drops")
+    read_total += g("datagrams_in")
+    kernel_drops += g("kernel_drops")
+    gateway_drops += sum(g(k) for k in GATEWAY_DROPS)
     gaps = {
         "read = taken by sessions": g("datagrams_in") - g("session_datagrams"),
         "endpoint = taken + handoffs received":
@@ -191,28 +261,52 @@ for run in (1, 2):
             g("session_handed_off") - g("session_handoffs_received") - g("session_handoff_full")
             - g("session_handoff_closed"),
     }
+    drops = {k: g(k) for k in GATEWAY_DROPS if g(k)}
     print(f"  gateway run {run}: read {g('datagrams_in')}, kernel drops {g('kernel_drops')}, "
-          f"sessions accepted {g('sessions_accepted')}, ledger gaps {gaps}")
+          f"sessions accepted {g('sessions_accepted')}, drops {drops}, ledger gaps {gaps}")
     if not t:
         fail.append(f"gateway run {run}: no final counters")
     fail += [f"gateway run {run}: {k} gap {v}" for k, v in gaps.items() if v]
-left = in_dgrams - read_total
-print(f"  UDP took {in_dgrams}; the gateways read or counted {read_total}; left in the socket at "
-      f"a stop: {left}")
-if left < 0:
-    fail.append("the gateways counted more than UDP delivered")
-for run in (1, 2):
-    for i in range(1, clients + 1):
-        r = json.load(open(f"{out}/client{i}.run{run}.json"))
-        s, got, lost = r["sent"], r["received"], r["lost"]
-        print(f"  client {i} run {run}: sent {s} received {got} lost {lost} misrouted "
-              f"{r['misrouted']} sessions {r.get('sessions_established')}")
-        if got + lost != s:
-            fail.append(f"client {i} run {run}: {got} received + {lost} lost != {s} sent")
-        if r["misrouted"]:
-            fail.append(f"client {i} run {run}: misrouted {r['misrouted']}")
-        if run == 2 and got == 0:
-            fail.append(f"client {i}: nothing through the restarted gateway")
+    if "ringwire: drained:" not in open(f"{out}/gateway{run}.err").read():
+        fail.append(f"gateway run {run}: did not drain gracefully")
+print(f"  UDP: {in_dgrams} read, the gateways counted {read_total} read; {inerrors} UDP errors, "
+      f"the gateways counted {kernel_drops} overflows")
+if in_dgrams != read_total:
+    fail.append(f"UDP says {in_dgrams} read, the gateways {read_total}")
+if kernel_drops > inerrors:
+    fail.append(f"the gateways counted {kernel_drops} overflows, UDP {inerrors} errors")
+lost_total = client_drops = 0
+for i in range(1, clients + 1):
+    r = json.load(open(f"{out}/client{i}.json"))
+    s, got, lost = r["sent"], r["received"], r["lost"]
+    lost_total += lost
+    client_drops += r["endpoint_drops"] + r["send_failed"]
+    print(f"  client {i}: sent {s} received {got} lost {lost} unsent {r['unsent']} misrouted "
+          f"{r['misrouted']} unreachable {r['unreachable']} sessions {r['sessions_established']} "
+          f"lost {r['sessions_lost']} reopened {r['sessions_reopened']}; dropped by its endpoint "
+          f"{r['endpoint_drops']}, send failed {r['send_failed']}")
+    if got + lost != s:
+        fail.append(f"client {i}: {got} received + {lost} lost != {s} sent")
+    if r["misrouted"]:
+        fail.append(f"client {i}: misrouted {r['misrouted']}")
+    established = r["sessions_established"]
+    if established + r["handshake_failures"] != 16 or established < 2:
+        fail.append(f"client {i}: {established} of 16 sessions opened")
+    if r["sessions_lost"] < established:
+        fail.append(f"client {i}: lost {r['sessions_lost']} sessions, not all {established}, at the restart")
+    if r["sessions_reopened"] != r["sessions_lost"]:
+        fail.append(f"client {i}: reopened {r['sessions_reopened']} of {r['sessions_lost']} lost sessions")
+    if got == 0:
+        fail.append(f"client {i}: nothing delivered")
+counted = dropped_in + dropped_out + noports + inerrors + unread + gateway_drops + client_drops
+print(f"  probes lost {lost_total} <= datagrams counted dropped {counted} (loss rules "
+      f"{dropped_in} + {dropped_out}, no port {noports}, UDP errors {inerrors}, closed unread "
+      f"{unread}, by the gateways {gateway_drops}, by the clients {client_drops})")
+if lost_total > counted:
+    fail.append(f"{lost_total} probes lost but only {counted} datagrams counted dropped")
+t2 = final(f"{out}/gateway2.out")
+if t2.get("relay_forwarded_local", 0) + t2.get("relay_forwarded_remote", 0) == 0:
+    fail.append("nothing forwarded by the restarted gateway")
 if fail:
     print("netns-test: FAIL: " + "; ".join(fail))
     sys.exit(1)

@@ -6,6 +6,10 @@ io_uring_setup fails with EPERM. Checks the probe-or-skip rule (docs/TESTING.md)
         every test that needs io_uring prints `skipping: ...` and passes
     RINGWIRE_REQUIRE_IO_URING=1 scripts/no-io-uring.py cargo test --workspace --all-targets
         every one of them fails with that reason
+    scripts/no-io-uring.py --errno ENOMEM target/release/ringwire serve
+        io_uring_setup fails with another error (a name from the errno module) instead
+
+(engine/tests/cli.rs runs the binary under it: the error it prints and its exit status.)
 
 Affects only the command and its children. io_uring_setup is system call 425 on every Linux
 architecture (the common table)."""
@@ -29,12 +33,20 @@ def insn(code, jt, jf, k):
 
 
 def main():
-    if len(sys.argv) < 2:
+    errno_value = EPERM
+    args = sys.argv[1:]
+    if len(args) >= 2 and args[0] == "--errno":
+        import errno
+        errno_value = getattr(errno, args[1], None)
+        if errno_value is None:
+            sys.exit("unknown errno name %s" % args[1])
+        args = args[2:]
+    if not args:
         sys.exit(__doc__)
     program = b"".join([
         insn(LD_W_ABS, 0, 0, 0),  # seccomp_data.nr
         insn(JEQ_K, 0, 1, SYS_IO_URING_SETUP),
-        insn(RET_K, 0, 0, RET_ERRNO | EPERM),
+        insn(RET_K, 0, 0, RET_ERRNO | errno_value),
         insn(RET_K, 0, 0, RET_ALLOW),
     ])
     buf = ctypes.create_string_buffer(program)
@@ -48,7 +60,7 @@ def main():
         sys.exit("prctl(PR_SET_NO_NEW_PRIVS): %s" % os.strerror(ctypes.get_errno()))
     if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
         sys.exit("prctl(PR_SET_SECCOMP): %s" % os.strerror(ctypes.get_errno()))
-    os.execvp(sys.argv[1], sys.argv[1:])
+    os.execvp(args[0], args)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,14 @@
 #   datagram        64-byte DATAGRAM frames, 8 connections, 8 outstanding each
 #   stream          64-byte request/response streams, 8 connections, 8 outstanding each
 #   handshake       a new connection per request (handshake, one stream echo, close), 4 at once
+#                   (also against ringwire with retry = "always": what a Retry costs)
 # Then rebinding, with two server threads (unpinned): ringwire --shards 2 (QUIC steering on)
 # against quinn --endpoints 2 (SO_REUSEPORT, no steering), 16 connections whose clients move
 # to a new port every $REBIND_MS ms: connections lost.
 # Prints each quic-load line with the load average before and after; the machine is called
-# busy when the load average is 0.3 or more.
+# busy when the load average is 0.3 or more. ringwire serves with retry = "never" and the
+# per-source admission limits lifted (every client is 127.0.0.1), as quinn's server, which has
+# neither.
 #
 # Environment: SERVER_CORE (0), LOAD_CORE (1), DURATION (5), REBIND_MS (500).
 set -euo pipefail
@@ -31,6 +34,17 @@ REBIND_MS=${REBIND_MS:-500}
 RW=target/release/ringwire
 BENCH=target/release/ringwire-bench
 PORT=4433
+CONFIG=$(mktemp)
+cat >"$CONFIG" <<'TOML'
+[quic]
+retry = "never"
+[quic.admission]
+max_sessions_per_prefix = 1000000
+new_sessions_per_prefix_per_second = 1000000
+new_sessions_per_prefix_burst = 1000000
+TOML
+RETRY_CONFIG=$(mktemp)
+sed 's/^retry = "never"/retry = "always"/' "$CONFIG" >"$RETRY_CONFIG"
 
 server_pid=""
 stop_server() {
@@ -40,14 +54,15 @@ stop_server() {
         server_pid=""
     fi
 }
-trap stop_server EXIT
+trap 'stop_server; rm -f "$CONFIG" "$RETRY_CONFIG"' EXIT
 
 start_server() { # name threads
     local name=$1 threads=$2
     PORT=$((PORT + 1))
     case "$name/$threads" in
-        ringwire/1) $RW serve --app quic-echo --bind "127.0.0.1:$PORT" --shards 1 --cores "$SERVER_CORE" >/dev/null 2>&1 & ;;
-        ringwire/*) $RW serve --app quic-echo --bind "127.0.0.1:$PORT" --shards "$threads" --no-pin >/dev/null 2>&1 & ;;
+        ringwire-retry/1) $RW serve --config "$RETRY_CONFIG" --app quic-echo --bind "127.0.0.1:$PORT" --shards 1 --cores "$SERVER_CORE" >/dev/null 2>&1 & ;;
+        ringwire/1) $RW serve --config "$CONFIG" --app quic-echo --bind "127.0.0.1:$PORT" --shards 1 --cores "$SERVER_CORE" >/dev/null 2>&1 & ;;
+        ringwire/*) $RW serve --config "$CONFIG" --app quic-echo --bind "127.0.0.1:$PORT" --shards "$threads" --no-pin >/dev/null 2>&1 & ;;
         quinn/1) $BENCH quic-server --bind "127.0.0.1:$PORT" --endpoints 1 --cores "$SERVER_CORE" >/dev/null 2>&1 & ;;
         quinn/*) $BENCH quic-server --bind "127.0.0.1:$PORT" --endpoints "$threads" >/dev/null 2>&1 & ;;
     esac
@@ -66,7 +81,9 @@ load() { # server-name phase args...
 }
 
 for phase in datagram stream handshake; do
-    for name in ringwire quinn; do
+    names="ringwire quinn"
+    [[ $phase == handshake ]] && names="ringwire quinn ringwire-retry"
+    for name in $names; do
         start_server "$name" 1
         case $phase in
             handshake) load "$name" "$phase" --mode handshake --conns 4 --window 1 --core "$LOAD_CORE" ;;

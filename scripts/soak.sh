@@ -69,6 +69,7 @@ done
 [[ -n "$key" ]] || { echo "soak: the server printed no public key" >&2; exit 1; }
 echo "soak: $minutes min, server pid $server_pid on 127.0.0.1:$port, output in $out" >&2
 cat /proc/loadavg >"$out/loadavg-before"
+commit=$(git rev-parse --short HEAD)  # the tree the binaries were just built from
 target/release/ringwire-bench soak --server "127.0.0.1:$port" --server-key "$key" \
     --seconds "$((minutes * 60))" --sessions "$sessions" --rate "$rate" --loss "$loss" \
     --garbage "$garbage" >"$out/client.json" 2>"$out/client.err" &
@@ -87,7 +88,7 @@ wait "$server_pid" || { echo "soak: the server exited with status $?" >&2; statu
 server_pid=""
 ((status == 0)) || { echo "soak: the client failed" >&2; tail -5 "$out/client.err" >&2; exit 1; }
 {
-    echo "soak: commit $(git rev-parse --short HEAD), kernel $(uname -r), load before $(cut -d' ' -f1-3 "$out/loadavg-before"), after $(cut -d' ' -f1-3 "$out/loadavg-after")"
+    echo "soak: commit $commit, kernel $(uname -r), load before $(cut -d' ' -f1-3 "$out/loadavg-before"), after $(cut -d' ' -f1-3 "$out/loadavg-after")"
     python3 scripts/soak.py judge "$out"
 } | tee "$out/report.txt"
 exit "${PIPESTATUS[0]}"

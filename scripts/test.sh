@@ -39,6 +39,11 @@ elif required; then
 else
     echo "skipping: the examples and the benchmark smoke runs (scripts/bench.sh --quick, scripts/bench-secure.sh --quick) need io_uring" >&2
 fi
+# The multi-node gateway test: a relay gateway and 3 client nodes in network namespaces, loss
+# from nftables, the gateway restarted under traffic, every datagram delivered or counted on
+# some node (about 30 s). It skips, saying why, where it is not root or namespaces are not
+# allowed (fails instead with RINGWIRE_REQUIRE_NETNS=1).
+scripts/netns-test.sh
 # The fuzz targets, 10 s each on their committed corpora (the long runs: docs/TESTING.md). The
 # corpora are also replayed by `cargo test` above (tests/fuzz_corpus.rs), on stable.
 scripts/fuzz.sh --seconds 10

@@ -12,6 +12,8 @@ use ringwire_bench::load::{LoadArgs, Mode};
 use ringwire_shard::driver::available_or_explain;
 use ringwire_shard::session::EndpointConfig;
 use ringwire_shard::session::{Placement, SessionApp, SessionClock, SessionHost};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 /// The engine's static identity; the load generator is given its public key.
 fn server_identity() -> ringwire_shard::session::Keypair {
@@ -32,8 +34,17 @@ where
     A: SessionApp + Send + 'static,
     SessionHost<A>: Handler,
 {
+    engine_on("127.0.0.1:0".parse().unwrap(), shards, app, plaintext)
+}
+
+/// [`engine_with`] bound to `addr`.
+fn engine_on<A>(addr: SocketAddr, shards: usize, app: fn() -> A, plaintext: bool) -> EngineHandle
+where
+    A: SessionApp + Send + 'static,
+    SessionHost<A>: Handler,
+{
     let key = [42u8; 32];
-    let mut config = EngineConfig::unpinned("127.0.0.1:0".parse().unwrap(), shards);
+    let mut config = EngineConfig::unpinned(addr, shards);
     config.shard.socket_recv_buffer = 8 << 20;
     let clock = SessionClock::start();
     let max_datagram = config.shard.max_datagram;
@@ -239,4 +250,50 @@ fn relay_mode_rejects_odd_peer_counts() {
     args.mode = Mode::Relay;
     let err = ringwire_bench::load::execute(&args).unwrap_err();
     assert!(err.to_string().contains("even"), "{err}");
+}
+
+/// The relay restarts under an open-loop relay run: the first engine drains (every session
+/// hears `Close(ShuttingDown)`), a second one with the same identity takes the port. The load
+/// generator counts each session lost once, opens each again, carries on through the second
+/// engine, and ends on its own with `sent = received + lost`.
+#[test]
+fn relay_sessions_reopen_after_a_server_restart() {
+    if !available_or_explain() {
+        return;
+    }
+    let first = engine(2, Relay::default);
+    let addr = first.local_addr();
+    let mut args = common::closed_loop(addr, 4, 1);
+    args.mode = Mode::Relay;
+    args.server_key = Some(server_identity().public);
+    args.cores = None;
+    args.window = None;
+    args.rate = Some(400.0);
+    args.duration = 4.0;
+    args.timeout_ms = 500;
+    let load = std::thread::spawn(move || ringwire_bench::load::execute(&args).unwrap());
+    // Restart once the first engine carries traffic (its counters say so).
+    let observer = first.observer();
+    let guard = Instant::now() + Duration::from_secs(60);
+    while observer.stats().iter().map(|s| s.datagrams_in).sum::<u64>() < 200 {
+        assert!(
+            Instant::now() < guard,
+            "no traffic reached the first engine"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    first.drain(Duration::from_secs(30)).unwrap();
+    let second = engine_on(addr, 2, Relay::default, false);
+    let report = load.join().unwrap();
+    let after = second.shutdown(Duration::from_secs(60)).unwrap();
+    assert_eq!(report.sessions_established, Some(4), "{report}");
+    assert_eq!(report.sessions_lost, 4, "{report}");
+    assert_eq!(report.sessions_reopened, 4, "{report}");
+    assert_eq!(report.received + report.lost, report.sent, "{report}");
+    assert_eq!(report.misrouted, 0, "{report}");
+    assert!(report.received > 0, "{report}");
+    assert!(
+        after.total().datagrams_in > 0,
+        "nothing reached the second engine"
+    );
 }

@@ -195,6 +195,43 @@ impl ConfigError {
     }
 }
 
+/// Where one table of the file (`[shard]`, `[sessions.admission]`, `[security]`, `[quic]`, ...)
+/// records its invalid values: each key is named with the table's path
+/// (`sessions.admission.max_sessions_shard`).
+pub(crate) struct TableErrors<'a> {
+    table: &'static str,
+    errors: &'a mut Vec<ConfigError>,
+}
+
+impl<'a> TableErrors<'a> {
+    /// The errors of `table`, appended to `errors`.
+    pub(crate) fn new(table: &'static str, errors: &'a mut Vec<ConfigError>) -> Self {
+        Self { table, errors }
+    }
+
+    /// `key` (within the table) = `value` is not allowed.
+    pub(crate) fn invalid(
+        &mut self,
+        key: &str,
+        value: impl fmt::Display,
+        allowed: impl Into<String>,
+    ) {
+        let key = format!("{}.{key}", self.table);
+        self.errors.push(ConfigError::invalid(&key, value, allowed));
+    }
+
+    /// Every `(key, value, allowed)` a table's own check found (`ShardConfig::check`,
+    /// `QuicSettings::check`, the session layer's `validate`).
+    pub(crate) fn extend<V: fmt::Display, A: Into<String>>(
+        &mut self,
+        found: impl IntoIterator<Item = (&'static str, V, A)>,
+    ) {
+        for (key, value, allowed) in found {
+            self.invalid(key, value, allowed);
+        }
+    }
+}
+
 impl From<CoreError> for ConfigError {
     fn from(e: CoreError) -> Self {
         match e {
@@ -341,7 +378,9 @@ impl Config {
         let mut good = toml::Table::new();
         for (key, value) in table {
             let tables = match (key.as_str(), value) {
-                ("shard" | "sessions" | "security", toml::Value::Table(table)) => leaves(table),
+                ("shard" | "sessions" | "security" | "quic", toml::Value::Table(table)) => {
+                    leaves(table)
+                }
                 (_, value) => vec![value],
             };
             for value in tables {
@@ -471,8 +510,9 @@ impl Config {
                     "1 to 256 with a QUIC app (a connection ID names its shard in one byte)",
                 ));
             }
-            for (key, value, allowed) in self.quic.check() {
-                errors.push(ConfigError::invalid(&format!("quic.{key}"), value, allowed));
+            TableErrors::new("quic", &mut errors).extend(self.quic.check());
+            if let Err(es) = self.quic.conn_control() {
+                errors.extend(es);
             }
             if self.shard.max_datagram < QUIC_DATAGRAM {
                 errors.push(ConfigError::invalid(
@@ -529,13 +569,12 @@ impl Config {
             ));
         }
         let shard = self.shard.clone();
-        for e in shard.check() {
-            errors.push(ConfigError::invalid(
-                &format!("shard.{}", e.key),
-                e.value,
-                e.allowed,
-            ));
-        }
+        TableErrors::new("shard", &mut errors).extend(
+            shard
+                .check()
+                .into_iter()
+                .map(|e| (e.key, e.value, e.allowed)),
+        );
         // A session app's largest datagram (header + the binary's default max payload) must
         // fit the shard's, or Data above `max_datagram - 20` bytes would silently never pass.
         let session_datagram = EndpointConfig::datagram_size(EndpointConfig::DEFAULT_MAX_PAYLOAD);

@@ -206,8 +206,16 @@ pub mod quic {
     pub use ringwire_shard::driver::SteeringProgram;
     #[doc(inline)]
     pub use ringwire_shard::quic::{
-        CID_LEN, QuicApp, QuicConfigError, QuicConn, QuicConnId, QuicHost, QuicMsg, QuicOptions,
-        QuicStats, QuicTls, ShardCidGenerator, StreamRead, owner_shard, proto,
+        CID_LEN, CLOSE_TRIMMED, QuicApp, QuicConfigError, QuicConn, QuicConnId, QuicHost, QuicMsg,
+        QuicOptions, QuicStats, QuicTls, RetryMode, ShardCidGenerator, StreamRead, owner_shard,
+        proto,
+    };
+    /// Admission control and the connection manager's settings ([`QuicOptions::admission`],
+    /// [`QuicOptions::manager`]): the session layer's, applied to QUIC connections.
+    #[doc(inline)]
+    pub use ringwire_shard::session::{
+        admission::{AdmissionConfig, RateLimit},
+        manager::ManagerConfig,
     };
 }
 

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use ringwire_shard::session::{KeyError, Keypair, NoiseConfig, PrivateKey, PublicKey, Security};
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, TableErrors};
 
 /// The default `security.handshakes_per_second`: the session layer's own default
 /// (`EndpointConfig::handshakes_per_second`).
@@ -125,36 +125,33 @@ impl SecurityConfig {
         warnings: &mut Vec<String>,
     ) -> Option<ResolvedSecurity> {
         let before = errors.len();
+        let mut table = TableErrors::new("security", errors);
         let allowed_peers = self.allowed_peers.as_ref().map(|list| {
             if list.is_empty() {
-                errors.push(ConfigError::invalid(
-                    "security.allowed_peers",
+                table.invalid(
+                    "allowed_peers",
                     "[]",
                     "a non-empty list of base64 public keys (leave the key out to admit any \
                      authenticated peer)",
-                ));
+                );
             }
             list.iter()
                 .enumerate()
                 .filter_map(|(i, s)| match PublicKey::from_base64(s) {
                     Ok(k) => Some(k),
                     Err(e) => {
-                        errors.push(ConfigError::invalid(
-                            &format!("security.allowed_peers[{i}]"),
+                        table.invalid(
+                            &format!("allowed_peers[{i}]"),
                             format!("{s:?}"),
                             format!("a static public key in standard base64, 44 characters ({e})"),
-                        ));
+                        );
                         None
                     }
                 })
                 .collect::<Vec<_>>()
         });
         if self.handshakes_per_second == 0 {
-            errors.push(ConfigError::invalid(
-                "security.handshakes_per_second",
-                0,
-                "at least 1",
-            ));
+            table.invalid("handshakes_per_second", 0, "at least 1");
         }
         if self.mode == SecurityMode::None {
             for (set, key) in [

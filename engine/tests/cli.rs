@@ -1,5 +1,6 @@
 //! The `ringwire` binary: bad flags and configs (exit status 2 and a message that names the
-//! problem), a shard that dies (noticed at once, named, exit status 1), SIGUSR1 and SIGTERM.
+//! problem), a shard that dies (noticed at once, named, the others drained, exit status 1), a
+//! host that refuses io_uring (the cause and the fix named, exit status 2), SIGUSR1 and SIGTERM.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, Read};
@@ -154,6 +155,11 @@ impl Server {
         }
     }
 
+    /// Whether the binary has exited (without waiting).
+    fn has_exited(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_some()
+    }
+
     fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .args([&format!("-{name}"), &self.child.id().to_string()])
@@ -239,7 +245,206 @@ fn a_shard_that_panics_stops_the_binary_which_names_it() {
         stderr.contains(&format!("thread 'rw-shard-{shard}' ")),
         "{stderr}"
     );
-    assert!(stderr.contains("stopping the other shards"), "{stderr}");
+    assert!(stderr.contains("draining the other shards"), "{stderr}");
+}
+
+/// Under load from 200 sessions over 2 shards, one shard's handler panics: the binary names
+/// that shard, the other shard drains (every session it holds hears `Close(ShuttingDown)` from
+/// the server before the binary exits; the failed shard's sessions hear nothing, their state
+/// went with the panic), the survivor's final counters are printed, and the exit status is 1.
+#[test]
+fn a_shard_that_panics_under_load_is_named_and_the_others_drain() {
+    use ringwire::session::client::ClientPool;
+    use ringwire::session::{CloseReason, Closer, EndpointConfig, Event, Keypair, PublicKey};
+    use std::time::Instant;
+
+    if !available_or_explain() {
+        return;
+    }
+    const SESSIONS: usize = 200;
+    const WINDOW: usize = 50;
+    let cfg = config_file(
+        "panic.toml",
+        "drain_timeout_ms = 20000\n[sessions.admission]\nmax_sessions_per_prefix = 100000\n\
+         new_sessions_per_prefix_per_second = 1000000\nnew_sessions_per_prefix_burst = 100000\n",
+    );
+    let mut server = Server::start(&[
+        "--shards",
+        "2",
+        "--app",
+        "session-echo",
+        "--config",
+        &cfg,
+        "--test-panic-on",
+        "boom",
+    ]);
+    let server_key: PublicKey = server
+        .await_stderr("session public key ")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut client = EndpointConfig::new([6; 32], Keypair::generate().unwrap());
+    client.keepalive_interval = None;
+    let mut pool = ClientPool::new(client, 22).unwrap();
+    let mut events = Vec::new();
+    let pump = |pool: &mut ClientPool, events: &mut Vec<Event>| {
+        if pool.poll(events).unwrap() == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    let guard = Instant::now() + GUARD;
+    let mut conns = Vec::new();
+    for _ in 0..SESSIONS {
+        let local = "127.0.0.1:0".parse().unwrap();
+        conns.push(pool.connect(local, server.addr, Some(server_key)).unwrap());
+    }
+    let count = |events: &[Event], f: fn(&Event) -> bool| events.iter().filter(|e| f(e)).count();
+    while count(&events, |e| matches!(e, Event::Connected { .. })) < SESSIONS {
+        assert!(Instant::now() < guard, "sessions did not connect");
+        pump(&mut pool, &mut events);
+    }
+    // Load: windows of echoes over every session; the last window is in flight at the panic.
+    let mut sent = 0;
+    for round in 0..4 {
+        for k in 0..WINDOW {
+            let _ = pool
+                .send(conns[(round * WINDOW + k) % SESSIONS], b"load")
+                .unwrap();
+            sent += 1;
+        }
+        while count(&events, |e| matches!(e, Event::Message { .. })) < sent {
+            assert!(Instant::now() < guard, "echoes did not come back");
+            pump(&mut pool, &mut events);
+        }
+    }
+    events.clear();
+    for conn in &conns[..WINDOW] {
+        let _ = pool.send(*conn, b"load").unwrap();
+    }
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .send_to(b"boom", server.addr)
+        .unwrap();
+    // Every goodbye is sent before the binary exits: once it has, one more read finds them all.
+    let mut closes = Vec::new();
+    let mut exited = false;
+    loop {
+        assert!(Instant::now() < guard, "the binary did not exit");
+        let done = exited;
+        exited = server.has_exited();
+        pump(&mut pool, &mut events);
+        closes.extend(events.drain(..).filter_map(|e| match e {
+            Event::Disconnected { reason, by, .. } => Some((reason, by)),
+            _ => None,
+        }));
+        if done {
+            break;
+        }
+    }
+    assert!(
+        closes
+            .iter()
+            .all(|c| *c == (CloseReason::ShuttingDown, Closer::Peer)),
+        "{closes:?}"
+    );
+    let (status, stdout, stderr) = server.wait();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let failed: usize = stderr
+        .split("ringwire: shard ")
+        .find(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no failed shard named in {stderr}"));
+    assert!(
+        stderr.contains(&format!("ringwire: shard {failed} panicked: test hook")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("draining the other shards"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("the shards other than shard {failed} drained")),
+        "{stderr}"
+    );
+    // Only the survivor reports; it accepted exactly the sessions that heard a Close.
+    let survivor = 1 - failed;
+    for prefix in ["final shard", "app shard"] {
+        assert!(!stdout.contains(&format!("{prefix} {failed}:")), "{stdout}");
+        assert!(
+            stdout.contains(&format!("{prefix} {survivor}:")),
+            "{stdout}"
+        );
+    }
+    let fields: Vec<&str> = stdout
+        .lines()
+        .filter(|l| {
+            l.starts_with(&format!("final shard {survivor}:"))
+                || l.starts_with(&format!("app shard {survivor}:"))
+        })
+        .flat_map(|l| l.split(' '))
+        .collect();
+    let field = |k: &str| -> u64 {
+        fields
+            .iter()
+            .find_map(|f| f.strip_prefix(k)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {k} in {stdout}"))
+    };
+    assert_eq!(field("sessions"), 0, "{stdout}");
+    let accepted = usize::try_from(field("sessions_accepted")).unwrap();
+    assert_eq!(closes.len(), accepted, "{stdout}");
+    assert!(0 < accepted && accepted < SESSIONS, "{stdout}");
+    println!(
+        "shard {failed} panicked; shard {survivor} held {accepted} of {SESSIONS} sessions, \
+         each heard Close(ShuttingDown)"
+    );
+}
+
+/// A host that refuses io_uring: `io_uring_setup` fails with EPERM (a seccomp filter, as
+/// Docker's default profile; or `kernel.io_uring_disabled`), the way it would for a restart
+/// after the host changed under a running gateway. The binary names the cause and the fix and
+/// exits 2 (starting again unchanged would fail the same way); ENOMEM names the memory limits
+/// and exits 1. Runs the binary under `scripts/no-io-uring.py`, which needs Python 3.
+#[test]
+fn a_host_that_refuses_io_uring_is_named_with_the_fix() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/no-io-uring.py");
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("skipping: python3 is not installed (scripts/no-io-uring.py needs it)");
+        return;
+    }
+    for (errno, code, fixes) in [
+        (
+            "EPERM",
+            2,
+            &[
+                "allow io_uring_setup, io_uring_enter and io_uring_register",
+                "sysctl -w kernel.io_uring_disabled=0",
+            ][..],
+        ),
+        ("ENOMEM", 1, &["RLIMIT_MEMLOCK"][..]),
+    ] {
+        let out = Command::new("python3")
+            .args([script, "--errno", errno, env!("CARGO_BIN_EXE_ringwire")])
+            .args([
+                "serve",
+                "--bind",
+                "127.0.0.1:0",
+                "--no-pin",
+                "--app",
+                "echo",
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{errno}: {stderr}");
+        assert!(stderr.contains("ringwire: "), "{stderr}");
+        assert!(stderr.contains("io_uring"), "{stderr}");
+        assert!(
+            fixes.iter().any(|f| stderr.contains(f)),
+            "{errno}: {stderr}"
+        );
+        println!("{errno}: exit {code}: {}", stderr.trim());
+    }
 }
 
 /// SIGUSR1 prints each shard's report and the binary keeps serving; SIGTERM stops it cleanly

@@ -509,11 +509,12 @@ fn fan_out_reaches_subscribers_on_the_other_shard() {
 }
 
 /// A drain under load, as a library caller asks for it: every one of 1,000 sessions hears
-/// `Close(ShuttingDown)`, every shard ends gracefully, and every message a client sent is
-/// answered or counted: echoed, refused by the app, discarded on a session refused during the
-/// drain, or dropped by the session layer under a reason (a message that reaches a session
-/// already closed). Keepalives are off on both sides, so that every datagram after the
-/// handshakes is one of those messages.
+/// `Close(ShuttingDown)` (or a Reset that overtook it), every shard ends gracefully, every
+/// message a client sent is answered or counted: echoed, refused by the app, discarded on a
+/// session refused during the drain, or dropped by the session layer under a reason (a message
+/// that reaches a session already closed), and every datagram that reached a client after its
+/// session's end is counted there. Keepalives are off on both sides, so that every datagram
+/// after the handshakes is one of those messages.
 #[test]
 fn a_drain_under_load_closes_every_session_and_answers_or_counts_every_message() {
     use ringwire::apps::SessionEcho;
@@ -591,18 +592,34 @@ fn a_drain_under_load_closes_every_session_and_answers_or_counts_every_message()
             .count()
             == SESSIONS
     });
+    // UDP may reorder even on loopback (a sender that moved to another CPU between two sends,
+    // while the first CPU's receive backlog waited for its softirq). So a session's end can
+    // reach its client before datagrams the server sent earlier: an echo after the Close, or
+    // the Close after the server's Reset for Data that reached it once the session had ended.
     let mut closed = std::collections::HashSet::new();
+    let mut overtaken = 0u64;
     for e in &events {
         if let Event::Disconnected { conn, reason, by } = e {
-            assert_eq!((*reason, *by), (CloseReason::ShuttingDown, Closer::Peer));
-            assert!(closed.insert(*conn), "one Close per session");
+            match (*reason, *by) {
+                (CloseReason::ShuttingDown, Closer::Peer) => {}
+                (CloseReason::Reset, Closer::Peer) => overtaken += 1,
+                other => panic!("{conn:?} ended by {other:?}"),
+            }
+            assert!(closed.insert(*conn), "one end per session");
         }
     }
     let echoes = messages(&events) as u64;
     let report = engine.wait(HANG).unwrap();
     assert!(report.drained_gracefully(), "{:?}", report.shards);
-    assert_eq!(pool.unroutable(), 0);
+    // A transport datagram that reaches its client after the session's end (a late echo, or a
+    // Close after the server's Reset) draws a Reset (every one here is longer than a Reset),
+    // which the pool, a socket per session, cannot send: every unroutable frame is such a
+    // Reset. Late transport datagrams are echoes the server counted, or those Closes.
+    let client = pool.stats();
+    let late = client.resets_sent + client.resets_suppressed;
+    assert_eq!(pool.unroutable(), client.resets_sent, "{client:?}");
     let app = app_totals(&report);
+    assert!(overtaken <= app["session_resets_sent"], "{app:?}");
     let total = report.total();
     assert_eq!(total.kernel_drops, 0, "{total}");
     assert_eq!(
@@ -613,7 +630,10 @@ fn a_drain_under_load_closes_every_session_and_answers_or_counts_every_message()
         sent,
         "{app:?}"
     );
-    assert!(echoes <= app["echoed"], "{echoes} echoes, {app:?}");
+    assert!(
+        echoes + late <= app["echoed"] + overtaken,
+        "{echoes} echoes, {late} late, {overtaken} Closes overtaken by a Reset, {app:?}"
+    );
     assert_eq!(app["session_control_dropped"], 0, "{app:?}");
     assert_eq!(app["sessions"], 0, "{app:?}");
 }

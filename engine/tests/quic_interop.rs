@@ -3,7 +3,8 @@
 //! echo, 1,000 DATAGRAM frames, a unidirectional stream, close with a code, Retry; a client
 //! that rebinds its port keeps its connection, with no handoff between shards when the kernel
 //! steers by connection ID, and through a counted handoff when it does not; a wrong ALPN and an
-//! untrusted certificate fail with clear errors.
+//! untrusted certificate fail with clear errors. Connection control: Retry once the shard is
+//! under load, admission refusing by source prefix, the manager trimming to its watermark.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -17,7 +18,10 @@ use common::HANG;
 use quinn::crypto::rustls::QuicClientConfig;
 use ringwire::apps::QuicEcho;
 use ringwire::kernel::available_or_explain;
-use ringwire::quic::{QuicHost, QuicOptions, QuicTls, SteeringProgram};
+use ringwire::quic::{
+    AdmissionConfig, CLOSE_TRIMMED, ManagerConfig, QuicHost, QuicOptions, QuicTls, RateLimit,
+    RetryMode, SteeringProgram,
+};
 use ringwire::{Engine, EngineHandle};
 use rustls::pki_types::CertificateDer;
 
@@ -31,6 +35,7 @@ fn server(steering: bool, options: QuicOptions) -> (EngineHandle, CertificateDer
     let mut config = common::config(2);
     config.steering = steering;
     config.steering_program = SteeringProgram::Quic;
+    config.mtu_probe = options.mtu_discovery;
     let engine = Engine::try_start(&config, move |info| {
         QuicHost::new(
             info.index,
@@ -75,7 +80,7 @@ async fn connect(
         .connect_with(client_config(cert, ALPN), addr, "localhost")
         .unwrap()
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
     (endpoint, conn)
 }
 
@@ -248,7 +253,7 @@ fn retry_validates_the_address_first() {
         return;
     }
     let mut options = QuicOptions::default();
-    options.retry = true;
+    options.retry = RetryMode::Always;
     let (mut engine, cert) = server(true, options);
     let addr = engine.local_addr();
     block_on(async {
@@ -388,4 +393,192 @@ fn draining_closes_connections_with_code_zero() {
     });
     let report = engine.drain(HANG).unwrap();
     assert!(report.drained_gracefully());
+}
+
+/// Polls `done` every 10 ms without blocking the client's runtime.
+async fn until(mut done: impl FnMut() -> bool) {
+    while !done() {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[test]
+fn retry_under_load_validates_new_clients_and_they_connect() {
+    if !available_or_explain() {
+        return;
+    }
+    // Under load from one connection per shard: every shard's second client onwards gets a
+    // Retry (the first connection stays open, so the shard stays over the threshold).
+    const CONNS: usize = 6;
+    let mut options = QuicOptions::default();
+    options.retry = RetryMode::UnderLoad;
+    options.retry_above_connections = 1;
+    let (mut engine, cert) = server(true, options);
+    let addr = engine.local_addr();
+    block_on(async {
+        let mut clients = Vec::new();
+        for i in 0..CONNS {
+            let (endpoint, conn) = connect(addr, &cert).await;
+            let msg = (i as u32).to_be_bytes();
+            assert_eq!(echo_stream(&conn, &msg).await, msg);
+            clients.push((endpoint, conn));
+        }
+        for (endpoint, conn) in &clients {
+            conn.close(0u32.into(), b"");
+            endpoint.wait_idle().await;
+        }
+    });
+    assert_eq!(counter(&mut engine, "quic_accepted"), CONNS as u64);
+    let retries = counter(&mut engine, "quic_retries");
+    // Two shards: at most two clients came first on theirs.
+    assert!(retries >= CONNS as u64 - 2, "{retries} retries");
+    assert_eq!(counter(&mut engine, "quic_retries_under_load"), retries);
+    assert_eq!(counter(&mut engine, "quic_retries_connections"), retries);
+    common::shutdown(engine);
+}
+
+#[test]
+fn admission_refuses_a_prefix_over_its_limit() {
+    if !available_or_explain() {
+        return;
+    }
+    // One connection per source prefix node-wide: each of the two shards holds its part
+    // (one), so of four clients from 127.0.0.1 at most two connect, and the rest are refused
+    // at their first Initial with CONNECTION_REFUSED, counted by reason.
+    let mut options = QuicOptions::default();
+    let mut admission = AdmissionConfig::default();
+    admission.max_sessions_per_prefix = 2;
+    options.admission = Some(admission);
+    let (mut engine, cert) = server(true, options);
+    let addr = engine.local_addr();
+    let (held, refused) = block_on(async {
+        let mut held = Vec::new();
+        let mut refused = 0;
+        for _ in 0..4 {
+            let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+            let connecting = endpoint
+                .connect_with(client_config(&cert, ALPN), addr, "localhost")
+                .unwrap();
+            match connecting.await {
+                Ok(conn) => held.push((endpoint, conn)),
+                Err(quinn::ConnectionError::ConnectionClosed(c))
+                    if c.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED =>
+                {
+                    refused += 1;
+                }
+                Err(e) => panic!("unexpected: {e}"),
+            }
+        }
+        let n = held.len();
+        for (endpoint, conn) in held {
+            conn.close(0u32.into(), b"");
+            endpoint.wait_idle().await;
+        }
+        (n, refused)
+    });
+    assert!((1..=2).contains(&held), "{held} connected");
+    assert_eq!(held + refused, 4);
+    assert_eq!(
+        counter(&mut engine, "quic_refusals_prefix_full"),
+        refused as u64
+    );
+    assert_eq!(counter(&mut engine, "quic_accepted"), held as u64);
+    common::shutdown(engine);
+}
+
+#[test]
+fn the_manager_trims_connections_above_the_high_watermark() {
+    if !available_or_explain() {
+        return;
+    }
+    // A node-wide high watermark of 2 and low of 1, no grace period: with 4 connections held
+    // the shards trim (one round each: a long silence period), and every trimmed client is
+    // told with the application code CLOSE_TRIMMED.
+    let mut options = QuicOptions::default();
+    let mut manager = ManagerConfig::default();
+    manager.high_watermark = 2;
+    manager.low_watermark = 1;
+    manager.grace_period = std::time::Duration::ZERO;
+    manager.silence_period = std::time::Duration::from_secs(600);
+    options.manager = Some(manager);
+    // Admission on (its count exchange carries the counts the watermarks are judged by), its
+    // per-source limits lifted: every client is 127.0.0.1.
+    let mut admission = AdmissionConfig::default();
+    admission.new_sessions_per_prefix = RateLimit::per_second(1000, 1000);
+    options.admission = Some(admission);
+    let (mut engine, cert) = server(true, options);
+    let addr = engine.local_addr();
+    block_on(async {
+        let mut clients = Vec::new();
+        for _ in 0..4 {
+            clients.push(connect(addr, &cert).await);
+        }
+        let trimmed = |clients: &[(quinn::Endpoint, quinn::Connection)]| {
+            clients
+                .iter()
+                .filter(|(_, c)| {
+                    matches!(c.close_reason(), Some(quinn::ConnectionError::ApplicationClosed(a))
+                        if a.error_code == CLOSE_TRIMMED.into() && &a.reason[..] == b"trimmed")
+                })
+                .count()
+        };
+        until(|| {
+            let n = counter(&mut engine, "quic_trims_watermark");
+            n > 0 && trimmed(&clients) as u64 == n
+        })
+        .await;
+        // Nothing but trims closed a connection.
+        let closed = clients
+            .iter()
+            .filter(|(_, c)| c.close_reason().is_some())
+            .count();
+        assert_eq!(closed, trimmed(&clients));
+        for (endpoint, conn) in &clients {
+            conn.close(0u32.into(), b"");
+            endpoint.wait_idle().await;
+        }
+    });
+    common::shutdown(engine);
+}
+
+/// The largest path MTU the server's live view reports for any connection.
+fn server_mtu(engine: &mut EngineHandle) -> u16 {
+    engine
+        .reports(ringwire::ReportRequest::first(16), HANG)
+        .into_iter()
+        .flat_map(|page| page.unwrap().items)
+        .filter_map(|item| {
+            let (_, mtu) = item.fields.iter().find(|(name, _)| *name == "mtu")?;
+            mtu.parse().ok()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn path_mtu_discovery_raises_the_packet_size_both_ways() {
+    if !available_or_explain() {
+        return;
+    }
+    // The sockets send with Don't Fragment; on loopback (MTU 65,536) both ends' probes succeed
+    // up to quinn's 1,452-byte bound.
+    let mut options = QuicOptions::default();
+    options.mtu_discovery = true;
+    let (mut engine, cert) = server(true, options);
+    let addr = engine.local_addr();
+    block_on(async {
+        let (endpoint, conn) = connect(addr, &cert).await;
+        let data = vec![7u8; 20_000];
+        loop {
+            assert!(echo_stream(&conn, &data).await == data);
+            if conn.stats().path.current_mtu > 1200 && server_mtu(&mut engine) > 1200 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        conn.close(0u32.into(), b"");
+        endpoint.wait_idle().await;
+    });
+    let report = common::shutdown(engine);
+    assert_eq!(report.total().send_too_large, 0);
 }

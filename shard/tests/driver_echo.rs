@@ -36,6 +36,7 @@ fn bind() -> UdpSocket {
     let opts = SocketOptions {
         recv_buffer: 4 << 20,
         send_buffer: 4 << 20,
+        mtu_probe: false,
     };
     let mut group = bind_reuseport_group("127.0.0.1:0".parse().unwrap(), 1, opts).unwrap();
     group.remove(0)
@@ -195,6 +196,7 @@ fn send_errors_are_counted_by_errno() {
     let opts = SocketOptions {
         recv_buffer: 0,
         send_buffer: 0,
+        mtu_probe: false,
     };
     let socket = bind_reuseport_group("127.0.0.1:0".parse().unwrap(), 1, opts)
         .unwrap()
@@ -235,6 +237,7 @@ fn kernel_drops_at_the_socket_are_counted_from_the_receive_path() {
     let opts = SocketOptions {
         recv_buffer: 4096,
         send_buffer: 0,
+        mtu_probe: false,
     };
     let socket = bind_reuseport_group("127.0.0.1:0".parse().unwrap(), 1, opts)
         .unwrap()

@@ -52,6 +52,7 @@ fn start() -> Running {
     let opts = SocketOptions {
         recv_buffer: 4 << 20,
         send_buffer: 4 << 20,
+        mtu_probe: false,
     };
     let socket = bind_reuseport_group("127.0.0.1:0".parse().unwrap(), 1, opts)
         .unwrap()
@@ -205,6 +206,7 @@ fn measure_receive_loss() {
     let opts = SocketOptions {
         recv_buffer: rcvbuf,
         send_buffer: 4 << 20,
+        mtu_probe: false,
     };
     let socket = bind_reuseport_group("127.0.0.1:0".parse().unwrap(), 1, opts)
         .unwrap()

@@ -43,6 +43,7 @@ fn start(
     let opts = SocketOptions {
         recv_buffer: 4 << 20,
         send_buffer: 4 << 20,
+        mtu_probe: false,
     };
     let socket = bind_reuseport_group("127.0.0.1:0".parse().unwrap(), 1, opts)
         .unwrap()

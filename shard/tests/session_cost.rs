@@ -1,5 +1,6 @@
 //! Raw cost of the cryptography, per core: responder handshakes per second, full handshakes
-//! (both sides) per second, and transport datagrams sealed and opened per second. A
+//! (both sides) per second, and transport datagrams sealed and opened per second; and the
+//! responder endpoint's whole cost per echoed Data message (`endpoint_echo_cost`). A
 //! measurement, not a test of speed: it prints figures and asserts only that the work was
 //! done. Rates are per second of this thread's CPU time (`/proc/thread-self/schedstat`), so a
 //! busy machine slows the run but not the figures. Run it optimised:
@@ -164,4 +165,66 @@ fn transport_aead_backends() {
             rc_ns / ring_ns
         );
     }
+}
+
+/// What one echoed Data message costs the responder's endpoint, cryptography included, with
+/// admission on (its memory budget charged and released per message): receive the datagram,
+/// take its event, queue the echo and write it out. 64-byte messages on one established
+/// session, in nanoseconds of this thread's CPU time per message.
+#[test]
+#[ignore = "a measurement: run with --release -- --ignored --nocapture"]
+fn endpoint_echo_cost() {
+    use ringwire_shard::session::admission::AdmissionConfig;
+    const M: usize = 200_000;
+    let mut server_cfg = cfg_id(2);
+    server_cfg.admission = Some(AdmissionConfig::default());
+    server_cfg.keepalive_interval = None;
+    let mut server = endpoint(server_cfg, 1);
+    let mut client_cfg = cfg_id(3);
+    client_cfg.keepalive_interval = None;
+    client_cfg.data_queue_capacity = M;
+    let mut client = endpoint(client_cfg, 2);
+    let (c_addr, s_addr) = (addr(1, 1000), addr(2, 2000));
+    let mut buf = vec![0u8; 2048];
+    let now = Timestamp::ZERO;
+    let conn = client
+        .connect(now, s_addr, Some(keypair(2).public))
+        .unwrap();
+    // Handshake and the client's confirming Ping, until both sides are quiet.
+    loop {
+        let mut moved = false;
+        while let Some(t) = client.poll_transmit(now, &mut buf) {
+            let _ = server.handle_datagram(now, c_addr, &buf[..t.len]);
+            moved = true;
+        }
+        server.handle_timeout(now);
+        while let Some(t) = server.poll_transmit(now, &mut buf) {
+            let _ = client.handle_datagram(now, s_addr, &buf[..t.len]);
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+    }
+    while server.poll_event().is_some() {}
+    let mut datagrams = Vec::with_capacity(M);
+    for _ in 0..M {
+        assert_eq!(client.send(now, conn, &[7u8; 64]), SendOutcome::Queued);
+        let t = client.poll_transmit(now, &mut buf).unwrap();
+        datagrams.push(buf[..t.len].to_vec());
+    }
+    let t0 = Cpu::now();
+    for d in &datagrams {
+        assert_eq!(server.handle_datagram(now, c_addr, d), Handled::Consumed);
+        let Some(Event::Message { conn, bytes }) = server.poll_event() else {
+            panic!("no message");
+        };
+        assert_eq!(server.send(now, conn, &bytes), SendOutcome::Queued);
+        assert!(server.poll_transmit(now, &mut buf).is_some());
+    }
+    let spent = t0.elapsed();
+    println!(
+        "responder echo of a 64-byte Data message (admission on): {:.0} ns per message",
+        spent.as_nanos() as f64 / M as f64
+    );
 }

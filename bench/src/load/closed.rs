@@ -76,6 +76,7 @@ pub fn run<T: Transport>(mut w: Worker<T>, window: usize) -> io::Result<WorkerSt
             }
         }
     }
+    w.io.finish(&mut w.stats);
     Ok(w.stats)
 }
 

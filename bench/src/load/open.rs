@@ -44,32 +44,41 @@ impl Schedule {
     }
 }
 
-/// Runs the open loop until `w.end_ns`, then waits up to the timeout for the
-/// datagrams still in flight.
+/// Runs the open loop until every datagram intended before `w.end_ns` went out, then waits up
+/// to the timeout for the datagrams still in flight. Sending stops a timeout after the end at
+/// the latest: what the schedule still holds then (a client that could not send, its sessions
+/// down) is counted as unsent, so the run always ends.
 pub fn run<T: Transport>(mut w: Worker<T>, schedule: Schedule) -> io::Result<WorkerStats> {
     let mut next: u64 = 0;
     let mut sent_total: u64 = 0;
     let mut received_total: u64 = 0;
     let mut replies: Vec<Reply> = Vec::with_capacity(BATCH * 4);
+    let send_deadline = w.end_ns.saturating_add(w.timeout_ns);
+    let mut stopped_ns = None;
     loop {
         let now = w.now_ns();
-        // Keep sending until every datagram intended before the end went out,
-        // even if the client runs late.
-        let sending = schedule.intended_ns(next) < w.end_ns;
-        if !sending && (received_total >= sent_total || now >= w.end_ns + w.timeout_ns) {
-            break;
+        // Keep sending until every datagram intended before the end went out, even if the
+        // client runs late, but not past the deadline.
+        let sending = schedule.intended_ns(next) < w.end_ns && now < send_deadline;
+        if !sending {
+            let stopped = *stopped_ns.get_or_insert(now);
+            if received_total >= sent_total || now >= stopped.saturating_add(w.timeout_ns) {
+                break;
+            }
         }
+        let mut wait_ms = 1;
         if sending {
             let (sent, k) = send_due(&mut w, &schedule, next);
             next = k;
             sent_total += sent;
+            let due = schedule.intended_ns(next);
+            // Nothing went although something was due (every peer tried is down or full):
+            // wait a millisecond rather than spin.
+            if sent > 0 || due > w.now_ns() {
+                let until = due.saturating_sub(w.now_ns());
+                wait_ms = i32::try_from(until / 1_000_000).unwrap_or(1);
+            }
         }
-        let wait_ms = if sending {
-            let until = schedule.intended_ns(next).saturating_sub(w.now_ns());
-            i32::try_from(until / 1_000_000).unwrap_or(1)
-        } else {
-            1
-        };
         replies.clear();
         w.poll_replies(wait_ms, &mut replies)?;
         for r in &replies {
@@ -81,7 +90,19 @@ pub fn run<T: Transport>(mut w: Worker<T>, schedule: Schedule) -> io::Result<Wor
             w.record(r, r.probe.sent_ns);
         }
     }
+    w.stats.unsent = unsent(&schedule, next, w.measure_start_ns, w.end_ns);
+    w.io.finish(&mut w.stats);
     Ok(w.stats)
+}
+
+/// Measured datagrams (intended in `measure_start_ns..end_ns`) from index `next` on.
+fn unsent(schedule: &Schedule, mut next: u64, measure_start_ns: u64, end_ns: u64) -> u64 {
+    let mut n = 0;
+    while schedule.intended_ns(next) < end_ns {
+        n += u64::from(schedule.intended_ns(next) >= measure_start_ns);
+        next += 1;
+    }
+    n
 }
 
 /// At most this many send batches between two receive polls, so a client
@@ -92,7 +113,8 @@ const MAX_BATCHES_PER_POLL: usize = 4;
 const LATE_SEND_NS: u64 = 1_000_000;
 
 /// Sends the datagrams whose intended time has come (before the end), in
-/// batches from successive peers. Returns (datagrams sent, next index).
+/// batches from successive peers (at most [`MAX_BATCHES_PER_POLL`]; a peer that
+/// sends none is passed over). Returns (datagrams sent, next index).
 ///
 /// Each batch reads the clock afresh, and each measured datagram's lag is
 /// the time just before the `sendmmsg` that carried it minus its intended
@@ -136,7 +158,9 @@ fn send_due<T: Transport>(w: &mut Worker<T>, schedule: &Schedule, mut next: u64)
         }
         next += sent as u64;
         sent_total += sent as u64 * w.io.copies();
-        if sent < n {
+        // Nothing went from this peer (its session is down, or its queue full): the next
+        // batch tries the next peer. Some went: the rest waits for the next poll.
+        if sent > 0 && sent < n {
             return (sent_total, next);
         }
     }

@@ -103,6 +103,28 @@ pub struct LoadReport {
     pub errors: u64,
     /// Echoes on the wrong socket or undecodable.
     pub misrouted: u64,
+    /// Open loop: measured datagrams never sent (sending stops a timeout after the end, e.g.
+    /// while the sessions are down); not in `sent`. 0 in older reports.
+    #[serde(default)]
+    pub unsent: u64,
+    /// Relay modes: `Unreachable` replies (no session by that ID at the relay). 0 in older
+    /// reports.
+    #[serde(default)]
+    pub unreachable: u64,
+    /// Session modes: sessions that ended during the traffic phase (each opened again). 0 in
+    /// older reports.
+    #[serde(default)]
+    pub sessions_lost: u64,
+    /// Session modes: of those, sessions opened again and ready. 0 in older reports.
+    #[serde(default)]
+    pub sessions_reopened: u64,
+    /// Session modes: datagrams the client's own endpoint dropped (all reasons). 0 in older
+    /// reports.
+    #[serde(default)]
+    pub endpoint_drops: u64,
+    /// Session modes: datagrams a send call refused (their messages lost). 0 in older reports.
+    #[serde(default)]
+    pub send_failed: u64,
     /// Open loop: the client's largest lag behind its schedule, us (0 in
     /// closed loop). Large values mean the client, not only the server, was
     /// slow: its lag is part of the measured latency.
@@ -260,6 +282,12 @@ impl LoadReport {
             late: t.late,
             errors: t.errors,
             misrouted: t.misrouted,
+            unsent: t.unsent,
+            unreachable: t.unreachable,
+            sessions_lost: t.sessions_lost,
+            sessions_reopened: t.sessions_reopened,
+            endpoint_drops: t.endpoint_drops,
+            send_failed: t.send_failed,
             client_max_send_lag_us: us(t.max_send_lag_ns),
             client_sent_late: t.sent_late,
             client_lag_us: LagUs::from_histogram(&t.send_lag_ns),
@@ -355,6 +383,19 @@ impl fmt::Display for LoadReport {
                 f,
                 "timeouts {}  late {}  errors {}  misrouted {}",
                 self.timeouts, self.late, self.errors, self.misrouted
+            )?;
+        }
+        if self.unsent + self.unreachable + self.sessions_lost + self.send_failed > 0 {
+            writeln!(
+                f,
+                "unsent {}  unreachable {}  sessions lost {}  reopened {}  send failed {}  \
+                 client endpoint drops {}",
+                self.unsent,
+                self.unreachable,
+                self.sessions_lost,
+                self.sessions_reopened,
+                self.send_failed,
+                self.endpoint_drops
             )?;
         }
         if let Some(lag) = &self.client_lag_us {

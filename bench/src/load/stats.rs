@@ -26,6 +26,24 @@ pub struct WorkerStats {
     pub errors: u64,
     /// Echoes that arrived on another peer's socket or did not decode.
     pub misrouted: u64,
+    /// Open loop: measured datagrams the schedule held that never went out: sending stops a
+    /// timeout after the end even when the client could not send them (its sessions down).
+    pub unsent: u64,
+    /// Relay modes: `Unreachable` replies (the relay knew no session by the destination ID;
+    /// the probe is lost).
+    pub unreachable: u64,
+    /// Session modes: sessions that ended during the traffic phase (closed by the server,
+    /// timed out); each is opened again (until it is ready, when it counts in
+    /// `sessions_reopened`, its failed attempts are not counted again).
+    pub sessions_lost: u64,
+    /// Session modes: sessions opened again after one ended, and ready for traffic.
+    pub sessions_reopened: u64,
+    /// Session modes: datagrams the client's endpoint dropped, all reasons (e.g. for a
+    /// session it had already closed).
+    pub endpoint_drops: u64,
+    /// Session modes: datagrams a send call refused (e.g. `ECONNREFUSED` while no server
+    /// listened); the messages in them are lost.
+    pub send_failed: u64,
     /// Open loop: largest delay between a datagram's intended and actual
     /// send time, ns (the client's own lag, included in its latency).
     pub max_send_lag_ns: u64,
@@ -55,6 +73,12 @@ impl WorkerStats {
             late: 0,
             errors: 0,
             misrouted: 0,
+            unsent: 0,
+            unreachable: 0,
+            sessions_lost: 0,
+            sessions_reopened: 0,
+            endpoint_drops: 0,
+            send_failed: 0,
             max_send_lag_ns: 0,
             sent_late: 0,
             send_lag_ns: histogram(),
@@ -98,6 +122,12 @@ impl WorkerStats {
         self.late += other.late;
         self.errors += other.errors;
         self.misrouted += other.misrouted;
+        self.unsent += other.unsent;
+        self.unreachable += other.unreachable;
+        self.sessions_lost += other.sessions_lost;
+        self.sessions_reopened += other.sessions_reopened;
+        self.endpoint_drops += other.endpoint_drops;
+        self.send_failed += other.send_failed;
         self.max_send_lag_ns = self.max_send_lag_ns.max(other.max_send_lag_ns);
         self.sent_late += other.sent_late;
         self.involuntary_switches += other.involuntary_switches;

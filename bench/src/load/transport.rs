@@ -30,6 +30,11 @@ pub trait Transport {
         1
     }
 
+    /// At the end of a run: adds what the transport counted itself to `stats`.
+    fn finish(&mut self, stats: &mut WorkerStats) {
+        let _ = stats;
+    }
+
     /// Waits up to `timeout_ms` (0: poll) for readable peers and hands
     /// every probe that came back to `sink`.
     fn poll(&mut self, timeout_ms: i32, sink: &mut Sink<'_>) -> io::Result<()>;

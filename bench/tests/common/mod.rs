@@ -153,6 +153,12 @@ pub fn load_report(rps: f64, lost: u64) -> LoadReport {
         late: 0,
         errors: 0,
         misrouted: 0,
+        unsent: 0,
+        unreachable: 0,
+        sessions_lost: 0,
+        sessions_reopened: 0,
+        endpoint_drops: 0,
+        send_failed: 0,
         client_max_send_lag_us: 0.0,
         client_sent_late: 0,
         client_lag_us: Some(LagUs {

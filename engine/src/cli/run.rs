@@ -6,6 +6,10 @@
 //! `ShuttingDown`, send what is queued and stop on their own, all by `drain_timeout`; then the
 //! final counters are printed and the exit status is 0. A second SIGTERM, SIGINT or a SIGQUIT
 //! stops at once (final counters still printed).
+//!
+//! A shard that stops on its own (an error, or its handler panicked) is named at once; the
+//! other shards then drain the same way, by `drain_timeout`, their final counters are printed
+//! and the exit status is 1 (docs/OPERATIONS.md).
 #![forbid(unsafe_code)]
 
 use std::time::{Duration, Instant};
@@ -34,7 +38,8 @@ pub struct Hooks {
 pub enum Outcome {
     /// Stopped (drained or on request) and the final counters were printed.
     Clean,
-    /// The engine could not start because of how it was asked to (the port is held): exit 2.
+    /// The engine could not start because of how it was asked to (the port is held) or what
+    /// the host allows (io_uring off or too old): exit 2, as a retry would fail the same way.
     Refused,
     /// The engine failed to start or stop, or a shard stopped on its own: exit 1.
     Failed,
@@ -78,6 +83,7 @@ where
     config.steering = resolved.steering;
     if resolved.app.uses_quic() {
         config.steering_program = SteeringProgram::Quic;
+        config.mtu_probe = resolved.quic.mtu_discovery;
     }
     config.stop_timeout = resolved.shutdown_timeout;
     config.join_existing = join_existing;
@@ -92,6 +98,11 @@ where
     let mut engine = match Engine::try_start(&config, factory) {
         Ok(engine) => engine,
         Err(e @ EngineError::PortInUse { .. }) => {
+            note!("ringwire: {e}");
+            return Outcome::Refused;
+        }
+        // io_uring off or too old: starting again unchanged fails the same way (D52).
+        Err(e) if e.setup_error().is_some_and(|s| s.needs_host_change()) => {
             note!("ringwire: {e}");
             return Outcome::Refused;
         }
@@ -130,7 +141,14 @@ where
         End::Stopped => None,
         End::ShardFailed(shard) => Some(shard),
     };
-    match engine.shutdown(settings.shutdown_timeout) {
+    let stopped = if failed.is_some() {
+        // The other shards drain (their sessions are told ShuttingDown), bounded like a
+        // SIGTERM's drain; the failed shard's sessions went with it.
+        engine.drain_survivors(settings.drain_timeout)
+    } else {
+        engine.shutdown(settings.shutdown_timeout)
+    };
+    match stopped {
         Ok(report) => {
             print_report(&report);
             let late: Vec<usize> = report
@@ -143,6 +161,11 @@ where
                 note!(
                     "ringwire: shards {late:?} reached the drain deadline before every goodbye \
                      was sent (raise drain_timeout_ms?)"
+                );
+            } else if let Some(shard) = failed {
+                note!(
+                    "ringwire: the shards other than shard {shard} drained (sessions closed with \
+                     ShuttingDown, sends flushed); exiting with status 1"
                 );
             } else if report.drained_gracefully() {
                 note!(
@@ -253,7 +276,11 @@ fn serve_until_stopped(
                 shard,
                 outcome: Err(e),
             }) => {
-                note!("ringwire: {e}; stopping the other shards");
+                note!(
+                    "ringwire: {e}; draining the other shards (closing their sessions with \
+                     ShuttingDown) for up to {:?}, then exiting with status 1",
+                    settings.drain_timeout
+                );
                 return End::ShardFailed(shard);
             }
             Some(EngineEvent::ShardStopped {

@@ -88,29 +88,31 @@ fn view(args: &StatsArgs) -> Result<(), String> {
         .iter()
         .map(|n| rate(n))
         .sum();
-        let sessions = now["app"]["sessions"]
+        // Sessions, or QUIC connections for a QUIC app.
+        let live = now["app"]["sessions"]
             .as_u64()
-            .map_or("-".to_string(), |n| n.to_string());
-        // Admission refusals and trims, summed over their reasons (session apps only).
-        let by_prefix = |prefix: &str| {
+            .or_else(|| now["app"]["quic_connections"].as_u64());
+        let sessions = live.map_or("-".to_string(), |n| n.to_string());
+        // Admission refusals and trims, summed over their reasons (session and QUIC apps).
+        let by_prefix = |prefixes: [&str; 2]| {
             let sum = |s: &Value| -> Option<u64> {
                 let app = s["app"].as_object()?;
                 Some(
                     app.iter()
-                        .filter(|(k, _)| k.starts_with(prefix))
+                        .filter(|(k, _)| prefixes.iter().any(|p| k.starts_with(p)))
                         .filter_map(|(_, v)| v.as_u64())
                         .sum(),
                 )
             };
             match (sum(now), sum(before)) {
-                (Some(a), Some(b)) if now["app"]["sessions"].is_u64() => {
+                (Some(a), Some(b)) if live.is_some() => {
                     format!("{:.0}", a.saturating_sub(b) as f64 / secs)
                 }
                 _ => "-".to_string(),
             }
         };
-        let refused = by_prefix("session_refusals_");
-        let trims = by_prefix("session_trims_");
+        let refused = by_prefix(["session_refusals_", "quic_refusals_"]);
+        let trims = by_prefix(["session_trims_", "quic_trims_"]);
         let p99 = now["turns"]["p99_ns"]
             .as_u64()
             .map_or("-".to_string(), |n| format!("{:.1}", n as f64 / 1000.0));

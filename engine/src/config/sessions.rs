@@ -7,7 +7,7 @@ use std::time::Duration;
 use ringwire_shard::session::admission::{AdmissionConfig, BudgetConfig, PrefixLengths, RateLimit};
 use ringwire_shard::session::manager::{ManagerConfig, PressureWeights};
 
-use super::ConfigError;
+use super::{ConfigError, TableErrors};
 
 /// The `[sessions]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -57,20 +57,20 @@ pub struct AdmissionTable {
     pub refusal_replies_burst: u32,
     /// How often shards exchange their session counts, in milliseconds.
     pub exchange_interval_ms: u64,
-    /// Hard bound on one shard's accounted session memory, in bytes.
-    pub memory_limit: usize,
+    /// Hard bound on one shard's accounted session memory, in bytes (absent: the table's
+    /// default; for `[quic.admission]` the QUIC one).
+    pub memory_limit: Option<usize>,
     /// New sessions are refused above this, in bytes.
-    pub memory_session_limit: usize,
+    pub memory_session_limit: Option<usize>,
     /// Above this the largest queues are shed, in bytes.
-    pub memory_shed_above: usize,
+    pub memory_shed_above: Option<usize>,
     /// Bytes one session is charged for its state.
-    pub session_cost: usize,
+    pub session_cost: Option<usize>,
 }
 
 impl Default for AdmissionTable {
     fn default() -> Self {
         let a = AdmissionConfig::default();
-        let m = BudgetConfig::default();
         AdmissionTable {
             max_sessions_shard: a.max_sessions_shard,
             max_sessions_node: a.max_sessions_node,
@@ -85,10 +85,10 @@ impl Default for AdmissionTable {
             refusal_replies_burst: a.refusal_replies.burst(),
             exchange_interval_ms: u64::try_from(a.exchange_interval.as_millis())
                 .unwrap_or(u64::MAX),
-            memory_limit: m.limit,
-            memory_session_limit: m.session_limit,
-            memory_shed_above: m.shed_above,
-            session_cost: m.session_cost,
+            memory_limit: None,
+            memory_session_limit: None,
+            memory_shed_above: None,
+            session_cost: None,
         }
     }
 }
@@ -159,7 +159,22 @@ pub struct SessionsSettings {
 impl SessionsConfig {
     /// Checks every value; the settings, or every error (keys spelled as in the file).
     pub fn resolve(&self) -> Result<SessionsSettings, Vec<ConfigError>> {
+        self.resolve_in(
+            ["sessions.admission", "sessions.manager"],
+            BudgetConfig::default(),
+        )
+    }
+
+    /// [`SessionsConfig::resolve`] for the same two tables under other names (`[quic.admission]`
+    /// and `[quic.manager]`), errors named there, the memory-budget keys not set taken from
+    /// `memory`.
+    pub fn resolve_in(
+        &self,
+        [admission_table, manager_table]: [&'static str; 2],
+        memory: BudgetConfig,
+    ) -> Result<SessionsSettings, Vec<ConfigError>> {
         let mut errors = Vec::new();
+        let mut table = TableErrors::new(admission_table, &mut errors);
         let a = &self.admission;
         let m = &self.manager;
         let mut admission = AdmissionConfig::default();
@@ -176,7 +191,7 @@ impl SessionsConfig {
         admission.refusal_replies =
             RateLimit::per_second(a.refusal_replies_per_second, a.refusal_replies_burst);
         admission.exchange_interval = Duration::from_millis(a.exchange_interval_ms);
-        admission.memory = budget(a);
+        admission.memory = budget(a, memory);
         let rates = [
             (
                 "new_sessions_per_prefix_per_second",
@@ -191,7 +206,7 @@ impl SessionsConfig {
         ];
         for (key, v) in rates {
             if !(1..=1_000_000_000).contains(&v) {
-                errors.push(invalid_admission(key, v, "1 to 1000000000"));
+                table.invalid(key, v, "1 to 1000000000");
             }
         }
         if let Err(e) = admission.validate() {
@@ -204,8 +219,9 @@ impl SessionsConfig {
                 "exchange_interval" => ("exchange_interval_ms", "at least 1"),
                 key => (key, e.allowed),
             };
-            errors.push(invalid_admission(key, e.value, allowed));
+            table.invalid(key, e.value, allowed);
         }
+        let mut table = TableErrors::new(manager_table, &mut errors);
         let mut manager = ManagerConfig::default();
         manager.low_watermark = m.low_watermark;
         manager.high_watermark = m.high_watermark;
@@ -226,29 +242,21 @@ impl SessionsConfig {
             ("pressure_unanswered_ping", m.pressure_unanswered_ping),
         ] {
             if !(0..=1_000_000).contains(&w) {
-                errors.push(ConfigError::invalid(
-                    &format!("sessions.manager.{key}"),
-                    w,
-                    "0 to 1000000",
-                ));
+                table.invalid(key, w, "0 to 1000000");
             }
         }
         if let Err(e) = manager.validate() {
-            errors.push(ConfigError::invalid(
-                &format!("sessions.manager.{}", e.key),
-                e.value,
-                e.allowed,
-            ));
+            table.invalid(e.key, e.value, e.allowed);
         }
         if m.high_watermark > a.max_sessions_node {
-            errors.push(ConfigError::invalid(
-                "sessions.manager.high_watermark",
+            table.invalid(
+                "high_watermark",
                 m.high_watermark,
                 format!(
-                    "at most sessions.admission.max_sessions_node ({}): the node never holds more",
+                    "at most {admission_table}.max_sessions_node ({}): the node never holds more",
                     a.max_sessions_node
                 ),
-            ));
+            );
         }
         if errors.is_empty() {
             Ok(SessionsSettings { admission, manager })
@@ -262,17 +270,13 @@ fn prefix_lengths(v4: u8, v6: u8) -> PrefixLengths {
     PrefixLengths { v4, v6 }
 }
 
-fn budget(a: &AdmissionTable) -> BudgetConfig {
-    let mut b = BudgetConfig::default();
-    b.limit = a.memory_limit;
-    b.session_limit = a.memory_session_limit;
-    b.shed_above = a.memory_shed_above;
-    b.session_cost = a.session_cost;
+fn budget(a: &AdmissionTable, base: BudgetConfig) -> BudgetConfig {
+    let mut b = base;
+    b.limit = a.memory_limit.unwrap_or(base.limit);
+    b.session_limit = a.memory_session_limit.unwrap_or(base.session_limit);
+    b.shed_above = a.memory_shed_above.unwrap_or(base.shed_above);
+    b.session_cost = a.session_cost.unwrap_or(base.session_cost);
     b
-}
-
-fn invalid_admission(key: &str, value: impl std::fmt::Display, allowed: &str) -> ConfigError {
-    ConfigError::invalid(&format!("sessions.admission.{key}"), value, allowed)
 }
 
 #[cfg(test)]

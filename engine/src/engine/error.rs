@@ -98,6 +98,19 @@ pub enum EngineError {
 }
 
 impl EngineError {
+    /// The io_uring set-up failure inside this error, if it is one (at the start-up probe, or
+    /// a shard's own ring).
+    pub fn setup_error(&self) -> Option<&SetupError> {
+        match self {
+            Self::Setup(e)
+            | Self::Shard {
+                source: ShardError::Setup(e),
+                ..
+            } => Some(e),
+            _ => None,
+        }
+    }
+
     /// The shard this error is about, if it is about one.
     pub fn shard(&self) -> Option<usize> {
         match self {

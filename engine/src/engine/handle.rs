@@ -191,6 +191,45 @@ impl EngineHandle {
         self.wait(timeout)
     }
 
+    /// After a shard failed on its own (its [`EngineEvent::ShardStopped`](super::EngineEvent)
+    /// carried the error, a handler's panic say): drains the shards still running by
+    /// `now + timeout`, as [`ShutdownHandle::drain`] does (each handler says goodbye: a session
+    /// host closes its sessions with `ShuttingDown`, so their peers learn at once rather than
+    /// by their idle timeout), and waits for them. Returns the exits of the shards that
+    /// stopped cleanly, in shard order (a failed shard has none: its error came with its
+    /// event), or [`EngineError::Timeout`] naming the shards still running at the deadline
+    /// (left detached).
+    pub fn drain_survivors(mut self, timeout: Duration) -> Result<EngineReport, EngineError> {
+        let goodbyes_by = Instant::now() + timeout - self.stop_allowance.min(timeout / 2);
+        for slot in self.shards.iter().filter(|s| s.running()) {
+            if let Err(e) = slot.control.request_drain(goodbyes_by) {
+                tracing::error!(
+                    shard = slot.control.index(),
+                    "cannot wake shard to drain it: {e}"
+                );
+            }
+        }
+        let late = self.await_exits(timeout);
+        if !late.is_empty() {
+            return Err(EngineError::Timeout {
+                shards: late,
+                deadline: timeout,
+            });
+        }
+        let mut shards = Vec::with_capacity(self.shards.len());
+        for (i, slot) in self.shards.iter_mut().enumerate() {
+            match slot.exit.take() {
+                Some(Ok(exit)) => shards.push(exit),
+                // A second failure, during the drain: logged, as nobody was handed it.
+                Some(Err(e)) if !slot.seen => {
+                    tracing::error!(shard = i, "shard failed while the others drained: {e}");
+                }
+                _ => {}
+            }
+        }
+        Ok(EngineReport { shards })
+    }
+
     /// Stops every shard and waits at most `deadline` for all of them, returning their final
     /// counters, or the first shard's failure (in shard order). Shards that miss the deadline
     /// are named in [`EngineError::Timeout`] and left detached.

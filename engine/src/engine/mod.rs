@@ -91,6 +91,12 @@ pub struct EngineConfig {
     /// kernel would quietly split the port's traffic between the two (a second instance
     /// started by mistake takes half of it). A hand-over between two instances turns it on.
     pub join_existing: bool,
+    /// Send with Don't Fragment and the kernel's path-MTU cache ignored
+    /// ([`SocketOptions::mtu_probe`](ringwire_shard::driver::SocketOptions::mtu_probe)), for a
+    /// handler that discovers the path MTU itself (QUIC with
+    /// [`QuicOptions::mtu_discovery`](crate::quic::QuicOptions::mtu_discovery)). Off by
+    /// default.
+    pub mtu_probe: bool,
 }
 
 impl EngineConfig {
@@ -106,6 +112,7 @@ impl EngineConfig {
             start_timeout: Duration::from_secs(10),
             stop_timeout: Duration::from_secs(2),
             join_existing: false,
+            mtu_probe: false,
         }
     }
 }
@@ -158,6 +165,7 @@ impl Engine {
         let opts = SocketOptions {
             recv_buffer: config.shard.socket_recv_buffer,
             send_buffer: config.shard.socket_send_buffer,
+            mtu_probe: config.mtu_probe,
         };
         let sockets = bind_reuseport_group(config.bind, shards, opts)?;
         let socket_buffers = SocketBuffers::read_back(

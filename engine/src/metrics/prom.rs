@@ -13,6 +13,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use ringwire_shard::ShardStats;
 use ringwire_shard::counters::errno_name;
+use ringwire_shard::quic::stats as quic_stats;
 use ringwire_shard::session::DropReason;
 use ringwire_shard::session::host::{REFUSALS_PREFIX, TRIMS_PREFIX};
 
@@ -209,6 +210,8 @@ fn app_counters(e: &mut DescriptorEncoder<'_>, snap: &Snapshot) -> Result<(), st
     let mut session_drops = Vec::new();
     let mut refusals = Vec::new();
     let mut trims = Vec::new();
+    let mut quic_refusals = Vec::new();
+    let mut quic_trims = Vec::new();
     for s in &snap.shards {
         let Some(app) = &s.app else { continue };
         for (name, value) in app {
@@ -224,6 +227,10 @@ fn app_counters(e: &mut DescriptorEncoder<'_>, snap: &Snapshot) -> Result<(), st
                 refusals.push(labelled(reason));
             } else if let Some(reason) = name.strip_prefix(TRIMS_PREFIX) {
                 trims.push(labelled(reason));
+            } else if let Some(reason) = name.strip_prefix(quic_stats::REFUSALS_PREFIX) {
+                quic_refusals.push(labelled(reason));
+            } else if let Some(reason) = name.strip_prefix(quic_stats::TRIMS_PREFIX) {
+                quic_trims.push(labelled(reason));
             } else {
                 by_name
                     .entry(name)
@@ -259,6 +266,26 @@ fn app_counters(e: &mut DescriptorEncoder<'_>, snap: &Snapshot) -> Result<(), st
              forced).",
             MetricType::Counter,
             trims,
+        )?;
+    }
+    if !quic_refusals.is_empty() {
+        family(
+            e,
+            "quic_refusals",
+            "New QUIC connections admission control refused at their first Initial, by reason \
+             (the reasons of session_refusals).",
+            MetricType::Counter,
+            quic_refusals,
+        )?;
+    }
+    if !quic_trims.is_empty() {
+        family(
+            e,
+            "quic_trims",
+            "QUIC connections the connection manager closed (application code 0x52570001, \
+             `trimmed`), by reason (watermark, forced).",
+            MetricType::Counter,
+            quic_trims,
         )?;
     }
     let mut names: Vec<_> = by_name.into_iter().collect();
@@ -334,6 +361,9 @@ mod tests {
             ("session_refusals_prefix_full", 3),
             ("session_refusals_memory", 0),
             ("session_trims_forced", 2),
+            ("quic_refusals_prefix_rate", 4),
+            ("quic_trims_watermark", 5),
+            ("quic_connections", 6),
         ];
         let snap = Snapshot {
             at: SystemTime::now(),
@@ -351,6 +381,9 @@ mod tests {
             "ringwire_session_refusals_total{shard=\"0\",reason=\"memory\"} 0",
             "ringwire_session_trims_total{shard=\"0\",reason=\"forced\"} 2",
             "ringwire_app_sessions{shard=\"0\"} 7",
+            "ringwire_quic_refusals_total{shard=\"0\",reason=\"prefix_rate\"} 4",
+            "ringwire_quic_trims_total{shard=\"0\",reason=\"watermark\"} 5",
+            "ringwire_app_quic_connections{shard=\"0\"} 6",
         ] {
             assert!(text.contains(want), "{want} missing from:\n{text}");
         }

@@ -14,14 +14,19 @@
 //! replies with `try_send`, counting a full reply channel
 //! ([`ShardControl::report_replies_dropped`]).
 //!
+//! The request channel is made by the shard when it is set up ([`ShardControl::open_report_inbox`]):
+//! the shard keeps the receiving end and publishes the sending end here, once, so no lock
+//! guards the hand-over and a request before the shard has started is refused
+//! ([`ReportError::NotStarted`]).
+//!
 //! A graceful drain is asked for with a deadline ([`ShardControl::request_drain`]), stored as
 //! nanoseconds after the control block's creation so that it fits one atomic.
 
 use std::io;
 use std::os::fd::{OwnedFd, RawFd};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::SetupError;
@@ -56,11 +61,9 @@ pub struct ShardControl {
     pub(super) ring: OnceLock<OwnedFd>,
     /// Set (release) after a request is queued; the shard looks at the queue only when set.
     report_wanted: AtomicBool,
-    requests: SyncSender<Pending>,
-    /// The shard's end of `requests`, until the shard takes it at set-up
-    /// ([`ShardControl::take_report_inbox`]); from then on only the shard's thread holds it, so
-    /// the loop reads requests without any lock. The mutex guards only that one hand-over.
-    inbox: Mutex<Option<ReportInbox>>,
+    /// The sending end of the shard's report requests, published once by the shard when it is
+    /// set up ([`ShardControl::open_report_inbox`]); the shard's thread owns the receiving end.
+    requests: OnceLock<SyncSender<Pending>>,
     replies_dropped: AtomicU64,
     /// When this block was made: the origin of `drain_until`.
     epoch: Instant,
@@ -103,6 +106,9 @@ pub enum ReportError {
     /// The shard has stopped.
     #[error("the shard has stopped")]
     Stopped,
+    /// The shard has not been set up yet: it takes requests once it runs.
+    #[error("the shard has not started")]
+    NotStarted,
     /// The request is queued but the shard could not be woken to see it.
     #[error("cannot wake the shard: {0}")]
     Wake(#[source] io::Error),
@@ -111,7 +117,6 @@ pub enum ReportError {
 impl ShardControl {
     /// Control block for shard `index` of `shards`.
     pub fn new(index: usize, shards: usize) -> Result<Self, SetupError> {
-        let (requests, inbox) = mpsc::sync_channel(REPORT_REQUESTS);
         Ok(Self {
             index,
             stop: AtomicBool::new(false),
@@ -121,8 +126,7 @@ impl ShardControl {
             ring_fd: AtomicI32::new(-1),
             ring: OnceLock::new(),
             report_wanted: AtomicBool::new(false),
-            requests,
-            inbox: Mutex::new(Some(ReportInbox(inbox))),
+            requests: OnceLock::new(),
             replies_dropped: AtomicU64::new(0),
             epoch: Instant::now(),
             drain_until: AtomicU64::new(0),
@@ -143,15 +147,18 @@ impl ShardControl {
         if self.exited.load(Ordering::Acquire) {
             return Err(ReportError::Stopped);
         }
+        let Some(requests) = self.requests.get() else {
+            return Err(ReportError::NotStarted);
+        };
         let pending = Pending {
             id,
             request,
             reply: replies.tx.clone(),
         };
-        match self.requests.try_send(pending) {
+        match requests.try_send(pending) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(ReportError::Busy),
-            // The receiver lives in `self`; it cannot be gone while `self` is here.
+            // The shard that owned the receiving end is gone.
             Err(TrySendError::Disconnected(_)) => return Err(ReportError::Stopped),
         }
         self.report_wanted.store(true, Ordering::Release);
@@ -164,14 +171,14 @@ impl ShardControl {
         self.replies_dropped.load(Ordering::Relaxed)
     }
 
-    /// The receiving end of this shard's report requests, once: the shard takes it when it is
-    /// set up, on its own thread, and owns it from then on. `None` if it was taken already (a
-    /// second shard run on the same block gets no reports).
-    pub(super) fn take_report_inbox(&self) -> Option<ReportInbox> {
-        match self.inbox.lock() {
-            Ok(mut inbox) => inbox.take(),
-            Err(poisoned) => poisoned.into_inner().take(),
-        }
+    /// Opens this shard's report requests, once: the shard calls it when it is set up, on its
+    /// own thread, keeps the receiving end and publishes the sending end here. `None` if a
+    /// shard opened them already (a second shard run on the same block gets no reports: its
+    /// requests are refused as [`ReportError::Stopped`] once the first has gone).
+    pub(super) fn open_report_inbox(&self) -> Option<ReportInbox> {
+        let (requests, inbox) = mpsc::sync_channel(REPORT_REQUESTS);
+        self.requests.set(requests).ok()?;
+        Some(ReportInbox(inbox))
     }
 
     /// The shard's side, once per loop turn: if a report was asked for, answers every request
@@ -326,5 +333,28 @@ impl Wake for ShardControl {
     fn ring_fd(&self) -> Option<RawFd> {
         let fd = self.ring_fd.load(Ordering::Acquire);
         (fd >= 0).then_some(fd)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn report_requests_are_refused_before_the_shard_opens_them_and_after_it_has_gone() {
+        let control = ShardControl::new(0, 1).unwrap();
+        let replies = ReportReplies::new();
+        let ask = |id| control.request_report(id, ReportRequest::first(1), &replies);
+        assert!(matches!(ask(1), Err(ReportError::NotStarted)));
+        let inbox = control.open_report_inbox().unwrap();
+        // A second shard run on the same block gets no inbox of its own.
+        assert!(control.open_report_inbox().is_none());
+        ask(2).unwrap();
+        let Pending { id, .. } = inbox.0.try_recv().unwrap();
+        assert_eq!(id, 2);
+        drop(inbox);
+        assert!(matches!(ask(3), Err(ReportError::Stopped)));
     }
 }

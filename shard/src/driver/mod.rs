@@ -271,7 +271,7 @@ pub struct Shard {
     futex_armed: bool,
     drain_timeout: Duration,
     control: Arc<ShardControl>,
-    /// This shard's report requests, taken from `control` at set-up (read without a lock).
+    /// This shard's report requests, opened on `control` at set-up (owned by this thread).
     report_inbox: Option<control::ReportInbox>,
     timers: Timers,
     counters: Counters,
@@ -397,7 +397,7 @@ impl Shard {
             futex_wait,
             futex_armed: false,
             drain_timeout: config.drain_timeout,
-            report_inbox: control.take_report_inbox(),
+            report_inbox: control.open_report_inbox(),
             control,
             timers: Timers::new(config.max_timers),
             counters,

@@ -18,7 +18,9 @@ pub enum SetupError {
     #[error(
         "io_uring is disabled on this host: sysctl kernel.io_uring_disabled = {value} \
          (0 allows it; 1 limits it to the group in kernel.io_uring_group; 2 disables it); \
-         kernel {kernel}"
+         to run ringwire, set it to 0 (`sysctl -w kernel.io_uring_disabled=0`, and in a file \
+         under /etc/sysctl.d/ to keep it), or to 1 with the service's group id in \
+         kernel.io_uring_group; kernel {kernel}"
     )]
     Disabled {
         /// The sysctl's value.
@@ -30,7 +32,9 @@ pub enum SetupError {
     /// container runtime's policy blocks the system call.
     #[error(
         "io_uring_setup was refused ({source}); kernel.io_uring_disabled allows it, so a seccomp \
-         filter or container policy is blocking io_uring (e.g. Docker's default profile); kernel {kernel}"
+         filter or container policy is blocking io_uring (e.g. Docker's default profile): allow \
+         io_uring_setup, io_uring_enter and io_uring_register (a seccomp profile that permits \
+         them; under systemd, no @io-uring in a SystemCallFilter deny list); kernel {kernel}"
     )]
     Blocked {
         /// What the kernel said.
@@ -38,7 +42,20 @@ pub enum SetupError {
         /// The running kernel's release.
         kernel: String,
     },
-    /// Creating the ring failed for another reason (memory limits, bad sizes).
+    /// The kernel had no memory for the ring (`ENOMEM`): a memory limit, or memory pressure.
+    #[error(
+        "cannot create an io_uring: {source}; kernels before 5.12 charge rings to \
+         RLIMIT_MEMLOCK (raise it: LimitMEMLOCK=infinity under systemd, `ulimit -l`), newer ones \
+         to the memory cgroup (raise MemoryMax, or give the shards fewer buffers and send \
+         slots); kernel {kernel}"
+    )]
+    NoMemory {
+        /// What the kernel said.
+        source: io::Error,
+        /// The running kernel's release.
+        kernel: String,
+    },
+    /// Creating the ring failed for another reason (bad sizes).
     #[error("cannot create an io_uring: {source}; kernel {kernel}")]
     Create {
         /// What the kernel said.
@@ -265,13 +282,41 @@ pub fn available_or_explain() -> bool {
     }
 }
 
+impl SetupError {
+    /// Whether the host must change before a shard can start here: io_uring off (the sysctl,
+    /// a seccomp filter) or too old. Starting again unchanged fails the same way, so the
+    /// binary exits with status 2 for these (a supervisor's `RestartPreventExitStatus=2`
+    /// stops retrying) and 1 for the others (no memory, an eventfd), which may pass.
+    pub fn needs_host_change(&self) -> bool {
+        matches!(
+            self,
+            Self::Disabled { .. }
+                | Self::Blocked { .. }
+                | Self::MissingOpcode { .. }
+                | Self::MissingFeature { .. }
+                | Self::BufRing { .. }
+                | Self::MultishotRecv { .. }
+        )
+    }
+}
+
 fn diagnose(err: io::Error, kernel: String) -> SetupError {
     let sysctl = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
         .map(|s| s.trim().to_string())
         .ok();
+    diagnose_with(err, kernel, sysctl)
+}
+
+/// Names why `io_uring_setup` failed with `err`, given the `kernel.io_uring_disabled` value
+/// (`None`: the file is absent, a kernel before 6.6).
+pub fn diagnose_with(err: io::Error, kernel: String, sysctl: Option<String>) -> SetupError {
     match (err.raw_os_error(), sysctl) {
         (Some(libc::EPERM), Some(value)) if value != "0" => SetupError::Disabled { value, kernel },
         (Some(libc::EPERM | libc::ENOSYS | libc::EACCES), _) => SetupError::Blocked {
+            source: err,
+            kernel,
+        },
+        (Some(libc::ENOMEM), _) => SetupError::NoMemory {
             source: err,
             kernel,
         },
@@ -350,5 +395,62 @@ mod tests {
                 skip_or_fail(msg);
             }
         }
+    }
+
+    fn diagnosed(errno: i32, sysctl: Option<&str>) -> SetupError {
+        diagnose_with(
+            io::Error::from_raw_os_error(errno),
+            "6.1.0".to_string(),
+            sysctl.map(str::to_string),
+        )
+    }
+
+    /// `kernel.io_uring_disabled = 2` (or 1 without the group): the message names the sysctl,
+    /// its value and the command that allows io_uring again; the host must change.
+    #[test]
+    fn the_sysctl_refusal_names_the_sysctl_and_the_fix() {
+        for value in ["1", "2"] {
+            let e = diagnosed(libc::EPERM, Some(value));
+            assert!(matches!(e, SetupError::Disabled { .. }), "{e:?}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&format!("kernel.io_uring_disabled = {value}")),
+                "{msg}"
+            );
+            assert!(
+                msg.contains("sysctl -w kernel.io_uring_disabled=0"),
+                "{msg}"
+            );
+            assert!(msg.contains("kernel.io_uring_group"), "{msg}");
+            assert!(e.needs_host_change());
+        }
+    }
+
+    /// EPERM with the sysctl allowing io_uring (or absent) is a filter: named, with the system
+    /// calls to allow.
+    #[test]
+    fn a_filtered_setup_names_the_filter_and_the_calls_to_allow() {
+        for sysctl in [Some("0"), None] {
+            let e = diagnosed(libc::EPERM, sysctl);
+            assert!(matches!(e, SetupError::Blocked { .. }), "{e:?}");
+            let msg = e.to_string();
+            assert!(msg.contains("seccomp"), "{msg}");
+            assert!(msg.contains("allow io_uring_setup, io_uring_enter and io_uring_register"));
+            assert!(e.needs_host_change());
+        }
+    }
+
+    /// ENOMEM names both memory limits that charge rings; it may pass on a retry.
+    #[test]
+    fn no_memory_names_the_limits() {
+        let e = diagnosed(libc::ENOMEM, Some("0"));
+        assert!(matches!(e, SetupError::NoMemory { .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("RLIMIT_MEMLOCK") && msg.contains("memory cgroup"),
+            "{msg}"
+        );
+        assert!(!e.needs_host_change());
+        assert!(!diagnosed(libc::EINVAL, Some("0")).needs_host_change());
     }
 }

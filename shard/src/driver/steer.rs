@@ -191,7 +191,7 @@ pub fn detach_steering(socket: &UdpSocket) -> io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::collections::BTreeSet;
     use std::net::SocketAddr;
     use std::thread;
@@ -200,41 +200,44 @@ mod tests {
     use super::*;
     use crate::driver::{SocketOptions, bind_reuseport_group};
 
-    const SHARDS: u16 = 4;
+    pub(in crate::driver) const SHARDS: u16 = 4;
     const DATA: u8 = 0x14;
     const HELLO: u8 = 0x11;
 
-    /// A minimal classic-BPF interpreter for the instructions the program uses, with the
-    /// kernel's rule that a load past the end returns 0. Counts loads past the end in `oob`.
-    fn run_counting(program: &[libc::sock_filter], packet: &[u8], oob: &mut u32) -> u32 {
+    /// A classic-BPF interpreter for the instructions the steering programs use (this one and
+    /// QUIC's), with one difference from the kernel: a load past the end fails the test (the
+    /// kernel would return 0 and put the datagram on socket 0).
+    pub(in crate::driver) fn run(program: &[libc::sock_filter], packet: &[u8]) -> u32 {
         use libc::{
-            BPF_A, BPF_ABS, BPF_ALU, BPF_AND, BPF_B, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_K, BPF_LD,
-            BPF_LEN, BPF_RET, BPF_W,
+            BPF_A, BPF_ABS, BPF_ALU, BPF_AND, BPF_B, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_JSET, BPF_K,
+            BPF_LD, BPF_LEN, BPF_RET, BPF_W,
         };
+        let past_end =
+            |packet: &[u8]| -> ! { panic!("the program read past the end of {packet:02x?}") };
         let mut a: u32 = 0;
         let mut pc = 0;
         loop {
             let insn = program[pc];
             let code = u32::from(insn.code);
             pc += 1;
+            let k = insn.k as usize;
             if code == BPF_LD | BPF_W | BPF_LEN {
                 a = packet.len() as u32;
             } else if code == BPF_LD | BPF_B | BPF_ABS {
-                match packet.get(insn.k as usize) {
-                    Some(b) => a = u32::from(*b),
-                    None => {
-                        *oob += 1;
-                        return 0;
-                    }
-                }
+                a = u32::from(*packet.get(k).unwrap_or_else(|| past_end(packet)));
+            } else if code == BPF_LD | BPF_W | BPF_ABS {
+                let w = packet.get(k..k + 4).unwrap_or_else(|| past_end(packet));
+                a = u32::from_be_bytes([w[0], w[1], w[2], w[3]]);
             } else if code == BPF_ALU | BPF_AND | BPF_K {
                 a &= insn.k;
-            } else if code == BPF_JMP | BPF_JEQ | BPF_K || code == BPF_JMP | BPF_JGE | BPF_K {
-                let taken = if code & 0xf0 == BPF_JEQ {
-                    a == insn.k
-                } else {
-                    a >= insn.k
+            } else if code & 0x07 == BPF_JMP {
+                let taken = match code & 0xf0 {
+                    BPF_JEQ => a == insn.k,
+                    BPF_JGE => a >= insn.k,
+                    BPF_JSET => a & insn.k != 0,
+                    _ => panic!("unexpected jump {insn:?}"),
                 };
+                assert_eq!(code & 0x08, BPF_K);
                 pc += usize::from(if taken { insn.jt } else { insn.jf });
             } else if code == BPF_RET | BPF_A {
                 return a;
@@ -244,13 +247,6 @@ mod tests {
                 panic!("unexpected instruction {insn:?}");
             }
         }
-    }
-
-    fn run(program: &[libc::sock_filter], packet: &[u8]) -> u32 {
-        let mut oob = 0;
-        let verdict = run_counting(program, packet, &mut oob);
-        assert_eq!(oob, 0, "the program read past the end of {packet:02x?}");
-        verdict
     }
 
     #[test]
@@ -346,17 +342,20 @@ mod tests {
         d
     }
 
-    /// A group of `SHARDS` sockets on loopback, or `None` (after printing why) where the kernel
-    /// refuses the program.
-    fn group(attach: bool) -> Option<(Vec<UdpSocket>, SocketAddr)> {
+    /// A group of `SHARDS` sockets on loopback with a program `attach`ed, or `None` (after
+    /// printing why) where the kernel refuses the program.
+    pub(in crate::driver) fn group(
+        attach: impl FnOnce(&UdpSocket, u16) -> io::Result<()>,
+    ) -> Option<(Vec<UdpSocket>, SocketAddr)> {
         let opts = SocketOptions {
             recv_buffer: 0,
             send_buffer: 0,
+            mtu_probe: false,
         };
         let group =
             bind_reuseport_group("127.0.0.1:0".parse().unwrap(), SHARDS.into(), opts).unwrap();
         let addr = group[0].local_addr().unwrap();
-        if attach && let Err(e) = attach_steering(&group[0], SHARDS) {
+        if let Err(e) = attach(&group[0], SHARDS) {
             match e.raw_os_error() {
                 Some(libc::EPERM | libc::EINVAL | libc::ENOPROTOOPT) => {
                     crate::driver::skip_or_fail(format_args!(
@@ -370,18 +369,23 @@ mod tests {
         Some((group, addr))
     }
 
-    fn client() -> UdpSocket {
+    pub(in crate::driver) fn client() -> UdpSocket {
         UdpSocket::bind("127.0.0.1:0").unwrap()
     }
 
     /// Sends `payload` from `from` and returns the index of the group socket it arrived on.
     /// The sockets stay non-blocking and are polled, so a datagram on socket 3 costs no
     /// timeouts on sockets 0–2; datagrams from earlier sends are skipped by content.
-    fn land(group: &[UdpSocket], addr: SocketAddr, from: &UdpSocket, payload: &[u8]) -> usize {
+    pub(in crate::driver) fn land(
+        group: &[UdpSocket],
+        addr: SocketAddr,
+        from: &UdpSocket,
+        payload: &[u8],
+    ) -> usize {
         from.send_to(payload, addr).unwrap();
         // A liveness guard only: one datagram in flight cannot overflow a socket buffer.
         let deadline = Instant::now() + Duration::from_secs(60);
-        let mut buf = [0u8; 64];
+        let mut buf = [0u8; 128];
         loop {
             for (i, s) in group.iter().enumerate() {
                 loop {
@@ -407,7 +411,7 @@ mod tests {
 
     #[test]
     fn data_lands_on_the_shard_in_byte_4() {
-        let Some((group, addr)) = group(true) else {
+        let Some((group, addr)) = group(attach_steering) else {
             return;
         };
         // One 4-tuple: the hash alone would always pick the same socket.
@@ -448,7 +452,7 @@ mod tests {
 
     #[test]
     fn hellos_spread_by_hash() {
-        let Some((group, addr)) = group(true) else {
+        let Some((group, addr)) = group(attach_steering) else {
             return;
         };
         // Byte 4 of a Hello is zero: without the type check they would all land on socket 0.
@@ -458,7 +462,7 @@ mod tests {
 
     #[test]
     fn out_of_range_shard_falls_back_to_the_hash() {
-        let Some((group, addr)) = group(true) else {
+        let Some((group, addr)) = group(attach_steering) else {
             return;
         };
         for owner in [SHARDS as u8, 200, 255] {
@@ -482,7 +486,7 @@ mod tests {
 
     #[test]
     fn short_datagrams_are_hashed_not_sent_to_socket_0() {
-        let Some((group, addr)) = group(true) else {
+        let Some((group, addr)) = group(attach_steering) else {
             return;
         };
         // From many ports, so that the hash spreads them; a program that read past the end
@@ -503,7 +507,7 @@ mod tests {
 
     #[test]
     fn detach_restores_the_hash() {
-        let Some((group, addr)) = group(true) else {
+        let Some((group, addr)) = group(attach_steering) else {
             return;
         };
         // Attaching through another member replaces the group's program.

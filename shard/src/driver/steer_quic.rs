@@ -96,55 +96,9 @@ pub fn attach_quic_steering(socket: &UdpSocket, shards: u16) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
-    use std::thread;
-    use std::time::{Duration, Instant};
-
     use super::*;
-    use crate::driver::{SocketOptions, bind_reuseport_group};
+    use crate::driver::steer::tests::{SHARDS, client, group, land, run};
     use crate::quic::owner_shard;
-
-    /// A classic-BPF interpreter for the instructions the program uses, with the kernel's rule
-    /// that a load past the end returns 0 (counted in `oob`, which the tests require to stay 0).
-    fn run(program: &[libc::sock_filter], packet: &[u8]) -> u32 {
-        use libc::{
-            BPF_A, BPF_ABS, BPF_ALU, BPF_AND, BPF_B, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_JSET, BPF_K,
-            BPF_LD, BPF_LEN, BPF_RET, BPF_W,
-        };
-        let mut a: u32 = 0;
-        let mut pc = 0;
-        loop {
-            let insn = program[pc];
-            let code = u32::from(insn.code);
-            pc += 1;
-            let k = insn.k as usize;
-            if code == BPF_LD | BPF_W | BPF_LEN {
-                a = packet.len() as u32;
-            } else if code == BPF_LD | BPF_B | BPF_ABS {
-                a = u32::from(*packet.get(k).expect("byte load past the end"));
-            } else if code == BPF_LD | BPF_W | BPF_ABS {
-                let w = packet.get(k..k + 4).expect("word load past the end");
-                a = u32::from_be_bytes([w[0], w[1], w[2], w[3]]);
-            } else if code == BPF_ALU | BPF_AND | BPF_K {
-                a &= insn.k;
-            } else if code & 0x07 == BPF_JMP {
-                let taken = match code & 0xf0 {
-                    BPF_JEQ => a == insn.k,
-                    BPF_JGE => a >= insn.k,
-                    BPF_JSET => a & insn.k != 0,
-                    _ => panic!("unexpected jump {insn:?}"),
-                };
-                assert_eq!(code & 0x08, BPF_K);
-                pc += usize::from(if taken { insn.jt } else { insn.jf });
-            } else if code == BPF_RET | BPF_A {
-                return a;
-            } else if code == BPF_RET | BPF_K {
-                return insn.k;
-            } else {
-                panic!("unexpected instruction {insn:?}");
-            }
-        }
-    }
 
     fn datagram(first: u8, version: u32, dcid_len: u8, owner: u8, len: usize) -> Vec<u8> {
         let mut d = vec![first];
@@ -196,59 +150,15 @@ mod tests {
         assert_eq!(run(&p, &datagram(0x41, 0, 0, 4, 40)), USE_HASH);
     }
 
-    fn land(group: &[UdpSocket], addr: SocketAddr, from: &UdpSocket, payload: &[u8]) -> usize {
-        from.send_to(payload, addr).unwrap();
-        // A liveness guard only: one datagram in flight cannot overflow a socket buffer.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut buf = [0u8; 128];
-        loop {
-            for (i, s) in group.iter().enumerate() {
-                loop {
-                    match s.recv_from(&mut buf) {
-                        Ok((n, peer))
-                            if &buf[..n] == payload && peer == from.local_addr().unwrap() =>
-                        {
-                            return i;
-                        }
-                        Ok(_) => continue,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => panic!("recv on socket {i}: {e}"),
-                    }
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "datagram {payload:02x?} was lost"
-            );
-            thread::sleep(Duration::from_millis(1));
-        }
-    }
-
     /// On the running kernel: 1-RTT and Handshake packets land on the shard their DCID names,
     /// from one 4-tuple (which the hash alone would always put on one socket); Initials land
     /// where the plain hash puts that 4-tuple.
     #[test]
     fn quic_packets_land_on_the_shard_in_their_cid() {
-        const SHARDS: u16 = 4;
-        let opts = SocketOptions {
-            recv_buffer: 0,
-            send_buffer: 0,
+        let Some((group, addr)) = group(attach_quic_steering) else {
+            return;
         };
-        let group =
-            bind_reuseport_group("127.0.0.1:0".parse().unwrap(), SHARDS.into(), opts).unwrap();
-        let addr = group[0].local_addr().unwrap();
-        if let Err(e) = attach_quic_steering(&group[0], SHARDS) {
-            match e.raw_os_error() {
-                Some(libc::EPERM | libc::EINVAL | libc::ENOPROTOOPT) => {
-                    crate::driver::skip_or_fail(format_args!(
-                        "the kernel refused SO_ATTACH_REUSEPORT_CBPF: {e}"
-                    ));
-                    return;
-                }
-                _ => panic!("SO_ATTACH_REUSEPORT_CBPF: {e}"),
-            }
-        }
-        let from = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let from = client();
         let mut tag = 0u8;
         let mut tagged = |mut d: Vec<u8>| {
             tag += 1;

@@ -48,6 +48,7 @@ fn start_with<H: Handler<Message = ()> + Send + 'static>(
     let opts = SocketOptions {
         recv_buffer: 0,
         send_buffer: 0,
+        mtu_probe: false,
     };
     let socket = bind_reuseport_group("127.0.0.1:0".parse().unwrap(), 1, opts)
         .unwrap()

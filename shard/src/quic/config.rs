@@ -9,6 +9,10 @@ use std::time::Duration;
 
 use quinn_proto::crypto::rustls::QuicServerConfig;
 use quinn_proto::{IdleTimeout, ServerConfig, TransportConfig, VarInt};
+
+use crate::session::SessionClock;
+use crate::session::admission::AdmissionConfig;
+use crate::session::manager::ManagerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -52,6 +56,12 @@ pub enum QuicConfigError {
         /// The shard.
         shard: usize,
     },
+    /// The admission settings are out of range.
+    #[error("QUIC admission: {0}")]
+    Admission(#[source] crate::session::admission::AdmissionError),
+    /// The connection-manager settings are out of range.
+    #[error("QUIC connection manager: {0}")]
+    Manager(#[source] crate::session::manager::ManagerConfigError),
     /// quinn refused the TLS configuration (no TLS 1.3 cipher suite usable for QUIC).
     #[error("QUIC TLS configuration: {0}")]
     Quic(#[source] quinn_proto::crypto::rustls::NoInitialCipherSuite),
@@ -126,9 +136,16 @@ pub struct QuicOptions {
     /// Connections one shard holds at most; an Initial past it is refused
     /// (`CONNECTION_REFUSED`, counted as `quic_refused_full`).
     pub max_connections_per_shard: usize,
-    /// Answer every Initial whose address is not yet validated with a Retry (address
+    /// When an Initial whose address is not yet validated is answered with a Retry (address
     /// validation: one more round trip, no state before the client proves its address).
-    pub retry: bool,
+    pub retry: RetryMode,
+    /// With [`RetryMode::UnderLoad`]: the shard is under load while it holds this many
+    /// connections or more (handshakes in progress included).
+    pub retry_above_connections: usize,
+    /// With [`RetryMode::UnderLoad`]: the shard is under load while new connections arrive
+    /// faster than this (a token bucket of this rate, burst a tenth of it, at least 1): each
+    /// accepted connection takes a token, and one that finds none is answered with a Retry.
+    pub handshakes_per_second: u32,
     /// Close a connection idle for this long (negotiated down to the peer's, if lower).
     pub idle_timeout: Duration,
     /// Bidirectional and unidirectional streams a peer may have open at once, each.
@@ -136,6 +153,42 @@ pub struct QuicOptions {
     /// Bytes of DATAGRAM frames received and not yet read by the app, per connection; `0`
     /// turns DATAGRAM frames off.
     pub datagram_buffer: usize,
+    /// Path MTU discovery (quinn's DPLPMTUD, RFC 8899: probes from 1,200 bytes up to 1,452):
+    /// needs a socket that sends with Don't Fragment and ignores the kernel's path-MTU cache
+    /// (`EngineConfig::mtu_probe` in `ringwire`), else a probe may be fragmented and wrongly
+    /// succeed. Off: packets stay at QUIC's 1,200-byte floor.
+    pub mtu_discovery: bool,
+    /// Admission control for QUIC connections (the session layer's: shard and node caps,
+    /// handshakes in progress, per-prefix limits and rate, the memory budget), checked for a
+    /// new connection's first Initial before any connection state; `None`: off.
+    pub admission: Option<AdmissionConfig>,
+    /// The connection manager for QUIC connections (the session layer's: trims the lowest
+    /// scored connections to node-wide watermarks, closing each with [`CLOSE_TRIMMED`]);
+    /// `None`: off.
+    pub manager: Option<ManagerConfig>,
+    /// The clock admission and the manager count time on; every shard of a node must share
+    /// one (the count exchange's rounds start at the same instants on every shard). Cloning
+    /// the options shares it.
+    pub clock: SessionClock,
+}
+
+/// Application error code of the CONNECTION_CLOSE a trimmed connection gets ("RW" and 1), with
+/// reason `trimmed`. A drain closes with code 0 and reason `shutting down`.
+pub const CLOSE_TRIMMED: u32 = 0x5257_0001;
+
+/// When the host answers a new connection's Initial with a Retry (RFC 9000 §8.1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RetryMode {
+    /// Never: every connection costs one round trip less, and the shard keeps state from a
+    /// client's first Initial (bounded by QUIC's 3x anti-amplification limit).
+    Never,
+    /// Always, until the client proves its address.
+    Always,
+    /// Only while the shard is under load ([`QuicOptions::retry_above_connections`],
+    /// [`QuicOptions::handshakes_per_second`]).
+    #[default]
+    UnderLoad,
 }
 
 impl Default for QuicOptions {
@@ -143,10 +196,16 @@ impl Default for QuicOptions {
         Self {
             alpn: vec![b"ringwire-echo".to_vec()],
             max_connections_per_shard: 100_000,
-            retry: false,
+            retry: RetryMode::UnderLoad,
+            retry_above_connections: 32_768,
+            handshakes_per_second: 1000,
             idle_timeout: Duration::from_secs(30),
             max_streams: 100,
             datagram_buffer: 1 << 20,
+            mtu_discovery: false,
+            admission: None,
+            manager: None,
+            clock: SessionClock::start(),
         }
     }
 }

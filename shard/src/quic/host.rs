@@ -30,14 +30,20 @@ use quinn_proto::{
 
 use super::app::{QuicApp, QuicConn, QuicConnId};
 use super::cid::{ShardCidGenerator, owner_shard};
-use super::config::{QuicConfigError, QuicOptions};
-use super::stats::QuicStats;
+use super::config::{CLOSE_TRIMMED, QuicConfigError, QuicOptions};
+use super::control::{ConnControl, Intake};
+use super::stats::{QuicStats, refusal_counter, trim_counter};
 use crate::handler::{Ctx, Handler, Lane, MeshSendError, SendOutcome};
 use crate::report::{ReportPage, ReportRequest};
+use crate::session::admission::{AdmissionController, LoadReport, RefusalReason};
+use crate::session::manager::{ConnManager, TrimReason};
 use crate::timer::TimerId;
 
 /// Most datagrams one `poll_transmit` may return: the driver's largest GSO send.
 const MAX_BATCH: usize = 64;
+
+/// The timer token of the connection control's timer (connections' timers carry their slot).
+const CONTROL_TIMER: u64 = u64::MAX;
 
 /// What QUIC hosts send each other over the mesh.
 #[derive(Debug)]
@@ -49,12 +55,19 @@ pub enum QuicMsg {
         /// Its bytes.
         bytes: Box<[u8]>,
     },
+    /// A shard's connection count for the count exchange (admission's node cap, the
+    /// manager's watermarks), on the control lane.
+    Load(LoadReport),
 }
 
 /// One connection and the host's bookkeeping for it.
 struct Entry {
     id: QuicConnId,
     conn: quinn_proto::Connection,
+    /// The address it was admitted from (admission's per-prefix count).
+    peer: SocketAddr,
+    /// Its handshake completed.
+    connected: bool,
     /// The deadline armed on the shard's timer set, and its timer.
     timer: Option<(Instant, TimerId)>,
     /// A deadline the timer set refused: checked every turn.
@@ -70,7 +83,9 @@ pub struct QuicHost<A: QuicApp> {
     shards: usize,
     endpoint: Endpoint,
     max_connections: usize,
-    retry: bool,
+    control: ConnControl,
+    /// The control timer armed, if any.
+    control_timer: Option<(Instant, TimerId)>,
     /// Indexed by `ConnectionHandle`: the endpoint's slab index.
     conns: Vec<Option<Entry>>,
     live: usize,
@@ -97,15 +112,16 @@ impl<A: QuicApp> QuicHost<A> {
         let index = u8::try_from(shard).map_err(|_| QuicConfigError::ShardIndex { shard })?;
         let mut config = EndpointConfig::default();
         config.cid_generator(move || Box::new(ShardCidGenerator::new(index)));
-        // Path MTU discovery needs datagrams the network never fragments (IP_PMTUDISC_DO),
-        // which the shard's socket does not ask for: QUIC's 1200-byte floor it is.
-        let endpoint = Endpoint::new(Arc::new(config), Some(server), false, None);
+        // Path MTU discovery needs datagrams the network never fragments: the options say
+        // whether the socket was set up so (`*_PMTUDISC_PROBE`).
+        let endpoint = Endpoint::new(Arc::new(config), Some(server), options.mtu_discovery, None);
         Ok(Self {
             shard,
             shards,
             endpoint,
             max_connections: options.max_connections_per_shard,
-            retry: options.retry,
+            control: ConnControl::new(shard, shards, options)?,
+            control_timer: None,
             conns: Vec::new(),
             live: 0,
             dirty: Vec::new(),
@@ -131,6 +147,22 @@ impl<A: QuicApp> QuicHost<A> {
     /// Connections held now.
     pub fn connections(&self) -> usize {
         self.live
+    }
+
+    /// Admission control for QUIC connections, if configured ([`QuicOptions::admission`]).
+    pub fn admission(&self) -> Option<&AdmissionController> {
+        self.control.admission()
+    }
+
+    /// The connection manager, if configured ([`QuicOptions::manager`]).
+    pub fn manager(&self) -> Option<&ConnManager> {
+        self.control.manager()
+    }
+
+    /// The connection manager, to tag and protect connections (it names them
+    /// `ConnId(QuicConnId.0)`) or force a trim (taken at the next control timer or turn).
+    pub fn manager_mut(&mut self) -> Option<&mut ConnManager> {
+        self.control.manager_mut()
     }
 
     fn entry(&mut self, ch: usize) -> Option<&mut Entry> {
@@ -186,20 +218,40 @@ impl<A: QuicApp> QuicHost<A> {
             false
         };
         if refuse {
-            let t = self.endpoint.refuse(incoming, &mut self.buf);
-            self.stats.stateless_out += 1;
-            send(ctx, &t, &self.buf, &mut self.stats);
+            self.refuse(incoming, ctx);
             return;
         }
-        if self.retry && !incoming.remote_address_validated() && incoming.may_retry() {
-            match self.endpoint.retry(incoming, &mut self.buf) {
-                Ok(t) => {
-                    self.stats.retries += 1;
-                    send(ctx, &t, &self.buf, &mut self.stats);
+        let peer = incoming.remote_address();
+        let stamp = self.control.stamp(now);
+        let intake = self.control.intake(
+            stamp,
+            peer,
+            self.live,
+            incoming.remote_address_validated(),
+            incoming.may_retry(),
+        );
+        match intake {
+            Intake::Retry { under_load } => {
+                match self.endpoint.retry(incoming, &mut self.buf) {
+                    Ok(t) => {
+                        self.stats.retries += 1;
+                        self.stats.retries_under_load += u64::from(under_load);
+                        send(ctx, &t, &self.buf, &mut self.stats);
+                    }
+                    Err(e) => self.endpoint.ignore(e.into_incoming()),
                 }
-                Err(e) => self.endpoint.ignore(e.into_incoming()),
+                return;
             }
-            return;
+            Intake::Refuse { reply, .. } => {
+                if reply {
+                    self.refuse(incoming, ctx);
+                } else {
+                    self.stats.refusal_replies_suppressed += 1;
+                    self.endpoint.ignore(incoming);
+                }
+                return;
+            }
+            Intake::Accept => {}
         }
         match self.endpoint.accept(incoming, now, &mut self.buf, None) {
             Ok((ch, conn)) => {
@@ -209,9 +261,12 @@ impl<A: QuicApp> QuicHost<A> {
                 if self.conns.len() <= ch.0 {
                     self.conns.resize_with(ch.0 + 1, || None);
                 }
+                self.control.accepted(id, ch.0);
                 self.conns[ch.0] = Some(Entry {
                     id,
                     conn,
+                    peer,
+                    connected: false,
                     timer: None,
                     unarmed: None,
                     dirty: false,
@@ -222,11 +277,64 @@ impl<A: QuicApp> QuicHost<A> {
                 self.mark_dirty(ch.0);
             }
             Err(e) => {
+                self.control.not_accepted(stamp, peer);
                 self.stats.accept_failed += 1;
                 tracing::debug!(shard = self.shard, cause = %e.cause, "QUIC connection not accepted");
                 if let Some(t) = e.response {
                     self.stats.stateless_out += 1;
                     send(ctx, &t, &self.buf, &mut self.stats);
+                }
+            }
+        }
+    }
+
+    /// Answers an Initial with `CONNECTION_REFUSED` (stateless, smaller than the Initial).
+    fn refuse<M: Send>(&mut self, incoming: Incoming, ctx: &mut Ctx<'_, M>) {
+        self.buf.clear();
+        let t = self.endpoint.refuse(incoming, &mut self.buf);
+        self.stats.stateless_out += 1;
+        send(ctx, &t, &self.buf, &mut self.stats);
+    }
+
+    /// The connection control's bounded work (count-exchange round, one trim step), its load
+    /// reports sent, and its timer re-armed.
+    fn run_control(&mut self, ctx: &mut Ctx<'_, QuicMsg>) {
+        let now = ctx.now();
+        let stamp = self.control.stamp(now);
+        let due = self.control.due().is_some_and(|t| t <= stamp);
+        if due {
+            let mut trimmed = Vec::new();
+            self.control.run(stamp, |slot, _reason| trimmed.push(slot));
+            for slot in trimmed {
+                if let Some(e) = self.entry(slot) {
+                    e.conn.close(
+                        now,
+                        VarInt::from_u32(CLOSE_TRIMMED),
+                        bytes::Bytes::from_static(b"trimmed"),
+                    );
+                    self.mark_dirty(slot);
+                }
+            }
+        }
+        let me = ctx.shard_index();
+        while let Some(r) = self.control.poll_report() {
+            for k in (0..ctx.shards()).filter(|&k| k != me) {
+                match ctx.send_control_to_shard(k, QuicMsg::Load(r)) {
+                    Ok(()) => self.control.stats.reports_sent += 1,
+                    Err(_) => self.control.stats.reports_lost += 1,
+                }
+            }
+        }
+        let next = self.control.due().map(|t| now + t.saturating_since(stamp));
+        if self.control_timer.map(|(d, _)| d) != next {
+            if let Some((_, id)) = self.control_timer.take() {
+                ctx.cancel_timer(id);
+            }
+            if let Some(d) = next {
+                match ctx.set_timer(d, CONTROL_TIMER) {
+                    Ok(id) => self.control_timer = Some((d, id)),
+                    // Checked again next turn.
+                    Err(_) => self.stats.timer_refused += 1,
                 }
             }
         }
@@ -244,6 +352,7 @@ impl<A: QuicApp> QuicHost<A> {
             stats,
             dirty,
             unarmed,
+            control,
             ..
         } = self;
         let Some(entry) = conns.get_mut(ch).and_then(Option::as_mut) else {
@@ -260,6 +369,10 @@ impl<A: QuicApp> QuicHost<A> {
             }
             while let Some(event) = entry.conn.poll() {
                 progressed = true;
+                if matches!(event, Event::Connected) {
+                    entry.connected = true;
+                    control.connected(control.stamp(now), entry.id);
+                }
                 dispatch(app, entry, event, now);
             }
             if !progressed {
@@ -307,9 +420,54 @@ impl<A: QuicApp> QuicHost<A> {
             if !entry.reported {
                 app.on_closed(entry.id, &ConnectionError::LocallyClosed);
             }
+            control.freed(control.stamp(now), entry.id, entry.peer, entry.connected);
             conns[ch] = None;
             self.live -= 1;
             self.stats.closed += 1;
+        }
+    }
+}
+
+impl<A: QuicApp> QuicHost<A> {
+    /// The load signal's, admission's and the manager's counters (`quic_refusals_<reason>`,
+    /// `quic_trims_<reason>`, levels).
+    fn control_counters(&self, out: &mut Vec<(&'static str, u64)>) {
+        let n = |v: usize| v as u64;
+        let l = self.control.stats;
+        out.extend([
+            ("quic_retries_connections", l.retries_connections),
+            ("quic_retries_rate", l.retries_rate),
+            ("quic_load_reports_sent", l.reports_sent),
+            ("quic_load_reports_lost", l.reports_lost),
+            ("quic_load_reports_received", l.reports_received),
+        ]);
+        if let Some(adm) = self.control.admission() {
+            let a = adm.stats();
+            for r in RefusalReason::ALL {
+                out.push((refusal_counter(r), a.refused[r]));
+            }
+            out.extend([
+                ("quic_admitted", a.admitted),
+                ("quic_pending", n(a.pending)),
+                ("quic_refusal_replies", a.replies),
+                ("quic_memory_used", n(a.memory.used)),
+                ("quic_node_ceiling", n(a.node.ceiling)),
+                ("quic_node_peer_connections", n(a.node.peer_sessions)),
+                ("quic_prefixes", n(a.prefixes.entries)),
+            ]);
+        }
+        if let Some(m) = self.control.manager() {
+            let st = m.stats();
+            for r in TrimReason::ALL {
+                out.push((trim_counter(r), st.trimmed[r]));
+            }
+            out.extend([
+                ("quic_managed", n(st.sessions)),
+                ("quic_protected", n(st.protected)),
+                ("quic_high_share", n(st.high_share)),
+                ("quic_trim_rounds", st.rounds),
+                ("quic_trim_rounds_short", st.rounds_short),
+            ]);
         }
     }
 }
@@ -394,16 +552,28 @@ impl<A: QuicApp> Handler for QuicHost<A> {
                 self.stats.handoffs_received += 1;
                 self.receive(from, &bytes, ctx);
             }
+            QuicMsg::Load(report) => self.control.on_load_report(report),
         }
     }
 
     fn on_timer(&mut self, token: u64, ctx: &mut Ctx<'_, QuicMsg>) {
+        if token == CONTROL_TIMER {
+            self.control_timer = None;
+            return;
+        }
         let ch = token as usize;
         let now = ctx.now();
+        let manages = self.control.manages();
         if let Some(e) = self.entry(ch) {
             e.timer = None;
             e.conn.handle_timeout(now);
+            // A connection's timers (loss detection, ACK delay, idle) are when its losses
+            // reach the manager's score.
+            let losses = manages.then(|| (e.id, e.conn.stats().path.lost_packets));
             self.mark_dirty(ch);
+            if let Some((id, lost)) = losses {
+                self.control.note_losses(id, lost);
+            }
         }
     }
 
@@ -424,6 +594,7 @@ impl<A: QuicApp> Handler for QuicHost<A> {
                 }
             }
         }
+        self.run_control(ctx);
         let dirty = std::mem::take(&mut self.dirty);
         for ch in dirty {
             self.drive(ch, ctx);
@@ -433,11 +604,13 @@ impl<A: QuicApp> Handler for QuicHost<A> {
     fn counters(&self, out: &mut Vec<(&'static str, u64)>) {
         self.stats.append(out);
         out.push(("quic_connections", self.live as u64));
+        self.control_counters(out);
         self.app.counters(out);
     }
 
-    /// A one-line summary (connections, accepted, closed, refused, handoffs); no items yet.
-    fn report(&self, _request: &ReportRequest, page: &mut ReportPage) -> Option<u64> {
+    /// A one-line summary (connections, accepted, closed, refused, retries, handoffs), then
+    /// one item per connection of the page (`quic/report.rs`).
+    fn report(&self, request: &ReportRequest, page: &mut ReportPage) -> Option<u64> {
         use std::fmt::Write;
         let s = &self.stats;
         let _ = write!(
@@ -447,13 +620,28 @@ impl<A: QuicApp> Handler for QuicHost<A> {
             self.live,
             s.accepted,
             s.closed,
-            s.refused_full + s.refused_by_app + s.refused_draining,
+            s.refused_full
+                + s.refused_by_app
+                + s.refused_draining
+                + self
+                    .control
+                    .admission()
+                    .map_or(0, |a| a.stats().refused.total()),
             s.retries,
             s.handed_off,
             s.handoffs_received,
             s.backlogged,
         );
-        None
+        let scanned = request.scan(self.control.keys());
+        page.items = super::report::items(request, &scanned.keys, |key| {
+            let e = self.conns.get(self.control.slot_of(key)?)?.as_ref()?;
+            Some(super::report::Row {
+                key,
+                conn: &e.conn,
+                connected: e.connected,
+            })
+        });
+        scanned.next
     }
 
     fn on_shutdown(&mut self, ctx: &mut Ctx<'_, QuicMsg>) {

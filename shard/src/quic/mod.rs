@@ -11,6 +11,8 @@
 //!   ([`quic_steering_program`](crate::driver::quic_steering_program)) applies in the kernel;
 //! - [`config`]: certificate, key, ALPN and limits ([`QuicOptions`], [`QuicTls`]);
 //! - [`host`]: [`QuicHost`], the [`Handler`](crate::Handler) that owns the endpoint;
+//! - `control`: Retry under load, admission control and the connection manager for QUIC
+//!   connections (the session layer's, wired into a connection's life);
 //! - [`app`]: the application API ([`QuicApp`], [`QuicConn`]);
 //! - [`stats`]: the host's counters.
 //!
@@ -20,12 +22,14 @@
 pub mod app;
 pub mod cid;
 pub mod config;
+mod control;
 pub mod host;
+mod report;
 pub mod stats;
 
 pub use app::{QuicApp, QuicConn, QuicConnId, StreamRead};
 pub use cid::{CID_LEN, ShardCidGenerator, owner_shard};
-pub use config::{QuicConfigError, QuicOptions, QuicTls};
+pub use config::{CLOSE_TRIMMED, QuicConfigError, QuicOptions, QuicTls, RetryMode};
 pub use host::{QuicHost, QuicMsg};
 /// quinn's protocol crate, for its types ([`proto::StreamId`], [`proto::VarInt`], errors).
 pub use quinn_proto as proto;

@@ -7,6 +7,9 @@
 //! `datagrams + handoffs_received = handed_off + handoff_full + handoff_closed + to_endpoint`.
 #![forbid(unsafe_code)]
 
+use crate::session::admission::RefusalReason;
+use crate::session::manager::TrimReason;
+
 /// Counters of the QUIC host on one shard (see the module docs for the ledger).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -37,6 +40,11 @@ pub struct QuicStats {
     pub refused_draining: u64,
     /// Retry packets sent (address validation).
     pub retries: u64,
+    /// Of those, sent because the shard was under load (`RetryMode::UnderLoad`).
+    pub retries_under_load: u64,
+    /// Initials admission refused whose `CONNECTION_REFUSED` the reply bucket withheld
+    /// (dropped instead; the refusal is counted by reason either way).
+    pub refusal_replies_suppressed: u64,
     /// Incoming connections quinn could not accept (bad token, CID collision, ...).
     pub accept_failed: u64,
     /// Connections that ended (drained and freed).
@@ -72,6 +80,11 @@ impl QuicStats {
             ("quic_refused_by_app", self.refused_by_app),
             ("quic_refused_draining", self.refused_draining),
             ("quic_retries", self.retries),
+            ("quic_retries_under_load", self.retries_under_load),
+            (
+                "quic_refusal_replies_suppressed",
+                self.refusal_replies_suppressed,
+            ),
             ("quic_accept_failed", self.accept_failed),
             ("quic_closed", self.closed),
             ("quic_stateless_out", self.stateless_out),
@@ -80,5 +93,49 @@ impl QuicStats {
             ("quic_backlogged", self.backlogged),
             ("quic_timer_refused", self.timer_refused),
         ]);
+    }
+}
+
+/// Prefix of the admission refusal counters (`quic_refusals_<reason>`, the reasons of
+/// [`RefusalReason`]); metrics turn them into one family labelled by reason.
+pub const REFUSALS_PREFIX: &str = "quic_refusals_";
+/// Prefix of the trim counters (`quic_trims_<reason>`).
+pub const TRIMS_PREFIX: &str = "quic_trims_";
+
+/// The counter name of QUIC refusals for `r`.
+#[must_use]
+pub const fn refusal_counter(r: RefusalReason) -> &'static str {
+    match r {
+        RefusalReason::Memory => "quic_refusals_memory",
+        RefusalReason::ShardFull => "quic_refusals_shard_full",
+        RefusalReason::NodeFull => "quic_refusals_node_full",
+        RefusalReason::PendingFull => "quic_refusals_pending_full",
+        RefusalReason::PrefixFull => "quic_refusals_prefix_full",
+        RefusalReason::PrefixRate => "quic_refusals_prefix_rate",
+        RefusalReason::PrefixTableFull => "quic_refusals_prefix_table_full",
+    }
+}
+
+/// The counter name of QUIC trims for `r`.
+#[must_use]
+pub const fn trim_counter(r: TrimReason) -> &'static str {
+    match r {
+        TrimReason::Watermark => "quic_trims_watermark",
+        TrimReason::Forced => "quic_trims_forced",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_names_carry_the_reason_names() {
+        for r in RefusalReason::ALL {
+            assert_eq!(refusal_counter(r), format!("{REFUSALS_PREFIX}{}", r.name()));
+        }
+        for r in TrimReason::ALL {
+            assert_eq!(trim_counter(r), format!("{TRIMS_PREFIX}{}", r.name()));
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use crate::session::{
     CloseOutcome, CloseReason, ConnId, ConnIdGen, ConnectError, Endpoint, EndpointConfig,
-    EndpointError, Event, PublicKey, SendOutcome, Timestamp,
+    EndpointError, EndpointStats, Event, PublicKey, SendOutcome, Timestamp,
 };
 
 /// Why the client could not do what was asked.
@@ -176,6 +176,11 @@ impl ClientPool {
     /// Datagrams the endpoint emitted that no socket of the pool could send (dropped).
     pub fn unroutable(&self) -> u64 {
         self.unroutable
+    }
+
+    /// The pool's endpoint counters: drops by reason, Resets it drew, ...
+    pub fn stats(&self) -> EndpointStats {
+        self.ep.stats()
     }
 
     /// Live sessions.

@@ -335,7 +335,19 @@ impl Endpoint {
     /// Queues one application datagram. It leaves on a later `poll_transmit`, after every
     /// pending control frame, in round-robin turn with other sessions.
     pub fn send(&mut self, _now: Timestamp, conn: ConnId, bytes: &[u8]) -> SendOutcome {
-        if bytes.len() > self.cfg.max_payload {
+        self.send_with(conn, bytes.len(), || bytes.to_vec())
+    }
+
+    /// [`Endpoint::send`] of a payload of `len` bytes that `payload` yields, called only once
+    /// the payload is queued: a host queues a payload it owns already (one relayed from another
+    /// shard) without copying it again, and keeps it when it is refused.
+    pub(crate) fn send_with(
+        &mut self,
+        conn: ConnId,
+        len: usize,
+        payload: impl FnOnce() -> Vec<u8>,
+    ) -> SendOutcome {
+        if len > self.cfg.max_payload {
             return SendOutcome::TooLarge;
         }
         let Some(s) = self.sessions.get_mut(&conn) else {
@@ -344,14 +356,13 @@ impl Endpoint {
         if s.queue.len() >= self.cfg.data_queue_capacity {
             return SendOutcome::Full;
         }
-        if !self.charge_queue(conn, bytes.len()) {
+        if let Some(adm) = self.admission.as_mut()
+            && !adm.budget_mut().try_queue(conn, len)
+        {
             // Over the shard's memory budget (counted there as `queue_refused`).
             return SendOutcome::Full;
         }
-        let Some(s) = self.sessions.get_mut(&conn) else {
-            return SendOutcome::UnknownConnection;
-        };
-        s.enqueue(bytes.to_vec());
+        s.enqueue(payload());
         if s.is_established() && !s.in_ready {
             s.in_ready = true;
             self.ready.push_back(conn);
@@ -471,6 +482,16 @@ impl Endpoint {
     #[must_use]
     pub fn session_stats(&self, conn: ConnId) -> Option<SessionStats> {
         self.sessions.get(&conn).map(|s| s.stats())
+    }
+
+    /// Whether `conn` is a session here (handshaking ones included): one lookup, no snapshot.
+    pub(crate) fn has_session(&self, conn: ConnId) -> bool {
+        self.sessions.contains_key(&conn)
+    }
+
+    /// The Data messages queued for `conn` (`None`: no such session): one lookup, no snapshot.
+    pub(crate) fn queue_depth(&self, conn: ConnId) -> Option<usize> {
+        self.sessions.get(&conn).map(|s| s.queue.len())
     }
 
     /// Endpoint-wide counters.

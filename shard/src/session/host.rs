@@ -385,8 +385,8 @@ impl Sessions<'_, '_> {
                     // Move it (and anything queued before it) into send slots now; it leaves
                     // with this loop turn's submit unless slots or the session's queue hold it.
                     flush(self.ep, self.ctx, self.buf, self.now);
-                    match self.ep.session_stats(conn) {
-                        Some(s) if s.queue_depth == 0 => SessionSend::SentNow,
+                    match self.ep.queue_depth(conn) {
+                        Some(0) => SessionSend::SentNow,
                         _ => SessionSend::Queued,
                     }
                 }
@@ -425,7 +425,7 @@ impl Sessions<'_, '_> {
 
     /// Whether `conn` is a live session of this shard (handshaking ones included).
     pub fn is_open(&self, conn: ConnId) -> bool {
-        self.ep.session_stats(conn).is_some()
+        self.ep.has_session(conn)
     }
 
     /// The static public key of `conn`'s peer, for a session on this shard (Noise mode).
@@ -824,22 +824,29 @@ impl<A: SessionApp> Handler for SessionHost<A> {
                     self.stats.misrouted += 1;
                 }
             }
-            SessionMsg::Send { conn, bytes } => match self.ep.send(now, conn, &bytes) {
-                SendOutcome::Queued => {}
-                SendOutcome::Full => self.stats.relayed_send_full += 1,
-                SendOutcome::TooLarge => self.stats.relayed_send_too_large += 1,
-                SendOutcome::UnknownConnection => {
-                    self.stats.relayed_unknown += 1;
-                    let mut s = Sessions {
-                        ep: &mut self.ep,
-                        ctx,
-                        buf: &mut self.buf,
-                        stats: &mut self.stats,
-                        now,
-                    };
-                    self.app.on_undeliverable(conn, &bytes, &mut s);
+            SessionMsg::Send { conn, bytes } => {
+                // Queued as it came (no second copy of the payload); kept if refused.
+                let len = bytes.len();
+                let mut bytes = Some(bytes);
+                let take = || bytes.take().map(<[u8]>::into_vec).unwrap_or_default();
+                match self.ep.send_with(conn, len, take) {
+                    SendOutcome::Queued => {}
+                    SendOutcome::Full => self.stats.relayed_send_full += 1,
+                    SendOutcome::TooLarge => self.stats.relayed_send_too_large += 1,
+                    SendOutcome::UnknownConnection => {
+                        self.stats.relayed_unknown += 1;
+                        let mut s = Sessions {
+                            ep: &mut self.ep,
+                            ctx,
+                            buf: &mut self.buf,
+                            stats: &mut self.stats,
+                            now,
+                        };
+                        let bytes = bytes.unwrap_or_default();
+                        self.app.on_undeliverable(conn, &bytes, &mut s);
+                    }
                 }
-            },
+            }
             SessionMsg::Close { conn, reason } => match self.ep.close(now, conn, reason) {
                 CloseOutcome::Closed => {}
                 CloseOutcome::UnknownConnection => self.stats.relayed_unknown += 1,

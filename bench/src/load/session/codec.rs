@@ -38,7 +38,10 @@ pub enum Incoming<'a> {
     },
     /// The relay told this peer its relay ID.
     Welcome(u64),
-    /// Anything else (relay `Unreachable`, malformed messages).
+    /// The relay knew no session by the ID a Forward named (after the partner's session
+    /// ended): the probe is lost, and counted.
+    Unreachable,
+    /// Anything else (malformed messages).
     Other,
 }
 
@@ -83,6 +86,7 @@ pub fn unwrap(flavor: Flavor, msg: &[u8]) -> Incoming<'_> {
                 src: Some(src_conn_id),
                 bytes,
             },
+            Ok(RelayMsg::Unreachable { .. }) => Incoming::Unreachable,
             _ => Incoming::Other,
         },
     }

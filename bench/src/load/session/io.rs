@@ -23,10 +23,10 @@ use crate::load::worker::{BATCH, Reply};
 use crate::sys::gso::{self, GroBatch};
 use crate::sys::mmsg::MmsgBatch;
 use ringwire_shard::session::{
-    ConnId, ConnIdGen, ConnectError, Endpoint, EndpointConfig, EndpointError, Event, Keypair,
-    PublicKey, SendOutcome, SessionClock, Timestamp,
+    CloseReason, ConnId, ConnIdGen, ConnectError, Endpoint, EndpointConfig, EndpointError, Event,
+    Keypair, PublicKey, SendOutcome, SessionClock, Timestamp,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -45,6 +45,14 @@ pub struct ClientTuning {
     pub handshake_rto: Option<std::time::Duration>,
 }
 
+/// How long after a session ended it is opened again (traffic phase).
+const REOPEN_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Relay: how long a connected session waits for its Welcome (one datagram, which the network
+/// may lose) before the client closes it: it then fails (handshake phase) or is opened again
+/// (traffic phase) rather than waiting for ever.
+const WELCOME_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A worker's sessions over its peer sockets, all on one client endpoint.
 pub struct SessionIo {
     peers: PeerSet,
@@ -56,7 +64,18 @@ pub struct SessionIo {
     conns: Vec<Option<ConnId>>,
     by_conn: HashMap<ConnId, usize>,
     relay_ids: Vec<Option<u64>>,
+    /// Each session's relay ID before it was opened again (probes sent to the old one may
+    /// still arrive).
+    old_relay_ids: Vec<Option<u64>>,
     ready: Vec<bool>,
+    /// Traffic phase: a session that ends is opened again ([`SessionIo::reopen_lost_sessions`]).
+    reopen: bool,
+    /// Sessions that ended, to open again from the given time on, oldest first.
+    lost: VecDeque<(usize, Timestamp)>,
+    /// Sessions being opened again (counted when ready).
+    reopening: Vec<bool>,
+    /// Relay: connected sessions and when their Welcome is due at the latest, oldest first.
+    awaiting_welcome: VecDeque<(usize, ConnId, Timestamp)>,
     ready_count: usize,
     failed: usize,
     rx: MmsgBatch,
@@ -73,6 +92,8 @@ pub struct SessionIo {
     staged_len: Vec<usize>,
     scratch: Vec<u8>,
     send_errors: u64,
+    /// Datagrams in the send calls that failed.
+    send_failed: u64,
 }
 
 /// A value drawn once per process (std's per-process hash keys, from the OS).
@@ -149,7 +170,12 @@ impl SessionIo {
             conns: vec![None; n],
             by_conn: HashMap::with_capacity(n),
             relay_ids: vec![None; n],
+            old_relay_ids: vec![None; n],
             ready: vec![false; n],
+            reopen: false,
+            lost: VecDeque::new(),
+            reopening: vec![false; n],
+            awaiting_welcome: VecDeque::new(),
             ready_count: 0,
             failed: 0,
             rx: MmsgBatch::new(BATCH, max_datagram, false),
@@ -162,6 +188,7 @@ impl SessionIo {
             staged_len: vec![0; BATCH],
             scratch: Vec::with_capacity(max_datagram),
             send_errors: 0,
+            send_failed: 0,
         })
     }
 
@@ -259,6 +286,7 @@ impl SessionIo {
             Ok(m) => m,
             Err(_) => {
                 self.send_errors += 1;
+                self.send_failed += (end - start) as u64;
                 0
             }
         };
@@ -288,10 +316,60 @@ impl SessionIo {
         Some(segment)
     }
 
-    fn mark_ready(&mut self, peer: usize) {
+    /// Marks `peer` ready; counts it reopened if it was being opened again.
+    fn mark_ready(&mut self, peer: usize, sink: &mut Sink<'_>) {
         if !self.ready[peer] {
             self.ready[peer] = true;
             self.ready_count += 1;
+            if std::mem::take(&mut self.reopening[peer]) {
+                sink.stats.sessions_reopened += 1;
+            }
+        }
+    }
+
+    /// From now on (the traffic phase), a session that ends (closed by the server, timed
+    /// out) is counted in `sessions_lost` and opened again 100 ms later, until it
+    /// is ready (`sessions_reopened`); probes in flight on it are lost. Without this a
+    /// restarted server would leave the run with no session to send on.
+    pub fn reopen_lost_sessions(&mut self) {
+        self.reopen = true;
+    }
+
+    /// Relay: closes the connected sessions whose Welcome did not come in [`WELCOME_WAIT`]
+    /// (their `Disconnected` follows).
+    fn close_unwelcomed(&mut self, now: Timestamp) {
+        while let Some(&(peer, conn, due)) = self.awaiting_welcome.front() {
+            if due > now {
+                break;
+            }
+            self.awaiting_welcome.pop_front();
+            if self.conns[peer] == Some(conn) && !self.ready[peer] {
+                let _ = self.ep.close(now, conn, CloseReason::Normal);
+            }
+        }
+    }
+
+    /// Opens again the lost sessions whose time has come, as many as the control queue
+    /// takes.
+    fn reopen_due(&mut self, now: Timestamp) {
+        while let Some(&(peer, at)) = self.lost.front() {
+            if at > now {
+                break;
+            }
+            match self.connect(peer) {
+                Ok(()) => {
+                    self.lost.pop_front();
+                }
+                // The control queue is full: the rest waits for the next poll.
+                Err(ConnectError::ControlQueueFull) => break,
+                // Anything else (a session limit): try again later.
+                Err(_) => {
+                    self.lost.pop_front();
+                    self.lost
+                        .push_back((peer, now.saturating_add(REOPEN_AFTER)));
+                    break;
+                }
+            }
         }
     }
 
@@ -302,10 +380,13 @@ impl SessionIo {
         while let Some(event) = self.ep.poll_event() {
             match event {
                 Event::Connected { conn, .. } => {
-                    if let Some(&p) = self.by_conn.get(&conn)
-                        && self.flavor == Flavor::Echo
-                    {
-                        self.mark_ready(p);
+                    if let Some(&p) = self.by_conn.get(&conn) {
+                        if self.flavor == Flavor::Echo {
+                            self.mark_ready(p, sink);
+                        } else {
+                            let due = self.now().saturating_add(WELCOME_WAIT);
+                            self.awaiting_welcome.push_back((p, conn, due));
+                        }
                     }
                 }
                 Event::Message { conn, bytes } => {
@@ -314,14 +395,20 @@ impl SessionIo {
                     };
                     match codec::unwrap(self.flavor, &bytes) {
                         Incoming::Welcome(id) => {
-                            self.relay_ids[p] = Some(id);
-                            self.mark_ready(p);
+                            if let Some(old) = self.relay_ids[p].replace(id) {
+                                self.old_relay_ids[p] = Some(old);
+                            }
+                            self.mark_ready(p, sink);
                         }
                         Incoming::Probe { src, bytes } => {
                             let from = codec::partner(self.flavor, p);
                             let probe = Probe::decode(bytes);
                             match probe {
-                                Some(probe) if src.is_none() || src == self.relay_ids[from] => {
+                                Some(probe)
+                                    if src.is_none()
+                                        || src == self.relay_ids[from]
+                                        || src == self.old_relay_ids[from] =>
+                                {
                                     // Fan-out: the probe names the peer the loop sent it
                                     // as, whichever subscriber received it.
                                     let peer = match self.flavor {
@@ -337,6 +424,7 @@ impl SessionIo {
                                 _ => sink.stats.misrouted += 1,
                             }
                         }
+                        Incoming::Unreachable => sink.stats.unreachable += 1,
                         Incoming::Other => sink.stats.misrouted += 1,
                     }
                 }
@@ -346,6 +434,15 @@ impl SessionIo {
                         self.failed += 1;
                         if std::mem::take(&mut self.ready[p]) {
                             self.ready_count -= 1;
+                        }
+                        if self.reopen {
+                            // Counted once until it is ready again (a reopening attempt
+                            // that fails is tried again, not counted again).
+                            if !std::mem::replace(&mut self.reopening[p], true) {
+                                sink.stats.sessions_lost += 1;
+                            }
+                            let at = self.now().saturating_add(REOPEN_AFTER);
+                            self.lost.push_back((p, at));
                         }
                     }
                 }
@@ -403,6 +500,11 @@ impl Transport for SessionIo {
         Ok(sent)
     }
 
+    fn finish(&mut self, stats: &mut crate::load::stats::WorkerStats) {
+        stats.endpoint_drops += self.ep.stats().drops.total();
+        stats.send_failed += self.send_failed;
+    }
+
     fn poll(&mut self, timeout_ms: i32, sink: &mut Sink<'_>) -> io::Result<()> {
         let now = self.now();
         let (ep, target) = (&mut self.ep, self.target);
@@ -430,6 +532,15 @@ impl Transport for SessionIo {
         }
         self.flush();
         self.drain_events(sink);
+        if !self.awaiting_welcome.is_empty() {
+            self.close_unwelcomed(self.now());
+            self.flush();
+            self.drain_events(sink);
+        }
+        if !self.lost.is_empty() {
+            self.reopen_due(self.now());
+            self.flush();
+        }
         Ok(())
     }
 }

@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use super::super::conn_id::ConnId;
 
@@ -174,8 +175,7 @@ impl MemoryBudget {
             self.stats.queue_refused += 1;
             return false;
         }
-        let now = self.queues.get(conn) + bytes;
-        self.queues.set(conn, now);
+        self.queues.update(conn, |had| had + bytes);
         self.queued += bytes;
         self.note_peak();
         true
@@ -183,13 +183,11 @@ impl MemoryBudget {
 
     /// Releases `bytes` of `conn`'s queue (sent, or dropped by the host).
     pub fn dequeued(&mut self, conn: ConnId, bytes: usize) {
-        let had = self.queues.get(conn);
+        let had = self.queues.update(conn, |had| had - bytes.min(had));
         if bytes > had {
             self.stats.unbalanced += 1;
         }
-        let freed = bytes.min(had);
-        self.queues.set(conn, had - freed);
-        self.queued -= freed;
+        self.queued -= bytes.min(had);
     }
 
     /// Bytes queued for `conn` as accounted.
@@ -276,26 +274,42 @@ impl QueueIndex {
 
     /// Sets `conn`'s bytes; returns what it had.
     fn set(&mut self, conn: ConnId, bytes: usize) -> usize {
-        let old = self.pos.get(&conn).copied();
-        let class = (bytes > 0).then(|| bytes.ilog2() as u8);
-        match (old, class) {
-            (None, None) => return 0,
-            (Some((had, c, i)), Some(new)) if c == new => {
-                self.pos.insert(conn, (bytes, c, i));
-                return had;
+        self.update(conn, |_| bytes)
+    }
+
+    /// Sets `conn`'s bytes to `f(what it had)`; returns what it had. One lookup of `conn`
+    /// (this runs for every Data message queued and sent), one more to insert it again when
+    /// it moves between classes, and one of the session that takes its old place.
+    fn update(&mut self, conn: ConnId, f: impl FnOnce(usize) -> usize) -> usize {
+        let class_of = |bytes: usize| (bytes > 0).then(|| bytes.ilog2() as u8);
+        let (had, bytes) = match self.pos.entry(conn) {
+            Entry::Occupied(mut e) => {
+                let (had, c, i) = *e.get();
+                let bytes = f(had);
+                if class_of(bytes) == Some(c) {
+                    e.get_mut().0 = bytes;
+                    return had;
+                }
+                e.remove();
+                self.unlink(c, i);
+                (had, bytes)
             }
-            _ => {}
-        }
-        if let Some((_, c, i)) = old {
-            self.unlink(c, i);
-            self.pos.remove(&conn);
-        }
-        if let Some(c) = class {
+            Entry::Vacant(e) => {
+                let bytes = f(0);
+                if let Some(c) = class_of(bytes) {
+                    let list = &mut self.classes[usize::from(c)];
+                    list.push(conn);
+                    e.insert((bytes, c, (list.len() - 1) as u32));
+                }
+                return 0;
+            }
+        };
+        if let Some(c) = class_of(bytes) {
             let list = &mut self.classes[usize::from(c)];
             list.push(conn);
             self.pos.insert(conn, (bytes, c, (list.len() - 1) as u32));
         }
-        old.map_or(0, |(b, _, _)| b)
+        had
     }
 
     fn unlink(&mut self, class: u8, i: u32) {

@@ -137,15 +137,6 @@ impl Endpoint {
         }
     }
 
-    /// Charges `bytes` of Data queued for `cid` to the memory budget. `false`: over the
-    /// budget's limit, nothing charged (the caller refuses the message).
-    pub(super) fn charge_queue(&mut self, cid: ConnId, bytes: usize) -> bool {
-        match self.admission.as_mut() {
-            Some(adm) => adm.budget_mut().try_queue(cid, bytes),
-            None => true,
-        }
-    }
-
     /// Copies what the flight recorder saw of `cid` into the manager's score (from the
     /// session's timers: every keepalive interval at least).
     pub(super) fn note_pressure(&mut self, cid: ConnId) {

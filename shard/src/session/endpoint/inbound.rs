@@ -159,16 +159,6 @@ impl Endpoint {
         Handled::Consumed
     }
 
-    /// Commits `pn` and records a valid inbound datagram of `len` bytes.
-    fn accept_pn(&mut self, now: Timestamp, cid: ConnId, pn: u64, len: usize) {
-        if let Some(s) = self.sessions.get_mut(&cid) {
-            s.replay.commit(pn);
-            s.last_recv = now;
-            s.rec.datagrams_in += 1;
-            s.rec.bytes_in += len as u64;
-        }
-    }
-
     /// A transport message (Data, Ping, Pong, Close) for session `cid`: replay check, then
     /// decryption with the key its phase and packet number select, then the message.
     #[allow(clippy::too_many_arguments)]
@@ -192,10 +182,19 @@ impl Endpoint {
         if let Err(reason) = s.replay.check(pn) {
             return self.dropped(reason, Some(cid));
         }
-        let Some(buf) = self.scratch.get_mut(..body.len()) else {
+        let Some(scratch) = self.scratch.get_mut(..body.len()) else {
             return self.dropped(DropReason::TooLarge, Some(cid));
         };
-        buf.copy_from_slice(body);
+        // Data is opened in the buffer its event will own, so the datagram is copied once (the
+        // buffer is freed again if it does not open); the other messages in the scratch buffer.
+        let mut data = Vec::new();
+        let buf = if ty == MsgType::Data {
+            data.extend_from_slice(body);
+            &mut data[..]
+        } else {
+            scratch.copy_from_slice(body);
+            scratch
+        };
         let mut next_key = None;
         let plain_len = match s.keys.as_mut() {
             None => Some(body.len()),
@@ -221,20 +220,30 @@ impl Endpoint {
         let Some(plain_len) = plain_len else {
             return self.dropped(DropReason::DecryptFailed, Some(cid));
         };
-        // Owned from here (the scratch buffer is reused); Data is copied once, as it must be
-        // for the event anyway.
-        let msg = match wire::parse_plain(ty, &self.scratch[..plain_len]) {
-            Ok(Message::Data(p)) if p.len() > self.cfg.max_payload => Inbound::TooLarge,
-            Ok(Message::Data(p)) => Inbound::Data(p.to_vec()),
-            Ok(Message::Ping) => Inbound::Ping,
-            Ok(Message::Pong { echo }) => Inbound::Pong(echo),
-            Ok(Message::Close(reason)) => Inbound::Close(reason),
-            Err(reason) => return self.dropped(reason, Some(cid)),
+        // Owned from here (the scratch buffer is reused).
+        let msg = if ty == MsgType::Data {
+            data.truncate(plain_len);
+            if plain_len > self.cfg.max_payload {
+                Inbound::TooLarge
+            } else {
+                Inbound::Data(data)
+            }
+        } else {
+            match wire::parse_plain(ty, &self.scratch[..plain_len]) {
+                Ok(Message::Ping) => Inbound::Ping,
+                Ok(Message::Pong { echo }) => Inbound::Pong(echo),
+                Ok(Message::Close(reason)) => Inbound::Close(reason),
+                // Not reached: Data was opened in `data` above.
+                Ok(Message::Data(_)) => Inbound::TooLarge,
+                Err(reason) => return self.dropped(reason, Some(cid)),
+            }
         };
-        // Authenticated (Noise mode): from here the datagram is the peer's.
-        let Some(s) = self.sessions.get_mut(&cid) else {
-            return Handled::Consumed;
-        };
+        // Authenticated (Noise mode): from here the datagram is the peer's. `s` is the session
+        // looked up above (one lookup per datagram here, not one per step).
+        s.replay.commit(pn);
+        s.last_recv = now;
+        s.rec.datagrams_in += 1;
+        s.rec.bytes_in += len as u64;
         if let (Some(next), Some(k)) = (next_key, s.keys.as_mut()) {
             let keep = self
                 .cfg
@@ -267,7 +276,6 @@ impl Endpoint {
             self.session_connected(now, cid, Role::Server);
             self.push_event(Event::Connected { conn: cid, peer });
         }
-        self.accept_pn(now, cid, pn, len);
         match msg {
             Inbound::TooLarge => self.dropped(DropReason::TooLarge, Some(cid)),
             Inbound::Data(bytes) => {
