@@ -10,6 +10,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use ringwire::kernel::available_or_explain;
+use ringwire::session::client::ClientPool;
+use ringwire::session::{EndpointConfig, Event, Keypair, PublicKey};
 
 fn serve(args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ringwire"))
@@ -190,6 +192,16 @@ impl Server {
         }
     }
 
+    /// The session public key the binary announces on stderr at start.
+    fn session_key(&mut self) -> PublicKey {
+        self.await_stderr("session public key ")
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
     /// Waits for the binary to exit; returns its status, the rest of its stdout, and its
     /// stderr.
     fn wait(mut self) -> (ExitStatus, String, String) {
@@ -252,10 +264,24 @@ fn a_shard_that_panics_stops_the_binary_which_names_it() {
 /// that shard, the other shard drains (every session it holds hears `Close(ShuttingDown)` from
 /// the server before the binary exits; the failed shard's sessions hear nothing, their state
 /// went with the panic), the survivor's final counters are printed, and the exit status is 1.
+/// A session client pool without keepalives (`seed`: the endpoint's, `pool_seed`: the pool's).
+fn session_client(seed: u8, pool_seed: u64) -> ClientPool {
+    let mut client = EndpointConfig::new([seed; 32], Keypair::generate().unwrap());
+    client.keepalive_interval = None;
+    ClientPool::new(client, pool_seed).unwrap()
+}
+
+/// One poll of `pool`; a poll that found nothing sleeps a millisecond before the caller's next
+/// check (the callers' loops wait for events, bounded by the guard).
+fn pump(pool: &mut ClientPool, events: &mut Vec<Event>) {
+    if pool.poll(events).unwrap() == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 #[test]
 fn a_shard_that_panics_under_load_is_named_and_the_others_drain() {
-    use ringwire::session::client::ClientPool;
-    use ringwire::session::{CloseReason, Closer, EndpointConfig, Event, Keypair, PublicKey};
+    use ringwire::session::{CloseReason, Closer};
     use std::time::Instant;
 
     if !available_or_explain() {
@@ -278,22 +304,9 @@ fn a_shard_that_panics_under_load_is_named_and_the_others_drain() {
         "--test-panic-on",
         "boom",
     ]);
-    let server_key: PublicKey = server
-        .await_stderr("session public key ")
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let mut client = EndpointConfig::new([6; 32], Keypair::generate().unwrap());
-    client.keepalive_interval = None;
-    let mut pool = ClientPool::new(client, 22).unwrap();
+    let server_key = server.session_key();
+    let mut pool = session_client(6, 22);
     let mut events = Vec::new();
-    let pump = |pool: &mut ClientPool, events: &mut Vec<Event>| {
-        if pool.poll(events).unwrap() == 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    };
     let guard = Instant::now() + GUARD;
     let mut conns = Vec::new();
     for _ in 0..SESSIONS {
@@ -747,8 +760,7 @@ fn sighup_reloads_sigusr2_prints_and_sigquit_stops_with_counters() {
 /// its owner; no Close was lost to a full control queue.
 #[test]
 fn sigterm_under_load_closes_every_session_and_drains() {
-    use ringwire::session::client::ClientPool;
-    use ringwire::session::{CloseReason, Closer, EndpointConfig, Event, Keypair, PublicKey};
+    use ringwire::session::{CloseReason, Closer};
     use std::collections::HashMap;
     use std::time::Instant;
 
@@ -765,22 +777,9 @@ fn sigterm_under_load_closes_every_session_and_drains() {
          new_sessions_per_prefix_per_second = 1000000\nnew_sessions_per_prefix_burst = 100000\n",
     );
     let mut server = Server::start(&["--shards", "2", "--app", "session-echo", "--config", &cfg]);
-    let server_key: PublicKey = server
-        .await_stderr("session public key ")
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let mut client = EndpointConfig::new([5; 32], Keypair::generate().unwrap());
-    client.keepalive_interval = None;
-    let mut pool = ClientPool::new(client, 21).unwrap();
+    let server_key = server.session_key();
+    let mut pool = session_client(5, 21);
     let mut events = Vec::new();
-    let pump = |pool: &mut ClientPool, events: &mut Vec<Event>| {
-        if pool.poll(events).unwrap() == 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    };
     let guard = Instant::now() + GUARD;
     let mut conns = Vec::new();
     for i in 0..SESSIONS {
