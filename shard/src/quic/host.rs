@@ -52,8 +52,9 @@ pub enum QuicMsg {
     Handoff {
         /// Its source.
         from: SocketAddr,
-        /// Its bytes.
-        bytes: Box<[u8]>,
+        /// Its bytes, copied once out of the receive buffer; the owner hands them to its
+        /// endpoint as they are.
+        bytes: BytesMut,
     },
     /// A shard's connection count for the count exchange (admission's node cap, the
     /// manager's watermarks), on the control lane.
@@ -178,14 +179,14 @@ impl<A: QuicApp> QuicHost<A> {
         }
     }
 
-    /// Gives one datagram to the endpoint.
-    fn receive<M: Send>(&mut self, from: SocketAddr, bytes: &[u8], ctx: &mut Ctx<'_, M>) {
+    /// Gives one datagram (its one copy out of the receive buffer) to the endpoint.
+    fn receive<M: Send>(&mut self, from: SocketAddr, bytes: BytesMut, ctx: &mut Ctx<'_, M>) {
         self.stats.to_endpoint += 1;
         let now = ctx.now();
         self.buf.clear();
-        let event =
-            self.endpoint
-                .handle(now, from, None, None, BytesMut::from(bytes), &mut self.buf);
+        let event = self
+            .endpoint
+            .handle(now, from, None, None, bytes, &mut self.buf);
         match event {
             None => {}
             Some(DatagramEvent::ConnectionEvent(ch, event)) => {
@@ -526,16 +527,16 @@ impl<A: QuicApp> Handler for QuicHost<A> {
         match owner_shard(payload, self.shards) {
             None => {
                 self.stats.hashed += 1;
-                self.receive(peer, payload, ctx);
+                self.receive(peer, BytesMut::from(payload), ctx);
             }
             Some(k) if k == self.shard => {
                 self.stats.owned_here += 1;
-                self.receive(peer, payload, ctx);
+                self.receive(peer, BytesMut::from(payload), ctx);
             }
             Some(k) => {
                 let msg = QuicMsg::Handoff {
                     from: peer,
-                    bytes: payload.into(),
+                    bytes: BytesMut::from(payload),
                 };
                 match ctx.send_to_shard(k, msg) {
                     Ok(()) => self.stats.handed_off += 1,
@@ -550,7 +551,7 @@ impl<A: QuicApp> Handler for QuicHost<A> {
         match msg {
             QuicMsg::Handoff { from, bytes } => {
                 self.stats.handoffs_received += 1;
-                self.receive(from, &bytes, ctx);
+                self.receive(from, bytes, ctx);
             }
             QuicMsg::Load(report) => self.control.on_load_report(report),
         }
