@@ -187,7 +187,11 @@ fn parked_consumer_does_not_run_while_its_neighbour_is_woken() {
     // Not vacuous: one push wakes it, and the kernel counts the switch.
     quiet_tx.send_and_notify(7).unwrap();
     assert_eq!(quiet_got.recv_timeout(HANG), Ok(Ok(Some(7))));
-    assert!(common::os::context_switches(quiet_tid) > switches);
+    // The kernel counts a switch when the woken thread leaves the CPU again (here when it
+    // blocks on `exit_rx`), which may come after its reply reached this thread.
+    wait_until("the woken consumer's switch to be counted", || {
+        common::os::context_switches(quiet_tid) > switches
+    });
     exit_tx.send(()).unwrap();
     quiet.join().unwrap();
     drop(busy_tx);
