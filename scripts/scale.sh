@@ -2,7 +2,7 @@
 # How ringwire's session server scales with the number of sessions, and how
 # its relay's fan-out scales with the number of subscribers.
 #
-#   scripts/scale.sh [--quick] [--phase sessions|fanout|all] [--out DIR] [--no-build]
+#   scripts/scale.sh [--quick] [--phase sessions|hot|fanout|all] [--out DIR] [--no-build]
 #
 # Sessions phase: for each session count N (default 1, 1000, 10000, 100000,
 # 1000000; --quick: 1, 100, 1000) a fresh single-shard
@@ -33,6 +33,13 @@
 # whose client was over 1 ms late at p99 keeps its CPU and memory but not its
 # latency).
 #
+# Hot phase: for each session count N of at least $HOT (default 1000; --quick
+# 100), the same run with `--active $HOT`: every one of the N sessions opens,
+# but only the first $HOT carry the traffic and the rest stay idle, so the CPU
+# per request against N shows what idle sessions cost (the sessions phase,
+# where every request reaches the next session in turn, also counts the cache
+# misses of touching cold state at each request).
+#
 # Fan-out phase: for each subscriber count N (default 10, 100, 1000, 10000;
 # --quick: 10, 100) a fresh `session-server --app relay` is driven by
 #   ringwire-bench load --mode fanout --sessions (N + 1) --rate $FANOUT_RATE
@@ -57,7 +64,7 @@
 # 4000: 256 Initiations in flight wait behind the server's Diffie-Hellman work for longer
 # than the default 500 ms on a busy core, and each retransmission costs both sides a new
 # handshake), FANOUT_RATE (publishes/s, 5), FANOUT_PAYLOAD (1191),
-# QUIET_WAIT, NOTE (first paragraph of the page).
+# HOT (active sessions in the hot phase), QUIET_WAIT, NOTE (first paragraph of the page).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -88,6 +95,7 @@ HANDSHAKE_RTO_MS=${HANDSHAKE_RTO_MS:-4000}
 HARD_NOFILE=$(ulimit -Hn)
 if [[ $QUICK == 1 ]]; then
     SIZES=${SIZES:-"1 100 1000"}
+    HOT=${HOT:-100}
     FANOUT_SIZES=${FANOUT_SIZES:-"10 100"}
     RATE=${RATE:-5000}
     DURATION=${DURATION:-1}
@@ -95,6 +103,7 @@ if [[ $QUICK == 1 ]]; then
     QUIET_WAIT=${QUIET_WAIT:-0}
 else
     SIZES=${SIZES:-"1 1000 10000 100000 1000000"}
+    HOT=${HOT:-1000}
     FANOUT_SIZES=${FANOUT_SIZES:-"10 100 1000 10000"}
     RATE=${RATE:-20000}
     DURATION=${DURATION:-5}
@@ -117,7 +126,7 @@ LOAD=target/release/ringwire-bench
     echo "kernel: $(uname -r)"
     echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') x $(nproc)"
     echo "nofile hard limit: $HARD_NOFILE; sockets: at most $SOCKETS, $PEERS_PER_IP per loopback address"
-    echo "phase: $PHASE  sizes: $SIZES  rate: $RATE/s  duration: ${DURATION}s  warmup: ${WARMUP}s  handshake rate: ${HANDSHAKE_RATE:-unpaced}  client handshake RTO: ${HANDSHAKE_RTO_MS} ms"
+    echo "phase: $PHASE  sizes: $SIZES  hot subset: $HOT  rate: $RATE/s  duration: ${DURATION}s  warmup: ${WARMUP}s  handshake rate: ${HANDSHAKE_RATE:-unpaced}  client handshake RTO: ${HANDSHAKE_RTO_MS} ms"
     echo "fan-out sizes: $FANOUT_SIZES  publishes: $FANOUT_RATE/s of ${FANOUT_PAYLOAD} B"
 } | tee "$OUT/machine.txt"
 "$LOAD" wait-quiet --max-s "$QUIET_WAIT"
@@ -131,10 +140,12 @@ trap cleanup EXIT
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
-# One run: a fresh server ($1: echo|relay) and the load ($2: session|fanout) with $3 sessions;
-# the samples go to $4/server.$5.json, the load's report to $4/load.$5.json.
+# One run: a fresh server ($1: echo|relay) and the load ($2: session|fanout) with $3 sessions
+# (traffic on the first $6 only, if given); the samples go to $4/server.$5.json, the load's
+# report to $4/load.$5.json.
 run_one() {
-    local app=$1 mode=$2 sessions=$3 dir=$4 n=$5
+    local app=$1 mode=$2 sessions=$3 dir=$4 n=$5 active=()
+    [[ -n ${6:-} ]] && active=(--active "$6")
     local log="$dir/server.$n.log" max=$(( sessions + sessions / 10 + 1024 ))
     "$LOAD" session-server --app "$app" --cores "$SERVER_CORE" --max-sessions "$max" \
         --keepalive-ms 0 --idle-timeout-ms 3600000 --handshakes-per-second 1000000 \
@@ -160,7 +171,7 @@ run_one() {
     local hs0; hs0=$(cpu_ticks "$SERVER_PID")
     "$LOAD" load --mode "$mode" --target "$addr" --server-key "$key" --sessions "$sessions" \
         --peers "$peers" --peers-per-ip "$PEERS_PER_IP" --keepalive-ms 0 --idle-timeout-ms 3600000 \
-        --handshake-rto-ms "$HANDSHAKE_RTO_MS" "${pace[@]}" --cores "$LOAD_CORE" --rate "$rate" --payload "$payload" \
+        --handshake-rto-ms "$HANDSHAKE_RTO_MS" "${pace[@]}" "${active[@]}" --cores "$LOAD_CORE" --rate "$rate" --payload "$payload" \
         --duration "$DURATION" --warmup "$WARMUP" --poll block \
         --timeout-ms 1000 --json "$dir/load.$n.json" >"$dir/load.$n.txt" 2>"$err" &
     local load_pid=$!
@@ -187,6 +198,13 @@ if [[ $PHASE == all || $PHASE == sessions ]]; then
     cp "$OUT/machine.txt" "$OUT/sessions/"
     for N in $SIZES; do run_one echo session "$N" "$OUT/sessions" "$N"; done
 fi
+if [[ $PHASE == all || $PHASE == hot ]]; then
+    mkdir -p "$OUT/hot"
+    cp "$OUT/machine.txt" "$OUT/hot/"
+    for N in $SIZES; do
+        if (( N >= HOT )); then run_one echo session "$N" "$OUT/hot" "$N" "$HOT"; fi
+    done
+fi
 if [[ $PHASE == all || $PHASE == fanout ]]; then
     mkdir -p "$OUT/fanout"
     cp "$OUT/machine.txt" "$OUT/fanout/"
@@ -199,13 +217,14 @@ echo "loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.t
 if [[ $QUICK == 1 ]]; then PAGE=$OUT/BENCHMARKS-scale.md; else PAGE=docs/BENCHMARKS-scale.md; fi
 note=()
 [[ -n ${NOTE:-} ]] && note=(--note "$NOTE")
-for d in sessions fanout; do
+for d in sessions hot fanout; do
     cp "$OUT/loadavg.start" "$OUT/loadavg.end" "$OUT/$d/" 2>/dev/null || true
 done
 # The page needs the sessions phase; a fan-out-only run joins an earlier one with
 #   ringwire-bench scale-report EARLIER/sessions --fanout $OUT/fanout --markdown ...
 if [[ -d $OUT/sessions ]]; then
     parts=("$OUT/sessions")
+    [[ -d $OUT/hot ]] && compgen -G "$OUT/hot/load.*.json" >/dev/null && parts+=(--hot "$OUT/hot")
     [[ -d $OUT/fanout ]] && parts+=(--fanout "$OUT/fanout")
     "$LOAD" scale-report "${parts[@]}" --markdown "$PAGE" --json "$OUT/scale.json" "${note[@]}"
     sed -n '/^## Results/,/^## How to read/p' "$PAGE" | sed '$d'

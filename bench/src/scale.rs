@@ -1,7 +1,8 @@
-//! `ringwire-bench scale-report DIR [--fanout DIR2] --markdown FILE`: the
+//! `ringwire-bench scale-report DIR [--hot DIR2] [--fanout DIR3] --markdown FILE`: the
 //! session-scale page (`docs/BENCHMARKS-scale.md`) from `scripts/scale.sh`'s
-//! output directories (its sessions phase, and its fan-out phase, where N is
-//! the number of subscribers and a request is one delivered message).
+//! output directories (its sessions phase; its hot phase, the same with traffic on a fixed
+//! subset of the sessions; and its fan-out phase, where N is the number of subscribers and a
+//! request is one delivered message).
 //!
 //! DIR holds, per session count N, `load.N.json` (the load generator's
 //! report: session mode, open loop) and `server.N.json` (what the script
@@ -27,6 +28,9 @@ use std::path::{Path, PathBuf};
 pub struct ScaleArgs {
     /// The sessions phase's directory (`scripts/scale.sh --out DIR`: DIR/sessions).
     pub dir: PathBuf,
+    /// The hot phase's directory (DIR/hot).
+    #[arg(long)]
+    pub hot: Option<PathBuf>,
     /// The fan-out phase's directory (DIR/fanout).
     #[arg(long)]
     pub fanout: Option<PathBuf>,
@@ -65,6 +69,8 @@ pub struct ServerSample {
 pub struct ScaleRow {
     /// Sessions.
     pub sessions: usize,
+    /// Sessions that carried the traffic (`load --active`; `None`: all of them).
+    pub active: Option<usize>,
     /// Sessions established by the load generator.
     pub sessions_established: Option<usize>,
     /// Handshake phase, ms.
@@ -179,6 +185,7 @@ pub fn rows(run: &ScaleRun, ticks_per_s: f64) -> Vec<ScaleRow> {
             };
             let row = ScaleRow {
                 sessions: n,
+                active: load.active,
                 sessions_established: load.sessions_established,
                 handshake_ms: load.handshake_ms,
                 server_cpu_ms_per_handshake: match (
@@ -247,9 +254,11 @@ fn latency(row: &ScaleRow, cell: &Cell) -> (String, String, String) {
     }
 }
 
-/// The page: the sessions table, and the fan-out table when `fanout` is given.
+/// The page: the sessions table, the hot-subset table when `hot` is given, and the fan-out
+/// table when `fanout` is given.
 pub fn markdown(
     run: &ScaleRun,
+    hot: Option<&ScaleRun>,
     fanout: Option<&ScaleRun>,
     ticks_per_s: f64,
     note: Option<&str>,
@@ -257,8 +266,8 @@ pub fn markdown(
     let rows = rows(run, ticks_per_s);
     let cells = cells(run);
     let mut all: Vec<Cell> = cells.clone();
-    if let Some(f) = fanout {
-        all.extend(self::cells(f));
+    for extra in [hot, fanout].into_iter().flatten() {
+        all.extend(self::cells(extra));
     }
     let mut md = String::new();
     writeln!(
@@ -339,6 +348,9 @@ pub fn markdown(
         )?;
     }
     writeln!(md)?;
+    if let Some(h) = hot {
+        hot_table(&mut md, h, &rows, ticks_per_s)?;
+    }
     if let Some(f) = fanout {
         let frows = self::rows(f, ticks_per_s);
         let fcells = self::cells(f);
@@ -379,6 +391,12 @@ pub fn markdown(
          ticks, so a few % resolution) from `load: measuring` to `load: done`, divided by the \
          requests received in the measured window (it includes the short drain after the window). \
          Part of the CPU is per wake-up, not per request: compare rows taken at one rate only.",
+        "- *Hot subset*: every one of the N sessions is open, but the load goes to the first \
+         few only, round robin (`load --active`); the rest stay idle. Against the sessions table \
+         (every request to the next session in turn, so at large N each one reaches state that \
+         has left the caches) it separates what idle sessions cost the busy ones from what \
+         touching cold state costs. *vs 1 session*: CPU per request over the sessions table's \
+         1-session row.",
         "- *server CPU ms/handshake*: the server's CPU from the load's start to `load: sessions \
          ready`, divided by the sessions established (Initiations retransmitted by a client that \
          waited too long are answered again, with new Diffie-Hellman work, and counted in it).",
@@ -402,6 +420,63 @@ pub fn markdown(
     Ok(md)
 }
 
+/// The hot-subset table: CPU and latency with traffic on a fixed subset of N sessions, and the
+/// CPU per request against the sessions table's 1-session row (`all`).
+fn hot_table(
+    md: &mut String,
+    hot: &ScaleRun,
+    all: &[ScaleRow],
+    ticks_per_s: f64,
+) -> Result<(), Error> {
+    let hrows = rows(hot, ticks_per_s);
+    let hcells = cells(hot);
+    let base = all
+        .iter()
+        .find(|r| r.sessions == 1)
+        .and_then(|r| r.server_cpu_us_per_request);
+    writeln!(
+        md,
+        "### Hot subset: traffic on a few sessions, the rest idle\n"
+    )?;
+    let caption = Caption {
+        header: hot.header.clone(),
+        start: hot.loadavg.0,
+        end: hot.loadavg.1,
+        lateness: lateness_sentence(hcells.iter()),
+    };
+    writeln!(md, "{caption}\n")?;
+    writeln!(
+        md,
+        "| sessions | active | offered /s | sent | lost | server CPU us/req | vs 1 session | p50 us | p99 us | client lag p99 us | load average before → after | verdict |"
+    )?;
+    writeln!(
+        md,
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+    )?;
+    for (row, cell) in hrows.iter().zip(&hcells) {
+        let (p50, p99, verdict) = latency(row, cell);
+        let ratio = match (row.server_cpu_us_per_request, base) {
+            (Some(c), Some(o)) if o > 0.0 => format!("{:.2}x", c / o),
+            _ => "-".to_string(),
+        };
+        writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {ratio} | {p50} | {p99} | {} | {} → {} | {verdict} |",
+            row.sessions,
+            row.active.map_or("all".to_string(), |a| a.to_string()),
+            opt(row.rate, 0),
+            row.sent,
+            row.lost,
+            opt(row.server_cpu_us_per_request, 2),
+            opt(row.client_lag_p99_us, 1),
+            one(row.loadavg_before),
+            one(row.loadavg_after),
+        )?;
+    }
+    writeln!(md)?;
+    Ok(())
+}
+
 /// Writes the page (and `--json`).
 pub fn run(args: ScaleArgs) -> crate::CmdResult {
     let run = read(&args.dir)?;
@@ -409,8 +484,15 @@ pub fn run(args: ScaleArgs) -> crate::CmdResult {
         return Err(format!("no load.N.json in {}", args.dir.display()).into());
     }
     let ticks = clock_ticks_per_s();
+    let hot = args.hot.as_deref().map(read).transpose()?;
     let fanout = args.fanout.as_deref().map(read).transpose()?;
-    let md = markdown(&run, fanout.as_ref(), ticks, args.note.as_deref())?;
+    let md = markdown(
+        &run,
+        hot.as_ref(),
+        fanout.as_ref(),
+        ticks,
+        args.note.as_deref(),
+    )?;
     if args.markdown.as_os_str() == "-" {
         print!("{md}");
     } else {
@@ -419,8 +501,8 @@ pub fn run(args: ScaleArgs) -> crate::CmdResult {
     }
     if let Some(path) = &args.json {
         let mut all = rows(&run, ticks);
-        if let Some(f) = &fanout {
-            all.extend(rows(f, ticks));
+        for extra in [&hot, &fanout].into_iter().flatten() {
+            all.extend(rows(extra, ticks));
         }
         crate::engine::write_json(path, &all)?;
     }

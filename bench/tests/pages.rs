@@ -72,7 +72,7 @@ fn scale_page_has_the_caption_and_hides_late_latency() {
     assert_eq!(r[2].marginal_bytes_per_session, Some(524.288));
     assert_eq!(r[0].bytes_per_session, None);
 
-    let md = markdown(&run, None, 100.0, None).expect("page");
+    let md = markdown(&run, None, None, 100.0, None).expect("page");
     let caption = md
         .lines()
         .find(|l| l.starts_with("_Commit"))
@@ -103,6 +103,65 @@ fn scale_page_has_the_caption_and_hides_late_latency() {
     assert!(md.contains("**Machine: quiet"), "{md}");
     assert!(
         md.contains("**Rows with the client on time: 2 of 3.**"),
+        "{md}"
+    );
+}
+
+/// The hot-subset table: its own caption, the active count, and the CPU per request over the
+/// sessions table's 1-session row.
+#[test]
+fn scale_page_shows_the_hot_subset_against_one_session() {
+    let write_run = |name: &str, rows: &[(usize, Option<usize>, i64)]| {
+        let dir = temp_dir(name);
+        std::fs::write(dir.join("machine.txt"), MACHINE).expect("write");
+        std::fs::write(dir.join("loadavg.start"), "0.10 0.10 0.10 1/9 9\n").expect("write");
+        std::fs::write(dir.join("loadavg.end"), "0.50 0.20 0.10 1/9 9\n").expect("write");
+        for &(n, active, cpu_ticks) in rows {
+            let mut load = session_load(n, 5.0);
+            load.active = active;
+            write(&dir, &format!("load.{n}.json"), &load);
+            let server = ServerSample {
+                n,
+                rss_empty_kib: Some(5 * 1024),
+                rss_idle_kib: Some(6 * 1024),
+                cpu_ticks,
+                measured: true,
+                handshake_cpu_ticks: None,
+            };
+            write(&dir, &format!("server.{n}.json"), &server);
+        }
+        let run = read(&dir).expect("reads");
+        let _ = std::fs::remove_dir_all(&dir);
+        run
+    };
+    // 100,000 requests each: 1.0 s of CPU at 1 session, 1.1 s and 1.25 s with 1,000 active.
+    let all = write_run("pages-hot-all", &[(1, None, 100)]);
+    let hot = write_run(
+        "pages-hot",
+        &[(1_000, Some(1_000), 110), (100_000, Some(1_000), 125)],
+    );
+    let md = markdown(&all, Some(&hot), None, 100.0, None).expect("page");
+    let table = md
+        .split("### Hot subset")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no hot table:\n{md}"));
+    assert!(table.contains("_Commit `abc1234`"), "{md}");
+    let row = |start: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no {start:?} row:\n{md}"))
+    };
+    assert!(
+        row("| 1000 | 1000 | ").contains("| 11.00 | 1.10x |"),
+        "{md}"
+    );
+    assert!(
+        row("| 100000 | 1000 | ").contains("| 12.50 | 1.25x |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("**Rows with the client on time: 3 of 3.**"),
         "{md}"
     );
 }

@@ -210,6 +210,32 @@ fn many_sessions_share_a_socket() {
     assert_all_delivered_over(&report, 60, 7);
 }
 
+/// `--active 5` among 60 sessions: every session opens, traffic goes to the first 5 only (each
+/// of them answered), the other 55 stay idle.
+#[test]
+fn active_subset_carries_all_traffic() {
+    if !available_or_explain() {
+        return;
+    }
+    let engine = engine(1, SessionEcho::default);
+    let mut args = common::closed_loop(engine.local_addr(), 7, 16);
+    args.mode = Mode::Session;
+    args.sessions = Some(60);
+    args.active = Some(5);
+    args.peers_per_ip = 2;
+    args.server_key = Some(server_identity().public);
+    args.cores = None;
+    let report = run_with_json(args, "active-subset");
+    engine.shutdown(std::time::Duration::from_secs(60)).unwrap();
+    assert_eq!(report.active, Some(5), "{report}");
+    assert_all_delivered_over(&report, 60, 7);
+    assert_eq!(
+        report.peers_responded,
+        common::peers_in_rotation(&report, 5),
+        "{report}"
+    );
+}
+
 /// Fan-out through the relay: one publisher and 20 subscribers over 5 sockets, open loop;
 /// every published probe reaches every subscriber (sent counts deliveries).
 #[test]

@@ -159,6 +159,12 @@ pub struct LoadArgs {
     /// --rate is not given).
     #[arg(long, conflicts_with = "rate", value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub window: Option<u32>,
+    /// Traffic goes to the first N peers only (sessions in the session modes), round robin,
+    /// split across the threads; the others stay open and idle. A hot subset among many idle
+    /// sessions: separates what idle sessions cost from what touching cold ones costs
+    /// (`scripts/scale.sh`'s hot phase).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub active: Option<u32>,
     /// Open loop: datagrams per second, all threads together.
     #[arg(long, value_parser = parse_rate)]
     pub rate: Option<f64>,
@@ -317,6 +323,7 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
             rate: args.rate,
             window,
             bulk: args.bulk,
+            active: args.active.map(|a| (a as usize).div_ceil(threads)),
             live: Arc::clone(&live[index]),
             start_line: Arc::clone(&start_line),
         };
@@ -368,6 +375,9 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
         timeout_ms: args.timeout_ms,
         handshake: session_mode.then(|| HandshakeSummary::merge(&handshakes)),
         bulk: args.bulk,
+        active: args
+            .active
+            .map(|a| (a as usize).min(if session_mode { sessions } else { peers })),
         loadavg_before,
         loadavg_after,
     };
@@ -412,6 +422,8 @@ struct Plan {
     rate: Option<f64>,
     window: Option<usize>,
     bulk: bool,
+    /// Peers this worker sends on (the first ones; `None`: all).
+    active: Option<usize>,
     live: Arc<LiveCounters>,
     start_line: Arc<Barrier>,
 }
@@ -475,7 +487,8 @@ impl Plan {
             self.timing,
             self.poll,
             Arc::clone(&self.live),
-        );
+        )
+        .with_active(self.active);
         let switches_before = cpu_time::involuntary_switches();
         let mut stats = match (self.rate, self.window) {
             (Some(r), _) => open::run(w, open::Schedule::new(r, self.threads, self.index))?,

@@ -73,6 +73,9 @@ pub struct LoadReport {
     pub sessions: Option<usize>,
     /// Distinct source addresses (IP and port) among them.
     pub distinct_source_ports: usize,
+    /// `--active`: the peers (sessions) that carried traffic; the rest stayed idle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<usize>,
     /// Peers that got at least one echo back in the measured window.
     pub peers_responded: usize,
     /// Worker threads.
@@ -235,6 +238,8 @@ pub struct RunInfo {
     pub handshake: Option<HandshakeSummary>,
     /// See [`LoadReport::bulk`].
     pub bulk: bool,
+    /// See [`LoadReport::active`].
+    pub active: Option<usize>,
     /// See [`LoadReport::loadavg_before`].
     pub loadavg_before: Option<LoadAvg>,
     /// See [`LoadReport::loadavg_after`].
@@ -267,6 +272,7 @@ impl LoadReport {
             peers: info.peers,
             sessions: info.sessions,
             distinct_source_ports: info.distinct_source_ports,
+            active: info.active,
             peers_responded: totals.peers_responded,
             threads: info.threads,
             payload_bytes: info.payload_bytes,
@@ -332,8 +338,12 @@ impl fmt::Display for LoadReport {
                 ""
             },
             self.target,
-            self.sessions
-                .map_or(String::new(), |s| format!("{s} sessions over ")),
+            match (self.sessions, self.active) {
+                (Some(s), Some(a)) => format!("{s} sessions ({a} active) over "),
+                (Some(s), None) => format!("{s} sessions over "),
+                (None, Some(a)) => format!("{a} active of "),
+                (None, None) => String::new(),
+            },
             self.peers,
             self.distinct_source_ports,
             self.threads,

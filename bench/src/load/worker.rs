@@ -77,6 +77,8 @@ pub struct Worker<T> {
     /// Final counters.
     pub stats: WorkerStats,
     next_peer: usize,
+    /// Peers `0..active` carry the traffic.
+    active: usize,
 }
 
 impl<T: Transport> Worker<T> {
@@ -101,7 +103,16 @@ impl<T: Transport> Worker<T> {
             live,
             stats: WorkerStats::new(n),
             next_peer: 0,
+            active: n.max(1),
         }
+    }
+
+    /// Sends on the first `active` peers only (`None`: every peer); the rest stay idle.
+    #[must_use]
+    pub fn with_active(mut self, active: Option<usize>) -> Self {
+        let n = self.io.peer_count().max(1);
+        self.active = active.map_or(n, |a| a.clamp(1, n));
+        self
     }
 
     /// ns since the epoch.
@@ -110,11 +121,11 @@ impl<T: Transport> Worker<T> {
         ns_since(self.epoch)
     }
 
-    /// The peer the next send batch goes out on (round robin, so every peer
-    /// is used even when the window is smaller than the peer count).
+    /// The peer the next send batch goes out on (round robin over the active peers, so
+    /// every one is used even when the window is smaller than their count).
     pub fn next_peer(&mut self) -> usize {
         let p = self.next_peer;
-        self.next_peer = (p + 1) % self.io.peer_count().max(1);
+        self.next_peer = (p + 1) % self.active;
         p
     }
 

@@ -77,6 +77,7 @@ pub fn closed_loop(target: SocketAddr, peers: u32, window: u32) -> LoadArgs {
         duration: 1.0,
         warmup: 0.2,
         window: Some(window),
+        active: None,
         rate: None,
         // The most the tool allows: a liveness guard, never a bound. With a window of W, at
         // most W datagrams are in flight, which no loopback socket buffer overflows on, so
@@ -138,6 +139,7 @@ pub fn load_report(rps: f64, lost: u64) -> LoadReport {
         peers: 64,
         sessions: None,
         distinct_source_ports: 64,
+        active: None,
         peers_responded: 64,
         threads: 1,
         payload_bytes: 32,
