@@ -64,7 +64,8 @@
 # 4000: 256 Initiations in flight wait behind the server's Diffie-Hellman work for longer
 # than the default 500 ms on a busy core, and each retransmission costs both sides a new
 # handshake), FANOUT_RATE (publishes/s, 5), FANOUT_PAYLOAD (1191),
-# HOT (active sessions in the hot phase), QUIET_WAIT, NOTE (first paragraph of the page).
+# HOT (active sessions in the hot phase), SERVER_ARGS (more session-server flags, e.g.
+# --no-offloads), QUIET_WAIT, NOTE (first paragraph of the page).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -127,6 +128,7 @@ LOAD=target/release/ringwire-bench
     echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') x $(nproc)"
     echo "nofile hard limit: $HARD_NOFILE; sockets: at most $SOCKETS, $PEERS_PER_IP per loopback address"
     echo "phase: $PHASE  sizes: $SIZES  hot subset: $HOT  rate: $RATE/s  duration: ${DURATION}s  warmup: ${WARMUP}s  handshake rate: ${HANDSHAKE_RATE:-unpaced}  client handshake RTO: ${HANDSHAKE_RTO_MS} ms"
+    [[ -n ${SERVER_ARGS:-} ]] && echo "session-server flags: $SERVER_ARGS"
     echo "fan-out sizes: $FANOUT_SIZES  publishes: $FANOUT_RATE/s of ${FANOUT_PAYLOAD} B"
 } | tee "$OUT/machine.txt"
 "$LOAD" wait-quiet --max-s "$QUIET_WAIT"
@@ -149,7 +151,7 @@ run_one() {
     local log="$dir/server.$n.log" max=$(( sessions + sessions / 10 + 1024 ))
     "$LOAD" session-server --app "$app" --cores "$SERVER_CORE" --max-sessions "$max" \
         --keepalive-ms 0 --idle-timeout-ms 3600000 --handshakes-per-second 1000000 \
-        >"$log" 2>&1 &
+        ${SERVER_ARGS:-} >"$log" 2>&1 &
     SERVER_PID=$!
     local addr="" key=""
     for _ in $(seq 100); do

@@ -13,7 +13,7 @@ use ringwire::apps::{Relay, SessionEcho};
 use ringwire::session::{
     EndpointConfig, Keypair, Placement, SessionApp, SessionClock, SessionHost, random_key,
 };
-use ringwire::{Engine, EngineConfig, EngineEvent, EngineHandle};
+use ringwire::{Engine, EngineConfig, EngineEvent, EngineHandle, Offload};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -54,6 +54,10 @@ pub struct SessionServerArgs {
     /// Send slots per shard (`shard.send_slots`).
     #[arg(long)]
     pub send_slots: Option<usize>,
+    /// Turn UDP GSO and GRO off (`shard.gso = shard.gro = "off"`): every reply is its own
+    /// datagram on the wire, even when one turn answers one peer several times.
+    #[arg(long)]
+    pub no_offloads: bool,
 }
 
 /// Runs the server until a stop signal.
@@ -66,6 +70,10 @@ pub fn run(args: SessionServerArgs) -> crate::CmdResult {
     config.steering = true;
     if let Some(slots) = args.send_slots {
         config.shard.send_slots = slots;
+    }
+    if args.no_offloads {
+        config.shard.gso = Offload::Off;
+        config.shard.gro = Offload::Off;
     }
     let max_datagram = config.shard.max_datagram;
     let mut endpoint = EndpointConfig::new(key, identity.clone());
