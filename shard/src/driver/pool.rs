@@ -523,35 +523,39 @@ impl SendSlots {
             );
             return Err(Refused::Full);
         }
+        // The destination is encoded on the stack and compared there: reading the slot's name
+        // back right after the payload copy and the name's field-by-field stores is where a
+        // profile of a 1,200-byte echo put most of this function's time (docs/DECISIONS.md
+        // D60). A datagram that joins a send needs no name of its own.
+        let mut name = [0u8; SOCKADDR_MAX_LEN];
+        let namelen = sockaddr::encode(peer, &mut name);
         // SAFETY: slot i is free (checked above): no SQE names it, so the kernel reads none of
         // its memory, and nothing else refers to it. `i < count` (`self.slots[i]` exists), so
-        // each pointer is slot i's element of its region; `payload.len() <= max` (checked
-        // above); the handler's bytes never lie inside these regions, which nothing outside
-        // this type can reach. The name is written in place through a reference to exactly the
-        // slot's name bytes.
-        let namelen = unsafe {
+        // the pointer is slot i's payload; `payload.len() <= max` (checked above); the
+        // handler's bytes never lie inside these regions, which nothing outside this type can
+        // reach.
+        unsafe {
             ptr::copy_nonoverlapping(
                 payload.as_ptr(),
                 self.payloads.at_unchecked(i * self.max),
                 payload.len(),
             );
-            let name = &mut *self
-                .names
-                .at_unchecked(i * SOCKADDR_MAX_LEN)
-                .cast::<[u8; SOCKADDR_MAX_LEN]>();
-            sockaddr::encode(peer, name)
-        };
+        }
         let len = payload.len() as u32;
         if self.gso
             && let Some(&lead) = self.staged.last()
-            && self.may_join(lead, slot, len)
+            && self.may_join(lead, &name, namelen, len)
         {
             self.join(lead, slot, len, tag);
             return Ok(());
         }
-        // SAFETY: as above, slot i is free and in range; header and vector fields are written
-        // through raw pointers.
+        // SAFETY: as above, slot i is free and in range; its name bytes are written as one
+        // array, header and vector fields through raw pointers.
         unsafe {
+            self.names
+                .at_unchecked(i * SOCKADDR_MAX_LEN)
+                .cast::<[u8; SOCKADDR_MAX_LEN]>()
+                .write(name);
             (*self.iovs.at_unchecked(i)).iov_len = payload.len();
             (*self.hdrs.at_unchecked(i)).msg_namelen = namelen;
         }
@@ -563,13 +567,13 @@ impl SendSlots {
         Ok(())
     }
 
-    /// Whether the datagram of `len` bytes in `slot` (free, its payload and name written) may
-    /// join the send `lead` (staged) leads or would lead.
+    /// Whether a datagram of `len` bytes to `name` (`namelen` bytes, encoded) may join the send
+    /// `lead` (staged) leads or would lead.
     #[inline]
-    fn may_join(&self, lead: u32, slot: u32, len: u32) -> bool {
+    fn may_join(&self, lead: u32, name: &[u8; SOCKADDR_MAX_LEN], namelen: u32, len: u32) -> bool {
         let l = &self.slots[lead as usize];
         // The lead's length is the segment size: no datagram of a send may be longer.
-        if len == 0 || len > l.len || !self.same_name(lead, slot) {
+        if len == 0 || len > l.len || !self.same_name(lead, name, namelen) {
             return false;
         }
         let len = len as usize;
@@ -588,29 +592,30 @@ impl SendSlots {
         }
     }
 
-    /// Whether `slot`'s destination (written, not yet in its header) is the staged `lead`'s:
-    /// the same encoded socket address, byte for byte.
+    /// Whether `name` (`namelen` bytes, encoded) is the staged `lead`'s destination: the same
+    /// encoded socket address, byte for byte.
     #[inline]
-    fn same_name(&self, lead: u32, slot: u32) -> bool {
-        let (lead, slot) = (lead as usize, slot as usize);
-        // SAFETY: `lead` is staged and `slot` free (the callers' states): no SQE names either,
-        // so the kernel touches neither name nor the lead's header, and both indices are below
-        // the slot count (`self.slots[..]` held them). Each read copies exactly one slot's name
-        // bytes (initialised: the region was zeroed, then `encode` wrote it).
-        let (namelen, a, b) = unsafe {
-            let name = |i: usize| {
-                self.names
-                    .at_unchecked(i * SOCKADDR_MAX_LEN)
-                    .cast::<[u8; SOCKADDR_MAX_LEN]>()
-                    .read()
-            };
-            let namelen = (*self.hdrs.at_unchecked(lead)).msg_namelen;
-            (namelen, name(lead), name(slot))
+    fn same_name(&self, lead: u32, name: &[u8; SOCKADDR_MAX_LEN], namelen: u32) -> bool {
+        let lead = lead as usize;
+        // SAFETY: `lead` is staged (the caller's state): no SQE names it, so the kernel touches
+        // neither its name nor its header, and the index is below the slot count
+        // (`self.slots[lead]` held it). The read copies exactly one slot's name bytes
+        // (initialised: the region was zeroed, then `stage` wrote them).
+        let (lead_len, a) = unsafe {
+            let a = self
+                .names
+                .at_unchecked(lead * SOCKADDR_MAX_LEN)
+                .cast::<[u8; SOCKADDR_MAX_LEN]>()
+                .read();
+            ((*self.hdrs.at_unchecked(lead)).msg_namelen, a)
         };
-        // Both start with the family, so equal bytes up to the lead's length are the same
-        // address of the same length (16 bytes for IPv4, all 28 for IPv6).
+        // Both start with the family, so equal lengths and equal bytes up to them are the same
+        // address (16 bytes for IPv4, all 28 for IPv6; the rest of an IPv4 lead's bytes may be
+        // an earlier destination's).
         let v4 = sockaddr::SOCKADDR_IN_LEN as usize;
-        a[..v4] == b[..v4] && (namelen == sockaddr::SOCKADDR_IN_LEN || a == b)
+        lead_len == namelen
+            && a[..v4] == name[..v4]
+            && (namelen == sockaddr::SOCKADDR_IN_LEN || a == *name)
     }
 
     /// Adds `slot` (its payload written, `len` bytes) to the send `lead` leads, making that
@@ -1071,6 +1076,42 @@ mod tests {
                 (Some(v6), 1)
             ]
         );
+    }
+
+    #[test]
+    fn reused_slots_send_to_their_new_destination_and_join_only_it() {
+        let v6: SocketAddr = "[::1]:9".parse().unwrap();
+        let v4: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let v4b: SocketAddr = "127.0.0.2:9".parse().unwrap();
+        let mut slots = SendSlots::with_gso(2, 100, true);
+        // Both slots used once: slot 0 held an IPv6 destination (all 28 name bytes), slot 1
+        // joined its send (no name of its own).
+        slots.stage(v6, b"abc", 0).unwrap();
+        slots.stage(v6, b"abc", 0).unwrap();
+        let (_, token) = slots.staged(0).unwrap();
+        slots.mark_submitted(1);
+        slots.complete_send(token).unwrap();
+        // IPv4 datagrams in these slots (an IPv4 name leaves the old IPv6 bytes after its 16):
+        // the same IPv4 address joins the lead, another does not (and finds no slot left).
+        for to in [v4, v4, v4b] {
+            match slots.stage(to, b"abc", 0) {
+                Ok(()) | Err(Refused::Full) => {}
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert_eq!(
+            slots.staged_datagrams(0),
+            (Some(v4), vec![b"abc".to_vec(); 2])
+        );
+        let (_, token) = slots.staged(0).unwrap();
+        slots.mark_submitted(1);
+        slots.complete_send(token).unwrap();
+        // Each slot now leads a send of its own, the one that only ever joined included, to
+        // its own destination.
+        slots.stage(v4b, b"de", 0).unwrap();
+        slots.stage(v6, b"f", 0).unwrap();
+        assert_eq!(slots.staged_datagram(0), (Some(v4b), b"de".to_vec()));
+        assert_eq!(slots.staged_datagram(1), (Some(v6), b"f".to_vec()));
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub(crate) const SOCKADDR_MAX_LEN: usize = SOCKADDR_IN6_LEN as usize;
 /// Writes `addr` as the kernel lays it out into `out` and returns its length (16 or 28). The
 /// IPv6 flow label is written big-endian, as [`parse`] reads it, so an address parsed from a
 /// datagram is sent back byte for byte.
+#[inline]
 pub(crate) fn encode(addr: SocketAddr, out: &mut [u8; SOCKADDR_MAX_LEN]) -> u32 {
     match addr {
         SocketAddr::V4(a) => {
