@@ -120,7 +120,7 @@ rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 # SERVER_PID, ADDR.
 start_server() {
     local log="$OUT/$2.server.log"
-    server_start "$2" "$log" 5 grep -q 'listening on' "$log" -- \
+    server_start "$2" "$log" 60 grep -q 'listening on' "$log" -- \
         "$BIN" serve --config "$1" --app session-echo --shards 1 --cores "$SERVER_CORE" \
         --bind 127.0.0.1:0 || exit 1
     ADDR=$(grep -o 'listening on [^ ]*' "$log" | awk '{print $3}')

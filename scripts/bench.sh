@@ -245,7 +245,7 @@ bulk_phase() {
     log=$dir/$name.$phase.server.log
     echo "## $name $phase: $cmd"
     # shellcheck disable=SC2086 # the command line is split on purpose
-    start_server "$name" "$port" "$log" 10 $cmd || { FAILED=1; return; }
+    start_server "$name" "$port" "$log" 60 $cmd || { FAILED=1; return; }
     if is_engine "$name"; then
         cpu_sample "$SERVER_PID" "$dir/$name.$phase.cpu-before.sample" || FAILED=1
     fi
@@ -298,7 +298,7 @@ run_round() {
         echo "## $name: $cmd"
         loadavg "before $name ($dir)"
         # shellcheck disable=SC2086 # the command line is split on purpose
-        start_server "$name" "$port" "$log" 10 $cmd || { FAILED=1; continue; }
+        start_server "$name" "$port" "$log" 60 $cmd || { FAILED=1; continue; }
         if is_engine "$name"; then
             cpu_sample "$SERVER_PID" "$dir/$name.cpu-before.sample" || FAILED=1
         fi
@@ -374,7 +374,7 @@ if [[ $SOCKPERF == 1 ]]; then
             echo "## sockperf client against $name: $cmd"
             loadavg "before sockperf against $name"
             # shellcheck disable=SC2086
-            start_server "$name" "$port" "$SP/$name.server.log" 10 $cmd || { FAILED=1; continue; }
+            start_server "$name" "$port" "$SP/$name.server.log" 60 $cmd || { FAILED=1; continue; }
             sleep 0.3
             for test in ping-pong under-load throughput; do
                 extra=()

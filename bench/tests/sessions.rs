@@ -46,6 +46,10 @@ where
     let key = [42u8; 32];
     let mut config = EngineConfig::unpinned(addr, shards);
     config.shard.socket_recv_buffer = 8 << 20;
+    // Every deadline the engine has is a liveness guard here: a slow machine must not fail it.
+    config.start_timeout = common::os::HANG;
+    config.stop_timeout = common::os::HANG;
+    config.shard.drain_timeout = common::os::HANG;
     let clock = SessionClock::start();
     let max_datagram = config.shard.max_datagram;
     Engine::try_start(&config, move |info| {
@@ -308,7 +312,7 @@ fn relay_sessions_reopen_after_a_server_restart() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    first.drain(Duration::from_secs(30)).unwrap();
+    first.drain(common::os::HANG).unwrap();
     let second = engine_on(addr, 2, Relay::default, false);
     let report = load.join().unwrap();
     let after = second.shutdown(Duration::from_secs(60)).unwrap();
@@ -322,4 +326,64 @@ fn relay_sessions_reopen_after_a_server_restart() {
         after.total().datagrams_in > 0,
         "nothing reached the second engine"
     );
+}
+
+/// The relay restarts under a fan-out run (one publisher, 20 subscribers over 5 sockets): every
+/// session is lost once and opened again, the subscribers subscribe again to the publisher's
+/// new relay ID, and the second engine fans the publisher's probes out to them.
+#[test]
+fn fanout_subscribers_subscribe_again_after_a_server_restart() {
+    if !available_or_explain() {
+        return;
+    }
+    let first = engine(1, Relay::default);
+    let addr = first.local_addr();
+    let mut args = common::closed_loop(addr, 5, 1);
+    args.mode = Mode::Fanout;
+    args.sessions = Some(21);
+    args.server_key = Some(server_identity().public);
+    args.cores = None;
+    args.window = None;
+    args.rate = Some(100.0);
+    args.duration = 4.0;
+    args.timeout_ms = 500;
+    let load = std::thread::spawn(move || ringwire_bench::load::execute(&args).unwrap());
+    // Restart once the first engine has fanned probes out (its counters say so).
+    let observer = first.observer();
+    let guard = Instant::now() + common::os::HANG;
+    while observer
+        .stats()
+        .iter()
+        .map(|s| s.datagrams_out)
+        .sum::<u64>()
+        < 200
+    {
+        assert!(
+            Instant::now() < guard,
+            "no traffic came from the first engine"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    first.drain(common::os::HANG).unwrap();
+    let second = engine_on(addr, 1, Relay::default, false);
+    let report = load.join().unwrap();
+    let after = second.shutdown(common::os::HANG).unwrap();
+    let app = |name: &str| -> u64 {
+        after
+            .shards
+            .iter()
+            .flat_map(|s| s.app.iter())
+            .filter(|(k, _)| *k == name)
+            .map(|(_, v)| v)
+            .sum()
+    };
+    assert_eq!(report.sessions_established, Some(21), "{report}");
+    assert_eq!(report.sessions_lost, 21, "{report}");
+    assert_eq!(report.sessions_reopened, 21, "{report}");
+    assert_eq!(report.received + report.lost, report.sent, "{report}");
+    assert_eq!(report.misrouted, 0, "{report}");
+    // Each subscriber subscribed again, once, to the publisher's new ID; the second engine
+    // fanned probes out to them.
+    assert_eq!(app("relay_subscribed"), 20, "{after:?}");
+    assert!(app("relay_fanned_out") > 0, "{after:?}");
 }

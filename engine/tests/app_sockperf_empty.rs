@@ -2,25 +2,25 @@
 //! as rejected, and the messages after it are answered.
 #![allow(clippy::unwrap_used)]
 
-use std::net::UdpSocket;
-use std::time::Duration;
+mod common;
 
+use std::net::UdpSocket;
+
+use common::HANG;
+use ringwire::Engine;
 use ringwire::apps::SockperfServer;
 use ringwire::kernel::available_or_explain;
-use ringwire::{Engine, EngineConfig};
 
 #[test]
 fn an_empty_datagram_gets_no_reply_and_is_counted() {
     if !available_or_explain() {
         return;
     }
-    let config = EngineConfig::unpinned("127.0.0.1:0".parse().unwrap(), 1);
-    let engine = Engine::start(&config, |_| SockperfServer::default()).unwrap();
+    let engine = Engine::start(&common::config(1), |_| SockperfServer::default()).unwrap();
     let addr = engine.local_addr();
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    // One request in flight at a time: loopback cannot drop it; the timeout is a liveness guard.
+    client.set_read_timeout(Some(HANG)).unwrap();
     // A 14-byte ping-pong request: sequence 7, flags client | reply requested, length 14.
     let mut request = Vec::new();
     request.extend_from_slice(&7u64.to_be_bytes());
@@ -36,7 +36,7 @@ fn an_empty_datagram_gets_no_reply_and_is_counted() {
         let (n, _) = client.recv_from(&mut buf).unwrap();
         assert_eq!(&buf[..n], &reply[..]);
     }
-    let total = engine.shutdown(Duration::from_secs(2)).unwrap().total();
+    let total = common::shutdown(engine).total();
     assert_eq!(total.recv_empty, 3, "{total}");
     assert_eq!(total.rejected, 3, "{total}");
     assert_eq!(total.datagrams_out, 3, "{total}");

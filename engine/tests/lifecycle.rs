@@ -19,13 +19,13 @@ use ringwire::kernel::available_or_explain;
 use ringwire::session::client::ClientPool;
 use ringwire::session::{EndpointConfig, Event, Keypair, Placement, SessionClock, SessionHost};
 use ringwire::{
-    Ctx, Engine, EngineConfig, EngineError, EngineEvent, Handler, ReportError, ReportPage,
-    ReportRequest, ShardConfig,
+    Ctx, Engine, EngineError, EngineEvent, Handler, ReportError, ReportPage, ReportRequest,
+    ShardConfig,
 };
 
 /// How long a test waits for something that must happen before it fails instead of hanging.
 /// Never a claim about speed.
-const GUARD: Duration = Duration::from_secs(60);
+const GUARD: Duration = common::HANG;
 
 /// Sends `payload` to `addr` and waits for the echo.
 fn echo_once(addr: SocketAddr, payload: &[u8]) -> std::io::Result<Vec<u8>> {
@@ -84,7 +84,7 @@ fn counting_echo(counts: &Counts) -> impl Fn(ringwire::ShardInfo) -> Echo + Send
 /// Starts an engine, uses it, then fails with `?` before any shutdown: the shape of code that
 /// leaked running shards before handles stopped them on drop.
 fn start_then_fail(counts: &Counts, addr: &mut Option<SocketAddr>) -> Result<(), Box<dyn Error>> {
-    let config = EngineConfig::unpinned("127.0.0.1:0".parse()?, 2);
+    let config = common::config(2);
     let engine = Engine::start(&config, counting_echo(counts))?;
     *addr = Some(engine.local_addr());
     assert_eq!(echo_once(engine.local_addr(), b"hello")?, b"hello");
@@ -122,7 +122,7 @@ fn a_panicking_handler_is_reported_at_once_with_its_shard_and_message() {
         handlers_dropped: Arc::new(AtomicUsize::new(0)),
         threads_ended: Arc::new(AtomicUsize::new(0)),
     };
-    let config = EngineConfig::unpinned("127.0.0.1:0".parse().unwrap(), 2);
+    let config = common::config(2);
     let mut engine = Engine::start(&config, counting_echo(&counts)).unwrap();
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     client.send_to(b"boom", engine.local_addr()).unwrap();
@@ -152,7 +152,7 @@ fn shard_threads_have_names_linux_keeps_whole() {
     if !available_or_explain() {
         return;
     }
-    let config = EngineConfig::unpinned("127.0.0.1:0".parse().unwrap(), 2);
+    let config = common::config(2);
     let engine = Engine::start(&config, |_| ringwire::apps::Echo).unwrap();
     for (shard, tid) in engine.thread_ids().into_iter().enumerate() {
         let comm = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).unwrap();
@@ -192,7 +192,7 @@ fn a_timed_out_report_request_never_answers_the_next_one() {
     let (release, release_rx) = mpsc::channel();
     let (reported_tx, reported) = mpsc::channel();
     let release_rx = Mutex::new(Some(release_rx));
-    let config = EngineConfig::unpinned("127.0.0.1:0".parse().unwrap(), 1);
+    let config = common::config(1);
     let mut engine = Engine::start(&config, move |_| Gate {
         entered: entered_tx.clone(),
         release: release_rx.lock().unwrap().take().unwrap(),
@@ -247,7 +247,7 @@ fn session_reports_come_in_bounded_pages_that_cover_every_session_once() {
     }
     const SESSIONS: usize = 40;
     const PAGE: usize = 16;
-    let config = EngineConfig::unpinned("127.0.0.1:0".parse().unwrap(), 1);
+    let config = common::config(1);
     let mut engine = Engine::start(&config, |_| session_echo_host()).unwrap();
     let mut pool = ClientPool::new(
         EndpointConfig::new([9u8; 32], Keypair::from_seed_bytes([0x52; 32])),
@@ -310,7 +310,7 @@ fn notifications_arrive_in_order_and_are_bounded() {
     if !available_or_explain() {
         return;
     }
-    let config = EngineConfig::unpinned("127.0.0.1:0".parse().unwrap(), 1);
+    let config = common::config(1);
     let mut engine = Engine::start(&config, |_| ringwire::apps::Echo).unwrap();
     let notifier = engine.notifier();
     let capacity = ringwire::EngineNotifier::CAPACITY as u64;

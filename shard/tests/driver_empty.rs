@@ -2,11 +2,14 @@
 //! one ends in the kernel is re-armed within the same completion pass.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::os::HANG;
 use ringwire_shard::driver::{
     SocketOptions, available_or_explain, bind_reuseport_group, thread_cpu_time,
 };
@@ -82,11 +85,11 @@ fn start() -> Running {
     }
 }
 
+/// A client whose reads wait at most [`HANG`] (a liveness guard: every read below waits for
+/// an answer that must come).
 fn client() -> UdpSocket {
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    client.set_read_timeout(Some(HANG)).unwrap();
     client
 }
 

@@ -3,10 +3,13 @@
 //! tested in `src/driver/tests.rs`, which may build its own SQEs.)
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::os::HANG;
 use ringwire_shard::driver::{SocketOptions, available_or_explain, bind_reuseport_group};
 use ringwire_shard::mesh::MeshEnd;
 use ringwire_shard::ring::Wake;
@@ -75,10 +78,8 @@ fn start(
 fn panic_under_load(config: ShardConfig, panic_at_send: u64) -> ShardStats {
     let (addr, control, thread) = start(config, panic_at_send);
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    // Wait until the shard is up and echoing.
-    client
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    // Wait until the shard is up and echoing (the timeout is a liveness guard only).
+    client.set_read_timeout(Some(HANG)).unwrap();
     client.send_to(b"up?", addr).unwrap();
     let mut buf = [0u8; 16];
     client.recv_from(&mut buf).unwrap();
@@ -111,7 +112,7 @@ fn a_handler_panic_under_load_drains_the_kernel_before_freeing() {
     }
     let stats = panic_under_load(
         // Far more than the drain takes; the drain ends as soon as the kernel is done.
-        drain_config(Duration::from_secs(30)),
+        drain_config(HANG),
         0,
     );
     assert_eq!(
@@ -145,7 +146,7 @@ fn a_panic_amid_send_completions_still_drains() {
     if !available_or_explain() {
         return;
     }
-    let stats = panic_under_load(drain_config(Duration::from_secs(30)), 2000);
+    let stats = panic_under_load(drain_config(HANG), 2000);
     assert_eq!(
         (stats.pools_drained, stats.pools_leaked),
         (1, 0),
@@ -161,9 +162,7 @@ fn a_clean_stop_drains_and_frees() {
     }
     let (addr, control, thread) = start(ShardConfig::default(), 0);
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    client.set_read_timeout(Some(HANG)).unwrap();
     client.send_to(b"x", addr).unwrap();
     let mut buf = [0u8; 16];
     client.recv_from(&mut buf).unwrap();
@@ -186,9 +185,7 @@ fn the_ring_fd_peers_wake_through_is_reset_and_never_reused_while_held() {
     }
     let (addr, control, thread) = start(ShardConfig::default(), 0);
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    client.set_read_timeout(Some(HANG)).unwrap();
     client.send_to(b"x", addr).unwrap();
     let mut buf = [0u8; 16];
     client.recv_from(&mut buf).unwrap();

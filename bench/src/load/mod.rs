@@ -465,11 +465,10 @@ impl Plan {
                     let hs = session::handshake::run(&mut io, pace)?;
                     if flavor == session::Flavor::Fanout {
                         io.subscribe_all();
-                    } else {
-                        // A session that ends from here on (a server restart) is opened
-                        // again. Not in fan-out: the subscriptions name the publisher's ID.
-                        io.reopen_lost_sessions();
                     }
+                    // A session that ends from here on (a server restart) is opened again;
+                    // in fan-out it subscribes again to the publisher's new relay ID.
+                    io.reopen_lost_sessions();
                     Ok((io, hs))
                 });
                 // Reach the start line even on error, or the others wait forever.

@@ -13,12 +13,13 @@ pub mod os;
 pub use os::HANG;
 
 /// `shards` unpinned shards on an ephemeral loopback port. Every deadline the engine has
-/// (start-up, drain) is raised to [`HANG`]: tests wait for events, and a slow machine must not
-/// turn into a failure.
+/// (start-up, drain, the wait for the shards to stop when a handle is dropped) is raised to
+/// [`HANG`]: tests wait for events, and a slow machine must not turn into a failure.
 pub fn config(shards: usize) -> EngineConfig {
     let mut config = EngineConfig::unpinned("127.0.0.1:0".parse().unwrap(), shards);
     config.start_timeout = HANG;
     config.shard.drain_timeout = HANG;
+    config.stop_timeout = HANG;
     config
 }
 

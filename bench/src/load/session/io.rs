@@ -204,25 +204,28 @@ impl SessionIo {
     /// Fan-out: every session but the publisher (session 0) subscribes to it. Call once all
     /// are ready; the Subscribes leave at once.
     pub fn subscribe_all(&mut self) {
-        let Some(publisher) = self.relay_ids[0] else {
-            return;
-        };
-        let msg = ringwire::apps::relay::RelayMsg::Subscribe {
-            publisher_conn_id: publisher,
-        }
-        .to_vec();
-        let now = self.now();
         for i in 1..self.sessions {
-            if let Some(c) = self.conns[i]
-                && self.ready[i]
-            {
-                let _ = self.ep.send(now, c, &msg);
-            }
+            self.subscribe(i);
             if i % 256 == 0 {
                 self.flush();
             }
         }
         self.flush();
+    }
+
+    /// Fan-out: queues subscriber `i`'s Subscribe to the publisher's current relay ID, if both
+    /// are ready ([`SessionIo::flush`] sends it).
+    fn subscribe(&mut self, i: usize) {
+        let Some(publisher) = self.relay_ids[0].filter(|_| self.ready[0]) else {
+            return;
+        };
+        if let Some(c) = self.conns[i].filter(|_| self.ready[i]) {
+            let msg = ringwire::apps::relay::RelayMsg::Subscribe {
+                publisher_conn_id: publisher,
+            }
+            .to_vec();
+            let _ = self.ep.send(self.now(), c, &msg);
+        }
     }
 
     /// Starts peer `peer`'s handshake (queues its Initiation; [`SessionIo::flush`]
@@ -316,13 +319,24 @@ impl SessionIo {
         Some(segment)
     }
 
-    /// Marks `peer` ready; counts it reopened if it was being opened again.
+    /// Marks `peer` ready; counts it reopened if it was being opened again. Fan-out, traffic
+    /// phase: a subscriber opened again subscribes to the publisher, and a publisher opened
+    /// again (a new relay ID; its old subscriptions went with its old session) is subscribed
+    /// to by every ready subscriber.
     fn mark_ready(&mut self, peer: usize, sink: &mut Sink<'_>) {
         if !self.ready[peer] {
             self.ready[peer] = true;
             self.ready_count += 1;
             if std::mem::take(&mut self.reopening[peer]) {
                 sink.stats.sessions_reopened += 1;
+                if self.flavor == Flavor::Fanout {
+                    if peer == 0 {
+                        self.subscribe_all();
+                    } else {
+                        self.subscribe(peer);
+                        self.flush();
+                    }
+                }
             }
         }
     }
