@@ -11,11 +11,17 @@
 #   stream          64-byte request/response streams, 8 connections, 8 outstanding each
 #   handshake       a new connection per request (handshake, one stream echo, close), 4 at once
 #                   (also against ringwire with retry = "always": what a Retry costs)
-# Then rebinding, with two server threads (unpinned): ringwire --shards 2 (QUIC steering on)
-# against quinn --endpoints 2 (SO_REUSEPORT, no steering), 16 connections whose clients move
-# to a new port every $REBIND_MS ms: connections lost.
-# Prints each quic-load line with the load average before and after; the machine is called
-# busy when the load average is 0.3 or more. ringwire serves with retry = "never" and the
+# Then two server threads (unpinned): ringwire --shards 2 (QUIC steering on) against quinn
+# --endpoints 2 (one endpoint per thread on SO_REUSEPORT, no steering), 16 connections with one
+# DATAGRAM frame outstanding each, first with clients that keep their ports (the two-thread
+# throughput, and the control for the next row), then with clients that move to a new port
+# every $REBIND_MS ms: requests and connections lost.
+# Prints each quic-load line with the load average before and after, and the server's CPU time
+# during the load (utime + stime of all its threads, from /proc): server_cpu_s, and
+# per_server_cpu_s = responses / server_cpu_s, the throughput per core of server CPU (the
+# closed-loop rate alone is bounded by the client and by latency, not by the server's core).
+# Client datagrams per response each way (client_tx/rx_per_response) tell how many requests
+# share a packet. The machine is called busy when the load average is 0.3 or more. ringwire serves with retry = "never" and the
 # per-source admission limits lifted (every client is 127.0.0.1), as quinn's server, which has
 # neither.
 #
@@ -70,14 +76,29 @@ start_server() { # name threads
     sleep 1
 }
 
+# CPU ticks (utime + stime) of every thread of the server so far.
+server_ticks() {
+    local t sum=0
+    for t in /proc/"$server_pid"/task/*/stat; do
+        sum=$((sum + $(awk '{print $14 + $15}' "$t" 2>/dev/null || echo 0)))
+    done
+    echo "$sum"
+}
+
 load() { # server-name phase args...
     local name=$1 phase=$2
     shift 2
-    local before after line
+    local before after line t0 t1 responses hz cpu per
+    hz=$(getconf CLK_TCK)
     before=$(cut -d' ' -f1 /proc/loadavg)
+    t0=$(server_ticks)
     line=$($BENCH quic-load --server "127.0.0.1:$PORT" --duration "$DURATION" "$@")
+    t1=$(server_ticks)
     after=$(cut -d' ' -f1 /proc/loadavg)
-    echo "$name $phase: $line loadavg=$before->$after"
+    responses=$(sed -n 's/.* responses=\([0-9]*\).*/\1/p' <<<"$line")
+    cpu=$(awk -v t=$((t1 - t0)) -v hz="$hz" 'BEGIN { printf "%.2f", t / hz }')
+    per=$(awk -v r="${responses:-0}" -v c="$cpu" 'BEGIN { if (c > 0) printf "%.0f", r / c; else print "-" }')
+    echo "$name $phase: $line server_cpu_s=$cpu per_server_cpu_s=$per loadavg=$before->$after"
 }
 
 for phase in datagram stream handshake; do
@@ -92,9 +113,14 @@ for phase in datagram stream handshake; do
         stop_server
     done
 done
-for name in ringwire quinn; do
-    start_server "$name" 2
-    load "$name" "rebind" --mode datagram --conns 16 --window 1 --rebind-ms "$REBIND_MS"
-    stop_server
+for phase in two-threads rebind; do
+    for name in ringwire quinn; do
+        start_server "$name" 2
+        case $phase in
+            two-threads) load "$name" "$phase" --mode datagram --conns 16 --window 1 ;;
+            rebind) load "$name" "$phase" --mode datagram --conns 16 --window 1 --rebind-ms "$REBIND_MS" ;;
+        esac
+        stop_server
+    done
 done
 echo "commit $(git rev-parse --short HEAD) kernel $(uname -r)"

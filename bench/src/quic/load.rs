@@ -96,6 +96,8 @@ async fn drive(args: QuicLoadArgs) -> crate::CmdResult {
             conns.push((endpoint, conn));
         }
     }
+    // Datagrams each way from the handshakes on, to subtract them from the measured phase's.
+    let before = udp_counts(&conns);
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(args.duration);
     let mut tasks = Vec::new();
@@ -190,9 +192,15 @@ async fn drive(args: QuicLoadArgs) -> crate::CmdResult {
         .iter()
         .filter(|(_, c)| c.close_reason().is_some())
         .count();
+    let after = udp_counts(&conns);
+    // Client datagrams per response, each way: how many requests share a packet (the same
+    // for every server, so a difference is the server's batching). Only with long-lived
+    // connections.
+    let per = |n: u64| n as f64 / (t.responses.max(1) as f64);
     println!(
         "quic-load: mode={:?} conns={} window={} size={} secs={secs:.2} responses={} rate={:.0}/s \
-         p50_us={} p99_us={} lost_requests={} conns_lost={} rebinds={}",
+         p50_us={} p99_us={} lost_requests={} conns_lost={} rebinds={} \
+         client_tx_per_response={:.3} client_rx_per_response={:.3}",
         args.mode,
         args.conns,
         args.window,
@@ -204,12 +212,22 @@ async fn drive(args: QuicLoadArgs) -> crate::CmdResult {
         t.lost,
         t.conns_lost.max(dead as u64),
         t.rebinds,
+        per(after.0 - before.0),
+        per(after.1 - before.1),
     );
     for (endpoint, conn) in &conns {
         conn.close(0u32.into(), b"");
         endpoint.close(0u32.into(), b"");
     }
     Ok(())
+}
+
+/// UDP datagrams sent and received by every connection so far.
+fn udp_counts(conns: &[(quinn::Endpoint, quinn::Connection)]) -> (u64, u64) {
+    conns.iter().fold((0, 0), |(tx, rx), (_, c)| {
+        let s = c.stats();
+        (tx + s.udp_tx.datagrams, rx + s.udp_rx.datagrams)
+    })
 }
 
 /// One request/response over a new bidirectional stream; `None` if the connection failed.

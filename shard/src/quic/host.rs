@@ -13,7 +13,8 @@
 //!   free slots, so nothing quinn hands over is refused; consecutive datagrams of one
 //!   transmit go to one destination with one size, which the driver sends as one GSO send),
 //!   then its next deadline is set on the shard's timer set (one timer per connection,
-//!   cancelled and re-armed only when the deadline moves).
+//!   cancelled and re-armed only when the deadline moves earlier; a timer that fires before a
+//!   deadline that moved later finds nothing expired and is re-armed).
 //! - **No tokio, no lock**: the endpoint is sans-IO and lives on this thread; the server
 //!   configuration is shared read-only.
 #![forbid(unsafe_code)]
@@ -394,8 +395,13 @@ impl<A: QuicApp> QuicHost<A> {
             };
             send(ctx, &t, buf, stats);
         }
+        // Re-armed only when the deadline moves earlier (or goes): a live connection's
+        // deadline moves later with nearly every packet (loss detection, idle), and a timer
+        // that fires before it only makes `handle_timeout` find nothing expired, after which
+        // this re-arms it (D63).
         let deadline = entry.conn.poll_timeout();
-        if entry.timer.map(|(d, _)| d) != deadline {
+        let keep = matches!((entry.timer, deadline), (Some((armed, _)), Some(d)) if armed <= d);
+        if !keep && entry.timer.map(|(d, _)| d) != deadline {
             if let Some((_, id)) = entry.timer.take() {
                 ctx.cancel_timer(id);
             }
