@@ -41,7 +41,9 @@
 //! the read-mostly `closed` flag (producer only). In steady state the producer writes line B
 //! and the consumer writes line A, and neither reads the other's line on every operation:
 //! that is the rigtorp / rtrb technique, worth more than an order of magnitude on a cross-core
-//! ring. The `Arc` is touched only when an end is created or dropped.
+//! ring. The `Arc` is touched only when an end is created or dropped, and an end drops it
+//! from a copy of the pointer, so that the end's own address never escapes and a loop over
+//! its operations can keep its positions in registers (`release_shared`).
 //!
 //! Batch operations on buffers ([`Producer::send_batch`], [`Consumer::recv_batch`]) move items
 //! with block copies: the slots of positions `p .. p + n` are at most two runs (up to the end
