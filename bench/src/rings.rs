@@ -935,13 +935,24 @@ pub fn run(args: RingsArgs) -> Result<RingsReport, RingsError> {
     let mut rows = Vec::new();
     let (cap, items, batch) = (args.capacity, args.items, args.batch);
     // One section at a time; runs interleave the rings (run 1 of each, then run 2 of each,
-    // ...) so load from other processes drifts across all of them alike.
+    // ...) so load from other processes drifts across all of them alike, in an order that
+    // reverses every round (A B, B A, A B, ...) so no ring always runs first, after one
+    // untimed warm-up run of each (thread start, first touch of the allocator's pages, the
+    // clock's ramp) whose figure is dropped.
     let runs = args.runs.max(1);
     let mut measure = |section: &'static str, unit, rings: &mut [Measured<'_>]| {
         let chosen = |ring: &str| args.rings.is_empty() || args.rings.iter().any(|r| r == ring);
         let mut figures = vec![Vec::with_capacity(runs); rings.len()];
-        for _ in 0..runs {
-            for (i, (ring, f)) in rings.iter_mut().enumerate() {
+        for (_, f) in rings.iter_mut().filter(|(ring, _)| chosen(ring)) {
+            black_box(f());
+        }
+        for round in 0..runs {
+            let mut order: Vec<usize> = (0..rings.len()).collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for i in order {
+                let (ring, f) = &mut rings[i];
                 if chosen(ring) {
                     figures[i].push(f());
                 }
@@ -1279,7 +1290,8 @@ pub fn page(report: &RingsReport, machine: &str, command: &str) -> String {
         "- Ratios are ringwire / other: for items/s above 1 means ringwire moves more; for ns \
          below 1 means ringwire is cheaper.",
         "- Every figure is the median of the runs; runs interleave the implementations (run 1 \
-         of each, then run 2 of each, ...), so load drifts over all of them alike.",
+         of each, then run 2 of each, ...) in an order reversed every round, after one untimed \
+         warm-up run of each, so load drifts over all of them alike and none always runs first.",
         "- Wake latency sleeps for real (`poll(2)` on an eventfd, or `io_uring_enter` waiting \
          for an eventfd poll, an `IORING_OP_MSG_RING` or an `IORING_OP_FUTEX_WAIT` \
          completion): it includes the scheduler's wake-up, which a busy machine stretches \

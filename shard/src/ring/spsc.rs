@@ -41,7 +41,9 @@
 //! the read-mostly `closed` flag (producer only). In steady state the producer writes line B
 //! and the consumer writes line A, and neither reads the other's line on every operation:
 //! that is the rigtorp / rtrb technique, worth more than an order of magnitude on a cross-core
-//! ring. The `Arc` is touched only when an end is created or dropped.
+//! ring. The `Arc` is touched only when an end is created or dropped, and an end drops it
+//! from a copy of the pointer, so that the end's own address never escapes and a loop over
+//! its operations can keep its positions in registers (`release_shared`).
 //!
 //! Batch operations on buffers ([`Producer::send_batch`], [`Consumer::recv_batch`]) move items
 //! with block copies: the slots of positions `p .. p + n` are at most two runs (up to the end
@@ -95,7 +97,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::mem::MaybeUninit;
+use std::mem::{ManuallyDrop, MaybeUninit};
 
 use crossbeam_utils::CachePadded;
 
@@ -279,7 +281,7 @@ pub fn channel<T>(capacity: usize) -> (Producer<T>, Consumer<T>) {
     // The array never moves: it is boxed inside the `Arc`, which both ends keep alive.
     let slots = shared.slots.as_ptr();
     let producer = Producer {
-        shared: Arc::clone(&shared),
+        shared: ManuallyDrop::new(Arc::clone(&shared)),
         slots,
         capacity,
         tail: 0,
@@ -287,7 +289,7 @@ pub fn channel<T>(capacity: usize) -> (Producer<T>, Consumer<T>) {
         head_cache: 0,
     };
     let consumer = Consumer {
-        shared,
+        shared: ManuallyDrop::new(shared),
         slots,
         capacity,
         head: 0,
@@ -300,7 +302,8 @@ pub fn channel<T>(capacity: usize) -> (Producer<T>, Consumer<T>) {
 /// The sending end of a ring. Dropping it closes the ring; the consumer still receives the
 /// items already in it, then [`TryRecvError::Closed`].
 pub struct Producer<T> {
-    shared: Arc<Shared<T>>,
+    /// Released by `Drop`, which takes it out first (see `release_shared`).
+    shared: ManuallyDrop<Arc<Shared<T>>>,
     /// `shared.slots`' array, valid as long as `shared` is.
     slots: *const Slot<T>,
     capacity: usize,
@@ -315,7 +318,8 @@ pub struct Producer<T> {
 /// The receiving end of a ring. Dropping it closes the ring: further sends return
 /// [`TrySendError::Closed`] with the item.
 pub struct Consumer<T> {
-    shared: Arc<Shared<T>>,
+    /// Released by `Drop`, which takes it out first (see `release_shared`).
+    shared: ManuallyDrop<Arc<Shared<T>>>,
     /// `shared.slots`' array, valid as long as `shared` is.
     slots: *const Slot<T>,
     capacity: usize,
@@ -492,6 +496,7 @@ impl<T> Producer<T> {
 impl<T> Drop for Producer<T> {
     fn drop(&mut self) {
         self.close();
+        release_shared(&mut self.shared);
     }
 }
 
@@ -666,7 +671,24 @@ impl<T> Drop for Consumer<T> {
         // Release: nothing to publish but our `head` stores; items still in the ring are
         // dropped with `Shared` once the producer is gone too.
         self.shared.closed.store(true, Ordering::Release);
+        release_shared(&mut self.shared);
     }
+}
+
+/// Drops an end's `Arc` from a copy of the pointer, so that the end's own address never
+/// reaches `Arc`'s out-of-line `drop_slow`.
+///
+/// Dropping the field in place would hand `&mut self.shared` to that call, and an end whose
+/// address escapes anywhere in a function is memory the compiler must assume any store or
+/// atomic operation may change: a loop over `try_send` or `try_recv` then reloads and stores
+/// every position and cached field from memory on every call instead of keeping them in
+/// registers (seen in the benchmark's generated code; rtrb, which releases its buffer from a
+/// raw pointer, kept them in registers). Called once, by the end's `Drop`, last.
+#[inline(always)]
+fn release_shared<T>(shared: &mut ManuallyDrop<Arc<Shared<T>>>) {
+    // SAFETY: called only from the end's `Drop`, as its last use of `shared`: the field is
+    // never read again, so taking it out cannot produce a second owner of the `Arc`.
+    drop(unsafe { ManuallyDrop::take(shared) });
 }
 
 impl<T> fmt::Debug for Producer<T> {
