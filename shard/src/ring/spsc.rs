@@ -32,7 +32,8 @@
 //! capacity is exactly the one asked for. A `u64` position wraps after 2^64 items, more than
 //! five centuries at a billion items a second, so `position mod capacity` is the slot of a
 //! position for the life of any ring. Each end keeps the slot of its own position
-//! (`tail_slot`, `head_slot`) and advances it with a compare and subtract, never a division.
+//! (`tail_slot`, `head_slot`) and advances it with a compare and subtract (a compare and
+//! select of zero for a single item), never a division.
 //!
 //! Each end also keeps a private copy of the other end's position (`head_cache`,
 //! `tail_cache`) and reloads the shared one only when the copy says it cannot proceed
@@ -135,6 +136,17 @@ fn slot_after(capacity: usize, slot: usize, n: usize) -> usize {
     } else {
         next
     }
+}
+
+/// The slot after slot `slot`, for the single-item paths. Requires `slot < capacity`, so the
+/// next slot is at most `capacity` and "wrapped" is an equality: the step compiles to an
+/// increment, a compare and a conditional move of zero, where [`slot_after`]'s general
+/// `n` needs a subtraction as well.
+#[inline(always)]
+fn slot_after_one(capacity: usize, slot: usize) -> usize {
+    debug_assert!(slot < capacity);
+    let next = slot + 1;
+    if next == capacity { 0 } else { next }
 }
 
 /// Writes `item` into slot `slot` of the array at `slots`.
@@ -378,7 +390,10 @@ impl<T> Producer<T> {
         // SAFETY: the ring is not full by a `head` no newer than the real one, so the slot of
         // `tail` is free (invariants 3 and 4), and this is the producer.
         unsafe { write_slot(self.slots, self.tail_slot, item) };
-        self.publish(1);
+        self.tail = self.tail.wrapping_add(1);
+        self.tail_slot = slot_after_one(self.capacity, self.tail_slot);
+        // Release, as in `publish`.
+        self.shared.tail.store(self.tail, Ordering::Release);
         Ok(())
     }
 
@@ -536,7 +551,10 @@ impl<T> Consumer<T> {
         // than the real `tail`, so the slot of `head` is initialised (invariants 2 and 4);
         // this is the consumer and it advances `head` right after.
         let item = unsafe { read_slot(self.slots, self.head_slot) };
-        self.release(1);
+        self.head = self.head.wrapping_add(1);
+        self.head_slot = slot_after_one(self.capacity, self.head_slot);
+        // Release, as in `release`.
+        self.shared.head.store(self.head, Ordering::Release);
         Ok(item)
     }
 
