@@ -219,6 +219,16 @@ pub fn rows(run: &ScaleRun, ticks_per_s: f64) -> Vec<ScaleRow> {
         .collect()
 }
 
+/// The caption of one of `run`'s tables (commit, kernel, load average, the client's lateness).
+fn caption(run: &ScaleRun, cells: &[Cell]) -> Caption {
+    Caption {
+        header: run.header.clone(),
+        start: run.loadavg.0,
+        end: run.loadavg.1,
+        lateness: lateness_sentence(cells.iter()),
+    }
+}
+
 fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("-".to_string(), |v| format!("{v:.digits$}"))
 }
@@ -309,13 +319,7 @@ pub fn markdown(
     write!(md, "{}", run.machine)?;
     writeln!(md, "```\n")?;
     writeln!(md, "## Results\n")?;
-    let caption = Caption {
-        header: run.header.clone(),
-        start: run.loadavg.0,
-        end: run.loadavg.1,
-        lateness: lateness_sentence(cells.iter()),
-    };
-    writeln!(md, "{caption}\n")?;
+    writeln!(md, "{}\n", caption(run, &cells))?;
     writeln!(
         md,
         "| sessions | sockets | established | handshake s | server CPU ms/handshake | offered /s | sent | lost | server CPU us/req | RSS idle MiB | bytes/session | bytes/session (marginal) | p50 us | p99 us | client lag p99 us | load average before → after | verdict |"
@@ -355,13 +359,7 @@ pub fn markdown(
         let frows = self::rows(f, ticks_per_s);
         let fcells = self::cells(f);
         writeln!(md, "### Fan-out\n")?;
-        let caption = Caption {
-            header: f.header.clone(),
-            start: f.loadavg.0,
-            end: f.loadavg.1,
-            lateness: lateness_sentence(fcells.iter()),
-        };
-        writeln!(md, "{caption}\n")?;
+        writeln!(md, "{}\n", caption(f, &fcells))?;
         writeln!(
             md,
             "| subscribers | publishes /s | payload B | deliveries expected | lost | server CPU us/delivery | p50 us | p99 us | client lag p99 us | load average before → after | verdict |"
@@ -438,13 +436,7 @@ fn hot_table(
         md,
         "### Hot subset: traffic on a few sessions, the rest idle\n"
     )?;
-    let caption = Caption {
-        header: hot.header.clone(),
-        start: hot.loadavg.0,
-        end: hot.loadavg.1,
-        lateness: lateness_sentence(hcells.iter()),
-    };
-    writeln!(md, "{caption}\n")?;
+    writeln!(md, "{}\n", caption(hot, &hcells))?;
     writeln!(
         md,
         "| sessions | active | offered /s | sent | lost | server CPU us/req | vs 1 session | p50 us | p99 us | client lag p99 us | load average before → after | verdict |"

@@ -198,41 +198,40 @@ fn relay_bulk_mode_two_pairs() {
 /// session.
 #[test]
 fn many_sessions_share_a_socket() {
+    if let Some(report) = sixty_sessions_over_seven_sockets(None, "shared-sockets") {
+        assert_eq!(report.sessions, Some(60), "{report}");
+    }
+}
+
+/// Session echo, closed loop: 60 sessions over 7 peer sockets on 4 source addresses (2 sockets
+/// each), traffic on the first `active` sessions (`None`: all); asserts every session opened
+/// and everything sent was delivered.
+fn sixty_sessions_over_seven_sockets(active: Option<u32>, name: &str) -> Option<LoadReport> {
     if !available_or_explain() {
-        return;
+        return None;
     }
     let engine = engine(1, SessionEcho::default);
     let mut args = common::closed_loop(engine.local_addr(), 7, 16);
     args.mode = Mode::Session;
     args.sessions = Some(60);
+    args.active = active;
     args.peers_per_ip = 2;
     args.server_key = Some(server_identity().public);
     args.cores = None;
-    let report = run_with_json(args, "shared-sockets");
+    let report = run_with_json(args, name);
     engine.shutdown(std::time::Duration::from_secs(60)).unwrap();
-    assert_eq!(report.sessions, Some(60), "{report}");
     assert_all_delivered_over(&report, 60, 7);
+    Some(report)
 }
 
 /// `--active 5` among 60 sessions: every session opens, traffic goes to the first 5 only (each
 /// of them answered), the other 55 stay idle.
 #[test]
 fn active_subset_carries_all_traffic() {
-    if !available_or_explain() {
+    let Some(report) = sixty_sessions_over_seven_sockets(Some(5), "active-subset") else {
         return;
-    }
-    let engine = engine(1, SessionEcho::default);
-    let mut args = common::closed_loop(engine.local_addr(), 7, 16);
-    args.mode = Mode::Session;
-    args.sessions = Some(60);
-    args.active = Some(5);
-    args.peers_per_ip = 2;
-    args.server_key = Some(server_identity().public);
-    args.cores = None;
-    let report = run_with_json(args, "active-subset");
-    engine.shutdown(std::time::Duration::from_secs(60)).unwrap();
+    };
     assert_eq!(report.active, Some(5), "{report}");
-    assert_all_delivered_over(&report, 60, 7);
     assert_eq!(
         report.peers_responded,
         common::peers_in_rotation(&report, 5),
