@@ -21,11 +21,16 @@
 # per_server_cpu_s = responses / server_cpu_s, the throughput per core of server CPU (the
 # closed-loop rate alone is bounded by the client and by latency, not by the server's core).
 # Client datagrams per response each way (client_tx/rx_per_response) tell how many requests
-# share a packet. The machine is called busy when the load average is 0.3 or more. ringwire serves with retry = "never" and the
+# share a packet; client_cpu_s is the client thread's CPU time in the phase (near the phase's
+# length: the client, not the server, bounds the closed-loop rate); server_sleeps_per_response
+# counts the server threads' voluntary context switches (each a park in io_uring_enter or
+# epoll_wait, and a wake-up to pay) per response. The machine is called busy when the load average is 0.3 or more. ringwire serves with retry = "never" and the
 # per-source admission limits lifted (every client is 127.0.0.1), as quinn's server, which has
 # neither.
 #
-# Environment: SERVER_CORE (0), LOAD_CORE (1), DURATION (5), REBIND_MS (500).
+# Environment: SERVER_CORE (0), LOAD_CORE (1), DURATION (5), REBIND_MS (500), ROUNDS (1: the
+# one-thread phases run this many times, ringwire and quinn alternating, for a median of
+# several samples instead of one).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -37,6 +42,7 @@ SERVER_CORE=${SERVER_CORE:-0}
 LOAD_CORE=${LOAD_CORE:-1}
 DURATION=${DURATION:-5}
 REBIND_MS=${REBIND_MS:-500}
+ROUNDS=${ROUNDS:-1}
 RW=target/release/ringwire
 BENCH=target/release/ringwire-bench
 PORT=4433
@@ -85,32 +91,46 @@ server_ticks() {
     echo "$sum"
 }
 
+# Voluntary context switches of every thread of the server so far (each a sleep and a wake).
+server_sleeps() {
+    local t sum=0
+    for t in /proc/"$server_pid"/task/*/status; do
+        sum=$((sum + $(awk '/^voluntary_ctxt_switches/ {print $2}' "$t" 2>/dev/null || echo 0)))
+    done
+    echo "$sum"
+}
+
 load() { # server-name phase args...
     local name=$1 phase=$2
     shift 2
-    local before after line t0 t1 responses hz cpu per
+    local before after line t0 t1 s0 s1 responses hz cpu per sleeps
     hz=$(getconf CLK_TCK)
     before=$(cut -d' ' -f1 /proc/loadavg)
     t0=$(server_ticks)
+    s0=$(server_sleeps)
     line=$($BENCH quic-load --server "127.0.0.1:$PORT" --duration "$DURATION" "$@")
     t1=$(server_ticks)
+    s1=$(server_sleeps)
     after=$(cut -d' ' -f1 /proc/loadavg)
     responses=$(sed -n 's/.* responses=\([0-9]*\).*/\1/p' <<<"$line")
     cpu=$(awk -v t=$((t1 - t0)) -v hz="$hz" 'BEGIN { printf "%.2f", t / hz }')
     per=$(awk -v r="${responses:-0}" -v c="$cpu" 'BEGIN { if (c > 0) printf "%.0f", r / c; else print "-" }')
-    echo "$name $phase: $line server_cpu_s=$cpu per_server_cpu_s=$per loadavg=$before->$after"
+    sleeps=$(awk -v r="${responses:-0}" -v s=$((s1 - s0)) 'BEGIN { if (r > 0) printf "%.3f", s / r; else print "-" }')
+    echo "$name $phase: $line server_cpu_s=$cpu per_server_cpu_s=$per server_sleeps_per_response=$sleeps loadavg=$before->$after"
 }
 
 for phase in datagram stream handshake; do
     names="ringwire quinn"
     [[ $phase == handshake ]] && names="ringwire quinn ringwire-retry"
-    for name in $names; do
-        start_server "$name" 1
-        case $phase in
-            handshake) load "$name" "$phase" --mode handshake --conns 4 --window 1 --core "$LOAD_CORE" ;;
-            *) load "$name" "$phase" --mode "$phase" --conns 8 --window 8 --core "$LOAD_CORE" ;;
-        esac
-        stop_server
+    for _ in $(seq "$ROUNDS"); do
+        for name in $names; do
+            start_server "$name" 1
+            case $phase in
+                handshake) load "$name" "$phase" --mode handshake --conns 4 --window 1 --core "$LOAD_CORE" ;;
+                *) load "$name" "$phase" --mode "$phase" --conns 8 --window 8 --core "$LOAD_CORE" ;;
+            esac
+            stop_server
+        done
     done
 done
 for phase in two-threads rebind; do

@@ -248,6 +248,10 @@ counters! {
     /// Sends that carried several datagrams (GSO); each of their datagrams is also in
     /// `datagrams_out`, or under its errno in `send_errors`.
     send_coalesced,
+    /// Of `send_coalesced`, the sends whose datagrams the kernel read through a gather list
+    /// (one vector per datagram) because every group buffer was in use; the others were copied
+    /// end to end into one.
+    send_gathered,
     /// 1 when the socket refused a GSO send (`EIO` or `EINVAL`) and the shard went on sending
     /// every datagram alone; the datagrams of the refused sends are in `send_errors`.
     gso_fallbacks,

@@ -68,15 +68,16 @@ pub fn run<T: Transport>(mut w: Worker<T>, schedule: Schedule) -> io::Result<Wor
         }
         let mut wait_ms = 1;
         if sending {
-            let (sent, k) = send_due(&mut w, &schedule, next);
-            next = k;
-            sent_total += sent;
-            let due = schedule.intended_ns(next);
+            let due = send_due(&mut w, &schedule, next);
+            next = due.next;
+            sent_total += due.sent;
             // Nothing went although something was due (every peer tried is down or full):
-            // wait a millisecond rather than spin.
-            if sent > 0 || due > w.now_ns() {
-                let until = due.saturating_sub(w.now_ns());
-                wait_ms = i32::try_from(until / 1_000_000).unwrap_or(1);
+            // wait a millisecond rather than spin. Otherwise sleep until just before the next
+            // intended time. The verdict is send_due's own: judged here against a later
+            // clock, a datagram that fell due in between looked refused and cost the client a
+            // millisecond's sleep (D75).
+            if !due.refused {
+                wait_ms = sleep_ms_before(schedule.intended_ns(next).saturating_sub(w.now_ns()));
             }
         }
         replies.clear();
@@ -105,6 +106,28 @@ fn unsent(schedule: &Schedule, mut next: u64, measure_start_ns: u64, end_ns: u64
     n
 }
 
+/// How early a worker wakes before its next intended send time: it sleeps in whole
+/// milliseconds (`epoll_wait`), a sleep may overrun by its timer slack (0.1% of it, at least
+/// 50 us) and by the wake-up of an idle virtual CPU, so it sleeps until this long before the
+/// time and polls without sleeping from there.
+const WAKE_MARGIN_NS: u64 = 2_000_000;
+
+/// Whole milliseconds a worker may sleep when its next datagram is due in `until_ns`.
+fn sleep_ms_before(until_ns: u64) -> i32 {
+    i32::try_from(until_ns.saturating_sub(WAKE_MARGIN_NS) / 1_000_000).unwrap_or(i32::MAX)
+}
+
+/// What one [`send_due`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Due {
+    /// Datagrams sent (fan-out: times the copies each one becomes).
+    sent: u64,
+    /// Index of the next datagram to send.
+    next: u64,
+    /// Something was due but no peer tried took any of it (down, or its queue full).
+    refused: bool,
+}
+
 /// At most this many send batches between two receive polls, so a client
 /// that fell behind keeps draining its sockets while it catches up.
 const MAX_BATCHES_PER_POLL: usize = 4;
@@ -114,13 +137,15 @@ const LATE_SEND_NS: u64 = 1_000_000;
 
 /// Sends the datagrams whose intended time has come (before the end), in
 /// batches from successive peers (at most [`MAX_BATCHES_PER_POLL`]; a peer that
-/// sends none is passed over). Returns (datagrams sent, next index).
+/// sends none is passed over).
 ///
 /// Each batch reads the clock afresh, and each measured datagram's lag is
 /// the time just before the `sendmmsg` that carried it minus its intended
 /// time, so the lag is what the client added to the datagram's latency.
-fn send_due<T: Transport>(w: &mut Worker<T>, schedule: &Schedule, mut next: u64) -> (u64, u64) {
+fn send_due<T: Transport>(w: &mut Worker<T>, schedule: &Schedule, mut next: u64) -> Due {
     let mut sent_total = 0;
+    let mut taken = 0;
+    let mut refused = false;
     for _ in 0..MAX_BATCHES_PER_POLL {
         let now = w.now_ns();
         let mut n = 0;
@@ -140,7 +165,7 @@ fn send_due<T: Transport>(w: &mut Worker<T>, schedule: &Schedule, mut next: u64)
             n += 1;
         }
         if n == 0 {
-            return (sent_total, next);
+            break;
         }
         // Datagrams intended before the measured window are warm-up.
         let first_measured = (0..n)
@@ -158,11 +183,34 @@ fn send_due<T: Transport>(w: &mut Worker<T>, schedule: &Schedule, mut next: u64)
         }
         next += sent as u64;
         sent_total += sent as u64 * w.io.copies();
+        taken += sent;
+        refused = taken == 0;
         // Nothing went from this peer (its session is down, or its queue full): the next
         // batch tries the next peer. Some went: the rest waits for the next poll.
         if sent > 0 && sent < n {
-            return (sent_total, next);
+            break;
         }
     }
-    (sent_total, next)
+    Due {
+        sent: sent_total,
+        next,
+        refused,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sleeps_only_to_the_wake_margin_before_the_next_send() {
+        // Due within the margin: poll without sleeping.
+        assert_eq!(sleep_ms_before(0), 0);
+        assert_eq!(sleep_ms_before(WAKE_MARGIN_NS), 0);
+        assert_eq!(sleep_ms_before(WAKE_MARGIN_NS + 999_999), 0);
+        // Further away: whole milliseconds, waking at least the margin early.
+        assert_eq!(sleep_ms_before(WAKE_MARGIN_NS + 1_000_000), 1);
+        assert_eq!(sleep_ms_before(200_000_000), 198);
+        assert_eq!(sleep_ms_before(u64::MAX), i32::MAX);
+    }
 }

@@ -30,7 +30,8 @@ pub struct LiveCounters {
 pub enum PollMode {
     /// Busy-poll epoll (timeout 0): lowest added latency, burns the core.
     Spin,
-    /// Block in epoll_wait (1 ms at most): leaves the core idle when it can.
+    /// Block in epoll_wait until shortly before the next send is due (open loop; 1 ms at most
+    /// otherwise): leaves the core idle when it can.
     Block,
 }
 

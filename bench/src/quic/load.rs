@@ -98,6 +98,7 @@ async fn drive(args: QuicLoadArgs) -> crate::CmdResult {
     }
     // Datagrams each way from the handshakes on, to subtract them from the measured phase's.
     let before = udp_counts(&conns);
+    let cpu_before = thread_cpu();
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(args.duration);
     let mut tasks = Vec::new();
@@ -185,6 +186,12 @@ async fn drive(args: QuicLoadArgs) -> crate::CmdResult {
         let _ = t.await;
     }
     let secs = start.elapsed().as_secs_f64();
+    // The client's own CPU time in the measured phase: near `secs` means the one client thread,
+    // not the server, bounds the closed-loop rate.
+    let client_cpu = match (cpu_before, thread_cpu()) {
+        (Some(a), Some(b)) => format!("{:.2}", b.saturating_sub(a).as_secs_f64()),
+        _ => "-".to_owned(),
+    };
     let h = hist.borrow();
     let t = tally.borrow();
     // A connection counted lost in the datagram loop is also one whose close reason is set.
@@ -200,7 +207,7 @@ async fn drive(args: QuicLoadArgs) -> crate::CmdResult {
     println!(
         "quic-load: mode={:?} conns={} window={} size={} secs={secs:.2} responses={} rate={:.0}/s \
          p50_us={} p99_us={} lost_requests={} conns_lost={} rebinds={} \
-         client_tx_per_response={:.3} client_rx_per_response={:.3}",
+         client_tx_per_response={:.3} client_rx_per_response={:.3} client_cpu_s={client_cpu}",
         args.mode,
         args.conns,
         args.window,
@@ -220,6 +227,14 @@ async fn drive(args: QuicLoadArgs) -> crate::CmdResult {
         endpoint.close(0u32.into(), b"");
     }
     Ok(())
+}
+
+/// This thread's CPU time so far (the runtime and every connection run on it), from
+/// `/proc/thread-self/schedstat` (nanoseconds on the CPU); `None` where the kernel has none.
+fn thread_cpu() -> Option<Duration> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns = s.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
 }
 
 /// UDP datagrams sent and received by every connection so far.

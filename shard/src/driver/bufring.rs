@@ -124,6 +124,26 @@ impl BufRing {
         self.tail = self.tail.wrapping_add(1);
     }
 
+    /// Test support: the buffer ids of the last `n` entries pushed, in push order.
+    #[cfg(test)]
+    pub(crate) fn last_pushed(&self, n: usize) -> Vec<u16> {
+        (0..n)
+            .map(|k| {
+                let at = self.tail.wrapping_sub((n - k) as u16);
+                let idx = usize::from(at & self.mask);
+                // SAFETY: idx <= mask, so the entry lies inside the ring allocation; test only,
+                // on a ring no kernel reads (never registered).
+                unsafe {
+                    self.ring
+                        .as_ptr()
+                        .add(idx * ENTRY_SIZE + 12)
+                        .cast::<u16>()
+                        .read_volatile()
+                }
+            })
+            .collect()
+    }
+
     /// Makes every pushed entry visible to the kernel.
     pub(crate) fn publish(&self) {
         // SAFETY: the tail lives at byte 14 of the ring, 2-byte aligned, inside the allocation;

@@ -789,6 +789,7 @@ impl Shard {
             n += 1;
         }
         self.slots.mark_submitted(n);
+        self.counters.send_gathered = self.slots.gathered();
         Ok(())
     }
 
@@ -905,7 +906,10 @@ impl Shard {
         }
         if res < 0 {
             match -res {
-                libc::ENOBUFS => self.counters.enobufs += 1,
+                libc::ENOBUFS => {
+                    self.counters.enobufs += 1;
+                    self.recv.ran_dry();
+                }
                 libc::ECANCELED if self.stopping => {}
                 libc::EINVAL if first && self.counters.datagrams_in == 0 => {
                     self.fatal = Some(

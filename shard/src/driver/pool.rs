@@ -13,7 +13,10 @@
 //!  | recvmsg_out 16 B | name 16/28 B | control | payload ... | recvmsg_out | ... |
 //!  +--------------------------------------------------+--------------------------+----
 //!    the kernel owns a buffer while the buffer ring lists it; the shard owns it from the
-//!    completion that names it (a `Held` token) until `give_back` lists it again
+//!    completion that names it (a `Held` token) until `give_back` returns it to the spares
+//!  spares: the buffers neither listed nor held, last given back on top; `publish` lists
+//!    from the top until the ring lists twice the most the kernel recently took in one turn
+//!    (at least 16; all of them at start), so a light load cycles a few warm buffers
 //!  recv header: one msghdr (msg_namelen, msg_controllen), read by the kernel each time the
 //!               receive is armed
 //!
@@ -26,10 +29,17 @@
 //!  `iov_len` and `msg_namelen` of a free slot
 //!
 //!  with GSO, per group g (a send that carries several slots' datagrams; count / 2 groups):
-//!  gathers   [iovec g.0 .. iovec g.63]    -> the payloads of the lead and each joined slot
+//!  gathers   [iovec g.0 .. iovec g.63]    -> one group buffer, or the payloads of the lead
+//!                                            and each joined slot
 //!  controls  [24 B cmsg UDP_SEGMENT = the lead's length]
-//!  the lead's header: msg_iov -> gathers[g], msg_iovlen = datagrams, msg_control -> controls[g];
-//!  pointed back at its own vector, without control, when the group's completion frees it
+//!  the lead's header: msg_iov -> gathers[g], msg_iovlen = 1 (a group buffer) or datagrams,
+//!  msg_control -> controls[g]; pointed back at its own vector, without control, when the
+//!  group's completion frees it
+//!  buffers   [64 KiB][64 KiB] ...         min(count / 2, 64) group buffers: a group that gets
+//!                                         one (LIFO) has its datagrams copied there end to end
+//!                                         (the lead's from its slot when the second joins),
+//!                                         one vector for the kernel's send copy; without one
+//!                                         free, the gather list names the slots
 //!
 //!  slot state (Rust side only):  Free --stage--> Staged --SQE pushed--> InFlight
 //!                                  ^   \                                   |
@@ -64,10 +74,23 @@ use io_uring::types::RecvMsgOut;
 use super::bufring::BufRing;
 use super::cmsg::{self, SEGMENT_CONTROL_LEN};
 use super::offload::{MAX_GSO_BYTES, MAX_SEGMENTS};
+
+/// Most group buffers a shard has (fewer with fewer than 128 send slots): contiguous memory a
+/// GSO send's datagrams are copied into end to end, so that the kernel's send copy reads one
+/// vector instead of a gather list of one per datagram (docs/DECISIONS.md D69). A group formed
+/// while all are in use names its slots through its gather list instead.
+pub(crate) const GROUP_BUFFERS: usize = 64;
+
+/// Bytes of one group buffer: a whole GSO send, rounded up to a cache line.
+const GROUP_BUFFER_LEN: usize = MAX_GSO_BYTES.next_multiple_of(64);
 use super::sockaddr::{self, SOCKADDR_MAX_LEN};
 
 /// Room in each receive buffer for `io_uring_recvmsg_out` ahead of the name and payload.
 const RECVMSG_OUT_LEN: usize = 16;
+
+/// Fewest receive buffers the ring lists (or all of them, if fewer) however little the kernel
+/// takes (docs/DECISIONS.md D69).
+const MIN_LISTED: u32 = 16;
 
 /// Bits of a send slot's generation carried in `user_data` (above the 32 bits of its index,
 /// below the driver's 8 bits of operation kind).
@@ -186,6 +209,15 @@ pub(crate) struct RecvPool {
     /// Per buffer: handed to the shard by a completion and not yet given back.
     held: Vec<bool>,
     ring: BufRing,
+    /// Buffers neither listed nor held; the last given back on top, listed first.
+    spares: Vec<u16>,
+    /// Buffers listed in the ring and not yet named by a completion.
+    listed: u32,
+    /// Buffers completions named since the last [`RecvPool::publish`].
+    taken: u32,
+    /// The most buffers taken between two publishes, lately: the largest such count, less one
+    /// for each publish since.
+    peak: u32,
     /// The header the kernel reads when a receive is armed (only `msg_namelen` and
     /// `msg_controllen` are set).
     hdr: Region<libc::msghdr>,
@@ -217,6 +249,8 @@ impl RecvPool {
             ring.push(bid as u16, bufs.chunk(bid, buf_len), len);
         }
         ring.publish();
+        // Every buffer listed at start: as many as the peak of a full ring asks for.
+        let listed = count as u32;
         // SAFETY: msghdr is plain data; all-zero is an empty header.
         let mut parse_hdr: libc::msghdr = unsafe { mem::zeroed() };
         parse_hdr.msg_namelen = namelen;
@@ -229,6 +263,10 @@ impl RecvPool {
             buf_len,
             held: vec![false; count],
             ring,
+            spares: Vec::with_capacity(count),
+            listed,
+            taken: 0,
+            peak: listed.div_ceil(2),
             hdr,
             parse_hdr,
             armed: false,
@@ -269,6 +307,8 @@ impl RecvPool {
             return None;
         }
         *held = true;
+        self.listed = self.listed.saturating_sub(1);
+        self.taken += 1;
         Some(Held { bid })
     }
 
@@ -291,19 +331,55 @@ impl RecvPool {
         RecvMsgOut::parse(bytes, &self.parse_hdr)
     }
 
-    /// Lists `held`'s buffer for the kernel again (visible after [`RecvPool::publish`]).
+    /// Returns `held`'s buffer to the spares, on top: the next [`RecvPool::publish`] lists it
+    /// for the kernel first.
     #[inline]
     pub(crate) fn give_back(&mut self, held: Held) {
-        let addr = self.buffer(&held);
         if let Some(h) = self.held.get_mut(usize::from(held.bid)) {
             *h = false;
         }
-        self.ring.push(held.bid, addr, self.buf_len as u32);
+        self.spares.push(held.bid);
     }
 
-    /// Makes every buffer given back so far visible to the kernel (one release store).
-    pub(crate) fn publish(&self) {
+    /// Lists spare buffers, the last given back first, until the ring lists twice the most
+    /// the kernel lately took between two publishes (at least [`MIN_LISTED`], at most every
+    /// buffer), and makes them visible to the kernel (one release store).
+    ///
+    /// The kernel fills listed buffers in the order they were listed; listing only what the
+    /// load needs keeps it cycling through a few buffers that are still in cache, where
+    /// listing all of them would have it write each coalesced buffer into memory untouched
+    /// for hundreds of buffers (D30, D69). A turn that takes every listed buffer ends the
+    /// multishot receive with `ENOBUFS` (counted; the driver re-arms it, nothing is lost
+    /// while the socket buffer holds the datagrams) and doubles the listing at the next
+    /// publish; the listing shrinks by at most two buffers a publish.
+    pub(crate) fn publish(&mut self) {
+        self.peak = self.taken.max(self.peak.saturating_sub(1));
+        self.taken = 0;
+        let want = self.peak.saturating_mul(2).max(MIN_LISTED);
+        while self.listed < want
+            && let Some(bid) = self.spares.pop()
+        {
+            // SAFETY: a spare buffer is neither listed nor held, so listing it once more
+            // never lists it twice; its bid is below the buffer count (it came from `take`).
+            let addr = unsafe { self.bufs.at_unchecked(usize::from(bid) * self.buf_len) };
+            self.ring.push(bid, addr, self.buf_len as u32);
+            self.listed += 1;
+        }
         self.ring.publish();
+    }
+
+    /// The multishot receive ended with `ENOBUFS`: the kernel found the ring empty.
+    pub(crate) fn ran_dry(&mut self) {
+        // What the completions before this one took already says so; this keeps the count
+        // true whatever it missed.
+        self.listed = 0;
+    }
+
+    /// Test support: buffers listed, spare, held.
+    #[cfg(test)]
+    fn census(&self) -> (u32, usize, usize) {
+        let held = self.held.iter().filter(|h| **h).count();
+        (self.listed, self.spares.len(), held)
     }
 
     /// Unregisters the buffer ring once no receive is armed, so that the pool's memory may be
@@ -398,7 +474,7 @@ struct Slot {
 
 /// A GSO send being built or in flight: its lead slot's header names the group's gather list
 /// and `UDP_SEGMENT` control message.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct Group {
     /// Segment size: the lead's length.
     segment: u16,
@@ -412,6 +488,23 @@ struct Group {
     closed: bool,
     /// Some datagram of the group has a tag (its completion is reported per datagram).
     tagged: bool,
+    /// The group buffer holding the datagrams end to end ([`NONE`]: the gather list names
+    /// the slots).
+    buffer: u32,
+}
+
+impl Default for Group {
+    fn default() -> Self {
+        Self {
+            segment: 0,
+            datagrams: 0,
+            bytes: 0,
+            tail: NONE,
+            closed: false,
+            tagged: false,
+            buffer: NONE,
+        }
+    }
 }
 
 /// Fixed pool of send slots for one shard: each slot is a `msghdr`, an `iovec`, a destination
@@ -427,10 +520,16 @@ pub(crate) struct SendSlots {
     gathers: Region<libc::iovec>,
     /// Per group: its `UDP_SEGMENT` control message.
     controls: Region<u8>,
+    /// Group buffers, [`GROUP_BUFFER_LEN`] bytes each.
+    buffers: Region<u8>,
     slots: Vec<Slot>,
     groups: Vec<Group>,
     free: Vec<u32>,
     free_groups: Vec<u32>,
+    /// Free group buffers; the last freed is used first, so the few in use stay in cache.
+    free_buffers: Vec<u32>,
+    /// Groups formed while every group buffer was in use (sent through their gather list).
+    gathered: u64,
     staged: Vec<u32>,
     in_flight: usize,
     /// Datagrams to one destination may join a staged send (GSO); off for good once the
@@ -451,9 +550,11 @@ impl SendSlots {
     /// `count` slots of `max` bytes each; with `gso`, consecutive datagrams of one size to one
     /// destination share one send (a group), up to [`MAX_SEGMENTS`] datagrams and
     /// [`MAX_GSO_BYTES`] bytes. Groups need at least two slots each, so `count / 2` gather
-    /// lists are never short: 1 KiB of vectors and 24 bytes of control message each.
+    /// lists are never short: 1 KiB of vectors and 24 bytes of control message each; up to
+    /// [`GROUP_BUFFERS`] of them at a time hold their datagrams in a group buffer instead.
     pub(crate) fn with_gso(count: usize, max: usize, gso: bool) -> Self {
         let groups = if gso { (count / 2).max(1) } else { 0 };
+        let buffers = groups.min(GROUP_BUFFERS);
         let hdrs = Region::<libc::msghdr>::zeroed(count);
         let iovs = Region::<libc::iovec>::zeroed(count);
         let names = Region::<u8>::zeroed(count * SOCKADDR_MAX_LEN);
@@ -485,10 +586,13 @@ impl SendSlots {
             payloads,
             gathers: Region::<libc::iovec>::zeroed(groups * MAX_SEGMENTS),
             controls,
+            buffers: Region::<u8>::zeroed(buffers * GROUP_BUFFER_LEN),
             slots: vec![slot; count],
             groups: vec![Group::default(); groups],
             free: (0..count as u32).rev().collect(),
             free_groups: (0..groups as u32).rev().collect(),
+            free_buffers: (0..buffers as u32).rev().collect(),
+            gathered: 0,
             staged: Vec::with_capacity(count),
             in_flight: 0,
             gso,
@@ -529,29 +633,27 @@ impl SendSlots {
         // D60). A datagram that joins a send needs no name of its own.
         let mut name = [0u8; SOCKADDR_MAX_LEN];
         let namelen = sockaddr::encode(peer, &mut name);
+        let len = payload.len() as u32;
+        if self.gso
+            && let Some(&lead) = self.staged.last()
+            && self.may_join(lead, &name, namelen, len)
+        {
+            // The payload goes where the group keeps its datagrams (D69).
+            self.join(lead, slot, payload, tag);
+            return Ok(());
+        }
         // SAFETY: slot i is free (checked above): no SQE names it, so the kernel reads none of
         // its memory, and nothing else refers to it. `i < count` (`self.slots[i]` exists), so
         // the pointer is slot i's payload; `payload.len() <= max` (checked above); the
         // handler's bytes never lie inside these regions, which nothing outside this type can
-        // reach.
+        // reach. The name bytes are written as one array, header and vector fields through
+        // raw pointers.
         unsafe {
             ptr::copy_nonoverlapping(
                 payload.as_ptr(),
                 self.payloads.at_unchecked(i * self.max),
                 payload.len(),
             );
-        }
-        let len = payload.len() as u32;
-        if self.gso
-            && let Some(&lead) = self.staged.last()
-            && self.may_join(lead, &name, namelen, len)
-        {
-            self.join(lead, slot, len, tag);
-            return Ok(());
-        }
-        // SAFETY: as above, slot i is free and in range; its name bytes are written as one
-        // array, header and vector fields through raw pointers.
-        unsafe {
             self.names
                 .at_unchecked(i * SOCKADDR_MAX_LEN)
                 .cast::<[u8; SOCKADDR_MAX_LEN]>()
@@ -618,10 +720,13 @@ impl SendSlots {
             && (namelen == sockaddr::SOCKADDR_IN_LEN || a == *name)
     }
 
-    /// Adds `slot` (its payload written, `len` bytes) to the send `lead` leads, making that
-    /// send a group first if it is a lone datagram. `may_join` said yes.
+    /// Adds `payload` for `slot` (free, popped from the free list) to the send `lead` leads,
+    /// making that send a group first if it is a lone datagram: copied to the end of the
+    /// group's buffer, or into the slot and named by the group's gather list when the group
+    /// has no buffer. `may_join` said yes.
     #[inline(always)]
-    fn join(&mut self, lead: u32, slot: u32, len: u32, tag: u64) {
+    fn join(&mut self, lead: u32, slot: u32, payload: &[u8], tag: u64) {
+        let len = payload.len() as u32;
         let li = lead as usize;
         let l = &self.slots[li];
         let (mut g, lead_len, lead_tag) = (l.group, l.len, l.tag);
@@ -630,6 +735,8 @@ impl SendSlots {
                 return debug_assert!(false, "may_join checked for a free group");
             };
             g = free;
+            let buffer = self.free_buffers.pop().unwrap_or(NONE);
+            self.gathered += u64::from(buffer == NONE);
             self.groups[g as usize] = Group {
                 segment: lead_len as u16,
                 datagrams: 1,
@@ -637,22 +744,35 @@ impl SendSlots {
                 tail: lead,
                 closed: false,
                 tagged: lead_tag != 0,
+                buffer,
             };
             let gather = g as usize * MAX_SEGMENTS;
             let control = cmsg::segment_message(lead_len as u16);
             // SAFETY: the lead is staged (it is in `staged`, whose slots no SQE names yet) and
-            // group g was free, so the kernel reads none of the lead's header, its gather list
-            // or its control message. `g < groups` (a free group index) and `li < count`, so
+            // group g and its buffer were free, so the kernel reads none of the lead's header,
+            // its payload, the group's gather list, control message or buffer. `g < groups` (a
+            // free group index), `buffer < buffers` (a free buffer index) and `li < count`, so
             // every pointer is inside its region: gather entry 0 of group g, group g's control
-            // bytes, the lead's payload and header. Writes go through raw pointers.
+            // bytes, the buffer's first `lead_len <= max` bytes, the lead's payload and header.
+            // The regions never overlap one another. Writes go through raw pointers.
             unsafe {
                 let v = self.gathers.at_unchecked(gather);
-                (*v).iov_base = self.payloads.at_unchecked(li * self.max).cast();
+                let own = self.payloads.at_unchecked(li * self.max);
+                (*v).iov_base = if buffer == NONE {
+                    own.cast()
+                } else {
+                    let b = self
+                        .buffers
+                        .at_unchecked(buffer as usize * GROUP_BUFFER_LEN);
+                    ptr::copy_nonoverlapping(own, b, lead_len as usize);
+                    b.cast()
+                };
                 (*v).iov_len = lead_len as usize;
                 let c = self.controls.at_unchecked(g as usize * SEGMENT_CONTROL_LEN);
                 ptr::copy_nonoverlapping(control.as_ptr(), c, SEGMENT_CONTROL_LEN);
                 let hdr = self.hdrs.at_unchecked(li);
                 (*hdr).msg_iov = v;
+                (*hdr).msg_iovlen = 1;
                 (*hdr).msg_control = c.cast();
                 (*hdr).msg_controllen = SEGMENT_CONTROL_LEN;
             }
@@ -660,23 +780,53 @@ impl SendSlots {
         }
         let group = &mut self.groups[g as usize];
         let k = usize::from(group.datagrams);
+        let at = group.bytes as usize;
         let tail = group.tail as usize;
+        let buffer = group.buffer;
         group.datagrams += 1;
         group.bytes += len;
         group.tail = slot;
         group.closed = len < u32::from(group.segment);
         group.tagged |= tag != 0;
         let si = slot as usize;
-        // Entry k of group g's gather list (checked: `may_join` keeps k below MAX_SEGMENTS,
-        // and a broken promise must panic rather than write past the group's list).
-        assert!(k < MAX_SEGMENTS, "datagram {k} of a GSO send");
-        let v = self.gathers.at(g as usize * MAX_SEGMENTS + k);
-        // SAFETY: as above, the lead is staged and the group is its own, so the kernel reads
-        // neither; `v` is inside the gather region (checked above) and `si < count`.
-        unsafe {
-            (*v).iov_base = self.payloads.at_unchecked(si * self.max).cast();
-            (*v).iov_len = len as usize;
-            (*self.hdrs.at_unchecked(li)).msg_iovlen = k + 1;
+        if buffer == NONE {
+            // Entry k of group g's gather list (checked: `may_join` keeps k below
+            // MAX_SEGMENTS, and a broken promise must panic rather than write past the
+            // group's list).
+            assert!(k < MAX_SEGMENTS, "datagram {k} of a GSO send");
+            let v = self.gathers.at(g as usize * MAX_SEGMENTS + k);
+            // SAFETY: as above, the lead is staged and the group is its own, so the kernel
+            // reads neither; slot si is free (popped from the free list), so nothing reads
+            // its payload; `v` is inside the gather region (checked above), `si < count` and
+            // `len <= max` (`stage` checked it); the handler's bytes never lie in our regions.
+            unsafe {
+                let own = self.payloads.at_unchecked(si * self.max);
+                ptr::copy_nonoverlapping(payload.as_ptr(), own, payload.len());
+                (*v).iov_base = own.cast();
+                (*v).iov_len = len as usize;
+                (*self.hdrs.at_unchecked(li)).msg_iovlen = k + 1;
+            }
+        } else {
+            // The datagram's bytes go right after the group's (checked: `may_join` keeps a
+            // group within MAX_GSO_BYTES, and a broken promise must panic rather than write
+            // past the buffer).
+            assert!(
+                at + payload.len() <= GROUP_BUFFER_LEN,
+                "{at} + {len} bytes of a group buffer"
+            );
+            let dst = self
+                .buffers
+                .chunk(buffer as usize, GROUP_BUFFER_LEN)
+                .wrapping_add(at);
+            // SAFETY: the group is staged (its lead is), so the kernel reads neither its buffer
+            // nor its gather list; `dst .. dst + len` lies inside buffer `buffer` (checked
+            // above; `chunk` checked the buffer is inside the region); gather entry 0 of group
+            // g is inside its region (`g < groups`); the handler's bytes never lie in our
+            // regions.
+            unsafe {
+                ptr::copy_nonoverlapping(payload.as_ptr(), dst, payload.len());
+                (*self.gathers.at_unchecked(g as usize * MAX_SEGMENTS)).iov_len = at + len as usize;
+            }
         }
         self.slots[tail].next = slot;
         let s = &mut self.slots[si];
@@ -695,6 +845,12 @@ impl SendSlots {
     /// come back.
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight
+    }
+
+    /// Groups formed so far while every group buffer was in use: their datagrams went through
+    /// a gather list.
+    pub(crate) fn gathered(&self) -> u64 {
+        self.gathered
     }
 
     /// Whether datagrams may still share sends (GSO).
@@ -847,6 +1003,10 @@ impl SendSlots {
         self.in_flight -= freed;
         self.slots[lead].group = NONE;
         self.free_groups.push(g);
+        let buffer = mem::replace(&mut self.groups[g as usize].buffer, NONE);
+        if buffer != NONE {
+            self.free_buffers.push(buffer);
+        }
         // SAFETY: the completion of the lead's SQE came back, so the kernel is done with the
         // lead's header; `lead < count`. The header is pointed back at the slot's own vector,
         // without a control message, as `with_gso` set it up.
@@ -877,6 +1037,7 @@ impl SendSlots {
         self.payloads.leak();
         self.gathers.leak();
         self.controls.leak();
+        self.buffers.leak();
     }
 }
 
@@ -1173,6 +1334,157 @@ mod tests {
         assert_eq!(slots.complete_send(token), Ok(untagged));
         assert!(slots.group_done().is_empty(), "no tags to report");
         assert_eq!(slots.in_flight(), 0);
+    }
+
+    /// Group buffers: a group gets one while one is free, its datagrams end to end in it (the
+    /// lead's copied there when the second joins); groups formed while all are in use name
+    /// their slots through the gather list; both send the same datagrams, and a completion
+    /// frees its group's buffer for the next group (the last freed first).
+    #[test]
+    fn groups_use_a_buffer_while_one_is_free_and_a_gather_list_after() {
+        let a: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:10".parse().unwrap();
+        let count = 4 * GROUP_BUFFERS;
+        let mut slots = SendSlots::with_gso(count, 2048, true);
+        // GROUP_BUFFERS + 1 groups of two, alternating destinations, each datagram its own
+        // bytes; the last group's second datagram is shorter.
+        let datagram = |n: usize, k: usize| vec![(n * 2 + k) as u8; if k == 1 { 7 } else { 9 }];
+        for n in 0..=GROUP_BUFFERS {
+            let to = if n % 2 == 0 { a } else { b };
+            slots.stage(to, &datagram(n, 0), 0).unwrap();
+            slots.stage(to, &datagram(n, 1), n as u64 + 1).unwrap();
+        }
+        assert_eq!(slots.gathered(), 1, "one group found every buffer in use");
+        for n in 0..=GROUP_BUFFERS {
+            let (to, d) = slots.staged_datagrams(n);
+            assert_eq!(to, Some(if n % 2 == 0 { a } else { b }));
+            assert_eq!(d, vec![datagram(n, 0), datagram(n, 1)], "send {n}");
+            let (hdr, _) = slots.staged(n).unwrap();
+            // SAFETY: test only; the send is staged, so the kernel reads none of it.
+            let iovlen = unsafe { (*hdr).msg_iovlen };
+            assert_eq!(iovlen, if n < GROUP_BUFFERS { 1 } else { 2 }, "send {n}");
+        }
+        let tokens: Vec<u64> = (0..=GROUP_BUFFERS)
+            .map(|n| slots.staged(n).unwrap().1)
+            .collect();
+        slots.mark_submitted(GROUP_BUFFERS + 1);
+        // The first group's completion frees its buffer and reports its tagged datagram.
+        let two = Sent::Group {
+            datagrams: 2,
+            tagged: true,
+        };
+        assert_eq!(slots.complete_send(tokens[0]), Ok(two));
+        assert_eq!(slots.group_done(), [(0, 9), (1, 7)]);
+        // The next group takes that buffer: one vector again.
+        slots.stage(a, &[5; 30], 0).unwrap();
+        slots.stage(a, &[6; 30], 0).unwrap();
+        slots.stage(a, &[7; 12], 0).unwrap();
+        assert_eq!(slots.gathered(), 1);
+        assert_eq!(
+            slots.staged_datagrams(0),
+            (Some(a), vec![vec![5; 30], vec![6; 30], vec![7; 12]])
+        );
+        let (hdr, token) = slots.staged(0).unwrap();
+        // SAFETY: test only; the send is staged, so the kernel reads none of it.
+        assert_eq!(unsafe { (*hdr).msg_iovlen }, 1);
+        slots.mark_submitted(1);
+        for t in tokens.into_iter().skip(1).chain([token]) {
+            slots.complete_send(t).unwrap();
+        }
+        assert_eq!((slots.in_flight(), slots.free()), (0, count));
+        assert_eq!(slots.free_buffers.len(), GROUP_BUFFERS);
+    }
+
+    /// A group in a buffer holds up to 65,507 bytes: the datagram that would pass that starts
+    /// the next send, which gets a buffer of its own.
+    #[test]
+    fn a_group_buffer_is_filled_to_the_gso_limit_and_no_further() {
+        let a: SocketAddr = "[::1]:9".parse().unwrap();
+        let mut slots = SendSlots::with_gso(256, 2048, true);
+        let sizes = [2000usize; 40];
+        for (n, len) in sizes.iter().enumerate() {
+            slots.stage(a, &vec![n as u8; *len], 0).unwrap();
+        }
+        let per_send = MAX_GSO_BYTES / 2000;
+        let (_, first) = slots.staged_datagrams(0);
+        assert_eq!(first.len(), per_send);
+        assert!(
+            first
+                .iter()
+                .enumerate()
+                .all(|(n, d)| *d == vec![n as u8; 2000])
+        );
+        let (_, second) = slots.staged_datagrams(1);
+        assert_eq!(second.len(), 40 - per_send);
+        assert_eq!(second[0], vec![per_send as u8; 2000]);
+        assert_eq!(slots.gathered(), 0);
+    }
+
+    /// Few slots, few groups: a pool of 2 slots has one group and one buffer; without GSO
+    /// none.
+    #[test]
+    fn group_buffers_are_bounded_by_the_groups() {
+        let slots = SendSlots::with_gso(2, 100, true);
+        assert_eq!(slots.free_buffers.len(), 1);
+        let slots = SendSlots::with_gso(4096, 100, true);
+        assert_eq!(slots.free_buffers.len(), GROUP_BUFFERS);
+        let slots = SendSlots::with_gso(4096, 100, false);
+        assert!(slots.free_buffers.is_empty());
+    }
+
+    /// The kernel takes `n` listed buffers (as completions name them, in the order they were
+    /// listed) and the shard gives them back: one turn.
+    fn turn(pool: &mut RecvPool, order: &mut std::collections::VecDeque<u16>, n: usize) {
+        let held: Vec<Held> = (0..n)
+            .map(|_| {
+                let bid = order.pop_front().expect("a listed buffer");
+                pool.take(bid).expect("listed, not held")
+            })
+            .collect();
+        for h in held {
+            pool.give_back(h);
+        }
+        let before = pool.listed as usize;
+        pool.publish();
+        // What publish listed, in order: the top of the spares first.
+        order.extend(pool.ring.last_pushed(pool.listed as usize - before));
+    }
+
+    /// The receive pool lists only what the load takes: every buffer at start, then twice the
+    /// most taken in a turn lately (at least 16); a turn that takes every listed buffer doubles
+    /// the listing; the buffers given back last are listed first; a buffer is never listed
+    /// twice, and every buffer is listed, spare or held.
+    #[test]
+    fn the_receive_ring_lists_what_the_load_takes() {
+        let count = 256;
+        let mut pool = RecvPool::new(count, 16, 0, 64, 0).unwrap();
+        let mut order: std::collections::VecDeque<u16> = (0..count as u16).collect();
+        assert_eq!(pool.census(), (count, 0, 0));
+        // A light load: 3 buffers a turn. The listing shrinks to the minimum, 16.
+        for _ in 0..400 {
+            turn(&mut pool, &mut order, 3);
+            let (listed, spares, held) = pool.census();
+            assert_eq!(listed as usize + spares + held, count as usize);
+            assert_eq!(listed as usize, order.len());
+        }
+        assert_eq!(pool.census().0, MIN_LISTED);
+        // The light load cycles through the 16 listed buffers only (plus those given back
+        // last): the kernel's next buffers are ones given back within the last few turns.
+        let cycled: std::collections::HashSet<u16> = order.iter().copied().collect();
+        assert_eq!(cycled.len(), MIN_LISTED as usize, "never listed twice");
+        // A burst takes all 16: the next publish lists 32, the one after that takes all 32,
+        // 64.
+        turn(&mut pool, &mut order, 16);
+        assert_eq!(pool.census().0, 32);
+        turn(&mut pool, &mut order, 32);
+        assert_eq!(pool.census().0, 64);
+        let cycled: std::collections::HashSet<u16> = order.iter().copied().collect();
+        assert_eq!(cycled.len(), 64, "never listed twice");
+        // The kernel ran dry: the count starts again from the ring's truth.
+        pool.ran_dry();
+        assert_eq!(pool.census().0, 0);
+        pool.publish();
+        assert!(pool.census().0 >= MIN_LISTED);
     }
 
     #[test]
