@@ -395,3 +395,84 @@ fn close_all_ends_every_session_once() {
         assert_eq!(sim.session_count(c), 0);
     }
 }
+
+/// A responder endpoint with one established Noise session (fixed seeds, so two calls give
+/// identical endpoints), its client and the server's connection ID.
+fn echo_pair() -> (Endpoint, Endpoint, ConnId, ConnId) {
+    let now = Timestamp::ZERO;
+    let mut server = Endpoint::new(cfg_id(2), 0, 1, ConnIdGen::seed_from_u64(1), now).unwrap();
+    let mut client = Endpoint::new(cfg_id(3), 0, 1, ConnIdGen::seed_from_u64(2), now).unwrap();
+    let (c_addr, s_addr) = (addr(1, 1000), addr(2, 2000));
+    let cc = client
+        .connect(now, s_addr, Some(keypair(2).public))
+        .unwrap();
+    let mut buf = vec![0u8; 2048];
+    let mut sc = None;
+    loop {
+        let mut moved = false;
+        while let Some(t) = client.poll_transmit(now, &mut buf) {
+            let _ = server.handle_datagram(now, c_addr, &buf[..t.len]);
+            moved = true;
+        }
+        server.handle_timeout(now);
+        while let Some(t) = server.poll_transmit(now, &mut buf) {
+            let _ = client.handle_datagram(now, s_addr, &buf[..t.len]);
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+    }
+    while let Some(e) = server.poll_event() {
+        if let Event::Connected { conn, .. } = e {
+            sc = Some(conn);
+        }
+    }
+    while client.poll_event().is_some() {}
+    (server, client, sc.unwrap(), cc)
+}
+
+/// `send_direct` writes exactly the datagram `send` then `poll_transmit` would, and writes
+/// nothing while anything would leave before it: Data queued, a control frame pending.
+#[test]
+fn direct_send_is_the_queued_send_without_the_queue() {
+    let now = Timestamp::ZERO;
+    let s_addr = addr(2, 2000);
+    let (mut a, mut client, conn, cc) = echo_pair();
+    let (mut b, _, conn_b, _) = echo_pair();
+    assert_eq!(conn, conn_b, "same seeds, same endpoint");
+    let (mut out_a, mut out_b) = (vec![0u8; 2048], vec![0u8; 2048]);
+    let ta = a.send_direct(now, conn, b"hello", &mut out_a).unwrap();
+    assert_eq!(b.send(now, conn, b"hello"), SendOutcome::Queued);
+    let tb = b.poll_transmit(now, &mut out_b).unwrap();
+    assert_eq!((ta.dst, ta.conn), (tb.dst, tb.conn));
+    assert_eq!(out_a[..ta.len], out_b[..tb.len]);
+    assert_eq!(a.session_stats(conn), b.session_stats(conn));
+    assert_eq!(a.stats().datagrams_out, b.stats().datagrams_out);
+    assert_eq!(
+        client.handle_datagram(now, s_addr, &out_a[..ta.len]),
+        Handled::Consumed
+    );
+    assert!(matches!(
+        client.poll_event(),
+        Some(Event::Message { conn, bytes }) if conn == cc && bytes == b"hello"
+    ));
+
+    // Data queued ahead: nothing direct until it has left.
+    assert_eq!(a.send(now, conn, b"first"), SendOutcome::Queued);
+    assert!(a.send_direct(now, conn, b"second", &mut out_a).is_none());
+    assert!(a.poll_transmit(now, &mut out_a).is_some());
+    assert!(a.send_direct(now, conn, b"second", &mut out_a).is_some());
+    // A control frame pending (an Initiation of a new session): it leaves first.
+    let _ = a
+        .connect(now, addr(9, 9000), Some(keypair(9).public))
+        .unwrap();
+    assert!(a.send_direct(now, conn, b"third", &mut out_a).is_none());
+    while a.poll_transmit(now, &mut out_a).is_some() {}
+    assert!(a.send_direct(now, conn, b"third", &mut out_a).is_some());
+    // Unknown session, too large a payload, too small a buffer: nothing written.
+    assert!(a.send_direct(now, ConnId(1), b"x", &mut out_a).is_none());
+    let big = vec![0u8; a.config().max_payload + 1];
+    assert!(a.send_direct(now, conn, &big, &mut out_a).is_none());
+    assert!(a.send_direct(now, conn, b"x", &mut [0u8; 8]).is_none());
+}

@@ -370,6 +370,50 @@ impl Endpoint {
         SendOutcome::Queued
     }
 
+    /// Writes `bytes` as `conn`'s next Data datagram straight into `buf` when nothing would
+    /// leave before it anyway: no control frame pending, no session waiting in the round-robin
+    /// list, nothing queued on `conn`, and `conn` established. The datagram is then exactly the
+    /// one [`Endpoint::send`] followed by [`Endpoint::poll_transmit`] would write, without the
+    /// payload's copy into the session's queue, the queue itself (so an echoing session never
+    /// allocates one), the memory budget's charge and release, the round-robin list and the
+    /// second session lookup: the only state touched is the session's own (`docs/DECISIONS.md`
+    /// D73). `None`: nothing written (any of those conditions, or `buf` too small); the caller
+    /// queues with [`Endpoint::send`] instead, which names every refusal. A driver calls it
+    /// only when it has a free send slot for the result.
+    pub fn send_direct(
+        &mut self,
+        now: Timestamp,
+        conn: ConnId,
+        bytes: &[u8],
+        buf: &mut [u8],
+    ) -> Option<Transmit> {
+        if bytes.len() > self.cfg.max_payload || self.control.len() > 0 || !self.ready.is_empty() {
+            return None;
+        }
+        let s = self.sessions.get_mut(&conn)?;
+        if !s.is_established() || !s.queue.is_empty() {
+            return None;
+        }
+        let len = seal_transport(
+            s,
+            &self.cfg,
+            &mut self.stats,
+            now,
+            &Message::Data(bytes),
+            buf,
+        )?;
+        // As if queued and sent at once: the queue held it alone.
+        s.rec.queue_high_water = s.rec.queue_high_water.max(1);
+        s.rec.datagrams_out += 1;
+        s.rec.bytes_out += len as u64;
+        self.stats.datagrams_out += 1;
+        Some(Transmit {
+            dst: s.peer,
+            len,
+            conn: Some(conn),
+        })
+    }
+
     /// Closes a session: queues a Close to the peer (if established), frees the session at
     /// once and emits `Event::Disconnected { by: Closer::Local }`. Queued Data is discarded.
     pub fn close(&mut self, now: Timestamp, conn: ConnId, reason: CloseReason) -> CloseOutcome {

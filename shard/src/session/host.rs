@@ -380,6 +380,20 @@ impl Sessions<'_, '_> {
     pub fn send(&mut self, conn: ConnId, bytes: &[u8]) -> SessionSend {
         let owner = usize::from(shard_of(conn.0));
         if owner == self.ctx.shard_index() {
+            // Nothing ahead of it and a free slot: sealed straight into the slot (D73).
+            if self.ctx.send_capacity() > 0
+                && let Some(t) = self.ep.send_direct(self.now, conn, bytes, self.buf)
+                && let Some(out) = self.buf.get(..t.len)
+            {
+                match self.ctx.send_to_tagged(t.dst, out, conn.0) {
+                    SlotOutcome::Queued => {}
+                    // Counted by the shard; the endpoint learns of it as a failed send.
+                    SlotOutcome::QueueFull | SlotOutcome::TooLarge { .. } => {
+                        self.ep.on_send_completed(conn, false);
+                    }
+                }
+                return SessionSend::SentNow;
+            }
             return match self.ep.send(self.now, conn, bytes) {
                 SendOutcome::Queued => {
                     // Move it (and anything queued before it) into send slots now; it leaves
