@@ -150,7 +150,8 @@ run_one() {
     [[ -n ${6:-} ]] && active=(--active "$6")
     local log="$dir/server.$n.log" max=$(( sessions + sessions / 10 + 1024 ))
     "$LOAD" session-server --app "$app" --cores "$SERVER_CORE" --max-sessions "$max" \
-        --keepalive-ms 0 --idle-timeout-ms 3600000 --handshakes-per-second 1000000 \
+        --keepalive-ms 0 --idle-timeout-ms 3600000 --rekey-after-ms 3600000 \
+        --handshakes-per-second 1000000 \
         ${SERVER_ARGS:-} >"$log" 2>&1 &
     SERVER_PID=$!
     local addr="" key=""
@@ -173,7 +174,7 @@ run_one() {
     local hs0; hs0=$(cpu_ticks "$SERVER_PID")
     "$LOAD" load --mode "$mode" --target "$addr" --server-key "$key" --sessions "$sessions" \
         --peers "$peers" --peers-per-ip "$PEERS_PER_IP" --keepalive-ms 0 --idle-timeout-ms 3600000 \
-        --handshake-rto-ms "$HANDSHAKE_RTO_MS" "${pace[@]}" "${active[@]}" --cores "$LOAD_CORE" --rate "$rate" --payload "$payload" \
+        --rekey-after-ms 3600000 --handshake-rto-ms "$HANDSHAKE_RTO_MS" "${pace[@]}" "${active[@]}" --cores "$LOAD_CORE" --rate "$rate" --payload "$payload" \
         --duration "$DURATION" --warmup "$WARMUP" --poll block \
         --timeout-ms 1000 --json "$dir/load.$n.json" >"$dir/load.$n.txt" 2>"$err" &
     local load_pid=$!

@@ -48,6 +48,11 @@ pub struct SessionServerArgs {
     /// Idle timeout in ms.
     #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_timeout_ms: u64,
+    /// Rekey a session's send key after this many ms (the endpoint's `rekey_after`; default
+    /// its 120 s). A scale run whose handshakes alone take minutes sets it above the run's
+    /// length, or its measured window rekeys every old session and measures that.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rekey_after_ms: Option<u64>,
     /// Handshakes per second per shard before Initiations are answered with cookies.
     #[arg(long, default_value_t = 1000)]
     pub handshakes_per_second: u32,
@@ -82,6 +87,9 @@ pub fn run(args: SessionServerArgs) -> crate::CmdResult {
         (args.keepalive_ms > 0).then(|| Duration::from_millis(args.keepalive_ms));
     endpoint.idle_timeout = Duration::from_millis(args.idle_timeout_ms);
     endpoint.handshakes_per_second = args.handshakes_per_second;
+    if let Some(ms) = args.rekey_after_ms {
+        endpoint.rekey_after = Duration::from_millis(ms);
+    }
     let engine = match args.app {
         SessionAppKind::Echo => {
             start(&config, endpoint, clock, max_datagram, SessionEcho::default)?

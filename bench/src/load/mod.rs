@@ -133,6 +133,10 @@ pub struct LoadArgs {
     /// Session modes: the client sessions' idle timeout in ms (default: the endpoint's, 30 s).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_timeout_ms: Option<u64>,
+    /// Session modes: rekey a client session's send key after this many ms (default: the
+    /// endpoint's, 120 s). Scale runs set it above the run's length, as on the server.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rekey_after_ms: Option<u64>,
     /// Session modes: the first Initiation retransmission delay in ms (default: the
     /// endpoint's, 500 ms; the maximum delay becomes 4 times it, the handshake timeout at
     /// least 8 times it). Many sessions at once: the server works through 256 Initiations per
@@ -302,6 +306,7 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
             .keepalive_ms
             .map(|ms| (ms > 0).then(|| Duration::from_millis(ms))),
         idle_timeout: args.idle_timeout_ms.map(Duration::from_millis),
+        rekey_after: args.rekey_after_ms.map(Duration::from_millis),
         handshake_rto: args.handshake_rto_ms.map(Duration::from_millis),
     };
     let handshake_rate = args.handshake_rate.map(|r| r / threads as f64);

@@ -38,6 +38,8 @@ pub struct ClientTuning {
     pub keepalive: Option<Option<std::time::Duration>>,
     /// Idle timeout (`None`: the default).
     pub idle_timeout: Option<std::time::Duration>,
+    /// Send-key lifetime (`None`: the default, 120 s).
+    pub rekey_after: Option<std::time::Duration>,
     /// First Initiation retransmission delay (`None`: the default, 500 ms); the maximum
     /// delay becomes 4 times it and the handshake timeout at least 8 times it. A million
     /// handshakes queue behind the server's Diffie-Hellman work for longer than 500 ms, and
@@ -144,6 +146,9 @@ impl SessionIo {
         }
         if let Some(t) = tuning.idle_timeout {
             config.idle_timeout = t;
+        }
+        if let Some(t) = tuning.rekey_after {
+            config.rekey_after = t;
         }
         if let Some(rto) = tuning.handshake_rto {
             config.handshake_initial_rto = rto;
