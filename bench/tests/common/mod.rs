@@ -70,6 +70,7 @@ pub fn closed_loop(target: SocketAddr, peers: u32, window: u32) -> LoadArgs {
         handshake_rate: None,
         keepalive_ms: None,
         idle_timeout_ms: None,
+        rekey_after_ms: None,
         handshake_rto_ms: None,
         threads: 1,
         cores: Some(vec![1]),
