@@ -30,7 +30,9 @@
 #
 # Environment: SERVER_CORE (0), LOAD_CORE (1), DURATION (5), REBIND_MS (500), ROUNDS (1: the
 # one-thread phases run this many times, ringwire and quinn alternating, for a median of
-# several samples instead of one).
+# several samples instead of one), QUIET_WAIT (300: before the first server, wait up to this
+# many seconds for the 1-minute load average to fall below 0.3, `ringwire-bench wait-quiet`,
+# as scripts/bench.sh does; 0: start at once).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -43,6 +45,8 @@ LOAD_CORE=${LOAD_CORE:-1}
 DURATION=${DURATION:-5}
 REBIND_MS=${REBIND_MS:-500}
 ROUNDS=${ROUNDS:-1}
+QUIET_WAIT=${QUIET_WAIT:-300}
+[[ $QUIET_WAIT =~ ^[0-9]+$ ]] || { echo "QUIET_WAIT needs whole seconds" >&2; exit 2; }
 RW=target/release/ringwire
 BENCH=target/release/ringwire-bench
 PORT=4433
@@ -118,6 +122,10 @@ load() { # server-name phase args...
     sleeps=$(awk -v r="${responses:-0}" -v s=$((s1 - s0)) 'BEGIN { if (r > 0) printf "%.3f", s / r; else print "-" }')
     echo "$name $phase: $line server_cpu_s=$cpu per_server_cpu_s=$per server_sleeps_per_response=$sleeps loadavg=$before->$after"
 }
+
+# Report (and wait for) a quiet machine before the first server: its verdict line is the run's.
+"$BENCH" wait-quiet --max-s "$QUIET_WAIT"
+echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 for phase in datagram stream handshake; do
     names="ringwire quinn"
