@@ -86,23 +86,18 @@ start_server() { # name threads
     sleep 1
 }
 
+# $2 (an awk program printing one number) over /proc/PID/task/*/$1 of the server, summed.
+server_sum() {
+    local t sum=0
+    for t in /proc/"$server_pid"/task/*/"$1"; do
+        sum=$((sum + $(awk "$2" "$t" 2>/dev/null || echo 0)))
+    done
+    echo "$sum"
+}
 # CPU ticks (utime + stime) of every thread of the server so far.
-server_ticks() {
-    local t sum=0
-    for t in /proc/"$server_pid"/task/*/stat; do
-        sum=$((sum + $(awk '{print $14 + $15}' "$t" 2>/dev/null || echo 0)))
-    done
-    echo "$sum"
-}
-
+server_ticks() { server_sum stat '{print $14 + $15}'; }
 # Voluntary context switches of every thread of the server so far (each a sleep and a wake).
-server_sleeps() {
-    local t sum=0
-    for t in /proc/"$server_pid"/task/*/status; do
-        sum=$((sum + $(awk '/^voluntary_ctxt_switches/ {print $2}' "$t" 2>/dev/null || echo 0)))
-    done
-    echo "$sum"
-}
+server_sleeps() { server_sum status '/^voluntary_ctxt_switches/ {print $2}'; }
 
 load() { # server-name phase args...
     local name=$1 phase=$2

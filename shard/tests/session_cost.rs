@@ -191,21 +191,7 @@ fn endpoint_echo_cost() {
         .connect(now, s_addr, Some(keypair(2).public))
         .unwrap();
     // Handshake and the client's confirming Ping, until both sides are quiet.
-    loop {
-        let mut moved = false;
-        while let Some(t) = client.poll_transmit(now, &mut buf) {
-            let _ = server.handle_datagram(now, c_addr, &buf[..t.len]);
-            moved = true;
-        }
-        server.handle_timeout(now);
-        while let Some(t) = server.poll_transmit(now, &mut buf) {
-            let _ = client.handle_datagram(now, s_addr, &buf[..t.len]);
-            moved = true;
-        }
-        if !moved {
-            break;
-        }
-    }
+    exchange_until_quiet(&mut client, &mut server, c_addr, s_addr, now);
     while server.poll_event().is_some() {}
     let mut datagrams = Vec::with_capacity(M);
     for _ in 0..M {

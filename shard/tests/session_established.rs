@@ -406,23 +406,8 @@ fn echo_pair() -> (Endpoint, Endpoint, ConnId, ConnId) {
     let cc = client
         .connect(now, s_addr, Some(keypair(2).public))
         .unwrap();
-    let mut buf = vec![0u8; 2048];
     let mut sc = None;
-    loop {
-        let mut moved = false;
-        while let Some(t) = client.poll_transmit(now, &mut buf) {
-            let _ = server.handle_datagram(now, c_addr, &buf[..t.len]);
-            moved = true;
-        }
-        server.handle_timeout(now);
-        while let Some(t) = server.poll_transmit(now, &mut buf) {
-            let _ = client.handle_datagram(now, s_addr, &buf[..t.len]);
-            moved = true;
-        }
-        if !moved {
-            break;
-        }
-    }
+    exchange_until_quiet(&mut client, &mut server, c_addr, s_addr, now);
     while let Some(e) = server.poll_event() {
         if let Event::Connected { conn, .. } = e {
             sc = Some(conn);

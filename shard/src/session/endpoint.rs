@@ -394,24 +394,10 @@ impl Endpoint {
         if !s.is_established() || !s.queue.is_empty() {
             return None;
         }
-        let len = seal_transport(
-            s,
-            &self.cfg,
-            &mut self.stats,
-            now,
-            &Message::Data(bytes),
-            buf,
-        )?;
+        let t = seal_data(s, conn, &self.cfg, &mut self.stats, now, bytes, buf)?;
         // As if queued and sent at once: the queue held it alone.
         s.rec.queue_high_water = s.rec.queue_high_water.max(1);
-        s.rec.datagrams_out += 1;
-        s.rec.bytes_out += len as u64;
-        self.stats.datagrams_out += 1;
-        Some(Transmit {
-            dst: s.peer,
-            len,
-            conn: Some(conn),
-        })
+        Some(t)
     }
 
     /// Closes a session: queues a Close to the peer (if established), frees the session at
@@ -477,26 +463,12 @@ impl Endpoint {
             if let Some(adm) = self.admission.as_mut() {
                 adm.budget_mut().dequeued(cid, payload.len());
             }
-            let len = seal_transport(
-                s,
-                &self.cfg,
-                &mut self.stats,
-                now,
-                &Message::Data(&payload),
-                buf,
-            )?;
-            s.rec.datagrams_out += 1;
-            s.rec.bytes_out += len as u64;
+            let t = seal_data(s, cid, &self.cfg, &mut self.stats, now, &payload, buf)?;
             if !s.queue.is_empty() {
                 s.in_ready = true;
                 self.ready.push_back(cid);
             }
-            self.stats.datagrams_out += 1;
-            return Some(Transmit {
-                dst: s.peer,
-                len,
-                conn: Some(cid),
-            });
+            return Some(t);
         }
         None
     }
@@ -750,6 +722,28 @@ impl Endpoint {
         let k = self.reset_key.as_ref()?;
         Some(crypto::mac(&k.0, &[&cid.to_be_bytes()]))
     }
+}
+
+/// Seals `payload` as session `cid`'s next Data datagram into `out` and counts it sent (the
+/// session's flight recorder and the endpoint's stats): the queued send and the direct one.
+fn seal_data(
+    s: &mut Session,
+    cid: ConnId,
+    cfg: &EndpointConfig,
+    stats: &mut EndpointStats,
+    now: Timestamp,
+    payload: &[u8],
+    out: &mut [u8],
+) -> Option<Transmit> {
+    let len = seal_transport(s, cfg, stats, now, &Message::Data(payload), out)?;
+    s.rec.datagrams_out += 1;
+    s.rec.bytes_out += len as u64;
+    stats.datagrams_out += 1;
+    Some(Transmit {
+        dst: s.peer,
+        len,
+        conn: Some(cid),
+    })
 }
 
 /// Writes transport message `msg` of session `s` into `out` (header, then the body encrypted

@@ -25,7 +25,7 @@ use crate::session::manager::{Bump, Decay, DecayingTag, TagError, TagName};
 use crate::session::{
     CloseOutcome, CloseReason, Closer, ConnId, ConnectError, Endpoint, EndpointConfig,
     EndpointError, Event, Handled, PublicKey, SendOutcome, SessionClock, Snapshot, Timestamp,
-    connect_shard, shard_of,
+    Transmit, connect_shard, shard_of,
 };
 use crate::timer::TimerId;
 
@@ -345,20 +345,28 @@ fn flush(ep: &mut Endpoint, ctx: &mut Ctx<'_, SessionMsg>, buf: &mut [u8], now: 
         let Some(t) = ep.poll_transmit(now, buf) else {
             return true;
         };
-        let tag = t.conn.map_or(0, |c| c.0);
-        let Some(bytes) = buf.get(..t.len) else {
+        if !to_slot(ep, ctx, buf, &t) {
             return true;
-        };
-        match ctx.send_to_tagged(t.dst, bytes, tag) {
-            SlotOutcome::Queued => {}
-            // Counted by the shard; the endpoint learns of it as a failed send.
-            SlotOutcome::QueueFull | SlotOutcome::TooLarge { .. } => {
-                if let Some(conn) = t.conn {
-                    ep.on_send_completed(conn, false);
-                }
+        }
+    }
+}
+
+/// Copies the datagram `t` that the endpoint wrote into `buf` into a send slot, tagged with its
+/// session. False if `buf` does not hold it (nothing sent). A slot refusal is counted by the
+/// shard, and the endpoint learns of it as a failed send.
+fn to_slot(ep: &mut Endpoint, ctx: &mut Ctx<'_, SessionMsg>, buf: &[u8], t: &Transmit) -> bool {
+    let Some(bytes) = buf.get(..t.len) else {
+        return false;
+    };
+    match ctx.send_to_tagged(t.dst, bytes, t.conn.map_or(0, |c| c.0)) {
+        SlotOutcome::Queued => {}
+        SlotOutcome::QueueFull | SlotOutcome::TooLarge { .. } => {
+            if let Some(conn) = t.conn {
+                ep.on_send_completed(conn, false);
             }
         }
     }
+    true
 }
 
 /// What an application can do from inside a session callback.
@@ -383,15 +391,8 @@ impl Sessions<'_, '_> {
             // Nothing ahead of it and a free slot: sealed straight into the slot (D73).
             if self.ctx.send_capacity() > 0
                 && let Some(t) = self.ep.send_direct(self.now, conn, bytes, self.buf)
-                && let Some(out) = self.buf.get(..t.len)
+                && to_slot(self.ep, self.ctx, self.buf, &t)
             {
-                match self.ctx.send_to_tagged(t.dst, out, conn.0) {
-                    SlotOutcome::Queued => {}
-                    // Counted by the shard; the endpoint learns of it as a failed send.
-                    SlotOutcome::QueueFull | SlotOutcome::TooLarge { .. } => {
-                        self.ep.on_send_completed(conn, false);
-                    }
-                }
                 return SessionSend::SentNow;
             }
             return match self.ep.send(self.now, conn, bytes) {

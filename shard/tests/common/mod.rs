@@ -48,6 +48,34 @@ pub fn addr(last: u8, port: u16) -> SocketAddr {
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, last), port))
 }
 
+/// Carries every datagram between two endpoints at `now` (the client at `c_addr`, the server
+/// at `s_addr`), the server's due timers fired each round, until neither has one to send: a
+/// handshake and its confirming Ping, without a simulated network.
+pub fn exchange_until_quiet(
+    client: &mut Endpoint,
+    server: &mut Endpoint,
+    c_addr: SocketAddr,
+    s_addr: SocketAddr,
+    now: Timestamp,
+) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let mut moved = false;
+        while let Some(t) = client.poll_transmit(now, &mut buf) {
+            let _ = server.handle_datagram(now, c_addr, &buf[..t.len]);
+            moved = true;
+        }
+        server.handle_timeout(now);
+        while let Some(t) = server.poll_transmit(now, &mut buf) {
+            let _ = client.handle_datagram(now, s_addr, &buf[..t.len]);
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+    }
+}
+
 /// A client node and a server node, connected; returns (sim, client conn, server conn).
 pub fn established(
     seed: u64,
