@@ -92,6 +92,69 @@ fn handshake_retransmits_with_backoff_then_times_out_once() {
     assert_eq!(sim.session_count(c), 0);
 }
 
+/// Once a session is established, no handshake deadline of it is left armed: the responder's
+/// and the initiator's next timer is the idle deadline, not `handshake_timeout` after the
+/// Initiation (which, left in the timer heap, fired once for every session long after its
+/// confirmation: `docs/DECISIONS.md` D79). A handshake that is never confirmed still expires.
+#[test]
+fn established_sessions_keep_no_handshake_deadline() {
+    let idle = Duration::from_secs(3600);
+    let quiet = |n: u8| {
+        let mut c = cfg_id(n);
+        c.keepalive_interval = None;
+        c.idle_timeout = idle;
+        c
+    };
+    let (mut sim, cc, sc) = established(5, quiet(1), quiet(2));
+    let (c, s) = (0, 1);
+    let now = sim.now();
+    let hs_timeout = sim.endpoint(s, 0).config().handshake_timeout;
+    assert!(now < Timestamp::ZERO.saturating_add(hs_timeout));
+    for (node, conn) in [(s, sc), (c, cc)] {
+        let ep = sim.endpoint(node, 0);
+        assert_eq!(
+            ep.session_stats(conn).unwrap().state,
+            SessionState::Established
+        );
+        let next = ep.poll_timeout().expect("the idle deadline");
+        assert!(
+            next >= Timestamp::ZERO.saturating_add(idle),
+            "node {node}: next timer at {next:?}, before the idle deadline"
+        );
+    }
+    // Past the handshake timeout, nothing happened to either session.
+    sim.run_for(hs_timeout * 2);
+    assert!(disconnects(&sim, s).is_empty());
+    assert!(disconnects(&sim, c).is_empty());
+    assert_eq!(sim.session_count(s), 1);
+
+    // A responder session whose initiator never confirms (its Ping lost) still expires, once,
+    // at `handshake_timeout` after the Initiation, unseen by the application.
+    let mut sim = Sim::new(6, FaultConfig::default());
+    let c = sim.add_node(addr(1, 1000), 1, quiet(1));
+    let s = sim.add_node(addr(2, 2000), 1, quiet(2));
+    sim.connect(c, sim.addr(s)).unwrap();
+    // The Initiation arrives (10 ms latency) and the Response leaves; every datagram sent
+    // after that is lost, the initiator's confirming Pings included.
+    sim.run_for(Duration::from_millis(15));
+    assert_eq!(sim.session_count(s), 1);
+    sim.set_faults(FaultConfig {
+        loss: 1.0,
+        ..FaultConfig::default()
+    });
+    sim.run_for(Duration::from_millis(100));
+    assert!(connected(&sim, s).is_empty());
+    // Its next timer is its handshake deadline, 10 s after the Initiation arrived.
+    let deadline = sim.endpoint(s, 0).poll_timeout().unwrap();
+    assert_eq!(
+        deadline,
+        Timestamp::from_millis(10).saturating_add(hs_timeout)
+    );
+    sim.run_for(hs_timeout);
+    assert_eq!(sim.session_count(s), 0);
+    assert!(disconnects(&sim, s).is_empty());
+}
+
 fn spoofed(i: u32) -> SocketAddr {
     let [a, b, c, d] = i.to_be_bytes();
     SocketAddr::V4(SocketAddrV4::new(

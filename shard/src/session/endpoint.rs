@@ -12,8 +12,12 @@
 //!
 //! Invariants:
 //! - No locks, no clock, no sockets: a shard owns its endpoint and calls it from one thread.
-//! - Every session in `sessions` has at least one entry at or before its next deadline in
-//!   `timers` (`Session::scheduled` is the earliest); stale heap entries are skipped on pop.
+//! - Every established session in `sessions` has at least one entry at or before its next
+//!   deadline in `timers` (`Session::scheduled` is the earliest); stale heap entries are
+//!   skipped on pop. Every session still in its handshake (`Session::in_handshake`: an
+//!   initiator until it hears from the responder, a responder until confirmed) has exactly one
+//!   entry in `handshake_timers`, at its next deadline (`Session::scheduled`), taken out when
+//!   the handshake ends or the session is freed: no handshake deadline outlives its handshake.
 //! - A due timer is never dropped: `handle_timeout` takes at most `timer_batch` heap entries
 //!   per call and runs a session's timer only while the control queue has room for the frame
 //!   it may queue; what it leaves stays due in the heap for the next call.
@@ -36,7 +40,7 @@ mod inbound;
 mod timers;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -151,7 +155,14 @@ pub struct Endpoint {
     events: VecDeque<Event>,
     /// `Event::Message`s in `events` (only they count against `event_queue_capacity`).
     pending_messages: usize,
+    /// Established sessions' deadlines, lazily: an entry stays when its session's deadline
+    /// moves later (it fires and re-arms), so receiving a datagram never touches the heap.
     timers: BinaryHeap<Reverse<(Timestamp, ConnId)>>,
+    /// Deadlines of sessions in their handshake, exactly (one entry each, moved when the
+    /// deadline moves, removed when the handshake ends or the session is freed): a confirmed
+    /// session's handshake deadline never fires (`docs/DECISIONS.md` D79). Small: only
+    /// sessions in a handshake are here.
+    handshake_timers: BTreeSet<(Timestamp, ConnId)>,
     /// Admission control (`EndpointConfig::admission`).
     admission: Option<AdmissionController>,
     /// The connection manager (`EndpointConfig::manager`).
@@ -250,6 +261,7 @@ impl Endpoint {
             events: VecDeque::new(),
             pending_messages: 0,
             timers: BinaryHeap::new(),
+            handshake_timers: BTreeSet::new(),
             admission,
             manager,
             reports_out: VecDeque::new(),
@@ -694,6 +706,9 @@ impl Endpoint {
         let Some(s) = self.sessions.remove(&cid) else {
             return;
         };
+        if s.in_handshake() {
+            self.handshake_timers.remove(&(s.scheduled, cid));
+        }
         self.session_freed(now, cid, &s);
         let key = (s.peer, s.peer_conn_id);
         if self.by_peer.get(&key) == Some(&cid) {

@@ -203,7 +203,8 @@ pub(crate) struct Session {
     pub queue: DataQueue,
     /// Whether this session is in the endpoint's round-robin list.
     pub in_ready: bool,
-    /// The earliest deadline this session has in the endpoint's timer heap (`NEVER`: none).
+    /// The earliest deadline this session has in the endpoint's timer heap, or while it is in
+    /// its handshake its one entry in the endpoint's handshake timers (`NEVER`: none).
     pub scheduled: Timestamp,
     pub last_recv: Timestamp,
     pub last_ping_sent: Timestamp,
@@ -256,6 +257,14 @@ impl Session {
 
     pub fn is_established(&self) -> bool {
         matches!(self.phase, Phase::Established)
+    }
+
+    /// Whether the session is still in its handshake: an initiator until it has heard from the
+    /// responder after the Response (it repeats its confirming Ping meanwhile), a responder
+    /// until the initiator confirms. Its deadline is then in the endpoint's exact handshake
+    /// timers, not the timer heap.
+    pub fn in_handshake(&self) -> bool {
+        !self.is_established() || (self.role == Role::Client && !self.heard_peer)
     }
 
     /// Whether the application knows this session (so its end is reported): an initiator's

@@ -259,11 +259,13 @@ impl Endpoint {
             self.stats.key_updates_received += 1;
         }
         let peer = s.peer;
-        if s.role == Role::Client {
+        if s.role == Role::Client && !s.heard_peer {
+            Self::end_handshake_timer(&mut self.handshake_timers, s, cid);
             s.heard_peer = true;
         }
         let confirmed = matches!(s.phase, Phase::Unconfirmed);
         if confirmed {
+            Self::end_handshake_timer(&mut self.handshake_timers, s, cid);
             s.phase = Phase::Established;
             s.last_ping_sent = now;
             // Data relayed for it before confirmation may wait in its queue.

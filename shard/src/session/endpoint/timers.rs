@@ -2,11 +2,21 @@
 //! initiator's confirming Ping, keepalive Pings, idle timeout, retiring previous keys; then
 //! the turn's bounded handshake work.
 //!
-//! One min-heap of `(deadline, conn)` per endpoint. A session pushes an entry only when its
-//! next deadline moves *earlier* than the one it already has in the heap (`scheduled`); when
-//! an entry fires for a session whose real deadline has moved later (it received something),
-//! the session is simply re-armed. So the heap holds O(sessions) entries and receiving a
-//! datagram never touches it. Entries of freed sessions, and superseded ones, are skipped.
+//! Established sessions: one min-heap of `(deadline, conn)` per endpoint. A session pushes an
+//! entry only when its next deadline moves *earlier* than the one it already has in the heap
+//! (`scheduled`); when an entry fires for a session whose real deadline has moved later (it
+//! received something), the session is simply re-armed. So the heap holds O(sessions) entries
+//! and receiving a datagram never touches it. Entries of freed sessions, and superseded ones,
+//! are skipped.
+//!
+//! Sessions in their handshake (an initiator until it first hears from the responder after the
+//! Response, a responder until the initiator's first transport message confirms it) keep
+//! their one deadline in an ordered set
+//! instead, moved whenever it moves and taken out when the session is established or freed.
+//! Their deadline (retransmission, `handshake_timeout`) is about to become moot: in the heap it
+//! would fire once for every session, long after its confirmation, on a session gone cold
+//! (`docs/DECISIONS.md` D79). The set holds only sessions in a handshake, so idle established
+//! sessions pay nothing for it.
 //!
 //! Keepalive and idle deadlines carry a per-session jitter (drawn from the seeded generator
 //! when the session is created): keepalives up to 1/8 of the interval early, idle closes up to
@@ -27,7 +37,7 @@ impl Endpoint {
     /// later without the heap being told). `None`: no session has a timer.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        let timer = self.timers.peek().map(|Reverse((t, _))| *t);
+        let timer = self.next_timer().map(|(t, _, _)| t);
         // Queued Initiations are due from their arrival.
         let handshake = self.handshakes.front().map(|q| q.at);
         [timer, handshake, self.conn_control_due()]
@@ -65,9 +75,20 @@ impl Endpoint {
         self.run_conn_control(now);
     }
 
+    /// The earliest entry of the heap and the handshake timers: its deadline, its session,
+    /// and whether it is the handshake timers'.
+    fn next_timer(&self) -> Option<(Timestamp, ConnId, bool)> {
+        let heap = self.timers.peek().map(|&Reverse((t, c))| (t, c, false));
+        let handshake = self.handshake_timers.first().map(|&(t, c)| (t, c, true));
+        match (heap, handshake) {
+            (Some(h), Some(s)) => Some(if s.0 < h.0 { s } else { h }),
+            (h, s) => h.or(s),
+        }
+    }
+
     fn run_timers(&mut self, now: Timestamp) {
         let mut budget = self.cfg.timer_batch.max(1);
-        while let Some(&Reverse((t, cid))) = self.timers.peek() {
+        while let Some((t, cid, handshake)) = self.next_timer() {
             if t > now {
                 return;
             }
@@ -75,14 +96,18 @@ impl Endpoint {
                 self.stats.timers_deferred += 1;
                 return;
             }
-            // Stale: the session is gone, or an earlier entry of it already fired.
+            // Stale (heap only): the session is gone, or an earlier entry of it already fired.
             let live = self.sessions.get(&cid).is_some_and(|s| s.scheduled == t);
             if live && !self.control.has_room_for_timers() {
                 self.stats.timers_deferred += 1;
                 return;
             }
             budget -= 1;
-            self.timers.pop();
+            if handshake {
+                self.handshake_timers.pop_first();
+            } else {
+                self.timers.pop();
+            }
             if !live {
                 continue;
             }
@@ -102,16 +127,35 @@ impl Endpoint {
         self.control.has_room_for_timers()
     }
 
-    /// Makes sure the heap has an entry at or before `cid`'s next deadline.
+    /// Makes sure the heap has an entry at or before `cid`'s next deadline; for a session in
+    /// its handshake, moves its one entry in the handshake timers to that deadline.
     pub(super) fn reschedule(&mut self, cid: ConnId) {
         let Some(s) = self.sessions.get_mut(&cid) else {
             return;
         };
         let d = s.next_deadline(&self.cfg);
-        if d < s.scheduled {
+        if s.in_handshake() {
+            if d != s.scheduled {
+                self.handshake_timers.remove(&(s.scheduled, cid));
+                s.scheduled = d;
+                self.handshake_timers.insert((d, cid));
+            }
+        } else if d < s.scheduled {
             s.scheduled = d;
             self.timers.push(Reverse((d, cid)));
         }
+    }
+
+    /// Session `cid`'s handshake is over (confirmed; for an initiator, the responder heard
+    /// from): its handshake deadline is moot, and goes. The caller reschedules it (in the heap,
+    /// at its idle or keepalive deadline).
+    pub(super) fn end_handshake_timer(
+        handshake_timers: &mut std::collections::BTreeSet<(Timestamp, ConnId)>,
+        s: &mut super::super::state::Session,
+        cid: ConnId,
+    ) {
+        handshake_timers.remove(&(s.scheduled, cid));
+        s.scheduled = Timestamp::NEVER;
     }
 
     fn on_session_timer(&mut self, now: Timestamp, cid: ConnId) {
