@@ -43,7 +43,8 @@ pub trait Handler {
     type Message: Send + 'static;
 
     /// A datagram arrived from `peer`. `payload` is only valid during the call: the buffer goes
-    /// back to the kernel when the handler returns.
+    /// back to the kernel when the handler returns, or, if the handler sent (part of) it with
+    /// [`Ctx::send_received`], when that send completes.
     fn on_datagram(&mut self, peer: SocketAddr, payload: &[u8], ctx: &mut Ctx<'_, Self::Message>);
 
     /// A message from the handler on shard `from` arrived on `lane`. Every control-lane message
