@@ -255,6 +255,20 @@ counters! {
     /// 1 when the socket refused a GSO send (`EIO` or `EINVAL`) and the shard went on sending
     /// every datagram alone; the datagrams of the refused sends are in `send_errors`.
     gso_fallbacks,
+    /// Datagrams a handler sent back out of their receive buffer without a copy
+    /// ([`Ctx::send_received`](crate::Ctx::send_received)); also in `datagrams_out` or
+    /// `send_errors`. Their buffers go back to the kernel when the sends complete.
+    send_in_place,
+    /// Sends [`Ctx::send_received`](crate::Ctx::send_received) copied because half the receive
+    /// buffers were already held for sends in place: the bound that keeps the rest for
+    /// receiving.
+    send_in_place_over_cap,
+    /// Receive buffers kept from the kernel after their datagrams were handled, because sends
+    /// in place read them.
+    recv_lent,
+    /// Of `recv_lent`, the buffers whose last send in place completed, back with the kernel's
+    /// spares: `recv_lent - recv_lent_returned` are held now (at most half the buffers).
+    recv_lent_returned,
 }
 
 /// The text of a `#[doc = "..."]` attribute list as `stringify!` renders it: the first line.

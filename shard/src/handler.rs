@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::counters::Counters;
-use crate::driver::{Refused, SendSlots};
+use crate::driver::{Placed, Received, Refused, SendSlots};
 use crate::mesh::MeshEnd;
 pub use crate::mesh::{Lane, MeshSendError};
 use crate::report::{ReportPage, ReportRequest};
@@ -43,7 +43,8 @@ pub trait Handler {
     type Message: Send + 'static;
 
     /// A datagram arrived from `peer`. `payload` is only valid during the call: the buffer goes
-    /// back to the kernel when the handler returns.
+    /// back to the kernel when the handler returns, or, if the handler sent (part of) it with
+    /// [`Ctx::send_received`], when that send completes.
     fn on_datagram(&mut self, peer: SocketAddr, payload: &[u8], ctx: &mut Ctx<'_, Self::Message>);
 
     /// A message from the handler on shard `from` arrived on `lane`. Every control-lane message
@@ -134,6 +135,8 @@ pub struct Ctx<'a, M> {
     pub(crate) timers: &'a mut Timers,
     pub(crate) counters: &'a mut Counters,
     pub(crate) mesh: &'a mut MeshEnd<M>,
+    /// The datagram [`Handler::on_datagram`] is being handed (`None` in other callbacks).
+    pub(crate) received: Option<Received>,
 }
 
 impl<M: Send> Ctx<'_, M> {
@@ -157,16 +160,43 @@ impl<M: Send> Ctx<'_, M> {
     pub fn send_to_tagged(&mut self, peer: SocketAddr, payload: &[u8], tag: u64) -> SendOutcome {
         match self.slots.stage(peer, payload, tag) {
             Ok(()) => SendOutcome::Queued,
-            Err(Refused::Full) => {
+            Err(refused) => self.refused(refused, payload.len()),
+        }
+    }
+
+    /// Like [`Ctx::send_to`], without copying when `payload` is (part of) the datagram this
+    /// [`Handler::on_datagram`] call was handed: the send reads the bytes where the kernel
+    /// received them, and their receive buffer goes back to the kernel only when the send
+    /// completes (counted as `send_in_place`). An echo or relay of a GRO-coalesced buffer's
+    /// datagrams to one destination leaves as one GSO send of the receive buffer itself.
+    ///
+    /// Copied as [`Ctx::send_to`] does when `payload` lies elsewhere, in any other callback,
+    /// or when half the shard's receive buffers are already held by such sends (counted as
+    /// `send_in_place_over_cap`: the other half stay for receiving).
+    pub fn send_received(&mut self, peer: SocketAddr, payload: &[u8]) -> SendOutcome {
+        let Some(received) = self.received else {
+            return self.send_to(peer, payload);
+        };
+        match self.slots.stage_received(peer, &received, payload, 0) {
+            Ok(placed) => {
+                self.counters.send_in_place += u64::from(placed == Placed::InPlace);
+                self.counters.send_in_place_over_cap += u64::from(placed == Placed::CopiedOverCap);
+                SendOutcome::Queued
+            }
+            Err(refused) => self.refused(refused, payload.len()),
+        }
+    }
+
+    /// Counts a refused send and says why.
+    fn refused(&mut self, refused: Refused, len: usize) -> SendOutcome {
+        match refused {
+            Refused::Full => {
                 self.counters.send_queue_full += 1;
                 SendOutcome::QueueFull
             }
-            Err(Refused::TooLarge { max }) => {
+            Refused::TooLarge { max } => {
                 self.counters.send_too_large += 1;
-                SendOutcome::TooLarge {
-                    len: payload.len(),
-                    max,
-                }
+                SendOutcome::TooLarge { len, max }
             }
         }
     }

@@ -66,8 +66,8 @@ pub use steer_quic::{SteeringProgram, attach_quic_steering, quic_steering_progra
 
 use self::droplog::DropLog;
 use self::kernel_drops::KernelDrops;
+pub(crate) use self::pool::{Placed, Received, Refused, SendSlots};
 use self::pool::{RecvPool, Sent};
-pub(crate) use self::pool::{Refused, SendSlots};
 use self::turns::TurnClock;
 use crate::config::{ShardConfig, ShardConfigError};
 use crate::counters::{Counters, ShardStats};
@@ -81,6 +81,9 @@ use crate::timer::Timers;
 /// those fields and not the receive buffer the handler is reading).
 macro_rules! ctx {
     ($shard:ident, $now:expr, $mesh:expr) => {
+        ctx!($shard, $now, $mesh, None)
+    };
+    ($shard:ident, $now:expr, $mesh:expr, $received:expr) => {
         Ctx {
             now: $now,
             shard: $shard.control.index,
@@ -88,6 +91,7 @@ macro_rules! ctx {
             timers: &mut $shard.timers,
             counters: &mut $shard.counters,
             mesh: $mesh,
+            received: $received,
         }
     };
 }
@@ -385,10 +389,12 @@ impl Shard {
                 report.kernel
             );
         }
+        let mut slots = SendSlots::with_gso(config.send_slots, config.max_datagram, gso);
+        slots.lend_from(buffers);
         Ok(Self {
             ring,
             recv,
-            slots: SendSlots::with_gso(config.send_slots, config.max_datagram, gso),
+            slots,
             _socket: socket,
             fd,
             fixed_fd,
@@ -966,6 +972,7 @@ impl Shard {
                             self.counters.bytes_in += payload.len() as u64;
                             let mut ctx = ctx!(self, now, mesh);
                             for datagram in offload::datagrams(payload, Some(segment)) {
+                                ctx.received = Some(self.recv.received(&held, datagram));
                                 handler.on_datagram(peer, datagram, &mut ctx);
                             }
                         }
@@ -982,7 +989,8 @@ impl Shard {
                             self.counters.datagrams_in += 1;
                             self.counters.bytes_in += payload.len() as u64;
                             self.counters.recv_empty += u64::from(payload.is_empty());
-                            let mut ctx = ctx!(self, now, mesh);
+                            let received = Some(self.recv.received(&held, payload));
+                            let mut ctx = ctx!(self, now, mesh, received);
                             handler.on_datagram(peer, payload, &mut ctx);
                         }
                         (Some(_), None) => self.counters.recv_discarded += 1,
@@ -990,12 +998,25 @@ impl Shard {
                 }
             }
         }
-        self.recv.give_back(held);
+        // Sends read (part of) this buffer in place: it stays out of the kernel's reach
+        // until the last of them completes (`on_send`).
+        if self.slots.is_lent(&held) {
+            self.recv.lend_out(held);
+            self.counters.recv_lent += 1;
+        } else {
+            self.recv.give_back(held);
+        }
     }
 
     fn on_send<H: Handler>(&mut self, cqe: &cqueue::Entry, app: &mut App<'_, H>) {
         let res = cqe.result();
-        let tag = match self.slots.complete_send(cqe.user_data() & !KIND_MASK) {
+        let sent = self.slots.complete_send(cqe.user_data() & !KIND_MASK);
+        // Receive buffers whose last send in place this was go back to the spares.
+        while let Some(bid) = self.slots.pop_returned() {
+            let returned = self.recv.return_lent(bid);
+            self.counters.recv_lent_returned += u64::from(returned);
+        }
+        let tag = match sent {
             Ok(Sent::One { tag }) => tag,
             Ok(Sent::Group { datagrams, tagged }) => {
                 return self.on_group_sent(res, u64::from(datagrams), tagged, app);

@@ -16,7 +16,7 @@
 //!    completion that names it (a `Held` token) until `give_back` returns it to the spares
 //!  spares: the buffers neither listed nor held, last given back on top; `publish` lists
 //!    from the top until the ring lists twice the most the kernel recently took in one turn
-//!    (at least 16; all of them at start), so a light load cycles a few warm buffers
+//!    (at least 64; all of them at start), so a light load cycles a few warm buffers
 //!  recv header: one msghdr (msg_namelen, msg_controllen), read by the kernel each time the
 //!               receive is armed
 //!
@@ -89,8 +89,11 @@ use super::sockaddr::{self, SOCKADDR_MAX_LEN};
 const RECVMSG_OUT_LEN: usize = 16;
 
 /// Fewest receive buffers the ring lists (or all of them, if fewer) however little the kernel
-/// takes (docs/DECISIONS.md D69).
-const MIN_LISTED: u32 = 16;
+/// takes (docs/DECISIONS.md D69): arrivals a light load may bring while the shard is held off
+/// its core (3.2 ms at 20,000 datagrams/s; 16, the first minimum, ran dry there, D76). The
+/// kernel writes only each datagram's bytes into a listed buffer, so a larger minimum costs
+/// no memory, only a few more buffer heads in the cache.
+const MIN_LISTED: u32 = 64;
 
 /// Bits of a send slot's generation carried in `user_data` (above the 32 bits of its index,
 /// below the driver's 8 bits of operation kind).
@@ -201,6 +204,28 @@ pub(crate) struct Held {
     bid: u16,
 }
 
+/// Where the datagram a handler is being handed lies in its held receive buffer: what
+/// [`SendSlots::stage_received`] needs to send (part of) it without copying. Made only by
+/// [`RecvPool::received`], for a buffer a completion handed over.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Received {
+    bid: u16,
+    /// The payload's first byte, derived from the pool's region pointer.
+    at: *const u8,
+    /// Where the payload's bytes lie, as addresses (compared with a handler's slice).
+    start: usize,
+    len: usize,
+}
+
+impl Received {
+    /// Where `payload` starts within the received datagram, if it lies entirely inside it.
+    fn offset_of(&self, payload: &[u8]) -> Option<usize> {
+        let p = payload.as_ptr() as usize;
+        let offset = p.checked_sub(self.start)?;
+        (offset + payload.len() <= self.len && !payload.is_empty()).then_some(offset)
+    }
+}
+
 /// The receive buffers of one shard, the provided-buffer ring that lists them for the
 /// kernel, and the `msghdr` the multishot `recvmsg` is armed with.
 pub(crate) struct RecvPool {
@@ -208,6 +233,9 @@ pub(crate) struct RecvPool {
     buf_len: usize,
     /// Per buffer: handed to the shard by a completion and not yet given back.
     held: Vec<bool>,
+    /// Per buffer: held for sends that read it ([`RecvPool::lend_out`]) until the last of
+    /// them completes ([`RecvPool::return_lent`]).
+    lent: Vec<bool>,
     ring: BufRing,
     /// Buffers neither listed nor held; the last given back on top, listed first.
     spares: Vec<u16>,
@@ -262,6 +290,7 @@ impl RecvPool {
             bufs,
             buf_len,
             held: vec![false; count],
+            lent: vec![false; count],
             ring,
             spares: Vec::with_capacity(count),
             listed,
@@ -331,6 +360,52 @@ impl RecvPool {
         RecvMsgOut::parse(bytes, &self.parse_hdr)
     }
 
+    /// Where `payload`, a datagram the kernel wrote into `held`'s buffer (a slice of
+    /// [`RecvPool::datagram`]'s bytes), lies: what a send that reads it in place needs.
+    #[inline]
+    pub(crate) fn received(&self, held: &Held, payload: &[u8]) -> Received {
+        let buffer = self.buffer(held);
+        let offset = (payload.as_ptr() as usize).wrapping_sub(buffer as usize);
+        // A payload outside the buffer (never: it is a slice of `datagram`'s) lends nothing.
+        let len = if offset.saturating_add(payload.len()) <= self.buf_len {
+            payload.len()
+        } else {
+            0
+        };
+        Received {
+            bid: held.bid,
+            at: buffer.wrapping_add(offset).cast_const(),
+            start: payload.as_ptr() as usize,
+            len,
+        }
+    }
+
+    /// `held`'s buffer stays out of the kernel's reach: sends read it
+    /// ([`SendSlots::is_lent`]). It goes to the spares when the last of them completes
+    /// ([`RecvPool::return_lent`]).
+    #[inline]
+    pub(crate) fn lend_out(&mut self, held: Held) {
+        if let Some(l) = self.lent.get_mut(usize::from(held.bid)) {
+            *l = true;
+        }
+    }
+
+    /// The last send that read buffer `bid` completed ([`SendSlots::pop_returned`]): the
+    /// buffer goes to the spares as [`RecvPool::give_back`] would. A buffer not lent out
+    /// (its token was lost to a handler panic mid-datagram) stays held.
+    /// Returns whether it did.
+    #[inline]
+    pub(crate) fn return_lent(&mut self, bid: u16) -> bool {
+        let i = usize::from(bid);
+        if self.lent.get(i) != Some(&true) {
+            return false;
+        }
+        self.lent[i] = false;
+        self.held[i] = false;
+        self.spares.push(bid);
+        true
+    }
+
     /// Returns `held`'s buffer to the spares, on top: the next [`RecvPool::publish`] lists it
     /// for the kernel first.
     #[inline]
@@ -375,11 +450,17 @@ impl RecvPool {
         self.listed = 0;
     }
 
-    /// Test support: buffers listed, spare, held.
+    /// Test support: buffers listed, spare, held (lent ones included).
     #[cfg(test)]
     fn census(&self) -> (u32, usize, usize) {
         let held = self.held.iter().filter(|h| **h).count();
         (self.listed, self.spares.len(), held)
+    }
+
+    /// Test support: buffers lent out to sends.
+    #[cfg(test)]
+    pub(crate) fn lent_out(&self) -> usize {
+        self.lent.iter().filter(|l| **l).count()
     }
 
     /// Unregisters the buffer ring once no receive is armed, so that the pool's memory may be
@@ -414,6 +495,17 @@ pub(crate) enum Refused {
         /// The largest payload a slot holds.
         max: usize,
     },
+}
+
+/// Where [`SendSlots::stage_received`] put a datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Placed {
+    /// The send reads it in its receive buffer.
+    InPlace,
+    /// Copied into a send slot: the bytes were not the received datagram's.
+    Copied,
+    /// Copied into a send slot: half the receive buffers were lent already.
+    CopiedOverCap,
 }
 
 /// A send completion that names no in-flight slot of its generation: a duplicate, a stale or a
@@ -470,6 +562,9 @@ struct Slot {
     group: u32,
     /// The next datagram of the group this slot leads or joined ([`NONE`]: the last).
     next: u32,
+    /// The receive buffer its datagram is sent from, in place ([`NONE`]: its own payload,
+    /// copied). A lent lead's vector names that buffer until its completion.
+    lent: u32,
 }
 
 /// A GSO send being built or in flight: its lead slot's header names the group's gather list
@@ -489,8 +584,11 @@ struct Group {
     /// Some datagram of the group has a tag (its completion is reported per datagram).
     tagged: bool,
     /// The group buffer holding the datagrams end to end ([`NONE`]: the gather list names
-    /// the slots).
+    /// the slots, or for datagrams sent in place, ranges of receive buffers).
     buffer: u32,
+    /// Vectors of the gather list in use (datagrams sent in place from one buffer, back to
+    /// back, share one).
+    vectors: u16,
 }
 
 impl Default for Group {
@@ -503,6 +601,7 @@ impl Default for Group {
             closed: false,
             tagged: false,
             buffer: NONE,
+            vectors: 0,
         }
     }
 }
@@ -538,6 +637,14 @@ pub(crate) struct SendSlots {
     /// The datagrams (tag, length) of the group the last completion freed, if any was
     /// tagged.
     done: Vec<(u64, usize)>,
+    /// Per receive buffer: staged and in-flight datagrams sent from it in place.
+    lends: Vec<u32>,
+    /// Receive buffers with a datagram sent from them in place.
+    lent_buffers: u32,
+    /// Most receive buffers lent at once: half of them ([`SendSlots::lend_from`]).
+    lend_cap: u32,
+    /// Receive buffers whose last send in place completed, for the receive pool to take back.
+    returned: Vec<u16>,
 }
 
 impl SendSlots {
@@ -577,6 +684,7 @@ impl SendSlots {
             len: 0,
             group: NONE,
             next: NONE,
+            lent: NONE,
         };
         Self {
             max,
@@ -597,7 +705,20 @@ impl SendSlots {
             in_flight: 0,
             gso,
             done: Vec::with_capacity(MAX_SEGMENTS),
+            lends: Vec::new(),
+            lent_buffers: 0,
+            lend_cap: 0,
+            returned: Vec::new(),
         }
+    }
+
+    /// Datagrams may be sent in place from the `buffers` receive buffers, at most half of them
+    /// at once: the other half stay for the kernel to receive into (docs/DECISIONS.md D76).
+    pub(crate) fn lend_from(&mut self, buffers: u32) {
+        self.lends = vec![0; buffers as usize];
+        self.lent_buffers = 0;
+        self.lend_cap = buffers / 2;
+        self.returned = Vec::with_capacity(buffers as usize);
     }
 
     /// Copies `payload` for `peer` into a free slot, which becomes staged; `tag` (0: none)
@@ -636,7 +757,7 @@ impl SendSlots {
         let len = payload.len() as u32;
         if self.gso
             && let Some(&lead) = self.staged.last()
-            && self.may_join(lead, &name, namelen, len)
+            && self.may_join(lead, &name, namelen, len, false)
         {
             // The payload goes where the group keeps its datagrams (D69).
             self.join(lead, slot, payload, tag);
@@ -669,13 +790,25 @@ impl SendSlots {
         Ok(())
     }
 
-    /// Whether a datagram of `len` bytes to `name` (`namelen` bytes, encoded) may join the send
-    /// `lead` (staged) leads or would lead.
+    /// Whether a datagram of `len` bytes to `name` (`namelen` bytes, encoded), sent in place
+    /// from a receive buffer or not (`lent`), may join the send `lead` (staged) leads or would
+    /// lead. A send's datagrams are all sent in place or all copied.
     #[inline]
-    fn may_join(&self, lead: u32, name: &[u8; SOCKADDR_MAX_LEN], namelen: u32, len: u32) -> bool {
+    fn may_join(
+        &self,
+        lead: u32,
+        name: &[u8; SOCKADDR_MAX_LEN],
+        namelen: u32,
+        len: u32,
+        lent: bool,
+    ) -> bool {
         let l = &self.slots[lead as usize];
         // The lead's length is the segment size: no datagram of a send may be longer.
-        if len == 0 || len > l.len || !self.same_name(lead, name, namelen) {
+        if len == 0
+            || len > l.len
+            || (l.lent != NONE) != lent
+            || !self.same_name(lead, name, namelen)
+        {
             return false;
         }
         let len = len as usize;
@@ -728,66 +861,18 @@ impl SendSlots {
     fn join(&mut self, lead: u32, slot: u32, payload: &[u8], tag: u64) {
         let len = payload.len() as u32;
         let li = lead as usize;
-        let l = &self.slots[li];
-        let (mut g, lead_len, lead_tag) = (l.group, l.len, l.tag);
+        let mut g = self.slots[li].group;
         if g == NONE {
-            let Some(free) = self.free_groups.pop() else {
+            let Some(opened) = self.open_group(lead, true) else {
                 return debug_assert!(false, "may_join checked for a free group");
             };
-            g = free;
-            let buffer = self.free_buffers.pop().unwrap_or(NONE);
-            self.gathered += u64::from(buffer == NONE);
-            self.groups[g as usize] = Group {
-                segment: lead_len as u16,
-                datagrams: 1,
-                bytes: lead_len,
-                tail: lead,
-                closed: false,
-                tagged: lead_tag != 0,
-                buffer,
-            };
-            let gather = g as usize * MAX_SEGMENTS;
-            let control = cmsg::segment_message(lead_len as u16);
-            // SAFETY: the lead is staged (it is in `staged`, whose slots no SQE names yet) and
-            // group g and its buffer were free, so the kernel reads none of the lead's header,
-            // its payload, the group's gather list, control message or buffer. `g < groups` (a
-            // free group index), `buffer < buffers` (a free buffer index) and `li < count`, so
-            // every pointer is inside its region: gather entry 0 of group g, group g's control
-            // bytes, the buffer's first `lead_len <= max` bytes, the lead's payload and header.
-            // The regions never overlap one another. Writes go through raw pointers.
-            unsafe {
-                let v = self.gathers.at_unchecked(gather);
-                let own = self.payloads.at_unchecked(li * self.max);
-                (*v).iov_base = if buffer == NONE {
-                    own.cast()
-                } else {
-                    let b = self
-                        .buffers
-                        .at_unchecked(buffer as usize * GROUP_BUFFER_LEN);
-                    ptr::copy_nonoverlapping(own, b, lead_len as usize);
-                    b.cast()
-                };
-                (*v).iov_len = lead_len as usize;
-                let c = self.controls.at_unchecked(g as usize * SEGMENT_CONTROL_LEN);
-                ptr::copy_nonoverlapping(control.as_ptr(), c, SEGMENT_CONTROL_LEN);
-                let hdr = self.hdrs.at_unchecked(li);
-                (*hdr).msg_iov = v;
-                (*hdr).msg_iovlen = 1;
-                (*hdr).msg_control = c.cast();
-                (*hdr).msg_controllen = SEGMENT_CONTROL_LEN;
-            }
-            self.slots[li].group = g;
+            g = opened;
         }
-        let group = &mut self.groups[g as usize];
-        let k = usize::from(group.datagrams);
-        let at = group.bytes as usize;
-        let tail = group.tail as usize;
+        self.add_to_group(g, slot, len, tag);
+        let group = &self.groups[g as usize];
+        let k = usize::from(group.datagrams) - 1;
+        let at = group.bytes as usize - len as usize;
         let buffer = group.buffer;
-        group.datagrams += 1;
-        group.bytes += len;
-        group.tail = slot;
-        group.closed = len < u32::from(group.segment);
-        group.tagged |= tag != 0;
         let si = slot as usize;
         if buffer == NONE {
             // Entry k of group g's gather list (checked: `may_join` keeps k below
@@ -828,12 +913,271 @@ impl SendSlots {
                 (*self.gathers.at_unchecked(g as usize * MAX_SEGMENTS)).iov_len = at + len as usize;
             }
         }
+    }
+
+    /// Makes the lone staged send `lead` a group of one datagram, `None` when no group is free
+    /// (`may_join` checks first). Its gather list's first vector names the lead's bytes where
+    /// its own vector does (its slot, or its receive buffer when sent in place), copied into a
+    /// group buffer first when `buffered` and one is free; the lead's header names the list
+    /// and a `UDP_SEGMENT` message of the lead's length.
+    #[inline(always)]
+    fn open_group(&mut self, lead: u32, buffered: bool) -> Option<u32> {
+        let li = lead as usize;
+        let l = &self.slots[li];
+        let (lead_len, lead_tag) = (l.len, l.tag);
+        let g = self.free_groups.pop()?;
+        let buffer = if buffered {
+            let buffer = self.free_buffers.pop().unwrap_or(NONE);
+            self.gathered += u64::from(buffer == NONE);
+            buffer
+        } else {
+            NONE
+        };
+        self.groups[g as usize] = Group {
+            segment: lead_len as u16,
+            datagrams: 1,
+            bytes: lead_len,
+            tail: lead,
+            closed: false,
+            tagged: lead_tag != 0,
+            buffer,
+            vectors: 1,
+        };
+        let gather = g as usize * MAX_SEGMENTS;
+        let control = cmsg::segment_message(lead_len as u16);
+        // SAFETY: the lead is staged (it is in `staged`, whose slots no SQE names yet) and
+        // group g and its buffer were free, so the kernel reads none of the lead's header,
+        // vector, payload, the group's gather list, control message or buffer. `g < groups` (a
+        // free group index), `buffer < buffers` (a free buffer index) and `li < count`, so
+        // every pointer is inside its region: gather entry 0 of group g, group g's control
+        // bytes, the buffer's first `lead_len <= max` bytes, the lead's vector and header. The
+        // lead's vector names `lead_len` bytes: its own payload, or a held receive buffer's
+        // that a lend keeps from the kernel (`stage_received`). The regions never overlap one
+        // another. Writes go through raw pointers.
+        unsafe {
+            let v = self.gathers.at_unchecked(gather);
+            let own = (*self.iovs.at_unchecked(li)).iov_base.cast::<u8>();
+            (*v).iov_base = if buffer == NONE {
+                own.cast()
+            } else {
+                let b = self
+                    .buffers
+                    .at_unchecked(buffer as usize * GROUP_BUFFER_LEN);
+                ptr::copy_nonoverlapping(own, b, lead_len as usize);
+                b.cast()
+            };
+            (*v).iov_len = lead_len as usize;
+            let c = self.controls.at_unchecked(g as usize * SEGMENT_CONTROL_LEN);
+            ptr::copy_nonoverlapping(control.as_ptr(), c, SEGMENT_CONTROL_LEN);
+            let hdr = self.hdrs.at_unchecked(li);
+            (*hdr).msg_iov = v;
+            (*hdr).msg_iovlen = 1;
+            (*hdr).msg_control = c.cast();
+            (*hdr).msg_controllen = SEGMENT_CONTROL_LEN;
+        }
+        self.slots[li].group = g;
+        Some(g)
+    }
+
+    /// Counts `slot`'s datagram (`len` bytes, `tag`) into group `g`, after its last, and marks
+    /// the slot joined. The caller writes its bytes or vector.
+    #[inline(always)]
+    fn add_to_group(&mut self, g: u32, slot: u32, len: u32, tag: u64) {
+        let group = &mut self.groups[g as usize];
+        let tail = group.tail as usize;
+        group.datagrams += 1;
+        group.bytes += len;
+        group.tail = slot;
+        group.closed = len < u32::from(group.segment);
+        group.tagged |= tag != 0;
         self.slots[tail].next = slot;
-        let s = &mut self.slots[si];
+        let s = &mut self.slots[slot as usize];
         s.state = SlotState::Joined;
         s.tag = tag;
         s.len = len;
         s.next = NONE;
+    }
+
+    /// Like [`SendSlots::stage`], but when `payload` lies inside the datagram `received`
+    /// describes, the send reads it there instead of from a copy: the slot's vector (or its
+    /// group's gather list, where datagrams back to back in one buffer share a vector) names
+    /// the receive buffer, which the driver keeps from the kernel ([`SendSlots::is_lent`])
+    /// until the send completes. Copied as `stage` does when `payload` lies elsewhere, or when
+    /// half the receive buffers are lent already ([`Placed::CopiedOverCap`]).
+    #[inline]
+    pub(crate) fn stage_received(
+        &mut self,
+        peer: SocketAddr,
+        received: &Received,
+        payload: &[u8],
+        tag: u64,
+    ) -> Result<Placed, Refused> {
+        let Some(offset) = received.offset_of(payload) else {
+            return self.stage(peer, payload, tag).map(|()| Placed::Copied);
+        };
+        let bid = usize::from(received.bid);
+        let Some(&lends) = self.lends.get(bid) else {
+            return self.stage(peer, payload, tag).map(|()| Placed::Copied);
+        };
+        if lends == 0 && self.lent_buffers >= self.lend_cap {
+            return self
+                .stage(peer, payload, tag)
+                .map(|()| Placed::CopiedOverCap);
+        }
+        if payload.len() > self.max {
+            return Err(Refused::TooLarge { max: self.max });
+        }
+        let Some(slot) = self.free.pop() else {
+            return Err(Refused::Full);
+        };
+        let i = slot as usize;
+        if self.slots[i].state != SlotState::Free {
+            debug_assert!(
+                false,
+                "slot {i} on the free list is {:?}",
+                self.slots[i].state
+            );
+            return Err(Refused::Full);
+        }
+        let mut name = [0u8; SOCKADDR_MAX_LEN];
+        let namelen = sockaddr::encode(peer, &mut name);
+        let len = payload.len() as u32;
+        let at = received.at.wrapping_add(offset);
+        if self.gso
+            && let Some(&lead) = self.staged.last()
+            && self.may_join(lead, &name, namelen, len, true)
+        {
+            self.join_in_place(lead, slot, at, len, tag);
+        } else {
+            // SAFETY: slot i is free (checked above): no SQE names it, so the kernel reads
+            // none of its memory; `i < count` (`self.slots[i]` exists). Its vector is pointed
+            // at `len` bytes inside the held receive buffer `received` describes (`offset_of`
+            // checked the range; `at` is derived from the pool's region pointer), which the
+            // lend taken below keeps from the kernel's receives until this send's completion
+            // gives it back; nothing writes it meanwhile and no reference to it outlives the
+            // handler's call, which ends before the SQE is pushed.
+            unsafe {
+                self.names
+                    .at_unchecked(i * SOCKADDR_MAX_LEN)
+                    .cast::<[u8; SOCKADDR_MAX_LEN]>()
+                    .write(name);
+                let v = self.iovs.at_unchecked(i);
+                (*v).iov_base = at.cast_mut().cast();
+                (*v).iov_len = payload.len();
+                (*self.hdrs.at_unchecked(i)).msg_namelen = namelen;
+            }
+            let s = &mut self.slots[i];
+            s.state = SlotState::Staged;
+            s.tag = tag;
+            s.len = len;
+            self.staged.push(slot);
+        }
+        self.slots[i].lent = u32::from(received.bid);
+        self.lends[bid] += 1;
+        self.lent_buffers += u32::from(lends == 0);
+        Ok(Placed::InPlace)
+    }
+
+    /// Adds the datagram of `len` bytes at `at` (inside a lent receive buffer) for `slot`
+    /// (free, popped from the free list) to the send `lead` leads, whose datagrams are all
+    /// sent in place, making it a group first if it is a lone datagram: the gather list's last
+    /// vector grows when the bytes follow it, else the next vector names them. `may_join` said
+    /// yes.
+    #[inline(always)]
+    fn join_in_place(&mut self, lead: u32, slot: u32, at: *const u8, len: u32, tag: u64) {
+        let li = lead as usize;
+        let mut g = self.slots[li].group;
+        if g == NONE {
+            let Some(opened) = self.open_group(lead, false) else {
+                return debug_assert!(false, "may_join checked for a free group");
+            };
+            g = opened;
+        }
+        self.add_to_group(g, slot, len, tag);
+        let group = &mut self.groups[g as usize];
+        let gather = g as usize * MAX_SEGMENTS;
+        let last = self
+            .gathers
+            .at(gather + usize::from(group.vectors).saturating_sub(1));
+        // SAFETY: the lead is staged and the group is its own, so the kernel reads neither
+        // its header nor its gather list; `last` is inside the gather region (checked by
+        // `at`). Only the vector's fields are read and written, through raw pointers.
+        let follows = unsafe {
+            (*last)
+                .iov_base
+                .cast::<u8>()
+                .cast_const()
+                .wrapping_add((*last).iov_len)
+                == at
+        };
+        if follows {
+            // SAFETY: as above; the grown vector names bytes of one held receive buffer
+            // (these follow the previous ones in it), kept from the kernel by the lends.
+            unsafe { (*last).iov_len += len as usize };
+            return;
+        }
+        // Checked: at most one vector per datagram, and `may_join` keeps those below
+        // MAX_SEGMENTS; a broken promise must panic rather than write past the group's list.
+        let v = self.gathers.at(gather + usize::from(group.vectors));
+        assert!(
+            usize::from(group.vectors) < MAX_SEGMENTS,
+            "vector {} of a GSO send",
+            group.vectors
+        );
+        group.vectors += 1;
+        // SAFETY: as above: `v` is inside group g's list (checked), which the kernel does not
+        // read yet; it names `len` bytes of a held receive buffer that the lends keep from the
+        // kernel until the completion.
+        unsafe {
+            (*v).iov_base = at.cast_mut().cast();
+            (*v).iov_len = len as usize;
+            (*self.hdrs.at_unchecked(li)).msg_iovlen = usize::from(group.vectors);
+        }
+    }
+
+    /// Whether sends staged or in flight read `held`'s buffer in place: then the driver lends
+    /// it out ([`RecvPool::lend_out`]) instead of giving it back.
+    #[inline]
+    pub(crate) fn is_lent(&self, held: &Held) -> bool {
+        self.lends
+            .get(usize::from(held.bid))
+            .is_some_and(|n| *n > 0)
+    }
+
+    /// A receive buffer whose last send in place completed, for [`RecvPool::return_lent`].
+    #[inline]
+    pub(crate) fn pop_returned(&mut self) -> Option<u16> {
+        self.returned.pop()
+    }
+
+    /// Test support: receive buffers sends read in place now (staged or in flight).
+    #[cfg(test)]
+    pub(crate) fn lent_buffers(&self) -> u32 {
+        self.lent_buffers
+    }
+
+    /// Slot `i`'s send completed: if it was sent in place, its vector names its own payload
+    /// again and its receive buffer loses a lend (returned after the last).
+    #[inline]
+    fn unlend(&mut self, i: usize) {
+        let bid = mem::replace(&mut self.slots[i].lent, NONE);
+        if bid == NONE {
+            return;
+        }
+        // SAFETY: slot i's send completed (or its group's did), so the kernel reads neither its
+        // vector nor the receive buffer it named; `i < count` (`self.slots[i]` exists).
+        unsafe {
+            (*self.iovs.at_unchecked(i)).iov_base = self.payloads.at_unchecked(i * self.max).cast();
+        }
+        if let Some(n) = self.lends.get_mut(bid as usize)
+            && *n > 0
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.lent_buffers -= 1;
+                self.returned.push(bid as u16);
+            }
+        }
     }
 
     /// Free slots.
@@ -965,6 +1309,7 @@ impl SendSlots {
         let (tag, group) = (s.tag, s.group);
         if group == NONE {
             self.in_flight -= 1;
+            self.unlend(slot);
             self.free.push(slot as u32);
             return Ok(Sent::One { tag });
         }
@@ -997,6 +1342,7 @@ impl SendSlots {
             }
             let next = s.next;
             s.next = NONE;
+            self.unlend(at as usize);
             self.free.push(at);
             at = next;
         }
@@ -1432,6 +1778,165 @@ mod tests {
         assert!(slots.free_buffers.is_empty());
     }
 
+    /// Writes `bytes` into `held`'s buffer at `offset` as the kernel would, and returns them
+    /// as the driver hands them to a handler: a slice of the held buffer.
+    fn receive<'a>(pool: &'a RecvPool, held: &Held, offset: usize, bytes: &[u8]) -> &'a [u8] {
+        assert!(offset + bytes.len() <= pool.buf_len);
+        // SAFETY: test only; the buffer is held (no receive is armed on this pool, and the
+        // kernel never saw it), `offset + len` lies inside it (checked above), and the slice
+        // returned is the only view of those bytes while the test reads them.
+        unsafe {
+            let at = pool.buffer(held).add(offset);
+            ptr::copy_nonoverlapping(bytes.as_ptr(), at, bytes.len());
+            std::slice::from_raw_parts(at, bytes.len())
+        }
+    }
+
+    /// Every buffer is listed, spare or held, and none is lent.
+    fn all_back(pool: &RecvPool, slots: &SendSlots) {
+        let (listed, spares, held) = pool.census();
+        assert_eq!(held, 0, "every buffer back");
+        assert_eq!(listed as usize + spares, pool.held.len());
+        assert_eq!((pool.lent_out(), slots.lent_buffers()), (0, 0));
+    }
+
+    /// An echo of a GRO-coalesced buffer's datagrams to their sender leaves as one GSO send
+    /// whose one vector is the receive buffer itself; the buffer is lent until the send's
+    /// completion and then goes back to the spares, and the slots send their own bytes again.
+    #[test]
+    fn an_echo_of_a_coalesced_buffer_is_one_send_of_the_buffer_itself() {
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut pool = RecvPool::new(8, 16, 0, 8192, 0).unwrap();
+        let mut slots = SendSlots::with_gso(64, 1500, true);
+        slots.lend_from(8);
+        let held = pool.take(3).unwrap();
+        // Six datagrams of 1,000 bytes and a last of 300, back to back, as GRO leaves them.
+        let bytes: Vec<u8> = (0..6300u32).map(|i| (i * 7 % 251) as u8).collect();
+        let payload = receive(&pool, &held, 64, &bytes);
+        for datagram in payload.chunks(1000) {
+            let r = pool.received(&held, datagram);
+            assert_eq!(
+                slots.stage_received(peer, &r, datagram, 0),
+                Ok(Placed::InPlace)
+            );
+        }
+        assert!(slots.staged(1).is_none(), "one send");
+        let (to, sent) = slots.staged_datagrams(0);
+        assert_eq!(to, Some(peer));
+        assert_eq!(lens(&sent), [1000, 1000, 1000, 1000, 1000, 1000, 300]);
+        assert_eq!(
+            sent.concat(),
+            bytes,
+            "the bytes sent are the bytes received"
+        );
+        let (hdr, token) = slots.staged(0).unwrap();
+        // SAFETY: test only; the send is staged, so nothing but this test reads the header.
+        let (iovlen, base) = unsafe { ((*hdr).msg_iovlen, (*(*hdr).msg_iov).iov_base) };
+        assert_eq!(iovlen, 1, "one vector");
+        assert_eq!(
+            base.cast::<u8>().cast_const(),
+            payload.as_ptr(),
+            "the receive buffer"
+        );
+        assert!(slots.is_lent(&held));
+        pool.lend_out(held);
+        pool.publish();
+        assert_eq!((pool.lent_out(), slots.lent_buffers()), (1, 1));
+        slots.mark_submitted(1);
+        assert_eq!(slots.pop_returned(), None, "in flight: still lent");
+        assert_eq!(
+            slots.complete_send(token),
+            Ok(Sent::Group {
+                datagrams: 7,
+                tagged: false
+            })
+        );
+        let bid = slots
+            .pop_returned()
+            .expect("the last send of the buffer completed");
+        assert_eq!(bid, 3);
+        assert!(pool.return_lent(bid));
+        all_back(&pool, &slots);
+        // The slots are plain slots again: copied datagrams send their own bytes.
+        for n in 0..8u8 {
+            slots.stage(peer, &[n; 10], 0).unwrap();
+        }
+        assert_eq!(
+            slots.staged_datagrams(0).1,
+            vec![vec![0u8; 10]; 1]
+                .into_iter()
+                .chain((1..8).map(|n| vec![n; 10]))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    /// Part of a datagram is sent in place too; bytes from elsewhere, or a datagram beyond
+    /// the bound of half the receive buffers lent, are copied; a copied datagram never joins
+    /// a send in place (nor the reverse); without GSO each datagram is its own send. Every
+    /// buffer comes back once every send completed, whatever the completions said.
+    #[test]
+    fn sends_in_place_are_bounded_and_every_buffer_comes_back() {
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        for gso in [true, false] {
+            let mut pool = RecvPool::new(4, 16, 0, 4096, 0).unwrap();
+            let mut slots = SendSlots::with_gso(64, 1500, gso);
+            slots.lend_from(4);
+            let held: Vec<Held> = (0..3).map(|bid| pool.take(bid).unwrap()).collect();
+            let mut tokens = Vec::new();
+            let mut expect = Vec::new();
+            for (k, h) in held.iter().enumerate() {
+                let datagram = receive(&pool, h, 100, &[k as u8 + 1; 200]);
+                let r = pool.received(h, datagram);
+                // A relay that strips a 4-byte header.
+                let placed = slots.stage_received(peer, &r, &datagram[4..], 0).unwrap();
+                // Half of 4 buffers may be lent: the third is copied.
+                let want = if k < 2 {
+                    Placed::InPlace
+                } else {
+                    Placed::CopiedOverCap
+                };
+                assert_eq!(placed, want, "buffer {k}");
+                expect.push(vec![k as u8 + 1; 196]);
+                // Bytes that are not the datagram's are copied, and start a send of their own.
+                let other = vec![9u8; 196];
+                assert_eq!(
+                    slots.stage_received(peer, &r, &other, 0),
+                    Ok(Placed::Copied)
+                );
+                expect.push(other);
+            }
+            let mut sent = Vec::new();
+            let mut n = 0;
+            while let Some((_, token)) = slots.staged(n) {
+                sent.extend(slots.staged_datagrams(n).1);
+                tokens.push(token);
+                n += 1;
+            }
+            assert_eq!(sent, expect, "gso {gso}");
+            // In place and copied never share a send; the last three, all copied, do.
+            assert_eq!(n, if gso { 4 } else { 6 }, "gso {gso}");
+            let lent: Vec<bool> = held.iter().map(|h| slots.is_lent(h)).collect();
+            assert_eq!(lent, [true, true, false]);
+            for h in held {
+                if slots.is_lent(&h) {
+                    pool.lend_out(h);
+                } else {
+                    pool.give_back(h);
+                }
+            }
+            slots.mark_submitted(n);
+            // Completions in any order (a failed or cancelled send completes the same way).
+            for token in tokens.into_iter().rev() {
+                slots.complete_send(token).unwrap();
+                while let Some(bid) = slots.pop_returned() {
+                    assert!(pool.return_lent(bid));
+                }
+            }
+            all_back(&pool, &slots);
+            assert_eq!((slots.free(), slots.in_flight()), (64, 0));
+        }
+    }
+
     /// The kernel takes `n` listed buffers (as completions name them, in the order they were
     /// listed) and the shard gives them back: one turn.
     fn turn(pool: &mut RecvPool, order: &mut std::collections::VecDeque<u16>, n: usize) {
@@ -1451,35 +1956,35 @@ mod tests {
     }
 
     /// The receive pool lists only what the load takes: every buffer at start, then twice the
-    /// most taken in a turn lately (at least 16); a turn that takes every listed buffer doubles
+    /// most taken in a turn lately (at least [`MIN_LISTED`]); a turn that takes every listed buffer doubles
     /// the listing; the buffers given back last are listed first; a buffer is never listed
     /// twice, and every buffer is listed, spare or held.
     #[test]
     fn the_receive_ring_lists_what_the_load_takes() {
-        let count = 256;
+        let count = 8 * MIN_LISTED;
         let mut pool = RecvPool::new(count, 16, 0, 64, 0).unwrap();
         let mut order: std::collections::VecDeque<u16> = (0..count as u16).collect();
         assert_eq!(pool.census(), (count, 0, 0));
-        // A light load: 3 buffers a turn. The listing shrinks to the minimum, 16.
-        for _ in 0..400 {
+        // A light load: 3 buffers a turn. The listing shrinks to the minimum.
+        for _ in 0..2 * count {
             turn(&mut pool, &mut order, 3);
             let (listed, spares, held) = pool.census();
             assert_eq!(listed as usize + spares + held, count as usize);
             assert_eq!(listed as usize, order.len());
         }
         assert_eq!(pool.census().0, MIN_LISTED);
-        // The light load cycles through the 16 listed buffers only (plus those given back
-        // last): the kernel's next buffers are ones given back within the last few turns.
+        // The light load cycles through the minimum's listed buffers only (plus those given
+        // back last): the kernel's next buffers are ones given back within the last few turns.
         let cycled: std::collections::HashSet<u16> = order.iter().copied().collect();
         assert_eq!(cycled.len(), MIN_LISTED as usize, "never listed twice");
-        // A burst takes all 16: the next publish lists 32, the one after that takes all 32,
-        // 64.
-        turn(&mut pool, &mut order, 16);
-        assert_eq!(pool.census().0, 32);
-        turn(&mut pool, &mut order, 32);
-        assert_eq!(pool.census().0, 64);
+        // A burst takes all of them: the next publish lists twice as many, and a turn that
+        // takes all of those, twice as many again.
+        turn(&mut pool, &mut order, MIN_LISTED as usize);
+        assert_eq!(pool.census().0, 2 * MIN_LISTED);
+        turn(&mut pool, &mut order, 2 * MIN_LISTED as usize);
+        assert_eq!(pool.census().0, 4 * MIN_LISTED);
         let cycled: std::collections::HashSet<u16> = order.iter().copied().collect();
-        assert_eq!(cycled.len(), 64, "never listed twice");
+        assert_eq!(cycled.len(), 4 * MIN_LISTED as usize, "never listed twice");
         // The kernel ran dry: the count starts again from the ring's truth.
         pool.ran_dry();
         assert_eq!(pool.census().0, 0);

@@ -127,6 +127,16 @@ impl Handler for TaggedEcho {
     }
 }
 
+/// Echoes every datagram out of its receive buffer (`Ctx::send_received`).
+struct InPlaceEcho;
+
+impl Handler for InPlaceEcho {
+    type Message = ();
+    fn on_datagram(&mut self, peer: SocketAddr, payload: &[u8], ctx: &mut Ctx<'_, ()>) {
+        let _counted = ctx.send_received(peer, payload);
+    }
+}
+
 /// Polls the shard's counters until `done` holds (a liveness bound, not a timing claim).
 fn wait_for(control: &ShardControl, what: &str, done: impl Fn(&ShardStats) -> bool) {
     let deadline = Instant::now() + HANG;
@@ -241,6 +251,84 @@ fn a_socket_that_refuses_gso_falls_back_to_plain_sends() {
     // Lone sends may complete in any order.
     handler.completed.sort_by_key(|(tag, _)| *tag);
     assert_eq!(handler.completed, [refused, sent].concat());
+    assert!(exit.drained, "{s}");
+}
+
+/// An echo in place of a coalesced buffer: the bytes sent back are the bytes received, as one
+/// GSO send out of the receive buffer, and the buffer is back with the kernel's once the send
+/// completed (none lent at the end; the pools drained).
+#[test]
+fn a_coalesced_buffer_echoed_in_place_leaves_as_one_send_and_comes_back() {
+    if !available_or_explain() {
+        return;
+    }
+    let (addr, control, thread) = start_with(|_| {}, InPlaceEcho);
+    let started = control.stats();
+    if started.gro_enabled == 0 || started.gso_enabled == 0 {
+        println!("skipping: this kernel refused UDP_GRO or UDP_SEGMENT: {started}");
+        control.request_stop().unwrap();
+        thread.join().unwrap();
+        return;
+    }
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for round in 0..3u8 {
+        let (payload, datagrams) = six_datagrams(10 * round);
+        send_segmented(&client, addr, &payload, 100);
+        assert_eq!(read_n(&client, 6), datagrams);
+    }
+    // A lone datagram goes back in place too.
+    client.send_to(b"alone", addr).unwrap();
+    assert_eq!(read_n(&client, 1), [b"alone".to_vec()]);
+    control.request_stop().unwrap();
+    let (exit, _) = thread.join().unwrap();
+    let s = &exit.stats;
+    assert_eq!((s.datagrams_in, s.bytes_in), (19, 3 * 537 + 5), "{s}");
+    assert_eq!((s.datagrams_out, s.bytes_out), (19, 3 * 537 + 5), "{s}");
+    assert_eq!((s.send_in_place, s.send_coalesced), (19, 3), "{s}");
+    assert!(s.recv_lent >= 1, "{s}");
+    assert_eq!(
+        s.recv_lent, s.recv_lent_returned,
+        "every buffer came back: {s}"
+    );
+    assert_eq!(s.send_in_place_over_cap, 0, "{s}");
+    assert!(exit.drained, "{s}");
+}
+
+/// Sends in place on a socket that refuses GSO: the refused send's datagrams are counted under
+/// the errno and its buffer comes back all the same; later echoes go alone, still in place.
+#[test]
+fn sends_in_place_fall_back_to_plain_sends_and_return_their_buffers() {
+    if !available_or_explain() {
+        return;
+    }
+    let no_check =
+        |s: &UdpSocket| sockopt::set_int(s, libc::SOL_SOCKET, libc::SO_NO_CHECK, 1).unwrap();
+    let (addr, control, thread) = start_with(no_check, InPlaceEcho);
+    let started = control.stats();
+    if started.gro_enabled == 0 || started.gso_enabled == 0 {
+        println!("skipping: this kernel refused UDP_GRO or UDP_SEGMENT: {started}");
+        control.request_stop().unwrap();
+        thread.join().unwrap();
+        return;
+    }
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (first, _) = six_datagrams(1);
+    send_segmented(&client, addr, &first, 100);
+    wait_for(&control, "the refused GSO send", |s| s.gso_fallbacks == 1);
+    let (second, datagrams) = six_datagrams(11);
+    send_segmented(&client, addr, &second, 100);
+    assert_eq!(read_n(&client, 6), datagrams);
+    control.request_stop().unwrap();
+    let (exit, _) = thread.join().unwrap();
+    let s = &exit.stats;
+    assert_eq!((s.recv_coalesced, s.datagrams_in), (2, 12), "{s}");
+    assert_eq!(s.send_errors, vec![(libc::EINVAL, 6)], "{s}");
+    assert_eq!((s.datagrams_out, s.bytes_out), (6, 537), "{s}");
+    assert_eq!(s.send_in_place, 12, "{s}");
+    assert_eq!(
+        s.recv_lent, s.recv_lent_returned,
+        "every buffer came back: {s}"
+    );
     assert!(exit.drained, "{s}");
 }
 

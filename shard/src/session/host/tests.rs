@@ -86,6 +86,7 @@ impl Rig {
             timers: &mut self.timers,
             counters: &mut self.counters,
             mesh: &mut self.mesh[shard],
+            received: None,
         }
     }
 
