@@ -92,6 +92,8 @@ pub struct QuicHost<A: QuicApp> {
     conns: Vec<Option<Entry>>,
     live: usize,
     dirty: Vec<usize>,
+    /// The list `drive_dirty` works through, kept (empty) with its capacity between turns.
+    driving: Vec<usize>,
     unarmed: Vec<usize>,
     next_seq: u64,
     draining: bool,
@@ -127,6 +129,7 @@ impl<A: QuicApp> QuicHost<A> {
             conns: Vec::new(),
             live: 0,
             dirty: Vec::new(),
+            driving: Vec::new(),
             unarmed: Vec::new(),
             next_seq: 0,
             draining: false,
@@ -340,6 +343,20 @@ impl<A: QuicApp> QuicHost<A> {
                 }
             }
         }
+    }
+
+    /// Drives every connection marked dirty. The list trades places with a spare one that keeps
+    /// its capacity, so a turn allocates nothing (taking it, as before, left an empty `Vec`
+    /// that the next turn's first `mark_dirty` allocated again); a connection marked dirty
+    /// meanwhile (out of send slots) waits in the other for the next turn.
+    fn drive_dirty<M: Send>(&mut self, ctx: &mut Ctx<'_, M>) {
+        let mut driving = std::mem::take(&mut self.driving);
+        std::mem::swap(&mut driving, &mut self.dirty);
+        for &ch in &driving {
+            self.drive(ch, ctx);
+        }
+        driving.clear();
+        self.driving = driving;
     }
 
     /// Handles a connection's events, sends what it has to send, re-arms its timer, and frees
@@ -602,10 +619,7 @@ impl<A: QuicApp> Handler for QuicHost<A> {
             }
         }
         self.run_control(ctx);
-        let dirty = std::mem::take(&mut self.dirty);
-        for ch in dirty {
-            self.drive(ch, ctx);
-        }
+        self.drive_dirty(ctx);
     }
 
     fn counters(&self, out: &mut Vec<(&'static str, u64)>) {
@@ -666,10 +680,7 @@ impl<A: QuicApp> Handler for QuicHost<A> {
         }
         // Hand the CONNECTION_CLOSE packets to send slots now: the loop may park before its
         // next `on_turn`, and nothing else would wake it before a connection's timer.
-        let dirty = std::mem::take(&mut self.dirty);
-        for ch in dirty {
-            self.drive(ch, ctx);
-        }
+        self.drive_dirty(ctx);
     }
 
     fn drained(&self) -> bool {
