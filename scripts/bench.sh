@@ -460,7 +460,7 @@ if [[ $RINGS == 1 ]]; then
     echo "## rings"
     "$BENCH" wait-quiet --max-s "$QUIET_WAIT"
     rings_args=(--cores "$SERVER_CORE,$LOAD_CORE")
-    [[ $QUICK == 1 ]] && rings_args+=(--items 200000 --round-trips 2000 --wakes 50 --runs 1)
+    [[ $QUICK == 1 ]] && rings_args+=(--items 200000 --round-trips 2000 --wakes 50 --runs 1 --processes 1)
     if ! "$BENCH" rings "${rings_args[@]}" --json "$OUT/rings.json" \
         --machine "$OUT/machine.txt" --markdown "$PAGES/BENCHMARKS-rings.md"; then
         echo "FAILED: rings" >&2

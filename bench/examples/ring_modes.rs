@@ -4,7 +4,12 @@
 //!
 //! Environment: `CW` / `PW` (0 to 3, one of them 0) add that many dependent multiplies per
 //! item to the consumer / producer, to change the ends' relative speed; `PAD` allocates that
-//! many bytes before any ring, to move the rings' heap addresses.
+//! many bytes before any ring, to move the rings' heap addresses; `KEEP=1` leaks every run's
+//! ring, so that each run gets a ring at a fresh address; `POOL=k` allocates `k` rings of each
+//! kind up front, each at its own address, and runs every one of them each round (an address-
+//! decided rate shows as one ring always faster than its neighbours in the same process);
+//! `SEG=1` takes the rate of the quickest tenth of the consumer's 8192-item segments and
+//! counts every run (a busy machine's stand-in for clean runs).
 //!
 //! For ringwire and rtrb alternately (order reversed every round), one producer pinned to
 //! core 0 and one consumer pinned to core 1 move `items` `u64`s one at a time, busy-polling as
@@ -32,6 +37,9 @@ struct Counts {
     empties: u64,
     clean: bool,
 }
+
+/// Items per timed segment of the consumer (see `SEG`).
+const SEG: u64 = 8192;
 
 /// Spins until both threads arrive, so that they start together when both are on a CPU.
 fn arrive(count: &AtomicUsize) {
@@ -80,7 +88,7 @@ fn pin(core: usize) {
 
 fn run<const CW: usize, const PW: usize, Tx: Send, Rx: Send>(
     items: u64,
-    (mut tx, mut rx): (Tx, Rx),
+    (tx, rx): &mut (Tx, Rx),
     push: impl Fn(&mut Tx, u64) -> Result<(), u64> + Send + Sync,
     pop: impl Fn(&mut Rx) -> Option<u64> + Send + Sync,
 ) -> Counts {
@@ -92,13 +100,18 @@ fn run<const CW: usize, const PW: usize, Tx: Send, Rx: Send>(
             let u0 = usage();
             let (mut n, mut sum, mut empties) = (0, 0u64, 0u64);
             let mut acc = 1u64;
+            let mut marks = Vec::with_capacity((items / SEG + 2) as usize);
+            marks.push(Instant::now());
             while n < items {
-                if let Some(v) = pop(&mut rx) {
+                if let Some(v) = pop(rx) {
                     sum = sum.wrapping_add(v);
                     for _ in 0..CW {
                         acc = acc.wrapping_mul(v | 1);
                     }
                     n += 1;
+                    if n % SEG == 0 {
+                        marks.push(Instant::now());
+                    }
                 } else {
                     empties += 1;
                     std::hint::spin_loop();
@@ -108,7 +121,7 @@ fn run<const CW: usize, const PW: usize, Tx: Send, Rx: Send>(
             let u1 = usage();
             assert_eq!(sum, items * (items - 1) / 2);
             std::hint::black_box(acc);
-            (end, empties, u1.0 - u0.0, u1.1 - u0.1)
+            (end, empties, u1.0 - u0.0, u1.1 - u0.1, marks)
         });
         let p = s.spawn(|| {
             pin(0);
@@ -122,7 +135,7 @@ fn run<const CW: usize, const PW: usize, Tx: Send, Rx: Send>(
                     acc = acc.wrapping_mul(i | 1);
                 }
                 let mut item = i;
-                while let Err(back) = push(&mut tx, item) {
+                while let Err(back) = push(tx, item) {
                     item = back;
                     fulls += 1;
                     std::hint::spin_loop();
@@ -133,9 +146,25 @@ fn run<const CW: usize, const PW: usize, Tx: Send, Rx: Send>(
             (start, fulls, u1.0 - u0.0, u1.1 - u0.1)
         });
         let (start, fulls, p_cpu, p_sw) = p.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-        let (end, empties, c_cpu, c_sw) = c.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+        let (end, empties, c_cpu, c_sw, marks) =
+            c.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
         let wall = end.duration_since(start);
         let wall_ns = wall.as_nanos() as f64;
+        // `SEG=1` in the environment: the rate of the quickest tenth of the consumer's
+        // segments of `SEG` items, every run counted, for a machine too busy for clean runs.
+        if knob("SEG") == 1 {
+            let mut segs: Vec<f64> = marks
+                .windows(2)
+                .map(|w| (w[1] - w[0]).as_secs_f64())
+                .collect();
+            segs.sort_by(f64::total_cmp);
+            return Counts {
+                rate: SEG as f64 / segs.get(segs.len() / 10).copied().unwrap_or(f64::INFINITY),
+                fulls,
+                empties,
+                clean: segs.len() >= 20,
+            };
+        }
         Counts {
             rate: items as f64 / wall.as_secs_f64(),
             fulls,
@@ -146,28 +175,136 @@ fn run<const CW: usize, const PW: usize, Tx: Send, Rx: Send>(
     })
 }
 
+/// `KEEP=1`: leak every run's ring, so that each run gets a fresh heap address.
+fn keep<P>(pair: P) {
+    if knob("KEEP") == 1 {
+        std::mem::forget(pair);
+    }
+}
+
 fn ringwire(items: u64) -> Counts {
-    dispatch!(
+    let mut pair = rw::channel::<u64>(1024);
+    let c = dispatch!(
         items,
-        rw::channel::<u64>(1024),
+        &mut pair,
         |tx: &mut rw::Producer<u64>, v| tx.try_send(v).map_err(rw::TrySendError::into_inner),
         |rx: &mut rw::Consumer<u64>| rx.try_recv().ok()
-    )
+    );
+    keep(pair);
+    c
 }
 
 fn rtrb(items: u64) -> Counts {
-    dispatch!(
+    let mut pair = rtrb::RingBuffer::<u64>::new(1024);
+    if let Ok(mut chunk) = pair.0.write_chunk_uninit(1) {
+        let at = chunk.as_mut_slices().0.as_ptr() as usize;
+        eprintln!(
+            "rtrb slots at {at:#x} (mod 64: {}, mod 4096: {})",
+            at % 64,
+            at % 4096
+        );
+    }
+    let c = dispatch!(
         items,
-        rtrb::RingBuffer::<u64>::new(1024),
+        &mut pair,
         |tx: &mut rtrb::Producer<u64>, v| tx.push(v).map_err(|rtrb::PushError::Full(v)| v),
         |rx: &mut rtrb::Consumer<u64>| rx.pop().ok()
-    )
+    );
+    keep(pair);
+    c
 }
 
 /// A ring's name and its one-run function.
 type Ring = (&'static str, fn(u64) -> Counts);
 
+/// `POOL=k`: `k` rings of each kind allocated up front (a padding allocation between them,
+/// so each sits at its own address), every round runs each once; prints each ring's median.
+/// Tells an address-decided mode (the same ring always fast or always slow, side by side with
+/// the others in one process) from one decided by the process or the time.
+fn pool(k: usize, runs: usize, items: u64) {
+    let mut rws = Vec::new();
+    let mut rts = Vec::new();
+    let mut pads = Vec::new();
+    for i in 0..k {
+        rws.push(rw::channel::<u64>(1024));
+        pads.push(vec![1u8; 200 + 48 * i]);
+        let mut pair = rtrb::RingBuffer::<u64>::new(1024);
+        if let Ok(mut chunk) = pair.0.write_chunk_uninit(1) {
+            let at = chunk.as_mut_slices().0.as_ptr() as usize;
+            eprintln!(
+                "rtrb[{i}] slots at {at:#x} (mod 64: {}, mod 4096: {})",
+                at % 64,
+                at % 4096
+            );
+        }
+        rts.push(pair);
+        pads.push(vec![1u8; 3000 + 80 * i]);
+    }
+    std::hint::black_box(&pads);
+    let mut rates = vec![[Vec::new(), Vec::new()]; k];
+    let mut tries = 0;
+    while rates.iter().any(|r| r[0].len() < runs || r[1].len() < runs) && tries < 200 * k {
+        tries += 1;
+        for i in 0..k {
+            let c = dispatch!(
+                items,
+                &mut rws[i],
+                |tx: &mut rw::Producer<u64>, v| tx
+                    .try_send(v)
+                    .map_err(rw::TrySendError::into_inner),
+                |rx: &mut rw::Consumer<u64>| rx.try_recv().ok()
+            );
+            if c.clean && rates[i][0].len() < runs {
+                rates[i][0].push(c.rate);
+                eprintln!(
+                    "ring {i} ringwire {:.0}M full/item {:.4} empty/item {:.4}",
+                    c.rate / 1e6,
+                    c.fulls as f64 / items as f64,
+                    c.empties as f64 / items as f64
+                );
+            }
+            let c = dispatch!(
+                items,
+                &mut rts[i],
+                |tx: &mut rtrb::Producer<u64>, v| tx.push(v).map_err(|rtrb::PushError::Full(v)| v),
+                |rx: &mut rtrb::Consumer<u64>| rx.pop().ok()
+            );
+            if c.clean && rates[i][1].len() < runs {
+                rates[i][1].push(c.rate);
+                eprintln!(
+                    "ring {i} rtrb {:.0}M full/item {:.4} empty/item {:.4}",
+                    c.rate / 1e6,
+                    c.fulls as f64 / items as f64,
+                    c.empties as f64 / items as f64
+                );
+            }
+        }
+    }
+    for (i, r) in rates.iter_mut().enumerate() {
+        let show = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v.iter()
+                .map(|x| format!("{:.0}", x / 1e6))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let (a, b) = r.split_at_mut(1);
+        println!(
+            "ring {i}: ringwire [{}]  rtrb [{}]",
+            show(&mut a[0]),
+            show(&mut b[0])
+        );
+    }
+}
+
 fn main() {
+    if knob("POOL") > 0 {
+        let mut args = std::env::args().skip(1);
+        let runs: usize = args.next().map_or(5, |a| a.parse().expect("runs"));
+        let items: u64 = args.next().map_or(200_000, |a| a.parse().expect("items"));
+        pool(knob("POOL"), runs, items);
+        return;
+    }
     let mut args = std::env::args().skip(1);
     let runs: usize = args.next().map_or(9, |a| a.parse().expect("runs"));
     let items: u64 = args.next().map_or(1_000_000, |a| a.parse().expect("items"));

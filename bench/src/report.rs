@@ -903,7 +903,8 @@ fn how_to_read(md: &mut String) -> Result<(), Error> {
         "## Other benchmarks".to_string(),
         String::new(),
         "- Cross-core rings (`ringwire-bench rings`: ringwire's SPSC ring against rtrb, \
-         crossbeam's ArrayQueue and tokio mpsc; eventfd against MSG_RING wake latency): \
+         crossbeam's ArrayQueue and tokio mpsc, ringwire and rtrb over several fresh \
+         processes; eventfd against MSG_RING wake latency): \
          [BENCHMARKS-rings.md](BENCHMARKS-rings.md)."
             .to_string(),
         "- Sessions at scale (`scripts/scale.sh`: CPU per request and memory per session from \

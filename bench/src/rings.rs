@@ -52,6 +52,25 @@ pub struct RingsArgs {
     /// Runs per measurement; the median is reported.
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
+    /// Fresh processes for ringwire's and rtrb's figures in the sections where they meet
+    /// (single items, iterators, buffers, round trip, `try_send` on a full ring): each runs
+    /// both rings `--process-runs` times, and the page gives the median of the processes'
+    /// medians and their spread. A process's heap placement can decide its single-item rate
+    /// (D78), so one process's median cannot decide the ratio. 1: measured in this process,
+    /// like the other rings.
+    #[arg(long, default_value_t = 5)]
+    pub processes: usize,
+    /// Runs of each ring per fresh process (see `--processes`).
+    #[arg(long, default_value_t = 3)]
+    pub process_runs: usize,
+    /// Internal: run as one of `--processes`' children, measure only ringwire and rtrb in the
+    /// sections they share and write the rows as JSON here.
+    #[arg(long, hide = true)]
+    pub child_json: Option<PathBuf>,
+    /// Internal: start every section's rounds with the last ring (a child of `--processes`
+    /// alternates which ring runs first).
+    #[arg(long, hide = true)]
+    pub reverse_order: bool,
     /// Only the sections whose name contains this (e.g. `full`), to run one under `strace`.
     #[arg(long)]
     pub only: Option<String>,
@@ -82,9 +101,29 @@ pub struct Row {
     pub value: f64,
     /// Unit of `value`.
     pub unit: &'static str,
-    /// Every run's figure.
+    /// Every run's figure, or (when `processes` > 1) every process's median.
     pub runs: Vec<f64>,
+    /// Fresh processes the figure comes from (1: runs in the process that wrote the page).
+    pub processes: usize,
 }
+
+/// A [`Row`] as a child process of `--processes` writes it.
+#[derive(Debug, serde::Deserialize)]
+struct ChildRow {
+    section: String,
+    ring: String,
+    value: f64,
+}
+
+/// The sections where ringwire meets rtrb like for like, with their units: measured over
+/// `--processes` fresh processes.
+const HEAD_TO_HEAD: [(&str, &str); 5] = [
+    ("throughput single", "items/s"),
+    ("throughput batched, iterators", "items/s"),
+    ("throughput batched, buffers", "items/s"),
+    ("round trip (ping-pong)", "ns"),
+    ("try_send on full ring", "ns/call"),
+];
 
 /// Everything `rings` measured, plus the setting.
 #[derive(Debug, Clone, Serialize)]
@@ -101,6 +140,10 @@ pub struct RingsReport {
     pub batch: usize,
     /// Items per throughput run.
     pub items: u64,
+    /// Fresh processes behind ringwire's and rtrb's head-to-head figures (1: this process).
+    pub processes: usize,
+    /// Runs of each ring per fresh process.
+    pub process_runs: usize,
     /// Every figure.
     pub rows: Vec<Row>,
     /// `/proc/loadavg` before the first measurement.
@@ -118,6 +161,14 @@ pub enum RingsError {
     /// An I/O error (eventfd, io_uring, the JSON file).
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// A child process of `--processes` failed or wrote no figures.
+    #[error("rings child process {index}: {reason}")]
+    Child {
+        /// Which child (0-based).
+        index: usize,
+        /// What went wrong.
+        reason: String,
+    },
     /// Serialising the JSON report.
     #[error(transparent)]
     Json(#[from] serde_json::Error),
@@ -893,6 +944,7 @@ fn measure_wakes(cores: Cores, wakes: u64, runs: usize, rows: &mut Vec<Row>) {
                 value,
                 unit,
                 runs: figures,
+                processes: 1,
             });
         }
     }
@@ -931,8 +983,22 @@ pub fn run(args: RingsArgs) -> Result<RingsReport, RingsError> {
         },
         _ => return Err(RingsError::Cores(args.cores.clone())),
     };
-    let wants = |section: &str| args.only.as_deref().is_none_or(|o| section.contains(o));
-    let mut rows = Vec::new();
+    let child = args.child_json.is_some();
+    // A section's name, or the start of several (`wants("throughput batched")` stands for
+    // both batched sections).
+    let head_to_head = |section: &str| HEAD_TO_HEAD.iter().any(|(s, _)| s.starts_with(section));
+    let wants = |section: &str| {
+        args.only.as_deref().is_none_or(|o| section.contains(o))
+            && (!child || head_to_head(section))
+    };
+    // Ringwire's and rtrb's head-to-head figures come from fresh processes first (their rows
+    // lead each section); this process then measures the other rings.
+    let across = !child && args.processes > 1;
+    let mut rows = if across {
+        across_processes(&args, &cores, &wants)?
+    } else {
+        Vec::new()
+    };
     let (cap, items, batch) = (args.capacity, args.items, args.batch);
     // One section at a time; runs interleave the rings (run 1 of each, then run 2 of each,
     // ...) so load from other processes drifts across all of them alike, in an order that
@@ -941,14 +1007,17 @@ pub fn run(args: RingsArgs) -> Result<RingsReport, RingsError> {
     // clock's ramp) whose figure is dropped.
     let runs = args.runs.max(1);
     let mut measure = |section: &'static str, unit, rings: &mut [Measured<'_>]| {
-        let chosen = |ring: &str| args.rings.is_empty() || args.rings.iter().any(|r| r == ring);
+        let chosen = |ring: &str| {
+            (args.rings.is_empty() || args.rings.iter().any(|r| r == ring))
+                && !(across && head_to_head(section) && [NAMES[0], NAMES[1]].contains(&ring))
+        };
         let mut figures = vec![Vec::with_capacity(runs); rings.len()];
         for (_, f) in rings.iter_mut().filter(|(ring, _)| chosen(ring)) {
             black_box(f());
         }
         for round in 0..runs {
             let mut order: Vec<usize> = (0..rings.len()).collect();
-            if round % 2 == 1 {
+            if (round % 2 == 1) != args.reverse_order {
                 order.reverse();
             }
             for i in order {
@@ -970,6 +1039,7 @@ pub fn run(args: RingsArgs) -> Result<RingsReport, RingsError> {
                 value,
                 unit,
                 runs,
+                processes: 1,
             });
         }
     };
@@ -1085,10 +1155,16 @@ pub fn run(args: RingsArgs) -> Result<RingsReport, RingsError> {
         capacity: cap,
         batch,
         items,
+        processes: if across { args.processes } else { 1 },
+        process_runs: args.process_runs.max(1),
         rows,
         loadavg_before,
         loadavg_after: loadavg::now(),
     };
+    if let Some(path) = &args.child_json {
+        std::fs::write(path, serde_json::to_string(&report)?)?;
+        return Ok(report);
+    }
     println!("{}", table(&report));
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
@@ -1102,6 +1178,105 @@ pub fn run(args: RingsArgs) -> Result<RingsReport, RingsError> {
     }
     Ok(report)
 }
+
+/// Ringwire's and rtrb's rows for the [`HEAD_TO_HEAD`] sections that `wants`, each from
+/// `--processes` fresh processes of this binary (`rings --child-json`, `--process-runs` runs
+/// of each ring, the first ring alternating between processes): the value is the median of
+/// the processes' medians, `runs` holds every process's median.
+fn across_processes(
+    args: &RingsArgs,
+    cores: &Cores,
+    wants: &dyn Fn(&str) -> bool,
+) -> Result<Vec<Row>, RingsError> {
+    let sections: Vec<(&'static str, &'static str)> = HEAD_TO_HEAD
+        .into_iter()
+        .filter(|(section, _)| wants(section))
+        .collect();
+    let rings: Vec<&'static str> = [NAMES[0], NAMES[1]]
+        .into_iter()
+        .filter(|r| args.rings.is_empty() || args.rings.iter().any(|x| x == r))
+        .collect();
+    if sections.is_empty() || rings.is_empty() {
+        return Ok(Vec::new());
+    }
+    let exe = std::env::current_exe()?;
+    // medians[section][ring]: one figure per process.
+    let mut medians = vec![vec![Vec::new(); rings.len()]; sections.len()];
+    for index in 0..args.processes {
+        let path = std::env::temp_dir().join(format!(
+            "ringwire-rings-{}-{index}.json",
+            std::process::id()
+        ));
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.arg("rings")
+            .arg(format!("--items={}", args.items))
+            .arg(format!(
+                "--cores={},{}",
+                cores.producer.id, cores.consumer.id
+            ))
+            .arg(format!("--capacity={}", args.capacity))
+            .arg(format!("--batch={}", args.batch))
+            .arg(format!("--round-trips={}", args.round_trips))
+            .arg(format!("--runs={}", args.process_runs.max(1)))
+            .arg(format!("--rings={}", rings.join(",")))
+            .arg("--processes=1")
+            .arg("--child-json")
+            .arg(&path)
+            .stdout(std::process::Stdio::null());
+        if let Some(only) = &args.only {
+            cmd.arg(format!("--only={only}"));
+        }
+        if index % 2 == 1 {
+            cmd.arg("--reverse-order");
+        }
+        eprintln!("rings: process {} of {}", index + 1, args.processes);
+        let status = cmd.status()?;
+        let child_failed = |reason: String| RingsError::Child { index, reason };
+        if !status.success() {
+            return Err(child_failed(format!("exited with {status}")));
+        }
+        let text = std::fs::read_to_string(&path)?;
+        std::fs::remove_file(&path)?;
+        #[derive(serde::Deserialize)]
+        struct ChildReport {
+            rows: Vec<ChildRow>,
+        }
+        let report: ChildReport = serde_json::from_str(&text)?;
+        for (s, (section, _)) in sections.iter().enumerate() {
+            for (r, ring) in rings.iter().enumerate() {
+                let row = report
+                    .rows
+                    .iter()
+                    .find(|row| row.section == *section && row.ring == *ring)
+                    .ok_or_else(|| child_failed(format!("no {ring} figure for {section}")))?;
+                medians[s][r].push(row.value);
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for ((section, unit), per_ring) in sections.into_iter().zip(medians) {
+        for (ring, runs) in rings.iter().zip(per_ring) {
+            let value = median(runs.clone());
+            eprintln!(
+                "{section:<32} {ring:<12} {value:>14.1} {unit} (median of {} processes)",
+                runs.len()
+            );
+            rows.push(Row {
+                section,
+                ring,
+                value,
+                unit,
+                runs,
+                processes: args.processes,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// The spread table's heading (the page puts the caption under it).
+const SPREAD: &str = "Spread (median, min, max) over one process's runs, or over fresh processes' \
+                      medians:";
 
 /// The report as a Markdown table: one line per section, one column per ring, then
 /// ringwire / other ratios.
@@ -1181,17 +1356,33 @@ pub fn table(report: &RingsReport) -> String {
             ratio(get(NAMES[3])),
         );
     }
+    if report.processes > 1 {
+        let _ = writeln!(
+            out,
+            "\nringwire and rtrb where they meet (single items, iterators, buffers, round trip, \
+             `try_send` on a full ring): median of {} fresh processes' medians ({} runs of each \
+             ring per process); everything else: median of this process's runs.",
+            report.processes, report.process_runs
+        );
+    }
     let _ = writeln!(out);
-    let _ = writeln!(out, "Spread over the runs (median, min, max):");
+    let _ = writeln!(out, "{SPREAD}");
     let _ = writeln!(out);
-    let _ = writeln!(out, "| measure | ring | unit | median | min | max |");
-    let _ = writeln!(out, "|---|---|---|---:|---:|---:|");
+    let _ = writeln!(out, "| measure | ring | unit | median | min | max | over |");
+    let _ = writeln!(out, "|---|---|---|---:|---:|---:|---|");
     for row in &report.rows {
         let min = row.runs.iter().copied().fold(f64::INFINITY, f64::min);
         let max = row.runs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let over = if row.processes > 1 {
+            format!("{} processes' medians", row.runs.len())
+        } else if row.runs.len() == 1 {
+            "1 run".to_owned()
+        } else {
+            format!("{} runs", row.runs.len())
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {over} |",
             row.section,
             row.ring,
             row.unit,
@@ -1207,7 +1398,7 @@ pub fn table(report: &RingsReport) -> String {
 fn rings_command(args: &RingsArgs) -> String {
     format!(
         "target/release/ringwire-bench rings --items {} --cores {} --capacity {} --batch {} \
-         --round-trips {} --wakes {} --runs {}{}",
+         --round-trips {} --wakes {} --runs {} --processes {} --process-runs {}{}",
         args.items,
         args.cores
             .iter()
@@ -1219,6 +1410,8 @@ fn rings_command(args: &RingsArgs) -> String {
         args.round_trips,
         args.wakes,
         args.runs,
+        args.processes,
+        args.process_runs,
         if args.rings.is_empty() {
             String::new()
         } else {
@@ -1278,10 +1471,9 @@ pub fn page(report: &RingsReport, machine: &str, command: &str) -> String {
     // The table's own setting line, then the tables; the spread table gets
     // the caption again, so that every table states it.
     let text = table(report);
-    let spread = "Spread over the runs (median, min, max):";
-    match text.split_once(spread) {
+    match text.split_once(SPREAD) {
         Some((main, rest)) => {
-            let _ = write!(md, "{main}{spread}\n\n{caption}{rest}");
+            let _ = write!(md, "{main}{SPREAD}\n\n{caption}{rest}");
         }
         None => md.push_str(&text),
     }
@@ -1292,6 +1484,14 @@ pub fn page(report: &RingsReport, machine: &str, command: &str) -> String {
         "- Every figure is the median of the runs; runs interleave the implementations (run 1 \
          of each, then run 2 of each, ...) in an order reversed every round, after one untimed \
          warm-up run of each, so load drifts over all of them alike and none always runs first.",
+        "- Ringwire's and rtrb's figures in the sections where they meet (single items, \
+         iterators, buffers, round trip, `try_send` on a full ring) come from `--processes` \
+         fresh processes, each running both rings `--process-runs` times as above (which ring \
+         starts alternates between processes): the figure is the median of the processes' \
+         medians, and the spread table gives the lowest and highest process. Single-item \
+         throughput settles per process (where the heap and the pages put the ring; \
+         docs/DECISIONS.md D78), so one process's median can land anywhere in that spread; \
+         the ratio to quote is this one.",
         "- Wake latency sleeps for real (`poll(2)` on an eventfd, or `io_uring_enter` waiting \
          for an eventfd poll, an `IORING_OP_MSG_RING` or an `IORING_OP_FUTEX_WAIT` \
          completion): it includes the scheduler's wake-up, which a busy machine stretches \
