@@ -107,6 +107,36 @@ pub struct Row {
     pub processes: usize,
 }
 
+impl Row {
+    /// The row of `runs` (one figure per run, or per fresh process when `processes` > 1): their
+    /// median, also printed to stderr as the benchmark goes.
+    fn from_runs(
+        section: &'static str,
+        ring: &'static str,
+        unit: &'static str,
+        runs: Vec<f64>,
+        processes: usize,
+    ) -> Row {
+        let value = median(runs.clone());
+        if processes > 1 {
+            eprintln!(
+                "{section:<32} {ring:<12} {value:>14.1} {unit} (median of {} processes)",
+                runs.len()
+            );
+        } else {
+            eprintln!("{section:<32} {ring:<12} {value:>14.1} {unit}");
+        }
+        Row {
+            section,
+            ring,
+            value,
+            unit,
+            runs,
+            processes,
+        }
+    }
+}
+
 /// A [`Row`] as a child process of `--processes` writes it.
 #[derive(Debug, serde::Deserialize)]
 struct ChildRow {
@@ -1031,16 +1061,7 @@ pub fn run(args: RingsArgs) -> Result<RingsReport, RingsError> {
             if runs.is_empty() {
                 continue;
             }
-            let value = median(runs.clone());
-            eprintln!("{section:<32} {ring:<12} {value:>14.1} {unit}");
-            rows.push(Row {
-                section,
-                ring,
-                value,
-                unit,
-                runs,
-                processes: 1,
-            });
+            rows.push(Row::from_runs(section, ring, unit, runs, 1));
         }
     };
 
@@ -1256,19 +1277,7 @@ fn across_processes(
     let mut rows = Vec::new();
     for ((section, unit), per_ring) in sections.into_iter().zip(medians) {
         for (ring, runs) in rings.iter().zip(per_ring) {
-            let value = median(runs.clone());
-            eprintln!(
-                "{section:<32} {ring:<12} {value:>14.1} {unit} (median of {} processes)",
-                runs.len()
-            );
-            rows.push(Row {
-                section,
-                ring,
-                value,
-                unit,
-                runs,
-                processes: args.processes,
-            });
+            rows.push(Row::from_runs(section, ring, unit, runs, args.processes));
         }
     }
     Ok(rows)

@@ -721,6 +721,26 @@ impl SendSlots {
         self.returned = Vec::with_capacity(buffers as usize);
     }
 
+    /// A free slot for a datagram of `len` bytes, taken off the free list: refused when the
+    /// datagram is larger than a slot or no slot is free.
+    #[inline(always)]
+    fn take_free(&mut self, len: usize) -> Result<u32, Refused> {
+        if len > self.max {
+            return Err(Refused::TooLarge { max: self.max });
+        }
+        let Some(slot) = self.free.pop() else {
+            return Err(Refused::Full);
+        };
+        let state = self.slots[slot as usize].state;
+        if state != SlotState::Free {
+            // Unreachable while the free list holds only free slots; refusing keeps a broken
+            // invariant from overwriting memory the kernel may be reading.
+            debug_assert!(false, "slot {slot} on the free list is {state:?}");
+            return Err(Refused::Full);
+        }
+        Ok(slot)
+    }
+
     /// Copies `payload` for `peer` into a free slot, which becomes staged; `tag` (0: none)
     /// comes back with the completion. With GSO, a datagram for the destination of the last
     /// staged send, no longer than its segment size, joins that send instead.
@@ -731,23 +751,8 @@ impl SendSlots {
         payload: &[u8],
         tag: u64,
     ) -> Result<(), Refused> {
-        if payload.len() > self.max {
-            return Err(Refused::TooLarge { max: self.max });
-        }
-        let Some(slot) = self.free.pop() else {
-            return Err(Refused::Full);
-        };
+        let slot = self.take_free(payload.len())?;
         let i = slot as usize;
-        if self.slots[i].state != SlotState::Free {
-            // Unreachable while the free list holds only free slots; refusing keeps a broken
-            // invariant from overwriting memory the kernel may be reading.
-            debug_assert!(
-                false,
-                "slot {i} on the free list is {:?}",
-                self.slots[i].state
-            );
-            return Err(Refused::Full);
-        }
         // The destination is encoded on the stack and compared there: reading the slot's name
         // back right after the payload copy and the name's field-by-field stores is where a
         // profile of a 1,200-byte echo put most of this function's time (docs/DECISIONS.md
@@ -763,23 +768,44 @@ impl SendSlots {
             self.join(lead, slot, payload, tag);
             return Ok(());
         }
-        // SAFETY: slot i is free (checked above): no SQE names it, so the kernel reads none of
+        // SAFETY: slot i is free (`take_free`): no SQE names it, so the kernel reads none of
         // its memory, and nothing else refers to it. `i < count` (`self.slots[i]` exists), so
-        // the pointer is slot i's payload; `payload.len() <= max` (checked above); the
+        // the pointer is slot i's payload; `payload.len() <= max` (`take_free`); the
         // handler's bytes never lie inside these regions, which nothing outside this type can
-        // reach. The name bytes are written as one array, header and vector fields through
-        // raw pointers.
+        // reach.
         unsafe {
             ptr::copy_nonoverlapping(
                 payload.as_ptr(),
                 self.payloads.at_unchecked(i * self.max),
                 payload.len(),
             );
+        }
+        self.stage_alone(slot, &name, namelen, len, tag);
+        Ok(())
+    }
+
+    /// Stages free `slot` (from [`SendSlots::take_free`]) as a send of its own to `name`
+    /// (`namelen` bytes), `len` bytes from wherever its vector's base points (its payload, or
+    /// a lent receive buffer).
+    #[inline(always)]
+    fn stage_alone(
+        &mut self,
+        slot: u32,
+        name: &[u8; SOCKADDR_MAX_LEN],
+        namelen: libc::socklen_t,
+        len: u32,
+        tag: u64,
+    ) {
+        let i = slot as usize;
+        // SAFETY: slot i is free (`take_free`): no SQE names it, so the kernel reads none of
+        // its name, vector or header; `i < count` (`self.slots[i]` exists). The name bytes are
+        // written as one array, header and vector fields through raw pointers.
+        unsafe {
             self.names
                 .at_unchecked(i * SOCKADDR_MAX_LEN)
                 .cast::<[u8; SOCKADDR_MAX_LEN]>()
-                .write(name);
-            (*self.iovs.at_unchecked(i)).iov_len = payload.len();
+                .write(*name);
+            (*self.iovs.at_unchecked(i)).iov_len = len as usize;
             (*self.hdrs.at_unchecked(i)).msg_namelen = namelen;
         }
         let s = &mut self.slots[i];
@@ -787,7 +813,6 @@ impl SendSlots {
         s.tag = tag;
         s.len = len;
         self.staged.push(slot);
-        Ok(())
     }
 
     /// Whether a datagram of `len` bytes to `name` (`namelen` bytes, encoded), sent in place
@@ -1024,21 +1049,8 @@ impl SendSlots {
                 .stage(peer, payload, tag)
                 .map(|()| Placed::CopiedOverCap);
         }
-        if payload.len() > self.max {
-            return Err(Refused::TooLarge { max: self.max });
-        }
-        let Some(slot) = self.free.pop() else {
-            return Err(Refused::Full);
-        };
+        let slot = self.take_free(payload.len())?;
         let i = slot as usize;
-        if self.slots[i].state != SlotState::Free {
-            debug_assert!(
-                false,
-                "slot {i} on the free list is {:?}",
-                self.slots[i].state
-            );
-            return Err(Refused::Full);
-        }
         let mut name = [0u8; SOCKADDR_MAX_LEN];
         let namelen = sockaddr::encode(peer, &mut name);
         let len = payload.len() as u32;
@@ -1049,28 +1061,17 @@ impl SendSlots {
         {
             self.join_in_place(lead, slot, at, len, tag);
         } else {
-            // SAFETY: slot i is free (checked above): no SQE names it, so the kernel reads
-            // none of its memory; `i < count` (`self.slots[i]` exists). Its vector is pointed
-            // at `len` bytes inside the held receive buffer `received` describes (`offset_of`
+            // SAFETY: slot i is free (`take_free`): no SQE names it, so the kernel reads none
+            // of its memory; `i < count` (`self.slots[i]` exists). Its vector is pointed at
+            // `len` bytes inside the held receive buffer `received` describes (`offset_of`
             // checked the range; `at` is derived from the pool's region pointer), which the
             // lend taken below keeps from the kernel's receives until this send's completion
             // gives it back; nothing writes it meanwhile and no reference to it outlives the
             // handler's call, which ends before the SQE is pushed.
             unsafe {
-                self.names
-                    .at_unchecked(i * SOCKADDR_MAX_LEN)
-                    .cast::<[u8; SOCKADDR_MAX_LEN]>()
-                    .write(name);
-                let v = self.iovs.at_unchecked(i);
-                (*v).iov_base = at.cast_mut().cast();
-                (*v).iov_len = payload.len();
-                (*self.hdrs.at_unchecked(i)).msg_namelen = namelen;
+                (*self.iovs.at_unchecked(i)).iov_base = at.cast_mut().cast();
             }
-            let s = &mut self.slots[i];
-            s.state = SlotState::Staged;
-            s.tag = tag;
-            s.len = len;
-            self.staged.push(slot);
+            self.stage_alone(slot, &name, namelen, len, tag);
         }
         self.slots[i].lent = u32::from(received.bid);
         self.lends[bid] += 1;

@@ -38,16 +38,39 @@ fn start() -> (
     (addr, control, thread)
 }
 
+/// A started shard: its address, its control and its thread.
+type Started<H> = (
+    SocketAddr,
+    Arc<ShardControl>,
+    std::thread::JoinHandle<(ShardExit, H)>,
+);
+
+/// [`start_with`] where io_uring is available and the kernel took both `UDP_GRO` and
+/// `UDP_SEGMENT` on the shard's socket; otherwise says why and stops the shard (`None`).
+fn start_offloaded<H: Handler<Message = ()> + Send + 'static>(
+    prepare: impl FnOnce(&UdpSocket),
+    handler: H,
+) -> Option<Started<H>> {
+    if !available_or_explain() {
+        return None;
+    }
+    let (addr, control, thread) = start_with(prepare, handler);
+    let started = control.stats();
+    if started.gro_enabled == 0 || started.gso_enabled == 0 {
+        println!("skipping: this kernel refused UDP_GRO or UDP_SEGMENT: {started}");
+        control.request_stop().unwrap();
+        thread.join().unwrap();
+        return None;
+    }
+    Some((addr, control, thread))
+}
+
 /// A shard running `handler` on a loopback socket that `prepare` may change first; the thread
 /// returns the exit and the handler.
 fn start_with<H: Handler<Message = ()> + Send + 'static>(
     prepare: impl FnOnce(&UdpSocket),
     mut handler: H,
-) -> (
-    SocketAddr,
-    Arc<ShardControl>,
-    std::thread::JoinHandle<(ShardExit, H)>,
-) {
+) -> Started<H> {
     let opts = SocketOptions {
         recv_buffer: 0,
         send_buffer: 0,
@@ -176,17 +199,9 @@ fn six_datagrams(base: u8) -> (Vec<u8>, Vec<Vec<u8>>) {
 /// reported with its own length.
 #[test]
 fn a_coalesced_buffer_is_split_and_its_echoes_leave_as_one_gso_send() {
-    if !available_or_explain() {
+    let Some((addr, control, thread)) = start_offloaded(|_| {}, TaggedEcho::default()) else {
         return;
-    }
-    let (addr, control, thread) = start_with(|_| {}, TaggedEcho::default());
-    let started = control.stats();
-    if started.gro_enabled == 0 || started.gso_enabled == 0 {
-        println!("skipping: this kernel refused UDP_GRO or UDP_SEGMENT: {started}");
-        control.request_stop().unwrap();
-        thread.join().unwrap();
-        return;
-    }
+    };
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     let (payload, datagrams) = six_datagrams(1);
     send_segmented(&client, addr, &payload, 100);
@@ -216,19 +231,11 @@ fn a_coalesced_buffer_is_split_and_its_echoes_leave_as_one_gso_send() {
 /// their tags told so, and the shard goes on sending every datagram alone.
 #[test]
 fn a_socket_that_refuses_gso_falls_back_to_plain_sends() {
-    if !available_or_explain() {
-        return;
-    }
     let no_check =
         |s: &UdpSocket| sockopt::set_int(s, libc::SOL_SOCKET, libc::SO_NO_CHECK, 1).unwrap();
-    let (addr, control, thread) = start_with(no_check, TaggedEcho::default());
-    let started = control.stats();
-    if started.gro_enabled == 0 || started.gso_enabled == 0 {
-        println!("skipping: this kernel refused UDP_GRO or UDP_SEGMENT: {started}");
-        control.request_stop().unwrap();
-        thread.join().unwrap();
+    let Some((addr, control, thread)) = start_offloaded(no_check, TaggedEcho::default()) else {
         return;
-    }
+    };
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     let (first, _) = six_datagrams(1);
     send_segmented(&client, addr, &first, 100);
@@ -259,17 +266,9 @@ fn a_socket_that_refuses_gso_falls_back_to_plain_sends() {
 /// completed (none lent at the end; the pools drained).
 #[test]
 fn a_coalesced_buffer_echoed_in_place_leaves_as_one_send_and_comes_back() {
-    if !available_or_explain() {
+    let Some((addr, control, thread)) = start_offloaded(|_| {}, InPlaceEcho) else {
         return;
-    }
-    let (addr, control, thread) = start_with(|_| {}, InPlaceEcho);
-    let started = control.stats();
-    if started.gro_enabled == 0 || started.gso_enabled == 0 {
-        println!("skipping: this kernel refused UDP_GRO or UDP_SEGMENT: {started}");
-        control.request_stop().unwrap();
-        thread.join().unwrap();
-        return;
-    }
+    };
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     for round in 0..3u8 {
         let (payload, datagrams) = six_datagrams(10 * round);
@@ -298,19 +297,11 @@ fn a_coalesced_buffer_echoed_in_place_leaves_as_one_send_and_comes_back() {
 /// the errno and its buffer comes back all the same; later echoes go alone, still in place.
 #[test]
 fn sends_in_place_fall_back_to_plain_sends_and_return_their_buffers() {
-    if !available_or_explain() {
-        return;
-    }
     let no_check =
         |s: &UdpSocket| sockopt::set_int(s, libc::SOL_SOCKET, libc::SO_NO_CHECK, 1).unwrap();
-    let (addr, control, thread) = start_with(no_check, InPlaceEcho);
-    let started = control.stats();
-    if started.gro_enabled == 0 || started.gso_enabled == 0 {
-        println!("skipping: this kernel refused UDP_GRO or UDP_SEGMENT: {started}");
-        control.request_stop().unwrap();
-        thread.join().unwrap();
+    let Some((addr, control, thread)) = start_offloaded(no_check, InPlaceEcho) else {
         return;
-    }
+    };
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     let (first, _) = six_datagrams(1);
     send_segmented(&client, addr, &first, 100);
