@@ -65,7 +65,9 @@
 # than the default 500 ms on a busy core, and each retransmission costs both sides a new
 # handshake), FANOUT_RATE (publishes/s, 5), FANOUT_PAYLOAD (1191),
 # HOT (active sessions in the hot phase), SERVER_ARGS (more session-server flags, e.g.
-# --no-offloads), QUIET_WAIT, NOTE (first paragraph of the page).
+# --no-offloads), SERVER_BENCH (the ringwire-bench binary that runs session-server, default
+# the built one: an older build against the same load generator, side by side), QUIET_WAIT,
+# NOTE (first paragraph of the page).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -140,6 +142,14 @@ cleanup() { [[ -n $SERVER_PID ]] && kill "$SERVER_PID" 2>/dev/null || true; }
 trap cleanup EXIT
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# On-CPU time of every thread of $1 in ns (the scheduler's own account: ns resolution, where
+# clock ticks are 10 ms, a large part of a fan-out row's 25 publishes at small N).
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f", s}'; }
+# The server's final counters (`final shard K: name=value ...`, summed over shards) as JSON.
+final_counters() {
+    grep '^final shard' "$1" | tr ' ' '\n' | grep -E '^[a-z_]+=[0-9]+$' |
+        awk -F= '{v[$1] += $2} END {sep=""; printf "{"; for (k in v) {printf "%s\"%s\": %d", sep, k, v[k]; sep=", "}; printf "}"}'
+}
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 # One run: a fresh server ($1: echo|relay) and the load ($2: session|fanout) with $3 sessions
@@ -149,7 +159,7 @@ run_one() {
     local app=$1 mode=$2 sessions=$3 dir=$4 n=$5 active=()
     [[ -n ${6:-} ]] && active=(--active "$6")
     local log="$dir/server.$n.log" max=$(( sessions + sessions / 10 + 1024 ))
-    "$LOAD" session-server --app "$app" --cores "$SERVER_CORE" --max-sessions "$max" \
+    "${SERVER_BENCH:-$LOAD}" session-server --app "$app" --cores "$SERVER_CORE" --max-sessions "$max" \
         --keepalive-ms 0 --idle-timeout-ms 3600000 --rekey-after-ms 3600000 \
         --handshakes-per-second 1000000 \
         ${SERVER_ARGS:-} >"$log" 2>&1 &
@@ -178,22 +188,28 @@ run_one() {
         --duration "$DURATION" --warmup "$WARMUP" --poll block \
         --timeout-ms 1000 --json "$dir/load.$n.json" >"$dir/load.$n.txt" 2>"$err" &
     local load_pid=$!
-    local rss_idle="" hs1="" cpu0="" cpu1=""
+    local rss_idle="" hs1="" cpu0="" cpu1="" ns0="" ns1=""
     while kill -0 "$load_pid" 2>/dev/null; do
         if [[ -z $rss_idle ]] && grep -q '^load: sessions ready' "$err"; then
             hs1=$(cpu_ticks "$SERVER_PID"); rss_idle=$(rss_kib "$SERVER_PID")
         fi
-        if [[ -z $cpu0 ]] && grep -q '^load: measuring' "$err"; then cpu0=$(cpu_ticks "$SERVER_PID"); fi
-        if [[ -z $cpu1 ]] && grep -q '^load: done' "$err"; then cpu1=$(cpu_ticks "$SERVER_PID"); fi
+        if [[ -z $cpu0 ]] && grep -q '^load: measuring' "$err"; then
+            cpu0=$(cpu_ticks "$SERVER_PID"); ns0=$(cpu_ns "$SERVER_PID")
+        fi
+        if [[ -z $cpu1 ]] && grep -q '^load: done' "$err"; then
+            cpu1=$(cpu_ticks "$SERVER_PID"); ns1=$(cpu_ns "$SERVER_PID")
+        fi
         sleep 0.02
     done
     if ! wait "$load_pid"; then
         echo "load with $sessions sessions failed:" >&2; cat "$err" "$dir/load.$n.txt" >&2; exit 1
     fi
-    [[ -n $cpu1 ]] || cpu1=$(cpu_ticks "$SERVER_PID")
+    [[ -n $cpu1 ]] || { cpu1=$(cpu_ticks "$SERVER_PID"); ns1=$(cpu_ns "$SERVER_PID"); }
     cat "$dir/load.$n.txt"
     kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
-    echo "{\"n\": $n, \"rss_empty_kib\": $rss_empty, \"rss_idle_kib\": ${rss_idle:-null}, \"cpu_ticks\": $(( ${cpu1:-0} - ${cpu0:-0} )), \"measured\": $([[ -n $cpu0 && -n $cpu1 ]] && echo true || echo false), \"handshake_cpu_ticks\": $(( ${hs1:-$hs0} - hs0 ))}" >"$dir/server.$n.json"
+    local cpu_ns=null
+    [[ -n $ns0 && -n $ns1 ]] && cpu_ns=$(( ns1 - ns0 ))
+    echo "{\"n\": $n, \"rss_empty_kib\": $rss_empty, \"rss_idle_kib\": ${rss_idle:-null}, \"cpu_ticks\": $(( ${cpu1:-0} - ${cpu0:-0} )), \"cpu_ns\": $cpu_ns, \"measured\": $([[ -n $cpu0 && -n $cpu1 ]] && echo true || echo false), \"handshake_cpu_ticks\": $(( ${hs1:-$hs0} - hs0 )), \"counters\": $(final_counters "$log")}" >"$dir/server.$n.json"
 }
 
 if [[ $PHASE == all || $PHASE == sessions ]]; then

@@ -62,6 +62,13 @@ pub struct ServerSample {
     /// samples).
     #[serde(default)]
     pub handshake_cpu_ticks: Option<i64>,
+    /// On-CPU ns of every server thread (`/proc/PID/task/*/schedstat`) over the same window as
+    /// `cpu_ticks`; used instead of the ticks when present (absent in older samples).
+    #[serde(default)]
+    pub cpu_ns: Option<i64>,
+    /// The server's final counters, summed over its shards (absent in older samples).
+    #[serde(default)]
+    pub counters: Option<std::collections::BTreeMap<String, u64>>,
 }
 
 /// One row of the page (and of `--json`).
@@ -177,7 +184,9 @@ pub fn rows(run: &ScaleRun, ticks_per_s: f64) -> Vec<ScaleRow> {
             // Memory is divided by the sessions that exist: those established (a session
             // whose handshake failed holds nothing once the server expires it).
             let live = load.sessions_established.unwrap_or(n);
-            let cpu_s = server.cpu_ticks as f64 / ticks_per_s;
+            let cpu_s = server
+                .cpu_ns
+                .map_or(server.cpu_ticks as f64 / ticks_per_s, |ns| ns as f64 / 1e9);
             let rss_n = rss(server);
             let per = |from: Option<(usize, f64)>| match (from, rss_n) {
                 (Some((n0, r0)), Some(r)) if live > n0 => Some((r - r0) / (live - n0) as f64),
@@ -382,6 +391,7 @@ pub fn markdown(
             )?;
         }
         writeln!(md)?;
+        fanout_split(&mut md, f)?;
     }
     writeln!(md, "## How to read this\n")?;
     for line in [
@@ -405,8 +415,25 @@ pub fn markdown(
         "- *Fan-out*: N subscribers and one publisher on one shard; each publish is a 1,200-byte \
          relay message the relay copies to every subscriber in the turn it arrives. *deliveries \
          expected* = publishes in the window × N; latency is per delivery, from the publish's \
-         intended send time to the subscriber's receipt, so the copies of one publish queue \
-         behind each other: the last of N leaves about N × the per-copy cost after the first.",
+         intended send time to the moment the client has decrypted that copy, so the copies of \
+         one publish queue behind each other: the last of N leaves about N × the per-copy cost \
+         after the first. *server CPU us/delivery*: on-CPU time of the server's threads \
+         (`/proc/PID/task/*/schedstat`, ns) over the window, per delivery; at small N it is \
+         mostly the per-publish cost (a wake-up, the publish's decryption) over N.",
+        "- *Fan-out split*: the client's peer sockets have `SO_TIMESTAMPNS` on, so every copy \
+         carries the time it entered the kernel's receive path, which on loopback is inside \
+         the server's `sendmsg` for that copy. *first / last copy out*: per publish, from the \
+         client's `sendmmsg` of the publish to its first / last copy leaving the server (the \
+         server's wake-up, the publish's receive path, and the copies' encryption and sends; \
+         p50 and p99 over the publishes). *server us/copy*: per publish, (last − first) / \
+         (N − 1), the server's time per copy; flat in N means latency = base + N × a constant. \
+         *client delay*: per delivery, from the copy's arrival in the client's socket to its \
+         decryption by the client's one thread; it is the load generator's queueing, not the \
+         server's. *enobufs* (receive buffer ring empty), *send_queue_full* (a send refused for \
+         want of a send slot), *session_backlogged* (times every send slot was in flight and \
+         the rest stayed queued for the next turn: nothing lost), *relay_fanout_dropped* (a \
+         copy refused by a full session queue), *kernel_drops* (the server's socket buffer): \
+         the server's final counters for the whole run, handshakes included.",
         "- *client lag p99*: how far behind its intended send time the load generator sent, at \
          p99; latency counts from the intended time, so this lag is inside p50/p99. Over 1 ms the \
          row's latency is not reported.",
@@ -416,6 +443,65 @@ pub fn markdown(
         writeln!(md, "{line}")?;
     }
     Ok(md)
+}
+
+/// Counters of the server's final report that say whether a pool or queue held the fan-out
+/// back: receive buffers (`enobufs`), send slots (`send_queue_full`: a send refused;
+/// `session_backlogged`: times the session layer found every slot in flight and kept the rest
+/// queued for the next turn, nothing lost), the relay's copies refused (`relay_fanout_dropped`)
+/// and the kernel's drops at the server's socket.
+const POOL_COUNTERS: [&str; 5] = [
+    "enobufs",
+    "send_queue_full",
+    "session_backlogged",
+    "relay_fanout_dropped",
+    "kernel_drops",
+];
+
+/// The fan-out split: where a delivery's time goes (the server's first and last copy, the
+/// server's time per copy, the client's own delay), and the counters of the pools.
+fn fanout_split(md: &mut String, f: &ScaleRun) -> Result<(), Error> {
+    writeln!(md, "#### Fan-out: server time per publish, client delay, pools\n")?;
+    writeln!(
+        md,
+        "| subscribers | publishes timed | first copy out p50 us | last copy out p50 us | last copy out p99 us | server us/copy p50 | server us/copy p99 | client delay p50 us | client delay p99 us | {} |",
+        POOL_COUNTERS.join(" | ")
+    )?;
+    writeln!(
+        md,
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|{}",
+        "---:|".repeat(POOL_COUNTERS.len())
+    )?;
+    for (load, server) in &f.runs {
+        let fan = load.fanout.as_ref();
+        let cell = |v: Option<f64>, digits: usize| opt(v, digits);
+        let counters: Vec<String> = POOL_COUNTERS
+            .iter()
+            .map(|name| {
+                server
+                    .counters
+                    .as_ref()
+                    .and_then(|c| c.get(*name))
+                    .map_or("-".to_string(), u64::to_string)
+            })
+            .collect();
+        writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            server.n,
+            fan.map_or("-".to_string(), |x| x.publishes.to_string()),
+            cell(fan.map(|x| x.first_copy.p50), 1),
+            cell(fan.map(|x| x.last_copy.p50), 1),
+            cell(fan.map(|x| x.last_copy.p99), 1),
+            cell(fan.and_then(|x| x.per_copy).map(|p| p.p50), 2),
+            cell(fan.and_then(|x| x.per_copy).map(|p| p.p99), 2),
+            cell(fan.map(|x| x.client_delay.p50), 1),
+            cell(fan.map(|x| x.client_delay.p99), 1),
+            counters.join(" | "),
+        )?;
+    }
+    writeln!(md)?;
+    Ok(())
 }
 
 /// The hot-subset table: CPU and latency with traffic on a fixed subset of N sessions, and the

@@ -6,6 +6,7 @@
 mod common;
 
 use common::{load_report, loadavg, temp_dir, write};
+use ringwire_bench::load::fanout::FanoutUs;
 use ringwire_bench::load::report::{LagUs, LoadReport};
 use ringwire_bench::rings::{RingsReport, Row, page};
 use ringwire_bench::scale::{ServerSample, markdown, read, rows};
@@ -55,6 +56,8 @@ fn scale_page_has_the_caption_and_hides_late_latency() {
             cpu_ticks: 160,
             measured: true,
             handshake_cpu_ticks: None,
+            cpu_ns: None,
+            counters: None,
         };
         write(&dir, &format!("server.{n}.json"), &server);
     }
@@ -127,6 +130,8 @@ fn scale_page_shows_the_hot_subset_against_one_session() {
                 cpu_ticks,
                 measured: true,
                 handshake_cpu_ticks: None,
+                cpu_ns: None,
+                counters: None,
             };
             write(&dir, &format!("server.{n}.json"), &server);
         }
@@ -163,6 +168,74 @@ fn scale_page_shows_the_hot_subset_against_one_session() {
     assert!(
         md.contains("**Rows with the client on time: 3 of 3.**"),
         "{md}"
+    );
+}
+
+/// The fan-out tables: CPU per delivery from the server's ns (not its ticks), and the split
+/// of a delivery's time (first and last copy out, the server's time per copy, the client's
+/// delay) beside the counters that say whether a pool held the copies back.
+#[test]
+fn scale_page_splits_fan_out_time_and_shows_the_pool_counters() {
+    let dir = temp_dir("pages-fanout");
+    std::fs::write(dir.join("machine.txt"), MACHINE).expect("write");
+    std::fs::write(dir.join("loadavg.start"), "0.10 0.10 0.10 1/9 9\n").expect("write");
+    std::fs::write(dir.join("loadavg.end"), "0.20 0.10 0.10 1/9 9\n").expect("write");
+    let lag = |p50: f64, p99: f64| LagUs {
+        p50,
+        p99,
+        p999: p99,
+        max: p99,
+    };
+    let mut load = session_load(11, 5.0);
+    load.mode = "fanout".into();
+    load.sent = 250;
+    load.received = 250;
+    load.fanout = Some(FanoutUs {
+        publishes: 25,
+        untimed: 0,
+        first_copy: lag(150.0, 300.0),
+        last_copy: lag(200.0, 400.0),
+        per_copy: Some(lag(5.5, 7.25)),
+        client_delay: lag(20.0, 60.0),
+    });
+    write(&dir, "load.10.json", &load);
+    let counters = [
+        ("enobufs", 0),
+        ("send_queue_full", 0),
+        ("session_backlogged", 3),
+        ("relay_fanout_dropped", 0),
+        ("kernel_drops", 0),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let server = ServerSample {
+        n: 10,
+        rss_empty_kib: Some(5 * 1024),
+        rss_idle_kib: Some(6 * 1024),
+        // 1 tick, but 2.5 ms on the CPU: 10 us per delivery.
+        cpu_ticks: 1,
+        measured: true,
+        handshake_cpu_ticks: None,
+        cpu_ns: Some(2_500_000),
+        counters: Some(counters),
+    };
+    write(&dir, "server.10.json", &server);
+    let run = read(&dir).expect("reads");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(rows(&run, 100.0)[0].server_cpu_us_per_request, Some(10.0));
+    let md = markdown(&run, None, Some(&run), 100.0, None).expect("page");
+    let split = md
+        .split("#### Fan-out: server time per publish")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no split table:\n{md}"));
+    let row = split
+        .lines()
+        .find(|l| l.starts_with("| 10 | "))
+        .unwrap_or_else(|| panic!("no row:\n{md}"));
+    assert!(
+        row.contains("| 25 | 150.0 | 200.0 | 400.0 | 5.50 | 7.25 | 20.0 | 60.0 | 0 | 0 | 3 | 0 | 0 |"),
+        "{row}"
     );
 }
 

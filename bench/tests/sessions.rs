@@ -43,8 +43,26 @@ where
     A: SessionApp + Send + 'static,
     SessionHost<A>: Handler,
 {
+    engine_slots(addr, shards, app, plaintext, None)
+}
+
+/// [`engine_on`] with `send_slots` send slots per shard (`None`: the default).
+fn engine_slots<A>(
+    addr: SocketAddr,
+    shards: usize,
+    app: fn() -> A,
+    plaintext: bool,
+    send_slots: Option<usize>,
+) -> EngineHandle
+where
+    A: SessionApp + Send + 'static,
+    SessionHost<A>: Handler,
+{
     let key = [42u8; 32];
     let mut config = EngineConfig::unpinned(addr, shards);
+    if let Some(slots) = send_slots {
+        config.shard.send_slots = slots;
+    }
     config.shard.socket_recv_buffer = 8 << 20;
     // Every deadline the engine has is a liveness guard here: a slow machine must not fail it.
     config.start_timeout = common::os::HANG;
@@ -263,6 +281,53 @@ fn fanout_mode_reaches_every_subscriber() {
         "{report}"
     );
     assert_all_delivered_over(&report, 21, 5);
+}
+
+/// The cliff (a relay whose send pool was fixed at 64 fell over at a few hundred
+/// subscribers): a relay shard with 16 send slots fans out to 150 subscribers, more than 9
+/// times its slots per publish. The copies wait in their sessions' queues for slots
+/// (`session_backlogged` counts the turns that found every slot in flight), none is refused or
+/// lost, and the load generator times every copy's departure from the server.
+#[test]
+fn fanout_through_a_few_send_slots_loses_nothing() {
+    if !available_or_explain() {
+        return;
+    }
+    let engine = engine_slots(
+        "127.0.0.1:0".parse().unwrap(),
+        1,
+        Relay::default,
+        false,
+        Some(16),
+    );
+    let mut args = common::closed_loop(engine.local_addr(), 30, 1);
+    args.mode = Mode::Fanout;
+    args.sessions = Some(151);
+    args.window = None;
+    args.rate = Some(50.0);
+    args.duration = 0.5;
+    args.payload = 1191;
+    args.server_key = Some(server_identity().public);
+    args.cores = None;
+    let report = run_with_json(args, "fanout-slots");
+    let exit = engine.shutdown(std::time::Duration::from_secs(60)).unwrap();
+    assert_all_delivered_over(&report, 151, 30);
+    let fan = report.fanout.expect("fan-out timing");
+    assert!(fan.publishes > 0, "{report}");
+    assert_eq!(fan.untimed, 0, "{report}");
+    let stats = exit.total();
+    let app = |name: &str| -> u64 {
+        exit.shards
+            .iter()
+            .flat_map(|s| s.app.iter())
+            .filter(|(k, _)| *k == name)
+            .map(|(_, v)| v)
+            .sum()
+    };
+    assert_eq!(stats.send_queue_full, 0, "{stats}");
+    assert_eq!(stats.send_errors_total(), 0, "{stats}");
+    assert_eq!(app("relay_fanout_dropped"), 0);
+    assert!(app("session_backlogged") > 0, "the slots never ran out");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::counters::Counters;
-use crate::driver::{Placed, Received, Refused, SendSlots};
+use crate::driver::{Placed, Received, Refused, SendSlots, SendSubmitter};
 use crate::mesh::MeshEnd;
 pub use crate::mesh::{Lane, MeshSendError};
 use crate::report::{ReportPage, ReportRequest};
@@ -137,6 +137,9 @@ pub struct Ctx<'a, M> {
     pub(crate) mesh: &'a mut MeshEnd<M>,
     /// The datagram [`Handler::on_datagram`] is being handed (`None` in other callbacks).
     pub(crate) received: Option<Received>,
+    /// Submits a large batch of staged sends before the turn ends (`None`: only the turn's
+    /// own submission, as in tests without a ring).
+    pub(crate) submit: Option<SendSubmitter<'a>>,
 }
 
 impl<M: Send> Ctx<'_, M> {
@@ -159,7 +162,10 @@ impl<M: Send> Ctx<'_, M> {
     /// send's completion: how a handler learns that a send really happened.
     pub fn send_to_tagged(&mut self, peer: SocketAddr, payload: &[u8], tag: u64) -> SendOutcome {
         match self.slots.stage(peer, payload, tag) {
-            Ok(()) => SendOutcome::Queued,
+            Ok(()) => {
+                self.submit_early();
+                SendOutcome::Queued
+            }
             Err(refused) => self.refused(refused, payload.len()),
         }
     }
@@ -181,6 +187,7 @@ impl<M: Send> Ctx<'_, M> {
             Ok(placed) => {
                 self.counters.send_in_place += u64::from(placed == Placed::InPlace);
                 self.counters.send_in_place_over_cap += u64::from(placed == Placed::CopiedOverCap);
+                self.submit_early();
                 SendOutcome::Queued
             }
             Err(refused) => self.refused(refused, payload.len()),
@@ -228,6 +235,14 @@ impl<M: Send> Ctx<'_, M> {
     /// Send slots still free this turn: how many more datagrams [`Ctx::send_to`] will accept.
     pub fn send_capacity(&self) -> usize {
         self.slots.free()
+    }
+
+    /// A callback that has staged a run of sends has them submitted now, before the turn ends
+    /// (`driver/submit.rs`).
+    fn submit_early(&mut self) {
+        if let Some(s) = &mut self.submit {
+            s.maybe_submit(self.slots, self.counters);
+        }
     }
 
     /// Schedules [`Handler::on_timer`] with `token` at `deadline`.

@@ -87,6 +87,7 @@ impl Transport for EchoIo {
                 peer,
                 probe,
                 recv_ns,
+                kernel_ns: None,
             }),
             None => stats.misrouted += 1,
         };

@@ -10,6 +10,7 @@
 
 pub mod closed;
 pub mod echo_io;
+pub mod fanout;
 pub mod open;
 pub mod payload;
 pub mod peers;
@@ -447,6 +448,16 @@ impl Plan {
                 Ok((self.drive(io)?, None))
             }
             Some(flavor) => {
+                if flavor == session::Flavor::Fanout {
+                    // Each copy's arrival time in the kernel: when it left the server
+                    // (`fanout`).
+                    for i in 0..set.len() {
+                        if let Err(e) = crate::sys::mmsg::enable_timestamps(set.fd(i)) {
+                            self.start_line.wait();
+                            return Err(e);
+                        }
+                    }
+                }
                 let seed = 0x5E55_0000 + self.index as u64;
                 let setup = SessionIo::new(
                     set,
@@ -485,7 +496,7 @@ impl Plan {
     }
 
     fn drive<T: Transport>(&self, io: T) -> std::io::Result<WorkerStats> {
-        let w = Worker::new(
+        let mut w = Worker::new(
             io,
             self.payload_len,
             self.timing,
@@ -493,6 +504,9 @@ impl Plan {
             Arc::clone(&self.live),
         )
         .with_active(self.active);
+        if self.mode == Mode::Fanout {
+            w.stats.fanout = Some(fanout::FanoutStats::default());
+        }
         let switches_before = cpu_time::involuntary_switches();
         let mut stats = match (self.rate, self.window) {
             (Some(r), _) => open::run(w, open::Schedule::new(r, self.threads, self.index))?,

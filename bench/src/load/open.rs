@@ -92,6 +92,9 @@ pub fn run<T: Transport>(mut w: Worker<T>, schedule: Schedule) -> io::Result<Wor
         }
     }
     w.stats.unsent = unsent(&schedule, next, w.measure_start_ns, w.end_ns);
+    if let Some(f) = &mut w.stats.fanout {
+        f.finish();
+    }
     w.io.finish(&mut w.stats);
     Ok(w.stats)
 }
@@ -174,6 +177,9 @@ fn send_due<T: Transport>(w: &mut Worker<T>, schedule: &Schedule, mut next: u64)
         let send_ns = w.now_ns();
         let sent = w.send_batch(peer, n, first_measured);
         for j in first_measured..sent {
+            if let Some(f) = &mut w.stats.fanout {
+                f.sent((next + j as u64) as u32, send_ns);
+            }
             let lag = send_ns.saturating_sub(schedule.intended_ns(next + j as u64));
             w.stats.max_send_lag_ns = w.stats.max_send_lag_ns.max(lag);
             w.stats.record_lag(lag);

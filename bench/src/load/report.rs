@@ -175,6 +175,10 @@ pub struct LoadReport {
     /// in older reports.
     #[serde(default)]
     pub bulk: bool,
+    /// Fan-out mode: when the copies of each publish left the server and when the client had
+    /// them ([`super::fanout`]). Absent in other modes and older reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fanout: Option<super::fanout::FanoutUs>,
 }
 
 /// The handshake phase over all workers.
@@ -317,6 +321,10 @@ impl LoadReport {
             handshake_failures: info.handshake.map(|h| h.failed),
             handshake_ms: info.handshake.map(|h| h.ms),
             bulk: info.bulk,
+            fanout: t
+                .fanout
+                .as_ref()
+                .and_then(super::fanout::FanoutUs::from_stats),
         }
     }
 }
@@ -423,6 +431,24 @@ impl fmt::Display for LoadReport {
                 write!(f, "; {} datagrams over 1 ms late", self.client_sent_late)?;
             }
             writeln!(f)?;
+        }
+        if let Some(fan) = &self.fanout {
+            let per_copy = fan
+                .per_copy
+                .map_or("-".to_string(), |p| format!("{:.2}", p.p50));
+            writeln!(
+                f,
+                "fan-out, {} publishes ({} copies untimed), us at p50 / p99: first copy out {:.1} / {:.1}, \
+                 last copy out {:.1} / {:.1}, per copy {per_copy}, client delay {:.1} / {:.1}",
+                fan.publishes,
+                fan.untimed,
+                fan.first_copy.p50,
+                fan.first_copy.p99,
+                fan.last_copy.p50,
+                fan.last_copy.p99,
+                fan.client_delay.p50,
+                fan.client_delay.p99
+            )?;
         }
         if let Some(v) = self.client_involuntary_switches {
             writeln!(

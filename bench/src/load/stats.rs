@@ -6,7 +6,7 @@ use hdrhistogram::Histogram;
 const MAX_TRACKED_NS: u64 = 60_000_000_000;
 
 /// An empty histogram of ns from 1 ns to 60 s, 3 significant digits.
-fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_TRACKED_NS, 3).expect("constant histogram bounds are valid")
 }
 
@@ -60,6 +60,8 @@ pub struct WorkerStats {
     pub latency_ns: Histogram<u64>,
     /// Which peers got at least one echo back.
     pub responded: Vec<bool>,
+    /// Fan-out mode: when the copies of each publish left the server and reached the client.
+    pub fanout: Option<super::fanout::FanoutStats>,
 }
 
 impl WorkerStats {
@@ -85,6 +87,7 @@ impl WorkerStats {
             involuntary_switches: 0,
             latency_ns: histogram(),
             responded: vec![false; peers],
+            fanout: None,
         }
     }
 
@@ -134,6 +137,9 @@ impl WorkerStats {
         // Same bounds on both sides, so adding cannot fail.
         let _ = self.latency_ns.add(&other.latency_ns);
         let _ = self.send_lag_ns.add(&other.send_lag_ns);
+        if let Some(o) = &other.fanout {
+            self.fanout.get_or_insert_default().absorb(o);
+        }
     }
 }
 

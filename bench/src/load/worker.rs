@@ -42,8 +42,11 @@ pub struct Reply {
     pub peer: usize,
     /// What it carried.
     pub probe: Probe,
-    /// When the batch it came in was read, ns since the epoch.
+    /// When it was read (session modes: decrypted), ns since the epoch.
     pub recv_ns: u64,
+    /// When it entered the kernel's receive path, ns since the epoch (session modes, on
+    /// sockets with receive timestamps: fan-out).
+    pub kernel_ns: Option<u64>,
 }
 
 /// The timing of one worker's run, ns since its epoch.
@@ -175,6 +178,9 @@ impl<T: Transport> Worker<T> {
         if sent_ns >= self.measure_start_ns {
             self.stats
                 .record(reply.peer, reply.recv_ns.saturating_sub(sent_ns));
+            if let Some(f) = &mut self.stats.fanout {
+                f.copy(reply.probe.seq, reply.kernel_ns, reply.recv_ns);
+            }
             self.live.received.fetch_add(1, Ordering::Relaxed);
         }
     }

@@ -5,11 +5,17 @@
 //!                  └─msg_name─▶ addrs[i]   (only when built `with_addrs`)
 //! ```
 //!
-//! Invariant: the four vectors are allocated once in [`MmsgBatch::new`] and
-//! never resized, so the pointers stored in `hdrs` and `iovecs` stay valid for
-//! the life of the batch (moving the struct moves only the `Vec` handles, not
-//! their heap storage). That is also why the batch is neither `Send` nor
-//! `Sync`: it holds raw pointers and belongs to the thread that made it.
+//! Invariant: the vectors are allocated once in [`MmsgBatch::new`] (and
+//! [`MmsgBatch::with_timestamps`]) and never resized, so the pointers stored in
+//! `hdrs` and `iovecs` stay valid for the life of the batch (moving the struct
+//! moves only the `Vec` handles, not their heap storage). That is also why the
+//! batch is neither `Send` nor `Sync`: it holds raw pointers and belongs to the
+//! thread that made it.
+//!
+//! With timestamps, each header also points at its own control buffer, where
+//! the kernel writes the `SCM_TIMESTAMPNS` of a socket with `SO_TIMESTAMPNS`
+//! on ([`enable_timestamps`]): when the datagram entered the receive path, on
+//! loopback inside the sender's `sendmsg`.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -24,7 +30,19 @@ pub struct MmsgBatch {
     #[expect(dead_code, reason = "owned here because `hdrs` point into it")]
     addrs: Vec<libc::sockaddr_storage>,
     hdrs: Vec<libc::mmsghdr>,
+    /// Control buffers, [`CONTROL_WORDS`] per slot (empty without timestamps); `u64`s so
+    /// that each is aligned for a `cmsghdr`.
+    control: Vec<u64>,
 }
+
+/// A control buffer's size in `u64`s: room for one `SCM_TIMESTAMPNS` message (a header and a
+/// `timespec`, 32 bytes on 64-bit Linux) with some to spare.
+const CONTROL_WORDS: usize = 8;
+
+/// `SO_TIMESTAMPNS` (and its control message type `SCM_TIMESTAMPNS`) on Linux with a 64-bit
+/// `time_t` outside MIPS, SPARC and PA-RISC (`asm-generic/socket.h`), which `libc` does not
+/// export for every target.
+const SO_TIMESTAMPNS: libc::c_int = 35;
 
 const ADDR_LEN: libc::socklen_t = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
 
@@ -66,7 +84,20 @@ impl MmsgBatch {
             iovecs,
             addrs,
             hdrs,
+            control: Vec::new(),
         }
+    }
+
+    /// Gives every slot a control buffer for the kernel's receive timestamp
+    /// ([`MmsgBatch::kernel_time`]); the sockets read into it need [`enable_timestamps`].
+    #[must_use]
+    pub fn with_timestamps(mut self) -> Self {
+        self.control = vec![0; self.hdrs.len() * CONTROL_WORDS];
+        for (i, h) in self.hdrs.iter_mut().enumerate() {
+            h.msg_hdr.msg_control = (&raw mut self.control[i * CONTROL_WORDS]).cast();
+            h.msg_hdr.msg_controllen = CONTROL_WORDS * size_of::<u64>();
+        }
+        self
     }
 
     /// Number of slots.
@@ -81,6 +112,9 @@ impl MmsgBatch {
         for i in 0..n {
             self.iovecs[i].iov_len = self.cap;
             self.hdrs[i].msg_len = 0;
+            if !self.control.is_empty() {
+                self.hdrs[i].msg_hdr.msg_controllen = CONTROL_WORDS * size_of::<u64>();
+            }
             if self.with_addrs {
                 self.hdrs[i].msg_hdr.msg_namelen = ADDR_LEN;
             }
@@ -109,6 +143,37 @@ impl MmsgBatch {
     pub fn received(&self, i: usize) -> &[u8] {
         let len = (self.hdrs[i].msg_len as usize).min(self.cap);
         &self.bufs[i * self.cap..i * self.cap + len]
+    }
+
+    /// When the datagram in slot `i` entered the kernel's receive path (`CLOCK_REALTIME`), if
+    /// the batch was built [`MmsgBatch::with_timestamps`] and its socket has `SO_TIMESTAMPNS` on.
+    #[must_use]
+    pub fn kernel_time(&self, i: usize) -> Option<std::time::SystemTime> {
+        if self.control.is_empty() || i >= self.hdrs.len() {
+            return None;
+        }
+        let hdr = &self.hdrs[i].msg_hdr;
+        // SAFETY: `hdr` is slot `i`'s header, whose control buffer (owned by `self`) the last
+        // `recvmmsg` filled up to `msg_controllen`; the CMSG macros only read inside it and
+        // return null past its end.
+        let mut c = unsafe { libc::CMSG_FIRSTHDR(hdr) };
+        while !c.is_null() {
+            // SAFETY: `c` is non-null and points at a complete `cmsghdr` inside the buffer.
+            let (level, kind) = unsafe { ((*c).cmsg_level, (*c).cmsg_type) };
+            if level == libc::SOL_SOCKET && kind == SO_TIMESTAMPNS {
+                // SAFETY: an `SCM_TIMESTAMPNS` message carries one `timespec`, which may not
+                // be aligned for it inside the buffer, so it is read unaligned.
+                let ts: libc::timespec =
+                    unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(c).cast()) };
+                let secs = u64::try_from(ts.tv_sec).ok()?;
+                let nanos = u32::try_from(ts.tv_nsec).ok()?;
+                return std::time::UNIX_EPOCH
+                    .checked_add(std::time::Duration::new(secs, nanos));
+            }
+            // SAFETY: as above; `CMSG_NXTHDR` returns null past the buffer's end.
+            c = unsafe { libc::CMSG_NXTHDR(hdr, c) };
+        }
+        None
     }
 
     /// Slot `i`'s whole buffer, to fill before [`MmsgBatch::send`].
@@ -164,4 +229,24 @@ impl MmsgBatch {
         }
         Ok(usize::try_from(rc).unwrap_or(0))
     }
+}
+
+/// Turns on `SO_TIMESTAMPNS` on `fd`: every datagram it receives carries the time it entered
+/// the kernel's receive path ([`MmsgBatch::kernel_time`]).
+pub fn enable_timestamps(fd: RawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: `on` is a valid `c_int` for the call; the kernel copies it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            SO_TIMESTAMPNS,
+            (&raw const on).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

@@ -186,6 +186,7 @@ pub fn load_report(rps: f64, lost: u64) -> LoadReport {
         handshake_failures: None,
         handshake_ms: None,
         bulk: false,
+        fanout: None,
     }
 }
 

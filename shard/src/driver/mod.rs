@@ -40,6 +40,7 @@ mod socket;
 mod sockopt;
 mod steer;
 mod steer_quic;
+mod submit;
 #[cfg(test)]
 mod tests;
 mod turns;
@@ -68,6 +69,7 @@ use self::droplog::DropLog;
 use self::kernel_drops::KernelDrops;
 pub(crate) use self::pool::{Placed, Received, Refused, SendSlots};
 use self::pool::{RecvPool, Sent};
+pub(crate) use self::submit::SendSubmitter;
 use self::turns::TurnClock;
 use crate::config::{ShardConfig, ShardConfigError};
 use crate::counters::{Counters, ShardStats};
@@ -92,6 +94,11 @@ macro_rules! ctx {
             counters: &mut $shard.counters,
             mesh: $mesh,
             received: $received,
+            submit: Some(SendSubmitter::new(
+                &mut $shard.ring,
+                $shard.fd,
+                $shard.fixed_fd,
+            )),
         }
     };
 }

@@ -1209,6 +1209,12 @@ impl SendSlots {
         self.gso = false;
     }
 
+    /// Staged sends (each one SQE to be).
+    #[inline]
+    pub(crate) fn staged_len(&self) -> usize {
+        self.staged.len()
+    }
+
     /// The `nth` staged send, oldest first: the header its `sendmsg` SQE names and the token
     /// (slot and generation, the low 56 bits of `user_data`) its completion will carry.
     #[inline]

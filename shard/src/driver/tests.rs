@@ -369,3 +369,64 @@ fn a_foreign_send_completion_is_counted_and_frees_nothing() {
     assert_eq!(s.datagrams_out, 2, "{s}");
     assert!(exit.drained, "{s}");
 }
+
+/// Copies each datagram it receives to every one of its destinations in the same callback, and
+/// looks, right after staging a whole run of them, whether the first copy is already at its
+/// destination.
+struct FanOut {
+    destinations: Vec<UdpSocket>,
+    /// Whether the first destination could read its copy before the callback returned.
+    first_arrived_early: Option<bool>,
+}
+
+impl Handler for FanOut {
+    type Message = ();
+    fn on_datagram(&mut self, _peer: SocketAddr, payload: &[u8], ctx: &mut Ctx<'_, ()>) {
+        for (i, d) in self.destinations.iter().enumerate() {
+            let _counted = ctx.send_to(d.local_addr().unwrap(), payload);
+            if i + 1 == super::submit::EARLY_SUBMIT_SENDS {
+                let mut buf = [0u8; 64];
+                self.first_arrived_early = Some(self.destinations[0].recv(&mut buf).is_ok());
+            }
+        }
+    }
+}
+
+/// A callback that stages more sends than one run ([`super::submit::EARLY_SUBMIT_SENDS`]) has
+/// them submitted as it goes: the first copy is at its destination before the callback
+/// returns, every destination gets its copy once, and the early submissions are counted.
+#[test]
+fn a_large_fan_out_starts_sending_before_the_callback_returns() {
+    if !available_or_explain() {
+        return;
+    }
+    let n = 3 * super::submit::EARLY_SUBMIT_SENDS + 5;
+    let destinations: Vec<UdpSocket> = (0..n)
+        .map(|_| {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.set_nonblocking(true).unwrap();
+            s
+        })
+        .collect();
+    let handler = FanOut {
+        destinations,
+        first_arrived_early: None,
+    };
+    let (addr, control, thread) = start_with(|_| {}, handler);
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.send_to(b"publish", addr).unwrap();
+    wait_for(&control, "every copy sent", |s| s.datagrams_out == n as u64);
+    control.request_stop().unwrap();
+    let (exit, handler) = thread.join().unwrap();
+    assert_eq!(handler.first_arrived_early, Some(true), "{}", exit.stats);
+    assert!(exit.stats.send_early_submits >= 3, "{}", exit.stats);
+    assert_eq!(exit.stats.send_errors_total(), 0, "{}", exit.stats);
+    // The first destination read its copy in the callback; every other one has it now.
+    for d in &handler.destinations[1..] {
+        d.set_nonblocking(false).unwrap();
+        d.set_read_timeout(Some(HANG)).unwrap();
+        let mut buf = [0u8; 64];
+        let len = d.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..len], b"publish");
+    }
+}

@@ -29,7 +29,7 @@ use ringwire_shard::session::{
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 /// Client endpoint settings the load generator may change from the library's defaults.
 #[derive(Debug, Clone, Copy, Default)]
@@ -93,6 +93,9 @@ pub struct SessionIo {
     staging: Vec<u8>,
     staged_len: Vec<usize>,
     scratch: Vec<u8>,
+    /// Events of the datagrams the last poll read, each with the time it was decrypted and
+    /// the kernel's receive time (ns since the sink's epoch), for [`SessionIo::drain_events`].
+    stamped: Vec<(Event, u64, Option<u64>)>,
     send_errors: u64,
     /// Datagrams in the send calls that failed.
     send_failed: u64,
@@ -156,6 +159,7 @@ impl SessionIo {
             config.handshake_timeout = config.handshake_timeout.max(rto * 8);
         }
         let max_datagram = config.max_datagram();
+
         let ep = Endpoint::new(
             config,
             0,
@@ -183,7 +187,11 @@ impl SessionIo {
             awaiting_welcome: VecDeque::new(),
             ready_count: 0,
             failed: 0,
-            rx: MmsgBatch::new(BATCH, max_datagram, false),
+            rx: if flavor == Flavor::Fanout {
+                MmsgBatch::new(BATCH, max_datagram, false).with_timestamps()
+            } else {
+                MmsgBatch::new(BATCH, max_datagram, false)
+            },
             gro: bulk.then(|| GroBatch::new(8, false)),
             run: Vec::with_capacity(if bulk { gso::MAX_GSO_BYTES } else { 0 }),
             tx: MmsgBatch::new(BATCH, max_datagram, false),
@@ -192,6 +200,7 @@ impl SessionIo {
             staging: vec![0; BATCH * payload_len],
             staged_len: vec![0; BATCH],
             scratch: Vec::with_capacity(max_datagram),
+            stamped: Vec::with_capacity(BATCH),
             send_errors: 0,
             send_failed: 0,
         })
@@ -393,80 +402,99 @@ impl SessionIo {
     }
 
     /// Drains the endpoint's events: lifecycle into the peer states, probes
-    /// into `out`.
+    /// into `out`. Messages of datagrams read by [`Transport::poll`] carry the times taken
+    /// when each was decrypted (and the kernel's, with receive timestamps); any other event is
+    /// stamped now.
     fn drain_events(&mut self, sink: &mut Sink<'_>) {
+        let mut stamped = std::mem::take(&mut self.stamped);
+        for (event, recv_ns, kernel_ns) in stamped.drain(..) {
+            self.on_event(event, recv_ns, kernel_ns, sink);
+        }
+        self.stamped = stamped;
         let recv_ns = ns_since(sink.epoch);
         while let Some(event) = self.ep.poll_event() {
-            match event {
-                Event::Connected { conn, .. } => {
-                    if let Some(&p) = self.by_conn.get(&conn) {
-                        if self.flavor == Flavor::Echo {
-                            self.mark_ready(p, sink);
-                        } else {
-                            let due = self.now().saturating_add(WELCOME_WAIT);
-                            self.awaiting_welcome.push_back((p, conn, due));
-                        }
+            self.on_event(event, recv_ns, None, sink);
+        }
+    }
+
+    fn on_event(
+        &mut self,
+        event: Event,
+        recv_ns: u64,
+        kernel_ns: Option<u64>,
+        sink: &mut Sink<'_>,
+    ) {
+        match event {
+            Event::Connected { conn, .. } => {
+                if let Some(&p) = self.by_conn.get(&conn) {
+                    if self.flavor == Flavor::Echo {
+                        self.mark_ready(p, sink);
+                    } else {
+                        let due = self.now().saturating_add(WELCOME_WAIT);
+                        self.awaiting_welcome.push_back((p, conn, due));
                     }
                 }
-                Event::Message { conn, bytes } => {
-                    let Some(&p) = self.by_conn.get(&conn) else {
-                        continue;
-                    };
-                    match codec::unwrap(self.flavor, &bytes) {
-                        Incoming::Welcome(id) => {
-                            if let Some(old) = self.relay_ids[p].replace(id) {
-                                self.old_relay_ids[p] = Some(old);
-                            }
-                            self.mark_ready(p, sink);
+            }
+            Event::Message { conn, bytes } => {
+                let Some(&p) = self.by_conn.get(&conn) else {
+                    return;
+                };
+                match codec::unwrap(self.flavor, &bytes) {
+                    Incoming::Welcome(id) => {
+                        if let Some(old) = self.relay_ids[p].replace(id) {
+                            self.old_relay_ids[p] = Some(old);
                         }
-                        Incoming::Probe { src, bytes } => {
-                            let from = codec::partner(self.flavor, p);
-                            let probe = Probe::decode(bytes);
-                            match probe {
-                                Some(probe)
-                                    if src.is_none()
-                                        || src == self.relay_ids[from]
-                                        || src == self.old_relay_ids[from] =>
-                                {
-                                    // Fan-out: the probe names the peer the loop sent it
-                                    // as, whichever subscriber received it.
-                                    let peer = match self.flavor {
-                                        Flavor::Fanout => probe.peer as usize,
-                                        _ => from,
-                                    };
-                                    sink.out.push(Reply {
-                                        peer,
-                                        probe,
-                                        recv_ns,
-                                    });
-                                }
-                                _ => sink.stats.misrouted += 1,
-                            }
-                        }
-                        Incoming::Unreachable => sink.stats.unreachable += 1,
-                        Incoming::Other => sink.stats.misrouted += 1,
+                        self.mark_ready(p, sink);
                     }
-                }
-                Event::Disconnected { conn, .. } => {
-                    if let Some(p) = self.by_conn.remove(&conn) {
-                        self.conns[p] = None;
-                        self.failed += 1;
-                        if std::mem::take(&mut self.ready[p]) {
-                            self.ready_count -= 1;
-                        }
-                        if self.reopen {
-                            // Counted once until it is ready again (a reopening attempt
-                            // that fails is tried again, not counted again).
-                            if !std::mem::replace(&mut self.reopening[p], true) {
-                                sink.stats.sessions_lost += 1;
+                    Incoming::Probe { src, bytes } => {
+                        let from = codec::partner(self.flavor, p);
+                        let probe = Probe::decode(bytes);
+                        match probe {
+                            Some(probe)
+                                if src.is_none()
+                                    || src == self.relay_ids[from]
+                                    || src == self.old_relay_ids[from] =>
+                            {
+                                // Fan-out: the probe names the peer the loop sent it
+                                // as, whichever subscriber received it.
+                                let peer = match self.flavor {
+                                    Flavor::Fanout => probe.peer as usize,
+                                    _ => from,
+                                };
+                                sink.out.push(Reply {
+                                    peer,
+                                    probe,
+                                    recv_ns,
+                                    kernel_ns,
+                                });
                             }
-                            let at = self.now().saturating_add(REOPEN_AFTER);
-                            self.lost.push_back((p, at));
+                            _ => sink.stats.misrouted += 1,
                         }
+                    }
+                    Incoming::Unreachable => sink.stats.unreachable += 1,
+                    Incoming::Other => sink.stats.misrouted += 1,
+                }
+            }
+            Event::Disconnected { conn, .. } => {
+                if let Some(p) = self.by_conn.remove(&conn) {
+                    self.conns[p] = None;
+                    self.failed += 1;
+                    if std::mem::take(&mut self.ready[p]) {
+                        self.ready_count -= 1;
+                    }
+                    if self.reopen {
+                        // Counted once until it is ready again (a reopening attempt
+                        // that fails is tried again, not counted again).
+                        if !std::mem::replace(&mut self.reopening[p], true) {
+                            sink.stats.sessions_lost += 1;
+                        }
+                        let at = self.now().saturating_add(REOPEN_AFTER);
+                        self.lost.push_back((p, at));
                     }
                 }
             }
         }
+
     }
 }
 
@@ -526,20 +554,40 @@ impl Transport for SessionIo {
 
     fn poll(&mut self, timeout_ms: i32, sink: &mut Sink<'_>) -> io::Result<()> {
         let now = self.now();
-        let (ep, target) = (&mut self.ep, self.target);
-        // Drops are counted by the endpoint; nothing else to do with its verdicts.
+        let (ep, target, stamped) = (&mut self.ep, self.target, &mut self.stamped);
+        let epoch = sink.epoch;
+        // The wall clock at the epoch, to place the kernel's receive times (`CLOCK_REALTIME`)
+        // on the run's clock.
+        let wall_epoch = SystemTime::now().checked_sub(epoch.elapsed());
+        // Each datagram's events are stamped as soon as it is decrypted, not once per poll:
+        // a fan-out client reads many copies per poll, and the last one's decryption is no
+        // part of the first one's latency. Drops are counted by the endpoint; nothing else to
+        // do with its verdicts.
         let errors = match &mut self.gro {
             None => self
                 .peers
                 .for_each_ready(timeout_ms, &mut self.rx, |_, rx, n| {
                     for i in 0..n {
                         let _ = ep.handle_datagram(now, target, rx.received(i));
+                        let recv_ns = ns_since(epoch);
+                        let kernel_ns = rx
+                            .kernel_time(i)
+                            .zip(wall_epoch)
+                            .and_then(|(k, w)| k.duration_since(w).ok())
+                            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+                        while let Some(e) = ep.poll_event() {
+                            stamped.push((e, recv_ns, kernel_ns));
+                        }
                     }
                 })?,
             Some(gro) => self.peers.for_each_ready(timeout_ms, gro, |_, rx, n| {
                 for i in 0..n {
                     for datagram in rx.datagrams(i) {
                         let _ = ep.handle_datagram(now, target, datagram);
+                        let recv_ns = ns_since(epoch);
+                        while let Some(e) = ep.poll_event() {
+                            stamped.push((e, recv_ns, None));
+                        }
                     }
                 }
             })?,

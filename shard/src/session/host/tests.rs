@@ -87,6 +87,7 @@ impl Rig {
             counters: &mut self.counters,
             mesh: &mut self.mesh[shard],
             received: None,
+            submit: None,
         }
     }
 
