@@ -45,8 +45,15 @@
 #   ringwire-bench load --mode fanout --sessions (N + 1) --rate $FANOUT_RATE
 #       --payload $FANOUT_PAYLOAD
 # (one publisher, N subscribers on one shard, 1191 B probes in 1200 B relay
-# messages): CPU per delivered message, delivery latency p50/p99 measured at
-# each subscriber from the publish's intended time.
+# messages): CPU per delivered message (server threads' schedstat ns),
+# delivery latency p50/p99 measured at each subscriber from the publish's
+# intended time, and the split of it: per publish, its first and last copy
+# leaving the server (each copy's kernel receive timestamp at the client,
+# SO_TIMESTAMPNS, from the publish's actual send), the server's time per copy
+# ((last - first) / (N - 1)), and per delivery the client's own delay (kernel
+# timestamp to decrypted); plus the server's final counters that show whether a
+# pool held the copies back (enobufs, send_queue_full, session_backlogged,
+# relay_fanout_dropped, kernel_drops).
 #
 # Before the first run it waits up to $QUIET_WAIT s (300; quick 0) for the
 # 1-minute load average to fall below 0.3 (`ringwire-bench wait-quiet`);

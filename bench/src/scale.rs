@@ -461,7 +461,10 @@ const POOL_COUNTERS: [&str; 5] = [
 /// The fan-out split: where a delivery's time goes (the server's first and last copy, the
 /// server's time per copy, the client's own delay), and the counters of the pools.
 fn fanout_split(md: &mut String, f: &ScaleRun) -> Result<(), Error> {
-    writeln!(md, "#### Fan-out: server time per publish, client delay, pools\n")?;
+    writeln!(
+        md,
+        "#### Fan-out: server time per publish, client delay, pools\n"
+    )?;
     writeln!(
         md,
         "| subscribers | publishes timed | first copy out p50 us | last copy out p50 us | last copy out p99 us | server us/copy p50 | server us/copy p99 | client delay p50 us | client delay p99 us | {} |",

@@ -234,7 +234,9 @@ fn scale_page_splits_fan_out_time_and_shows_the_pool_counters() {
         .find(|l| l.starts_with("| 10 | "))
         .unwrap_or_else(|| panic!("no row:\n{md}"));
     assert!(
-        row.contains("| 25 | 150.0 | 200.0 | 400.0 | 5.50 | 7.25 | 20.0 | 60.0 | 0 | 0 | 3 | 0 | 0 |"),
+        row.contains(
+            "| 25 | 150.0 | 200.0 | 400.0 | 5.50 | 7.25 | 20.0 | 60.0 | 0 | 0 | 3 | 0 | 0 |"
+        ),
         "{row}"
     );
 }

@@ -167,8 +167,7 @@ impl MmsgBatch {
                     unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(c).cast()) };
                 let secs = u64::try_from(ts.tv_sec).ok()?;
                 let nanos = u32::try_from(ts.tv_nsec).ok()?;
-                return std::time::UNIX_EPOCH
-                    .checked_add(std::time::Duration::new(secs, nanos));
+                return std::time::UNIX_EPOCH.checked_add(std::time::Duration::new(secs, nanos));
             }
             // SAFETY: as above; `CMSG_NXTHDR` returns null past the buffer's end.
             c = unsafe { libc::CMSG_NXTHDR(hdr, c) };

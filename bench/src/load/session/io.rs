@@ -494,7 +494,6 @@ impl SessionIo {
                 }
             }
         }
-
     }
 }
 
