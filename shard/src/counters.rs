@@ -210,7 +210,7 @@ counters! {
     enter_calls,
     /// Extra `io_uring_enter` calls made because the submission queue filled mid-turn.
     sq_full_flushes,
-    /// `io_uring_enter` calls a handler's callback made to start a run of 64 staged sends
+    /// `io_uring_enter` calls a handler's callback made to start a run of 256 staged sends
     /// before the end of the turn (also in `enter_calls`): a large fan-out's first copies
     /// leave while the rest are still being prepared.
     send_early_submits,

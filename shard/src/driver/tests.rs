@@ -400,7 +400,7 @@ fn a_large_fan_out_starts_sending_before_the_callback_returns() {
     if !available_or_explain() {
         return;
     }
-    let n = 3 * super::submit::EARLY_SUBMIT_SENDS + 5;
+    let n = super::submit::EARLY_SUBMIT_SENDS + 5;
     let destinations: Vec<UdpSocket> = (0..n)
         .map(|_| {
             let s = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -419,7 +419,7 @@ fn a_large_fan_out_starts_sending_before_the_callback_returns() {
     control.request_stop().unwrap();
     let (exit, handler) = thread.join().unwrap();
     assert_eq!(handler.first_arrived_early, Some(true), "{}", exit.stats);
-    assert!(exit.stats.send_early_submits >= 3, "{}", exit.stats);
+    assert!(exit.stats.send_early_submits >= 1, "{}", exit.stats);
     assert_eq!(exit.stats.send_errors_total(), 0, "{}", exit.stats);
     // The first destination read its copy in the callback; every other one has it now.
     for d in &handler.destinations[1..] {
