@@ -589,6 +589,9 @@ struct Group {
     /// Vectors of the gather list in use (datagrams sent in place from one buffer, back to
     /// back, share one).
     vectors: u16,
+    /// Slots the send holds, the lead's included: one per datagram, except that a run staged
+    /// whole ([`SendSlots::stage_received_run`]) takes one slot for all its datagrams.
+    slots: u16,
 }
 
 impl Default for Group {
@@ -602,6 +605,7 @@ impl Default for Group {
             tagged: false,
             buffer: NONE,
             vectors: 0,
+            slots: 0,
         }
     }
 }
@@ -967,6 +971,7 @@ impl SendSlots {
             tagged: lead_tag != 0,
             buffer,
             vectors: 1,
+            slots: 1,
         };
         let gather = g as usize * MAX_SEGMENTS;
         let control = cmsg::segment_message(lead_len as u16);
@@ -1011,6 +1016,7 @@ impl SendSlots {
         let group = &mut self.groups[g as usize];
         let tail = group.tail as usize;
         group.datagrams += 1;
+        group.slots += 1;
         group.bytes += len;
         group.tail = slot;
         group.closed = len < u32::from(group.segment);
@@ -1134,6 +1140,108 @@ impl SendSlots {
             (*v).iov_len = len as usize;
             (*self.hdrs.at_unchecked(li)).msg_iovlen = usize::from(group.vectors);
         }
+    }
+
+    /// Stages `run`, datagrams of `segment` bytes back to back (the last may be shorter) for
+    /// `peer`, as GSO sends that read them in place: each send takes **one** slot for up to
+    /// [`MAX_SEGMENTS`] datagrams and [`MAX_GSO_BYTES`] bytes, its gather list one vector over
+    /// the receive buffer (docs/DECISIONS.md D81). Returns the bytes staged, from the start of
+    /// `run`: all of them, or a prefix of whole datagrams when slots or groups ran out or one
+    /// datagram would be left (which [`SendSlots::stage_received`] sends alone), or 0 when this
+    /// path does not apply: GSO off, `run` not inside the datagrams `received` describes, a
+    /// segment larger than a slot, or half the receive buffers lent already. What is not
+    /// staged here is for the caller to stage one datagram at a time.
+    #[inline]
+    pub(crate) fn stage_received_run(
+        &mut self,
+        peer: SocketAddr,
+        received: &Received,
+        run: &[u8],
+        segment: usize,
+    ) -> usize {
+        if !self.gso || segment == 0 || segment > self.max || segment > usize::from(u16::MAX) {
+            return 0;
+        }
+        let Some(offset) = received.offset_of(run) else {
+            return 0;
+        };
+        let bid = usize::from(received.bid);
+        let Some(&lends) = self.lends.get(bid) else {
+            return 0;
+        };
+        if lends == 0 && self.lent_buffers >= self.lend_cap {
+            return 0;
+        }
+        // Whole datagrams per send: the kernel's segment count and one IPv4 datagram's bytes.
+        let per = MAX_SEGMENTS.min(MAX_GSO_BYTES / segment);
+        let mut name = [0u8; SOCKADDR_MAX_LEN];
+        let namelen = sockaddr::encode(peer, &mut name);
+        let control = cmsg::segment_message(segment as u16);
+        let mut staged = 0;
+        // A send of one datagram is left to the caller: it may join a send or go alone.
+        while per >= 2 && run.len() - staged > segment {
+            let bytes = (run.len() - staged).min(per * segment);
+            let Ok(slot) = self.take_free(segment) else {
+                break;
+            };
+            let Some(g) = self.free_groups.pop() else {
+                self.free.push(slot);
+                break;
+            };
+            let i = slot as usize;
+            let at = received.at.wrapping_add(offset + staged);
+            let gather = g as usize * MAX_SEGMENTS;
+            // SAFETY: slot i is free (`take_free`) and group g was free, so no SQE names the
+            // slot's header or name, or the group's gather list or control message: the kernel
+            // reads none of them. `i < count` (`self.slots[i]` exists) and `g < groups` (a
+            // free group index), so every pointer is inside its region. The gather vector
+            // names `bytes` bytes inside the held receive buffer `received` describes
+            // (`offset_of` checked `run`'s range, `staged + bytes <= run.len()`; `at` is
+            // derived from the pool's region pointer), which the lend taken below keeps from
+            // the kernel's receives until this send's completion; nothing writes it meanwhile
+            // and no reference to it outlives the handler's call, which ends before the SQE is
+            // pushed. Writes go through raw pointers.
+            unsafe {
+                self.names
+                    .at_unchecked(i * SOCKADDR_MAX_LEN)
+                    .cast::<[u8; SOCKADDR_MAX_LEN]>()
+                    .write(name);
+                let v = self.gathers.at_unchecked(gather);
+                (*v).iov_base = at.cast_mut().cast();
+                (*v).iov_len = bytes;
+                let c = self.controls.at_unchecked(g as usize * SEGMENT_CONTROL_LEN);
+                ptr::copy_nonoverlapping(control.as_ptr(), c, SEGMENT_CONTROL_LEN);
+                let hdr = self.hdrs.at_unchecked(i);
+                (*hdr).msg_namelen = namelen;
+                (*hdr).msg_iov = v;
+                (*hdr).msg_iovlen = 1;
+                (*hdr).msg_control = c.cast();
+                (*hdr).msg_controllen = SEGMENT_CONTROL_LEN;
+            }
+            self.groups[g as usize] = Group {
+                segment: segment as u16,
+                datagrams: bytes.div_ceil(segment) as u16,
+                bytes: bytes as u32,
+                tail: slot,
+                closed: !bytes.is_multiple_of(segment),
+                tagged: false,
+                buffer: NONE,
+                vectors: 1,
+                slots: 1,
+            };
+            let s = &mut self.slots[i];
+            s.state = SlotState::Staged;
+            s.tag = 0;
+            s.len = segment as u32;
+            s.group = g;
+            s.next = NONE;
+            s.lent = bid as u32;
+            self.staged.push(slot);
+            self.lent_buffers += u32::from(self.lends[bid] == 0);
+            self.lends[bid] += 1;
+            staged += bytes;
+        }
+        staged
     }
 
     /// Whether sends staged or in flight read `held`'s buffer in place: then the driver lends
@@ -1284,7 +1392,7 @@ impl SendSlots {
                 self.in_flight += if s.group == NONE {
                     1
                 } else {
-                    usize::from(self.groups[s.group as usize].datagrams)
+                    usize::from(self.groups[s.group as usize].slots)
                 };
             }
         }
