@@ -1979,6 +1979,145 @@ mod tests {
         );
     }
 
+    /// Every staged send's datagrams, in order, and how many sends there were.
+    fn all_staged(slots: &SendSlots) -> (Vec<Vec<u8>>, Vec<u64>) {
+        let (mut sent, mut tokens) = (Vec::new(), Vec::new());
+        while let Some((_, token)) = slots.staged(tokens.len()) {
+            sent.extend(slots.staged_datagrams(tokens.len()).1);
+            tokens.push(token);
+        }
+        (sent, tokens)
+    }
+
+    /// A coalesced buffer staged whole (`stage_received_run`) is one GSO send that takes one
+    /// slot, its one vector the receive buffer itself, a short last datagram included; the
+    /// completion counts every datagram and returns the buffer and the slot.
+    #[test]
+    fn a_run_staged_whole_is_one_send_of_one_slot() {
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut pool = RecvPool::new(8, 16, 0, 8192, 0).unwrap();
+        let mut slots = SendSlots::with_gso(64, 1500, true);
+        slots.lend_from(8);
+        let held = pool.take(5).unwrap();
+        let bytes: Vec<u8> = (0..6300u32).map(|i| (i * 7 % 251) as u8).collect();
+        let payload = receive(&pool, &held, 64, &bytes);
+        let r = pool.received(&held, payload);
+        assert_eq!(slots.stage_received_run(peer, &r, payload, 1000), 6300);
+        assert_eq!(slots.free(), 63, "one slot for seven datagrams");
+        let (sent, tokens) = all_staged(&slots);
+        assert_eq!(tokens.len(), 1, "one send");
+        assert_eq!(lens(&sent), [1000, 1000, 1000, 1000, 1000, 1000, 300]);
+        assert_eq!(
+            sent.concat(),
+            bytes,
+            "the bytes sent are the bytes received"
+        );
+        assert_eq!(slots.staged_datagrams(0).0, Some(peer));
+        let (hdr, _) = slots.staged(0).unwrap();
+        // SAFETY: test only; the send is staged, so nothing but this test reads the header.
+        let (iovlen, base) = unsafe { ((*hdr).msg_iovlen, (*(*hdr).msg_iov).iov_base) };
+        assert_eq!(
+            (iovlen, base.cast::<u8>().cast_const()),
+            (1, payload.as_ptr())
+        );
+        // Closed by its short last datagram: nothing joins it.
+        let more = receive(&pool, &held, 7000, &[1; 300]);
+        let r2 = pool.received(&held, more);
+        assert_eq!(
+            slots.stage_received(peer, &r2, more, 0),
+            Ok(Placed::InPlace)
+        );
+        let (_, tokens) = all_staged(&slots);
+        assert_eq!(tokens.len(), 2, "a send of its own");
+        assert!(slots.is_lent(&held));
+        pool.lend_out(held);
+        slots.mark_submitted(2);
+        assert_eq!(slots.in_flight(), 2, "two slots in flight");
+        assert_eq!(
+            slots.complete_send(tokens[0]),
+            Ok(Sent::Group {
+                datagrams: 7,
+                tagged: false
+            })
+        );
+        assert_eq!(
+            slots.pop_returned(),
+            None,
+            "the lone send still reads the buffer"
+        );
+        assert_eq!(slots.complete_send(tokens[1]), Ok(Sent::One { tag: 0 }));
+        assert_eq!(slots.pop_returned(), Some(5));
+        assert!(pool.return_lent(5));
+        all_back(&pool, &slots);
+        assert_eq!((slots.free(), slots.in_flight()), (64, 0));
+        // The slot sends its own bytes again.
+        slots.stage(peer, &[3; 10], 0).unwrap();
+        assert_eq!(slots.staged_datagram(0), (Some(peer), vec![3; 10]));
+    }
+
+    /// A run that does not divide at the segment size, longer than one send carries: cut into
+    /// sends of 64 datagrams (or 65,507 bytes), the last short; a lone datagram left over is
+    /// the caller's; out of slots, the part staged is returned; GSO off, another buffer's
+    /// bytes, a segment larger than a slot or half the buffers lent stage nothing.
+    #[test]
+    fn a_run_is_cut_at_the_kernel_limits_and_staged_only_where_it_may() {
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut pool = RecvPool::new(4, 16, 0, 70_000, 0).unwrap();
+        let mut slots = SendSlots::with_gso(64, 1500, true);
+        slots.lend_from(4);
+        let held: Vec<Held> = (0..3).map(|bid| pool.take(bid).unwrap()).collect();
+        // 1,000 bytes of 7-byte datagrams: 142 whole and one of 6.
+        let bytes: Vec<u8> = (0..1000u32).map(|i| (i % 253) as u8).collect();
+        let payload = receive(&pool, &held[0], 64, &bytes);
+        let r = pool.received(&held[0], payload);
+        assert_eq!(slots.stage_received_run(peer, &r, payload, 7), 1000);
+        let (sent, tokens) = all_staged(&slots);
+        assert_eq!(tokens.len(), 3);
+        assert_eq!(sent.len(), 143);
+        assert_eq!(sent.concat(), bytes);
+        assert_eq!(sent.last().map(Vec::len), Some(6));
+        // 44 datagrams of 1,500 bytes: 43 fit 65,507 bytes; the 44th is left over.
+        let big: Vec<u8> = (0..44 * 1500u32).map(|i| (i % 241) as u8).collect();
+        let payload = receive(&pool, &held[1], 64, &big);
+        let r = pool.received(&held[1], payload);
+        assert_eq!(slots.stage_received_run(peer, &r, payload, 1500), 43 * 1500);
+        assert_eq!(slots.staged_datagrams(3).1.concat(), big[..43 * 1500]);
+        // Half of 4 buffers lent: a third buffer's run is not staged whole.
+        let third = receive(&pool, &held[2], 64, &[5; 3000]);
+        let r3 = pool.received(&held[2], third);
+        assert_eq!(slots.stage_received_run(peer, &r3, third, 1000), 0);
+        // Bytes that are not the received ones, or a segment above a slot's 1,500.
+        assert_eq!(slots.stage_received_run(peer, &r, &big[..3000], 1000), 0);
+        assert_eq!(slots.stage_received_run(peer, &r, payload, 3000), 0);
+        // One slot left for a run of two sends (66 datagrams of 1,000): the first is staged.
+        let other: SocketAddr = "127.0.0.1:10".parse().unwrap();
+        while slots.free() > 1 {
+            let to = if slots.free().is_multiple_of(2) {
+                peer
+            } else {
+                other
+            };
+            slots.stage(to, &[0; 9], 0).unwrap();
+        }
+        assert_eq!(slots.stage_received_run(peer, &r, payload, 1000), 64_000);
+        assert_eq!(slots.free(), 0);
+        slots.stop_gso();
+        assert_eq!(slots.stage_received_run(peer, &r, payload, 1000), 0);
+        // Every slot, group and buffer comes back.
+        let (_, tokens) = all_staged(&slots);
+        slots.mark_submitted(tokens.len());
+        for token in tokens {
+            slots.complete_send(token).unwrap();
+            while let Some(bid) = slots.pop_returned() {
+                pool.lend_out(Held { bid });
+                assert!(pool.return_lent(bid));
+            }
+        }
+        pool.give_back(held.into_iter().nth(2).unwrap());
+        all_back(&pool, &slots);
+        assert_eq!((slots.free(), slots.in_flight()), (64, 0));
+    }
+
     /// Part of a datagram is sent in place too; bytes from elsewhere, or a datagram beyond
     /// the bound of half the receive buffers lent, are copied; a copied datagram never joins
     /// a send in place (nor the reverse); without GSO each datagram is its own send. Every
