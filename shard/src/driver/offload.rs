@@ -95,6 +95,14 @@ mod tests {
             datagrams(payload, segment).collect()
         };
         assert_eq!(out.len(), count(payload.len(), segment));
+        if !payload.is_empty() {
+            // The batch says the same as its datagrams: how many, and each full one's size.
+            let batch = Datagrams::new(payload, segment.map_or(0, usize::from));
+            assert_eq!(batch.len(), out.len());
+            assert_eq!(batch.bytes(), payload);
+            assert!(out.iter().all(|d| d.len() <= batch.segment_size()));
+            assert_eq!(out[0].len(), batch.segment_size());
+        }
         out
     }
 
