@@ -242,6 +242,18 @@ fn pool(k: usize, runs: usize, items: u64) {
     }
     std::hint::black_box(&pads);
     let mut rates = vec![[Vec::new(), Vec::new()]; k];
+    // A clean run's rate, kept while the ring has fewer than `runs`.
+    let record = |kept: &mut Vec<f64>, i: usize, name: &str, c: &Counts| {
+        if c.clean && kept.len() < runs {
+            kept.push(c.rate);
+            eprintln!(
+                "ring {i} {name} {:.0}M full/item {:.4} empty/item {:.4}",
+                c.rate / 1e6,
+                c.fulls as f64 / items as f64,
+                c.empties as f64 / items as f64
+            );
+        }
+    };
     let mut tries = 0;
     while rates.iter().any(|r| r[0].len() < runs || r[1].len() < runs) && tries < 200 * k {
         tries += 1;
@@ -254,30 +266,14 @@ fn pool(k: usize, runs: usize, items: u64) {
                     .map_err(rw::TrySendError::into_inner),
                 |rx: &mut rw::Consumer<u64>| rx.try_recv().ok()
             );
-            if c.clean && rates[i][0].len() < runs {
-                rates[i][0].push(c.rate);
-                eprintln!(
-                    "ring {i} ringwire {:.0}M full/item {:.4} empty/item {:.4}",
-                    c.rate / 1e6,
-                    c.fulls as f64 / items as f64,
-                    c.empties as f64 / items as f64
-                );
-            }
+            record(&mut rates[i][0], i, "ringwire", &c);
             let c = dispatch!(
                 items,
                 &mut rts[i],
                 |tx: &mut rtrb::Producer<u64>, v| tx.push(v).map_err(|rtrb::PushError::Full(v)| v),
                 |rx: &mut rtrb::Consumer<u64>| rx.pop().ok()
             );
-            if c.clean && rates[i][1].len() < runs {
-                rates[i][1].push(c.rate);
-                eprintln!(
-                    "ring {i} rtrb {:.0}M full/item {:.4} empty/item {:.4}",
-                    c.rate / 1e6,
-                    c.fulls as f64 / items as f64,
-                    c.empties as f64 / items as f64
-                );
-            }
+            record(&mut rates[i][1], i, "rtrb", &c);
         }
     }
     for (i, r) in rates.iter_mut().enumerate() {

@@ -145,8 +145,8 @@ pub use ringwire_shard::driver::ReportError;
 pub use ringwire_shard::timer::{TimerError, TimerId};
 #[doc(inline)]
 pub use ringwire_shard::{
-    Ctx, Handler, Offload, Rank, ReportItem, ReportPage, ReportRequest, SendOutcome, ShardConfig,
-    ShardConfigError, ShardError, ShardExit, ShardReport, ShardStats, WakeMechanism,
+    Ctx, Datagrams, Handler, Offload, Rank, ReportItem, ReportPage, ReportRequest, SendOutcome,
+    ShardConfig, ShardConfigError, ShardError, ShardExit, ShardReport, ShardStats, WakeMechanism,
 };
 
 pub mod mesh {

@@ -259,3 +259,77 @@ fn sockperf_app_answers_like_sockperf_server() {
         "{more:?}"
     );
 }
+
+/// A `UDP_SEGMENT` control message of `segment` bytes, laid out as `cmsghdr` (length, level,
+/// type) and the 16-bit size, padded to 8 bytes (64-bit Linux).
+fn segment_control(segment: u16) -> Vec<u8> {
+    let mut c = Vec::with_capacity(24);
+    c.extend_from_slice(&18usize.to_ne_bytes());
+    c.extend_from_slice(&libc::SOL_UDP.to_ne_bytes());
+    c.extend_from_slice(&libc::UDP_SEGMENT.to_ne_bytes());
+    c.extend_from_slice(&segment.to_ne_bytes());
+    c.resize(24, 0);
+    c
+}
+
+/// The echo app handles a GRO-coalesced buffer whole: one GSO send per buffer, every
+/// datagram back byte for byte, every counter exact (datagrams and bytes in and out, sends in
+/// place, buffers lent and returned, nothing refused).
+#[test]
+fn echo_answers_a_coalesced_buffer_with_one_send_and_exact_counters() {
+    if !available_or_explain() {
+        return;
+    }
+    let engine = Engine::start(&common::config(1), |_| Echo).unwrap();
+    let addr = engine.local_addr();
+    let started = engine.stats()[0].clone();
+    if started.gro_enabled == 0 || started.gso_enabled == 0 {
+        println!("skipping: this kernel refused UDP_GRO or UDP_SEGMENT: {started}");
+        common::shutdown(engine);
+        return;
+    }
+    let client = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+    client
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    let client: UdpSocket = client.into();
+    client.set_read_timeout(Some(HANG)).unwrap();
+    let to = socket2::SockAddr::from(addr);
+    let sock = socket2::SockRef::from(&client);
+    let mut sent = Vec::new();
+    for round in 0..3u32 {
+        // Nine datagrams of 1,200 bytes and a last of 700.
+        let bytes: Vec<u8> = (0..9 * 1200 + 700u32)
+            .map(|i| (i * 3 + round) as u8)
+            .collect();
+        let control = segment_control(1200);
+        let iov = [std::io::IoSlice::new(&bytes)];
+        let msg = socket2::MsgHdr::new()
+            .with_addr(&to)
+            .with_buffers(&iov)
+            .with_control(&control);
+        assert_eq!(sock.sendmsg(&msg, 0).unwrap(), bytes.len());
+        let mut buf = [0u8; 2048];
+        let mut echoed = Vec::new();
+        for _ in 0..10 {
+            let (n, from) = client.recv_from(&mut buf).unwrap();
+            assert_eq!(from, addr);
+            echoed.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(echoed, bytes, "round {round}");
+        sent.push(bytes.len() as u64);
+    }
+    let report = common::shutdown(engine);
+    let s = report.total();
+    let bytes: u64 = sent.iter().sum();
+    assert_eq!(
+        (s.recv_coalesced, s.datagrams_in, s.bytes_in),
+        (3, 30, bytes),
+        "{s}"
+    );
+    assert_eq!((s.datagrams_out, s.bytes_out), (30, bytes), "{s}");
+    assert_eq!((s.send_coalesced, s.send_in_place), (3, 30), "{s}");
+    assert_eq!(sends_asked(&s), s.datagrams_in, "{s}");
+    assert_eq!(s.send_in_place_over_cap, 0, "{s}");
+    assert_eq!(s.recv_lent, s.recv_lent_returned, "{s}");
+}

@@ -582,3 +582,46 @@ fn path_mtu_discovery_raises_the_packet_size_both_ways() {
     let report = common::shutdown(engine);
     assert_eq!(report.total().send_too_large, 0);
 }
+
+#[test]
+fn early_timers_are_rearmed_and_due_ones_still_close_an_idle_connection() {
+    if !available_or_explain() {
+        return;
+    }
+    // A connection's timer is armed at its deadline and left there while the deadline moves
+    // later (loss detection and idle move with every packet); such a timer fires early, and
+    // the host re-arms it at the real deadline without driving the connection (D82). The
+    // deadlines that do come due still run: with traffic stopped, the idle timeout (the
+    // client's 500 ms, the smaller of the two) closes and frees the server's connection.
+    let (mut engine, cert) = server(true, QuicOptions::default());
+    let addr = engine.local_addr();
+    block_on(async {
+        let mut config = client_config(&cert, ALPN);
+        let mut transport = quinn::TransportConfig::default();
+        transport.max_idle_timeout(Some(
+            quinn::IdleTimeout::try_from(std::time::Duration::from_millis(500)).unwrap(),
+        ));
+        config.transport_config(Arc::new(transport));
+        let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let conn = endpoint
+            .connect_with(config, addr, "localhost")
+            .unwrap()
+            .await
+            .unwrap();
+        let mut next = 0;
+        while counter(&mut engine, "quic_timers_early") == 0 {
+            echo_datagrams(&conn, next, next + 10).await;
+            next += 10;
+        }
+        // Nothing more is sent: the client's own idle timeout ends it without a packet.
+        let closed = conn.closed().await;
+        assert!(
+            matches!(closed, quinn::ConnectionError::TimedOut),
+            "{closed}"
+        );
+        until(|| counter(&mut engine, "quic_closed") == 1).await;
+    });
+    assert_eq!(counter(&mut engine, "quic_connections"), 0);
+    assert_eq!(counter(&mut engine, "quic_echo_closed_by_peer"), 0);
+    common::shutdown(engine);
+}

@@ -36,6 +36,62 @@ pub enum SendOutcome {
     },
 }
 
+/// The datagrams of one GRO-coalesced receive buffer, handed to [`Handler::on_datagrams`]:
+/// their bytes back to back, cut every [`Datagrams::segment_size`] bytes (the last datagram may
+/// be shorter). Iterating yields each datagram's bytes, in arrival order.
+#[derive(Debug, Clone, Copy)]
+pub struct Datagrams<'a> {
+    bytes: &'a [u8],
+    segment: usize,
+}
+
+impl<'a> Datagrams<'a> {
+    /// `bytes` cut every `segment` bytes; a `segment` of 0 or not below `bytes.len()` makes
+    /// one datagram of them all.
+    pub(crate) fn new(bytes: &'a [u8], segment: usize) -> Self {
+        let segment = if segment == 0 || segment >= bytes.len() {
+            bytes.len().max(1)
+        } else {
+            segment
+        };
+        Self { bytes, segment }
+    }
+
+    /// Every datagram's bytes, back to back, as the kernel received them.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// Each datagram's length, but the last's, which may be shorter.
+    pub fn segment_size(&self) -> usize {
+        self.segment
+    }
+
+    /// How many datagrams there are.
+    pub fn len(&self) -> usize {
+        self.bytes.len().div_ceil(self.segment)
+    }
+
+    /// Whether there are none (never, for a batch the shard hands over).
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Each datagram's bytes, in order.
+    pub fn iter(&self) -> std::slice::Chunks<'a, u8> {
+        self.bytes.chunks(self.segment)
+    }
+}
+
+impl<'a> IntoIterator for Datagrams<'a> {
+    type Item = &'a [u8];
+    type IntoIter = std::slice::Chunks<'a, u8>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
 /// Application logic for one shard.
 pub trait Handler {
     /// What this application sends to its handlers on other shards through the mesh
@@ -46,6 +102,25 @@ pub trait Handler {
     /// back to the kernel when the handler returns, or, if the handler sent (part of) it with
     /// [`Ctx::send_received`], when that send completes.
     fn on_datagram(&mut self, peer: SocketAddr, payload: &[u8], ctx: &mut Ctx<'_, Self::Message>);
+
+    /// Several datagrams from `peer` arrived in one receive buffer (the kernel coalesced them
+    /// with GRO): `datagrams` are their bytes back to back, every one
+    /// [`Datagrams::segment_size`] long but the last, which may be shorter. Valid only during
+    /// the call, as in [`Handler::on_datagram`]. [`Ctx::send_datagrams`] sends them all (or
+    /// any run of them) with one staged send per up to 64, out of the receive buffer.
+    ///
+    /// The default hands each datagram to [`Handler::on_datagram`], in order: override this
+    /// only to treat a batch as a whole (an echo, a relay that forwards a stream unchanged).
+    fn on_datagrams(
+        &mut self,
+        peer: SocketAddr,
+        datagrams: Datagrams<'_>,
+        ctx: &mut Ctx<'_, Self::Message>,
+    ) {
+        for payload in datagrams {
+            self.on_datagram(peer, payload, ctx);
+        }
+    }
 
     /// A message from the handler on shard `from` arrived on `lane`. Every control-lane message
     /// of a turn is delivered before any data-lane message.
@@ -135,7 +210,8 @@ pub struct Ctx<'a, M> {
     pub(crate) timers: &'a mut Timers,
     pub(crate) counters: &'a mut Counters,
     pub(crate) mesh: &'a mut MeshEnd<M>,
-    /// The datagram [`Handler::on_datagram`] is being handed (`None` in other callbacks).
+    /// The datagram [`Handler::on_datagram`] is being handed, or the whole buffer of those
+    /// [`Handler::on_datagrams`] is (`None` in other callbacks).
     pub(crate) received: Option<Received>,
     /// Submits a large batch of staged sends before the turn ends (`None`: only the turn's
     /// own submission, as in tests without a ring).
@@ -192,6 +268,39 @@ impl<M: Send> Ctx<'_, M> {
             }
             Err(refused) => self.refused(refused, payload.len()),
         }
+    }
+
+    /// Sends every datagram of `datagrams` to `peer`, in order, as [`Ctx::send_received`]
+    /// would one by one, but when they are the batch this [`Handler::on_datagrams`] call was
+    /// handed (GSO on), each run of up to 64 leaves as one GSO send of the receive buffer that
+    /// takes one send slot, with no per-datagram work (counted per datagram as
+    /// `send_in_place`). An echo of a coalesced buffer to its sender is one staged send.
+    ///
+    /// Datagrams this cannot send that way (GSO off or refused, half the receive buffers
+    /// lent, no slot or GSO group free, a lone last datagram) go through
+    /// [`Ctx::send_received`] one by one, with its copying and counting. Returns
+    /// [`SendOutcome::Queued`] when every datagram was queued, otherwise the first refusal
+    /// (every refused datagram is counted, as `send_received` counts it).
+    pub fn send_datagrams(&mut self, peer: SocketAddr, datagrams: Datagrams<'_>) -> SendOutcome {
+        let (bytes, segment) = (datagrams.bytes(), datagrams.segment_size());
+        let mut done = 0;
+        if let Some(received) = self.received
+            && bytes.len() > segment
+        {
+            done = self
+                .slots
+                .stage_received_run(peer, &received, bytes, segment);
+            self.counters.send_in_place += done.div_ceil(segment) as u64;
+            self.submit_early();
+        }
+        let mut outcome = SendOutcome::Queued;
+        for payload in Datagrams::new(&bytes[done..], segment) {
+            let sent = self.send_received(peer, payload);
+            if outcome == SendOutcome::Queued {
+                outcome = sent;
+            }
+        }
+        outcome
     }
 
     /// Counts a refused send and says why.

@@ -23,7 +23,7 @@ pub mod timer;
 pub use config::{Offload, ShardConfig, ShardConfigError, WakeMechanism};
 pub use counters::ShardStats;
 pub use driver::{Shard, ShardControl, ShardError, ShardExit};
-pub use handler::{Ctx, Handler, SendOutcome};
+pub use handler::{Ctx, Datagrams, Handler, SendOutcome};
 /// The histogram type of [`ShardReport::turn_nanos`], re-exported so that users need not match
 /// its version.
 pub use hdrhistogram;

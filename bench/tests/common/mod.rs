@@ -101,7 +101,9 @@ pub fn offloads_or_skip() -> bool {
     {
         Ok(()) => true,
         Err(e) => {
-            println!("skipping: this kernel refuses UDP_GRO or UDP_SEGMENT ({e})");
+            ringwire_shard::driver::skip_or_fail(format_args!(
+                "this kernel refuses UDP_GRO or UDP_SEGMENT ({e})"
+            ));
             false
         }
     }

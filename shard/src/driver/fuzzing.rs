@@ -31,7 +31,9 @@ pub fn receive<'a>(control: &[u8], name: &[u8], payload: &'a [u8]) -> Received<'
         segment: parsed.segment,
         peer: sockaddr::parse(name),
         count: offload::count(payload.len(), parsed.segment),
-        datagrams: offload::datagrams(payload, parsed.segment).collect(),
+        datagrams: crate::handler::Datagrams::new(payload, parsed.segment.map_or(0, usize::from))
+            .into_iter()
+            .collect(),
     }
 }
 

@@ -73,7 +73,7 @@ pub(crate) use self::submit::SendSubmitter;
 use self::turns::TurnClock;
 use crate::config::{ShardConfig, ShardConfigError};
 use crate::counters::{Counters, ShardStats};
-use crate::handler::{Ctx, Handler};
+use crate::handler::{Ctx, Datagrams, Handler};
 use crate::mesh::{Lane, MeshEnd};
 use crate::ratelimit::LogLimiter;
 use crate::ring::futex;
@@ -965,8 +965,10 @@ impl Shard {
                     control.segment.filter(|s| usize::from(*s) < payload.len())
                 {
                     // The kernel coalesced several datagrams of one sender (GRO): each
-                    // `segment` bytes (the last may be shorter) is one, counted and handed to
-                    // the handler as if it had come alone.
+                    // `segment` bytes (the last may be shorter) is one, counted one by one and
+                    // handed to the handler in one call (`Handler::on_datagrams`, whose
+                    // default hands each to `on_datagram`); sends may read the whole buffer in
+                    // place.
                     let n = offload::count(payload.len(), Some(segment)) as u64;
                     self.counters.recv_coalesced += 1;
                     match (sockaddr::parse(msg.name_data()), app) {
@@ -977,11 +979,10 @@ impl Shard {
                         (Some(peer), Some((handler, mesh))) => {
                             self.counters.datagrams_in += n;
                             self.counters.bytes_in += payload.len() as u64;
-                            let mut ctx = ctx!(self, now, mesh);
-                            for datagram in offload::datagrams(payload, Some(segment)) {
-                                ctx.received = Some(self.recv.received(&held, datagram));
-                                handler.on_datagram(peer, datagram, &mut ctx);
-                            }
+                            let received = Some(self.recv.received(&held, payload));
+                            let mut ctx = ctx!(self, now, mesh, received);
+                            let datagrams = Datagrams::new(payload, usize::from(segment));
+                            handler.on_datagrams(peer, datagrams, &mut ctx);
                         }
                         (Some(_), None) => self.counters.recv_discarded += n,
                     }

@@ -11,7 +11,8 @@
 //! failing with either turns GSO off for the socket ([`refuses_gso`]).
 //!
 //! **GRO.** With `UDP_GRO` on, the kernel may queue several datagrams of one flow as one
-//! buffer with a `UDP_GRO` control message giving their size ([`datagrams`] splits it);
+//! buffer with a `UDP_GRO` control message giving their size ([`Datagrams`](crate::Datagrams)
+//! splits it);
 //! on loopback that happens exactly when the sender used GSO. A coalesced buffer holds up to
 //! 64 KiB, so the receive buffers grow to [`GRO_ROOM`] while GRO is on.
 #![forbid(unsafe_code)]
@@ -74,24 +75,16 @@ pub(crate) fn count(len: usize, segment: Option<u16>) -> usize {
     }
 }
 
-/// The datagrams of a receive buffer: `payload` cut every `segment` bytes (the last may be
-/// shorter), or the whole payload without a segment size. An empty payload yields none: the
-/// driver hands an empty buffer over as one empty datagram itself, in its not-coalesced branch
-/// (found by the `gro` fuzz target; [`count`] counts it as one).
-#[inline]
-pub(crate) fn datagrams(payload: &[u8], segment: Option<u16>) -> std::slice::Chunks<'_, u8> {
-    let size = match segment {
-        Some(s) if usize::from(s) < payload.len() => usize::from(s),
-        // One chunk: the whole payload (`max(1)`: `chunks` takes no 0).
-        _ => payload.len().max(1),
-    };
-    payload.chunks(size)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::driver::cmsg;
+    use crate::handler::Datagrams;
+
+    /// The driver's split: a buffer cut at the segment size, as `Handler::on_datagrams` gets it.
+    fn datagrams(payload: &[u8], segment: Option<u16>) -> std::slice::Chunks<'_, u8> {
+        Datagrams::new(payload, segment.map_or(0, usize::from)).into_iter()
+    }
 
     /// What the receive path makes of a buffer: the control messages parsed, the payload split.
     fn split<'a>(control: &[u8], payload: &'a [u8]) -> Vec<&'a [u8]> {
@@ -102,6 +95,14 @@ mod tests {
             datagrams(payload, segment).collect()
         };
         assert_eq!(out.len(), count(payload.len(), segment));
+        if !payload.is_empty() {
+            // The batch says the same as its datagrams: how many, and each full one's size.
+            let batch = Datagrams::new(payload, segment.map_or(0, usize::from));
+            assert_eq!(batch.len(), out.len());
+            assert_eq!(batch.bytes(), payload);
+            assert!(out.iter().all(|d| d.len() <= batch.segment_size()));
+            assert_eq!(out[0].len(), batch.segment_size());
+        }
         out
     }
 

@@ -589,6 +589,9 @@ struct Group {
     /// Vectors of the gather list in use (datagrams sent in place from one buffer, back to
     /// back, share one).
     vectors: u16,
+    /// Slots the send holds, the lead's included: one per datagram, except that a run staged
+    /// whole ([`SendSlots::stage_received_run`]) takes one slot for all its datagrams.
+    slots: u16,
 }
 
 impl Default for Group {
@@ -602,6 +605,7 @@ impl Default for Group {
             tagged: false,
             buffer: NONE,
             vectors: 0,
+            slots: 0,
         }
     }
 }
@@ -967,6 +971,7 @@ impl SendSlots {
             tagged: lead_tag != 0,
             buffer,
             vectors: 1,
+            slots: 1,
         };
         let gather = g as usize * MAX_SEGMENTS;
         let control = cmsg::segment_message(lead_len as u16);
@@ -1011,6 +1016,7 @@ impl SendSlots {
         let group = &mut self.groups[g as usize];
         let tail = group.tail as usize;
         group.datagrams += 1;
+        group.slots += 1;
         group.bytes += len;
         group.tail = slot;
         group.closed = len < u32::from(group.segment);
@@ -1134,6 +1140,108 @@ impl SendSlots {
             (*v).iov_len = len as usize;
             (*self.hdrs.at_unchecked(li)).msg_iovlen = usize::from(group.vectors);
         }
+    }
+
+    /// Stages `run`, datagrams of `segment` bytes back to back (the last may be shorter) for
+    /// `peer`, as GSO sends that read them in place: each send takes **one** slot for up to
+    /// [`MAX_SEGMENTS`] datagrams and [`MAX_GSO_BYTES`] bytes, its gather list one vector over
+    /// the receive buffer (docs/DECISIONS.md D81). Returns the bytes staged, from the start of
+    /// `run`: all of them, or a prefix of whole datagrams when slots or groups ran out or one
+    /// datagram would be left (which [`SendSlots::stage_received`] sends alone), or 0 when this
+    /// path does not apply: GSO off, `run` not inside the datagrams `received` describes, a
+    /// segment larger than a slot, or half the receive buffers lent already. What is not
+    /// staged here is for the caller to stage one datagram at a time.
+    #[inline]
+    pub(crate) fn stage_received_run(
+        &mut self,
+        peer: SocketAddr,
+        received: &Received,
+        run: &[u8],
+        segment: usize,
+    ) -> usize {
+        if !self.gso || segment == 0 || segment > self.max || segment > usize::from(u16::MAX) {
+            return 0;
+        }
+        let Some(offset) = received.offset_of(run) else {
+            return 0;
+        };
+        let bid = usize::from(received.bid);
+        let Some(&lends) = self.lends.get(bid) else {
+            return 0;
+        };
+        if lends == 0 && self.lent_buffers >= self.lend_cap {
+            return 0;
+        }
+        // Whole datagrams per send: the kernel's segment count and one IPv4 datagram's bytes.
+        let per = MAX_SEGMENTS.min(MAX_GSO_BYTES / segment);
+        let mut name = [0u8; SOCKADDR_MAX_LEN];
+        let namelen = sockaddr::encode(peer, &mut name);
+        let control = cmsg::segment_message(segment as u16);
+        let mut staged = 0;
+        // A send of one datagram is left to the caller: it may join a send or go alone.
+        while per >= 2 && run.len() - staged > segment {
+            let bytes = (run.len() - staged).min(per * segment);
+            let Ok(slot) = self.take_free(segment) else {
+                break;
+            };
+            let Some(g) = self.free_groups.pop() else {
+                self.free.push(slot);
+                break;
+            };
+            let i = slot as usize;
+            let at = received.at.wrapping_add(offset + staged);
+            let gather = g as usize * MAX_SEGMENTS;
+            // SAFETY: slot i is free (`take_free`) and group g was free, so no SQE names the
+            // slot's header or name, or the group's gather list or control message: the kernel
+            // reads none of them. `i < count` (`self.slots[i]` exists) and `g < groups` (a
+            // free group index), so every pointer is inside its region. The gather vector
+            // names `bytes` bytes inside the held receive buffer `received` describes
+            // (`offset_of` checked `run`'s range, `staged + bytes <= run.len()`; `at` is
+            // derived from the pool's region pointer), which the lend taken below keeps from
+            // the kernel's receives until this send's completion; nothing writes it meanwhile
+            // and no reference to it outlives the handler's call, which ends before the SQE is
+            // pushed. Writes go through raw pointers.
+            unsafe {
+                self.names
+                    .at_unchecked(i * SOCKADDR_MAX_LEN)
+                    .cast::<[u8; SOCKADDR_MAX_LEN]>()
+                    .write(name);
+                let v = self.gathers.at_unchecked(gather);
+                (*v).iov_base = at.cast_mut().cast();
+                (*v).iov_len = bytes;
+                let c = self.controls.at_unchecked(g as usize * SEGMENT_CONTROL_LEN);
+                ptr::copy_nonoverlapping(control.as_ptr(), c, SEGMENT_CONTROL_LEN);
+                let hdr = self.hdrs.at_unchecked(i);
+                (*hdr).msg_namelen = namelen;
+                (*hdr).msg_iov = v;
+                (*hdr).msg_iovlen = 1;
+                (*hdr).msg_control = c.cast();
+                (*hdr).msg_controllen = SEGMENT_CONTROL_LEN;
+            }
+            self.groups[g as usize] = Group {
+                segment: segment as u16,
+                datagrams: bytes.div_ceil(segment) as u16,
+                bytes: bytes as u32,
+                tail: slot,
+                closed: !bytes.is_multiple_of(segment),
+                tagged: false,
+                buffer: NONE,
+                vectors: 1,
+                slots: 1,
+            };
+            let s = &mut self.slots[i];
+            s.state = SlotState::Staged;
+            s.tag = 0;
+            s.len = segment as u32;
+            s.group = g;
+            s.next = NONE;
+            s.lent = bid as u32;
+            self.staged.push(slot);
+            self.lent_buffers += u32::from(self.lends[bid] == 0);
+            self.lends[bid] += 1;
+            staged += bytes;
+        }
+        staged
     }
 
     /// Whether sends staged or in flight read `held`'s buffer in place: then the driver lends
@@ -1290,7 +1398,7 @@ impl SendSlots {
                 self.in_flight += if s.group == NONE {
                     1
                 } else {
-                    usize::from(self.groups[s.group as usize].datagrams)
+                    usize::from(self.groups[s.group as usize].slots)
                 };
             }
         }
@@ -1875,6 +1983,145 @@ mod tests {
                 .chain((1..8).map(|n| vec![n; 10]))
                 .collect::<Vec<_>>()
         );
+    }
+
+    /// Every staged send's datagrams, in order, and how many sends there were.
+    fn all_staged(slots: &SendSlots) -> (Vec<Vec<u8>>, Vec<u64>) {
+        let (mut sent, mut tokens) = (Vec::new(), Vec::new());
+        while let Some((_, token)) = slots.staged(tokens.len()) {
+            sent.extend(slots.staged_datagrams(tokens.len()).1);
+            tokens.push(token);
+        }
+        (sent, tokens)
+    }
+
+    /// A coalesced buffer staged whole (`stage_received_run`) is one GSO send that takes one
+    /// slot, its one vector the receive buffer itself, a short last datagram included; the
+    /// completion counts every datagram and returns the buffer and the slot.
+    #[test]
+    fn a_run_staged_whole_is_one_send_of_one_slot() {
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut pool = RecvPool::new(8, 16, 0, 8192, 0).unwrap();
+        let mut slots = SendSlots::with_gso(64, 1500, true);
+        slots.lend_from(8);
+        let held = pool.take(5).unwrap();
+        let bytes: Vec<u8> = (0..6300u32).map(|i| (i * 7 % 251) as u8).collect();
+        let payload = receive(&pool, &held, 64, &bytes);
+        let r = pool.received(&held, payload);
+        assert_eq!(slots.stage_received_run(peer, &r, payload, 1000), 6300);
+        assert_eq!(slots.free(), 63, "one slot for seven datagrams");
+        let (sent, tokens) = all_staged(&slots);
+        assert_eq!(tokens.len(), 1, "one send");
+        assert_eq!(lens(&sent), [1000, 1000, 1000, 1000, 1000, 1000, 300]);
+        assert_eq!(
+            sent.concat(),
+            bytes,
+            "the bytes sent are the bytes received"
+        );
+        assert_eq!(slots.staged_datagrams(0).0, Some(peer));
+        let (hdr, _) = slots.staged(0).unwrap();
+        // SAFETY: test only; the send is staged, so nothing but this test reads the header.
+        let (iovlen, base) = unsafe { ((*hdr).msg_iovlen, (*(*hdr).msg_iov).iov_base) };
+        assert_eq!(
+            (iovlen, base.cast::<u8>().cast_const()),
+            (1, payload.as_ptr())
+        );
+        // Closed by its short last datagram: nothing joins it.
+        let more = receive(&pool, &held, 7000, &[1; 300]);
+        let r2 = pool.received(&held, more);
+        assert_eq!(
+            slots.stage_received(peer, &r2, more, 0),
+            Ok(Placed::InPlace)
+        );
+        let (_, tokens) = all_staged(&slots);
+        assert_eq!(tokens.len(), 2, "a send of its own");
+        assert!(slots.is_lent(&held));
+        pool.lend_out(held);
+        slots.mark_submitted(2);
+        assert_eq!(slots.in_flight(), 2, "two slots in flight");
+        assert_eq!(
+            slots.complete_send(tokens[0]),
+            Ok(Sent::Group {
+                datagrams: 7,
+                tagged: false
+            })
+        );
+        assert_eq!(
+            slots.pop_returned(),
+            None,
+            "the lone send still reads the buffer"
+        );
+        assert_eq!(slots.complete_send(tokens[1]), Ok(Sent::One { tag: 0 }));
+        assert_eq!(slots.pop_returned(), Some(5));
+        assert!(pool.return_lent(5));
+        all_back(&pool, &slots);
+        assert_eq!((slots.free(), slots.in_flight()), (64, 0));
+        // The slot sends its own bytes again.
+        slots.stage(peer, &[3; 10], 0).unwrap();
+        assert_eq!(slots.staged_datagram(0), (Some(peer), vec![3; 10]));
+    }
+
+    /// A run that does not divide at the segment size, longer than one send carries: cut into
+    /// sends of 64 datagrams (or 65,507 bytes), the last short; a lone datagram left over is
+    /// the caller's; out of slots, the part staged is returned; GSO off, another buffer's
+    /// bytes, a segment larger than a slot or half the buffers lent stage nothing.
+    #[test]
+    fn a_run_is_cut_at_the_kernel_limits_and_staged_only_where_it_may() {
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut pool = RecvPool::new(4, 16, 0, 70_000, 0).unwrap();
+        let mut slots = SendSlots::with_gso(64, 1500, true);
+        slots.lend_from(4);
+        let held: Vec<Held> = (0..3).map(|bid| pool.take(bid).unwrap()).collect();
+        // 1,000 bytes of 7-byte datagrams: 142 whole and one of 6.
+        let bytes: Vec<u8> = (0..1000u32).map(|i| (i % 253) as u8).collect();
+        let payload = receive(&pool, &held[0], 64, &bytes);
+        let r = pool.received(&held[0], payload);
+        assert_eq!(slots.stage_received_run(peer, &r, payload, 7), 1000);
+        let (sent, tokens) = all_staged(&slots);
+        assert_eq!(tokens.len(), 3);
+        assert_eq!(sent.len(), 143);
+        assert_eq!(sent.concat(), bytes);
+        assert_eq!(sent.last().map(Vec::len), Some(6));
+        // 44 datagrams of 1,500 bytes: 43 fit 65,507 bytes; the 44th is left over.
+        let big: Vec<u8> = (0..44 * 1500u32).map(|i| (i % 241) as u8).collect();
+        let payload = receive(&pool, &held[1], 64, &big);
+        let r = pool.received(&held[1], payload);
+        assert_eq!(slots.stage_received_run(peer, &r, payload, 1500), 43 * 1500);
+        assert_eq!(slots.staged_datagrams(3).1.concat(), big[..43 * 1500]);
+        // Half of 4 buffers lent: a third buffer's run is not staged whole.
+        let third = receive(&pool, &held[2], 64, &[5; 3000]);
+        let r3 = pool.received(&held[2], third);
+        assert_eq!(slots.stage_received_run(peer, &r3, third, 1000), 0);
+        // Bytes that are not the received ones, or a segment above a slot's 1,500.
+        assert_eq!(slots.stage_received_run(peer, &r, &big[..3000], 1000), 0);
+        assert_eq!(slots.stage_received_run(peer, &r, payload, 3000), 0);
+        // One slot left for a run of two sends (66 datagrams of 1,000): the first is staged.
+        let other: SocketAddr = "127.0.0.1:10".parse().unwrap();
+        while slots.free() > 1 {
+            let to = if slots.free().is_multiple_of(2) {
+                peer
+            } else {
+                other
+            };
+            slots.stage(to, &[0; 9], 0).unwrap();
+        }
+        assert_eq!(slots.stage_received_run(peer, &r, payload, 1000), 64_000);
+        assert_eq!(slots.free(), 0);
+        slots.stop_gso();
+        assert_eq!(slots.stage_received_run(peer, &r, payload, 1000), 0);
+        // Every slot, group and buffer comes back.
+        let (_, tokens) = all_staged(&slots);
+        slots.mark_submitted(tokens.len());
+        for token in tokens {
+            slots.complete_send(token).unwrap();
+            while let Some(bid) = slots.pop_returned() {
+                pool.lend_out(Held { bid });
+                assert!(pool.return_lent(bid));
+            }
+        }
+        pool.give_back(held.into_iter().nth(2).unwrap());
+        all_back(&pool, &slots);
+        assert_eq!((slots.free(), slots.in_flight()), (64, 0));
     }
 
     /// Part of a datagram is sent in place too; bytes from elsewhere, or a datagram beyond

@@ -414,25 +414,12 @@ impl<A: QuicApp> QuicHost<A> {
         }
         // Re-armed only when the deadline moves earlier (or goes): a live connection's
         // deadline moves later with nearly every packet (loss detection, idle), and a timer
-        // that fires before it only makes `handle_timeout` find nothing expired, after which
-        // this re-arms it (D63).
+        // that fires before it finds the deadline still ahead and is re-armed at it without
+        // driving the connection (`on_timer`; D63, D82).
         let deadline = entry.conn.poll_timeout();
         let keep = matches!((entry.timer, deadline), (Some((armed, _)), Some(d)) if armed <= d);
         if !keep && entry.timer.map(|(d, _)| d) != deadline {
-            if let Some((_, id)) = entry.timer.take() {
-                ctx.cancel_timer(id);
-            }
-            entry.unarmed = None;
-            if let Some(d) = deadline {
-                match ctx.set_timer(d, ch as u64) {
-                    Ok(id) => entry.timer = Some((d, id)),
-                    Err(_) => {
-                        stats.timer_refused += 1;
-                        entry.unarmed = Some(d);
-                        unarmed.push(ch);
-                    }
-                }
-            }
+            arm(entry, ch, deadline, ctx, stats, unarmed);
         }
         if entry.conn.is_drained() {
             while let Some(event) = entry.conn.poll_endpoint_events() {
@@ -492,6 +479,32 @@ impl<A: QuicApp> QuicHost<A> {
                 ("quic_trim_rounds", st.rounds),
                 ("quic_trim_rounds_short", st.rounds_short),
             ]);
+        }
+    }
+}
+
+/// Sets `entry`'s one timer to `deadline` (cancelling the armed one), or notes a deadline the
+/// timer set refused for the turn's check.
+fn arm<M: Send>(
+    entry: &mut Entry,
+    ch: usize,
+    deadline: Option<Instant>,
+    ctx: &mut Ctx<'_, M>,
+    stats: &mut QuicStats,
+    unarmed: &mut Vec<usize>,
+) {
+    if let Some((_, id)) = entry.timer.take() {
+        ctx.cancel_timer(id);
+    }
+    entry.unarmed = None;
+    if let Some(d) = deadline {
+        match ctx.set_timer(d, ch as u64) {
+            Ok(id) => entry.timer = Some((d, id)),
+            Err(_) => {
+                stats.timer_refused += 1;
+                entry.unarmed = Some(d);
+                unarmed.push(ch);
+            }
         }
     }
 }
@@ -588,8 +601,26 @@ impl<A: QuicApp> Handler for QuicHost<A> {
         let ch = token as usize;
         let now = ctx.now();
         let manages = self.control.manages();
-        if let Some(e) = self.entry(ch) {
+        let Self {
+            conns,
+            stats,
+            unarmed,
+            ..
+        } = self;
+        if let Some(e) = conns.get_mut(ch).and_then(Option::as_mut) {
             e.timer = None;
+            // Armed at an earlier deadline that has since moved later (`drive` re-arms only
+            // when it moves earlier): nothing of the connection's is due, so `handle_timeout`
+            // would find nothing expired, and nothing has changed since its last drive, which
+            // sent all it could (or left it dirty). Re-armed at the real deadline, not driven:
+            // quinn's own driver likewise calls `handle_timeout` only once its deadline has
+            // passed (D82).
+            let deadline = e.conn.poll_timeout();
+            if deadline.is_some_and(|d| d > now) {
+                stats.timers_early += 1;
+                arm(e, ch, deadline, ctx, stats, unarmed);
+                return;
+            }
             e.conn.handle_timeout(now);
             // A connection's timers (loss detection, ACK delay, idle) are when its losses
             // reach the manager's score.

@@ -61,6 +61,9 @@ pub struct QuicStats {
     /// Times the shard's timer table refused a connection's deadline (checked every turn
     /// instead).
     pub timer_refused: u64,
+    /// Connection timers that fired before the connection's deadline (it had moved later
+    /// since the timer was armed) and were re-armed at it without driving the connection.
+    pub timers_early: u64,
 }
 
 impl QuicStats {
@@ -92,6 +95,7 @@ impl QuicStats {
             ("quic_send_refused", self.send_refused),
             ("quic_backlogged", self.backlogged),
             ("quic_timer_refused", self.timer_refused),
+            ("quic_timers_early", self.timers_early),
         ]);
     }
 }

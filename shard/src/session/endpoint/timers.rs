@@ -25,11 +25,12 @@
 #![forbid(unsafe_code)]
 
 use std::cmp::Reverse;
+use std::collections::BTreeSet;
 
 use super::super::conn_id::ConnId;
 use super::super::event::{CloseReason, Closer};
-use super::super::state::Phase;
-use super::super::time::Timestamp;
+use super::super::state::{Phase, Session};
+use super::super::time::{self, Timestamp};
 use super::{Admit, Endpoint};
 
 impl Endpoint {
@@ -150,8 +151,8 @@ impl Endpoint {
     /// from): its handshake deadline is moot, and goes. The caller reschedules it (in the heap,
     /// at its idle or keepalive deadline).
     pub(super) fn end_handshake_timer(
-        handshake_timers: &mut std::collections::BTreeSet<(Timestamp, ConnId)>,
-        s: &mut super::super::state::Session,
+        handshake_timers: &mut BTreeSet<(Timestamp, ConnId)>,
+        s: &mut Session,
         cid: ConnId,
     ) {
         handshake_timers.remove(&(s.scheduled, cid));
@@ -173,7 +174,7 @@ impl Endpoint {
                         false,
                     );
                 } else if now >= h.next_retransmit {
-                    let max = super::super::time::nanos(self.cfg.handshake_max_rto).max(1);
+                    let max = time::nanos(self.cfg.handshake_max_rto).max(1);
                     h.rto_nanos = h.rto_nanos.saturating_mul(2).min(max);
                     h.next_retransmit = Timestamp(now.0.saturating_add(h.rto_nanos));
                     self.send_initiation(now, cid, false);
