@@ -789,12 +789,7 @@ impl Shard {
     fn stage_sends(&mut self) -> Result<(), ShardError> {
         let mut n = 0;
         while let Some((hdr, token)) = self.slots.staged(n) {
-            let sqe = if self.fixed_fd {
-                opcode::SendMsg::new(Fixed(0), hdr).build()
-            } else {
-                opcode::SendMsg::new(Fd(self.fd), hdr).build()
-            }
-            .user_data(SEND | token);
+            let sqe = submit::send_sqe(self.fixed_fd, self.fd, hdr, token);
             if let Err(e) = self.push(sqe) {
                 self.slots.mark_submitted(n);
                 return Err(e);

@@ -10,7 +10,7 @@
 use std::os::fd::RawFd;
 
 use io_uring::types::{Fd, Fixed};
-use io_uring::{IoUring, opcode};
+use io_uring::{IoUring, opcode, squeue};
 
 use super::SEND;
 use super::pool::SendSlots;
@@ -21,6 +21,22 @@ use crate::counters::Counters;
 /// loopback, a run costs one `io_uring_enter` per some 1.3 ms of sends, and the first copy of
 /// a fan-out waits for 256 to be sealed at most (runs of 64, 256 and 1,024 measured: D80).
 pub(crate) const EARLY_SUBMIT_SENDS: usize = 256;
+
+/// The `sendmsg` SQE of staged send `token` (header `hdr`), on registered file 0 when `fixed`,
+/// else on `fd`: the turn's submission and an early one build the same.
+pub(super) fn send_sqe(
+    fixed: bool,
+    fd: RawFd,
+    hdr: *const libc::msghdr,
+    token: u64,
+) -> squeue::Entry {
+    if fixed {
+        opcode::SendMsg::new(Fixed(0), hdr).build()
+    } else {
+        opcode::SendMsg::new(Fd(fd), hdr).build()
+    }
+    .user_data(SEND | token)
+}
 
 /// The ring a [`Ctx`](crate::Ctx) submits staged sends through mid-turn.
 pub(crate) struct SendSubmitter<'a> {
@@ -53,12 +69,7 @@ impl<'a> SendSubmitter<'a> {
         }
         let mut n = 0;
         while let Some((hdr, token)) = slots.staged(n) {
-            let sqe = if self.fixed {
-                opcode::SendMsg::new(Fixed(0), hdr).build()
-            } else {
-                opcode::SendMsg::new(Fd(self.fd), hdr).build()
-            }
-            .user_data(SEND | token);
+            let sqe = send_sqe(self.fixed, self.fd, hdr, token);
             // SAFETY: the SQE names a staged send slot's header, which points only into that
             // slot (and its group's or lent receive buffer); `mark_submitted` below makes them
             // in flight, and the pools free such memory only once no operation naming it is
