@@ -666,10 +666,10 @@ fn bulk_section(md: &mut String, run: &BenchRun, args: &ReportArgs) -> Result<()
          echo server; `relay-bulk`: the same through `ringwire serve --app relay` (peers paired, \
          each datagram a relayed session message). `{GSO_FLOOR}` is the `{floor}` floor with \
          GRO and GSO (each coalesced buffer sent back whole with its segment size: no user-space \
-         work per datagram); the engine's `echo` app sends each datagram back out of its \
-         receive buffer too (`Ctx::send_received`, D76: a coalesced buffer leaves as one GSO \
-         send of the buffer itself), but hands the app each datagram on its own and accounts \
-         a send slot per datagram; `ringwire-no-offload` is this engine with `shard.gso` and \
+         work per datagram); the engine's `echo` app is handed each coalesced buffer in one \
+         call (`Handler::on_datagrams`, D81) and sends it back out of its receive buffer too, \
+         as one GSO send per up to 64 datagrams (`Ctx::send_datagrams`: no copy, one send \
+         slot per GSO send); `ringwire-no-offload` is this engine with `shard.gso` and \
          `shard.gro` off. Server CPU is the fresh server's, over the phase. Aims for {e}: bulk \
          at least 1.3x `{floor}` and at least 1.0x `{GSO_FLOOR}` in the same run.\n",
         floor = args.floor,
