@@ -81,6 +81,27 @@ fn start_offloaded<H: Handler<Message = ()> + Send + 'static>(
     Some(started)
 }
 
+/// On a socket that refuses GSO sends (`SO_NO_CHECK`, which the kernel answers with
+/// `EINVAL`), a shard running `handler` gets two coalesced bursts of six datagrams: the first
+/// one's GSO send is refused, and only the second burst comes back, one datagram per send.
+/// Returns the exit and the handler (`None`: skipped, see [`start_offloaded`]).
+fn refused_gso_then_plain<H: Handler<Message = ()> + Send + 'static>(
+    handler: H,
+) -> Option<(ShardExit, H)> {
+    let no_check =
+        |s: &UdpSocket| sockopt::set_int(s, libc::SOL_SOCKET, libc::SO_NO_CHECK, 1).unwrap();
+    let (addr, control, thread) = start_offloaded(no_check, handler)?;
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (first, _) = six_datagrams(1);
+    send_segmented(&client, addr, &first, 100);
+    wait_for(&control, "the refused GSO send", |s| s.gso_fallbacks == 1);
+    let (second, datagrams) = six_datagrams(11);
+    send_segmented(&client, addr, &second, 100);
+    assert_eq!(read_n(&client, 6), datagrams);
+    control.request_stop().unwrap();
+    Some(thread.join().unwrap())
+}
+
 /// A shard running `handler` on a loopback socket that `prepare` may change first; the thread
 /// returns the exit and the handler.
 fn start_with<H: Handler<Message = ()> + Send + 'static>(
@@ -247,21 +268,9 @@ fn a_coalesced_buffer_is_split_and_its_echoes_leave_as_one_gso_send() {
 /// their tags told so, and the shard goes on sending every datagram alone.
 #[test]
 fn a_socket_that_refuses_gso_falls_back_to_plain_sends() {
-    let no_check =
-        |s: &UdpSocket| sockopt::set_int(s, libc::SOL_SOCKET, libc::SO_NO_CHECK, 1).unwrap();
-    let Some((addr, control, thread)) = start_offloaded(no_check, TaggedEcho::default()) else {
+    let Some((exit, mut handler)) = refused_gso_then_plain(TaggedEcho::default()) else {
         return;
     };
-    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let (first, _) = six_datagrams(1);
-    send_segmented(&client, addr, &first, 100);
-    wait_for(&control, "the refused GSO send", |s| s.gso_fallbacks == 1);
-    let (second, datagrams) = six_datagrams(11);
-    send_segmented(&client, addr, &second, 100);
-    // Only the second burst comes back: the first one's send was refused.
-    assert_eq!(read_n(&client, 6), datagrams);
-    control.request_stop().unwrap();
-    let (exit, mut handler) = thread.join().unwrap();
     let s = &exit.stats;
     assert_eq!((s.recv_coalesced, s.datagrams_in), (2, 12), "{s}");
     assert_eq!((s.send_coalesced, s.gso_fallbacks), (1, 1), "{s}");
@@ -313,20 +322,9 @@ fn a_coalesced_buffer_echoed_in_place_leaves_as_one_send_and_comes_back() {
 /// the errno and its buffer comes back all the same; later echoes go alone, still in place.
 #[test]
 fn sends_in_place_fall_back_to_plain_sends_and_return_their_buffers() {
-    let no_check =
-        |s: &UdpSocket| sockopt::set_int(s, libc::SOL_SOCKET, libc::SO_NO_CHECK, 1).unwrap();
-    let Some((addr, control, thread)) = start_offloaded(no_check, InPlaceEcho) else {
+    let Some((exit, _)) = refused_gso_then_plain(InPlaceEcho) else {
         return;
     };
-    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let (first, _) = six_datagrams(1);
-    send_segmented(&client, addr, &first, 100);
-    wait_for(&control, "the refused GSO send", |s| s.gso_fallbacks == 1);
-    let (second, datagrams) = six_datagrams(11);
-    send_segmented(&client, addr, &second, 100);
-    assert_eq!(read_n(&client, 6), datagrams);
-    control.request_stop().unwrap();
-    let (exit, _) = thread.join().unwrap();
     let s = &exit.stats;
     assert_eq!((s.recv_coalesced, s.datagrams_in), (2, 12), "{s}");
     assert_eq!(s.send_errors, vec![(libc::EINVAL, 6)], "{s}");
@@ -416,20 +414,9 @@ fn a_coalesced_buffer_handled_whole_is_one_call_and_one_send() {
 /// per send, still in place.
 #[test]
 fn a_batch_whose_gso_send_is_refused_falls_back_to_plain_sends() {
-    let no_check =
-        |s: &UdpSocket| sockopt::set_int(s, libc::SOL_SOCKET, libc::SO_NO_CHECK, 1).unwrap();
-    let Some((addr, control, thread)) = start_offloaded(no_check, BatchEcho::default()) else {
+    let Some((exit, handler)) = refused_gso_then_plain(BatchEcho::default()) else {
         return;
     };
-    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let (first, _) = six_datagrams(1);
-    send_segmented(&client, addr, &first, 100);
-    wait_for(&control, "the refused GSO send", |s| s.gso_fallbacks == 1);
-    let (second, datagrams) = six_datagrams(11);
-    send_segmented(&client, addr, &second, 100);
-    assert_eq!(read_n(&client, 6), datagrams);
-    control.request_stop().unwrap();
-    let (exit, handler) = thread.join().unwrap();
     let s = &exit.stats;
     assert_eq!(handler.batches, [(6, 100), (6, 100)]);
     assert_eq!((s.recv_coalesced, s.datagrams_in), (2, 12), "{s}");
