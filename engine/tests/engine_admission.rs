@@ -260,16 +260,23 @@ fn two_shards_bring_the_node_within_its_high_watermark() {
             }
         }
         // Settled: every client connected, every trim the shards made reached its client,
-        // and the node is back within its high watermark.
+        // the shards hold exactly the sessions their clients still hold, and the node is back
+        // within its high watermark. The equality is part of being settled, not an assertion
+        // after it: the two counters are read one after the other, and a shard still trimming
+        // between the reads (seen under CI load: 26 trims read, then 29 sessions left after 25
+        // more) makes them disagree until those trims reach their clients.
         if connected == CLIENTS {
             let trims = node(&mut engine, "session_trims_watermark");
             let sessions = node(&mut engine, "sessions") as usize;
-            if trims > 0 && trims == trimmed && sessions <= HIGH {
+            if trims > 0
+                && trims == trimmed
+                && sessions == CLIENTS - trimmed as usize
+                && sessions <= HIGH
+            {
                 assert!(
                     sessions + 2 >= LOW,
                     "{sessions} sessions: trimmed below low"
                 );
-                assert_eq!(sessions, CLIENTS - trimmed as usize);
                 break;
             }
         }
