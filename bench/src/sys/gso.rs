@@ -32,7 +32,13 @@ const SEGMENT_SPACE: usize = CMSG_HEADER + 2usize.next_multiple_of(WORD);
 /// Control room per received buffer (a `UDP_GRO` int and room to spare).
 const CTRL_LEN: usize = 64;
 
-fn set_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+/// Sets the int-valued socket option `level`/`name` of `fd` to `value`.
+pub(crate) fn set_int(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: `value` is a live c_int and its size is passed; `fd` is the caller's open socket.
     let rc = unsafe {
         libc::setsockopt(

@@ -233,19 +233,5 @@ impl MmsgBatch {
 /// Turns on `SO_TIMESTAMPNS` on `fd`: every datagram it receives carries the time it entered
 /// the kernel's receive path ([`MmsgBatch::kernel_time`]).
 pub fn enable_timestamps(fd: RawFd) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: `on` is a valid `c_int` for the call; the kernel copies it.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            SO_TIMESTAMPNS,
-            (&raw const on).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    super::gso::set_int(fd, libc::SOL_SOCKET, SO_TIMESTAMPNS, 1)
 }

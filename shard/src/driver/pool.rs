@@ -1043,18 +1043,10 @@ impl SendSlots {
         payload: &[u8],
         tag: u64,
     ) -> Result<Placed, Refused> {
-        let Some(offset) = received.offset_of(payload) else {
-            return self.stage(peer, payload, tag).map(|()| Placed::Copied);
+        let (offset, bid) = match self.lendable(received, payload) {
+            Ok(at) => at,
+            Err(copied) => return self.stage(peer, payload, tag).map(|()| copied),
         };
-        let bid = usize::from(received.bid);
-        let Some(&lends) = self.lends.get(bid) else {
-            return self.stage(peer, payload, tag).map(|()| Placed::Copied);
-        };
-        if lends == 0 && self.lent_buffers >= self.lend_cap {
-            return self
-                .stage(peer, payload, tag)
-                .map(|()| Placed::CopiedOverCap);
-        }
         let slot = self.take_free(payload.len())?;
         let i = slot as usize;
         let mut name = [0u8; SOCKADDR_MAX_LEN];
@@ -1079,10 +1071,32 @@ impl SendSlots {
             }
             self.stage_alone(slot, &name, namelen, len, tag);
         }
-        self.slots[i].lent = u32::from(received.bid);
-        self.lends[bid] += 1;
-        self.lent_buffers += u32::from(lends == 0);
+        self.lend(i, bid);
         Ok(Placed::InPlace)
+    }
+
+    /// Where `bytes` lie in the receive buffer `received` describes, `(offset, buffer id)`, if
+    /// a send may read them there: `Err(Placed::Copied)` when they lie elsewhere,
+    /// `Err(Placed::CopiedOverCap)` when lending this buffer would pass the cap of half the
+    /// receive buffers.
+    #[inline(always)]
+    fn lendable(&self, received: &Received, bytes: &[u8]) -> Result<(usize, usize), Placed> {
+        let offset = received.offset_of(bytes).ok_or(Placed::Copied)?;
+        let bid = usize::from(received.bid);
+        let &lends = self.lends.get(bid).ok_or(Placed::Copied)?;
+        if lends == 0 && self.lent_buffers >= self.lend_cap {
+            return Err(Placed::CopiedOverCap);
+        }
+        Ok((offset, bid))
+    }
+
+    /// Slot `i`, just staged to read receive buffer `bid` in place, holds a lend of it until
+    /// its send completes.
+    #[inline(always)]
+    fn lend(&mut self, i: usize, bid: usize) {
+        self.slots[i].lent = bid as u32;
+        self.lent_buffers += u32::from(self.lends[bid] == 0);
+        self.lends[bid] += 1;
     }
 
     /// Adds the datagram of `len` bytes at `at` (inside a lent receive buffer) for `slot`
@@ -1162,16 +1176,9 @@ impl SendSlots {
         if !self.gso || segment == 0 || segment > self.max || segment > usize::from(u16::MAX) {
             return 0;
         }
-        let Some(offset) = received.offset_of(run) else {
+        let Ok((offset, bid)) = self.lendable(received, run) else {
             return 0;
         };
-        let bid = usize::from(received.bid);
-        let Some(&lends) = self.lends.get(bid) else {
-            return 0;
-        };
-        if lends == 0 && self.lent_buffers >= self.lend_cap {
-            return 0;
-        }
         // Whole datagrams per send: the kernel's segment count and one IPv4 datagram's bytes.
         let per = MAX_SEGMENTS.min(MAX_GSO_BYTES / segment);
         let mut name = [0u8; SOCKADDR_MAX_LEN];
@@ -1235,10 +1242,8 @@ impl SendSlots {
             s.len = segment as u32;
             s.group = g;
             s.next = NONE;
-            s.lent = bid as u32;
             self.staged.push(slot);
-            self.lent_buffers += u32::from(self.lends[bid] == 0);
-            self.lends[bid] += 1;
+            self.lend(i, bid);
             staged += bytes;
         }
         staged
