@@ -12,6 +12,7 @@ pub mod config;
 pub mod counters;
 pub mod driver;
 pub mod handler;
+pub mod id_hash;
 pub mod mesh;
 pub mod quic;
 pub mod ratelimit;

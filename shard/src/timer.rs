@@ -17,9 +17,10 @@
 #![forbid(unsafe_code)]
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::BinaryHeap;
 use std::time::Instant;
+
+use crate::id_hash::IdMap;
 
 /// Names one scheduled timer; returned by [`Timers::schedule`] and used to cancel it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -41,35 +42,14 @@ pub enum TimerError {
 /// entries it frees.
 pub const PURGE_FLOOR: usize = 64;
 
-/// Hashes a [`TimerId`]: one multiplication by 2^64 / phi (Fibonacci hashing). The ids are this
-/// set's own counter, never chosen by a peer, so the flooding a keyed hasher (the default
-/// SipHash) defends against cannot happen, and a lookup on every loop turn
-/// ([`Timers::next_deadline`]) and every schedule, cancel and expiry costs a multiply instead
-/// of a SipHash round (D82).
-#[derive(Debug, Default, Clone, Copy)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
 /// A bounded set of deadlines, each carrying an application token.
 #[derive(Debug)]
 pub struct Timers {
     heap: BinaryHeap<Reverse<(Instant, TimerId)>>,
-    live: HashMap<TimerId, u64, BuildHasherDefault<IdHasher>>,
+    /// Keyed by the set's own counter, never chosen by a peer: hashed with one multiply
+    /// ([`crate::id_hash`]), so a lookup on every loop turn ([`Timers::next_deadline`]) and
+    /// every schedule, cancel and expiry costs no SipHash round (D82).
+    live: IdMap<TimerId, u64>,
     next_id: u64,
     capacity: usize,
 }
@@ -79,7 +59,7 @@ impl Timers {
     pub fn new(capacity: usize) -> Self {
         Self {
             heap: BinaryHeap::new(),
-            live: HashMap::default(),
+            live: IdMap::default(),
             next_id: 0,
             capacity,
         }

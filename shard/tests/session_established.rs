@@ -261,6 +261,15 @@ fn data_is_round_robin_across_sessions() {
     let st = ep.session_stats(conns[0]).unwrap();
     assert_eq!(st.sends_confirmed, before.sends_confirmed + 3);
     assert_eq!(st.datagrams_out, before.datagrams_out + 3);
+    // A failed completion moves one send from confirmed to failed; a success of an unknown
+    // session, or a failure of one, changes nothing.
+    ep.on_send_completed(conns[0], false);
+    ep.on_send_completed(ConnId(u64::MAX), false);
+    ep.on_send_completed(ConnId(u64::MAX), true);
+    let failed = ep.session_stats(conns[0]).unwrap();
+    assert_eq!(failed.sends_failed, st.sends_failed + 1);
+    assert_eq!(failed.sends_confirmed, st.sends_confirmed - 1);
+    assert_eq!(failed.datagrams_out, st.datagrams_out);
 }
 
 #[test]

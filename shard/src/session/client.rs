@@ -3,7 +3,7 @@
 //! uses blocking-free std sockets and reads every socket in turn.
 #![forbid(unsafe_code)]
 
-use std::collections::HashMap;
+use crate::id_hash::IdMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Instant;
@@ -31,7 +31,8 @@ pub enum ClientError {
 pub struct ClientPool {
     ep: Endpoint,
     sockets: Vec<UdpSocket>,
-    by_conn: HashMap<ConnId, usize>,
+    /// Our own connection IDs: hashed with one multiply (`crate::id_hash`, D84).
+    by_conn: IdMap<ConnId, usize>,
     origin: Instant,
     buf: Vec<u8>,
     rx: Vec<u8>,
@@ -83,7 +84,7 @@ impl ClientPool {
         Ok(Self {
             ep,
             sockets: Vec::new(),
-            by_conn: HashMap::new(),
+            by_conn: IdMap::default(),
             origin: clock.origin(),
             buf,
             rx: vec![0u8; 65536],

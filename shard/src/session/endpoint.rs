@@ -41,6 +41,8 @@ mod timers;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
+
+use crate::id_hash::IdMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -145,11 +147,17 @@ pub struct Endpoint {
     scratch: Vec<u8>,
     /// Boxed: a table slot is 16 bytes instead of the session's size, so the table's slack
     /// (up to half its slots after a resize) costs little and a resize moves no sessions.
-    sessions: HashMap<ConnId, Box<Session>>,
+    /// Keyed by our own connection IDs (drawn from the keyed generator, never a peer's
+    /// choice): hashed with one multiply (`crate::id_hash`, D84), where a peer that names an
+    /// ID it made up only looks up a missing key.
+    sessions: IdMap<ConnId, Box<Session>>,
+    /// Keyed by the peer's address and the peer's own connection ID, both its choice: the
+    /// keyed default hasher (`docs/SECURITY.md`, "Hash tables").
     by_peer: HashMap<(SocketAddr, u64), ConnId>,
     /// Initiator sessions (Noise): the reset token of the responder's connection ID, from
-    /// the Response. Here rather than in the session, so responder sessions do not carry it.
-    reset_tokens: HashMap<ConnId, [u8; MAC_LEN]>,
+    /// the Response, by our connection ID. Here rather than in the session, so responder
+    /// sessions do not carry it.
+    reset_tokens: IdMap<ConnId, [u8; MAC_LEN]>,
     control: ControlQueue,
     ready: VecDeque<ConnId>,
     events: VecDeque<Event>,
@@ -254,9 +262,9 @@ impl Endpoint {
             shard: shard_index,
             n_shards,
             ids,
-            sessions: HashMap::new(),
+            sessions: IdMap::default(),
             by_peer: HashMap::new(),
-            reset_tokens: HashMap::new(),
+            reset_tokens: IdMap::default(),
             ready: VecDeque::new(),
             events: VecDeque::new(),
             pending_messages: 0,
@@ -495,14 +503,16 @@ impl Endpoint {
     }
 
     /// Records the completion of a send of `conn`'s datagram (the `conn` of a [`Transmit`]).
-    /// Unknown connections are ignored: the session may have closed meanwhile.
+    /// A success changes nothing (the datagram was counted when it was written, and
+    /// [`SessionStats::sends_confirmed`] is the sends not reported failed), so the common case
+    /// costs no session lookup; a failure is counted in `conn`'s recorder. Unknown connections
+    /// are ignored: the session may have closed meanwhile.
     pub fn on_send_completed(&mut self, conn: ConnId, ok: bool) {
+        if ok {
+            return;
+        }
         if let Some(s) = self.sessions.get_mut(&conn) {
-            if ok {
-                s.rec.sends_confirmed += 1;
-            } else {
-                s.rec.count_send_failed();
-            }
+            s.rec.count_send_failed();
         }
     }
 

@@ -373,7 +373,10 @@ impl Session {
             last_recv: (self.rec.datagrams_in > 0).then_some(self.last_recv),
             unanswered_pings: u32::from(self.rec.unanswered_pings),
             srtt: self.rtt.srtt(),
-            sends_confirmed: self.rec.sends_confirmed,
+            sends_confirmed: self
+                .rec
+                .datagrams_out
+                .saturating_sub(u64::from(self.rec.sends_failed())),
             sends_failed: self.rec.sends_failed(),
         }
     }

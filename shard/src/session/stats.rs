@@ -1,8 +1,8 @@
 //! The flight recorder: what each session and the endpoint saw, for diagnostics.
 //!
 //! These counters answer the questions the seeds could not: how deep is this peer's queue, what
-//! did we drop and why, when did we last hear from it, did the send really happen (confirmed by
-//! an io_uring completion, not just handed to the kernel).
+//! did we drop and why, when did we last hear from it, did a send fail (its io_uring completion
+//! reported an error, or no send slot took it).
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
@@ -32,7 +32,6 @@ pub(crate) struct Recorder {
     pub bytes_in: u64,
     pub datagrams_out: u64,
     pub bytes_out: u64,
-    pub sends_confirmed: u64,
     pub queue_high_water: u32,
     /// `u16`, saturating (a Ping every 10 s for 7 days).
     pub unanswered_pings: u16,
@@ -108,7 +107,10 @@ pub struct SessionStats {
     pub unanswered_pings: u32,
     /// Smoothed RTT from Ping/Pong samples (`None`: no sample yet).
     pub srtt: Option<Duration>,
-    /// Sends the driver confirmed through a successful completion.
+    /// Datagrams handed to the driver whose send was not reported failed: `datagrams_out -
+    /// sends_failed`. A successful completion touches no session (`Endpoint::on_send_completed`
+    /// looks a session up only for a failure, `docs/DECISIONS.md` D84), so a send still in
+    /// flight counts here until its completion says otherwise.
     pub sends_confirmed: u64,
     /// Sends whose completion reported an error.
     pub sends_failed: u32,

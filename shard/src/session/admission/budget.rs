@@ -19,8 +19,9 @@
 //! sessions queue (a sorted index would cost O(log n) per queued message).
 #![forbid(unsafe_code)]
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+
+use crate::id_hash::IdMap;
 
 use super::super::conn_id::ConnId;
 
@@ -253,15 +254,16 @@ impl MemoryBudget {
 /// Sessions with queued bytes, in classes by `⌊log2 bytes⌋` (class `c` holds 2^c..2^(c+1)).
 #[derive(Debug)]
 struct QueueIndex {
-    /// conn → (bytes, class, position in `classes[class]`).
-    pos: HashMap<ConnId, (usize, u8, u32)>,
+    /// conn → (bytes, class, position in `classes[class]`). Our own connection IDs: hashed
+    /// with one multiply (`crate::id_hash`, D84).
+    pos: IdMap<ConnId, (usize, u8, u32)>,
     classes: [Vec<ConnId>; 64],
 }
 
 impl Default for QueueIndex {
     fn default() -> Self {
         QueueIndex {
-            pos: HashMap::new(),
+            pos: IdMap::default(),
             classes: std::array::from_fn(|_| Vec::new()),
         }
     }
@@ -417,7 +419,7 @@ mod tests {
         #[test]
         fn accounting_matches_a_model(ops in proptest::collection::vec((0u8..4, 0u64..8, 0usize..3000), 1..300)) {
             let mut b = MemoryBudget::new(cfg(20_000));
-            let mut model: HashMap<ConnId, usize> = HashMap::new();
+            let mut model: std::collections::HashMap<ConnId, usize> = std::collections::HashMap::new();
             for (kind, c, n) in ops {
                 let conn = ConnId(c);
                 match kind {

@@ -27,7 +27,7 @@ mod tags;
 mod trim;
 mod watermarks;
 
-use std::collections::HashMap;
+use crate::id_hash::{BuildIdHasher, IdMap};
 use std::time::Duration;
 
 pub use decay::{Bump, Decay, DecayingTag};
@@ -194,8 +194,9 @@ pub struct ConnManager {
     cfg: ManagerConfig,
     /// Dense, so a trim round can walk it by position across calls.
     entries: Vec<Entry>,
-    /// conn → position in `entries`.
-    index: HashMap<ConnId, u32>,
+    /// conn → position in `entries`. Our own IDs (a session's connection ID, a QUIC
+    /// connection's sequence number): hashed with one multiply (`crate::id_hash`, D84).
+    index: IdMap<ConnId, u32>,
     registry: Registry,
     /// The node's load, from the count exchange (`None`: never given; the shard is alone).
     view: Option<NodeView>,
@@ -222,7 +223,7 @@ impl ConnManager {
             registry: Registry::new(cfg.max_decaying_tags),
             cfg,
             entries: Vec::with_capacity(capacity),
-            index: HashMap::with_capacity(capacity),
+            index: IdMap::with_capacity_and_hasher(capacity, BuildIdHasher::default()),
             view: None,
             protected: 0,
             round: None,
