@@ -33,6 +33,14 @@
 # whose client was over 1 ms late at p99 keeps its CPU and memory but not its
 # latency).
 #
+# The 1-session reference (sessions phase, after the rows above): each N of $ONE_SOCKET_SIZES
+# (default 1000 10000; --quick: 100) again over ONE client socket (`load --peers 1`: the
+# 1-session row's client structure, every reply to one address, with N sessions' state), and
+# the 1-session row again last, so the page splits the growth from 1 session into the server's
+# session state and the load generator's sockets, and shows how far the reference drifted over
+# the phase (the tables' *vs 1 session* is over the mean of its two runs; D79, D84). About a
+# minute more on a quiet machine ($ONE_SOCKET_SIZES="" and AGAIN=0 leave them out).
+#
 # Hot phase: for each session count N of at least $HOT (default 1000; --quick
 # 100), the same run with `--active $HOT`: every one of the N sessions opens,
 # but only the first $HOT carry the traffic and the rest stay idle, so the CPU
@@ -59,7 +67,8 @@
 # 1-minute load average to fall below 0.3 (`ringwire-bench wait-quiet`);
 # the page calls the run quiet only if it was.
 # Writes docs/BENCHMARKS-scale.md (--quick: $OUT/BENCHMARKS-scale.md) from
-# $OUT/sessions and $OUT/fanout, and $OUT/scale.json, plus each run's load
+# $OUT/sessions (with $OUT/one-socket, $OUT/again), $OUT/hot and $OUT/fanout, and
+# $OUT/scale.json, plus each run's load
 # JSON and server log, and prints the tables. --quick: small N and short
 # runs; asserts only that every run exited 0, sent something and every JSON
 # parses.
@@ -71,7 +80,8 @@
 # 4000: 256 Initiations in flight wait behind the server's Diffie-Hellman work for longer
 # than the default 500 ms on a busy core, and each retransmission costs both sides a new
 # handshake), FANOUT_RATE (publishes/s, 5), FANOUT_PAYLOAD (1191),
-# HOT (active sessions in the hot phase), SERVER_ARGS (more session-server flags, e.g.
+# HOT (active sessions in the hot phase), ONE_SOCKET_SIZES, AGAIN (1: the 1-session row again
+# at the end of the sessions phase, when SIZES has 1), SERVER_ARGS (more session-server flags, e.g.
 # --no-offloads), SERVER_BENCH (the ringwire-bench binary that runs session-server, default
 # the built one: an older build against the same load generator, side by side), QUIET_WAIT,
 # NOTE (first paragraph of the page).
@@ -89,7 +99,7 @@ while [[ $# -gt 0 ]]; do
         --no-build) BUILD=0 ;;
         --out) OUT="$2"; shift ;;
         --phase) PHASE="$2"; shift ;;
-        -h|--help) sed -n '2,60p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set /p' "$0" | grep '^#'; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -102,9 +112,11 @@ PEERS_PER_IP=${PEERS_PER_IP:-4}
 FANOUT_RATE=${FANOUT_RATE:-5}
 FANOUT_PAYLOAD=${FANOUT_PAYLOAD:-1191}
 HANDSHAKE_RTO_MS=${HANDSHAKE_RTO_MS:-4000}
+AGAIN=${AGAIN:-1}
 HARD_NOFILE=$(ulimit -Hn)
 if [[ $QUICK == 1 ]]; then
     SIZES=${SIZES:-"1 100 1000"}
+    ONE_SOCKET_SIZES=${ONE_SOCKET_SIZES-"100"}
     HOT=${HOT:-100}
     FANOUT_SIZES=${FANOUT_SIZES:-"10 100"}
     RATE=${RATE:-5000}
@@ -113,6 +125,7 @@ if [[ $QUICK == 1 ]]; then
     QUIET_WAIT=${QUIET_WAIT:-0}
 else
     SIZES=${SIZES:-"1 1000 10000 100000 1000000"}
+    ONE_SOCKET_SIZES=${ONE_SOCKET_SIZES-"1000 10000"}
     HOT=${HOT:-1000}
     FANOUT_SIZES=${FANOUT_SIZES:-"10 100 1000 10000"}
     RATE=${RATE:-20000}
@@ -136,7 +149,7 @@ LOAD=target/release/ringwire-bench
     echo "kernel: $(uname -r)"
     echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') x $(nproc)"
     echo "nofile hard limit: $HARD_NOFILE; sockets: at most $SOCKETS, $PEERS_PER_IP per loopback address"
-    echo "phase: $PHASE  sizes: $SIZES  hot subset: $HOT  rate: $RATE/s  duration: ${DURATION}s  warmup: ${WARMUP}s  handshake rate: ${HANDSHAKE_RATE:-unpaced}  client handshake RTO: ${HANDSHAKE_RTO_MS} ms"
+    echo "phase: $PHASE  sizes: $SIZES  over one socket: ${ONE_SOCKET_SIZES:-none}  1 session again: $([[ $AGAIN == 1 ]] && echo yes || echo no)  hot subset: $HOT  rate: $RATE/s  duration: ${DURATION}s  warmup: ${WARMUP}s  handshake rate: ${HANDSHAKE_RATE:-unpaced}  client handshake RTO: ${HANDSHAKE_RTO_MS} ms"
     [[ -n ${SERVER_ARGS:-} ]] && echo "session-server flags: $SERVER_ARGS"
     echo "fan-out sizes: $FANOUT_SIZES  publishes: $FANOUT_RATE/s of ${FANOUT_PAYLOAD} B"
 } | tee "$OUT/machine.txt"
@@ -160,8 +173,9 @@ final_counters() {
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 # One run: a fresh server ($1: echo|relay) and the load ($2: session|fanout) with $3 sessions
-# (traffic on the first $6 only, if given); the samples go to $4/server.$5.json, the load's
-# report to $4/load.$5.json.
+# (traffic on the first $6 only, if given; over $RUN_PEERS client sockets if set, else
+# min($3, $SOCKETS)); the samples go to $4/server.$5.json, the load's report to
+# $4/load.$5.json.
 run_one() {
     local app=$1 mode=$2 sessions=$3 dir=$4 n=$5 active=()
     [[ -n ${6:-} ]] && active=(--active "$6")
@@ -183,7 +197,7 @@ run_one() {
     key=$(grep -o 'session public key [^ ]*' "$log" | awk '{print $4}' || true)
     [[ -n $key ]] || { echo "server printed no session public key:" >&2; cat "$log" >&2; exit 1; }
     local rss_empty; rss_empty=$(rss_kib "$SERVER_PID")
-    local peers=$(( sessions < SOCKETS ? sessions : SOCKETS ))
+    local peers=${RUN_PEERS:-$(( sessions < SOCKETS ? sessions : SOCKETS ))}
     local rate=$RATE payload=32 pace=()
     if [[ $mode == fanout ]]; then rate=$FANOUT_RATE; payload=$FANOUT_PAYLOAD; fi
     [[ -n ${HANDSHAKE_RATE:-} ]] && pace=(--handshake-rate "$HANDSHAKE_RATE")
@@ -223,6 +237,19 @@ if [[ $PHASE == all || $PHASE == sessions ]]; then
     mkdir -p "$OUT/sessions"
     cp "$OUT/machine.txt" "$OUT/sessions/"
     for N in $SIZES; do run_one echo session "$N" "$OUT/sessions" "$N"; done
+    # The reference's calibration: N sessions over one client socket, then 1 session again.
+    if [[ -n $ONE_SOCKET_SIZES ]]; then
+        mkdir -p "$OUT/one-socket"
+        cp "$OUT/machine.txt" "$OUT/one-socket/"
+        for N in $ONE_SOCKET_SIZES; do
+            RUN_PEERS=1 run_one echo session "$N" "$OUT/one-socket" "$N"
+        done
+    fi
+    if [[ $AGAIN == 1 && " $SIZES " == *" 1 "* ]]; then
+        mkdir -p "$OUT/again"
+        cp "$OUT/machine.txt" "$OUT/again/"
+        run_one echo session 1 "$OUT/again" 1
+    fi
 fi
 if [[ $PHASE == all || $PHASE == hot ]]; then
     mkdir -p "$OUT/hot"
@@ -243,7 +270,7 @@ echo "loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.t
 if [[ $QUICK == 1 ]]; then PAGE=$OUT/BENCHMARKS-scale.md; else PAGE=docs/BENCHMARKS-scale.md; fi
 note=()
 [[ -n ${NOTE:-} ]] && note=(--note "$NOTE")
-for d in sessions hot fanout; do
+for d in sessions one-socket again hot fanout; do
     cp "$OUT/loadavg.start" "$OUT/loadavg.end" "$OUT/$d/" 2>/dev/null || true
 done
 # The page needs the sessions phase; a fan-out-only run joins an earlier one with
@@ -251,6 +278,9 @@ done
 if [[ -d $OUT/sessions ]]; then
     parts=("$OUT/sessions")
     [[ -d $OUT/hot ]] && compgen -G "$OUT/hot/load.*.json" >/dev/null && parts+=(--hot "$OUT/hot")
+    [[ -d $OUT/one-socket ]] && compgen -G "$OUT/one-socket/load.*.json" >/dev/null &&
+        parts+=(--one-socket "$OUT/one-socket")
+    [[ -d $OUT/again ]] && [[ -f $OUT/again/load.1.json ]] && parts+=(--again "$OUT/again")
     [[ -d $OUT/fanout ]] && parts+=(--fanout "$OUT/fanout")
     "$LOAD" scale-report "${parts[@]}" --markdown "$PAGE" --json "$OUT/scale.json" "${note[@]}"
     sed -n '/^## Results/,/^## How to read/p' "$PAGE" | sed '$d'

@@ -37,6 +37,7 @@ pub mod quiet;
 pub mod report;
 pub mod rings;
 pub mod scale;
+pub mod scale_reference;
 pub mod server;
 pub mod session_server;
 pub mod soak;

@@ -908,7 +908,9 @@ fn how_to_read(md: &mut String) -> Result<(), Error> {
          [BENCHMARKS-rings.md](BENCHMARKS-rings.md)."
             .to_string(),
         "- Sessions at scale (`scripts/scale.sh`: CPU per request and memory per session from \
-         1 to 1,000,000 sessions over 4,000 sockets; relay fan-out to 10,000 subscribers): \
+         1 to 1,000,000 sessions over 4,000 sockets, beside N sessions over one client socket \
+         and the 1-session row run again last, which split the growth into the server's \
+         session state and the load generator's sockets; relay fan-out to 10,000 subscribers): \
          [BENCHMARKS-scale.md](BENCHMARKS-scale.md)."
             .to_string(),
         "- Connection manager (`scripts/connmgr-bench.sh`: trim cost and the longest loop turn \

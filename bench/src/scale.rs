@@ -15,6 +15,7 @@
 use crate::compare::{Cell, Error};
 use crate::load::report::LoadReport;
 use crate::report::{Caption, RunHeader, lateness_sentence};
+use crate::scale_reference::{self, References};
 use crate::sys::cpu_time::clock_ticks_per_s;
 use crate::sys::loadavg::{self, LoadAvg};
 use crate::validity::{self, Machine, Verdict};
@@ -34,6 +35,13 @@ pub struct ScaleArgs {
     /// The fan-out phase's directory (DIR/fanout).
     #[arg(long)]
     pub fanout: Option<PathBuf>,
+    /// N sessions over one client socket (DIR/one-socket): the 1-session row's client
+    /// structure with N sessions' state.
+    #[arg(long)]
+    pub one_socket: Option<PathBuf>,
+    /// The 1-session row run again after the larger rows (DIR/again).
+    #[arg(long)]
+    pub again: Option<PathBuf>,
     /// Write the page here (`-`: stdout).
     #[arg(long)]
     pub markdown: PathBuf,
@@ -78,6 +86,8 @@ pub struct ScaleRow {
     pub sessions: usize,
     /// Sessions that carried the traffic (`load --active`; `None`: all of them).
     pub active: Option<usize>,
+    /// The load generator's sockets (`load --peers`).
+    pub client_sockets: usize,
     /// Sessions established by the load generator.
     pub sessions_established: Option<usize>,
     /// Handshake phase, ms.
@@ -195,6 +205,7 @@ pub fn rows(run: &ScaleRun, ticks_per_s: f64) -> Vec<ScaleRow> {
             let row = ScaleRow {
                 sessions: n,
                 active: load.active,
+                client_sockets: load.peers,
                 sessions_established: load.sessions_established,
                 handshake_ms: load.handshake_ms,
                 server_cpu_ms_per_handshake: match (
@@ -229,7 +240,7 @@ pub fn rows(run: &ScaleRun, ticks_per_s: f64) -> Vec<ScaleRow> {
 }
 
 /// The caption of one of `run`'s tables (commit, kernel, load average, the client's lateness).
-fn caption(run: &ScaleRun, cells: &[Cell]) -> Caption {
+pub(crate) fn caption(run: &ScaleRun, cells: &[Cell]) -> Caption {
     Caption {
         header: run.header.clone(),
         start: run.loadavg.0,
@@ -242,7 +253,7 @@ fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("-".to_string(), |v| format!("{v:.digits$}"))
 }
 
-fn cells(run: &ScaleRun) -> Vec<Cell> {
+pub(crate) fn cells(run: &ScaleRun) -> Vec<Cell> {
     run.runs
         .iter()
         .map(|(l, _)| Cell {
@@ -258,7 +269,7 @@ fn one(l: Option<LoadAvg>) -> String {
 }
 
 /// p50 and p99 as reported, or `invalid` when the client was late, and the verdict.
-fn latency(row: &ScaleRow, cell: &Cell) -> (String, String, String) {
+pub(crate) fn latency(row: &ScaleRow, cell: &Cell) -> (String, String, String) {
     match cell.verdict {
         Verdict::Late { .. } => (
             "invalid".to_string(),
@@ -273,8 +284,7 @@ fn latency(row: &ScaleRow, cell: &Cell) -> (String, String, String) {
     }
 }
 
-/// The page: the sessions table, the hot-subset table when `hot` is given, and the fan-out
-/// table when `fanout` is given.
+/// The page without the 1-session reference's runs ([`markdown_with`]).
 pub fn markdown(
     run: &ScaleRun,
     hot: Option<&ScaleRun>,
@@ -282,10 +292,31 @@ pub fn markdown(
     ticks_per_s: f64,
     note: Option<&str>,
 ) -> Result<String, Error> {
+    markdown_with(run, References::default(), hot, fanout, ticks_per_s, note)
+}
+
+/// The page: the sessions table, the 1-session reference's table when `refs` holds a run, the
+/// hot-subset table when `hot` is given, and the fan-out table when `fanout` is given.
+pub fn markdown_with(
+    run: &ScaleRun,
+    refs: References<'_>,
+    hot: Option<&ScaleRun>,
+    fanout: Option<&ScaleRun>,
+    ticks_per_s: f64,
+    note: Option<&str>,
+) -> Result<String, Error> {
     let rows = rows(run, ticks_per_s);
     let cells = cells(run);
+    let again_rows = refs
+        .again
+        .map(|a| self::rows(a, ticks_per_s))
+        .unwrap_or_default();
+    let reference = scale_reference::reference_us(&rows, &again_rows);
     let mut all: Vec<Cell> = cells.clone();
-    for extra in [hot, fanout].into_iter().flatten() {
+    for extra in [refs.one_socket, refs.again, hot, fanout]
+        .into_iter()
+        .flatten()
+    {
         all.extend(self::cells(extra));
     }
     let mut md = String::new();
@@ -331,17 +362,17 @@ pub fn markdown(
     writeln!(md, "{}\n", caption(run, &cells))?;
     writeln!(
         md,
-        "| sessions | sockets | established | handshake s | server CPU ms/handshake | offered /s | sent | lost | server CPU us/req | RSS idle MiB | bytes/session | bytes/session (marginal) | p50 us | p99 us | client lag p99 us | load average before → after | verdict |"
+        "| sessions | sockets | established | handshake s | server CPU ms/handshake | offered /s | sent | lost | server CPU us/req | vs 1 session | RSS idle MiB | bytes/session | bytes/session (marginal) | p50 us | p99 us | client lag p99 us | load average before → after | verdict |"
     )?;
     writeln!(
         md,
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
     )?;
     for ((row, cell), (load, _)) in rows.iter().zip(&cells).zip(&run.runs) {
         let (p50, p99, verdict) = latency(row, cell);
         writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {p50} | {p99} | {} | {} → {} | {verdict} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {p50} | {p99} | {} | {} → {} | {verdict} |",
             row.sessions,
             load.peers,
             row.sessions_established
@@ -352,6 +383,7 @@ pub fn markdown(
             row.sent,
             row.lost,
             opt(row.server_cpu_us_per_request, 2),
+            scale_reference::ratio(row.server_cpu_us_per_request, reference),
             opt(row.server_rss_idle_kib.map(|k| k as f64 / 1024.0), 1),
             opt(row.bytes_per_session, 0),
             opt(row.marginal_bytes_per_session, 0),
@@ -361,8 +393,9 @@ pub fn markdown(
         )?;
     }
     writeln!(md)?;
+    scale_reference::table(&mut md, run, &rows, refs, ticks_per_s)?;
     if let Some(h) = hot {
-        hot_table(&mut md, h, &rows, ticks_per_s)?;
+        hot_table(&mut md, h, reference, ticks_per_s)?;
     }
     if let Some(f) = fanout {
         let frows = self::rows(f, ticks_per_s);
@@ -395,10 +428,22 @@ pub fn markdown(
     }
     writeln!(md, "## How to read this\n")?;
     for line in [
-        "- *server CPU us/req*: the server process's utime + stime (`/proc/PID/stat`, clock \
-         ticks, so a few % resolution) from `load: measuring` to `load: done`, divided by the \
+        "- *server CPU us/req*: the on-CPU time of the server's threads \
+         (`/proc/PID/task/*/schedstat`, ns; in runs before it was sampled, utime + stime in \
+         clock ticks) from `load: measuring` to `load: done`, divided by the \
          requests received in the measured window (it includes the short drain after the window). \
          Part of the CPU is per wake-up, not per request: compare rows taken at one rate only.",
+        "- *vs 1 session*: server CPU per request over the 1-session reference: the mean of the \
+         1-session row and its repetition at the end of the sessions phase when it ran (else the \
+         1-session row alone). *The 1-session reference* table: the 1-session row's client has \
+         one socket, so every reply goes to one address (some leave together in one GSO send: \
+         *sends coalesced*, the server's count over its life) and on loopback the server's \
+         send always delivers to one hot client socket; the larger rows' clients have up to \
+         4,000. *N over one socket* (`load --peers 1`) keeps the 1-session row's client and \
+         adds N sessions' state, so 1 session → N over one socket is the server's session \
+         state and N over one socket → N over many is the load generator's sockets. The \
+         1-session row runs first and again last; their difference is the drift of the \
+         machine over the phase, which no row's growth can be read more finely than.",
         "- *Hot subset*: every one of the N sessions is open, but the load goes to the first \
          few only, round robin (`load --active`); the rest stay idle. Against the sessions table \
          (every request to the next session in turn, so at large N each one reaches state that \
@@ -508,19 +553,16 @@ fn fanout_split(md: &mut String, f: &ScaleRun) -> Result<(), Error> {
 }
 
 /// The hot-subset table: CPU and latency with traffic on a fixed subset of N sessions, and the
-/// CPU per request against the sessions table's 1-session row (`all`).
+/// CPU per request against the 1-session reference (`base`, microseconds per request: the
+/// sessions table's 1-session row, or the mean of it and its repetition).
 fn hot_table(
     md: &mut String,
     hot: &ScaleRun,
-    all: &[ScaleRow],
+    base: Option<f64>,
     ticks_per_s: f64,
 ) -> Result<(), Error> {
     let hrows = rows(hot, ticks_per_s);
     let hcells = cells(hot);
-    let base = all
-        .iter()
-        .find(|r| r.sessions == 1)
-        .and_then(|r| r.server_cpu_us_per_request);
     writeln!(
         md,
         "### Hot subset: traffic on a few sessions, the rest idle\n"
@@ -536,10 +578,7 @@ fn hot_table(
     )?;
     for (row, cell) in hrows.iter().zip(&hcells) {
         let (p50, p99, verdict) = latency(row, cell);
-        let ratio = match (row.server_cpu_us_per_request, base) {
-            (Some(c), Some(o)) if o > 0.0 => format!("{:.2}x", c / o),
-            _ => "-".to_string(),
-        };
+        let ratio = scale_reference::ratio(row.server_cpu_us_per_request, base);
         writeln!(
             md,
             "| {} | {} | {} | {} | {} | {} | {ratio} | {p50} | {p99} | {} | {} → {} | {verdict} |",
@@ -567,8 +606,15 @@ pub fn run(args: ScaleArgs) -> crate::CmdResult {
     let ticks = clock_ticks_per_s();
     let hot = args.hot.as_deref().map(read).transpose()?;
     let fanout = args.fanout.as_deref().map(read).transpose()?;
-    let md = markdown(
+    let one_socket = args.one_socket.as_deref().map(read).transpose()?;
+    let again = args.again.as_deref().map(read).transpose()?;
+    let refs = References {
+        one_socket: one_socket.as_ref(),
+        again: again.as_ref(),
+    };
+    let md = markdown_with(
         &run,
+        refs,
         hot.as_ref(),
         fanout.as_ref(),
         ticks,
@@ -582,7 +628,7 @@ pub fn run(args: ScaleArgs) -> crate::CmdResult {
     }
     if let Some(path) = &args.json {
         let mut all = rows(&run, ticks);
-        for extra in [&hot, &fanout].into_iter().flatten() {
+        for extra in [&one_socket, &again, &hot, &fanout].into_iter().flatten() {
             all.extend(rows(extra, ticks));
         }
         crate::engine::write_json(path, &all)?;

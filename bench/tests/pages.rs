@@ -9,7 +9,8 @@ use common::{load_report, loadavg, temp_dir, write};
 use ringwire_bench::load::fanout::FanoutUs;
 use ringwire_bench::load::report::{LagUs, LoadReport};
 use ringwire_bench::rings::{RingsReport, Row, page};
-use ringwire_bench::scale::{ServerSample, markdown, read, rows};
+use ringwire_bench::scale::{ScaleRun, ServerSample, markdown, markdown_with, read, rows};
+use ringwire_bench::scale_reference::References;
 
 const MACHINE: &str = "git: abc1234\nkernel: 6.1-test\n";
 
@@ -100,7 +101,7 @@ fn scale_page_has_the_caption_and_hides_late_latency() {
     );
     // The late row: CPU and memory stay, latency does not.
     let late = row("| 20001 | ");
-    assert!(late.contains("| 16.00 | 21.0 |"), "{md}");
+    assert!(late.contains("| 16.00 | 1.00x | 21.0 |"), "{md}");
     assert!(late.contains("| invalid | invalid | 40000.0 |"), "{md}");
     assert!(!late.contains("5000.0"), "{md}");
     assert!(md.contains("**Machine: quiet"), "{md}");
@@ -169,6 +170,101 @@ fn scale_page_shows_the_hot_subset_against_one_session() {
         md.contains("**Rows with the client on time: 3 of 3.**"),
         "{md}"
     );
+}
+
+/// A scale.sh output directory with one row per `(sessions, client sockets, server CPU ns,
+/// GSO sends)`, 100,000 requests each.
+fn scale_run(name: &str, rows: &[(usize, usize, i64, u64)]) -> ScaleRun {
+    let dir = temp_dir(name);
+    std::fs::write(dir.join("machine.txt"), MACHINE).expect("write");
+    std::fs::write(dir.join("loadavg.start"), "0.10 0.10 0.10 1/9 9\n").expect("write");
+    std::fs::write(dir.join("loadavg.end"), "0.20 0.10 0.10 1/9 9\n").expect("write");
+    for &(n, peers, cpu_ns, coalesced) in rows {
+        let mut load = session_load(n, 5.0);
+        load.peers = peers;
+        write(&dir, &format!("load.{n}.json"), &load);
+        let server = ServerSample {
+            n,
+            rss_empty_kib: Some(5 * 1024),
+            rss_idle_kib: Some(6 * 1024),
+            cpu_ticks: 0,
+            measured: true,
+            handshake_cpu_ticks: None,
+            cpu_ns: Some(cpu_ns),
+            counters: Some([("send_coalesced".to_string(), coalesced)].into()),
+        };
+        write(&dir, &format!("server.{n}.json"), &server);
+    }
+    let run = read(&dir).expect("reads");
+    let _ = std::fs::remove_dir_all(&dir);
+    run
+}
+
+/// The 1-session reference's table: the 1-session row first and again last (the reference is
+/// their mean, and the drift between them is stated), N sessions over one client socket beside
+/// the same N over many, and the growth split into session state and client sockets.
+#[test]
+fn scale_page_splits_the_growth_into_session_state_and_client_sockets() {
+    // 10.0 us at 1 session first, 12.0 again last (reference 11.0); 1,000 sessions: 12.1 us
+    // over one socket, 14.52 over 1,000.
+    let all = scale_run(
+        "pages-ref-all",
+        &[(1, 1, 1_000_000_000, 900), (1_000, 1_000, 1_452_000_000, 2)],
+    );
+    let one = scale_run("pages-ref-one", &[(1_000, 1, 1_210_000_000, 700)]);
+    let again = scale_run("pages-ref-again", &[(1, 1, 1_200_000_000, 800)]);
+    let refs = References {
+        one_socket: Some(&one),
+        again: Some(&again),
+    };
+    let md = markdown_with(&all, refs, None, None, 100.0, None).expect("page");
+    let table = md
+        .split("### The 1-session reference")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no reference table:\n{md}"));
+    assert!(table.contains("_Commit `abc1234`"), "{md}");
+    let row = |start: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no {start:?} row:\n{md}"))
+    };
+    assert!(
+        row("| 1 session (first) | 1 | 1 | ").contains("| 10.00 | 0.91x | 900 |"),
+        "{md}"
+    );
+    assert!(
+        row("| 1000 over one socket | 1000 | 1 | ").contains("| 12.10 | 1.10x | 700 |"),
+        "{md}"
+    );
+    assert!(
+        row("| 1000 over 1000 sockets | 1000 | 1000 | ").contains("| 14.52 | 1.32x | 2 |"),
+        "{md}"
+    );
+    assert!(
+        row("| 1 session (again, last) | 1 | 1 | ").contains("| 12.00 | 1.09x | 800 |"),
+        "{md}"
+    );
+    assert!(
+        table.contains("10.00 then 12.00 us per request (+20% over the phase)"),
+        "{md}"
+    );
+    assert!(table.contains("their mean, 11.00 us"), "{md}");
+    assert!(
+        table.contains("**1000 sessions:** +10% from 1 session to 1000 sessions over one socket"),
+        "{md}"
+    );
+    assert!(table.contains("+20% from one socket to many"), "{md}");
+    assert!(table.contains("+32% in all"), "{md}");
+    // The sessions table's *vs 1 session* is over the same reference.
+    let sessions_row = md
+        .lines()
+        .find(|l| l.starts_with("| 1000 | 1000 | "))
+        .unwrap_or_else(|| panic!("no sessions row:\n{md}"));
+    assert!(sessions_row.contains("| 14.52 | 1.32x |"), "{md}");
+    // Without the reference runs, no reference table.
+    let plain = markdown(&all, None, None, 100.0, None).expect("page");
+    assert!(!plain.contains("### The 1-session reference"), "{plain}");
 }
 
 /// The fan-out tables: CPU per delivery from the server's ns (not its ticks), and the split
