@@ -217,13 +217,13 @@ run_one() {
     local load_pid=$!
     local rss_idle="" hs1="" cpu0="" cpu1="" ns0="" ns1=""
     while kill -0 "$load_pid" 2>/dev/null; do
-        if [[ -z $rss_idle ]] && grep -q '^load: sessions ready' "$err"; then
+        if [[ -z $rss_idle ]] && grep -qs '^load: sessions ready' "$err"; then
             hs1=$(cpu_ticks "$SERVER_PID"); rss_idle=$(rss_kib "$SERVER_PID")
         fi
-        if [[ -z $cpu0 ]] && grep -q '^load: measuring' "$err"; then
+        if [[ -z $cpu0 ]] && grep -qs '^load: measuring' "$err"; then
             cpu0=$(cpu_ticks "$SERVER_PID"); ns0=$(cpu_ns "$SERVER_PID")
         fi
-        if [[ -z $cpu1 ]] && grep -q '^load: done' "$err"; then
+        if [[ -z $cpu1 ]] && grep -qs '^load: done' "$err"; then
             cpu1=$(cpu_ticks "$SERVER_PID"); ns1=$(cpu_ns "$SERVER_PID")
         fi
         sleep 0.02

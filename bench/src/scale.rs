@@ -307,7 +307,9 @@ pub fn markdown(
          sessions per socket: at most 4,000 sockets on 1,000 loopback addresses), open loop at \
          one fixed rate, so the server's CPU per request is comparable across N. Fan-out: a \
          fresh `session-server --app relay` per subscriber count N, one publisher at a fixed \
-         rate (`load --mode fanout`).\n"
+         rate (`load --mode fanout`), each N followed by the same load against the fan-out \
+         floor, a plain-UDP `sendmmsg` relay (`server --kind mmsg-fanout`, `load --mode \
+         raw-fanout`).\n"
     )?;
     if let Some(note) = note {
         writeln!(md, "> **{note}**\n")?;

@@ -1,9 +1,9 @@
 //! `ringwire-bench server`: baseline UDP echo servers to measure the engine
-//! against.
+//! against, and the fan-out floor ([`mmsg_fanout`]).
 //!
 //! Every kind runs one thread per `--threads`, each pinned to a core and
 //! owning its own `SO_REUSEPORT` socket on the same address, and echoes each
-//! datagram to its sender. At the end each thread reports the datagrams it
+//! datagram to its sender (`mmsg-fanout`: relays each publish to the subscribers). At the end each thread reports the datagrams it
 //! served and its CPU time (`getrusage(RUSAGE_THREAD)`), so CPU per million
 //! requests can be compared across kinds.
 
