@@ -48,7 +48,7 @@ impl RawFanoutIo {
     }
 
     /// Subscribes every session but the publisher and waits for every acknowledgement (sent
-    /// again every [`RESUBSCRIBE`]); fails after `stall` without progress.
+    /// again every 200 ms); fails after `stall` without progress.
     pub fn subscribe_all(&mut self, stall: Duration) -> io::Result<()> {
         let mut last_progress = Instant::now();
         let mut resend = Instant::now();
