@@ -62,6 +62,13 @@
 # timestamp to decrypted); plus the server's final counters that show whether a
 # pool held the copies back (enobufs, send_queue_full, session_backlogged,
 # relay_fanout_dropped, kernel_drops).
+# Beside each N, in the same run, the fan-out floor (FANOUT_FLOOR=1, default): a fresh
+#   ringwire-bench server --kind mmsg-fanout --fanout-batch $FANOUT_FLOOR_BATCH
+# (plain UDP, no sessions, no cryptography, one thread; each publish's N copies leave with
+# sendmmsg, every header pointing at the same bytes: the best a one-core kernel-socket relay
+# does) driven by the same load line in `--mode raw-fanout` (same schedule, probes, sockets
+# and timestamps), into $OUT/fanout-floor; the page sets ringwire's server time per copy,
+# last copy out, delivery p50/p99 and CPU per delivery against the floor's.
 #
 # Before the first run it waits up to $QUIET_WAIT s (300; quick 0) for the
 # 1-minute load average to fall below 0.3 (`ringwire-bench wait-quiet`);
@@ -84,7 +91,8 @@
 # at the end of the sessions phase, when SIZES has 1), SERVER_ARGS (more session-server flags, e.g.
 # --no-offloads), SERVER_BENCH (the ringwire-bench binary that runs session-server, default
 # the built one: an older build against the same load generator, side by side), QUIET_WAIT,
-# NOTE (first paragraph of the page).
+# NOTE (first paragraph of the page), FANOUT_FLOOR (1: run the fan-out floor beside ringwire;
+# 0: not), FANOUT_FLOOR_BATCH (copies per sendmmsg, 64; at most 1024).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -111,6 +119,8 @@ SOCKETS=${SOCKETS:-4000}
 PEERS_PER_IP=${PEERS_PER_IP:-4}
 FANOUT_RATE=${FANOUT_RATE:-5}
 FANOUT_PAYLOAD=${FANOUT_PAYLOAD:-1191}
+FANOUT_FLOOR=${FANOUT_FLOOR:-1}
+FANOUT_FLOOR_BATCH=${FANOUT_FLOOR_BATCH:-64}
 HANDSHAKE_RTO_MS=${HANDSHAKE_RTO_MS:-4000}
 AGAIN=${AGAIN:-1}
 HARD_NOFILE=$(ulimit -Hn)
@@ -151,7 +161,7 @@ LOAD=target/release/ringwire-bench
     echo "nofile hard limit: $HARD_NOFILE; sockets: at most $SOCKETS, $PEERS_PER_IP per loopback address"
     echo "phase: $PHASE  sizes: $SIZES  over one socket: ${ONE_SOCKET_SIZES:-none}  1 session again: $([[ $AGAIN == 1 ]] && echo yes || echo no)  hot subset: $HOT  rate: $RATE/s  duration: ${DURATION}s  warmup: ${WARMUP}s  handshake rate: ${HANDSHAKE_RATE:-unpaced}  client handshake RTO: ${HANDSHAKE_RTO_MS} ms"
     [[ -n ${SERVER_ARGS:-} ]] && echo "session-server flags: $SERVER_ARGS"
-    echo "fan-out sizes: $FANOUT_SIZES  publishes: $FANOUT_RATE/s of ${FANOUT_PAYLOAD} B"
+    echo "fan-out sizes: $FANOUT_SIZES  publishes: $FANOUT_RATE/s of ${FANOUT_PAYLOAD} B  floor: $([[ $FANOUT_FLOOR == 1 ]] && echo "mmsg-fanout, $FANOUT_FLOOR_BATCH per sendmmsg" || echo off)"
 } | tee "$OUT/machine.txt"
 "$LOAD" wait-quiet --max-s "$QUIET_WAIT"
 cp /proc/loadavg "$OUT/loadavg.start"
@@ -172,7 +182,8 @@ final_counters() {
 }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
-# One run: a fresh server ($1: echo|relay) and the load ($2: session|fanout) with $3 sessions
+# One run: a fresh server ($1: echo|relay, or floor: the fan-out floor) and the load ($2:
+# session|fanout|raw-fanout) with $3 sessions
 # (traffic on the first $6 only, if given; over $RUN_PEERS client sockets if set, else
 # min($3, $SOCKETS)); the samples go to $4/server.$5.json, the load's report to
 # $4/load.$5.json.
@@ -180,10 +191,15 @@ run_one() {
     local app=$1 mode=$2 sessions=$3 dir=$4 n=$5 active=()
     [[ -n ${6:-} ]] && active=(--active "$6")
     local log="$dir/server.$n.log" max=$(( sessions + sessions / 10 + 1024 ))
-    "${SERVER_BENCH:-$LOAD}" session-server --app "$app" --cores "$SERVER_CORE" --max-sessions "$max" \
-        --keepalive-ms 0 --idle-timeout-ms 3600000 --rekey-after-ms 3600000 \
-        --handshakes-per-second 1000000 \
-        ${SERVER_ARGS:-} >"$log" 2>&1 &
+    if [[ $app == floor ]]; then
+        "$LOAD" server --kind mmsg-fanout --bind 127.0.0.1:0 --cores "$SERVER_CORE" \
+            --fanout-batch "$FANOUT_FLOOR_BATCH" >"$log" 2>&1 &
+    else
+        "${SERVER_BENCH:-$LOAD}" session-server --app "$app" --cores "$SERVER_CORE" --max-sessions "$max" \
+            --keepalive-ms 0 --idle-timeout-ms 3600000 --rekey-after-ms 3600000 \
+            --handshakes-per-second 1000000 \
+            ${SERVER_ARGS:-} >"$log" 2>&1 &
+    fi
     SERVER_PID=$!
     local addr="" key=""
     for _ in $(seq 100); do
@@ -194,16 +210,20 @@ run_one() {
     [[ -n $addr ]] || { echo "server did not start:" >&2; cat "$log" >&2; exit 1; }
     # Sessions are Noise-authenticated: the client needs the server's static public key,
     # which the server prints at start.
-    key=$(grep -o 'session public key [^ ]*' "$log" | awk '{print $4}' || true)
-    [[ -n $key ]] || { echo "server printed no session public key:" >&2; cat "$log" >&2; exit 1; }
+    local key_args=()
+    if [[ $app != floor ]]; then
+        key=$(grep -o 'session public key [^ ]*' "$log" | awk '{print $4}' || true)
+        [[ -n $key ]] || { echo "server printed no session public key:" >&2; cat "$log" >&2; exit 1; }
+        key_args=(--server-key "$key")
+    fi
     local rss_empty; rss_empty=$(rss_kib "$SERVER_PID")
     local peers=${RUN_PEERS:-$(( sessions < SOCKETS ? sessions : SOCKETS ))}
     local rate=$RATE payload=32 pace=()
-    if [[ $mode == fanout ]]; then rate=$FANOUT_RATE; payload=$FANOUT_PAYLOAD; fi
+    if [[ $mode == fanout || $mode == raw-fanout ]]; then rate=$FANOUT_RATE; payload=$FANOUT_PAYLOAD; fi
     [[ -n ${HANDSHAKE_RATE:-} ]] && pace=(--handshake-rate "$HANDSHAKE_RATE")
     local err="$dir/load.$n.stderr"
     local hs0; hs0=$(cpu_ticks "$SERVER_PID")
-    "$LOAD" load --mode "$mode" --target "$addr" --server-key "$key" --sessions "$sessions" \
+    "$LOAD" load --mode "$mode" --target "$addr" "${key_args[@]}" --sessions "$sessions" \
         --peers "$peers" --peers-per-ip "$PEERS_PER_IP" --keepalive-ms 0 --idle-timeout-ms 3600000 \
         --rekey-after-ms 3600000 --handshake-rto-ms "$HANDSHAKE_RTO_MS" "${pace[@]}" "${active[@]}" --cores "$LOAD_CORE" --rate "$rate" --payload "$payload" \
         --duration "$DURATION" --warmup "$WARMUP" --poll block \
@@ -211,13 +231,13 @@ run_one() {
     local load_pid=$!
     local rss_idle="" hs1="" cpu0="" cpu1="" ns0="" ns1=""
     while kill -0 "$load_pid" 2>/dev/null; do
-        if [[ -z $rss_idle ]] && grep -q '^load: sessions ready' "$err"; then
+        if [[ -z $rss_idle ]] && grep -qs '^load: sessions ready' "$err"; then
             hs1=$(cpu_ticks "$SERVER_PID"); rss_idle=$(rss_kib "$SERVER_PID")
         fi
-        if [[ -z $cpu0 ]] && grep -q '^load: measuring' "$err"; then
+        if [[ -z $cpu0 ]] && grep -qs '^load: measuring' "$err"; then
             cpu0=$(cpu_ticks "$SERVER_PID"); ns0=$(cpu_ns "$SERVER_PID")
         fi
-        if [[ -z $cpu1 ]] && grep -q '^load: done' "$err"; then
+        if [[ -z $cpu1 ]] && grep -qs '^load: done' "$err"; then
             cpu1=$(cpu_ticks "$SERVER_PID"); ns1=$(cpu_ns "$SERVER_PID")
         fi
         sleep 0.02
@@ -261,7 +281,18 @@ fi
 if [[ $PHASE == all || $PHASE == fanout ]]; then
     mkdir -p "$OUT/fanout"
     cp "$OUT/machine.txt" "$OUT/fanout/"
-    for N in $FANOUT_SIZES; do run_one relay fanout $(( N + 1 )) "$OUT/fanout" "$N"; done
+    if [[ $FANOUT_FLOOR == 1 ]]; then
+        mkdir -p "$OUT/fanout-floor"
+        cp "$OUT/machine.txt" "$OUT/fanout-floor/"
+    fi
+    # Interleaved: ringwire and the floor at each N, one after the other, so both see the
+    # same machine.
+    for N in $FANOUT_SIZES; do
+        run_one relay fanout $(( N + 1 )) "$OUT/fanout" "$N"
+        if [[ $FANOUT_FLOOR == 1 ]]; then
+            run_one floor raw-fanout $(( N + 1 )) "$OUT/fanout-floor" "$N"
+        fi
+    done
 fi
 
 cp /proc/loadavg "$OUT/loadavg.end"
@@ -270,7 +301,7 @@ echo "loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.t
 if [[ $QUICK == 1 ]]; then PAGE=$OUT/BENCHMARKS-scale.md; else PAGE=docs/BENCHMARKS-scale.md; fi
 note=()
 [[ -n ${NOTE:-} ]] && note=(--note "$NOTE")
-for d in sessions one-socket again hot fanout; do
+for d in sessions one-socket again hot fanout fanout-floor; do
     cp "$OUT/loadavg.start" "$OUT/loadavg.end" "$OUT/$d/" 2>/dev/null || true
 done
 # The page needs the sessions phase; a fan-out-only run joins an earlier one with
@@ -282,10 +313,17 @@ if [[ -d $OUT/sessions ]]; then
         parts+=(--one-socket "$OUT/one-socket")
     [[ -d $OUT/again ]] && [[ -f $OUT/again/load.1.json ]] && parts+=(--again "$OUT/again")
     [[ -d $OUT/fanout ]] && parts+=(--fanout "$OUT/fanout")
+    [[ -d $OUT/fanout-floor ]] && parts+=(--fanout-floor "$OUT/fanout-floor")
     "$LOAD" scale-report "${parts[@]}" --markdown "$PAGE" --json "$OUT/scale.json" "${note[@]}"
     sed -n '/^## Results/,/^## How to read/p' "$PAGE" | sed '$d'
 else
     for f in "$OUT"/fanout/load.*.txt; do cat "$f"; done
+    # The floor's comparison without a sessions phase: the fan-out tables alone.
+    if [[ -d $OUT/fanout-floor ]]; then
+        "$LOAD" scale-report "$OUT/fanout" --fanout "$OUT/fanout" --fanout-floor "$OUT/fanout-floor" \
+            --markdown "$OUT/fanout.md" --json "$OUT/scale.json" "${note[@]}"
+        sed -n '/^### Fan-out/,/^## How to read/p' "$OUT/fanout.md" | sed '$d'
+    fi
     PAGE="(none: fan-out only; see above)"
 fi
 if [[ $QUICK == 1 ]]; then

@@ -35,7 +35,7 @@ subcommands! {
     /// Drive a UDP echo server with many peer sockets and report latency.
     Load(load::LoadArgs) => load::run,
     /// Run a baseline UDP echo server (tokio, glommio, recvmmsg/sendmmsg, or the same with
-    /// GSO and GRO).
+    /// GSO and GRO), or the plain-UDP fan-out floor (mmsg-fanout).
     Server(server::ServerArgs) => server::run,
     /// Run ringwire's session apps (echo, relay) with benchmark settings: session caps,
     /// keepalive, idle timeout, handshake rate.

@@ -42,6 +42,10 @@ pub struct ScaleArgs {
     /// The 1-session row run again after the larger rows (DIR/again).
     #[arg(long)]
     pub again: Option<PathBuf>,
+    /// The fan-out floor's runs beside it (DIR/fanout-floor: `server --kind mmsg-fanout`,
+    /// `load --mode raw-fanout`), set against the fan-out rows of the same N.
+    #[arg(long, requires = "fanout")]
+    pub fanout_floor: Option<PathBuf>,
     /// Write the page here (`-`: stdout).
     #[arg(long)]
     pub markdown: PathBuf,
@@ -289,19 +293,30 @@ pub fn markdown(
     run: &ScaleRun,
     hot: Option<&ScaleRun>,
     fanout: Option<&ScaleRun>,
+    floor: Option<&ScaleRun>,
     ticks_per_s: f64,
     note: Option<&str>,
 ) -> Result<String, Error> {
-    markdown_with(run, References::default(), hot, fanout, ticks_per_s, note)
+    markdown_with(
+        run,
+        References::default(),
+        hot,
+        fanout,
+        floor,
+        ticks_per_s,
+        note,
+    )
 }
 
 /// The page: the sessions table, the 1-session reference's table when `refs` holds a run, the
-/// hot-subset table when `hot` is given, and the fan-out table when `fanout` is given.
+/// hot-subset table when `hot` is given, and the fan-out table when `fanout` is given (with
+/// the fan-out floor's runs beside it when `floor` is given).
 pub fn markdown_with(
     run: &ScaleRun,
     refs: References<'_>,
     hot: Option<&ScaleRun>,
     fanout: Option<&ScaleRun>,
+    floor: Option<&ScaleRun>,
     ticks_per_s: f64,
     note: Option<&str>,
 ) -> Result<String, Error> {
@@ -313,7 +328,7 @@ pub fn markdown_with(
         .unwrap_or_default();
     let reference = scale_reference::reference_us(&rows, &again_rows);
     let mut all: Vec<Cell> = cells.clone();
-    for extra in [refs.one_socket, refs.again, hot, fanout]
+    for extra in [refs.one_socket, refs.again, hot, fanout, floor]
         .into_iter()
         .flatten()
     {
@@ -333,7 +348,9 @@ pub fn markdown_with(
          sessions per socket: at most 4,000 sockets on 1,000 loopback addresses), open loop at \
          one fixed rate, so the server's CPU per request is comparable across N. Fan-out: a \
          fresh `session-server --app relay` per subscriber count N, one publisher at a fixed \
-         rate (`load --mode fanout`).\n"
+         rate (`load --mode fanout`), each N followed by the same load against the fan-out \
+         floor, a plain-UDP `sendmmsg` relay (`server --kind mmsg-fanout`, `load --mode \
+         raw-fanout`).\n"
     )?;
     if let Some(note) = note {
         writeln!(md, "> **{note}**\n")?;
@@ -425,6 +442,9 @@ pub fn markdown_with(
         }
         writeln!(md)?;
         fanout_split(&mut md, f)?;
+        if let Some(fl) = floor {
+            floor_table(&mut md, f, fl, ticks_per_s)?;
+        }
     }
     writeln!(md, "## How to read this\n")?;
     for line in [
@@ -479,6 +499,19 @@ pub fn markdown_with(
          the rest stayed queued for the next turn: nothing lost), *relay_fanout_dropped* (a \
          copy refused by a full session queue), *kernel_drops* (the server's socket buffer): \
          the server's final counters for the whole run, handshakes included.",
+        "- *Against the fan-out floor*: at each N, right after ringwire's row, a fresh \
+         `ringwire-bench server --kind mmsg-fanout` (plain UDP, no sessions, no encryption, one \
+         thread pinned like the shard) relays the same publishes from the same load generator \
+         (`load --mode raw-fanout`: same schedule, probes, sockets and kernel timestamps) and \
+         sends each publish's N copies with `sendmmsg`, every header pointing at the same \
+         received bytes: the least a one-core kernel-socket relay does per copy. Each cell is \
+         ringwire / floor = ratio. The floor's *server us/copy* is the kernel's own cost of a \
+         send on this machine (on loopback it includes the receiver's side), so its *last copy \
+         out* grows as N × that cost too: per shard, latency cannot be flat in N, only its \
+         ratio to the floor can. The ratio of *server us/copy* is what ringwire adds per copy \
+         (sessions, encryption, io_uring); the ratio of *CPU us/delivery* the same in CPU time. \
+         The floor's datagrams are the probes as published (no session header or tag: 41 bytes \
+         fewer than ringwire's).",
         "- *client lag p99*: how far behind its intended send time the load generator sent, at \
          p99; latency counts from the intended time, so this lag is inside p50/p99. Over 1 ms the \
          row's latency is not reported.",
@@ -552,6 +585,78 @@ fn fanout_split(md: &mut String, f: &ScaleRun) -> Result<(), Error> {
     Ok(())
 }
 
+/// `a / b = ratio` (or what is known of it).
+fn versus(a: Option<f64>, b: Option<f64>, digits: usize) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{a:.digits$} / {b:.digits$} = {:.2}x", a / b),
+        _ => format!("{} / {}", opt(a, digits), opt(b, digits)),
+    }
+}
+
+/// Ringwire's fan-out rows against the fan-out floor's of the same N (`floor`): server time
+/// per copy, first and last copy out, delivery p50/p99 (when both clients were on time), CPU
+/// per delivery.
+fn floor_table(
+    md: &mut String,
+    ringwire: &ScaleRun,
+    floor: &ScaleRun,
+    ticks_per_s: f64,
+) -> Result<(), Error> {
+    let (rrows, frows) = (rows(ringwire, ticks_per_s), rows(floor, ticks_per_s));
+    let (rcells, fcells) = (cells(ringwire), cells(floor));
+    writeln!(md, "#### Fan-out against the kernel floor\n")?;
+    writeln!(md, "{}\n", caption(floor, &fcells))?;
+    writeln!(
+        md,
+        "| subscribers | lost ringwire / floor | server us/copy p50 | first copy out p50 us | last copy out p50 us | last copy out p99 us | delivery p50 us | delivery p99 us | server CPU us/delivery | client delay p50 us |"
+    )?;
+    writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+    for (i, (load, server)) in ringwire.runs.iter().enumerate() {
+        let Some(j) = floor.runs.iter().position(|(_, s)| s.n == server.n) else {
+            continue;
+        };
+        let (fl, (r, f)) = (&floor.runs[j].0, (&rrows[i], &frows[j]));
+        let (rf, ff) = (load.fanout.as_ref(), fl.fanout.as_ref());
+        let on_time = rcells[i].verdict.is_valid() && fcells[j].verdict.is_valid();
+        let delivery = |pick: fn(&ScaleRow) -> f64| {
+            if on_time {
+                versus(Some(pick(r)), Some(pick(f)), 1)
+            } else {
+                "invalid (client late)".to_string()
+            }
+        };
+        writeln!(
+            md,
+            "| {} | {} / {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            server.n,
+            r.lost,
+            f.lost,
+            versus(
+                rf.and_then(|x| x.per_copy).map(|p| p.p50),
+                ff.and_then(|x| x.per_copy).map(|p| p.p50),
+                2
+            ),
+            versus(
+                rf.map(|x| x.first_copy.p50),
+                ff.map(|x| x.first_copy.p50),
+                0
+            ),
+            versus(rf.map(|x| x.last_copy.p50), ff.map(|x| x.last_copy.p50), 0),
+            versus(rf.map(|x| x.last_copy.p99), ff.map(|x| x.last_copy.p99), 0),
+            delivery(|x| x.p50_us),
+            delivery(|x| x.p99_us),
+            versus(r.server_cpu_us_per_request, f.server_cpu_us_per_request, 2),
+            versus(
+                rf.map(|x| x.client_delay.p50),
+                ff.map(|x| x.client_delay.p50),
+                0
+            ),
+        )?;
+    }
+    writeln!(md)?;
+    Ok(())
+}
+
 /// The hot-subset table: CPU and latency with traffic on a fixed subset of N sessions, and the
 /// CPU per request against the 1-session reference (`base`, microseconds per request: the
 /// sessions table's 1-session row, or the mean of it and its repetition).
@@ -606,6 +711,7 @@ pub fn run(args: ScaleArgs) -> crate::CmdResult {
     let ticks = clock_ticks_per_s();
     let hot = args.hot.as_deref().map(read).transpose()?;
     let fanout = args.fanout.as_deref().map(read).transpose()?;
+    let floor = args.fanout_floor.as_deref().map(read).transpose()?;
     let one_socket = args.one_socket.as_deref().map(read).transpose()?;
     let again = args.again.as_deref().map(read).transpose()?;
     let refs = References {
@@ -617,6 +723,7 @@ pub fn run(args: ScaleArgs) -> crate::CmdResult {
         refs,
         hot.as_ref(),
         fanout.as_ref(),
+        floor.as_ref(),
         ticks,
         args.note.as_deref(),
     )?;
@@ -628,7 +735,10 @@ pub fn run(args: ScaleArgs) -> crate::CmdResult {
     }
     if let Some(path) = &args.json {
         let mut all = rows(&run, ticks);
-        for extra in [&one_socket, &again, &hot, &fanout].into_iter().flatten() {
+        for extra in [&one_socket, &again, &hot, &fanout, &floor]
+            .into_iter()
+            .flatten()
+        {
             all.extend(rows(extra, ticks));
         }
         crate::engine::write_json(path, &all)?;

@@ -76,7 +76,7 @@ fn scale_page_has_the_caption_and_hides_late_latency() {
     assert_eq!(r[2].marginal_bytes_per_session, Some(524.288));
     assert_eq!(r[0].bytes_per_session, None);
 
-    let md = markdown(&run, None, None, 100.0, None).expect("page");
+    let md = markdown(&run, None, None, None, 100.0, None).expect("page");
     let caption = md
         .lines()
         .find(|l| l.starts_with("_Commit"))
@@ -146,7 +146,7 @@ fn scale_page_shows_the_hot_subset_against_one_session() {
         "pages-hot",
         &[(1_000, Some(1_000), 110), (100_000, Some(1_000), 125)],
     );
-    let md = markdown(&all, Some(&hot), None, 100.0, None).expect("page");
+    let md = markdown(&all, Some(&hot), None, None, 100.0, None).expect("page");
     let table = md
         .split("### Hot subset")
         .nth(1)
@@ -217,7 +217,7 @@ fn scale_page_splits_the_growth_into_session_state_and_client_sockets() {
         one_socket: Some(&one),
         again: Some(&again),
     };
-    let md = markdown_with(&all, refs, None, None, 100.0, None).expect("page");
+    let md = markdown_with(&all, refs, None, None, None, 100.0, None).expect("page");
     let table = md
         .split("### The 1-session reference")
         .nth(1)
@@ -263,7 +263,7 @@ fn scale_page_splits_the_growth_into_session_state_and_client_sockets() {
         .unwrap_or_else(|| panic!("no sessions row:\n{md}"));
     assert!(sessions_row.contains("| 14.52 | 1.32x |"), "{md}");
     // Without the reference runs, no reference table.
-    let plain = markdown(&all, None, None, 100.0, None).expect("page");
+    let plain = markdown(&all, None, None, None, 100.0, None).expect("page");
     assert!(!plain.contains("### The 1-session reference"), "{plain}");
 }
 
@@ -320,7 +320,7 @@ fn scale_page_splits_fan_out_time_and_shows_the_pool_counters() {
     let run = read(&dir).expect("reads");
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(rows(&run, 100.0)[0].server_cpu_us_per_request, Some(10.0));
-    let md = markdown(&run, None, Some(&run), 100.0, None).expect("page");
+    let md = markdown(&run, None, Some(&run), Some(&run), 100.0, None).expect("page");
     let split = md
         .split("#### Fan-out: server time per publish")
         .nth(1)
@@ -335,6 +335,18 @@ fn scale_page_splits_fan_out_time_and_shows_the_pool_counters() {
         ),
         "{row}"
     );
+    // The same run as its own floor: every ratio 1.
+    let floor = md
+        .split("#### Fan-out against the kernel floor")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no floor table:\n{md}"));
+    let row = floor
+        .lines()
+        .find(|l| l.starts_with("| 10 | "))
+        .unwrap_or_else(|| panic!("no floor row:\n{md}"));
+    assert!(row.contains("| 5.50 / 5.50 = 1.00x |"), "{row}");
+    assert!(row.contains("| 10.00 / 10.00 = 1.00x |"), "{row}");
+    assert!(row.contains("| 400 / 400 = 1.00x |"), "{row}");
 }
 
 #[test]

@@ -13,6 +13,7 @@ fn glommio_on_a_missing_core_fails_start() {
         threads: 1,
         cores: Some(vec![100_000]),
         max_datagram: 2048,
+        fanout_batch: 64,
         duration: None,
         json: None,
     };
@@ -38,6 +39,7 @@ fn two_reuseport_threads_share_one_ephemeral_port() {
         threads: 2,
         cores: Some(vec![0, 1]),
         max_datagram: 2048,
+        fanout_batch: 64,
         duration: None,
         json: None,
     };

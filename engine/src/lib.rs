@@ -225,6 +225,6 @@ pub mod kernel {
     #[doc(inline)]
     pub use ringwire_shard::driver::{
         ProbeReport, RingMode, SetupError, SocketError, available_or_explain, kernel_release,
-        probe, thread_cpu_time,
+        probe, skip_or_fail, thread_cpu_time,
     };
 }

@@ -15,6 +15,7 @@ pub mod open;
 pub mod payload;
 pub mod peers;
 pub mod progress;
+pub mod raw_fanout;
 pub mod report;
 pub mod session;
 pub mod stats;
@@ -52,6 +53,10 @@ pub enum Mode {
     /// `--rate`, every other session subscribes to it; each delivery is timed
     /// at its subscriber. One thread, open loop only.
     Fanout,
+    /// Fan-out over plain UDP against the fan-out floor (`server --kind mmsg-fanout`): as
+    /// `fanout`, with no sessions and no cryptography ([`raw_fanout`]).
+    #[value(name = "raw-fanout")]
+    RawFanout,
 }
 
 impl Mode {
@@ -61,12 +66,13 @@ impl Mode {
             Mode::Session => "session",
             Mode::Relay => "relay",
             Mode::Fanout => "fanout",
+            Mode::RawFanout => "raw-fanout",
         }
     }
 
     fn flavor(self) -> Option<session::Flavor> {
         match self {
-            Mode::Echo => None,
+            Mode::Echo | Mode::RawFanout => None,
             Mode::Session => Some(session::Flavor::Echo),
             Mode::Relay => Some(session::Flavor::Relay),
             Mode::Fanout => Some(session::Flavor::Fanout),
@@ -232,14 +238,15 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
         )
         .into());
     }
-    if args.mode == Mode::Fanout && (threads != 1 || args.rate.is_none() || sessions < 2) {
+    let fanout = matches!(args.mode, Mode::Fanout | Mode::RawFanout);
+    if fanout && (threads != 1 || args.rate.is_none() || sessions < 2) {
         return Err(
             "fanout mode needs --threads 1, --rate (publishes/s) and at least 2 sessions (one publisher)"
                 .into(),
         );
     }
     let server_key = server_key(args)?;
-    if args.mode != Mode::Echo && server_key.is_none() && !args.plaintext {
+    if args.mode.flavor().is_some() && server_key.is_none() && !args.plaintext {
         return Err(format!(
             "{} mode needs --server-key or --server-key-file (the server's session public key; \
              `ringwire serve` prints it), or --plaintext against a server with security.mode = \"none\"",
@@ -248,7 +255,7 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
         .into());
     }
     let payload_len = args.payload as usize;
-    if args.mode != Mode::Echo && payload_len > max_session_payload(args.mode) {
+    if args.mode.flavor().is_some() && payload_len > max_session_payload(args.mode) {
         return Err(format!(
             "--payload {payload_len} exceeds the {} bytes a {} message carries",
             max_session_payload(args.mode),
@@ -340,6 +347,8 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
     }
 
     start_line.wait();
+    // The markers scripts sample the server at (raw fan-out too: its subscriptions are its
+    // set-up phase).
     let session_mode = args.mode != Mode::Echo;
     if session_mode {
         eprintln!("load: sessions ready");
@@ -379,7 +388,11 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
         duration_s: args.duration,
         warmup_s: args.warmup,
         timeout_ms: args.timeout_ms,
-        handshake: session_mode.then(|| HandshakeSummary::merge(&handshakes)),
+        handshake: args
+            .mode
+            .flavor()
+            .is_some()
+            .then(|| HandshakeSummary::merge(&handshakes)),
         bulk: args.bulk,
         active: args
             .active
@@ -440,6 +453,12 @@ impl Plan {
     fn run(self, set: PeerSet) -> std::io::Result<(WorkerStats, Option<HandshakeStats>)> {
         if let Err(e) = affinity::pin_current(self.core) {
             eprintln!("load worker {}: {e}; running unpinned", self.index);
+        }
+        if self.mode == Mode::RawFanout {
+            let setup = raw_fanout::RawFanoutIo::new(set, self.sessions, self.payload_len)
+                .and_then(|mut io| io.subscribe_all(HANDSHAKE_STALL).map(|()| io));
+            self.start_line.wait();
+            return Ok((self.drive(setup?)?, None));
         }
         match self.mode.flavor() {
             None => {
@@ -504,7 +523,7 @@ impl Plan {
             Arc::clone(&self.live),
         )
         .with_active(self.active);
-        if self.mode == Mode::Fanout {
+        if matches!(self.mode, Mode::Fanout | Mode::RawFanout) {
             w.stats.fanout = Some(fanout::FanoutStats::default());
         }
         let switches_before = cpu_time::involuntary_switches();

@@ -1,14 +1,15 @@
 //! `ringwire-bench server`: baseline UDP echo servers to measure the engine
-//! against.
+//! against, and the fan-out floor ([`mmsg_fanout`]).
 //!
 //! Every kind runs one thread per `--threads`, each pinned to a core and
 //! owning its own `SO_REUSEPORT` socket on the same address, and echoes each
-//! datagram to its sender. At the end each thread reports the datagrams it
+//! datagram to its sender (`mmsg-fanout`: relays each publish to the subscribers). At the end each thread reports the datagrams it
 //! served and its CPU time (`getrusage(RUSAGE_THREAD)`), so CPU per million
 //! requests can be compared across kinds.
 
 pub mod glommio_echo;
 pub mod mmsg_echo;
+pub mod mmsg_fanout;
 pub mod mmsg_gso_echo;
 pub mod ready;
 pub mod report;
@@ -36,6 +37,11 @@ pub enum Kind {
     /// buffer sent back whole with its segment size): the GSO/GRO floor.
     #[value(name = "mmsg-gso")]
     MmsgGso,
+    /// Not an echo: the fan-out floor, a plain-UDP relay of one publisher to its subscribers
+    /// (`mmsg_fanout`: copies with `sendmmsg`, `--fanout-batch` per call; `load --mode
+    /// raw-fanout`).
+    #[value(name = "mmsg-fanout")]
+    MmsgFanout,
 }
 
 impl Kind {
@@ -47,6 +53,7 @@ impl Kind {
             Kind::Glommio => "glommio",
             Kind::Mmsg => "mmsg",
             Kind::MmsgGso => "mmsg-gso",
+            Kind::MmsgFanout => "mmsg-fanout",
         }
     }
 }
@@ -71,6 +78,9 @@ pub struct ServerArgs {
     /// receive that cannot complete at once, so do not inflate it).
     #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(16..=65536))]
     pub max_datagram: u32,
+    /// `mmsg-fanout`: copies per `sendmmsg` (at most 1,024, the kernel's `UIO_MAXIOV`).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub fanout_batch: u32,
     /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
     #[arg(long, value_parser = crate::args::parse_secs)]
     pub duration: Option<f64>,
@@ -149,6 +159,12 @@ pub fn start(args: &ServerArgs) -> Result<RunningServer, Box<dyn std::error::Err
             Kind::Mmsg => std::thread::Builder::new()
                 .name(name)
                 .spawn(move || mmsg_echo::serve(sock, core, max_datagram, &stop, ready))?,
+            Kind::MmsgFanout => {
+                let batch = args.fanout_batch as usize;
+                std::thread::Builder::new().name(name).spawn(move || {
+                    mmsg_fanout::serve(sock, core, max_datagram, batch, &stop, ready)
+                })?
+            }
             Kind::MmsgGso => std::thread::Builder::new()
                 .name(name)
                 .spawn(move || mmsg_gso_echo::serve(sock, core, &stop, ready))?,
@@ -185,8 +201,13 @@ pub fn run(args: ServerArgs) -> crate::CmdResult {
     let server = start(&args)?;
     let stop = server.stop_flag();
     stop.raise_on_signals()?;
+    let what = if args.kind == Kind::MmsgFanout {
+        "fan-out relay"
+    } else {
+        "echo server"
+    };
     println!(
-        "{} echo server listening on {}",
+        "{} {what} listening on {}",
         args.kind.name(),
         server.local_addr()
     );

@@ -27,7 +27,6 @@ pub struct MmsgBatch {
     with_addrs: bool,
     bufs: Vec<u8>,
     iovecs: Vec<libc::iovec>,
-    #[expect(dead_code, reason = "owned here because `hdrs` point into it")]
     addrs: Vec<libc::sockaddr_storage>,
     hdrs: Vec<libc::mmsghdr>,
     /// Control buffers, [`CONTROL_WORDS`] per slot (empty without timestamps); `u64`s so
@@ -143,6 +142,32 @@ impl MmsgBatch {
     pub fn received(&self, i: usize) -> &[u8] {
         let len = (self.hdrs[i].msg_len as usize).min(self.cap);
         &self.bufs[i * self.cap..i * self.cap + len]
+    }
+
+    /// Where the datagram in slot `i` came from (batches built `with_addrs`; `None` otherwise
+    /// or for an address family other than IPv4 and IPv6).
+    #[must_use]
+    pub fn source(&self, i: usize) -> Option<std::net::SocketAddr> {
+        if !self.with_addrs || i >= self.hdrs.len() {
+            return None;
+        }
+        let len = self.hdrs[i].msg_hdr.msg_namelen.min(ADDR_LEN);
+        // SAFETY: `try_init` hands a zeroed `sockaddr_storage` and its length; the copy writes
+        // slot `i`'s address (a whole `sockaddr_storage`, which the last `recvmmsg` filled up
+        // to `len`) into it, and the length set is at most the storage's size.
+        let (_, addr) = unsafe {
+            socket2::SockAddr::try_init(|storage, out_len| {
+                std::ptr::copy_nonoverlapping(
+                    (&raw const self.addrs[i]).cast::<u8>(),
+                    storage.cast::<u8>(),
+                    size_of::<libc::sockaddr_storage>(),
+                );
+                *out_len = len;
+                Ok(())
+            })
+        }
+        .ok()?;
+        addr.as_socket()
     }
 
     /// When the datagram in slot `i` entered the kernel's receive path (`CLOCK_REALTIME`), if

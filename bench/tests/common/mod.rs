@@ -35,6 +35,7 @@ pub fn start_server_or_skip(kind: Kind) -> Option<RunningServer> {
         threads: 1,
         cores: Some(vec![0]),
         max_datagram: 2048,
+        fanout_batch: 64,
         duration: None,
         json: None,
     };
