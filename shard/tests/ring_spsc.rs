@@ -44,8 +44,10 @@ fn capacity_is_exact_not_rounded() {
         assert_eq!(tx.len(), capacity);
         assert!(tx.is_full());
         assert_eq!(tx.try_send(capacity), Err(TrySendError::Full(capacity)));
-        // Exactly one slot frees exactly one send.
+        // Exactly one slot frees exactly one send, once the consumer has published it
+        // (`try_recv` publishes lazily on rings of 16 slots or more).
         assert_eq!(rx.try_recv(), Ok(0));
+        rx.flush();
         assert_eq!(tx.try_send(capacity), Ok(()));
         assert_eq!(
             tx.try_send(capacity + 1),
@@ -293,4 +295,70 @@ fn recv_with_panic_keeps_the_rest_in_order() {
     assert_eq!(*drops.borrow(), [1; 5]);
     drop(tx);
     assert_eq!(rx.recv_with(8, |_| ()), Err(TryRecvError::Closed));
+}
+
+#[test]
+fn try_recv_publishes_lazily_and_always_on_empty() {
+    // Capacity 64: `try_recv` stores the consumer's position every 8 items.
+    let (mut tx, mut rx) = channel::<u32>(64);
+    for i in 0..64 {
+        assert_eq!(tx.try_send(i), Ok(()));
+    }
+    for i in 0..7 {
+        assert_eq!(rx.try_recv(), Ok(i));
+    }
+    // 7 slots taken but not yet published: the producer still sees a full ring.
+    assert_eq!(tx.len(), 64);
+    assert_eq!(tx.try_send(64), Err(TrySendError::Full(64)));
+    assert_eq!(rx.len(), 57, "the consumer counts what it has taken");
+    // The 8th publishes all 8.
+    assert_eq!(rx.try_recv(), Ok(7));
+    assert_eq!(tx.len(), 56);
+    for i in 64..72 {
+        assert_eq!(tx.try_send(i), Ok(()));
+    }
+    assert_eq!(tx.try_send(72), Err(TrySendError::Full(72)));
+    // `flush` publishes what is pending, at once.
+    assert_eq!(rx.try_recv(), Ok(8));
+    rx.flush();
+    assert_eq!(tx.try_send(72), Ok(()));
+    // Draining to `Empty` publishes everything: the producer sees the whole ring free.
+    let mut next = 9;
+    while let Ok(v) = rx.try_recv() {
+        assert_eq!(v, next);
+        next += 1;
+    }
+    assert_eq!(next, 73);
+    assert_eq!(tx.len(), 0);
+    for i in 0..64 {
+        assert_eq!(tx.try_send(i), Ok(()));
+    }
+    // A batch receive publishes at once, including single items taken before it.
+    assert_eq!(rx.try_recv(), Ok(0));
+    let mut out = Vec::new();
+    assert_eq!(rx.recv_batch(&mut out, 2), Ok(2));
+    assert_eq!(tx.len(), 61);
+}
+
+#[test]
+fn unpublished_items_are_not_dropped_twice() {
+    // Items taken by `try_recv` but not yet published, then both ends dropped (either order):
+    // the ring drops only the items still in it.
+    for consumer_first in [true, false] {
+        let (drops, items) = tracked(20);
+        let (mut tx, mut rx) = channel(32);
+        for item in items {
+            assert!(tx.try_send(item).is_ok());
+        }
+        drop(rx.try_recv().unwrap());
+        drop(rx.try_recv().unwrap());
+        if consumer_first {
+            drop(rx);
+            drop(tx);
+        } else {
+            drop(tx);
+            drop(rx);
+        }
+        assert_eq!(*drops.borrow(), [1; 20]);
+    }
 }

@@ -25,5 +25,7 @@ mod waking;
 
 pub use eventfd::EventFd;
 pub use park::{Notifier, ParkDecision, Parker, Wake};
+#[cfg(loom)]
+pub use spsc::channel_publishing_every;
 pub use spsc::{ClosedError, Consumer, Producer, TryRecvError, TrySendError, channel};
 pub use waking::{WakingProducer, recv_blocking, recv_blocking_with};

@@ -46,6 +46,21 @@
 //! from a copy of the pointer, so that the end's own address never escapes and a loop over
 //! its operations can keep its positions in registers (`release_shared`).
 //!
+//! # Lazy publication of the consumer's position
+//!
+//! [`Consumer::try_recv`] stores `head` only every `publish_every` items (an eighth of the
+//! capacity, at least 1, at most 32: every item on a ring below 16 slots), and always before
+//! it returns an error (the ring is then empty, so the producer sees all of it free); batch
+//! receives, [`Consumer::flush`] and the consumer's drop store it at once. A producer that
+//! finds the ring full reloads `head` as before, so the consumer's stores and the producer's
+//! reloads of that line happen once per `publish_every` items instead of once per item when
+//! the producer runs ahead and keeps the ring near full (D83). The price: while the consumer
+//! is between two stores, the producer sees up to `publish_every - 1` freed slots late, so
+//! [`Producer::try_send`] can return `Full` with that many slots taken but not yet published,
+//! and [`Producer::len`] counts them. It never sees a slot early, and a consumer that drains
+//! until `Empty`, receives in batches or calls `flush` when it stops leaves nothing
+//! unpublished.
+//!
 //! Batch operations on buffers ([`Producer::send_batch`], [`Consumer::recv_batch`]) move items
 //! with block copies: the slots of positions `p .. p + n` are at most two runs (up to the end
 //! of the array, then from its start), so a batch is at most two `memcpy`s per contiguous run
@@ -67,6 +82,10 @@
 //! 6. Items still in the ring when both ends are gone are dropped by `Shared::drop`, which
 //!    runs exactly once (when the last `Arc` goes); items are moved out by `try_recv` /
 //!    `recv_batch` and then owned by the caller. So every item is dropped exactly once.
+//! 7. The stored `head` lags the consumer's own by less than `publish_every` (a lag only
+//!    ever delays the producer's reuse of a slot, as a stale cache does), and equals it
+//!    whenever a receive has just returned an error and once the consumer is dropped (so
+//!    `Shared::drop` in 6 never drops an item the consumer took).
 //!
 //! # Memory ordering
 //!
@@ -86,7 +105,8 @@
 //!   producer that races a consumer's drop has its item dropped with the ring, like any
 //!   channel.
 //! * Each operation costs at most one Acquire load of the other end's position (only when the
-//!   cached copy is exhausted), one Release store of its own position, and (producer) one load
+//!   cached copy is exhausted), one Release store of its own position (a single-item receive:
+//!   one per `publish_every` items), and (producer) one load
 //!   of `closed`, a line that is never written in steady state. On x86 the Acquire and Release
 //!   are plain `mov`s. Batch operations move any number of items for the same cost.
 //!
@@ -270,8 +290,12 @@ impl<T> Drop for Shared<T> {
 /// assert_eq!(tx.try_send(2), Ok(()));
 /// assert_eq!(tx.try_send(3), Err(TrySendError::Full(3)));
 /// assert_eq!(rx.try_recv(), Ok(1));
+/// // Below 16 slots `try_recv` publishes every slot at once, so this send finds room; on a
+/// // larger ring the consumer would call `rx.flush()` first to guarantee it.
+/// assert_eq!(tx.try_send(3), Ok(()));
 /// drop(tx);
 /// assert_eq!(rx.try_recv(), Ok(2));
+/// assert_eq!(rx.try_recv(), Ok(3));
 /// assert_eq!(rx.try_recv(), Err(TryRecvError::Closed));
 /// ```
 pub fn channel<T>(capacity: usize) -> (Producer<T>, Consumer<T>) {
@@ -280,6 +304,11 @@ pub fn channel<T>(capacity: usize) -> (Producer<T>, Consumer<T>) {
         capacity <= usize::MAX / 4,
         "ring capacity {capacity} is too large"
     );
+    with_publish_interval(capacity, publish_interval(capacity))
+}
+
+/// [`channel`] with the consumer's single-item publication interval given (`1 ..= capacity`).
+fn with_publish_interval<T>(capacity: usize, publish_every: usize) -> (Producer<T>, Consumer<T>) {
     let slots = (0..capacity)
         .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
         .collect::<Box<[_]>>();
@@ -307,8 +336,27 @@ pub fn channel<T>(capacity: usize) -> (Producer<T>, Consumer<T>) {
         head: 0,
         head_slot: 0,
         tail_cache: 0,
+        published: 0,
+        publish_every: publish_every as u64,
     };
     (producer, consumer)
+}
+
+/// How many single items [`Consumer::try_recv`] takes between two stores of `head` on a ring
+/// of `capacity`: an eighth of the ring, at least 1 (eager below 16 slots), at most 32.
+fn publish_interval(capacity: usize) -> usize {
+    (capacity / 8).clamp(1, 32)
+}
+
+/// [`channel`] whose consumer stores `head` every `publish_every` single items: for the loom
+/// models, which need the lazy path at capacities loom can explore.
+#[cfg(loom)]
+pub fn channel_publishing_every<T>(
+    capacity: usize,
+    publish_every: usize,
+) -> (Producer<T>, Consumer<T>) {
+    assert!((1..=capacity).contains(&publish_every));
+    with_publish_interval(capacity, publish_every)
 }
 
 /// The sending end of a ring. Dropping it closes the ring; the consumer still receives the
@@ -341,6 +389,10 @@ pub struct Consumer<T> {
     head_slot: usize,
     /// Last `shared.tail` seen; never ahead of the real one.
     tail_cache: u64,
+    /// Last value stored to `shared.head`; `head - published < publish_every` always.
+    published: u64,
+    /// `try_recv` stores `head` once `head - published` reaches this (see the module docs).
+    publish_every: u64,
 }
 
 // SAFETY: a `Producer` moves `T`s into the ring and nothing else can reach them through it
@@ -377,7 +429,10 @@ impl<T> Producer<T> {
     /// Moves `item` into the ring, or hands it back at once.
     ///
     /// Returns [`TrySendError::Closed`] if the consumer is gone (checked first: a closed ring
-    /// never reports `Full`), [`TrySendError::Full`] if the ring holds `capacity` items.
+    /// never reports `Full`), [`TrySendError::Full`] if the ring holds `capacity` items by
+    /// the consumer's last published position: up to `publish_every - 1` of them may already
+    /// have been taken by [`Consumer::try_recv`] and not yet published (see the module docs;
+    /// none on a ring below 16 slots, none once the consumer has seen the ring empty).
     /// Never blocks, spins or makes a system call.
     #[inline]
     pub fn try_send(&mut self, item: T) -> Result<(), TrySendError<T>> {
@@ -480,7 +535,8 @@ impl<T> Producer<T> {
         self.capacity
     }
 
-    /// Items in the ring now (the consumer may be taking some concurrently).
+    /// Items in the ring now by the consumer's published position (the consumer may be taking
+    /// some concurrently, and may have taken up to `publish_every - 1` it has not published).
     pub fn len(&self) -> usize {
         distance(self.shared.head.load(Ordering::Acquire), self.tail)
     }
@@ -528,13 +584,32 @@ impl<T> Consumer<T> {
         Ok(distance(self.head, self.tail_cache))
     }
 
-    /// Frees `n` slots just read (Release: our reads of them happen-before the producer
-    /// reuses them).
+    /// Frees `n` slots just read, and every slot `try_recv` left unpublished.
     #[inline(always)]
-    fn release(&mut self, n: usize) {
+    fn advance(&mut self, n: usize) {
         self.head = self.head.wrapping_add(n as u64);
         self.head_slot = slot_after(self.capacity, self.head_slot, n);
+        self.publish_head();
+    }
+
+    /// Stores `head` (Release: our reads of the slots it frees happen-before the producer
+    /// reuses them).
+    #[inline(always)]
+    fn publish_head(&mut self) {
+        self.published = self.head;
         self.shared.head.store(self.head, Ordering::Release);
+    }
+
+    /// Makes every slot freed by [`try_recv`](Self::try_recv) visible to the producer now.
+    ///
+    /// `try_recv` publishes its freed slots only every few items (see the module docs), and
+    /// always when it returns an error; batch receives publish at once. A consumer that stops
+    /// taking items while some are still in the ring, and wants the producer to have every
+    /// slot it freed meanwhile, calls this. Costs one store, none if nothing is pending.
+    pub fn flush(&mut self) {
+        if self.published != self.head {
+            self.publish_head();
+        }
     }
 
     /// Takes the oldest item out of the ring.
@@ -542,6 +617,9 @@ impl<T> Consumer<T> {
     /// Returns [`TryRecvError::Empty`] if there is none and the producer is alive,
     /// [`TryRecvError::Closed`] only once the ring is empty *and* the producer is gone.
     /// Never blocks, spins or makes a system call.
+    ///
+    /// Frees the item's slot for the producer lazily: every `publish_every` items, before
+    /// returning an error, or at [`flush`](Self::flush) (see the module docs).
     #[inline]
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
         if self.head == self.tail_cache {
@@ -553,8 +631,10 @@ impl<T> Consumer<T> {
         let item = unsafe { read_slot(self.slots, self.head_slot) };
         self.head = self.head.wrapping_add(1);
         self.head_slot = slot_after_one(self.capacity, self.head_slot);
-        // Release, as in `release`.
-        self.shared.head.store(self.head, Ordering::Release);
+        // Lazy publication (module docs): one store every `publish_every` items.
+        if self.head.wrapping_sub(self.published) >= self.publish_every {
+            self.publish_head();
+        }
         Ok(item)
     }
 
@@ -584,7 +664,7 @@ impl<T> Consumer<T> {
             copy_from_slots(self.slots, 0, dst.add(first), n - first);
             out.set_len(len + n);
         }
-        self.release(n);
+        self.advance(n);
         Ok(n)
     }
 
@@ -620,7 +700,9 @@ impl<T> Consumer<T> {
         Ok(n)
     }
 
-    /// Reloads `tail`. Errs if the ring is then empty: `Closed` if the producer is gone.
+    /// Reloads `tail`. Errs if the ring is then empty: `Closed` if the producer is gone;
+    /// before erring, publishes every slot `try_recv` freed (the ring is empty, so the
+    /// producer must see all of it free).
     #[inline]
     fn refresh_tail(&mut self) -> Result<(), TryRecvError> {
         // Acquire: the producer's slot writes happen-before our reads of them.
@@ -628,6 +710,7 @@ impl<T> Consumer<T> {
         if self.head != self.tail_cache {
             return Ok(());
         }
+        self.flush();
         // Acquire pairs with the producer's Release in `close`, which came after its last
         // `tail` store: reloading `tail` now sees every item it ever pushed.
         if !self.shared.closed.load(Ordering::Acquire) {
@@ -679,14 +762,17 @@ struct ReleaseHead<'a, T> {
 impl<T> Drop for ReleaseHead<'_, T> {
     fn drop(&mut self) {
         if self.taken > 0 {
-            self.consumer.release(self.taken);
+            self.consumer.advance(self.taken);
         }
     }
 }
 
 impl<T> Drop for Consumer<T> {
     fn drop(&mut self) {
-        // Release: nothing to publish but our `head` stores; items still in the ring are
+        // `Shared::drop` drops the items of positions `head .. tail`: publish the slots taken
+        // since the last store, or their items would be dropped twice.
+        self.flush();
+        // Release: orders the `head` stores before `closed`; items still in the ring are
         // dropped with `Shared` once the producer is gone too.
         self.shared.closed.store(true, Ordering::Release);
         release_shared(&mut self.shared);
