@@ -142,11 +142,7 @@ impl Transport for RawFanoutIo {
                         continue;
                     }
                     let recv_ns = ns_since(epoch);
-                    let kernel_ns = rx
-                        .kernel_time(i)
-                        .zip(wall_epoch)
-                        .and_then(|(k, w)| k.duration_since(w).ok())
-                        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+                    let kernel_ns = rx.kernel_ns_since(i, wall_epoch);
                     match Probe::decode(bytes) {
                         Some(probe) => out.push(Reply {
                             peer: probe.peer as usize,

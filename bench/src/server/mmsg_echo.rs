@@ -3,6 +3,7 @@
 
 use super::ready::Ready;
 use super::report::ThreadReport;
+use super::socket;
 use crate::sys::{affinity, cpu_time, mmsg::MmsgBatch, stop::StopFlag};
 use socket2::Socket;
 use std::io;
@@ -32,16 +33,7 @@ pub fn serve(
     while !stop.is_raised() {
         let n = match batch.recv(fd, BATCH, libc::MSG_WAITFORONE) {
             Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::Interrupted
-                        | io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue;
-            }
+            Err(e) if socket::nothing_yet(&e) => continue,
             Err(e) => return Err(e),
         };
         batch.reflect_received(n);

@@ -12,6 +12,7 @@
 
 use super::ready::Ready;
 use super::report::ThreadReport;
+use super::socket;
 use crate::load::payload::MIN_LEN;
 use crate::sys::fanout_send::FanoutSend;
 use crate::sys::{affinity, cpu_time, mmsg::MmsgBatch, stop::StopFlag};
@@ -69,16 +70,7 @@ pub fn serve(
     while !stop.is_raised() {
         let n = match rx.recv(fd, RECV_BATCH, libc::MSG_WAITFORONE) {
             Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::Interrupted
-                        | io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue;
-            }
+            Err(e) if socket::nothing_yet(&e) => continue,
             Err(e) => return Err(e),
         };
         for i in 0..n {

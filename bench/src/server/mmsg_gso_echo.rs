@@ -7,6 +7,7 @@
 
 use super::ready::Ready;
 use super::report::ThreadReport;
+use super::socket;
 use crate::sys::{affinity, cpu_time, gso, gso::GroBatch, stop::StopFlag};
 use socket2::Socket;
 use std::io;
@@ -33,16 +34,7 @@ pub fn serve(sock: Socket, core: usize, stop: &StopFlag, ready: Ready) -> io::Re
     while !stop.is_raised() {
         let n = match batch.recv(fd, BATCH, libc::MSG_WAITFORONE) {
             Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::Interrupted
-                        | io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue;
-            }
+            Err(e) if socket::nothing_yet(&e) => continue,
             Err(e) => return Err(e),
         };
         for (i, d) in datagrams.iter_mut().enumerate().take(n) {

@@ -29,3 +29,12 @@ pub fn bind_reuseport(addr: SocketAddr, count: usize) -> io::Result<Vec<Socket>>
     }
     Ok(out)
 }
+
+/// Whether a failed receive on a server socket (blocking, with a read timeout so that the
+/// thread can see its stop flag) only means "nothing yet": try again.
+pub fn nothing_yet(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted | io::ErrorKind::TimedOut
+    )
+}

@@ -200,6 +200,15 @@ impl MmsgBatch {
         None
     }
 
+    /// [`MmsgBatch::kernel_time`] as nanoseconds after `epoch` (a wall-clock instant taken
+    /// for the run's monotonic epoch), saturating; `None` without a stamp, or for a stamp
+    /// before `epoch`.
+    #[must_use]
+    pub fn kernel_ns_since(&self, i: usize, epoch: Option<std::time::SystemTime>) -> Option<u64> {
+        let d = self.kernel_time(i)?.duration_since(epoch?).ok()?;
+        Some(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+
     /// Slot `i`'s whole buffer, to fill before [`MmsgBatch::send`].
     pub fn slot_mut(&mut self, i: usize) -> &mut [u8] {
         &mut self.bufs[i * self.cap..(i + 1) * self.cap]

@@ -569,11 +569,7 @@ impl Transport for SessionIo {
                     for i in 0..n {
                         let _ = ep.handle_datagram(now, target, rx.received(i));
                         let recv_ns = ns_since(epoch);
-                        let kernel_ns = rx
-                            .kernel_time(i)
-                            .zip(wall_epoch)
-                            .and_then(|(k, w)| k.duration_since(w).ok())
-                            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+                        let kernel_ns = rx.kernel_ns_since(i, wall_epoch);
                         while let Some(e) = ep.poll_event() {
                             stamped.push((e, recv_ns, kernel_ns));
                         }
