@@ -41,6 +41,21 @@ fn session_load(n: usize, lag_p99: f64) -> LoadReport {
     r
 }
 
+/// The part of a page after `heading` (the heading's table and everything below it).
+fn section<'a>(md: &'a str, heading: &str) -> &'a str {
+    md.split(heading)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {heading:?} in:\n{md}"))
+}
+
+/// The first line of `table` that starts with `start`.
+fn row_of<'a>(table: &'a str, start: &str) -> &'a str {
+    table
+        .lines()
+        .find(|l| l.starts_with(start))
+        .unwrap_or_else(|| panic!("no {start:?} row in:\n{table}"))
+}
+
 #[test]
 fn scale_page_has_the_caption_and_hides_late_latency() {
     let dir = temp_dir("pages-scale");
@@ -147,17 +162,9 @@ fn scale_page_shows_the_hot_subset_against_one_session() {
         &[(1_000, Some(1_000), 110), (100_000, Some(1_000), 125)],
     );
     let md = markdown(&all, Some(&hot), None, None, 100.0, None).expect("page");
-    let table = md
-        .split("### Hot subset")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no hot table:\n{md}"));
+    let table = section(&md, "### Hot subset");
     assert!(table.contains("_Commit `abc1234`"), "{md}");
-    let row = |start: &str| {
-        table
-            .lines()
-            .find(|l| l.starts_with(start))
-            .unwrap_or_else(|| panic!("no {start:?} row:\n{md}"))
-    };
+    let row = |start: &str| row_of(table, start);
     assert!(
         row("| 1000 | 1000 | ").contains("| 11.00 | 1.10x |"),
         "{md}"
@@ -218,17 +225,9 @@ fn scale_page_splits_the_growth_into_session_state_and_client_sockets() {
         again: Some(&again),
     };
     let md = markdown_with(&all, refs, None, None, None, 100.0, None).expect("page");
-    let table = md
-        .split("### The 1-session reference")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no reference table:\n{md}"));
+    let table = section(&md, "### The 1-session reference");
     assert!(table.contains("_Commit `abc1234`"), "{md}");
-    let row = |start: &str| {
-        table
-            .lines()
-            .find(|l| l.starts_with(start))
-            .unwrap_or_else(|| panic!("no {start:?} row:\n{md}"))
-    };
+    let row = |start: &str| row_of(table, start);
     assert!(
         row("| 1 session (first) | 1 | 1 | ").contains("| 10.00 | 0.91x | 900 |"),
         "{md}"
@@ -321,14 +320,8 @@ fn scale_page_splits_fan_out_time_and_shows_the_pool_counters() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(rows(&run, 100.0)[0].server_cpu_us_per_request, Some(10.0));
     let md = markdown(&run, None, Some(&run), Some(&run), 100.0, None).expect("page");
-    let split = md
-        .split("#### Fan-out: server time per publish")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no split table:\n{md}"));
-    let row = split
-        .lines()
-        .find(|l| l.starts_with("| 10 | "))
-        .unwrap_or_else(|| panic!("no row:\n{md}"));
+    let split = section(&md, "#### Fan-out: server time per publish");
+    let row = row_of(split, "| 10 | ");
     assert!(
         row.contains(
             "| 25 | 150.0 | 200.0 | 400.0 | 5.50 | 7.25 | 20.0 | 60.0 | 0 | 0 | 3 | 0 | 0 |"
@@ -336,14 +329,8 @@ fn scale_page_splits_fan_out_time_and_shows_the_pool_counters() {
         "{row}"
     );
     // The same run as its own floor: every ratio 1.
-    let floor = md
-        .split("#### Fan-out against the kernel floor")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no floor table:\n{md}"));
-    let row = floor
-        .lines()
-        .find(|l| l.starts_with("| 10 | "))
-        .unwrap_or_else(|| panic!("no floor row:\n{md}"));
+    let floor = section(&md, "#### Fan-out against the kernel floor");
+    let row = row_of(floor, "| 10 | ");
     assert!(row.contains("| 5.50 / 5.50 = 1.00x |"), "{row}");
     assert!(row.contains("| 10.00 / 10.00 = 1.00x |"), "{row}");
     assert!(row.contains("| 400 / 400 = 1.00x |"), "{row}");
