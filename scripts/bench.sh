@@ -39,7 +39,11 @@
 # to fall below 0.3 (the build just before raises it), and records
 # /proc/loadavg in
 # $OUT/loadavg.start; the report calls the run quiet only if it was below
-# 0.3 then. $OUT/loadavg.end is taken at the very end.
+# 0.3 then. $OUT/loadavg.end is taken at the very end. $OUT/cpustat.start
+# and .end (the first line of /proc/stat) give the hypervisor's steal over
+# the run; every load report records the steal during its own cell, and a
+# cell over 2% is invalid (`ringwire-bench wait-quiet` also waits for a
+# stretch with little steal).
 #
 # --rounds N: repeat the whole sequence N times (servers interleaved in time,
 # reports in $OUT/round-K) and print each round's table and the medians.
@@ -332,6 +336,7 @@ run_round() {
 
 "$BENCH" wait-quiet --max-s "$QUIET_WAIT"
 cp /proc/loadavg "$OUT/loadavg.start"
+head -1 /proc/stat >"$OUT/cpustat.start"
 loadavg "at start"
 DIRS=()
 if [[ $ROUNDS == 1 ]]; then
@@ -480,6 +485,7 @@ if [[ $SCALE == 1 ]]; then
 fi
 
 cp /proc/loadavg "$OUT/loadavg.end"
+head -1 /proc/stat >"$OUT/cpustat.end"
 loadavg "at end"
 echo
 if [[ $ROUNDS != 1 ]]; then

@@ -24,7 +24,7 @@
 # share a packet; client_cpu_s is the client thread's CPU time in the phase (near the phase's
 # length: the client, not the server, bounds the closed-loop rate); server_sleeps_per_response
 # counts the server threads' voluntary context switches (each a park in io_uring_enter or
-# epoll_wait, and a wake-up to pay) per response. The machine is called busy when the load average is 0.3 or more. ringwire serves with retry = "never" and the
+# epoll_wait, and a wake-up to pay) per response. The machine is called busy when the load average is 0.3 or more; steal_pct is the share of the machine's CPU time the hypervisor took during the line (over 2%: disturbed, as scripts/bench.sh judges a cell). ringwire serves with retry = "never" and the
 # per-source admission limits lifted (every client is 127.0.0.1), as quinn's server, which has
 # neither.
 #
@@ -99,23 +99,31 @@ server_ticks() { server_sum stat '{print $14 + $15}'; }
 # Voluntary context switches of every thread of the server so far (each a sleep and a wake).
 server_sleeps() { server_sum status '/^voluntary_ctxt_switches/ {print $2}'; }
 
+# The first line of /proc/stat: total CPU ticks and the hypervisor's steal ("total steal").
+cpu_steal() { awk '/^cpu / {t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $9; exit}' /proc/stat; }
+# Steal between two cpu_steal readings, % of all CPU time.
+steal_pct() { awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " "); t = y[1] - x[1]; if (t > 0) printf "%.1f", (y[2] - x[2]) * 100 / t; else print "-" }'; }
+
 load() { # server-name phase args...
     local name=$1 phase=$2
     shift 2
     local before after line t0 t1 s0 s1 responses hz cpu per sleeps
     hz=$(getconf CLK_TCK)
     before=$(cut -d' ' -f1 /proc/loadavg)
+    local c0 c1
+    c0=$(cpu_steal)
     t0=$(server_ticks)
     s0=$(server_sleeps)
     line=$($BENCH quic-load --server "127.0.0.1:$PORT" --duration "$DURATION" "$@")
     t1=$(server_ticks)
     s1=$(server_sleeps)
     after=$(cut -d' ' -f1 /proc/loadavg)
+    c1=$(cpu_steal)
     responses=$(sed -n 's/.* responses=\([0-9]*\).*/\1/p' <<<"$line")
     cpu=$(awk -v t=$((t1 - t0)) -v hz="$hz" 'BEGIN { printf "%.2f", t / hz }')
     per=$(awk -v r="${responses:-0}" -v c="$cpu" 'BEGIN { if (c > 0) printf "%.0f", r / c; else print "-" }')
     sleeps=$(awk -v r="${responses:-0}" -v s=$((s1 - s0)) 'BEGIN { if (r > 0) printf "%.3f", s / r; else print "-" }')
-    echo "$name $phase: $line server_cpu_s=$cpu per_server_cpu_s=$per server_sleeps_per_response=$sleeps loadavg=$before->$after"
+    echo "$name $phase: $line server_cpu_s=$cpu per_server_cpu_s=$per server_sleeps_per_response=$sleeps loadavg=$before->$after steal_pct=$(steal_pct "$c0" "$c1")"
 }
 
 # Report (and wait for) a quiet machine before the first server: its verdict line is the run's.

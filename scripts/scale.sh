@@ -165,6 +165,7 @@ LOAD=target/release/ringwire-bench
 } | tee "$OUT/machine.txt"
 "$LOAD" wait-quiet --max-s "$QUIET_WAIT"
 cp /proc/loadavg "$OUT/loadavg.start"
+head -1 /proc/stat >"$OUT/cpustat.start"
 echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.txt"
 
 SERVER_PID=""
@@ -296,13 +297,14 @@ if [[ $PHASE == all || $PHASE == fanout ]]; then
 fi
 
 cp /proc/loadavg "$OUT/loadavg.end"
+head -1 /proc/stat >"$OUT/cpustat.end"
 echo "loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.txt"
 
 if [[ $QUICK == 1 ]]; then PAGE=$OUT/BENCHMARKS-scale.md; else PAGE=docs/BENCHMARKS-scale.md; fi
 note=()
 [[ -n ${NOTE:-} ]] && note=(--note "$NOTE")
 for d in sessions one-socket again hot fanout fanout-floor; do
-    cp "$OUT/loadavg.start" "$OUT/loadavg.end" "$OUT/$d/" 2>/dev/null || true
+    cp "$OUT/loadavg.start" "$OUT/loadavg.end" "$OUT/cpustat.start" "$OUT/cpustat.end" "$OUT/$d/" 2>/dev/null || true
 done
 # The page needs the sessions phase; a fan-out-only run joins an earlier one with
 #   ringwire-bench scale-report EARLIER/sessions --fanout $OUT/fanout --markdown ...

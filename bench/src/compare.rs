@@ -263,7 +263,7 @@ pub fn latency_cell(c: Option<&Cell>, p999: bool) -> String {
     };
     let r = &c.report;
     let mut s = match c.verdict {
-        Verdict::Late { .. } => return format!("**{}**", c.verdict),
+        Verdict::Late { .. } | Verdict::Stolen { .. } => return format!("**{}**", c.verdict),
         Verdict::Valid | Verdict::UnknownLateness => {
             format!("{:.1} / {:.1}", r.latency_us.p50, r.latency_us.p99)
         }
@@ -347,6 +347,7 @@ fn median_report(reports: &[&LoadReport]) -> Option<LoadReport> {
     )
     .map(|v| v.round() as u64);
     m.loadavg_after = reports.last().and_then(|r| r.loadavg_after);
+    m.steal_pct = median_opt(reports.iter().map(|r| r.steal_pct));
     m.achieved_rps = f(|r| r.achieved_rps);
     m.latency_us.p50 = f(|r| r.latency_us.p50);
     m.latency_us.p90 = f(|r| r.latency_us.p90);
@@ -426,32 +427,51 @@ pub fn read_rounds(dirs: &[PathBuf]) -> Result<Runs, Error> {
     Ok(merge_rounds(rounds))
 }
 
-/// How many open-loop cells are valid, late, of unknown lateness.
+/// How many cells are valid, late, disturbed by steal, of unknown lateness.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct OpenCellCount {
     /// Client on time.
     pub valid: usize,
     /// Client over the lag limit: not reported.
     pub late: usize,
+    /// The hypervisor took over [`validity::MAX_STEAL_PCT`] of the CPU in every round.
+    pub stolen: usize,
     /// Lag not recorded.
     pub unknown: usize,
+}
+
+impl OpenCellCount {
+    fn add(&mut self, v: Verdict) {
+        match v {
+            Verdict::Valid => self.valid += 1,
+            Verdict::Late { .. } => self.late += 1,
+            Verdict::Stolen { .. } => self.stolen += 1,
+            Verdict::UnknownLateness => self.unknown += 1,
+        }
+    }
 }
 
 /// Counts the open-loop cells of `runs` by verdict.
 #[must_use]
 pub fn open_cells(runs: &Runs) -> OpenCellCount {
+    count_cells(runs, true)
+}
+
+/// Counts the closed-loop cells of `runs` by verdict (only steal can make one invalid).
+#[must_use]
+pub fn closed_cells(runs: &Runs) -> OpenCellCount {
+    count_cells(runs, false)
+}
+
+fn count_cells(runs: &Runs, open: bool) -> OpenCellCount {
     let mut n = OpenCellCount::default();
     for cell in runs
         .1
         .values()
         .flat_map(|r| r.loads.values())
-        .filter(|c| c.report.rate.is_some())
+        .filter(|c| c.report.rate.is_some() == open)
     {
-        match cell.verdict {
-            Verdict::Valid => n.valid += 1,
-            Verdict::Late { .. } => n.late += 1,
-            Verdict::UnknownLateness => n.unknown += 1,
-        }
+        n.add(cell.verdict);
     }
     n
 }
@@ -496,10 +516,12 @@ pub fn table(dirs: &[PathBuf], floor: &str) -> Result<String, Error> {
     let n = open_cells(&runs);
     writeln!(
         out,
-        "\nopen-loop cells: {} valid, {} invalid (client over {} late at p99), {} of unknown lateness",
+        "\nopen-loop cells: {} valid, {} invalid (client over {} late at p99), {} invalid (hypervisor steal over {}%), {} of unknown lateness",
         n.valid,
         n.late,
         validity::duration_us(validity::MAX_CLIENT_LAG_P99_US),
+        n.stolen,
+        validity::MAX_STEAL_PCT,
         n.unknown
     )?;
     if runs.1.values().any(ServerRuns::has_bulk_phases) {

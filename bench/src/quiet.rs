@@ -1,9 +1,12 @@
 //! `ringwire-bench wait-quiet`: waits, for a bounded time, until the
-//! machine is quiet by [`crate::validity`]'s rule, so a benchmark script
-//! started right after a build does not measure the build's tail. The
-//! script goes ahead either way; its report says whether the run was quiet.
+//! machine is quiet by [`crate::validity`]'s rule (the 1-minute load average
+//! below [`validity::QUIET_LOADAVG`]) and the hypervisor took at most
+//! [`validity::MAX_STEAL_PCT`] of the CPU time over the last look, so a
+//! benchmark script started right after a build, or in a spell of the
+//! host's other work, does not measure it. The script goes ahead either
+//! way; its report says whether the run was quiet and what was stolen.
 
-use crate::sys::loadavg;
+use crate::sys::{loadavg, steal};
 use crate::validity::{self, Machine};
 use clap::Args;
 use std::time::{Duration, Instant};
@@ -14,44 +17,57 @@ pub struct WaitQuietArgs {
     /// Give up after this many seconds (0: only report).
     #[arg(long, default_value_t = 300)]
     pub max_s: u64,
-    /// Seconds between two looks at `/proc/loadavg`.
+    /// Seconds between two looks at `/proc/loadavg` and `/proc/stat` (the steal is measured
+    /// over this interval).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub every_s: u64,
 }
 
-/// Waits until the 1-minute load average is below the quiet limit or
-/// `--max-s` passed; prints what it saw. Never fails on a busy machine.
+/// Waits until the 1-minute load average is below the quiet limit and the last interval's
+/// steal at most the steal limit, or `--max-s` passed; prints what it saw. Never fails on a
+/// busy machine.
 pub fn run(args: WaitQuietArgs) -> crate::CmdResult {
     let start = Instant::now();
     let limit = Duration::from_secs(args.max_s);
     let mut last_note = None::<Instant>;
+    let mut ticks = steal::now();
+    // Steal over the last interval; unknown until one interval has passed (and for good
+    // where `/proc/stat` cannot be read, which then does not hold the wait).
+    let mut stolen: Option<f64> = None;
     loop {
-        let verdict = validity::machine(loadavg::now());
-        match verdict {
-            Machine::Quiet(_) | Machine::Unknown => {
-                println!("wait-quiet: {verdict}");
-                return Ok(());
-            }
-            Machine::Contended(l) if start.elapsed() >= limit => {
-                println!(
-                    "wait-quiet: load average {:.2} after {} s: going ahead; the report will say contended",
-                    l.one, args.max_s
-                );
-                return Ok(());
-            }
-            Machine::Contended(l) => {
-                if last_note.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
-                    println!(
-                        "wait-quiet: load average {:.2}, waiting for below {} (at most {} s)",
-                        l.one,
-                        validity::QUIET_LOADAVG,
-                        args.max_s
-                    );
-                    last_note = Some(Instant::now());
-                }
-                let left = limit.saturating_sub(start.elapsed());
-                std::thread::sleep(Duration::from_secs(args.every_s).min(left));
-            }
+        let machine = validity::machine(loadavg::now());
+        let load_ok = matches!(machine, Machine::Quiet(_) | Machine::Unknown);
+        let steal_ok = match stolen {
+            Some(pct) => pct <= validity::MAX_STEAL_PCT,
+            None => ticks.is_none(),
+        };
+        let steal_note = stolen.map_or("steal not measured yet".to_string(), |p| {
+            format!("hypervisor steal {p:.1}% over the last {} s", args.every_s)
+        });
+        if load_ok && steal_ok {
+            println!("wait-quiet: {machine}; {steal_note}");
+            return Ok(());
         }
+        if start.elapsed() >= limit {
+            println!(
+                "wait-quiet: after {} s, {machine}; {steal_note}: going ahead; the report will say so",
+                args.max_s
+            );
+            return Ok(());
+        }
+        if last_note.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
+            println!(
+                "wait-quiet: {machine}; {steal_note}; waiting for load below {} and steal at most {}% (at most {} s)",
+                validity::QUIET_LOADAVG,
+                validity::MAX_STEAL_PCT,
+                args.max_s
+            );
+            last_note = Some(Instant::now());
+        }
+        let left = limit.saturating_sub(start.elapsed());
+        std::thread::sleep(Duration::from_secs(args.every_s).min(left));
+        let now = steal::now();
+        stolen = steal::percent(ticks, now);
+        ticks = now;
     }
 }

@@ -24,6 +24,7 @@ use crate::compare::{
 use crate::load::report::LoadReport;
 use crate::sockperf::{self, SockperfSummary};
 use crate::sys::loadavg::{self, LoadAvg};
+use crate::sys::steal;
 use crate::validity::{self, Machine, Verdict};
 use clap::Args;
 use std::collections::BTreeMap;
@@ -91,6 +92,9 @@ pub struct Caption {
     pub end: Option<LoadAvg>,
     /// How late the client was (a sentence).
     pub lateness: String,
+    /// Hypervisor steal over the whole run, % of the machine's CPU time (`None`: not
+    /// recorded).
+    pub steal_pct: Option<f64>,
 }
 
 impl std::fmt::Display for Caption {
@@ -99,12 +103,13 @@ impl std::fmt::Display for Caption {
         let load = |l: Option<LoadAvg>| l.map_or("unknown".to_string(), |l| l.to_string());
         write!(
             f,
-            "_Commit `{}`, kernel `{}`; load average (1, 5, 15 min) {} at start, {} at end; {}_",
+            "_Commit `{}`, kernel `{}`; load average (1, 5, 15 min) {} at start, {} at end; {}{}_",
             or_unknown(&self.header.commit),
             or_unknown(&self.header.kernel),
             load(self.start),
             load(self.end),
-            self.lateness
+            self.lateness,
+            validity::steal_sentence(self.steal_pct).map_or(String::new(), |s| format!("; {s}"))
         )
     }
 }
@@ -124,6 +129,9 @@ pub struct BenchRun {
     pub loadavg_start: Option<LoadAvg>,
     /// Load average at the end of the whole run (`loadavg.end`).
     pub loadavg_end: Option<LoadAvg>,
+    /// Hypervisor steal from the first server to the end, % of the machine's CPU time
+    /// (`cpustat.start` and `cpustat.end`, copies of `/proc/stat`'s first line).
+    pub steal_pct: Option<f64>,
     /// Instructions per request by server.
     pub callgrind: BTreeMap<String, CallgrindReport>,
     /// The load generator's report of each callgrind run, by server.
@@ -175,6 +183,10 @@ pub fn read(dir: &Path) -> Result<BenchRun, Error> {
         rounds: rounds.len(),
         loadavg_start: loadavg::read(&dir.join("loadavg.start")).or(first),
         loadavg_end: loadavg::read(&dir.join("loadavg.end")).or(last),
+        steal_pct: steal::percent(
+            steal::read(&dir.join("cpustat.start")),
+            steal::read(&dir.join("cpustat.end")),
+        ),
         runs,
         callgrind,
         callgrind_loads,
@@ -257,7 +269,7 @@ pub fn lag_range(lags: impl Iterator<Item = f64>) -> Option<String> {
 pub fn lateness_sentence<'a>(cells: impl Iterator<Item = &'a Cell>) -> String {
     let mut open_p99 = Vec::new();
     let mut closed_p99 = Vec::new();
-    let (mut valid, mut late, mut unknown) = (0, 0, 0);
+    let (mut valid, mut late, mut unknown, mut stolen) = (0, 0, 0, 0);
     for c in cells {
         let is_open = c.report.rate.is_some();
         for r in &c.rounds {
@@ -274,12 +286,13 @@ pub fn lateness_sentence<'a>(cells: impl Iterator<Item = &'a Cell>) -> String {
                 Verdict::Valid => valid += 1,
                 Verdict::Late { .. } => late += 1,
                 Verdict::UnknownLateness => unknown += 1,
+                Verdict::Stolen { .. } => stolen += 1,
             }
         }
     }
     let range = |v: &[f64]| lag_range(v.iter().copied()).unwrap_or_default();
     let mut s = String::from("client lag p99: ");
-    if valid + late + unknown > 0 {
+    if valid + late + unknown + stolen > 0 {
         if open_p99.is_empty() {
             s.push_str("open loop not recorded");
         } else {
@@ -290,18 +303,25 @@ pub fn lateness_sentence<'a>(cells: impl Iterator<Item = &'a Cell>) -> String {
             " ({valid} open-loop cells valid, {late} invalid for over {} late",
             validity::duration_us(validity::MAX_CLIENT_LAG_P99_US)
         );
+        if stolen > 0 {
+            let _ = write!(
+                s,
+                ", {stolen} invalid for hypervisor steal over {}%",
+                validity::MAX_STEAL_PCT
+            );
+        }
         if unknown > 0 {
             let _ = write!(s, ", {unknown} of unknown lateness");
         }
         s.push(')');
     }
     if !closed_p99.is_empty() {
-        if valid + late + unknown > 0 {
+        if valid + late + unknown + stolen > 0 {
             s.push_str("; ");
         }
         let _ = write!(s, "closed-loop re-send turnaround {}", range(&closed_p99));
     }
-    if valid + late + unknown == 0 && closed_p99.is_empty() {
+    if valid + late + unknown + stolen == 0 && closed_p99.is_empty() {
         s.push_str("not recorded");
     }
     s
@@ -326,6 +346,7 @@ impl BenchRun {
             start: self.loadavg_start,
             end: cell_span(&self.runs).1,
             lateness: lateness_sentence(self.all_cells()),
+            steal_pct: self.steal_pct,
         }
     }
 
@@ -364,12 +385,14 @@ impl BenchRun {
         self.runs.1.get(name)?.rps("bulk")
     }
 
-    fn late(&self, name: &str, phase: &str) -> bool {
+    /// Whether the cell is invalid: its client late, or the hypervisor's steal over the limit
+    /// in every round.
+    fn invalid(&self, name: &str, phase: &str) -> bool {
         self.runs
             .1
             .get(name)
             .and_then(|r| r.cell(phase))
-            .is_some_and(|c| matches!(c.verdict, Verdict::Late { .. }))
+            .is_some_and(|c| matches!(c.verdict, Verdict::Late { .. } | Verdict::Stolen { .. }))
     }
 }
 
@@ -440,13 +463,19 @@ fn verdict_section(md: &mut String, run: &BenchRun) -> Result<(), Error> {
              the servers. Do not quote these figures as the engine's; re-run on a quiet machine."
         )?;
     }
+    steal_bullet(md, run.steal_pct, compare::closed_cells(&run.runs).stolen)?;
     writeln!(
         md,
-        "- **Open-loop cells: {} valid, {} invalid**{}. A cell is invalid when the load \
+        "- **Open-loop cells: {} valid, {} invalid**{}{}. A cell is invalid when the load \
          generator sent more than {} behind its schedule at p99: its latency would be the \
          client's lateness, so it is not reported.",
         n.valid,
-        n.late,
+        n.late + n.stolen,
+        if n.stolen > 0 {
+            format!(" ({} of them for hypervisor steal)", n.stolen)
+        } else {
+            String::new()
+        },
         if n.unknown > 0 {
             format!(", {} of unknown lateness (older reports)", n.unknown)
         } else {
@@ -455,6 +484,39 @@ fn verdict_section(md: &mut String, run: &BenchRun) -> Result<(), Error> {
         validity::duration_us(validity::MAX_CLIENT_LAG_P99_US)
     )?;
     writeln!(md)?;
+    Ok(())
+}
+
+/// The machine's steal over the run, and how many closed-loop cells it invalidated in every
+/// round (shared with the scale page).
+pub(crate) fn steal_bullet(
+    md: &mut String,
+    steal_pct: Option<f64>,
+    closed_stolen: usize,
+) -> Result<(), Error> {
+    let limit = validity::MAX_STEAL_PCT;
+    match steal_pct {
+        None => writeln!(md, "- **Hypervisor steal: not recorded.**")?,
+        Some(pct) if pct > limit => writeln!(
+            md,
+            "- **Hypervisor steal: {pct:.1}% of the machine's CPU time over the run (over \
+             {limit}%): disturbed.** The host ran other work on these cores, which the load \
+             average does not see; cells over {limit}% are invalid, and medians take only the \
+             rounds under it."
+        )?,
+        Some(pct) => writeln!(
+            md,
+            "- **Hypervisor steal: {pct:.1}% of the machine's CPU time over the run** (a cell \
+             over {limit}% is invalid, and medians take only the rounds under it)."
+        )?,
+    }
+    if closed_stolen > 0 {
+        writeln!(
+            md,
+            "- **Closed-loop cells disturbed in every round: {closed_stolen}** (their figures \
+             are shown, from all rounds, and their ratios marked invalid)."
+        )?;
+    }
     Ok(())
 }
 
@@ -501,7 +563,16 @@ fn loadavg_cell(c: &Cell) -> String {
     let parts: Vec<String> = c
         .rounds
         .iter()
-        .map(|r| format!("{} → {}", one(r.loadavg_before), one(r.loadavg_after)))
+        .map(|r| {
+            let steal = r
+                .steal_pct
+                .map_or(String::new(), |s| format!(" (steal {s:.1}%)"));
+            format!(
+                "{} → {}{steal}",
+                one(r.loadavg_before),
+                one(r.loadavg_after)
+            )
+        })
         .collect();
     parts.join(", ")
 }
@@ -511,7 +582,7 @@ fn verdict_cell(c: &Cell) -> String {
         Verdict::Valid if c.rounds.len() > 1 && c.valid_rounds() < c.rounds.len() => {
             format!("valid in {} of {} rounds", c.valid_rounds(), c.rounds.len())
         }
-        Verdict::Late { .. } => format!("**{}**", c.verdict),
+        Verdict::Late { .. } | Verdict::Stolen { .. } => format!("**{}**", c.verdict),
         v => v.to_string(),
     }
 }
@@ -571,14 +642,14 @@ fn ratios(run: &BenchRun, engine: &str, base: &str) -> Vec<(String, Option<f64>,
     let mut v = vec![(
         "saturation".to_string(),
         ratio(run.sat(engine), run.sat(base)),
-        false,
+        run.invalid(engine, "sat") || run.invalid(base, "sat"),
         true,
     )];
     for (phase, pct) in OPEN_PHASES {
         v.push((
             format!("p99 at {pct}%"),
             ratio(run.p99(engine, phase), run.p99(base, phase)),
-            run.late(engine, phase) || run.late(base, phase),
+            run.invalid(engine, phase) || run.invalid(base, phase),
             false,
         ));
     }
@@ -770,6 +841,7 @@ fn callgrind_table(md: &mut String, run: &BenchRun) -> Result<(), Error> {
             ),
             None => "client lag: not recorded".to_string(),
         },
+        steal_pct: run.steal_pct,
     };
     writeln!(md, "{caption}\n")?;
     writeln!(
@@ -820,6 +892,7 @@ fn sockperf_table(md: &mut String, run: &BenchRun) -> Result<(), Error> {
         start: run.sockperf_loadavg.0,
         end: run.sockperf_loadavg.1,
         lateness: "client: sockperf's own, whose lateness is not measured".to_string(),
+        steal_pct: run.steal_pct,
     };
     writeln!(md, "{caption}\n")?;
     writeln!(
@@ -862,6 +935,7 @@ fn how_to_read(md: &mut String) -> Result<(), Error> {
     writeln!(md, "## How to read this\n")?;
     let limit = validity::duration_us(validity::MAX_CLIENT_LAG_P99_US);
     let quiet = validity::QUIET_LOADAVG;
+    let steal = validity::MAX_STEAL_PCT;
     for line in [
         "- **Compare only numbers from one run.** Absolute figures drift from machine to machine \
          and from minute to minute; the ratios are what carries over."
@@ -872,6 +946,13 @@ fn how_to_read(md: &mut String) -> Result<(), Error> {
              itself (a busy-polling client and a saturated server hold it near 2), so the per-cell \
              figures show the trend, not contention; the client's lag and preemptions are the \
              per-cell signs of a busy machine."
+        ),
+        format!(
+            "- **Hypervisor steal.** On a virtual machine the host can run other work on the \
+             guest's cores; the guest's load average does not count it. Every load run records \
+             the share of the machine's CPU time the hypervisor took (`/proc/stat`'s steal) \
+             while it ran; a cell over {steal}% is invalid in that round, open or closed loop, \
+             and the medians take only the rounds under it."
         ),
         format!(
             "- **Open loop and validity.** Latency counts from each datagram's intended send \

@@ -15,6 +15,7 @@
 use crate::report::{Caption, RunHeader};
 use crate::sys::cpu_time;
 use crate::sys::loadavg::{self, LoadAvg};
+use crate::sys::steal;
 use crate::validity::{self, Machine};
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -180,6 +181,10 @@ pub struct RingsReport {
     pub loadavg_before: Option<LoadAvg>,
     /// `/proc/loadavg` after the last one.
     pub loadavg_after: Option<LoadAvg>,
+    /// Hypervisor steal from the first measurement to the last, % of the machine's CPU time
+    /// ([`crate::sys::steal`]). Absent in older reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steal_pct: Option<f64>,
 }
 
 /// Errors of the `rings` benchmark.
@@ -1000,6 +1005,7 @@ fn cpu_model() -> String {
 /// Runs the benchmark, prints the table and returns the report.
 pub fn run(args: RingsArgs) -> Result<RingsReport, RingsError> {
     let loadavg_before = loadavg::now();
+    let ticks_before = steal::now();
     let nproc = thread::available_parallelism().map_or(0, usize::from);
     let ids = core_affinity::get_core_ids().unwrap_or_default();
     let find = |id: usize| ids.iter().copied().find(|c| c.id == id);
@@ -1181,6 +1187,7 @@ pub fn run(args: RingsArgs) -> Result<RingsReport, RingsError> {
         rows,
         loadavg_before,
         loadavg_after: loadavg::now(),
+        steal_pct: steal::percent(ticks_before, steal::now()),
     };
     if let Some(path) = &args.child_json {
         std::fs::write(path, serde_json::to_string(&report)?)?;
@@ -1454,6 +1461,7 @@ pub fn page(report: &RingsReport, machine: &str, command: &str) -> String {
              process gets their core; re-run on a quiet machine before quoting."
         );
     }
+    let _ = crate::report::steal_bullet(&mut md, report.steal_pct, 0);
     let _ = writeln!(
         md,
         "- No load generator here: the producer and consumer are the measurement, so there is \
@@ -1475,6 +1483,7 @@ pub fn page(report: &RingsReport, machine: &str, command: &str) -> String {
         start: report.loadavg_before,
         end: report.loadavg_after,
         lateness: "client lateness: not applicable (no load generator)".to_string(),
+        steal_pct: report.steal_pct,
     };
     let _ = writeln!(md, "## Results\n\n{caption}\n");
     // The table's own setting line, then the tables; the spread table gets

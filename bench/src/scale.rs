@@ -18,6 +18,7 @@ use crate::report::{Caption, RunHeader, lateness_sentence};
 use crate::scale_reference::{self, References};
 use crate::sys::cpu_time::clock_ticks_per_s;
 use crate::sys::loadavg::{self, LoadAvg};
+use crate::sys::steal;
 use crate::validity::{self, Machine, Verdict};
 use clap::Args;
 use serde::{Deserialize, Serialize};
@@ -125,6 +126,8 @@ pub struct ScaleRow {
     pub loadavg_before: Option<LoadAvg>,
     /// Load average after it.
     pub loadavg_after: Option<LoadAvg>,
+    /// Hypervisor steal during the row's run, % of the machine's CPU time.
+    pub steal_pct: Option<f64>,
     /// `valid`, or why the latency is not reported.
     pub verdict: String,
 }
@@ -137,6 +140,9 @@ pub struct ScaleRun {
     pub header: RunHeader,
     /// Load average before the first N and at the end.
     pub loadavg: (Option<LoadAvg>, Option<LoadAvg>),
+    /// Hypervisor steal from the first N to the end (`cpustat.start`, `cpustat.end`), % of
+    /// the machine's CPU time.
+    pub steal_pct: Option<f64>,
     /// (load report, server sample) per N, by N.
     pub runs: Vec<(LoadReport, ServerSample)>,
 }
@@ -176,6 +182,10 @@ pub fn read(dir: &Path) -> Result<ScaleRun, Error> {
                 .or_else(|| runs.first().and_then(|r| r.0.loadavg_before)),
             loadavg::read(&dir.join("loadavg.end"))
                 .or_else(|| runs.last().and_then(|r| r.0.loadavg_after)),
+        ),
+        steal_pct: steal::percent(
+            steal::read(&dir.join("cpustat.start")),
+            steal::read(&dir.join("cpustat.end")),
         ),
         runs,
     })
@@ -233,6 +243,7 @@ pub fn rows(run: &ScaleRun, ticks_per_s: f64) -> Vec<ScaleRow> {
                 client_lag_p99_us: load.client_lag_us.map(|l| l.p99),
                 loadavg_before: load.loadavg_before,
                 loadavg_after: load.loadavg_after,
+                steal_pct: load.steal_pct,
                 verdict: validity::verdict(load).to_string(),
             };
             if let Some(r) = rss_n {
@@ -250,6 +261,7 @@ pub(crate) fn caption(run: &ScaleRun, cells: &[Cell]) -> Caption {
         start: run.loadavg.0,
         end: run.loadavg.1,
         lateness: lateness_sentence(cells.iter()),
+        steal_pct: run.steal_pct,
     }
 }
 
@@ -272,10 +284,19 @@ fn one(l: Option<LoadAvg>) -> String {
     l.map_or("-".to_string(), |l| format!("{:.2}", l.one))
 }
 
+/// The load average after a row's run, with the hypervisor's steal during it if recorded
+/// (`1.35 (steal 0.4%)`).
+pub(crate) fn after(row: &ScaleRow) -> String {
+    match row.steal_pct {
+        Some(s) => format!("{} (steal {s:.1}%)", one(row.loadavg_after)),
+        None => one(row.loadavg_after),
+    }
+}
+
 /// p50 and p99 as reported, or `invalid` when the client was late, and the verdict.
 pub(crate) fn latency(row: &ScaleRow, cell: &Cell) -> (String, String, String) {
     match cell.verdict {
-        Verdict::Late { .. } => (
+        Verdict::Late { .. } | Verdict::Stolen { .. } => (
             "invalid".to_string(),
             "invalid".to_string(),
             format!("**{}**", row.verdict),
@@ -364,13 +385,17 @@ pub fn markdown_with(
             "  Other processes competed for the cores; re-run on a quiet machine before quoting."
         )?;
     }
+    crate::report::steal_bullet(&mut md, run.steal_pct, 0)?;
     let valid = all.iter().filter(|c| c.verdict.is_valid()).count();
     writeln!(
         md,
-        "- **Rows with the client on time: {valid} of {}.** A row whose client sent more than {} \
-         behind its schedule at p99 keeps its CPU and memory columns but not its latency.\n",
+        "- **Valid rows: {valid} of {}.** A row whose client sent more than {} \
+         behind its schedule at p99, or during which the hypervisor took more than {}% of the \
+         machine's CPU time, keeps its CPU and memory columns but not its latency (a stolen \
+         row's CPU is suspect too: the host's other work also empties the caches).\n",
         all.len(),
-        validity::duration_us(validity::MAX_CLIENT_LAG_P99_US)
+        validity::duration_us(validity::MAX_CLIENT_LAG_P99_US),
+        validity::MAX_STEAL_PCT
     )?;
     writeln!(md, "## Command and machine\n\n```")?;
     write!(md, "{}", run.machine)?;
@@ -406,7 +431,7 @@ pub fn markdown_with(
             opt(row.marginal_bytes_per_session, 0),
             opt(row.client_lag_p99_us, 1),
             one(row.loadavg_before),
-            one(row.loadavg_after),
+            after(row),
         )?;
     }
     writeln!(md)?;
@@ -437,7 +462,7 @@ pub fn markdown_with(
                 opt(row.server_cpu_us_per_request, 2),
                 opt(row.client_lag_p99_us, 1),
                 one(row.loadavg_before),
-                one(row.loadavg_after),
+                after(row),
             )?;
         }
         writeln!(md)?;
@@ -695,7 +720,7 @@ fn hot_table(
             opt(row.server_cpu_us_per_request, 2),
             opt(row.client_lag_p99_us, 1),
             one(row.loadavg_before),
-            one(row.loadavg_after),
+            after(row),
         )?;
     }
     writeln!(md)?;

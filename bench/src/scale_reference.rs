@@ -133,8 +133,7 @@ pub fn table(
                 .map_or("-".to_string(), |v| format!("{v:.1}")),
             row.loadavg_before
                 .map_or("-".to_string(), |l| format!("{:.2}", l.one)),
-            row.loadavg_after
-                .map_or("-".to_string(), |l| format!("{:.2}", l.one)),
+            crate::scale::after(row),
         )?;
     }
     writeln!(md)?;

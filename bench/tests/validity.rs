@@ -9,7 +9,9 @@ use ringwire_bench::compare::{read_rounds, round_dirs, table};
 use ringwire_bench::load::report::{LagUs, LoadReport};
 use ringwire_bench::plot::{Point, series};
 use ringwire_bench::report::{ReportArgs, markdown, read};
-use ringwire_bench::validity::{MAX_CLIENT_LAG_P99_US, Machine, Verdict, machine, verdict};
+use ringwire_bench::validity::{
+    MAX_CLIENT_LAG_P99_US, MAX_STEAL_PCT, Machine, Verdict, machine, verdict,
+};
 use std::path::Path;
 
 /// An open-loop report at `rate` whose client lagged `lag_p99` us at p99.
@@ -60,6 +62,69 @@ fn closed_loop_is_never_invalidated_by_lag() {
     assert_eq!(verdict(&r), Verdict::Valid);
     r.client_lag_us = None;
     assert_eq!(verdict(&r), Verdict::Valid);
+}
+
+#[test]
+fn steal_over_the_limit_invalidates_any_cell() {
+    let mut closed = load_report(100_000.0, 0);
+    closed.steal_pct = Some(MAX_STEAL_PCT);
+    assert_eq!(
+        verdict(&closed),
+        Verdict::Valid,
+        "the limit itself is allowed"
+    );
+    closed.steal_pct = Some(7.5);
+    assert_eq!(verdict(&closed), Verdict::Stolen { pct: 7.5 });
+    assert_eq!(
+        verdict(&closed).to_string(),
+        "invalid: the hypervisor took 7.5% of the CPU time (limit 2%)"
+    );
+    // Steal is judged before the client's lag: it is the cause.
+    let mut open_late = open(1000.0, 20.0, 18_600.0);
+    open_late.steal_pct = Some(3.0);
+    assert_eq!(verdict(&open_late), Verdict::Stolen { pct: 3.0 });
+    // Older reports without the field are judged as before.
+    closed.steal_pct = None;
+    assert_eq!(verdict(&closed), Verdict::Valid);
+}
+
+#[test]
+fn medians_leave_out_the_rounds_the_hypervisor_disturbed() {
+    let base = temp_dir("validity-steal");
+    // sat: 100k, 60k (12% stolen), 110k; lat: stolen in every round.
+    for (k, (rps, steal)) in [(100_000.0, 0.5), (60_000.0, 12.0), (110_000.0, 1.0)]
+        .into_iter()
+        .enumerate()
+    {
+        let dir = base.join(format!("round-{}", k + 1));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let mut sat = load_report(rps, 0);
+        sat.steal_pct = Some(steal);
+        write(&dir, "tokio.sat.json", &sat);
+        let mut lat = load_report(50_000.0, 0);
+        lat.window = Some(8);
+        lat.steal_pct = Some(5.0 + k as f64);
+        write(&dir, "tokio.lat.json", &lat);
+    }
+    let runs = read_rounds(&round_dirs(&base)).expect("reads");
+    let t = table(&round_dirs(&base), "mmsg").expect("table");
+    let _ = std::fs::remove_dir_all(&base);
+    let tokio = &runs.1["tokio"];
+    let sat = tokio.cell("sat").expect("cell");
+    assert_eq!(sat.verdict, Verdict::Valid);
+    assert_eq!(sat.valid_rounds(), 2);
+    assert_eq!(
+        tokio.saturation_rps(),
+        Some(105_000.0),
+        "median of 100k and 110k"
+    );
+    let lat = tokio.cell("lat").expect("cell");
+    assert_eq!(lat.verdict, Verdict::Stolen { pct: 6.0 });
+    assert!(tokio.valid("lat").is_none());
+    assert!(
+        t.contains("**invalid: the hypervisor took 6.0% of the CPU time (limit 2%)**"),
+        "{t}"
+    );
 }
 
 #[test]
@@ -306,7 +371,7 @@ fn an_invalid_cell_is_marked_not_reported_and_not_compared() {
         "{md}"
     );
     assert!(
-        row("| tokio | open50 | ").contains("| 0.10 → 1.25 |"),
+        row("| tokio | open50 | ").contains("| 0.10 → 1.25 (steal 0.2%) |"),
         "{md}"
     );
     assert!(

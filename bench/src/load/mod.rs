@@ -23,7 +23,7 @@ pub mod transport;
 pub mod worker;
 
 use crate::args::{parse_rate, parse_secs};
-use crate::sys::{affinity, cpu_time, loadavg, rlimit};
+use crate::sys::{affinity, cpu_time, loadavg, rlimit, steal};
 use clap::{Args, ValueEnum};
 use echo_io::EchoIo;
 use peers::PeerSet;
@@ -307,6 +307,7 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
     let live: Vec<Arc<LiveCounters>> = (0..threads).map(|_| Arc::default()).collect();
     let start_line = Arc::new(Barrier::new(threads + 1));
     let loadavg_before = loadavg::now();
+    let ticks_before = steal::now();
 
     let mut handles = Vec::with_capacity(threads);
     let tuning = session::ClientTuning {
@@ -374,6 +375,7 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
         }
     }
     let loadavg_after = loadavg::now();
+    let steal_pct = steal::percent(ticks_before, steal::now());
     let totals = Totals::merge(&stats);
     let info = RunInfo {
         mode: args.mode.name().to_string(),
@@ -399,6 +401,7 @@ pub fn execute(args: &LoadArgs) -> Result<LoadReport, Box<dyn std::error::Error 
             .map(|a| (a as usize).min(if session_mode { sessions } else { peers })),
         loadavg_before,
         loadavg_after,
+        steal_pct,
     };
     Ok(LoadReport::new(info, &totals))
 }

@@ -156,6 +156,11 @@ pub struct LoadReport {
     /// `/proc/loadavg` once every worker finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loadavg_after: Option<LoadAvg>,
+    /// Share of the machine's CPU time (all CPUs) the hypervisor took between the two load
+    /// average readings, % (`/proc/stat` steal, [`crate::sys::steal`]). Absent in older
+    /// reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steal_pct: Option<f64>,
     /// Echoes received per second of the measured window.
     pub achieved_rps: f64,
     /// Round-trip latency.
@@ -248,6 +253,8 @@ pub struct RunInfo {
     pub loadavg_before: Option<LoadAvg>,
     /// See [`LoadReport::loadavg_after`].
     pub loadavg_after: Option<LoadAvg>,
+    /// See [`LoadReport::steal_pct`].
+    pub steal_pct: Option<f64>,
 }
 
 impl LoadReport {
@@ -304,6 +311,7 @@ impl LoadReport {
             client_involuntary_switches: Some(t.involuntary_switches),
             loadavg_before: info.loadavg_before,
             loadavg_after: info.loadavg_after,
+            steal_pct: info.steal_pct,
             achieved_rps: if info.duration_s > 0.0 {
                 t.received as f64 / info.duration_s
             } else {
@@ -458,6 +466,12 @@ impl fmt::Display for LoadReport {
         }
         if let (Some(b), Some(a)) = (self.loadavg_before, self.loadavg_after) {
             writeln!(f, "load average before {b}, after {a}")?;
+        }
+        if let Some(s) = self.steal_pct {
+            writeln!(
+                f,
+                "hypervisor steal {s:.1}% of the machine's CPU time during the run"
+            )?;
         }
         match crate::validity::verdict(self) {
             crate::validity::Verdict::Valid => {}

@@ -12,4 +12,5 @@ pub mod loadavg;
 pub mod mmsg;
 pub mod proc_stat;
 pub mod rlimit;
+pub mod steal;
 pub mod stop;

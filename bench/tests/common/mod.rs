@@ -134,7 +134,7 @@ pub fn loadavg(v: f64) -> LoadAvg {
 }
 
 /// A closed-loop load report at `rps` with `lost` datagrams lost (p50 10 us,
-/// p99 30 us; client lag p99 2 us; load average 0.1 before, 0.9 after).
+/// p99 30 us; client lag p99 2 us; load average 0.1 before, 0.9 after; steal 0.2%).
 pub fn load_report(rps: f64, lost: u64) -> LoadReport {
     LoadReport {
         mode: "echo".into(),
@@ -176,6 +176,7 @@ pub fn load_report(rps: f64, lost: u64) -> LoadReport {
         client_involuntary_switches: Some(0),
         loadavg_before: Some(loadavg(0.1)),
         loadavg_after: Some(loadavg(0.9)),
+        steal_pct: Some(0.2),
         achieved_rps: rps,
         latency_us: LatencyUs {
             p50: 10.0,
