@@ -463,7 +463,12 @@ fn verdict_section(md: &mut String, run: &BenchRun) -> Result<(), Error> {
              the servers. Do not quote these figures as the engine's; re-run on a quiet machine."
         )?;
     }
-    steal_bullet(md, run.steal_pct, compare::closed_cells(&run.runs).stolen)?;
+    steal_bullet(
+        md,
+        run.steal_pct,
+        compare::closed_cells(&run.runs).stolen,
+        true,
+    )?;
     writeln!(
         md,
         "- **Open-loop cells: {} valid, {} invalid**{}{}. A cell is invalid when the load \
@@ -489,25 +494,33 @@ fn verdict_section(md: &mut String, run: &BenchRun) -> Result<(), Error> {
 
 /// The machine's steal over the run, and how many closed-loop cells it invalidated in every
 /// round (shared with the scale page).
+/// `per_cell`: whether the page's cells are judged by their own steal (the load
+/// generator's pages) or only the run's is known (the rings page).
 pub(crate) fn steal_bullet(
     md: &mut String,
     steal_pct: Option<f64>,
     closed_stolen: usize,
+    per_cell: bool,
 ) -> Result<(), Error> {
     let limit = validity::MAX_STEAL_PCT;
+    let rule = if per_cell {
+        format!("a cell over {limit}% is invalid, and medians take only the rounds under it")
+    } else {
+        "only the run's steal is recorded here, not each figure's: a disturbed run's figures \
+         are all suspect"
+            .to_string()
+    };
     match steal_pct {
         None => writeln!(md, "- **Hypervisor steal: not recorded.**")?,
         Some(pct) if pct > limit => writeln!(
             md,
             "- **Hypervisor steal: {pct:.1}% of the machine's CPU time over the run (over \
              {limit}%): disturbed.** The host ran other work on these cores, which the load \
-             average does not see; cells over {limit}% are invalid, and medians take only the \
-             rounds under it."
+             average does not see; {rule}."
         )?,
         Some(pct) => writeln!(
             md,
-            "- **Hypervisor steal: {pct:.1}% of the machine's CPU time over the run** (a cell \
-             over {limit}% is invalid, and medians take only the rounds under it)."
+            "- **Hypervisor steal: {pct:.1}% of the machine's CPU time over the run** ({rule})."
         )?,
     }
     if closed_stolen > 0 {
@@ -679,7 +692,7 @@ fn ratio_table(md: &mut String, run: &BenchRun, args: &ReportArgs) -> Result<(),
         md,
         "Each cell is {e} divided by the baseline: above 1 is better for saturation, below 1 is \
          better for everything else. \"invalid\": one of the two cells is invalid (its client was \
-         late), so there is no ratio. A `{e}-base` row is the same run's baseline engine binary \
+         late, or the host's steal was over the limit in every round), so there is no ratio. A `{e}-base` row is the same run's baseline engine binary \
          (`RINGWIRE_BASELINE_BIN`): new / base.\n",
         e = args.engine
     )?;

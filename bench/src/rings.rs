@@ -1461,7 +1461,7 @@ pub fn page(report: &RingsReport, machine: &str, command: &str) -> String {
              process gets their core; re-run on a quiet machine before quoting."
         );
     }
-    let _ = crate::report::steal_bullet(&mut md, report.steal_pct, 0);
+    let _ = crate::report::steal_bullet(&mut md, report.steal_pct, 0, false);
     let _ = writeln!(
         md,
         "- No load generator here: the producer and consumer are the measurement, so there is \

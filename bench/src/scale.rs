@@ -385,7 +385,7 @@ pub fn markdown_with(
             "  Other processes competed for the cores; re-run on a quiet machine before quoting."
         )?;
     }
-    crate::report::steal_bullet(&mut md, run.steal_pct, 0)?;
+    crate::report::steal_bullet(&mut md, run.steal_pct, 0, true)?;
     let valid = all.iter().filter(|c| c.verdict.is_valid()).count();
     writeln!(
         md,
@@ -647,7 +647,7 @@ fn floor_table(
             if on_time {
                 versus(Some(pick(r)), Some(pick(f)), 1)
             } else {
-                "invalid (client late)".to_string()
+                "invalid (client late or host steal)".to_string()
             }
         };
         writeln!(

@@ -52,10 +52,20 @@ fn run_against(kind: Kind) {
     );
     assert!(report.latency_us.p50 > 0.0 && report.latency_us.p50 <= report.latency_us.max);
     // Every measured send recorded its turnaround lag; closed loop is never
-    // invalidated by it.
+    // invalidated by it (only the host's steal, which this machine does not control, can
+    // make a closed-loop cell invalid).
     let lag = report.client_lag_us.expect("lag recorded");
     assert!(lag.p50 <= lag.p99 && lag.p99 <= lag.max, "{report}");
-    assert!(ringwire_bench::validity::verdict(&report).is_valid());
+    assert!(report.steal_pct.is_some(), "steal recorded: {report}");
+    let verdict = ringwire_bench::validity::verdict(&report);
+    assert!(
+        matches!(
+            verdict,
+            ringwire_bench::validity::Verdict::Valid
+                | ringwire_bench::validity::Verdict::Stolen { .. }
+        ),
+        "{verdict}: {report}"
+    );
     // The server also saw warm-up traffic, so at least as much as measured.
     assert!(served.served >= report.received, "{served}");
 }

@@ -374,6 +374,15 @@ fn rings_page_captions_both_tables() {
         md.contains("**Machine: contended (1-minute load average 0.50"),
         "{md}"
     );
+    // The rings record the run's steal only, and say so (no per-figure rule to promise).
+    assert!(
+        md.contains(
+            "**Hypervisor steal: 0.4% of the machine's CPU time over the run** (only the run's \
+             steal is recorded here"
+        ),
+        "{md}"
+    );
+    assert!(md.contains("hypervisor steal 0.4% of the CPU time"), "{md}");
     assert!(
         md.contains("| throughput single | items/s | 200.0M | 300.0M |"),
         "{md}"

@@ -156,9 +156,9 @@ pub struct LoadReport {
     /// `/proc/loadavg` once every worker finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loadavg_after: Option<LoadAvg>,
-    /// Share of the machine's CPU time (all CPUs) the hypervisor took between the two load
-    /// average readings, % (`/proc/stat` steal, [`crate::sys::steal`]). Absent in older
-    /// reports.
+    /// Share of the machine's CPU time (all CPUs) the hypervisor took during the measured
+    /// window (from the end of the warm-up, after any handshakes, to the end of the run), %
+    /// (`/proc/stat` steal, [`crate::sys::steal`]). Absent in older reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steal_pct: Option<f64>,
     /// Echoes received per second of the measured window.
