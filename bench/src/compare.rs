@@ -429,7 +429,7 @@ pub fn read_rounds(dirs: &[PathBuf]) -> Result<Runs, Error> {
 
 /// How many cells are valid, late, disturbed by steal, of unknown lateness.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct OpenCellCount {
+pub struct CellCount {
     /// Client on time.
     pub valid: usize,
     /// Client over the lag limit: not reported.
@@ -440,8 +440,9 @@ pub struct OpenCellCount {
     pub unknown: usize,
 }
 
-impl OpenCellCount {
-    fn add(&mut self, v: Verdict) {
+impl CellCount {
+    /// Counts one cell's verdict.
+    pub fn add(&mut self, v: Verdict) {
         match v {
             Verdict::Valid => self.valid += 1,
             Verdict::Late { .. } => self.late += 1,
@@ -449,22 +450,28 @@ impl OpenCellCount {
             Verdict::UnknownLateness => self.unknown += 1,
         }
     }
+
+    /// Cells counted.
+    #[must_use]
+    pub fn total(&self) -> usize {
+        self.valid + self.late + self.stolen + self.unknown
+    }
 }
 
 /// Counts the open-loop cells of `runs` by verdict.
 #[must_use]
-pub fn open_cells(runs: &Runs) -> OpenCellCount {
+pub fn open_cells(runs: &Runs) -> CellCount {
     count_cells(runs, true)
 }
 
 /// Counts the closed-loop cells of `runs` by verdict (only steal can make one invalid).
 #[must_use]
-pub fn closed_cells(runs: &Runs) -> OpenCellCount {
+pub fn closed_cells(runs: &Runs) -> CellCount {
     count_cells(runs, false)
 }
 
-fn count_cells(runs: &Runs, open: bool) -> OpenCellCount {
-    let mut n = OpenCellCount::default();
+fn count_cells(runs: &Runs, open: bool) -> CellCount {
+    let mut n = CellCount::default();
     for cell in runs
         .1
         .values()

@@ -269,7 +269,7 @@ pub fn lag_range(lags: impl Iterator<Item = f64>) -> Option<String> {
 pub fn lateness_sentence<'a>(cells: impl Iterator<Item = &'a Cell>) -> String {
     let mut open_p99 = Vec::new();
     let mut closed_p99 = Vec::new();
-    let (mut valid, mut late, mut unknown, mut stolen) = (0, 0, 0, 0);
+    let mut n = compare::CellCount::default();
     for c in cells {
         let is_open = c.report.rate.is_some();
         for r in &c.rounds {
@@ -282,17 +282,12 @@ pub fn lateness_sentence<'a>(cells: impl Iterator<Item = &'a Cell>) -> String {
             }
         }
         if is_open {
-            match c.verdict {
-                Verdict::Valid => valid += 1,
-                Verdict::Late { .. } => late += 1,
-                Verdict::UnknownLateness => unknown += 1,
-                Verdict::Stolen { .. } => stolen += 1,
-            }
+            n.add(c.verdict);
         }
     }
     let range = |v: &[f64]| lag_range(v.iter().copied()).unwrap_or_default();
     let mut s = String::from("client lag p99: ");
-    if valid + late + unknown + stolen > 0 {
+    if n.total() > 0 {
         if open_p99.is_empty() {
             s.push_str("open loop not recorded");
         } else {
@@ -300,28 +295,31 @@ pub fn lateness_sentence<'a>(cells: impl Iterator<Item = &'a Cell>) -> String {
         }
         let _ = write!(
             s,
-            " ({valid} open-loop cells valid, {late} invalid for over {} late",
+            " ({} open-loop cells valid, {} invalid for over {} late",
+            n.valid,
+            n.late,
             validity::duration_us(validity::MAX_CLIENT_LAG_P99_US)
         );
-        if stolen > 0 {
+        if n.stolen > 0 {
             let _ = write!(
                 s,
-                ", {stolen} invalid for hypervisor steal over {}%",
+                ", {} invalid for hypervisor steal over {}%",
+                n.stolen,
                 validity::MAX_STEAL_PCT
             );
         }
-        if unknown > 0 {
-            let _ = write!(s, ", {unknown} of unknown lateness");
+        if n.unknown > 0 {
+            let _ = write!(s, ", {} of unknown lateness", n.unknown);
         }
         s.push(')');
     }
     if !closed_p99.is_empty() {
-        if valid + late + unknown + stolen > 0 {
+        if n.total() > 0 {
             s.push_str("; ");
         }
         let _ = write!(s, "closed-loop re-send turnaround {}", range(&closed_p99));
     }
-    if valid + late + unknown + stolen == 0 && closed_p99.is_empty() {
+    if n.total() == 0 && closed_p99.is_empty() {
         s.push_str("not recorded");
     }
     s

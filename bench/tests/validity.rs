@@ -33,6 +33,13 @@ fn open(rate: f64, p50: f64, lag_p99: f64) -> LoadReport {
     r
 }
 
+/// `base/round-{k + 1}`, created: the layout `scripts/bench.sh --rounds N` leaves.
+fn round_dir(base: &Path, k: usize) -> std::path::PathBuf {
+    let dir = base.join(format!("round-{}", k + 1));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    dir
+}
+
 #[test]
 fn open_loop_is_invalid_only_past_the_p99_limit() {
     assert_eq!(verdict(&open(1000.0, 20.0, 3.0)), Verdict::Valid);
@@ -96,8 +103,7 @@ fn medians_leave_out_the_rounds_the_hypervisor_disturbed() {
         .into_iter()
         .enumerate()
     {
-        let dir = base.join(format!("round-{}", k + 1));
-        std::fs::create_dir_all(&dir).expect("mkdir");
+        let dir = round_dir(&base, k);
         let mut sat = load_report(rps, 0);
         sat.steal_pct = Some(steal);
         write(&dir, "tokio.sat.json", &sat);
@@ -174,8 +180,7 @@ fn medians_use_only_the_rounds_in_which_a_cell_is_valid() {
         .into_iter()
         .enumerate()
     {
-        let dir = base.join(format!("round-{}", k + 1));
-        std::fs::create_dir_all(&dir).expect("mkdir");
+        let dir = round_dir(&base, k);
         write(&dir, "tokio.open25.json", &open(1000.0, p50, lag25));
         write(
             &dir,
